@@ -1,0 +1,222 @@
+"""The ``tritium`` command line (docs/cli.md).
+
+Bad input of any kind ends in one line on stderr, ``tritium: error: ...``, and exit
+status 2; with ``--json`` stdout holds exactly one JSON object.
+"""
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, TritiumError
+
+__all__ = ["main"]
+
+DEMO_PROMPT = "Once upon a time"
+DEMO_TOKENS = 96
+EXIT_ERROR = 2
+
+
+def _load(source):
+    from .importers import load_model
+    from .tokenizer import load_tokenizer
+    model = load_model(source)
+    return model, load_tokenizer(source, model)
+
+
+def _status(message):
+    """A transient spinner on stderr when it is a terminal; nothing otherwise."""
+    from contextlib import nullcontext
+    if not sys.stderr.isatty():
+        return nullcontext()
+    from rich.console import Console
+    return Console(stderr=True).status(message)
+
+
+def _generate(args, model, tokenizer, *, stream: bool):
+    from .runtime import Session, generate, make_backend
+    prompt_ids = tokenizer.encode(args.prompt)
+    session = Session(make_backend(args.backend, model))
+    text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
+    start = time.perf_counter()
+    tokens = generate(session, prompt_ids, args.tokens)
+    with _status(f"prefilling {len(prompt_ids)} tokens on {args.backend}"):
+        first = next(tokens)                    # the prefill runs here
+    first_token_at = time.perf_counter()
+    for token in itertools.chain([first], tokens):
+        ids.append(token)
+        pieces.append(text_stream.push(token))
+        if stream and pieces[-1]:
+            sys.stdout.write(pieces[-1])
+            sys.stdout.flush()
+    pieces.append(text_stream.flush())
+    if stream:
+        sys.stdout.write(pieces[-1] + "\n")
+    decode_seconds = time.perf_counter() - first_token_at
+    return {
+        "model": model.config.name,
+        "backend": args.backend,
+        "prompt": args.prompt,
+        "prompt_tokens": len(prompt_ids),
+        "text": "".join(pieces),
+        "tokens": ids,
+        "time_to_first_token_s": round(first_token_at - start, 6),
+        "decode_tokens_per_s": round((len(ids) - 1) / decode_seconds, 3)
+        if len(ids) > 1 and decode_seconds > 0 else None,
+    }
+
+
+def _summary(result):
+    rate = result["decode_tokens_per_s"]
+    rate_text = f", {rate:.1f} tokens/s decode" if rate else ""
+    return (f"[{result['model']} on {result['backend']}: {result['prompt_tokens']} prompt "
+            f"tokens, {len(result['tokens'])} generated, first token after "
+            f"{result['time_to_first_token_s']:.3f} s{rate_text}]")
+
+
+def cmd_run(args):
+    if args.tokens < 1:
+        raise InputError(f"-n must be at least 1, not {args.tokens}")
+    with _status(f"loading {args.model}"):
+        model, tokenizer = _load(args.model)
+    if args.json:
+        print(json.dumps(_generate(args, model, tokenizer, stream=False)))
+        return
+    sys.stdout.write(args.prompt)
+    result = _generate(args, model, tokenizer, stream=True)
+    print(_summary(result), file=sys.stderr)
+
+
+def cmd_demo(args):
+    args.model, args.prompt, args.json = "tiny", DEMO_PROMPT, False
+    print(f"tritium demo: the tiny BitNet model on the {args.backend!r} backend "
+          f"(bit-exact integer model of the accelerator)", file=sys.stderr)
+    cmd_run(args)
+
+
+def _parse_token_list(text: str, vocab_size: int) -> np.ndarray:
+    from .runtime import check_token_ids
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--tokens must be comma-separated integers, not {text!r}") from None
+    return check_token_ids(np.array(ids, dtype=np.int64), vocab_size)
+
+
+def cmd_eval(args):
+    from .runtime import Session, make_backend, perplexity
+    model, tokenizer = _load(args.model)
+    backend = make_backend(args.backend, model)
+    if args.text is not None:
+        path = Path(args.text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read text ({exc})") from None
+        ppl, count = perplexity(backend, tokenizer.encode(text), args.window)
+        result = {"model": model.config.name, "backend": args.backend, "text": str(path),
+                  "perplexity": ppl, "tokens": count}
+        print(json.dumps(result) if args.json else
+              f"{model.config.name} on {args.backend}: perplexity {ppl:.4f} over {count} tokens")
+        return
+    ids = _parse_token_list(args.token_ids, model.config.vocab_size)
+    logits = Session(backend).feed(ids)
+    if args.logits:
+        np.save(args.logits, logits)
+    result = {"model": model.config.name, "backend": args.backend, "positions": len(ids),
+              "vocab": model.config.vocab_size, "logits": args.logits,
+              "argmax": logits.argmax(axis=-1).tolist()}
+    print(json.dumps(result) if args.json else
+          f"logits of shape {logits.shape} written to {args.logits}" if args.logits else
+          f"next-token argmax per position: {result['argmax']}")
+
+
+def cmd_info(args):
+    from .packer import PackedTensor
+    from tritium.hw.config import TileConfig
+    model, tokenizer = _load(args.model)
+    cfg = model.config
+    tile = TileConfig()
+    packed_bits = sum(PackedTensor(b"", shape, tile).bits
+                      for shape in cfg.linear_shapes().values()) * cfg.layers
+    info = dataclasses.asdict(cfg)
+    info.update({
+        "ternary_weights": cfg.ternary_weights_per_layer * cfg.layers,
+        "packed_weight_bits": packed_bits,
+        "tokenizer": type(tokenizer).__name__,
+    })
+    if args.json:
+        print(json.dumps(info))
+        return
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="tritium", description="FPGA accelerators for ternary (BitNet b1.58) LLMs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="generate text with the shipped tiny model")
+    demo.add_argument("--backend", default="golden", choices=["golden", "reference"])
+    demo.add_argument("-n", dest="tokens", type=int, default=DEMO_TOKENS,
+                      help=f"tokens to generate (default {DEMO_TOKENS})")
+    demo.set_defaults(func=cmd_demo)
+
+    run = commands.add_parser("run", help="prefill a prompt and decode tokens")
+    run.add_argument("--model", required=True, help="'tiny', or a .npz/.gguf/HF directory")
+    run.add_argument("--backend", default="golden", choices=["golden", "reference"])
+    run.add_argument("--prompt", required=True)
+    run.add_argument("-n", dest="tokens", type=int, default=32, help="tokens to generate")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.set_defaults(func=cmd_run)
+
+    evaluate = commands.add_parser("eval", help="perplexity of a text, or logits of tokens")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--backend", default="golden", choices=["golden", "reference"])
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="a UTF-8 text file: report its perplexity")
+    source.add_argument("--tokens", dest="token_ids",
+                        help="comma-separated token ids: compute logits for every position")
+    evaluate.add_argument("--logits", help="with --tokens: write the logits (.npy)")
+    evaluate.add_argument("--window", type=int, default=None,
+                          help="tokens per perplexity window (default: the context)")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+
+    info = commands.add_parser("info", help="show a model's configuration")
+    info.add_argument("--model", required=True)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        if getattr(args, "window", None) is not None and args.window < 2:
+            raise InputError(f"--window must be at least 2, not {args.window}")
+        if getattr(args, "logits", None) and args.text is not None:
+            raise InputError("--logits goes with --tokens, not --text")
+        args.func(args)
+    except TritiumError as exc:
+        print(f"tritium: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

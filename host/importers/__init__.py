@@ -1,0 +1,74 @@
+"""Model import: one entry point, :func:`load_model`, for every checkpoint format.
+
+``source`` is either the name of a preset that ships weights (``"tiny"``) or a path:
+
+- a directory with ``config.json`` and ``*.safetensors`` (Hugging Face BitNet), or the
+  ``config.json`` / a ``.safetensors`` file inside one;
+- a ``.gguf`` file (llama.cpp's ``bitnet`` architectures);
+- a ``.npz`` file (the project's own format, :meth:`Model.save_npz`).
+
+Every model comes back validated; every problem is a one-line
+:class:`~tritium.host.errors.ModelFormatError` naming the file. docs/model_import.md
+describes the formats and the name mappings.
+"""
+
+from pathlib import Path
+
+from tritium.hw.config import MODEL_PRESETS
+from ..errors import ModelFormatError
+from ..model import Model
+from .common import errors_naming, validated
+from .gguf_file import load_gguf
+from .hf import load_hf
+
+__all__ = ["load_model", "SHIPPED_MODELS"]
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+SHIPPED_MODELS = {"tiny": MODELS_DIR / "tiny.npz"}
+"""Preset name -> the weights shipped inside the package."""
+
+
+def load_model(source) -> Model:
+    """Load and validate a model from a shipped preset name or a checkpoint path."""
+    path = Path(source)
+    if not path.exists():
+        return _load_shipped(source)
+    if path.is_dir():
+        return _load_hf_directory(path)
+    if path.suffix == ".gguf":
+        return validated(load_gguf(path), path)
+    if path.suffix == ".npz":
+        return _load_npz(path)
+    if path.suffix == ".safetensors" or path.name == "config.json":
+        return _load_hf_directory(path.parent)
+    raise ModelFormatError(
+        f"{path}: unknown model format (expected a Hugging Face directory with "
+        f"config.json, a .gguf file, a .npz file, or a preset name: "
+        f"{', '.join(SHIPPED_MODELS)})")
+
+
+def _load_shipped(source) -> Model:
+    name = str(source)
+    if name in SHIPPED_MODELS:
+        weights = SHIPPED_MODELS[name]
+        if not weights.is_file():
+            raise ModelFormatError(f"{weights}: the shipped weights of preset {name!r} "
+                                   f"are missing from this installation")
+        return _load_npz(weights)
+    if name in MODEL_PRESETS:
+        raise ModelFormatError(f"{name}: preset without shipped weights; download its "
+                               f"checkpoint and pass the path")
+    raise ModelFormatError(f"{name}: no such file or directory, and not a preset with "
+                           f"shipped weights ({', '.join(SHIPPED_MODELS)})")
+
+
+def _load_npz(path: Path) -> Model:
+    with errors_naming(path):
+        return Model.load_npz(path)
+
+
+def _load_hf_directory(directory: Path) -> Model:
+    if not (directory / "config.json").is_file():
+        raise ModelFormatError(f"{directory}: unknown model format: a directory needs "
+                               f"config.json and *.safetensors (Hugging Face layout)")
+    return validated(load_hf(directory), directory)

@@ -1,0 +1,134 @@
+"""Float64 reference of the quantized BitNet b1.58 model (DESIGN.md section 3).
+
+This is "what the math means": ternary weights and int8 per-token activation
+quantization exactly as BitNet b1.58 defines them, and everything else (RMSNorm, RoPE,
+softmax, SiLU, residual) in float64 without approximation. The golden model
+(:mod:`tritium.sim.golden`) replaces the float parts by the hardware's fixed-point
+formats; comparing the two measures what those formats cost.
+"""
+
+import numpy as np
+
+__all__ = ["act_quant", "rms_norm", "rope_angles", "apply_rope", "lm_head",
+           "ReferenceCache", "ReferenceModel"]
+
+
+def act_quant(x: np.ndarray) -> np.ndarray:
+    """Per-token absmax int8 quantization, returned dequantized (BitNet's activation_quant)."""
+    scale = 127.0 / np.maximum(np.max(np.abs(x), axis=-1, keepdims=True), 1e-5)
+    return np.clip(np.rint(x * scale), -128, 127) / scale
+
+
+def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * gain
+
+
+def rope_angles(positions: np.ndarray, head_dim: int, theta: float) -> np.ndarray:
+    """Rotation angle of every (position, frequency) pair, shape (len(positions), head_dim/2)."""
+    inv_freq = theta ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    return np.asarray(positions, dtype=np.float64)[:, None] * inv_freq[None, :]
+
+
+def rope_pairs(head_dim: int, pairing: str):
+    """Indices (a, b) of the dims that rotate together for frequency i = 0..head_dim/2-1."""
+    half = head_dim // 2
+    if pairing == "half":
+        return np.arange(half), np.arange(half) + half
+    return np.arange(0, head_dim, 2), np.arange(1, head_dim, 2)
+
+
+def apply_rope(x: np.ndarray, positions: np.ndarray, theta: float, pairing: str) -> np.ndarray:
+    """Rotate ``x`` of shape (tokens, heads, head_dim) by its tokens' positions."""
+    angles = rope_angles(positions, x.shape[-1], theta)[:, None, :]
+    cos, sin = np.cos(angles), np.sin(angles)
+    a, b = rope_pairs(x.shape[-1], pairing)
+    out = np.empty_like(x)
+    out[..., a] = x[..., a] * cos - x[..., b] * sin
+    out[..., b] = x[..., a] * sin + x[..., b] * cos
+    return out
+
+
+def lm_head(model, hidden: np.ndarray) -> np.ndarray:
+    """Final RMSNorm and LM head, on the host in float64: (tokens, hidden) -> (tokens, vocab).
+
+    Both the reference and the golden model call this, so their logits differ only by
+    the decoder layers' numerics.
+    """
+    normed = rms_norm(hidden.astype(np.float64), model.output_norm.astype(np.float64),
+                      model.config.norm_eps)
+    head = model.head.astype(np.float64)
+    # One matrix-vector product per token: a batched product may take another BLAS path
+    # and round differently, and a token's logits must not depend on its batch.
+    return np.stack([head @ row for row in normed]) if len(normed) else \
+        np.zeros((0, head.shape[0]))
+
+
+class ReferenceCache:
+    """Keys (after RoPE) and values of every layer, float64, shape (tokens, kv_heads, head_dim)."""
+
+    def __init__(self, config):
+        self.config = config
+        empty = np.zeros((0, config.kv_heads, config.head_dim))
+        self.keys = [empty] * config.layers
+        self.values = [empty] * config.layers
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[0]
+
+
+class ReferenceModel:
+    """Float64 forward pass of a :class:`tritium.host.model.Model`."""
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+        self._weights = [{name: getattr(layer, name).dequantize()
+                          for name in model.config.linear_shapes()} for layer in model.layers]
+
+    def new_cache(self) -> ReferenceCache:
+        return ReferenceCache(self.config)
+
+    def forward(self, token_ids, cache: ReferenceCache) -> np.ndarray:
+        """Run ``token_ids`` after the cache's tokens; return logits (tokens, vocab)."""
+        cfg = self.config
+        ids = np.asarray(token_ids, dtype=np.int64)
+        positions = np.arange(cache.length, cache.length + len(ids))
+        x = self.model.embedding[ids].astype(np.float64)
+        for i, layer in enumerate(self.model.layers):
+            x = self._layer(i, layer, x, positions, cache)
+        return lm_head(self.model, x)
+
+    def _layer(self, i, layer, x, positions, cache):
+        cfg, w = self.config, self._weights[i]
+        eps = cfg.norm_eps
+        tokens = x.shape[0]
+
+        def linear(inp, name):
+            return act_quant(inp) @ w[name].T
+
+        h = rms_norm(x, layer.attn_norm, eps)
+        q = linear(h, "wq").reshape(tokens, cfg.heads, cfg.head_dim)
+        k = linear(h, "wk").reshape(tokens, cfg.kv_heads, cfg.head_dim)
+        v = linear(h, "wv").reshape(tokens, cfg.kv_heads, cfg.head_dim)
+        q = apply_rope(q, positions, cfg.rope_theta, cfg.rope_pairing)
+        k = apply_rope(k, positions, cfg.rope_theta, cfg.rope_pairing)
+        cache.keys[i] = np.concatenate([cache.keys[i], k])
+        cache.values[i] = np.concatenate([cache.values[i], v])
+        keys = np.repeat(cache.keys[i], cfg.kv_group, axis=1)      # (ctx, heads, d)
+        values = np.repeat(cache.values[i], cfg.kv_group, axis=1)
+        scores = np.einsum("thd,shd->hts", q, keys) / np.sqrt(cfg.head_dim)
+        mask = np.arange(keys.shape[0])[None, :] > positions[:, None]
+        scores = np.where(mask[None], -np.inf, scores)
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        probs = scores / scores.sum(axis=-1, keepdims=True)
+        attn = np.einsum("hts,shd->thd", probs, values).reshape(tokens, cfg.q_dim)
+        x = x + linear(rms_norm(attn, layer.attn_sub_norm, eps), "wo")
+
+        h = rms_norm(x, layer.ffn_norm, eps)
+        gate, up = linear(h, "w_gate"), linear(h, "w_up")
+        if cfg.activation == "silu":
+            act = gate * (0.5 + 0.5 * np.tanh(0.5 * gate))     # sigmoid without overflow
+        else:
+            act = np.square(np.maximum(gate, 0.0))
+        return x + linear(rms_norm(act * up, layer.ffn_sub_norm, eps), "w_down")
