@@ -3,9 +3,10 @@
 A (N, K) ternary matrix becomes codes of G weights each (``code = sum((w_k+1) * 3**k)``,
 5 bits for G = 3, 4 bits for G = 2), padded with zero weights only up to the engine
 tile: N to a multiple of R rows, K to a multiple of G*T columns. The codes are cut
-into words of R x T codes (``hw.layouts.weight_word_layout``), ordered by row block
-and, within a row block, by column; the words are concatenated into one little-endian
-bit stream, padded with zero bits to a whole byte at its end. See docs/packing.md.
+into words of R x T codes (``hw.layouts.weight_word_layout``), ordered by column block
+(K-chunk) and, within a column block, by row block, which is the order in which the
+engine consumes them; the words are concatenated into one little-endian bit stream,
+padded with zero bits to a whole byte at its end. See docs/packing.md.
 """
 
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def word_codes(weights: np.ndarray, tile: TileConfig) -> np.ndarray:
     padded[:weights.shape[0], :weights.shape[1]] = weights
     codes = ternary_codes(padded, tile.group)                  # (rows, cols / G)
     blocks = codes.reshape(rows // tile.rows, tile.rows, -1, tile.tables)
-    return blocks.transpose(0, 2, 1, 3).reshape(-1, tile.rows, tile.tables)
+    return blocks.transpose(2, 0, 1, 3).reshape(-1, tile.rows, tile.tables)
 
 
 def pack_ternary(weights: np.ndarray, tile: TileConfig = TileConfig()) -> PackedTensor:
@@ -77,7 +78,7 @@ def unpack_ternary(packed: PackedTensor) -> np.ndarray:
     if np.any(codes >= 3 ** tile.group):
         raise ModelFormatError(f"packed tensor holds code {codes.max()}, above the largest "
                                f"valid code {3 ** tile.group - 1}")
-    blocks = codes.reshape(rows // tile.rows, cols // tile.k_per_word, tile.rows, tile.tables)
-    grouped = blocks.transpose(0, 2, 1, 3).reshape(rows, cols // tile.group)
+    blocks = codes.reshape(cols // tile.k_per_word, rows // tile.rows, tile.rows, tile.tables)
+    grouped = blocks.transpose(1, 2, 0, 3).reshape(rows, cols // tile.group)
     digits = (grouped[..., None] // 3 ** np.arange(tile.group)) % 3 - 1
     return digits.reshape(rows, cols)[:packed.shape[0], :packed.shape[1]].astype(np.int8)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig", "TileConfig", "MODEL_PRESETS"]
+__all__ = ["ModelConfig", "TileConfig", "TLMMConfig", "MODEL_PRESETS"]
 
 ACTIVATIONS = ("silu", "relu2")
 ROPE_PAIRINGS = ("half", "interleaved")
@@ -147,6 +147,95 @@ class TileConfig:
         """The matrix shape after padding rows to R and columns to G*T."""
         return (-(-out_features // self.rows) * self.rows,
                 -(-in_features // self.k_per_word) * self.k_per_word)
+
+
+TABLE_MODES = ("full", "half")
+
+
+@dataclass(frozen=True)
+class TLMMConfig:
+    """The ternary table-lookup matmul engine and its weight buffer.
+
+    ``group``, ``tables`` and ``rows`` are the tile (G, T, R; see :class:`TileConfig`).
+    ``table_mode`` is ``"full"`` (3**G entries per table) or ``"half"`` (the
+    (3**G + 1) / 2 entries of codes from the all-zero pattern up; the rest are their
+    negations). ``tokens`` is the prefill tile P: every weight word fetched from memory
+    serves up to P tokens. ``max_k`` and ``max_n`` are the largest input and output
+    features a job may have (they size counters, accumulators and buffers);
+    ``max_k`` must be a multiple of G*T, i.e. already padded. ``acc_width`` is the
+    signed accumulator width.
+    """
+    group: int = 3
+    tables: int = 4
+    rows: int = 4
+    table_mode: str = "full"
+    tokens: int = 1
+    max_k: int = 1536
+    max_n: int = 1536
+    acc_width: int = 24
+
+    def __post_init__(self):
+        TileConfig(self.group, self.tables, self.rows)            # validates the tile
+        _check_positive(self, "tokens", "max_k", "max_n", "acc_width")
+        if self.table_mode not in TABLE_MODES:
+            raise ValueError(f"TLMMConfig.table_mode must be one of {TABLE_MODES}, "
+                             f"not {self.table_mode!r}")
+        if self.max_k % self.k_per_word:
+            raise ValueError(f"TLMMConfig.max_k ({self.max_k}) must be a multiple of "
+                             f"group * tables ({self.k_per_word}): pad K to the tile")
+        if self.max_n % self.rows:
+            raise ValueError(f"TLMMConfig.max_n ({self.max_n}) must be a multiple of "
+                             f"rows ({self.rows}): pad N to the tile")
+        if self.acc_width < self.min_acc_width:
+            raise ValueError(f"TLMMConfig.acc_width ({self.acc_width}) is too narrow for "
+                             f"max_k = {self.max_k}: needs at least {self.min_acc_width} bits")
+
+    @property
+    def tile(self) -> TileConfig:
+        return TileConfig(self.group, self.tables, self.rows)
+
+    @property
+    def k_per_word(self) -> int:
+        return self.group * self.tables
+
+    @property
+    def entries(self) -> int:
+        """Entries per lookup table."""
+        full = 3 ** self.group
+        return full if self.table_mode == "full" else (full + 1) // 2
+
+    @property
+    def entry_width(self) -> int:
+        """Signed width of a table entry: sums of G int8 values, -128*G..127*G."""
+        return (128 * self.group - 1).bit_length() + 1
+
+    @property
+    def min_acc_width(self) -> int:
+        """Signed width that holds the largest |sum| of max_k products, 128 * max_k."""
+        return (128 * self.max_k).bit_length() + 1
+
+    @property
+    def max_chunks(self) -> int:
+        return self.max_k // self.k_per_word
+
+    @property
+    def max_row_blocks(self) -> int:
+        return self.max_n // self.rows
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.group * self.tables * self.rows
+
+    def __str__(self):
+        return (f"g{self.group}t{self.tables}r{self.rows}{self.table_mode[0]}"
+                f"p{self.tokens}k{self.max_k}n{self.max_n}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TLMMConfig":
+        return cls(**json.loads(text))
 
 
 MODEL_PRESETS = {

@@ -7,9 +7,12 @@ exactly this layout, which a test checks against :meth:`Layout.const`.
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-from .config import TileConfig
+from amaranth.hdl import signed
 
-__all__ = ["weight_code_shape", "weight_word_layout"]
+from .config import TileConfig, TLMMConfig
+
+__all__ = ["weight_code_shape", "weight_word_layout", "act_beat_layout", "table_set_layout",
+           "tlmm_job_layout", "tlmm_result_layout"]
 
 
 def weight_code_shape(tile: TileConfig):
@@ -23,3 +26,35 @@ def weight_word_layout(tile: TileConfig) -> data.ArrayLayout:
     Element (r, t) sits at bit offset ``(r * tables + t) * code_bits``.
     """
     return data.ArrayLayout(data.ArrayLayout(weight_code_shape(tile), tile.tables), tile.rows)
+
+
+def act_beat_layout(config: TLMMConfig) -> data.ArrayLayout:
+    """One K-chunk of one token's int8 activations: G*T values, feature order."""
+    return data.ArrayLayout(signed(8), config.k_per_word)
+
+
+def table_set_layout(config: TLMMConfig) -> data.ArrayLayout:
+    """The T lookup tables of one K-chunk: ``tables[t][e]`` is entry e of table t.
+
+    Full mode: entry e is the sum for code e. Half mode: entry e is the sum for code
+    ``e + (3**G - 1) / 2``; lower codes are the negations of their mirror codes.
+    """
+    return data.ArrayLayout(data.ArrayLayout(signed(config.entry_width), config.entries),
+                            config.tables)
+
+
+def tlmm_job_layout(config: TLMMConfig) -> data.StructLayout:
+    """One matmul job: K-chunks, row blocks and tokens (each at least 1)."""
+    return data.StructLayout({
+        "chunks": unsigned(config.max_chunks.bit_length()),
+        "row_blocks": unsigned(config.max_row_blocks.bit_length()),
+        "tokens": unsigned(config.tokens.bit_length()),
+    })
+
+
+def tlmm_result_layout(config: TLMMConfig) -> data.StructLayout:
+    """R finished accumulators of one row block of one token; ``last`` ends the job."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(config.acc_width), config.rows),
+        "last": unsigned(1),
+    })

@@ -63,3 +63,13 @@ def test_tile_config_rejects_bad_parameters():
         TileConfig(group=4)
     with pytest.raises(ValueError, match="tables must be a positive integer"):
         TileConfig(tables=0)
+
+
+def test_words_go_k_chunk_outer_row_block_inner():
+    tile = TileConfig(group=3, tables=2, rows=2)
+    rng = np.random.default_rng(2)
+    weights = rng.integers(-1, 2, (4, 12))             # 2 row blocks x 2 K-chunks
+    words = word_codes(weights, tile)
+    codes = (weights.reshape(4, 4, 3) + 1) @ np.array([1, 3, 9])      # (rows, groups)
+    expected = [codes[0:2, 0:2], codes[2:4, 0:2], codes[0:2, 2:4], codes[2:4, 2:4]]
+    assert [w.tolist() for w in words] == [e.tolist() for e in expected]

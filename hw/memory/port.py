@@ -1,0 +1,90 @@
+"""The memory port: one read/write interface to external or on-chip memory.
+
+Clients (the weight buffer manager, later the KV cache and the host link) issue
+commands of ``words`` consecutive bus words starting at word address ``addr``; a
+read returns exactly that many words on ``read_data``, in order, the last one marked
+``last``; a write takes exactly that many words on ``write_data`` and acknowledges the
+command on ``write_done`` once all of them are stored. Addresses count bus words of
+``data_width`` bits, not bytes. Every implementation (on-chip, simulation model with
+bandwidth and latency, AXI4 master) serves this same signature.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MemoryConfig", "MemoryPortSignature", "command_layout", "read_data_layout"]
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Geometry of a memory port.
+
+    ``data_width`` bits per bus word (a multiple of 8), ``addr_width`` bits of word
+    address, and up to ``2**len_width - 1`` words per command.
+    """
+    data_width: int = 64
+    addr_width: int = 24
+    len_width: int = 16
+
+    def __post_init__(self):
+        for name in ("data_width", "addr_width", "len_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"MemoryConfig.{name} must be a positive integer, not {value!r}")
+        if self.data_width % 8:
+            raise ValueError(f"MemoryConfig.data_width must be a multiple of 8, "
+                             f"not {self.data_width}")
+
+    @property
+    def bytes_per_word(self) -> int:
+        return self.data_width // 8
+
+
+def command_layout(config: MemoryConfig) -> data.StructLayout:
+    return data.StructLayout({"addr": unsigned(config.addr_width),
+                              "words": unsigned(config.len_width)})
+
+
+def read_data_layout(config: MemoryConfig) -> data.StructLayout:
+    return data.StructLayout({"data": unsigned(config.data_width), "last": unsigned(1)})
+
+
+class MemoryPortSignature(wiring.Signature):
+    """The client's view of a memory port (the memory side uses ``.flip()``).
+
+    Members
+    -------
+    read_cmd : ``Out(stream.Signature(command_layout))``
+        Read ``words`` (>= 1) words from ``addr``.
+    read_data : ``In(stream.Signature(read_data_layout))``
+        The words of the read commands, in command order; ``last`` ends a command.
+    write_cmd : ``Out(stream.Signature(command_layout))``
+        Write ``words`` (>= 1) words to ``addr``.
+    write_data : ``Out(stream.Signature(unsigned(data_width)))``
+        The words of the write commands, in command order.
+    write_done : ``In(stream.Signature(unsigned(1)))``
+        One transfer per write command, after its last word is stored.
+    """
+
+    def __init__(self, config: MemoryConfig):
+        self._config = config
+        super().__init__({
+            "read_cmd": Out(stream.Signature(command_layout(config))),
+            "read_data": In(stream.Signature(read_data_layout(config))),
+            "write_cmd": Out(stream.Signature(command_layout(config))),
+            "write_data": Out(stream.Signature(unsigned(config.data_width))),
+            "write_done": In(stream.Signature(unsigned(1))),
+        })
+
+    @property
+    def config(self) -> MemoryConfig:
+        return self._config
+
+    def __eq__(self, other):
+        return isinstance(other, MemoryPortSignature) and self._config == other._config
+
+    def __repr__(self):
+        return f"MemoryPortSignature({self._config!r})"

@@ -1,0 +1,1 @@
+"""The ternary table-lookup matmul (TLMM) engine."""
