@@ -58,14 +58,18 @@ async def stream_receive(ctx, stream, count: int, rng: random.Random = None,
     return received
 
 
-def run_simulation(dut, *testbenches, processes=(), vcd: str = None, deadline: float = None):
-    """Run testbenches (async functions of ``ctx``) on ``dut`` with a 100 MHz ``sync`` clock."""
+def run_simulation(dut, *testbenches, background=(), vcd: str = None, deadline: float = None):
+    """Run testbenches (async functions of ``ctx``) on ``dut`` with a 100 MHz ``sync`` clock.
+
+    The simulation ends when every testbench has returned; ``background`` testbenches
+    (models of the environment, such as a memory) run for as long as the others do.
+    """
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     for bench in testbenches:
         sim.add_testbench(bench)
-    for process in processes:
-        sim.add_process(process)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run_until(deadline) if deadline else sim.run()

@@ -8,7 +8,6 @@ which needs three variables that its own scripts do not set.
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 __all__ = ["SimulatorMissing", "default_simulator", "simulator_environment", "generate_verilog",
@@ -78,8 +77,8 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: st
     build_args = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-fatal"] if sim == "verilator" else []
     runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                  timescale=("1ns", "1ps"), build_args=build_args, always=False)
-    env = dict(extra_env or {})
-    # The test process inherits our sys.path so test modules and tritium import alike.
-    env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+    # The runner hands the simulator this process's sys.path as PYTHONPATH (replacing any
+    # PYTHONPATH in extra_env): a test module must be importable from here.
     return runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-                       test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed)
+                       test_dir=build_dir, extra_env=dict(extra_env or {}), testcase=testcase,
+                       seed=seed)

@@ -1,0 +1,309 @@
+"""The weight buffer manager: packed weights from memory to the TLMM engine.
+
+It reads one ternary matrix's packed code stream (``docs/packing.md``) from the memory
+port in bursts, cuts the bus words into weight words (:class:`Gearbox`), keeps each
+K-chunk's words in one bank of a ping-pong buffer and replays the chunk once per
+token of the tile (:class:`ChunkBuffer`), while the next chunk loads into the other
+bank. Addresses follow from the job's shape alone: the matrix occupies
+``ceil(chunks * row_blocks * word_bits / data_width)`` consecutive bus words from
+``base``.
+"""
+
+from math import gcd
+
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import TLMMConfig
+from .layouts import weight_word_layout
+from .memory.port import MemoryConfig, MemoryPortSignature
+
+__all__ = ["WeightBufferManager", "Gearbox", "ChunkBuffer", "BurstReader", "weight_job_layout"]
+
+COUNTER_WIDTH = 32
+
+
+def weight_job_layout(tlmm: TLMMConfig, memory: MemoryConfig) -> data.StructLayout:
+    """One matrix to stream: where it starts and the engine job's shape."""
+    return data.StructLayout({
+        "base": unsigned(memory.addr_width),
+        "chunks": unsigned(tlmm.max_chunks.bit_length()),
+        "row_blocks": unsigned(tlmm.max_row_blocks.bit_length()),
+        "tokens": unsigned(tlmm.tokens.bit_length()),
+    })
+
+
+class BurstReader(wiring.Component):
+    """Issue read commands for ``words`` bus words from ``base``, ``burst`` at a time.
+
+    Members
+    -------
+    request : ``In(stream.Signature({base, words}))``
+    commands : ``Out(stream.Signature(command_layout))``
+    """
+
+    def __init__(self, memory: MemoryConfig, burst: int, words_width: int):
+        if not 1 <= burst < 2 ** memory.len_width:
+            raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
+        self._burst = burst
+        self._request = data.StructLayout({"base": unsigned(memory.addr_width),
+                                           "words": unsigned(words_width)})
+        port = MemoryPortSignature(memory)
+        super().__init__({
+            "request": In(stream.Signature(self._request)),
+            "commands": Out(port.members["read_cmd"].signature),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        address = Signal.like(self.request.payload.base)
+        remaining = Signal.like(self.request.payload.words)
+        length = Mux(remaining > self._burst, self._burst, remaining)
+        m.d.comb += [
+            self.request.ready.eq(remaining == 0),
+            self.commands.valid.eq(remaining != 0),
+            self.commands.payload.addr.eq(address),
+            self.commands.payload.words.eq(length),
+        ]
+        with m.If(self.request.valid & self.request.ready):
+            m.d.sync += [address.eq(self.request.payload.base),
+                         remaining.eq(self.request.payload.words)]
+        with m.If(self.commands.valid & self.commands.ready):
+            m.d.sync += [address.eq(address + length), remaining.eq(remaining - length)]
+        return m
+
+
+class Gearbox(wiring.Component):
+    """Re-cut a stream of ``in_width``-bit words into ``out_width``-bit words, LSB first.
+
+    Bits flow in order: bit i of the input stream becomes bit i of the output stream.
+    Up to one input and one output word per cycle. ``flush`` (a strobe) drops the bits
+    still held, which the end of a matrix's zero padding leaves behind.
+
+    Members
+    -------
+    i : ``In(stream.Signature(in_width))``
+    o : ``Out(stream.Signature(out_width))``
+    flush : ``In(1)``
+    """
+
+    def __init__(self, in_width: int, out_width: int):
+        self._in_width, self._out_width = in_width, out_width
+        super().__init__({
+            "i": In(stream.Signature(in_width)),
+            "o": Out(stream.Signature(out_width)),
+            "flush": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        size_in, size_out = self._in_width, self._out_width
+        buffer = Signal(size_in + size_out)
+        level = Signal(range(size_in + size_out + 1))
+        emit = Signal()
+        after_emit = Signal.like(level)
+        take = Signal()
+        # The fill level only takes multiples of the two widths' gcd, which keeps the
+        # insertion shifter small: one position per multiple.
+        step = gcd(size_in, size_out)
+        inserted = Signal.like(buffer)
+        m.d.comb += [
+            self.o.valid.eq(level >= size_out),
+            self.o.payload.eq(buffer[:size_out]),
+            emit.eq(self.o.valid & self.o.ready),
+            after_emit.eq(Mux(emit, level - size_out, level)),
+            self.i.ready.eq((after_emit <= size_out) & ~self.flush),
+            take.eq(self.i.valid & self.i.ready),
+        ]
+        with m.Switch(after_emit):
+            for position in range(0, size_out + 1, step):
+                with m.Case(position):
+                    m.d.comb += inserted.eq(self.i.payload << position)
+        kept = Mux(emit, buffer >> size_out, buffer)
+        with m.If(self.flush):
+            m.d.sync += [buffer.eq(0), level.eq(0)]
+        with m.Else():
+            m.d.sync += [buffer.eq(kept | Mux(take, inserted, 0)),
+                         level.eq(after_emit + Mux(take, size_in, 0))]
+        return m
+
+
+class ChunkBuffer(wiring.Component):
+    """Ping-pong buffer that replays each K-chunk's words once per token.
+
+    For a job of (chunks, row_blocks, tokens), ``words`` delivers chunks * row_blocks
+    words in stream order; ``replay`` emits, for each chunk, its row_blocks words
+    ``tokens`` times. Chunk kb lives in bank kb % 2. The first pass over a chunk may
+    start while the chunk is still loading (each word is replayed as soon as it is
+    stored), so decode streams through without waiting for whole chunks.
+
+    Members
+    -------
+    job : ``In(stream.Signature({chunks, row_blocks, tokens}))``
+    words : ``In(stream.Signature(word layout))``
+    replay : ``Out(stream.Signature(word layout))``
+    stall_cycles : ``Out(32)``
+        Cycles the replay could emit but its next word was not loaded yet.
+    done : ``Out(1)``
+        Strobe: the job's last word was stored (the loader side is finished).
+    """
+
+    def __init__(self, config: TLMMConfig):
+        self._config = config
+        self._shape = data.StructLayout({"chunks": unsigned(config.max_chunks.bit_length()),
+                                         "row_blocks": unsigned(config.max_row_blocks.bit_length()),
+                                         "tokens": unsigned(config.tokens.bit_length())})
+        word = weight_word_layout(config.tile)
+        super().__init__({
+            "job": In(stream.Signature(self._shape)),
+            "words": In(stream.Signature(word)),
+            "replay": Out(stream.Signature(word)),
+            "stall_cycles": Out(COUNTER_WIDTH),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        depth = cfg.max_row_blocks
+        m.submodules.banks = banks = Memory(shape=self.words.payload.shape(), depth=2 * depth,
+                                            init=[])
+        write, read = banks.write_port(), banks.read_port()
+        job = Signal(self._shape)
+        loading, replaying = Signal(), Signal()
+        m.d.comb += self.job.ready.eq(~loading & ~replaying)
+        with m.If(self.job.valid & self.job.ready):
+            m.d.sync += [job.eq(self.job.payload), loading.eq(1), replaying.eq(1)]
+
+        # Loader: chunk after chunk into alternating banks, once the bank is free.
+        bank_full = Signal(2)
+        load_bank, load_chunk = Signal(), Signal.like(job.chunks)
+        load_index = Signal(range(depth + 1))
+        store = Signal()
+        m.d.comb += [
+            self.words.ready.eq(loading & ~bank_full.bit_select(load_bank, 1)),
+            store.eq(self.words.valid & self.words.ready),
+            write.en.eq(store),
+            write.addr.eq(Mux(load_bank, depth, 0) + load_index),
+            write.data.eq(self.words.payload),
+        ]
+        chunk_loaded = store & (load_index == job.row_blocks - 1)
+        with m.If(store):
+            m.d.sync += load_index.eq(load_index + 1)
+        with m.If(chunk_loaded):
+            m.d.sync += [load_index.eq(0), load_bank.eq(~load_bank), load_chunk.eq(load_chunk + 1)]
+            with m.If(load_chunk == job.chunks - 1):
+                m.d.sync += [loading.eq(0), load_chunk.eq(0)]
+                m.d.comb += self.done.eq(1)
+
+        # Replayer: the current bank's words, token after token.
+        play_bank, play_chunk = Signal(), Signal.like(job.chunks)
+        play_index = Signal(range(depth + 1))
+        play_token = Signal.like(job.tokens)
+        stored = Mux(load_bank == play_bank, load_index, 0)
+        available = Signal()
+        advance = Signal()
+        issue = Signal()
+        m.d.comb += [
+            available.eq(bank_full.bit_select(play_bank, 1) |
+                         (loading & (load_bank == play_bank) & (load_chunk == play_chunk) &
+                          (play_index < stored))),
+            advance.eq(~self.replay.valid | self.replay.ready),
+            issue.eq(replaying & advance & available),
+            read.en.eq(advance),
+            read.addr.eq(Mux(play_bank, depth, 0) + play_index),
+            self.replay.payload.eq(read.data),
+        ]
+        with m.If(advance):
+            m.d.sync += self.replay.valid.eq(issue)
+        with m.If(replaying & advance & ~available):
+            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+        self._replay_counters(m, job, issue, play_bank, play_chunk, play_index, play_token,
+                              replaying, bank_full, chunk_loaded, load_bank)
+        return m
+
+    def _replay_counters(self, m, job, issue, play_bank, play_chunk, play_index, play_token,
+                         replaying, bank_full, chunk_loaded, load_bank):
+        sweep_end = play_index == job.row_blocks - 1
+        chunk_end = issue & sweep_end & (play_token == job.tokens - 1)
+        set_full = Mux(chunk_loaded, 1 << load_bank, 0)
+        clear_full = Mux(chunk_end, 1 << play_bank, 0)
+        m.d.sync += bank_full.eq((bank_full | set_full) & ~clear_full)
+        with m.If(issue):
+            m.d.sync += play_index.eq(Mux(sweep_end, 0, play_index + 1))
+            with m.If(sweep_end):
+                m.d.sync += play_token.eq(play_token + 1)
+        with m.If(chunk_end):
+            m.d.sync += [play_token.eq(0), play_bank.eq(~play_bank),
+                         play_chunk.eq(play_chunk + 1)]
+            with m.If(play_chunk == job.chunks - 1):
+                m.d.sync += [replaying.eq(0), play_chunk.eq(0)]
+
+
+class WeightBufferManager(wiring.Component):
+    """Stream one matrix per job from memory to the engine, reusing words across tokens.
+
+    Members
+    -------
+    job : ``In(stream.Signature(weight_job_layout))``
+        Accepted when the previous job has been fully loaded and replayed.
+    memory : ``Out(MemoryPortSignature(memory))``
+        Client side of the memory port (reads only).
+    words : ``Out(stream.Signature(weight_word_layout(config.tile)))``
+        Engine order (kb, p, rb).
+    fetched_words, memory_stall_cycles : ``Out(32)``
+        Bus words received since reset; cycles the engine side waited for memory.
+    """
+
+    def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64):
+        self._config, self._memory, self._burst = config, memory, burst
+        total = config.max_chunks * config.max_row_blocks * config.tile.word_bits
+        self._words_width = (-(-total // memory.data_width)).bit_length()
+        if not 1 <= burst < 2 ** memory.len_width:
+            raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
+        super().__init__({
+            "job": In(stream.Signature(weight_job_layout(config, memory))),
+            "memory": Out(MemoryPortSignature(memory)),
+            "words": Out(stream.Signature(weight_word_layout(config.tile))),
+            "fetched_words": Out(COUNTER_WIDTH),
+            "memory_stall_cycles": Out(COUNTER_WIDTH),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mem = self._config, self._memory
+        m.submodules.reader = reader = BurstReader(mem, self._burst, self._words_width)
+        m.submodules.gearbox = gearbox = Gearbox(mem.data_width, cfg.tile.word_bits)
+        m.submodules.chunks = chunks = ChunkBuffer(cfg)
+        wiring.connect(m, reader.commands, wiring.flipped(self.memory.read_cmd))
+        wiring.connect(m, gearbox.o, chunks.words)
+        wiring.connect(m, chunks.replay, wiring.flipped(self.words))
+        m.d.comb += [
+            gearbox.i.payload.eq(self.memory.read_data.payload.data),
+            gearbox.i.valid.eq(self.memory.read_data.valid),
+            self.memory.read_data.ready.eq(gearbox.i.ready),
+            gearbox.flush.eq(chunks.done),
+            self.memory_stall_cycles.eq(chunks.stall_cycles),
+            # Writes are not used: the weights are read-only here.
+            self.memory.write_cmd.valid.eq(0), self.memory.write_data.valid.eq(0),
+            self.memory.write_done.ready.eq(1),
+        ]
+        with m.If(self.memory.read_data.valid & self.memory.read_data.ready):
+            m.d.sync += self.fetched_words.eq(self.fetched_words + 1)
+
+        # A job starts the reader and the chunk buffer together.
+        bits = self.job.payload.chunks * self.job.payload.row_blocks * cfg.tile.word_bits
+        m.d.comb += [
+            reader.request.payload.base.eq(self.job.payload.base),
+            reader.request.payload.words.eq((bits + mem.data_width - 1) // mem.data_width),
+            chunks.job.payload.chunks.eq(self.job.payload.chunks),
+            chunks.job.payload.row_blocks.eq(self.job.payload.row_blocks),
+            chunks.job.payload.tokens.eq(self.job.payload.tokens),
+            self.job.ready.eq(reader.request.ready & chunks.job.ready),
+            reader.request.valid.eq(self.job.valid & self.job.ready),
+            chunks.job.valid.eq(self.job.valid & self.job.ready),
+        ]
+        return m

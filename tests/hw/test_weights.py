@@ -1,0 +1,136 @@
+# amaranth: UnusedElaboratable=no
+"""Weight buffer manager (amaranth.sim): gearbox, chunk buffer and the whole manager."""
+
+import random
+
+import numpy as np
+import pytest
+
+from tritium.hw.config import TLMMConfig
+from tritium.hw.memory.port import MemoryConfig
+from tritium.hw.weights import ChunkBuffer, Gearbox, WeightBufferManager
+from tritium.host.packer import pack_ternary, word_codes
+from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+
+
+def bits_to_words(bits, width):
+    return [int("".join(map(str, bits[i:i + width][::-1])), 2)
+            for i in range(0, len(bits) - width + 1, width)]
+
+
+@pytest.mark.parametrize("widths", [(8, 20), (64, 20), (16, 16), (32, 160), (24, 5)])
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_gearbox_keeps_bit_order(widths, traffic):
+    size_in, size_out = widths
+    dut = Gearbox(size_in, size_out)
+    rng = random.Random(size_in * size_out)
+    bits = [rng.randrange(2) for _ in range(size_in * size_out * 4)]
+    expected = bits_to_words(bits, size_out)
+
+    async def send(ctx):
+        await stream_send(ctx, dut.i, bits_to_words(bits, size_in), rng, traffic.idle)
+
+    async def receive(ctx):
+        got = await stream_receive(ctx, dut.o, len(expected), random.Random(2), traffic.stall)
+        assert [int(v) for v in got] == expected
+
+    run_simulation(dut, send, receive)
+
+
+def test_gearbox_flush_drops_padding():
+    dut = Gearbox(8, 12)
+
+    async def bench(ctx):
+        await stream_send(ctx, dut.i, [0xAB, 0xCD])           # 16 bits: one word + 4 spare
+        got = await stream_receive(ctx, dut.o, 1)
+        assert int(got[0]) == 0xDAB
+        ctx.set(dut.flush, 1)
+        await ctx.tick()
+        ctx.set(dut.flush, 0)
+        await stream_send(ctx, dut.i, [0x12, 0x34])
+        assert int((await stream_receive(ctx, dut.o, 1))[0]) == 0x412
+
+    run_simulation(dut, bench)
+
+
+CFG = TLMMConfig(group=3, tables=2, rows=2, tokens=3, max_k=24, max_n=10)
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("shape", [(4, 5, 3), (1, 1, 1), (2, 1, 2), (3, 5, 1)])
+def test_chunk_buffer_replays_each_chunk_per_token(traffic, shape):
+    chunks, row_blocks, tokens = shape
+    dut = ChunkBuffer(CFG)
+    words = list(range(1, chunks * row_blocks + 1))
+    expected = [words[kb * row_blocks + rb] for kb in range(chunks) for _ in range(tokens)
+                for rb in range(row_blocks)]
+    seed = chunks * 100 + row_blocks * 10 + tokens
+
+    async def send(ctx):
+        for _ in range(2):                                      # two jobs back to back
+            await stream_send(ctx, dut.job, [{"chunks": chunks, "row_blocks": row_blocks,
+                                              "tokens": tokens}])
+            await stream_send(ctx, dut.words, [[[w, 0], [0, 0]] for w in words],
+                              random.Random(seed), traffic.idle)
+
+    async def receive(ctx):
+        got = await stream_receive(ctx, dut.replay, 2 * len(expected), random.Random(seed + 1),
+                                   traffic.stall, decode=lambda p: int(p[0][0]))
+        assert got == expected * 2
+
+    run_simulation(dut, send, receive)
+
+
+def memory_responder(dut, image: bytes, memory: MemoryConfig, rng, idle):
+    """A testbench memory: answers read commands from ``image`` with random gaps."""
+    width = memory.bytes_per_word
+
+    async def serve(ctx):
+        while True:
+            ctx.set(dut.memory.read_cmd.ready, 1)
+            command, = await ctx.tick().sample(dut.memory.read_cmd.payload).until(
+                dut.memory.read_cmd.valid)
+            ctx.set(dut.memory.read_cmd.ready, 0)
+            addr, count = int(command.addr), int(command.words)
+            beats = []
+            for i in range(count):
+                chunk = image[(addr + i) * width:(addr + i + 1) * width].ljust(width, b"\0")
+                beats.append({"data": int.from_bytes(chunk, "little"), "last": int(i == count - 1)})
+            await stream_send(ctx, dut.memory.read_data, beats, rng, idle)
+
+    return serve
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("data_width", [16, 64])
+def test_manager_streams_a_packed_matrix_in_engine_order(traffic, data_width):
+    memory = MemoryConfig(data_width=data_width, addr_width=12, len_width=8)
+    dut = WeightBufferManager(CFG, memory, burst=5)
+    rng = np.random.default_rng(data_width)
+    jobs, image, expected = [], b"", []
+    for chunks, row_blocks, tokens in [(4, 5, 3), (2, 3, 1)]:
+        weights = rng.integers(-1, 2, (row_blocks * CFG.rows, chunks * CFG.k_per_word))
+        packed = pack_ternary(weights, CFG.tile).data
+        base = len(image) // memory.bytes_per_word
+        image += packed + bytes(-len(packed) % memory.bytes_per_word)
+        jobs.append({"base": base, "chunks": chunks, "row_blocks": row_blocks, "tokens": tokens})
+        words = word_codes(weights, CFG.tile).reshape(chunks, row_blocks, CFG.rows, CFG.tables)
+        expected += [words[kb, rb].tolist() for kb in range(chunks) for _ in range(tokens)
+                     for rb in range(row_blocks)]
+    serve = memory_responder(dut, image, memory, random.Random(3), traffic.idle)
+
+    async def send_jobs(ctx):
+        await stream_send(ctx, dut.job, jobs)
+
+    async def receive(ctx):
+        got = await stream_receive(ctx, dut.words, len(expected), random.Random(4), traffic.stall,
+                                   decode=lambda p: [[int(c) for c in row] for row in p])
+        assert got == expected
+        assert ctx.get(dut.fetched_words) == len(image) // memory.bytes_per_word
+
+    run_simulation(dut, send_jobs, receive, background=[serve])
+
+
+def test_manager_rejects_bad_burst():
+    with pytest.raises(ValueError, match="burst"):
+        WeightBufferManager(CFG, MemoryConfig(len_width=4), burst=16)
