@@ -206,8 +206,11 @@ class TLMMConfig:
 
     @property
     def entry_width(self) -> int:
-        """Signed width of a table entry: sums of G int8 values, -128*G..127*G."""
-        return (128 * self.group - 1).bit_length() + 1
+        """Signed width of a table entry: sums of G products of int8 and {-1, 0, 1}.
+
+        The extremes are +-128*G (-128 times -1 is +128), so +128*G must fit.
+        """
+        return (128 * self.group).bit_length() + 1
 
     @property
     def min_acc_width(self) -> int:

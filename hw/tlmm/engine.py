@@ -150,7 +150,7 @@ class TLMMEngine(wiring.Component):
                                 ("block", cfg.max_row_blocks)))
         token_base = Signal.like(stage0.addr)
         accept = Signal()
-        token_end, chunk_last = Signal(), Signal()
+        token_end, chunk_last, sweep_end = Signal(), Signal(), Signal()
         m.d.comb += [
             self.job.ready.eq(~active),
             accept.eq(active & current_valid & self.weights.valid & advance & ~hazard),
@@ -160,14 +160,15 @@ class TLMMEngine(wiring.Component):
             stage0.addr.eq(token_base + block),
             stage0.first.eq(chunk == 0),
             stage0.emit.eq(chunk_last),
-            stage0.sweep_end.eq(block == job.row_blocks - 1),
-            stage0.end.eq(chunk_last & token_end & stage0.sweep_end),
+            sweep_end.eq(block == job.row_blocks - 1),
+            stage0.sweep_end.eq(sweep_end),
+            stage0.end.eq(chunk_last & token_end & sweep_end),
         ]
         with m.If(self.job.valid & self.job.ready):
             m.d.sync += [job.eq(self.job.payload), active.eq(1), chunk.eq(0), token.eq(0),
                          block.eq(0), token_base.eq(0)]
         with m.If(accept):
-            with m.If(~stage0.sweep_end):
+            with m.If(~sweep_end):
                 m.d.sync += block.eq(block + 1)
             with m.Else():
                 m.d.sync += block.eq(0)

@@ -12,8 +12,8 @@ __all__ = ["LookupTree", "partial_sum_width"]
 
 
 def partial_sum_width(config: TLMMConfig) -> int:
-    """Signed width of one row's sum over T look-ups."""
-    return config.entry_width + (config.tables - 1).bit_length()
+    """Signed width of one row's sum over T look-ups, up to +-128*G*T."""
+    return (128 * config.group * config.tables).bit_length() + 1
 
 
 class LookupTree(wiring.Component):

@@ -16,26 +16,13 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
-from cocotbext.axi.stream import define_stream
 
 from tritium.hw.memory.port import MemoryConfig, command_layout
-
-AmStreamBus, AmStreamTransaction, AmStreamSource, AmStreamSink, _ = define_stream(
-    "AmStream", signals=["payload", "valid", "ready"])
-
-# (valid gap probability, ready stall probability), as TRAFFIC in sim/amaranth_tb.py.
-TRAFFIC = {"smooth": (0.0, 0.0), "gaps": (0.4, 0.0), "backpressure": (0.0, 0.5),
-           "both": (0.3, 0.3)}
-ALL_TRAFFIC = [cocotb.Param(name, name=name) for name in TRAFFIC]
-
+from tritium.sim.cocotb_tb import (ALL_TRAFFIC, TRAFFIC, AmStreamSink, AmStreamSource,
+                                   AmStreamTransaction, random_pauses)
 
 def settings():
     return json.loads(os.environ["MEMORY_TB_SETTINGS"])
-
-
-def random_pauses(rng, probability):
-    while True:
-        yield rng.random() < probability
 
 
 class PortTB:

@@ -137,3 +137,16 @@ def test_lookup_tree_latency_and_sums():
         assert [int(v) for v in ctx.get(dut.sums)] == expected     # held while disabled
 
     run_simulation(dut, bench)
+
+
+@pytest.mark.parametrize("group", [2, 3])
+def test_widths_hold_the_extremes(group):
+    cfg = TLMMConfig(group=group, tables=4, rows=1, max_k=group * 4 * 8, max_n=1)
+    entry_max = 128 * group                                 # -128 x -1, G times
+    assert -2 ** (cfg.entry_width - 1) <= -entry_max and entry_max < 2 ** (cfg.entry_width - 1)
+    assert 128 * cfg.max_k < 2 ** (cfg.min_acc_width - 1)
+    rng = np.random.default_rng(group)
+    job, acts, weights = random_job(cfg, rng, cfg.max_chunks, 1, 1)
+    received, expected = run_engine(cfg, [(job, np.full_like(acts, -128), -np.ones_like(weights))],
+                                    TRAFFIC[0], 1)
+    assert received == expected and expected[0][0][0] == 128 * cfg.max_k

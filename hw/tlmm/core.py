@@ -1,0 +1,78 @@
+"""The matmul core: weight buffer manager and TLMM engine behind one job stream."""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import TLMMConfig
+from ..layouts import act_beat_layout, tlmm_result_layout
+from ..memory.port import MemoryConfig, MemoryPortSignature
+from ..stream import Broadcast
+from ..weights import WeightBufferManager, weight_job_layout
+from .engine import COUNTER_WIDTH, TLMMEngine
+
+__all__ = ["TLMMCore", "core_members"]
+
+COUNTERS = ("busy_cycles", "weight_stall_cycles", "table_stall_cycles", "output_stall_cycles")
+
+
+def core_members(config: TLMMConfig, memory: MemoryConfig) -> dict:
+    """The members of :class:`TLMMCore`'s signature."""
+    return {
+        "job": In(stream.Signature(weight_job_layout(config, memory))),
+        "acts": In(stream.Signature(act_beat_layout(config))),
+        "results": Out(stream.Signature(tlmm_result_layout(config))),
+        "memory": Out(MemoryPortSignature(memory)),
+        **{name: Out(COUNTER_WIDTH) for name in COUNTERS + ("fetched_words",)},
+    }
+
+
+class TLMMCore(wiring.Component):
+    """One ternary linear per job: the weights come from memory, the activations in.
+
+    A job names the packed matrix (``base`` bus word, ``chunks``, ``row_blocks``) and
+    the number of ``tokens``; the activation and result streams are the engine's
+    (:class:`TLMMEngine`). The weight buffer manager fetches each weight word once
+    and replays it for every token of the tile.
+
+    Members
+    -------
+    job : ``In(stream.Signature(weight_job_layout))``
+    acts : ``In(stream.Signature(act_beat_layout))``
+    results : ``Out(stream.Signature(tlmm_result_layout))``
+    memory : ``Out(MemoryPortSignature)``
+    busy_cycles, weight_stall_cycles, table_stall_cycles, output_stall_cycles,
+    fetched_words : ``Out(32)``
+        The engine's and the buffer manager's counters (see those classes).
+    """
+
+    def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64):
+        self._config, self._memory, self._burst = config, memory, burst
+        super().__init__(core_members(config, memory))
+
+    @property
+    def config(self) -> TLMMConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.jobs = jobs = Broadcast(self.job.payload.shape(), ("weights", "engine"))
+        m.submodules.buffer = buffer = WeightBufferManager(self._config, self._memory,
+                                                           self._burst)
+        m.submodules.engine = engine = TLMMEngine(self._config)
+        wiring.connect(m, wiring.flipped(self.job), jobs.i)
+        wiring.connect(m, jobs.weights, buffer.job)
+        m.d.comb += [
+            engine.job.valid.eq(jobs.engine.valid), jobs.engine.ready.eq(engine.job.ready),
+            engine.job.payload.chunks.eq(jobs.engine.payload.chunks),
+            engine.job.payload.row_blocks.eq(jobs.engine.payload.row_blocks),
+            engine.job.payload.tokens.eq(jobs.engine.payload.tokens),
+            self.fetched_words.eq(buffer.fetched_words),
+        ]
+        wiring.connect(m, wiring.flipped(self.memory), buffer.memory)
+        wiring.connect(m, buffer.words, engine.weights)
+        wiring.connect(m, wiring.flipped(self.acts), engine.acts)
+        wiring.connect(m, engine.results, wiring.flipped(self.results))
+        for name in COUNTERS:
+            m.d.comb += getattr(self, name).eq(getattr(engine, name))
+        return m

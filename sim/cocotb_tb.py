@@ -1,0 +1,53 @@
+"""Shared pieces of the cocotb testbenches (tier 2): stream BFMs, traffic, clock and reset.
+
+Amaranth streams appear in the Verilog as ``<prefix>__payload``, ``__valid`` and
+``__ready`` (struct payloads flattened, first field at the LSB); the bus functional
+models here drive and sample them, and payloads are packed and unpacked through the
+same ``hw.layouts`` the gateware uses.
+"""
+
+import logging
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi.stream import define_stream
+
+__all__ = ["AmStreamBus", "AmStreamTransaction", "AmStreamSource", "AmStreamSink", "TRAFFIC",
+           "ALL_TRAFFIC", "random_pauses", "stream_bfm", "start_clock", "reset"]
+
+AmStreamBus, AmStreamTransaction, AmStreamSource, AmStreamSink, _ = define_stream(
+    "AmStream", signals=["payload", "valid", "ready"])
+
+# (valid gap probability, ready stall probability), as TRAFFIC in sim/amaranth_tb.py.
+TRAFFIC = {"smooth": (0.0, 0.0), "gaps": (0.4, 0.0), "backpressure": (0.0, 0.5),
+           "both": (0.3, 0.3)}
+ALL_TRAFFIC = [cocotb.Param(name, name=name) for name in TRAFFIC]
+
+
+def random_pauses(rng: random.Random, probability: float):
+    while True:
+        yield rng.random() < probability
+
+
+def stream_bfm(dut, prefix: str, cls, pause: float = 0.0, rng: random.Random = None):
+    """A source or sink on the stream ``prefix``, pausing with the given probability."""
+    bus = AmStreamBus.from_prefix(dut, prefix, bus_separator="__")
+    bfm = cls(bus, dut.clk, dut.rst)
+    bfm.log.setLevel(logging.WARNING)                 # not one line per reset edge
+    if pause:
+        bfm.set_pause_generator(random_pauses(rng or random.Random(0), pause))
+    return bfm
+
+
+def start_clock(dut, period_ns: int = 10):
+    Clock(dut.clk, period_ns, unit="ns").start()
+
+
+async def reset(dut, cycles: int = 2):
+    """Hold the synchronous, active-high reset for ``cycles`` rising edges."""
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, cycles)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)

@@ -1,0 +1,56 @@
+"""Simulation harnesses: hardware blocks wired to a memory model, for cocotb and benchmarks.
+
+A harness is gateware built only for simulation; it lives here, not in ``hw/``, because
+no board instantiates it.
+"""
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from tritium.hw.memory import SimMemory
+from tritium.hw.memory.port import MemoryPortSignature
+from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
+
+__all__ = ["TLMMHarness"]
+
+
+class TLMMHarness(wiring.Component):
+    """A :class:`TLMMCore` reading from a :class:`SimMemory` of given bandwidth and latency.
+
+    The core's job, activation and result streams are ports; so are the memory's write
+    channels (``load__write_cmd``, ``load__write_data``, ``load__write_done``), through
+    which the testbench stores packed weights before it starts jobs.
+    """
+
+    def __init__(self, config, memory, depth, bytes_per_cycle, latency, burst=64):
+        self._args = (config, memory, depth, bytes_per_cycle, latency, burst)
+        port = MemoryPortSignature(memory)
+        members = core_members(config, memory)
+        del members["memory"]
+        members["load"] = In(wiring.Signature({
+            name: port.members[name].flip() for name in ("write_cmd", "write_data", "write_done")
+        }).flip())
+        members["read_words"] = Out(32)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        config, memory, depth, bytes_per_cycle, latency, burst = self._args
+        m.submodules.core = core = TLMMCore(config, memory, burst)
+        m.submodules.memory = ram = SimMemory(memory, depth, bytes_per_cycle=bytes_per_cycle,
+                                              latency=latency)
+        for name in ("job", "acts"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(core, name))
+        wiring.connect(m, core.results, wiring.flipped(self.results))
+        wiring.connect(m, core.memory.read_cmd, ram.port.read_cmd)
+        wiring.connect(m, ram.port.read_data, core.memory.read_data)
+        wiring.connect(m, wiring.flipped(self.load.write_cmd), ram.port.write_cmd)
+        wiring.connect(m, wiring.flipped(self.load.write_data), ram.port.write_data)
+        wiring.connect(m, ram.port.write_done, wiring.flipped(self.load.write_done))
+        for name in COUNTERS + ("fetched_words",):
+            m.d.comb += getattr(self, name).eq(getattr(core, name))
+        m.d.comb += [self.read_words.eq(ram.read_words),
+                     core.memory.write_cmd.ready.eq(0), core.memory.write_data.ready.eq(0),
+                     core.memory.write_done.valid.eq(0)]
+        return m
