@@ -198,6 +198,25 @@ class TLMMConfig:
     def k_per_word(self) -> int:
         return self.group * self.tables
 
+    def job_shape(self, out_features: int, in_features: int, tokens: int) -> dict:
+        """The engine job for an N x K matrix and ``tokens`` tokens, checked against the
+        buffers: the accumulators hold ``tokens * max_n`` sums, the ping-pong weight
+        buffer one K-chunk of ``max_n / R`` words per bank. Raises ``ValueError`` naming
+        what does not fit."""
+        rows, cols = self.tile.padded_shape(out_features, in_features)
+        if min(out_features, in_features, tokens) < 1:
+            raise ValueError(f"a matmul job needs positive sizes, not N={out_features}, "
+                             f"K={in_features}, tokens={tokens}")
+        if rows > self.max_n:
+            raise ValueError(f"N = {out_features} (padded {rows}) exceeds the buffers' "
+                             f"max_n = {self.max_n}")
+        if cols > self.max_k:
+            raise ValueError(f"K = {in_features} (padded {cols}) exceeds max_k = {self.max_k}")
+        if tokens > self.tokens:
+            raise ValueError(f"{tokens} tokens exceed the engine's token tile of {self.tokens}")
+        return {"chunks": cols // self.k_per_word, "row_blocks": rows // self.rows,
+                "tokens": tokens}
+
     @property
     def entries(self) -> int:
         """Entries per lookup table."""

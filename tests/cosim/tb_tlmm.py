@@ -66,7 +66,7 @@ class TLMMTB:
     async def prepare(self, shape):
         """Random weights and activations for one job, the weights already in memory."""
         n, k, tokens = shape["n"], shape["k"], shape["tokens"]
-        rows, cols = self.cfg.tile.padded_shape(n, k)
+        _, cols = self.cfg.tile.padded_shape(n, k)
         weights = self.rng.integers(-1, 2, (n, k))
         acts = np.zeros((tokens, cols), dtype=np.int64)
         acts[:, :k] = self.rng.integers(-128, 128, (tokens, k))
@@ -74,8 +74,7 @@ class TLMMTB:
             weights[:] = -1
             acts[:, :k] = -128
         base = await self.store(pack_ternary(weights, self.cfg.tile).data)
-        job = {"base": base, "chunks": cols // self.cfg.k_per_word,
-               "row_blocks": rows // self.cfg.rows, "tokens": tokens}
+        job = dict(base=base, **self.cfg.job_shape(n, k, tokens))
         return job, acts, int_matmul(acts[:, :k], weights)
 
     async def start(self, job, acts):

@@ -150,3 +150,30 @@ def test_widths_hold_the_extremes(group):
     received, expected = run_engine(cfg, [(job, np.full_like(acts, -128), -np.ones_like(weights))],
                                     TRAFFIC[0], 1)
     assert received == expected and expected[0][0][0] == 128 * cfg.max_k
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"group": 4}, "group must be 2 or 3"),
+    ({"group": 1}, "group must be 2 or 3"),
+    ({"max_k": 1537}, "max_k .* must be a multiple of group \\* tables"),
+    ({"max_n": 1535}, "max_n .* must be a multiple of rows"),
+    ({"acc_width": 18}, "acc_width \\(18\\) is too narrow for max_k = 1536: needs at least 19"),
+    ({"table_mode": "quarter"}, "table_mode"),
+    ({"tokens": 0}, "tokens must be a positive integer"),
+])
+def test_config_rejects_what_cannot_work(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TLMMConfig(**kwargs)
+
+
+def test_job_shape_checks_the_buffers():
+    cfg = TLMMConfig(group=3, tables=4, rows=4, tokens=8, max_k=1536, max_n=1536)
+    assert cfg.job_shape(1536, 1500, 8) == {"chunks": 125, "row_blocks": 384, "tokens": 8}
+    with pytest.raises(ValueError, match="exceeds the buffers' max_n = 1536"):
+        cfg.job_shape(1537, 1536, 1)
+    with pytest.raises(ValueError, match="exceeds max_k = 1536"):
+        cfg.job_shape(16, 1537, 1)
+    with pytest.raises(ValueError, match="9 tokens exceed the engine's token tile of 8"):
+        cfg.job_shape(16, 16, 9)
+    with pytest.raises(ValueError, match="positive sizes"):
+        cfg.job_shape(16, 16, 0)
