@@ -43,7 +43,6 @@ SETTINGS = ["a small town", "a green forest", "a quiet village", "a sunny valley
             "a big city", "a little village by the sea", "a land far away"]
 PLACES = ["park", "garden", "forest", "beach", "lake", "hill", "field", "river",
           "playground", "farm", "market", "zoo", "meadow"]
-INDOOR = ["kitchen", "living room", "bedroom", "attic", "barn"]
 COLORS = ["red", "blue", "green", "yellow", "pink", "purple", "orange", "white", "brown",
           "black"]
 OBJ_ADJS = ["shiny", "soft", "big", "little", "new", "old", "pretty", "round", "tiny"]
@@ -195,9 +194,10 @@ def story_lost(rng, c):
     hide = rng.choice(HIDING)
     s = [Key(c.fill("{name} had {o} that {he} loved very much.", o=a_an(obj)))]
     s.append(c.fill("{t}, {he} took the {o} to the {p}.", t=rng.choice(TIMES), o=obj, p=place))
-    s.append(Key(rng.choice([c.fill("When it was time to go home, {he} could not find {his} {o}.", o=obj),
-                         c.fill("{He} played and played, and then the {o} was gone.", o=obj),
-                         c.fill("But the wind blew, and the {o} was lost.", o=obj)])))
+    s.append(Key(rng.choice([
+        c.fill("When it was time to go home, {he} could not find {his} {o}.", o=obj),
+        c.fill("{He} played and played, and then the {o} was gone.", o=obj),
+        c.fill("But the wind blew, and the {o} was lost.", o=obj)])))
     s.append(c.fill("{name} felt very {f}.", f=rng.choice(FEEL_BAD)))
     if rng.random() < 0.7:
         s.append(say(rng, c.name, rng.choice([f"Where is my {obj}?", f"I lost my {obj}!",

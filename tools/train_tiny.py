@@ -275,9 +275,14 @@ def main(argv=None):
         check(None, Path(args.out), heldout)
         return
 
+    # On a shared machine, OpenMP threads that spin while waiting make every step several
+    # times slower whenever another process holds a core; passive waiting costs little.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
+    # The embedding's backward (index_put with accumulate) is otherwise nondeterministic.
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     cfg = MODEL_PRESETS["tiny"]
