@@ -111,10 +111,11 @@ class HFTokenizer:
 def load_tokenizer(source, model):
     """The tokenizer for ``model`` loaded from ``source`` (as given to ``load_model``).
 
-    A ``tokenizer.json`` in the source directory (or next to the source file) wins;
-    otherwise the shipped byte-level presets and any model with a 256-token vocabulary
-    use :class:`ByteTokenizer`. A tokenizer whose vocabulary is larger than the model's
-    could produce ids the model has no embedding for, so it is an error.
+    The byte-level presets (``tiny``) use :class:`ByteTokenizer`; otherwise a
+    ``tokenizer.json`` in the source directory (or next to the source file) is loaded,
+    and without one a model with a 256-token vocabulary uses :class:`ByteTokenizer`.
+    A tokenizer whose vocabulary is larger than the model's could produce ids the
+    model has no embedding for, so it is an error.
     """
     vocab_size = model.config.vocab_size
     tokenizer = _find_tokenizer(source, vocab_size)
@@ -125,11 +126,13 @@ def load_tokenizer(source, model):
 
 
 def _find_tokenizer(source, vocab_size: int):
-    path = Path(source)
-    tokenizer_json = _tokenizer_json(path)
+    # Like load_model, a preset name wins over a path of the same name.
+    if isinstance(source, str) and source in BYTE_TOKENIZER_PRESETS:
+        return ByteTokenizer()
+    tokenizer_json = _tokenizer_json(Path(source))
     if tokenizer_json is not None and tokenizer_json.is_file():
         return HFTokenizer(tokenizer_json)
-    if str(source) in BYTE_TOKENIZER_PRESETS or vocab_size == BYTE_VOCAB_SIZE:
+    if vocab_size == BYTE_VOCAB_SIZE:
         return ByteTokenizer()
     if tokenizer_json is None:
         raise ModelFormatError(f"{source}: no such file or directory, so no tokenizer "

@@ -29,10 +29,16 @@ SHIPPED_MODELS = {"tiny": MODELS_DIR / "tiny.npz"}
 
 
 def load_model(source) -> Model:
-    """Load and validate a model from a shipped preset name or a checkpoint path."""
+    """Load and validate a model from a shipped preset name or a checkpoint path.
+
+    A shipped preset's name wins over a file or directory of the same name, so that
+    ``tiny`` means the same model wherever it is run from (write ``./tiny`` for the path).
+    """
+    if isinstance(source, str) and source in SHIPPED_MODELS:
+        return _load_shipped(source)
     path = Path(source)
     if not path.exists():
-        return _load_shipped(source)
+        raise _not_found(str(source))
     if path.is_dir():
         return _load_hf_directory(path)
     if path.suffix == ".gguf":
@@ -47,19 +53,20 @@ def load_model(source) -> Model:
         f"{', '.join(SHIPPED_MODELS)})")
 
 
-def _load_shipped(source) -> Model:
-    name = str(source)
-    if name in SHIPPED_MODELS:
-        weights = SHIPPED_MODELS[name]
-        if not weights.is_file():
-            raise ModelFormatError(f"{weights}: the shipped weights of preset {name!r} "
-                                   f"are missing from this installation")
-        return _load_npz(weights)
+def _load_shipped(name: str) -> Model:
+    weights = SHIPPED_MODELS[name]
+    if not weights.is_file():
+        raise ModelFormatError(f"{weights}: the shipped weights of preset {name!r} are "
+                               f"missing from this installation")
+    return _load_npz(weights)
+
+
+def _not_found(name: str) -> ModelFormatError:
     if name in MODEL_PRESETS:
-        raise ModelFormatError(f"{name}: preset without shipped weights; download its "
-                               f"checkpoint and pass the path")
-    raise ModelFormatError(f"{name}: no such file or directory, and not a preset with "
-                           f"shipped weights ({', '.join(SHIPPED_MODELS)})")
+        return ModelFormatError(f"{name}: preset has no shipped weights; download its "
+                                f"checkpoint and pass its path")
+    return ModelFormatError(f"{name}: no such file or directory, and not a preset with "
+                            f"shipped weights ({', '.join(SHIPPED_MODELS)})")
 
 
 def _load_npz(path: Path) -> Model:

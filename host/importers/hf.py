@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tritium.hw.config import ModelConfig
 from ..errors import ModelFormatError
 from ..model import Layer, Model, TernaryTensor
 from .common import check_shape, float_tensor, make_config, quantize_latent
 from .safetensors_file import FLOAT_DTYPES, SafetensorsCheckpoint
 
-__all__ = ["load_hf", "unpack_codes", "HF_LAYOUTS"]
+__all__ = ["load_hf", "read_hf_config", "unpack_codes", "HF_LAYOUTS"]
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,16 @@ LINEAR_PREFIXES = {"wq": "self_attn.q_proj", "wk": "self_attn.k_proj",
 PACKED_CODES_PER_BYTE = 4
 
 
+def read_hf_config(directory) -> ModelConfig:
+    """The ModelConfig of a Hugging Face BitNet directory, from config.json alone."""
+    return _read_config(Path(directory))[0]
+
+
 def load_hf(directory) -> Model:
     """Read a Hugging Face BitNet directory (not yet validated: see ``load_model``)."""
     directory = Path(directory)
-    config_path = directory / "config.json"
-    hf_config = _read_config_json(config_path)
-    layout = _layout(config_path, hf_config)
-    config = _model_config(config_path, hf_config, layout, name=directory.resolve().name)
+    config, layout, scale_is_divisor = _read_config(directory)
     checkpoint = SafetensorsCheckpoint(directory)
-    scale_is_divisor = _weight_scale_is_divisor(hf_config)
 
     embedding_shape = (config.vocab_size, config.hidden)
     embedding = _float(checkpoint, "model.embed_tokens.weight", embedding_shape)
@@ -77,6 +79,15 @@ def load_hf(directory) -> Model:
               for i in range(config.layers)]
     output_norm = _float(checkpoint, "model.norm.weight", (config.hidden,))
     return Model(config, embedding, layers, output_norm, lm_head)
+
+
+def _read_config(directory: Path) -> tuple:
+    """(ModelConfig, HFLayout, whether weight_scale divides) from config.json."""
+    config_path = directory / "config.json"
+    hf_config = _read_config_json(config_path)
+    layout = _layout(config_path, hf_config)
+    config = _model_config(config_path, hf_config, layout, name=directory.resolve().name)
+    return config, layout, _weight_scale_is_divisor(hf_config)
 
 
 def _read_config_json(path: Path) -> dict:
@@ -114,7 +125,7 @@ def _model_config(path: Path, hf_config: dict, layout: HFLayout, name: str):
     if head_dim is None:
         head_dim = _divide(path, hidden, heads)
     kv_heads = values.get("num_key_value_heads")
-    activation = ACTIVATIONS.get(values["hidden_act"])
+    activation = ACTIVATIONS.get(str(values["hidden_act"]))
     if activation is None:
         raise ModelFormatError(f"{path}: hidden_act {values['hidden_act']!r} is not "
                                f"supported (expected one of {', '.join(ACTIVATIONS)})")
@@ -208,7 +219,8 @@ def _unpack(checkpoint, prefix: str, shape: tuple, scale_is_divisor: bool) -> Te
     file = checkpoint.entry(name).file
     out_features, in_features = shape
     packed = checkpoint.read(name)
-    check_shape(file, name, packed.shape, (-(-out_features // PACKED_CODES_PER_BYTE), in_features))
+    packed_rows = -(-out_features // PACKED_CODES_PER_BYTE)
+    check_shape(file, name, packed.shape, (packed_rows, in_features))
     codes = unpack_codes(packed, out_features)
     if np.any(codes > 1):
         raise ModelFormatError(f"{file}: tensor {name} holds the packed value 3, which is "

@@ -13,13 +13,13 @@ import random
 from fractions import Fraction
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
 from tritium.hw.memory.port import MemoryConfig, command_layout
 from tritium.sim.cocotb_tb import (ALL_TRAFFIC, TRAFFIC, AmStreamSink, AmStreamSource,
-                                   AmStreamTransaction, random_pauses)
+                                   AmStreamTransaction, random_pauses, reset, start_clock,
+                                   stream_bfm)
 
 def settings():
     return json.loads(os.environ["MEMORY_TB_SETTINGS"])
@@ -33,30 +33,20 @@ class PortTB:
         self.settings = settings()
         self.config = MemoryConfig(**self.settings["config"])
         self.rng = random.Random(seed)
-        Clock(dut.clk, 10, unit="ns").start()
-
-        def bfm(name, cls):
-            bus = AmStreamBus.from_prefix(dut, f"port__{name}", bus_separator="__")
-            stream = cls(bus, dut.clk, dut.rst)
-            stream.log.setLevel(logging.WARNING)        # not one line per reset edge
-            return stream
-
-        self.read_cmd = bfm("read_cmd", AmStreamSource)
-        self.read_data = bfm("read_data", AmStreamSink)
-        self.write_cmd = bfm("write_cmd", AmStreamSource)
-        self.write_data = bfm("write_data", AmStreamSource)
-        self.write_done = bfm("write_done", AmStreamSink)
+        start_clock(dut)
         idle, stall = TRAFFIC[traffic]
-        for source in (self.read_cmd, self.write_cmd, self.write_data):
-            source.set_pause_generator(random_pauses(random.Random(self.rng.random()), idle))
-        for sink in (self.read_data, self.write_done):
-            sink.set_pause_generator(random_pauses(random.Random(self.rng.random()), stall))
+
+        def bfm(name, cls, pause):
+            return stream_bfm(dut, f"port__{name}", cls, pause, random.Random(self.rng.random()))
+
+        self.read_cmd = bfm("read_cmd", AmStreamSource, idle)
+        self.read_data = bfm("read_data", AmStreamSink, stall)
+        self.write_cmd = bfm("write_cmd", AmStreamSource, idle)
+        self.write_data = bfm("write_data", AmStreamSource, idle)
+        self.write_done = bfm("write_done", AmStreamSink, stall)
 
     async def reset(self, cycles=2):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, cycles)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await reset(self.dut, cycles)
 
     def command(self, addr, words):
         bits = command_layout(self.config).const({"addr": addr, "words": words}).as_bits()
