@@ -87,9 +87,13 @@ def memory_responder(dut, image: bytes, memory: MemoryConfig, rng, idle):
 
     async def serve(ctx):
         while True:
+            # A plain tick loop (not .until()): a background testbench may be stopped at
+            # any await, and .until() complains when it is closed mid-wait.
             ctx.set(dut.memory.read_cmd.ready, 1)
-            command, = await ctx.tick().sample(dut.memory.read_cmd.payload).until(
-                dut.memory.read_cmd.valid)
+            _, _, valid, command = await ctx.tick().sample(dut.memory.read_cmd.valid,
+                                                           dut.memory.read_cmd.payload)
+            if not valid:
+                continue
             ctx.set(dut.memory.read_cmd.ready, 0)
             addr, count = int(command.addr), int(command.words)
             beats = []
