@@ -25,6 +25,8 @@ def make_backend(name: str, model):
 
 def check_token_ids(ids, vocab_size: int) -> np.ndarray:
     ids = np.asarray(ids)
+    if ids.size == 0:                       # an empty list has no integer dtype to check
+        return np.zeros(0, dtype=np.int64)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise InputError("token ids must be a flat list of integers")
     bad = ids[(ids < 0) | (ids >= vocab_size)]
@@ -41,7 +43,11 @@ class Session:
         self.backend = backend
         self.config = backend.config
         self.cache = backend.new_cache()
-        self.length = 0
+
+    @property
+    def length(self) -> int:
+        """Tokens in the cache so far."""
+        return self.cache.length
 
     def feed(self, token_ids) -> np.ndarray:
         """Append tokens (prefill for several, decode for one); return their logits."""
@@ -52,9 +58,7 @@ class Session:
             raise InputError(f"{self.length + len(ids)} tokens exceed the context of "
                              f"{self.config.max_context} tokens of model "
                              f"{self.config.name!r}")
-        logits = self.backend.forward(ids, self.cache)
-        self.length += len(ids)
-        return logits
+        return self.backend.forward(ids, self.cache)
 
 
 def generate(session: Session, prompt_ids, count: int):
