@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tritium.boards.report import add_report_parser
 from .errors import InputError, TritiumError
 
 __all__ = ["main"]
@@ -197,6 +198,8 @@ def _parser():
     info.add_argument("--model", required=True)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+
+    add_report_parser(commands)
     return parser
 
 
@@ -207,7 +210,7 @@ def main(argv=None):
             raise InputError(f"--window must be at least 2, not {args.window}")
         if getattr(args, "logits", None) and args.text is not None:
             raise InputError("--logits goes with --tokens, not --text")
-        args.func(args)
+        code = args.func(args)
     except TritiumError as exc:
         print(f"tritium: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -215,7 +218,7 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

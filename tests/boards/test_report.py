@@ -55,7 +55,7 @@ def datapath_run(dut, cfg, beats, words, seed):
             for index, word in enumerate([*beat_words, flush]):
                 while rng.random() < 0.3:       # disabled cycles must ignore their input
                     ctx.set(dut.enable, 0)
-                    present(ctx, np.array([[nprng.integers(-1, 2) for _ in row] for row in word]))
+                    present(ctx, nprng.integers(-1, 2, word.shape))
                     await ctx.tick()
                 ctx.set(dut.enable, 1)
                 present(ctx, word)
@@ -180,13 +180,23 @@ def test_report_xcup():
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("preset", ["small", "mid"])
-def test_report_presets(preset):
-    """The documented presets synthesise for both families (docs/resources.md)."""
-    cfg, memory = parse_config(preset)
+def test_report_small_preset():
+    """The "small" preset of docs/resources.md: every design, both families."""
+    cfg, memory = parse_config("small")
     report = report_block("tlmm", cfg, memory=memory)
+    assert set(report["families"]) == {"ecp5", "xcup"}
     for entry in report["families"].values():
         check_family(entry, cfg)
+
+
+@pytest.mark.synth
+def test_report_mid_preset_datapaths():
+    """The "mid" preset's two datapaths (the engine and core take minutes more)."""
+    cfg, memory = parse_config("mid")
+    report = report_block("tlmm", cfg, memory=memory, designs=("tlmm_datapath", "adder_tree"))
+    for entry in report["families"].values():
+        assert set(entry["designs"]) == {"tlmm_datapath", "adder_tree"}
+        assert entry["table_vs_adder_tree"]["luts"] > 0
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -203,6 +213,8 @@ def test_report_presets(preset):
     (["--block", "tlmm", "--config", '{"tables": "8"}'], "invalid --config"),
     (["--block", "tlmm", "--config", '{"max_k": 100}'], "invalid --config: .*max_k"),
     (["--block", "tlmm", "--timeout", "0"], "--timeout must be positive"),
+    (["--block", "tlmm", "--designs", "adder_tree,multiplier"], "unknown design 'multiplier'"),
+    (["--block", "tlmm", "--designs", ","], "--designs names none"),
 ])
 def test_cli_bad_input(argv, message):
     with pytest.raises(InputError, match=message) as error:
