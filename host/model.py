@@ -8,7 +8,7 @@ project's own ``.npz`` format stores exactly these arrays.
 
 import json
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

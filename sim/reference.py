@@ -91,7 +91,6 @@ class ReferenceModel:
 
     def forward(self, token_ids, cache: ReferenceCache) -> np.ndarray:
         """Run ``token_ids`` after the cache's tokens; return logits (tokens, vocab)."""
-        cfg = self.config
         ids = np.asarray(token_ids, dtype=np.int64)
         positions = np.arange(cache.length, cache.length + len(ids))
         x = self.model.embedding[ids].astype(np.float64)

@@ -206,6 +206,27 @@ class WordWriter(wiring.Component):
         return m
 
 
+def attach_storage(m, port, config, depth, init, read_commands):
+    """Add the storage, a WordReader and a WordWriter to ``m``, serving ``port``.
+
+    Read commands come from ``read_commands`` (the port's own, or a delayed copy);
+    everything else connects straight to the port. Returns (reader, writer), whose
+    ``word_grant`` inputs the caller drives: that is where bandwidth models differ.
+    """
+    m.submodules.storage = storage = Memory(shape=unsigned(config.data_width), depth=depth,
+                                            init=init)
+    m.submodules.reader = reader = WordReader(config, depth)
+    m.submodules.writer = writer = WordWriter(config, depth)
+    connect(m, reader.mem, storage.read_port())
+    connect(m, writer.mem, storage.write_port())
+    connect(m, read_commands, reader.cmd)
+    connect(m, reader.read_data, flipped(port.read_data))
+    connect(m, flipped(port.write_cmd), writer.cmd)
+    connect(m, flipped(port.write_data), writer.write_data)
+    connect(m, writer.write_done, flipped(port.write_done))
+    return reader, writer
+
+
 class OnChipMemory(wiring.Component):
     """Block RAM of ``depth`` words behind the memory port.
 
@@ -261,18 +282,8 @@ class OnChipMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.storage = storage = Memory(
-            shape=unsigned(self._config.data_width), depth=self._depth, init=self._init)
-        m.submodules.reader = reader = WordReader(self._config, self._depth)
-        m.submodules.writer = writer = WordWriter(self._config, self._depth)
-
-        connect(m, reader.mem, storage.read_port())
-        connect(m, writer.mem, storage.write_port())
-        connect(m, flipped(self.port.read_cmd), reader.cmd)
-        connect(m, reader.read_data, flipped(self.port.read_data))
-        connect(m, flipped(self.port.write_cmd), writer.cmd)
-        connect(m, flipped(self.port.write_data), writer.write_data)
-        connect(m, writer.write_done, flipped(self.port.write_done))
+        reader, writer = attach_storage(m, self.port, self._config, self._depth, self._init,
+                                        flipped(self.port.read_cmd))
         # No bandwidth limit: every word goes as soon as it can.
         m.d.comb += [reader.word_grant.eq(1), writer.word_grant.eq(1)]
         return m

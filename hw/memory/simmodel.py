@@ -8,10 +8,9 @@ from amaranth import Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from .onchip import WordReader, WordWriter, check_memory_args
+from .onchip import attach_storage, check_memory_args
 from .port import MemoryConfig, MemoryPortSignature, command_layout
 
 __all__ = ["SimMemory", "CommandDelay", "BandwidthLimiter", "as_rate",
@@ -228,23 +227,13 @@ class SimMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config, depth = self._config, self._depth
-        m.submodules.storage = storage = Memory(
-            shape=unsigned(config.data_width), depth=depth, init=self._init)
         m.submodules.command_delay = command_delay = CommandDelay(
             config, self._latency, self._max_outstanding)
-        m.submodules.reader = reader = WordReader(config, depth)
-        m.submodules.writer = writer = WordWriter(config, depth)
         m.submodules.bandwidth = bandwidth = BandwidthLimiter(
             config.bytes_per_word, self._bytes_per_cycle)
-
-        connect(m, reader.mem, storage.read_port())
-        connect(m, writer.mem, storage.write_port())
         connect(m, flipped(self.port.read_cmd), command_delay.i)
-        connect(m, command_delay.o, reader.cmd)
-        connect(m, reader.read_data, flipped(self.port.read_data))
-        connect(m, flipped(self.port.write_cmd), writer.cmd)
-        connect(m, flipped(self.port.write_data), writer.write_data)
-        connect(m, writer.write_done, flipped(self.port.write_done))
+        reader, writer = attach_storage(m, self.port, config, depth, self._init,
+                                        command_delay.o)
         m.d.comb += [
             bandwidth.read_request.eq(reader.word_request),
             bandwidth.write_request.eq(writer.word_request),
