@@ -126,18 +126,19 @@ class TLMMEngine(wiring.Component):
         })
 
     def _table_slots(self, m, builder):
-        """Two table slots: the current tables, and the next ones waiting behind them."""
-        layout = table_set_layout(self._config)
-        current, upcoming = Signal(layout), Signal(layout)
-        current_valid, upcoming_valid, release = Signal(), Signal(), Signal()
+        """The current tables, with the builder's output register as the next ones.
+
+        When the current tables serve their last look-up (``release``), the next set
+        moves in from the builder in the same cycle, and the builder takes the next
+        activation beat: two table sets in registers, no bubble.
+        """
+        current = Signal(table_set_layout(self._config))
+        current_valid, release = Signal(), Signal()
         current_free = ~current_valid | release
-        m.d.comb += builder.tables.ready.eq(~upcoming_valid | current_free)
+        m.d.comb += builder.tables.ready.eq(current_free)
         with m.If(current_free):
-            m.d.sync += [current.eq(upcoming), current_valid.eq(upcoming_valid)]
-        with m.If(builder.tables.valid & builder.tables.ready):
-            m.d.sync += [upcoming.eq(builder.tables.payload), upcoming_valid.eq(1)]
-        with m.Elif(current_free):
-            m.d.sync += upcoming_valid.eq(0)
+            m.d.sync += [current.eq(builder.tables.payload),
+                         current_valid.eq(builder.tables.valid)]
         return current, current_valid, release
 
     def _word_sequencer(self, m, stage0, current_valid, advance, hazard):
