@@ -131,7 +131,11 @@ def cmd_eval(args):
     ids = _parse_token_list(args.token_ids, model.config.vocab_size)
     logits = Session(backend).feed(ids)
     if args.logits:
-        np.save(args.logits, logits)
+        try:
+            np.save(args.logits, logits)
+        except OSError as exc:
+            raise InputError(f"cannot write the logits to {args.logits}: "
+                             f"{exc.strerror or exc}") from None
     result = {"model": model.config.name, "backend": args.backend, "positions": len(ids),
               "vocab": model.config.vocab_size, "logits": args.logits,
               "argmax": logits.argmax(axis=-1).tolist()}

@@ -110,6 +110,8 @@ def test_bad_numbers_and_prompts(capsys, model_file):
                           match="comma-separated integers")
     assert_one_line_error(capsys, "eval", "--model", model_file, "--text", "/nonexistent.txt",
                           match="no such file")
+    assert_one_line_error(capsys, "eval", "--model", model_file, "--tokens", "1,2",
+                          "--logits", "/nonexistent/dir/out.npy", match="cannot write the logits")
 
 
 def damaged_copy(tmp_path, model_file, edit):
