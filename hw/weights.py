@@ -18,7 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import TLMMConfig
-from .layouts import weight_word_layout
+from .layouts import tlmm_job_layout, weight_word_layout
 from .memory.port import MemoryConfig, MemoryPortSignature
 
 __all__ = ["WeightBufferManager", "Gearbox", "ChunkBuffer", "BurstReader", "weight_job_layout"]
@@ -27,13 +27,14 @@ COUNTER_WIDTH = 32
 
 
 def weight_job_layout(tlmm: TLMMConfig, memory: MemoryConfig) -> data.StructLayout:
-    """One matrix to stream: where it starts and the engine job's shape."""
-    return data.StructLayout({
-        "base": unsigned(memory.addr_width),
-        "chunks": unsigned(tlmm.max_chunks.bit_length()),
-        "row_blocks": unsigned(tlmm.max_row_blocks.bit_length()),
-        "tokens": unsigned(tlmm.tokens.bit_length()),
-    })
+    """One matrix to stream: where it starts, then the engine job's shape."""
+    return data.StructLayout({"base": unsigned(memory.addr_width),
+                              **{name: field.shape for name, field in tlmm_job_layout(tlmm)}})
+
+
+def _check_burst(memory: MemoryConfig, burst: int):
+    if not 1 <= burst < 2 ** memory.len_width:
+        raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
 
 
 class BurstReader(wiring.Component):
@@ -46,8 +47,7 @@ class BurstReader(wiring.Component):
     """
 
     def __init__(self, memory: MemoryConfig, burst: int, words_width: int):
-        if not 1 <= burst < 2 ** memory.len_width:
-            raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
+        _check_burst(memory, burst)
         self._burst = burst
         self._request = data.StructLayout({"base": unsigned(memory.addr_width),
                                            "words": unsigned(words_width)})
@@ -142,7 +142,7 @@ class ChunkBuffer(wiring.Component):
 
     Members
     -------
-    job : ``In(stream.Signature({chunks, row_blocks, tokens}))``
+    job : ``In(stream.Signature(tlmm_job_layout(config)))``
     words : ``In(stream.Signature(word layout))``
     replay : ``Out(stream.Signature(word layout))``
     stall_cycles : ``Out(32)``
@@ -153,12 +153,9 @@ class ChunkBuffer(wiring.Component):
 
     def __init__(self, config: TLMMConfig):
         self._config = config
-        self._shape = data.StructLayout({"chunks": unsigned(config.max_chunks.bit_length()),
-                                         "row_blocks": unsigned(config.max_row_blocks.bit_length()),
-                                         "tokens": unsigned(config.tokens.bit_length())})
         word = weight_word_layout(config.tile)
         super().__init__({
-            "job": In(stream.Signature(self._shape)),
+            "job": In(stream.Signature(tlmm_job_layout(config))),
             "words": In(stream.Signature(word)),
             "replay": Out(stream.Signature(word)),
             "stall_cycles": Out(COUNTER_WIDTH),
@@ -172,7 +169,7 @@ class ChunkBuffer(wiring.Component):
         m.submodules.banks = banks = Memory(shape=self.words.payload.shape(), depth=2 * depth,
                                             init=[])
         write, read = banks.write_port(), banks.read_port()
-        job = Signal(self._shape)
+        job = Signal(tlmm_job_layout(cfg))
         loading, replaying = Signal(), Signal()
         m.d.comb += self.job.ready.eq(~loading & ~replaying)
         with m.If(self.job.valid & self.job.ready):
@@ -262,8 +259,7 @@ class WeightBufferManager(wiring.Component):
         self._config, self._memory, self._burst = config, memory, burst
         total = config.max_chunks * config.max_row_blocks * config.tile.word_bits
         self._words_width = (-(-total // memory.data_width)).bit_length()
-        if not 1 <= burst < 2 ** memory.len_width:
-            raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
+        _check_burst(memory, burst)
         super().__init__({
             "job": In(stream.Signature(weight_job_layout(config, memory))),
             "memory": Out(MemoryPortSignature(memory)),

@@ -18,7 +18,7 @@ from .tlmm import int_matmul
 from ..reference import lm_head, rope_angles, rope_pairs
 
 __all__ = ["NormGain", "QuantizedLayer", "QuantizedModel", "GoldenCache", "GoldenModel",
-           "quantize_gain", "norm_quant", "quantize_heads", "rope", "attention",
+           "quantize_gain", "norm_quant", "act_codes", "rope", "attention",
            "ffn_activation", "embed", "F_SCORE", "ROPE_FRAC"]
 
 GAIN_MAX = 2 ** 15 - 1          # norm gains are int16
@@ -158,11 +158,6 @@ def rope(x: np.ndarray, positions: np.ndarray, qmodel: QuantizedModel) -> np.nda
     return out
 
 
-def quantize_heads(x: np.ndarray):
-    """Per (token, head) int8 codes and absmax scale of Q.12 vectors (tokens, heads, d)."""
-    return act_codes(x)
-
-
 class GoldenCache:
     """The KV cache as the hardware keeps it: int8 codes and one scale per (token, kv head)."""
 
@@ -278,9 +273,10 @@ class GoldenModel:
         heads = linear(codes, scale, lin["wq"]).reshape(tokens, cfg.heads, cfg.head_dim)
         keys = linear(codes, scale, lin["wk"]).reshape(tokens, cfg.kv_heads, cfg.head_dim)
         values = linear(codes, scale, lin["wv"]).reshape(tokens, cfg.kv_heads, cfg.head_dim)
-        q_codes, q_scale = quantize_heads(rope(heads, positions, q))
-        k_codes, k_scale = quantize_heads(rope(keys, positions, q))
-        v_codes, v_scale = quantize_heads(values)
+        # Per (token, head) int8 codes and absmax scales (docs/numerics.md section 6).
+        q_codes, q_scale = act_codes(rope(heads, positions, q))
+        k_codes, k_scale = act_codes(rope(keys, positions, q))
+        v_codes, v_scale = act_codes(values)
         cache.store(index, positions, k_codes, k_scale, v_codes, v_scale)
         attn = attention(q_codes, q_scale, cache, index, positions, q.score_scale)
 
