@@ -8,7 +8,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig", "TileConfig", "TLMMConfig", "MODEL_PRESETS"]
+__all__ = ["ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
+           "MODEL_PRESETS"]
 
 ACTIVATIONS = ("silu", "relu2")
 ROPE_PAIRINGS = ("half", "interleaved")
@@ -258,6 +259,108 @@ class TLMMConfig:
     @classmethod
     def from_json(cls, text: str) -> "TLMMConfig":
         return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class ElementwiseConfig:
+    """The element-wise unit behind the linears.
+
+    ``lanes`` vector elements travel per beat; ``max_features`` is the longest vector a
+    norm buffers (the largest of hidden, heads * head_dim and ffn of the models served).
+    """
+    lanes: int = 1
+    max_features: int = 1536
+
+    def __post_init__(self):
+        _check_positive(self, "lanes", "max_features")
+        if self.max_features % self.lanes:
+            raise ValueError(f"ElementwiseConfig.max_features ({self.max_features}) must be "
+                             f"a multiple of lanes ({self.lanes})")
+
+    def check_features(self, features: int) -> None:
+        """Raise ``ValueError`` unless a vector of ``features`` elements fits the unit."""
+        if not isinstance(features, int) or features < 1:
+            raise ValueError(f"a vector needs a positive length, not {features!r}")
+        if features % self.lanes:
+            raise ValueError(f"a vector of {features} elements is not a whole number of "
+                             f"beats of {self.lanes} lanes")
+        if features > self.max_features:
+            raise ValueError(f"a vector of {features} elements exceeds the element-wise "
+                             f"unit's max_features = {self.max_features}")
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """The attention unit and its KV cache.
+
+    The unit serves models with exactly ``heads`` query heads and ``kv_heads`` key/value
+    heads of ``head_dim`` each, for ``layers`` layers and contexts of up to ``capacity``
+    tokens (the KV cache holds that many per layer and kv head). ``lanes`` (query,
+    head) pairs that share a kv head are served in parallel from one pass over the
+    cache; each lane handles ``dims_per_cycle`` dimensions of a key per cycle.
+    """
+    head_dim: int = 32
+    heads: int = 4
+    kv_heads: int = 2
+    layers: int = 1
+    capacity: int = 256
+    lanes: int = 4
+    dims_per_cycle: int = 8
+
+    def __post_init__(self):
+        _check_positive(self, "head_dim", "heads", "kv_heads", "layers", "capacity", "lanes",
+                        "dims_per_cycle")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"AttentionConfig.heads ({self.heads}) must be a multiple of "
+                             f"kv_heads ({self.kv_heads})")
+        if self.head_dim % 2:
+            raise ValueError(f"AttentionConfig.head_dim must be even for RoPE, "
+                             f"not {self.head_dim}")
+        if self.head_dim % self.dims_per_cycle:
+            raise ValueError(f"AttentionConfig.dims_per_cycle ({self.dims_per_cycle}) must "
+                             f"divide head_dim ({self.head_dim})")
+        if self.head_dim > 256:
+            raise ValueError(f"AttentionConfig.head_dim must be at most 256, not {self.head_dim}")
+        if self.capacity > 2 ** 16:
+            raise ValueError(f"AttentionConfig.capacity must be at most 65536 (the softmax "
+                             f"accumulator bound of docs/numerics.md), not {self.capacity}")
+
+    @classmethod
+    def for_model(cls, model: ModelConfig, **overrides) -> "AttentionConfig":
+        """The attention shape of ``model`` (capacity: its max_context), with overrides."""
+        fields = dict(head_dim=model.head_dim, heads=model.heads, kv_heads=model.kv_heads,
+                      layers=model.layers, capacity=model.max_context)
+        return cls(**{**fields, **overrides})
+
+    @property
+    def kv_group(self) -> int:
+        return self.heads // self.kv_heads
+
+    @property
+    def beats_per_key(self) -> int:
+        return self.head_dim // self.dims_per_cycle
+
+    def check_model(self, model: ModelConfig) -> None:
+        """Raise ``ValueError`` naming the first head shape of ``model`` this unit cannot serve."""
+        for name in ("head_dim", "heads", "kv_heads"):
+            want, have = getattr(model, name), getattr(self, name)
+            if want != have:
+                raise ValueError(f"model {model.name!r} has {name} = {want}, but the attention "
+                                 f"unit is built for {name} = {have}")
+        if model.layers > self.layers:
+            raise ValueError(f"model {model.name!r} has {model.layers} layers, but the KV "
+                             f"cache holds {self.layers}")
+
+    def check_span(self, start: int, tokens: int) -> None:
+        """Raise ``ValueError`` unless tokens ``start .. start + tokens - 1`` fit the cache."""
+        if not isinstance(tokens, int) or tokens < 1:
+            raise ValueError(f"an attention step needs at least one token, not {tokens!r}")
+        if not isinstance(start, int) or start < 0:
+            raise ValueError(f"a sequence position must be a non-negative integer, "
+                             f"not {start!r}")
+        if start + tokens > self.capacity:
+            raise ValueError(f"context of {start + tokens} tokens exceeds the KV cache "
+                             f"capacity of {self.capacity}")
 
 
 MODEL_PRESETS = {

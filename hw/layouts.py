@@ -9,10 +9,13 @@ from amaranth.lib import data
 
 from amaranth.hdl import signed
 
-from .config import TileConfig, TLMMConfig
+from .config import AttentionConfig, TileConfig, TLMMConfig
+from .fixedpoint import scale_layout
 
 __all__ = ["weight_code_shape", "weight_word_layout", "act_beat_layout", "table_set_layout",
-           "tlmm_job_layout", "tlmm_result_layout"]
+           "tlmm_job_layout", "tlmm_result_layout", "vector_beat_layout", "code_beat_layout",
+           "position_shape", "kv_record_layout", "key_beat_layout", "attention_query_layout",
+           "attention_result_layout"]
 
 
 def weight_code_shape(tile: TileConfig):
@@ -58,3 +61,51 @@ def tlmm_result_layout(config: TLMMConfig) -> data.StructLayout:
         "acc": data.ArrayLayout(signed(config.acc_width), config.rows),
         "last": unsigned(1),
     })
+
+
+def vector_beat_layout(lanes: int) -> data.StructLayout:
+    """``lanes`` consecutive int32 Q19.12 elements of a vector; ``last`` ends the vector."""
+    return data.StructLayout({"values": data.ArrayLayout(signed(32), lanes),
+                              "last": unsigned(1)})
+
+
+def code_beat_layout(lanes: int) -> data.StructLayout:
+    """``lanes`` consecutive int8 activation codes of a vector; ``last`` ends the vector."""
+    return data.StructLayout({"codes": data.ArrayLayout(signed(8), lanes),
+                              "last": unsigned(1)})
+
+
+def position_shape(config: AttentionConfig):
+    """A sequence position (token index in the KV cache)."""
+    return unsigned(max(1, (config.capacity - 1).bit_length()))
+
+
+def kv_record_layout(config: AttentionConfig) -> data.StructLayout:
+    """What the KV cache keeps per (layer, kv head, token): int8 K (after RoPE) and V
+    codes and their absmax scales (docs/numerics.md section 6)."""
+    codes = data.ArrayLayout(signed(8), config.head_dim)
+    return data.StructLayout({"k": codes, "v": codes, "k_scale": scale_layout,
+                              "v_scale": scale_layout})
+
+
+def key_beat_layout(config: AttentionConfig) -> data.StructLayout:
+    """``dims_per_cycle`` dimensions of one cached key and value, as the attention core
+    takes them; ``index`` is the key's position, ``last`` ends a pass over the cache."""
+    codes = data.ArrayLayout(signed(8), config.dims_per_cycle)
+    return data.StructLayout({"k": codes, "v": codes, "k_scale": scale_layout,
+                              "v_scale": scale_layout, "index": position_shape(config),
+                              "last": unsigned(1)})
+
+
+def attention_query_layout(config: AttentionConfig) -> data.StructLayout:
+    """One query head loaded into a lane: codes, scale and the query's position (its
+    last visible key); ``last`` ends a block of at most ``lanes`` queries."""
+    return data.StructLayout({"codes": data.ArrayLayout(signed(8), config.head_dim),
+                              "scale": scale_layout, "position": position_shape(config),
+                              "last": unsigned(1)})
+
+
+def attention_result_layout(config: AttentionConfig) -> data.StructLayout:
+    """``dims_per_cycle`` dimensions of one lane's int32 Q.12 output; ``last`` ends a block."""
+    return data.StructLayout({"values": data.ArrayLayout(signed(32), config.dims_per_cycle),
+                              "last": unsigned(1)})

@@ -8,11 +8,12 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tritium.hw.memory import SimMemory
+from tritium.hw.attention.block import AttentionBlock
+from tritium.hw.memory import OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
 
-__all__ = ["TLMMHarness"]
+__all__ = ["TLMMHarness", "AttentionHarness"]
 
 
 class TLMMHarness(wiring.Component):
@@ -53,4 +54,40 @@ class TLMMHarness(wiring.Component):
         m.d.comb += [self.read_words.eq(ram.read_words),
                      core.memory.write_cmd.ready.eq(0), core.memory.write_data.ready.eq(0),
                      core.memory.write_done.valid.eq(0)]
+        return m
+
+
+class AttentionHarness(wiring.Component):
+    """An :class:`AttentionBlock` with its KV cache in a memory model.
+
+    On-chip memory when ``bytes_per_cycle`` is None, else a :class:`SimMemory` of that
+    bandwidth and latency (an external DDR). The block's job, QKV, score-scale and output
+    ports are the harness's; ``busy_cycles`` counts cycles with a job in the block.
+    """
+
+    def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0):
+        self._args = (model, config, memory, max_queries, bytes_per_cycle, latency)
+        block = AttentionBlock(model, config, memory, max_queries)
+        members = {name: value for name, value in block.signature.members.items()
+                   if name != "memory"}
+        members["busy_cycles"] = Out(32)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        model, config, memory, max_queries, bytes_per_cycle, latency = self._args
+        m.submodules.block = block = AttentionBlock(model, config, memory, max_queries)
+        depth = block.kv_layout.words
+        if bytes_per_cycle is None:
+            m.submodules.memory = ram = OnChipMemory(memory, depth)
+        else:
+            m.submodules.memory = ram = SimMemory(memory, depth, bytes_per_cycle=bytes_per_cycle,
+                                                  latency=latency)
+        wiring.connect(m, block.memory, ram.port)
+        for name in ("job", "qkv"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(block, name))
+        wiring.connect(m, block.out, wiring.flipped(self.out))
+        m.d.comb += [block.score_scale.eq(self.score_scale), self.error.eq(block.error)]
+        with m.If(~block.job.ready):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         return m

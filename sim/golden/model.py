@@ -18,7 +18,8 @@ from .tlmm import int_matmul
 from ..reference import lm_head, rope_angles, rope_pairs
 
 __all__ = ["NormGain", "QuantizedLayer", "QuantizedModel", "GoldenCache", "GoldenModel",
-           "quantize_gain", "norm_quant", "act_codes", "rope", "attention",
+           "quantize_gain", "norm_quant", "act_codes", "rope", "rope_tables", "attention",
+           "attention_step",
            "ffn_activation", "embed", "F_SCORE", "ROPE_FRAC"]
 
 GAIN_MAX = 2 ** 15 - 1          # norm gains are int16
@@ -91,9 +92,37 @@ class QuantizedModel:
         # log2(e) / (127**2 * 2**(2*F_ACT) * sqrt(head_dim)): turns q.k codes into log2 units.
         self.score_scale = scale_from_float(
             LOG2E / (127.0 ** 2 * 2.0 ** (2 * F_ACT) * np.sqrt(cfg.head_dim)))
-        angles = rope_angles(np.arange(cfg.max_context), cfg.head_dim, cfg.rope_theta)
-        self.rope_cos = np.rint(np.cos(angles) * 2 ** ROPE_FRAC).astype(np.int64)
-        self.rope_sin = np.rint(np.sin(angles) * 2 ** ROPE_FRAC).astype(np.int64)
+        self.rope_cos, self.rope_sin = rope_tables(cfg)
+
+
+def rope_tables(config):
+    """The Q1.14 cos and sin tables, (max_context, head_dim / 2) each."""
+    angles = rope_angles(np.arange(config.max_context), config.head_dim, config.rope_theta)
+    return (np.rint(np.cos(angles) * 2 ** ROPE_FRAC).astype(np.int64),
+            np.rint(np.sin(angles) * 2 ** ROPE_FRAC).astype(np.int64))
+
+
+def attention_step(config, tables, cache, layer, positions, heads, keys, values, score_scale):
+    """The attention part of a layer, from the QKV linears' outputs to its output.
+
+    ``heads``: (T, heads, d), ``keys`` and ``values``: (T, kv_heads, d), int32 Q.12,
+    for tokens at ``positions``; ``tables`` is ``rope_tables(config)``. Rotates Q and
+    K, quantizes every head, stores K and V in ``cache`` and returns the attention
+    output (T, heads, d), int32 Q.12.
+    """
+    rotation = _Rotation(config, *tables)
+    q_codes, q_scale = act_codes(rope(heads, positions, rotation))
+    k_codes, k_scale = act_codes(rope(keys, positions, rotation))
+    v_codes, v_scale = act_codes(values)
+    cache.store(layer, positions, k_codes, k_scale, v_codes, v_scale)
+    return attention(q_codes, q_scale, cache, layer, positions, score_scale)
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    config: object
+    rope_cos: np.ndarray
+    rope_sin: np.ndarray
 
 
 def embed(model, token_ids) -> np.ndarray:
@@ -273,12 +302,8 @@ class GoldenModel:
         heads = linear(codes, scale, lin["wq"]).reshape(tokens, cfg.heads, cfg.head_dim)
         keys = linear(codes, scale, lin["wk"]).reshape(tokens, cfg.kv_heads, cfg.head_dim)
         values = linear(codes, scale, lin["wv"]).reshape(tokens, cfg.kv_heads, cfg.head_dim)
-        # Per (token, head) int8 codes and absmax scales (docs/numerics.md section 6).
-        q_codes, q_scale = act_codes(rope(heads, positions, q))
-        k_codes, k_scale = act_codes(rope(keys, positions, q))
-        v_codes, v_scale = act_codes(values)
-        cache.store(index, positions, k_codes, k_scale, v_codes, v_scale)
-        attn = attention(q_codes, q_scale, cache, index, positions, q.score_scale)
+        attn = attention_step(cfg, (q.rope_cos, q.rope_sin), cache, index, positions, heads,
+                              keys, values, q.score_scale)
 
         codes, scale = norm_quant(attn.reshape(tokens, cfg.q_dim), layer.attn_sub_norm,
                                   q.eps[cfg.q_dim])

@@ -1,0 +1,1 @@
+"""Attention: the core, the KV cache and the block that joins them."""

@@ -1,0 +1,198 @@
+"""Rotary position embedding of one head vector at a time (docs/numerics.md section 5)."""
+
+import numpy as np
+from amaranth import Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...sim.reference import rope_angles
+from ..config import ModelConfig
+from ..fixedpoint import Pipeline, saturate, shift_round
+from ..layouts import vector_beat_layout
+from .common import Handshake
+
+__all__ = ["ROPE_FRAC", "rope_table", "RoPE"]
+
+ROPE_FRAC = 14                      # the cos/sin table is Q1.14
+
+
+def rope_table(config: ModelConfig):
+    """The cos and sin tables, ``max_context x head_dim/2`` Python ints each.
+
+    Computed exactly as the golden model's ``QuantizedModel`` does (float64
+    ``rint(cos(angle) * 2**14)`` from ``sim.reference.rope_angles``), so the ROM holds
+    the golden model's entries bit for bit.
+    """
+    angles = rope_angles(np.arange(config.max_context), config.head_dim, config.rope_theta)
+    cos = np.rint(np.cos(angles) * 2 ** ROPE_FRAC).astype(np.int64)
+    sin = np.rint(np.sin(angles) * 2 ** ROPE_FRAC).astype(np.int64)
+    return cos.tolist(), sin.tolist()
+
+
+class RoPE(wiring.Component):
+    """Rotate head vectors by their position, with the model's pairing.
+
+    Each output element is ``sat32(shift_round(x*C -+ y*S, 14))`` with ``y`` its partner
+    in the pair (``half``: dims i and i + d/2; ``interleaved``: dims 2i and 2i + 1) and
+    ``C, S`` the Q1.14 table entries of the head's position and the pair's frequency
+    (docs/numerics.md section 5); the output keeps the input's element order.
+
+    A head is buffered whole, because the half pairing needs element i with element
+    i + d/2. The buffer has two banks (ping-pong): one head is written while the
+    previous one is read out, so heads stream at one beat per cycle. The cos/sin ROM
+    holds ``max_context x head_dim/2`` entry pairs, read one row per beat.
+
+    Latency: the first beat of a head leaves :attr:`LATENCY` (4) cycles after its last
+    beat is accepted; throughput one beat per cycle. Two multipliers (32 x 16 bits) per
+    lane.
+
+    Parameters
+    ----------
+    model_config : :class:`~tritium.hw.config.ModelConfig`
+        ``head_dim``, ``max_context``, ``rope_theta`` and ``rope_pairing`` are used.
+    lanes : int
+        Elements per beat. ``head_dim / 2`` must be a multiple of ``lanes`` for the half
+        pairing; the interleaved pairing needs ``lanes`` 1 or even, dividing ``head_dim``.
+
+    Members
+    -------
+    head : ``In(stream.Signature(vector_beat_layout(lanes)))``
+        One head (``head_dim`` Q19.12 elements) per ``last``.
+    position : ``In(stream.Signature(unsigned(position_bits)))``
+        The head's position in [0, max_context); one per head, taken with the head's
+        ``last`` beat (the head's earlier beats do not wait for it).
+    out : ``Out(stream.Signature(vector_beat_layout(lanes)))``
+        The rotated head, same element order; ``last`` on its final beat.
+    """
+
+    LATENCY = 4                     # from a head's last beat in to its first beat out
+    _STAGES = 3                     # pipeline registers after a beat is read from the buffer
+
+    def __init__(self, model_config: ModelConfig, lanes: int):
+        if not isinstance(model_config, ModelConfig):
+            raise TypeError(f"RoPE needs a ModelConfig, not {model_config!r}")
+        d, pairing = model_config.head_dim, model_config.rope_pairing
+        if not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"RoPE lanes must be a positive integer, not {lanes!r}")
+        if pairing == "half" and (d // 2) % lanes:
+            raise ValueError(f"RoPE with the half pairing needs head_dim / 2 ({d // 2}) to be "
+                             f"a multiple of lanes ({lanes})")
+        if pairing == "interleaved" and (d % lanes or (lanes > 1 and lanes % 2)):
+            raise ValueError(f"RoPE with the interleaved pairing needs lanes 1 or even, "
+                             f"dividing head_dim ({d}), not {lanes}")
+        self._config, self._lanes = model_config, lanes
+        self._words = d // lanes                                  # beats per head
+        self._freqs = lanes if pairing == "half" else max(lanes // 2, 1)   # per ROM row
+        self._rows = (d // 2) // self._freqs                      # ROM rows per position
+        super().__init__({
+            "head": In(stream.Signature(vector_beat_layout(lanes))),
+            "position": In(stream.Signature(unsigned(self.position_bits))),
+            "out": Out(stream.Signature(vector_beat_layout(lanes))),
+        })
+
+    @property
+    def config(self) -> ModelConfig:
+        return self._config
+
+    @property
+    def position_bits(self) -> int:
+        return max(1, (self._config.max_context - 1).bit_length())
+
+    def elaborate(self, platform):
+        m = Module()
+        buffer = m.submodules.buffer = Memory(
+            shape=data.ArrayLayout(signed(32), self._lanes), depth=2 * self._words, init=[])
+        full = Signal(2)                                          # per bank: a head waits
+        base = [Signal(range(self._config.max_context * self._rows), name=f"base{k}")
+                for k in range(2)]
+        self._write_side(m, buffer, full, base)
+        self._read_side(m, buffer, full, base)
+        return m
+
+    def _write_side(self, m, buffer, full, base):
+        """Write heads into the free bank; close the bank with the head's position."""
+        bank, addr = Signal(), Signal(range(self._words))
+        last = self.head.payload.last
+        free = ~full.bit_select(bank, 1)
+        port = buffer.write_port()
+        m.d.comb += [
+            self.head.ready.eq(free & (~last | self.position.valid)),
+            self.position.ready.eq(self.head.valid & free & last),
+            port.addr.eq(bank * self._words + addr),
+            port.data.eq(self.head.payload.values),
+            port.en.eq(self.head.valid & self.head.ready),
+        ]
+        with m.If(port.en):
+            m.d.sync += addr.eq(addr + 1)
+            with m.If(last):
+                m.d.sync += [addr.eq(0), bank.eq(~bank), full.bit_select(bank, 1).eq(1)]
+                for k in range(2):
+                    with m.If(bank == k):
+                        m.d.sync += base[k].eq(self.position.payload * self._rows)
+
+    def _read_side(self, m, buffer, full, base):
+        """Read the full bank beat by beat with each element's partner, and rotate."""
+        cfg, words, lanes = self._config, self._words, self._lanes
+        bank, addr = Signal(), Signal(range(words))
+        issue = Handshake("issue")
+        m.d.comb += issue.valid.eq(full.bit_select(bank, 1))
+        pipe = Pipeline(m, issue, self.out, self._STAGES)
+        with m.If(pipe.accept):
+            m.d.sync += addr.eq(addr + 1)
+            with m.If(addr == words - 1):
+                m.d.sync += [addr.eq(0), bank.eq(~bank), full.bit_select(bank, 1).eq(0)]
+
+        # Where the partners and the table row of beat ``addr`` are.
+        half, same_word = cfg.rope_pairing == "half", cfg.rope_pairing != "half" and lanes > 1
+        if half:
+            first = addr < words // 2                             # every lane is a pair's first
+            partner_addr = Mux(first, addr + words // 2, addr - words // 2)
+            row = Mux(first, addr, addr - words // 2)
+        elif same_word:
+            first, partner_addr, row = None, addr, addr           # lane parity tells
+        else:
+            first, partner_addr, row = ~addr[0], addr ^ 1, addr >> 1
+        own = buffer.read_port()
+        m.d.comb += [own.addr.eq(bank * words + addr), own.en.eq(pipe.advance)]
+        partner = own if same_word else buffer.read_port()
+        if not same_word:
+            m.d.comb += [partner.addr.eq(bank * words + partner_addr),
+                         partner.en.eq(pipe.advance)]
+        rows = self._rows_init()
+        table = m.submodules.table = Memory(shape=self._row_layout(), depth=len(rows), init=rows)
+        entries = table.read_port()
+        m.d.comb += [entries.addr.eq(Mux(bank, base[1], base[0]) + row),
+                     entries.en.eq(pipe.advance)]
+
+        # Stage 1: read data. Stage 2: the two products. Stage 3: combine, round, saturate.
+        first1, last1, first2, last2 = Signal(), Signal(), Signal(), Signal()
+        with m.If(pipe.advance):
+            m.d.sync += [last1.eq(addr == words - 1), last2.eq(last1), first2.eq(first1),
+                         self.out.payload.last.eq(last2)]
+            if first is not None:
+                m.d.sync += first1.eq(first)
+        for lane in range(lanes):
+            x = own.data[lane]
+            y = partner.data[lane ^ 1] if same_word else partner.data[lane]
+            entry = entries.data[lane // 2 if same_word else lane if half else 0]
+            is_first = Const(lane % 2 == 0) if same_word else first2
+            xc = Signal(signed(48), name=f"xc{lane}")
+            ys = Signal(signed(48), name=f"ys{lane}")
+            total = Mux(is_first, xc - ys, xc + ys)
+            with m.If(pipe.advance):
+                m.d.sync += [xc.eq(x * entry.cos), ys.eq(y * entry.sin)]
+                m.d.sync += self.out.payload.values[lane].eq(
+                    saturate(shift_round(total, Const(ROPE_FRAC))))
+
+    def _row_layout(self):
+        pair = data.StructLayout({"cos": signed(16), "sin": signed(16)})
+        return data.ArrayLayout(pair, self._freqs)
+
+    def _rows_init(self):
+        """ROM row ``position * rows + r`` holds frequencies ``r*freqs .. r*freqs + freqs-1``."""
+        cos, sin = rope_table(self._config)
+        return [[{"cos": cos[p][r * self._freqs + e], "sin": sin[p][r * self._freqs + e]}
+                 for e in range(self._freqs)]
+                for p in range(self._config.max_context) for r in range(self._rows)]

@@ -1,0 +1,234 @@
+# amaranth: UnusedElaboratable=no
+"""Attention core (amaranth.sim): bit-exact against the golden attention under random traffic."""
+
+import random
+
+import numpy as np
+import pytest
+
+from tritium.hw.attention.core import AttentionCore
+from tritium.hw.config import AttentionConfig
+from tritium.hw.memory.port import MemoryConfig
+from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.attention_tb import (fill_cache, golden_outputs, key_beats, model_shape,
+                                      output_beats, qkv_beats, query_payload, random_qkv,
+                                      random_scales, score_scale)
+from tritium.sim.harness import AttentionHarness
+from tritium.sim.golden.fixed import scale_from_int
+from tritium.sim.golden.model import GoldenCache, attention_step, rope_tables
+
+CONFIGS = [
+    AttentionConfig(head_dim=8, heads=4, kv_heads=2, capacity=16, lanes=3, dims_per_cycle=4),
+    AttentionConfig(head_dim=6, heads=2, kv_heads=1, capacity=12, lanes=2, dims_per_cycle=6),
+    AttentionConfig(head_dim=4, heads=3, kv_heads=3, capacity=8, lanes=1, dims_per_cycle=1),
+]
+
+
+def make_blocks(cfg, rng, cache, layer, length, count, extreme=False):
+    """``count`` blocks of (position, head) queries sharing a kv head, with expectations."""
+    blocks = []
+    for _ in range(count):
+        kv_head = int(rng.integers(cfg.kv_heads))
+        used = int(rng.integers(1, cfg.lanes + 1))
+        positions = rng.integers(0, length, used)
+        heads = kv_head * cfg.kv_group + rng.integers(0, cfg.kv_group, used)
+        if extreme:
+            codes = 127 * rng.choice([-1, 1], (used, cfg.head_dim))
+            scales = scale_from_int(np.full(used, 2 ** 31 - 1))
+        else:
+            codes = rng.integers(-127, 128, (used, cfg.head_dim))
+            scales = random_scales(rng, used)
+        # The golden model computes every head of each query token; take the lane's head.
+        q_codes = np.zeros((used, cfg.heads, cfg.head_dim), dtype=np.int64)
+        q_codes[np.arange(used), heads] = codes
+        q_scale = tuple(np.repeat(s[:, None], cfg.heads, axis=1) for s in scales)
+        expected = golden_outputs(cache, layer, q_codes, q_scale, positions)
+        queries = [query_payload(codes[i], (scales[0][i], scales[1][i]), positions[i],
+                                 i == used - 1) for i in range(used)]
+        outputs = [expected[i, heads[i]] for i in range(used)]
+        blocks.append((queries, key_beats(cache, cfg, layer, kv_head, int(positions.max()) + 1),
+                       outputs))
+    return blocks
+
+
+def run_core(cfg, blocks, traffic, seed):
+    dut = AttentionCore(cfg)
+    step = cfg.dims_per_cycle
+    expected = [(out[b:b + step].tolist(), int(i == len(outs) - 1 and b + step == cfg.head_dim))
+                for _, _, outs in blocks for i, out in enumerate(outs)
+                for b in range(0, cfg.head_dim, step)]
+    received = []
+
+    async def setup_and_send_queries(ctx):
+        m, e = score_scale(cfg.head_dim)
+        ctx.set(dut.score_scale, {"m": int(m), "e": int(e)})
+        await stream_send(ctx, dut.queries, [q for block in blocks for q in block[0]],
+                          random.Random(seed), traffic.idle)
+
+    async def send_keys(ctx):
+        await stream_send(ctx, dut.keys, [k for block in blocks for k in block[1]],
+                          random.Random(seed + 1), traffic.idle)
+
+    async def receive(ctx):
+        beats = await stream_receive(ctx, dut.results, len(expected), random.Random(seed + 2),
+                                     traffic.stall)
+        received.extend(([int(v) for v in beat.values], int(beat.last)) for beat in beats)
+
+    run_simulation(dut, setup_and_send_queries, send_keys, receive)
+    return received, expected
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"d{c.head_dim}l{c.lanes}D{c.dims_per_cycle}")
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_core_matches_golden(cfg, traffic):
+    seed = 100 * cfg.head_dim + 10 * cfg.lanes + [t.name for t in TRAFFIC].index(traffic.name)
+    rng = np.random.default_rng(seed)
+    cache = GoldenCache(model_shape(cfg))
+    fill_cache(cache, rng, 0, cfg.capacity)
+    blocks = make_blocks(cfg, rng, cache, 0, cfg.capacity, 4)
+    received, expected = run_core(cfg, blocks, traffic, seed)
+    assert received == expected
+
+
+def test_core_extremes():
+    """Saturated scores (every code +-127 at the largest scales), an all-zero cache,
+    and a single very large score among tiny ones."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(7)
+    blocks = []
+    cache = GoldenCache(model_shape(cfg))
+    fill_cache(cache, rng, 0, cfg.capacity, extreme=True)
+    blocks += make_blocks(cfg, rng, cache, 0, cfg.capacity, 2, extreme=True)
+    zeros = GoldenCache(model_shape(cfg))
+    blocks += make_blocks(cfg, rng, zeros, 0, cfg.capacity, 2)
+    spike = GoldenCache(model_shape(cfg))
+    fill_cache(spike, rng, 0, cfg.capacity)
+    spike.k_scale[0][0, 5], spike.k_scale[1][0, 5] = scale_from_int(np.full(cfg.kv_heads, 2 ** 31 - 1))
+    spike.k_codes[0, 5] = 127
+    blocks += make_blocks(cfg, rng, spike, 0, cfg.capacity, 3, extreme=True)
+    received, expected = run_core(cfg, blocks, TRAFFIC[3], 11)
+    assert received == expected
+    assert any(v != 0 for beat, _ in expected for v in beat)
+
+
+BLOCK_MODELS = [
+    model_shape(AttentionConfig(head_dim=8, heads=4, kv_heads=2, capacity=16),
+                rope_pairing="half"),
+    model_shape(AttentionConfig(head_dim=8, heads=2, kv_heads=2, capacity=16),
+                rope_pairing="interleaved"),
+]
+
+
+def block_jobs(model, rng, spans, max_queries):
+    """Jobs (layer 0) for prompt chunks and decode steps, with the golden outputs."""
+    cache = GoldenCache(model)
+    tables = rope_tables(model)
+    jobs = []
+    for start, tokens in spans:
+        heads, keys, values = random_qkv(model, rng, tokens)
+        positions = np.arange(start, start + tokens)
+        expected = attention_step(model, tables, cache, 0, positions, heads, keys, values,
+                                  score_scale(model.head_dim))
+        jobs.append(({"layer": 0, "start": start, "tokens": tokens},
+                     (heads, keys, values), expected))
+    return jobs
+
+
+def run_block(model, cfg, jobs, traffic, seed, max_queries):
+    dut = AttentionHarness(model, cfg, MemoryConfig(data_width=64, addr_width=12),
+                           max_queries=max_queries)
+    lanes = cfg.dims_per_cycle
+    expected = [beat for *_, out in jobs for beat in output_beats(out, lanes)]
+    received = []
+
+    async def send(ctx):
+        m, e = score_scale(model.head_dim)
+        ctx.set(dut.score_scale, {"m": int(m), "e": int(e)})
+        await stream_send(ctx, dut.job, [job for job, *_ in jobs], random.Random(seed),
+                          traffic.idle)
+
+    async def send_qkv(ctx):
+        beats = [b for _, qkv, _ in jobs for b in qkv_beats(*qkv, lanes)]
+        await stream_send(ctx, dut.qkv, beats, random.Random(seed + 1), traffic.idle)
+
+    async def receive(ctx):
+        beats = await stream_receive(ctx, dut.out, len(expected), random.Random(seed + 2),
+                                     traffic.stall)
+        received.extend({"values": [int(v) for v in b.values], "last": int(b.last)}
+                        for b in beats)
+
+    run_simulation(dut, send, send_qkv, receive)
+    return received, expected
+
+
+@pytest.mark.parametrize("model", BLOCK_MODELS, ids=lambda m: m.rope_pairing)
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+def test_block_prefill_then_decode(model, traffic):
+    """Prompt chunks of up to max_queries tokens, then decode steps to the last position."""
+    cfg = AttentionConfig.for_model(model, lanes=3, dims_per_cycle=4)
+    rng = np.random.default_rng(5)
+    spans = [(0, 4), (4, 3), (7, 1), (8, 1), (15, 1)]
+    jobs = block_jobs(model, rng, spans, 4)
+    received, expected = run_block(model, cfg, jobs, traffic, 21, 4)
+    assert received == expected
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"heads": 6, "kv_heads": 4}, "multiple of kv_heads"),
+    ({"head_dim": 30, "dims_per_cycle": 8}, "must divide head_dim"),
+    ({"head_dim": 7, "dims_per_cycle": 7}, "even for RoPE"),
+    ({"capacity": 2 ** 16 + 1}, "at most 65536"),
+    ({"lanes": 0}, "positive integer"),
+])
+def test_config_rejects(fields, message):
+    with pytest.raises(ValueError, match=message):
+        AttentionConfig(**fields)
+
+
+def test_span_and_model_checks():
+    cfg = AttentionConfig(head_dim=8, heads=4, kv_heads=2, capacity=16)
+    cfg.check_span(15, 1)
+    with pytest.raises(ValueError, match="exceeds the KV cache capacity of 16"):
+        cfg.check_span(15, 2)
+    with pytest.raises(ValueError, match="at least one token"):
+        cfg.check_span(0, 0)
+    with pytest.raises(ValueError, match="non-negative"):
+        cfg.check_span(-1, 1)
+    with pytest.raises(ValueError, match="head_dim = 16, but the attention unit is built for "
+                                         "head_dim = 8"):
+        cfg.check_model(model_shape(AttentionConfig(head_dim=16, heads=4, kv_heads=2)))
+    with pytest.raises(ValueError, match="kv_heads = 1"):
+        cfg.check_model(model_shape(AttentionConfig(head_dim=8, heads=4, kv_heads=1)))
+    with pytest.raises(ValueError, match="max_queries"):
+        AttentionHarness(model_shape(cfg), cfg, MemoryConfig(), max_queries=0)
+    with pytest.raises(ValueError, match="beyond the 4-bit word address space"):
+        AttentionHarness(model_shape(cfg), cfg, MemoryConfig(addr_width=4))
+
+
+def test_block_drops_jobs_past_the_cache():
+    """A job past the capacity (or of zero tokens) raises the sticky error and is dropped;
+    a good job afterwards still runs bit-exact."""
+    model = BLOCK_MODELS[0]
+    cfg = AttentionConfig.for_model(model, lanes=3, dims_per_cycle=4)
+    dut = AttentionHarness(model, cfg, MemoryConfig(data_width=64, addr_width=12), max_queries=4)
+    jobs = block_jobs(model, np.random.default_rng(2), [(0, 2)], 4)
+    expected = [beat for *_, out in jobs for beat in output_beats(out, 4)]
+    seen = {}
+
+    async def bench(ctx):
+        m, e = score_scale(model.head_dim)
+        ctx.set(dut.score_scale, {"m": int(m), "e": int(e)})
+        bad = [{"layer": 0, "start": 14, "tokens": 3}, {"layer": 0, "start": 0, "tokens": 0}]
+        await stream_send(ctx, dut.job, bad)
+        await ctx.tick().repeat(3)
+        seen["error"] = ctx.get(dut.error)
+        await stream_send(ctx, dut.job, [jobs[0][0]])
+        await stream_send(ctx, dut.qkv, qkv_beats(*jobs[0][1], 4))
+
+    async def receive(ctx):
+        beats = await stream_receive(ctx, dut.out, len(expected))
+        seen["out"] = [{"values": [int(v) for v in b.values], "last": int(b.last)} for b in beats]
+
+    run_simulation(dut, bench, receive)
+    assert seen["error"] == 1
+    assert seen["out"] == expected
