@@ -104,7 +104,7 @@ class ScoreUnit(wiring.Component):
         dot1, product, shift = reg(signed(DOT_WIDTH), "dot1"), reg(signed(56), "product"), \
             reg(signed(12), "shift")
         score = reg(signed(32), "score")
-        running_max, started = reg(signed(25), "max"), reg(1, "started")
+        running_max = reg(signed(25), "max")
         rescale, distance = reg(6, "rescale"), reg(34, "distance")
         active, first = reg(1, "active"), reg(1, "first")
         prob = reg(16, "prob")
