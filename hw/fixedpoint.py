@@ -19,8 +19,9 @@ from ..sim.golden.fixed import EXP2_TABLE, RECIP_TABLE, RSQRT_TABLE, SIGMOID_TAB
 
 __all__ = ["MANTISSA_BITS", "EXPONENT_BITS", "scale_layout", "Pipeline", "bit_length",
            "shift_round", "shift_round_signed", "saturate", "normalize_scale",
-           "InterpolatedTable", "reciprocal_table", "rsqrt_table", "exp2_table",
-           "sigmoid_table", "RECIPROCAL_LATENCY", "reciprocal"]
+           "InterpolatedTable", "exp2_table", "RECIPROCAL_LATENCY", "reciprocal",
+           "scale_mul", "apply_shift", "normalize_even", "RSQRT_LATENCY", "rsqrt",
+           "SIGMOID_LATENCY", "sigmoid"]
 
 MANTISSA_BITS = 16
 EXPONENT_BITS = 10              # docs/numerics.md: 10 bits hold every scale the design forms
@@ -156,21 +157,9 @@ class InterpolatedTable:
         return (port.data.low + step)[:self.value_width + 1].as_unsigned()
 
 
-def reciprocal_table():
-    return InterpolatedTable("reciprocal", RECIP_TABLE)
-
-
-def rsqrt_table():
-    return InterpolatedTable("rsqrt", RSQRT_TABLE)
-
-
 def exp2_table():
     """2**(-f/256) as Q1.15 for f in [0, 256): a plain ROM (no interpolation)."""
     return [int(v) for v in EXP2_TABLE]
-
-
-def sigmoid_table():
-    return InterpolatedTable("sigmoid", SIGMOID_TABLE)
 
 
 RECIPROCAL_LATENCY = 2
@@ -202,12 +191,6 @@ def reciprocal(m: Module, value, enable, name: str = "reciprocal"):
         m.d.sync += result.eq(Mux(zero_held, 0, normalize_scale(approx, -22 - length_held, m,
                                                                   name=f"{name}_approx")))
     return result
-
-
-# -- Added for the element-wise unit (hw/elementwise) ------------------------------------
-
-__all__ += ["scale_mul", "apply_shift", "normalize_even", "RSQRT_LATENCY",
-            "rsqrt", "SIGMOID_LATENCY", "sigmoid"]
 
 
 def scale_mul(m: Module, a, b, name: str = "scale_mul"):
@@ -271,8 +254,7 @@ def rsqrt(m: Module, top, shift, enable, name: str = "rsqrt"):
     result = Signal(scale_layout, name=f"{name}_result")
     with m.If(enable):
         m.d.sync += shift_held.eq(shift)
-        m.d.sync += result.eq(normalize_scale(approx, -34 - (shift_held >> 1), m,
-                                                       name=f"{name}_approx"))
+        m.d.sync += result.eq(normalize_scale(approx, -34 - (shift_held >> 1)))
     return result
 
 

@@ -14,7 +14,7 @@ from .fixedpoint import scale_layout
 
 __all__ = ["weight_code_shape", "weight_word_layout", "act_beat_layout", "table_set_layout",
            "tlmm_job_layout", "tlmm_result_layout", "vector_beat_layout", "code_beat_layout",
-           "position_shape", "kv_record_layout", "key_beat_layout", "attention_query_layout",
+           "layer_shape", "kv_head_shape", "position_shape", "kv_record_layout", "key_beat_layout", "attention_query_layout",
            "attention_result_layout"]
 
 
@@ -73,6 +73,16 @@ def code_beat_layout(lanes: int) -> data.StructLayout:
     """``lanes`` consecutive int8 activation codes of a vector; ``last`` ends the vector."""
     return data.StructLayout({"codes": data.ArrayLayout(signed(8), lanes),
                               "last": unsigned(1)})
+
+
+def layer_shape(config: AttentionConfig):
+    """A layer index."""
+    return unsigned(max(1, (config.layers - 1).bit_length()))
+
+
+def kv_head_shape(config: AttentionConfig):
+    """A key/value head index."""
+    return unsigned(max(1, (config.kv_heads - 1).bit_length()))
 
 
 def position_shape(config: AttentionConfig):

@@ -66,8 +66,8 @@ class AttentionHarness(wiring.Component):
     """
 
     def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0):
-        self._args = (model, config, memory, max_queries, bytes_per_cycle, latency)
-        block = AttentionBlock(model, config, memory, max_queries)
+        self._block = block = AttentionBlock(model, config, memory, max_queries)
+        self._memory_args = (memory, bytes_per_cycle, latency)
         members = {name: value for name, value in block.signature.members.items()
                    if name != "memory"}
         members["busy_cycles"] = Out(32)
@@ -75,8 +75,8 @@ class AttentionHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        model, config, memory, max_queries, bytes_per_cycle, latency = self._args
-        m.submodules.block = block = AttentionBlock(model, config, memory, max_queries)
+        memory, bytes_per_cycle, latency = self._memory_args
+        m.submodules.block = block = self._block
         depth = block.kv_layout.words
         if bytes_per_cycle is None:
             m.submodules.memory = ram = OnChipMemory(memory, depth)

@@ -24,8 +24,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AttentionConfig, ElementwiseConfig, ModelConfig
 from ..elementwise import NormQuant, RoPE
 from ..fixedpoint import scale_layout
-from ..layouts import (attention_query_layout, kv_record_layout, position_shape,
-                       vector_beat_layout)
+from ..layouts import attention_query_layout, layer_shape, position_shape, vector_beat_layout
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from .core import AttentionCore
 from .kvcache import KVLayout, KVReader, KVWriter
@@ -36,7 +35,7 @@ __all__ = ["AttentionBlock", "attention_job_layout"]
 def attention_job_layout(config: AttentionConfig, max_queries: int) -> data.StructLayout:
     """One job: ``tokens`` (1 .. max_queries) new tokens from position ``start``."""
     return data.StructLayout({
-        "layer": unsigned(max(1, (config.layers - 1).bit_length())),
+        "layer": layer_shape(config),
         "start": position_shape(config),
         "tokens": unsigned(max_queries.bit_length()),
     })

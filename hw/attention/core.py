@@ -8,8 +8,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import AttentionConfig
-from ..fixedpoint import (Pipeline, RECIPROCAL_LATENCY, exp2_table, normalize_scale, reciprocal,
-                          saturate, scale_layout, shift_round, shift_round_signed)
+from ..fixedpoint import (Pipeline, RECIPROCAL_LATENCY, exp2_table, reciprocal, saturate,
+                          scale_layout, scale_mul, shift_round, shift_round_signed)
 from ..layouts import (attention_query_layout, attention_result_layout, key_beat_layout,
                        position_shape)
 
@@ -240,8 +240,7 @@ class AttentionCore(wiring.Component):
                      done.eq(self.queries.valid & (query.last | (count == cfg.lanes - 1)))]
         with m.If(self.queries.valid):
             m.d.sync += count.eq(Mux(done, 0, count + 1))
-            sq = normalize_scale(query.scale.m * self.score_scale.m,
-                                 query.scale.e + self.score_scale.e, m, name="query_sq")
+            sq = scale_mul(m, query.scale, self.score_scale, name="query_sq")
             for lane in range(cfg.lanes):
                 with m.If(count == lane):
                     m.d.sync += [scores.lane_sq[lane].eq(sq),

@@ -16,7 +16,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..config import AttentionConfig
-from ..layouts import key_beat_layout, kv_record_layout, position_shape
+from ..layouts import (key_beat_layout, kv_head_shape, kv_record_layout, layer_shape,
+                       position_shape)
 from ..memory.port import MemoryConfig, MemoryPortSignature, read_data_layout
 from ..weights import BurstReader
 
@@ -55,20 +56,16 @@ class KVLayout:
                              f"the {self.memory.addr_width}-bit word address space")
 
 
-def _index_shapes(config: AttentionConfig):
-    return {"layer": unsigned(max(1, (config.layers - 1).bit_length())),
-            "kv_head": unsigned(max(1, (config.kv_heads - 1).bit_length()))}
-
-
 def kv_write_layout(config: AttentionConfig) -> data.StructLayout:
     """One record to store at (layer, kv head, position)."""
-    return data.StructLayout({"record": kv_record_layout(config), **_index_shapes(config),
+    return data.StructLayout({"record": kv_record_layout(config), "layer": layer_shape(config),
+                              "kv_head": kv_head_shape(config),
                               "position": position_shape(config)})
 
 
 def kv_pass_layout(config: AttentionConfig) -> data.StructLayout:
     """One pass over keys ``0 .. count-1`` of (layer, kv head); ``count`` >= 1."""
-    return data.StructLayout({**_index_shapes(config),
+    return data.StructLayout({"layer": layer_shape(config), "kv_head": kv_head_shape(config),
                               "count": unsigned(config.capacity.bit_length())})
 
 

@@ -13,7 +13,6 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from tritium.hw.attention.block import attention_job_layout
 from tritium.hw.config import AttentionConfig, ModelConfig

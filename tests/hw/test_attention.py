@@ -119,7 +119,7 @@ BLOCK_MODELS = [
 ]
 
 
-def block_jobs(model, rng, spans, max_queries):
+def block_jobs(model, rng, spans):
     """Jobs (layer 0) for prompt chunks and decode steps, with the golden outputs."""
     cache = GoldenCache(model)
     tables = rope_tables(model)
@@ -168,7 +168,7 @@ def test_block_prefill_then_decode(model, traffic):
     cfg = AttentionConfig.for_model(model, lanes=3, dims_per_cycle=4)
     rng = np.random.default_rng(5)
     spans = [(0, 4), (4, 3), (7, 1), (8, 1), (15, 1)]
-    jobs = block_jobs(model, rng, spans, 4)
+    jobs = block_jobs(model, rng, spans)
     received, expected = run_block(model, cfg, jobs, traffic, 21, 4)
     assert received == expected
 
@@ -211,7 +211,7 @@ def test_block_drops_jobs_past_the_cache():
     model = BLOCK_MODELS[0]
     cfg = AttentionConfig.for_model(model, lanes=3, dims_per_cycle=4)
     dut = AttentionHarness(model, cfg, MemoryConfig(data_width=64, addr_width=12), max_queries=4)
-    jobs = block_jobs(model, np.random.default_rng(2), [(0, 2)], 4)
+    jobs = block_jobs(model, np.random.default_rng(2), [(0, 2)])
     expected = [beat for *_, out in jobs for beat in output_beats(out, 4)]
     seen = {}
 
