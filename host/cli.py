@@ -40,7 +40,14 @@ def _status(message):
     return Console(stderr=True).status(message)
 
 
+HOST_BACKENDS = ("golden", "reference")
+BACKEND_HELP = ("golden or reference (NumPy on the host), or a device: sim (the generated "
+                "Verilog on Verilator)")
+
+
 def _generate(args, model, tokenizer, *, stream: bool):
+    if args.backend not in HOST_BACKENDS:
+        return _generate_on_accelerator(args, model, tokenizer, stream=stream)
     from .runtime import Session, generate, make_backend
     prompt_ids = tokenizer.encode(args.prompt)
     session = Session(make_backend(args.backend, model))
@@ -73,12 +80,92 @@ def _generate(args, model, tokenizer, *, stream: bool):
     }
 
 
+def _accelerator_config(name):
+    from tritium.hw.config import ACCELERATOR_PRESETS
+    if name not in ACCELERATOR_PRESETS:
+        raise InputError(f"unknown accelerator config {name!r}; choose one of "
+                         f"{', '.join(ACCELERATOR_PRESETS)}")
+    return ACCELERATOR_PRESETS[name]
+
+
+def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
+    """Greedy generation on an accelerator transport, every logit checked against the
+    golden model; cycles from the device's counters."""
+    from tritium.sim.golden.model import GoldenModel
+    from .accelerator import Accelerator
+    from .transports import open_transport
+    config = _accelerator_config(args.config)
+    prompt_ids = tokenizer.encode(args.prompt)
+    golden = GoldenModel(model)
+    cache = golden.new_cache()
+    text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
+    with _status(f"starting the {args.backend} backend for accelerator {config.name!r}"):
+        accelerator = Accelerator(config, open_transport(args.backend, config), timeout=600)
+    with accelerator:
+        with _status(f"loading {model.config.name} onto {args.backend}"):
+            accelerator.load(model)
+        start = time.perf_counter()
+        accelerator.check_generation(prompt_ids, args.tokens)
+        with _status(f"prefilling {len(prompt_ids)} tokens on {args.backend}"):
+            logits = accelerator.prefill(prompt_ids)[-1]
+        matches = bool(np.array_equal(logits, golden.forward(prompt_ids, cache)[-1]))
+        prefill_runs = len(accelerator.run_cycles)
+        first_token_at = time.perf_counter()
+        for step in range(args.tokens):
+            token = int(np.argmax(logits))
+            ids.append(token)
+            pieces.append(text_stream.push(token))
+            if stream and pieces[-1]:
+                sys.stdout.write(pieces[-1])
+                sys.stdout.flush()
+            if step + 1 < args.tokens:
+                logits = accelerator.decode(token)
+                matches &= bool(np.array_equal(logits, golden.forward([token], cache)[-1]))
+        decode_seconds = time.perf_counter() - first_token_at
+    pieces.append(text_stream.flush())
+    if stream:
+        sys.stdout.write(pieces[-1] + "\n")
+    prefill_cycles = sum(accelerator.run_cycles[:prefill_runs])
+    decode_cycles = accelerator.run_cycles[prefill_runs:]
+    per_token = sum(decode_cycles) / len(decode_cycles) if decode_cycles else None
+    return {
+        "model": model.config.name,
+        "backend": args.backend,
+        "config": config.name,
+        "prompt": args.prompt,
+        "prompt_tokens": len(prompt_ids),
+        "text": "".join(pieces),
+        "tokens": ids,
+        "matches_golden": matches,
+        "prefill_cycles": prefill_cycles,
+        "decode_cycles": round(per_token, 1) if per_token else None,
+        "decode_cycles_each": decode_cycles,
+        "clock_hz": config.clock_hz,
+        "projected_time_to_first_token_s": prefill_cycles / config.clock_hz,
+        "projected_decode_tokens_per_s": round(config.clock_hz / per_token, 1)
+        if per_token else None,
+        "time_to_first_token_s": round(first_token_at - start, 6),
+        "decode_tokens_per_s": round((len(ids) - 1) / decode_seconds, 3)
+        if len(ids) > 1 and decode_seconds > 0 else None,
+    }
+
+
 def _summary(result):
     rate = result["decode_tokens_per_s"]
     rate_text = f", {rate:.1f} tokens/s decode" if rate else ""
-    return (f"[{result['model']} on {result['backend']}: {result['prompt_tokens']} prompt "
+    text = (f"[{result['model']} on {result['backend']}: {result['prompt_tokens']} prompt "
             f"tokens, {len(result['tokens'])} generated, first token after "
             f"{result['time_to_first_token_s']:.3f} s{rate_text}]")
+    if "prefill_cycles" in result:
+        mhz = result["clock_hz"] / 1e6
+        decode = (f", {result['decode_cycles']:.0f} cycles per decode token "
+                  f"({result['projected_decode_tokens_per_s']} tokens/s)"
+                  if result["decode_cycles"] else "")
+        text += (f"\n[simulated at {mhz:g} MHz: prefill {result['prefill_cycles']} cycles "
+                 f"({result['projected_time_to_first_token_s'] * 1e3:.2f} ms){decode}; "
+                 f"every logit {'matches' if result['matches_golden'] else 'DIFFERS FROM'} "
+                 f"the golden model]")
+    return text
 
 
 def cmd_run(args):
@@ -87,18 +174,26 @@ def cmd_run(args):
     with _status(f"loading {args.model}"):
         model, tokenizer = _load(args.model)
     if args.json:
-        print(json.dumps(_generate(args, model, tokenizer, stream=False)))
-        return
-    sys.stdout.write(args.prompt)
-    result = _generate(args, model, tokenizer, stream=True)
-    print(_summary(result), file=sys.stderr)
+        result = _generate(args, model, tokenizer, stream=False)
+        print(json.dumps(result))
+    else:
+        sys.stdout.write(args.prompt)
+        result = _generate(args, model, tokenizer, stream=True)
+        print(_summary(result), file=sys.stderr)
+    if result.get("matches_golden") is False:
+        print("tritium: error: the accelerator's logits differ from the golden model's",
+              file=sys.stderr)
+        return 1
 
 
 def cmd_demo(args):
     args.model, args.prompt, args.json = "tiny", DEMO_PROMPT, False
-    print(f"tritium demo: the tiny BitNet model on the {args.backend!r} backend "
-          f"(bit-exact integer model of the accelerator)", file=sys.stderr)
-    cmd_run(args)
+    what = ("the cycle-accurate simulation of the generated Verilog"
+            if args.backend == "sim" else "bit-exact integer model of the accelerator"
+            if args.backend == "golden" else "float reference")
+    print(f"tritium demo: the tiny BitNet model on the {args.backend!r} backend ({what})",
+          file=sys.stderr)
+    return cmd_run(args)
 
 
 def _parse_token_list(text: str, vocab_size: int) -> np.ndarray:
@@ -166,20 +261,45 @@ def cmd_info(args):
         print(f"{key:<{width}}  {value}")
 
 
+def cmd_generate(args):
+    """Write the Verilog of an accelerator config, with its config as JSON."""
+    from tritium.hw.top import Top
+    from tritium.sim.cosim import generate_verilog
+    config = _accelerator_config(args.config)
+    out = Path(args.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {out}: {exc.strerror or exc}") from None
+    toplevel = f"tritium_{config.name.replace('-', '_')}"
+    with _status(f"generating the Verilog of accelerator {config.name!r}"):
+        verilog = generate_verilog(Top(config), toplevel)
+    (out / f"{toplevel}.v").write_text(verilog)
+    (out / "config.json").write_text(config.to_json() + "\n")
+    result = {"config": config.name, "toplevel": toplevel, "design_id": f"{config.design_id:08x}",
+              "verilog": str(out / f"{toplevel}.v"), "bytes": len(verilog)}
+    print(json.dumps(result) if args.json else
+          f"wrote {result['verilog']} ({len(verilog)} bytes, design {result['design_id']}) "
+          f"and {out / 'config.json'}")
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="tritium", description="FPGA accelerators for ternary (BitNet b1.58) LLMs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="generate text with the shipped tiny model")
-    demo.add_argument("--backend", default="golden", choices=["golden", "reference"])
+    demo.add_argument("--backend", default="sim", help=BACKEND_HELP)
+    demo.add_argument("--config", default="tiny", help="accelerator config (default tiny)")
     demo.add_argument("-n", dest="tokens", type=int, default=DEMO_TOKENS,
                       help=f"tokens to generate (default {DEMO_TOKENS})")
     demo.set_defaults(func=cmd_demo)
 
     run = commands.add_parser("run", help="prefill a prompt and decode tokens")
     run.add_argument("--model", required=True, help="'tiny', or a .npz/.gguf/HF directory")
-    run.add_argument("--backend", default="golden", choices=["golden", "reference"])
+    run.add_argument("--backend", default="golden", help=BACKEND_HELP)
+    run.add_argument("--config", default="tiny",
+                     help="accelerator config for hardware backends (default tiny)")
     run.add_argument("--prompt", required=True)
     run.add_argument("-n", dest="tokens", type=int, default=32, help="tokens to generate")
     run.add_argument("--json", action="store_true", help="print one JSON object")
@@ -202,6 +322,12 @@ def _parser():
     info.add_argument("--model", required=True)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+
+    generate = commands.add_parser("generate", help="write the Verilog of an accelerator config")
+    generate.add_argument("--config", default="tiny", help="accelerator config (default tiny)")
+    generate.add_argument("-o", dest="output", required=True, help="output directory")
+    generate.add_argument("--json", action="store_true")
+    generate.set_defaults(func=cmd_generate)
 
     add_report_parser(commands)
     return parser

@@ -6,10 +6,11 @@ and the host (``host/``) may use it without depending on the gateware.
 
 import dataclasses
 import json
+import zlib
 from dataclasses import dataclass
 
 __all__ = ["ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
-           "MODEL_PRESETS"]
+           "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS"]
 
 ACTIVATIONS = ("silu", "relu2")
 ROPE_PAIRINGS = ("half", "interleaved")
@@ -379,4 +380,142 @@ MODEL_PRESETS = {
         name="tiny", vocab_size=256, hidden=128, layers=4, heads=4, kv_heads=2,
         head_dim=32, ffn=384, activation="silu", rope_theta=10000.0,
         rope_pairing="half", norm_eps=1e-5, max_context=256, tied_embedding=False),
+}
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """The whole accelerator: the model shape it serves and the size of every unit.
+
+    One design runs any weights of ``model``'s shape, any prompt length and any number
+    of decode steps up to ``model.max_context`` (the KV cache's capacity). A run
+    processes 1 .. ``max_tokens`` tokens (a prompt chunk or one decode step); it must
+    equal the TLMM engine's token tile so every linear is one engine job. Vectors move
+    between the units in beats of ``lanes`` = ``tlmm.rows`` int32 elements, which is
+    also the attention unit's ``dims_per_cycle`` and, at 32 bits each, the memory's bus
+    word (``data_width`` bits, ``memory_words`` words). ``max_payload`` is the host
+    link's frame buffer in bytes; ``clock_hz`` the clock the design is built for.
+    """
+    name: str
+    model: ModelConfig
+    tlmm: TLMMConfig
+    attention_lanes: int = 4
+    memory_words: int = 2 ** 14
+    clock_hz: int = 100_000_000
+    max_payload: int = 1024
+
+    def __post_init__(self):
+        _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload")
+        model, lanes = self.model, self.lanes
+        for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
+            value = getattr(model, name)
+            if value % lanes:
+                raise ValueError(f"model {model.name!r} has {name} = {value}, not a multiple "
+                                 f"of the accelerator's {lanes} lanes (tlmm.rows)")
+        if (model.head_dim // 2) % lanes:
+            raise ValueError(f"model {model.name!r}: head_dim / 2 = {model.head_dim // 2} is "
+                             f"not a multiple of the {lanes} lanes RoPE pairs per beat")
+        if self.tlmm.k_per_word % lanes:
+            raise ValueError(f"the TLMM engine's {self.tlmm.k_per_word} activations per "
+                             f"chunk must be whole beats of {lanes} lanes")
+        widest = max(model.hidden, model.q_dim, model.ffn)
+        if self.tlmm.max_k < widest or self.tlmm.max_n < max(widest, model.kv_dim):
+            raise ValueError(f"the TLMM engine (max_k {self.tlmm.max_k}, max_n "
+                             f"{self.tlmm.max_n}) cannot hold model {model.name!r}'s "
+                             f"{widest}-wide linears")
+        if self.memory_words > 2 ** 32:
+            raise ValueError(f"memory_words must be at most 2**32, not {self.memory_words}")
+        self.attention                                  # validates the attention shape
+        if self.kv_words >= self.memory_words:
+            raise ValueError(f"the KV cache ({self.kv_words} words) does not fit in "
+                             f"{self.memory_words} words of memory")
+
+    @property
+    def lanes(self) -> int:
+        return self.tlmm.rows
+
+    @property
+    def max_tokens(self) -> int:
+        return self.tlmm.tokens
+
+    @property
+    def data_width(self) -> int:
+        return 32 * self.lanes
+
+    @property
+    def addr_width(self) -> int:
+        return max(1, (self.memory_words - 1).bit_length())
+
+    @property
+    def attention(self) -> AttentionConfig:
+        return AttentionConfig.for_model(self.model, lanes=self.attention_lanes,
+                                         dims_per_cycle=self.lanes)
+
+    @property
+    def elementwise(self) -> ElementwiseConfig:
+        m = self.model
+        return ElementwiseConfig(lanes=self.lanes, max_features=max(m.hidden, m.q_dim, m.ffn))
+
+    @property
+    def memory(self):
+        """The memory port's :class:`~tritium.hw.memory.port.MemoryConfig`."""
+        from .memory.port import MemoryConfig          # gateware module: imported on use
+        return MemoryConfig(data_width=self.data_width, addr_width=self.addr_width,
+                            len_width=12)
+
+    @property
+    def scratch_words(self) -> int:
+        """Scratchpad beats: per token x, the QKV row, the attention output, gate and up."""
+        m = self.model
+        per_token = m.hidden + m.q_dim + 2 * m.kv_dim + m.q_dim + 2 * m.ffn
+        return self.max_tokens * per_token // self.lanes
+
+    @property
+    def kv_words(self) -> int:
+        """Bus words of the KV cache (``KVLayout.words``: records of int8 K and V codes
+        and two 26-bit scales, padded to whole words)."""
+        a = self.attention
+        record_words = -(-(16 * a.head_dim + 52) // self.data_width)
+        return a.layers * a.kv_heads * a.capacity * record_words
+
+    @property
+    def kv_base(self) -> int:
+        """The KV cache fills the top of memory."""
+        return self.memory_words - self.kv_words
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def design_id(self) -> int:
+        """CRC-32 of the configuration: what INFO and the ``design`` register report."""
+        return zlib.crc32(self.to_json().encode())
+
+    def check_model(self, model: ModelConfig) -> None:
+        """Raise ``ValueError`` naming the first field of ``model`` this design cannot run."""
+        for name in ("hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "activation",
+                     "rope_pairing", "rope_theta"):
+            want, have = getattr(model, name), getattr(self.model, name)
+            if want != have:
+                raise ValueError(f"model {model.name!r} has {name} = {want!r}, but accelerator "
+                                 f"{self.name!r} is built for {name} = {have!r}")
+        if model.max_context > self.model.max_context:
+            raise ValueError(f"model {model.name!r} has a context of {model.max_context} "
+                             f"tokens; accelerator {self.name!r}'s KV cache holds "
+                             f"{self.model.max_context}")
+
+
+ACCELERATOR_PRESETS = {
+    # The demo design: the tiny model, everything on chip, 8 lanes.
+    "tiny": AcceleratorConfig(
+        name="tiny", model=MODEL_PRESETS["tiny"],
+        tlmm=TLMMConfig(group=3, tables=8, rows=8, table_mode="full", tokens=8,
+                        max_k=384, max_n=384, acc_width=18),
+        attention_lanes=4, memory_words=2 ** 14, clock_hz=50_000_000, max_payload=1024),
+    # The KV260 point of research/tellme.md 9.1 (G3 T32 R16) for BitNet-0.7B's shape.
+    "kv260": AcceleratorConfig(
+        name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
+        tlmm=TLMMConfig(group=3, tables=32, rows=16, table_mode="full", tokens=8,
+                        max_k=4128, max_n=4096),
+        attention_lanes=8, memory_words=2 ** 23, clock_hz=250_000_000, max_payload=4096),
 }

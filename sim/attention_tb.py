@@ -8,12 +8,16 @@ gives for them.
 
 import numpy as np
 
+from ..hw.attention.kvcache import KVLayout
 from ..hw.config import AttentionConfig, ModelConfig
+from ..hw.fixedpoint import scale_layout
+from ..hw.layouts import kv_record_layout
 from .golden.fixed import scale_from_float, scale_from_int
 from .golden.model import LOG2E, GoldenCache, attention
 
 __all__ = ["model_shape", "score_scale", "random_scales", "fill_cache", "key_beats",
-           "query_payload", "golden_outputs", "random_qkv", "qkv_beats", "output_beats"]
+           "query_payload", "golden_outputs", "random_qkv", "qkv_beats", "output_beats",
+           "cache_image"]
 
 
 def model_shape(config: AttentionConfig, **fields) -> ModelConfig:
@@ -51,6 +55,29 @@ def fill_cache(cache: GoldenCache, rng, layer: int, length: int, extreme: bool =
             codes[layer, :length] = rng.integers(-127, 128, shape + (cfg.head_dim,))
             m, e = random_scales(rng, shape)
         scales[0][layer, :length], scales[1][layer, :length] = m, e
+
+
+def cache_image(cache: GoldenCache, layout: KVLayout, layer: int, length: int) -> list:
+    """The memory image of records ``0 .. length-1`` of ``layer``: one ``(word address,
+    bytes)`` per kv head, each record ``kv_record_layout`` padded to whole bus words."""
+    cfg = layout.config
+    fields = dict(kv_record_layout(cfg))
+    record_bytes = layout.words_per_record * layout.memory.bytes_per_word
+    images = []
+    for kv_head in range(cfg.kv_heads):
+        records = []
+        for token in range(length):
+            bits = 0
+            for name, codes in (("k", cache.k_codes), ("v", cache.v_codes)):
+                raw = codes[layer, token, kv_head].astype(np.uint8).tobytes()
+                bits |= int.from_bytes(raw, "little") << fields[name].offset
+            for name, scale in (("k_scale", cache.k_scale), ("v_scale", cache.v_scale)):
+                value = scale_layout.const({"m": int(scale[0][layer, token, kv_head]),
+                                            "e": int(scale[1][layer, token, kv_head])})
+                bits |= value.as_bits() << fields[name].offset
+            records.append(bits.to_bytes(record_bytes, "little"))
+        images.append((layout.address(layer, kv_head), b"".join(records)))
+    return images
 
 
 def key_beats(cache: GoldenCache, config: AttentionConfig, layer: int, kv_head: int,

@@ -15,7 +15,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi.stream import define_stream
 
 __all__ = ["AmStreamBus", "AmStreamTransaction", "AmStreamSource", "AmStreamSink", "TRAFFIC",
-           "ALL_TRAFFIC", "random_pauses", "stream_bfm", "start_clock", "reset"]
+           "ALL_TRAFFIC", "random_pauses", "stream_bfm", "start_clock", "reset", "MemoryLoader"]
 
 AmStreamBus, AmStreamTransaction, AmStreamSource, AmStreamSink, _ = define_stream(
     "AmStream", signals=["payload", "valid", "ready"])
@@ -51,3 +51,30 @@ async def reset(dut, cycles: int = 2):
     await ClockCycles(dut.clk, cycles)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+
+
+class MemoryLoader:
+    """Stores bytes through a memory port's write channels (``<prefix>__write_cmd``,
+    ``__write_data``, ``__write_done``), as a host loads a model; never pauses."""
+
+    def __init__(self, dut, prefix: str, memory):
+        from tritium.hw.memory.port import command_layout
+        self.memory, self.commands = memory, command_layout(memory)
+        self.write_cmd = stream_bfm(dut, f"{prefix}__write_cmd", AmStreamSource)
+        self.write_data = stream_bfm(dut, f"{prefix}__write_data", AmStreamSource)
+        self.write_done = stream_bfm(dut, f"{prefix}__write_done", AmStreamSink)
+
+    async def store(self, data: bytes, base: int) -> int:
+        """Write ``data`` from bus word ``base`` on; return the number of bus words."""
+        width = self.memory.bytes_per_word
+        data = bytes(data) + bytes(-len(data) % width)
+        count, longest = len(data) // width, 2 ** self.memory.len_width - 1
+        for start in range(0, count, longest):
+            words = min(longest, count - start)
+            cmd = self.commands.const({"addr": base + start, "words": words})
+            await self.write_cmd.send(AmStreamTransaction(payload=cmd.as_bits()))
+            for i in range(start, start + words):
+                word = int.from_bytes(data[i * width:(i + 1) * width], "little")
+                await self.write_data.send(AmStreamTransaction(payload=word))
+            await self.write_done.recv()
+        return count

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["SimulatorMissing", "default_simulator", "simulator_environment", "generate_verilog",
-           "run_cocotb", "stdout_to_stderr"]
+           "build_simulation", "run_cocotb", "stdout_to_stderr"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -61,24 +61,44 @@ def generate_verilog(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
-def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: str = None,
-               extra_env: dict = None, testcase=None, seed: int = 1):
-    """Generate ``component``'s Verilog as module ``toplevel`` and run ``test_module`` on it.
+def build_simulation(component, *, toplevel: str, build_dir, sim: str = None,
+                     reuse: bool = False):
+    """Generate ``component``'s Verilog as module ``toplevel`` and build the simulator.
 
-    ``toplevel`` must be unique per configuration (submodules are named after it).
-    Raises if any cocotb test fails (the runner exits under pytest).
+    ``component`` may be a callable that returns the component, so that with ``reuse``
+    a finished build in ``build_dir`` (marked by ``<toplevel>.built``) skips both the
+    elaboration and the compilation. Returns the runner.
     """
     from cocotb_tools.runner import get_runner
     sim = sim or default_simulator()
     simulator_environment(sim)
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / f"{toplevel}.v"
-    source.write_text(generate_verilog(component, toplevel))
     runner = get_runner(sim)
+    marker = build_dir / f"{toplevel}.built"
+    source = build_dir / f"{toplevel}.v"
+    if reuse and marker.exists():
+        return runner
+    marker.unlink(missing_ok=True)
+    if callable(component) and not hasattr(component, "elaborate"):
+        component = component()
+    source.write_text(generate_verilog(component, toplevel))
     build_args = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-fatal"] if sim == "verilator" else []
     runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                  timescale=("1ns", "1ps"), build_args=build_args, always=False)
+    marker.write_text(toplevel)
+    return runner
+
+
+def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: str = None,
+               extra_env: dict = None, testcase=None, seed: int = 1, reuse: bool = False):
+    """Build ``component`` (:func:`build_simulation`) and run ``test_module`` on it.
+
+    ``toplevel`` must be unique per configuration (submodules are named after it).
+    Raises if any cocotb test fails (the runner exits under pytest).
+    """
+    runner = build_simulation(component, toplevel=toplevel, build_dir=build_dir, sim=sim,
+                              reuse=reuse)
     # The runner hands the simulator this process's sys.path as PYTHONPATH (replacing any
     # PYTHONPATH in extra_env): a test module must be importable from here.
     return runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,

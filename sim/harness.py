@@ -13,7 +13,15 @@ from tritium.hw.memory import OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
 
-__all__ = ["TLMMHarness", "AttentionHarness"]
+__all__ = ["TLMMHarness", "AttentionHarness", "load_signature"]
+
+WRITE_CHANNELS = ("write_cmd", "write_data", "write_done")
+
+
+def load_signature(memory):
+    """The memory's write channels, as the port through which a testbench stores data."""
+    port = MemoryPortSignature(memory)
+    return wiring.Signature({name: port.members[name].flip() for name in WRITE_CHANNELS}).flip()
 
 
 class TLMMHarness(wiring.Component):
@@ -26,12 +34,9 @@ class TLMMHarness(wiring.Component):
 
     def __init__(self, config, memory, depth, bytes_per_cycle, latency, burst=64):
         self._args = (config, memory, depth, bytes_per_cycle, latency, burst)
-        port = MemoryPortSignature(memory)
         members = core_members(config, memory)
         del members["memory"]
-        members["load"] = In(wiring.Signature({
-            name: port.members[name].flip() for name in ("write_cmd", "write_data", "write_done")
-        }).flip())
+        members["load"] = In(load_signature(memory))
         members["read_words"] = Out(32)
         super().__init__(members)
 
@@ -46,9 +51,7 @@ class TLMMHarness(wiring.Component):
         wiring.connect(m, core.results, wiring.flipped(self.results))
         wiring.connect(m, core.memory.read_cmd, ram.port.read_cmd)
         wiring.connect(m, ram.port.read_data, core.memory.read_data)
-        wiring.connect(m, wiring.flipped(self.load.write_cmd), ram.port.write_cmd)
-        wiring.connect(m, wiring.flipped(self.load.write_data), ram.port.write_data)
-        wiring.connect(m, ram.port.write_done, wiring.flipped(self.load.write_done))
+        _connect_writes(m, wiring.flipped(self.load), ram.port)
         for name in COUNTERS + ("fetched_words",):
             m.d.comb += getattr(self, name).eq(getattr(core, name))
         m.d.comb += [self.read_words.eq(ram.read_words),
@@ -63,6 +66,9 @@ class AttentionHarness(wiring.Component):
     On-chip memory when ``bytes_per_cycle`` is None, else a :class:`SimMemory` of that
     bandwidth and latency (an external DDR). The block's job, QKV, score-scale and output
     ports are the harness's; ``busy_cycles`` counts cycles with a job in the block.
+    While ``loading`` is high the memory's write channels belong to the ``load`` port
+    (the block's writes wait), so a testbench can store a prefilled cache image
+    (``sim.attention_tb.cache_image``) without running the prompt through the block.
     """
 
     def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0):
@@ -71,6 +77,8 @@ class AttentionHarness(wiring.Component):
         members = {name: value for name, value in block.signature.members.items()
                    if name != "memory"}
         members["busy_cycles"] = Out(32)
+        members["load"] = In(load_signature(memory))
+        members["loading"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -83,7 +91,12 @@ class AttentionHarness(wiring.Component):
         else:
             m.submodules.memory = ram = SimMemory(memory, depth, bytes_per_cycle=bytes_per_cycle,
                                                   latency=latency)
-        wiring.connect(m, block.memory, ram.port)
+        for name in ("read_cmd", "read_data"):
+            wiring.connect(m, getattr(block.memory, name), getattr(ram.port, name))
+        with m.If(self.loading):
+            _connect_writes(m, wiring.flipped(self.load), ram.port)
+        with m.Else():
+            _connect_writes(m, block.memory, ram.port)
         for name in ("job", "qkv"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(block, name))
         wiring.connect(m, block.out, wiring.flipped(self.out))
@@ -91,3 +104,9 @@ class AttentionHarness(wiring.Component):
         with m.If(~block.job.ready):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         return m
+
+
+def _connect_writes(m, writer, port):
+    """Give ``writer``'s write channels to the memory ``port`` (under the current m.If)."""
+    for name in WRITE_CHANNELS:
+        wiring.connect(m, getattr(writer, name), getattr(port, name))

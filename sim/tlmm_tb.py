@@ -9,9 +9,9 @@ import random
 import numpy as np
 
 from tritium.hw.layouts import act_beat_layout, tlmm_result_layout
-from tritium.hw.memory.port import command_layout
 from tritium.hw.weights import weight_job_layout
-from .cocotb_tb import AmStreamSink, AmStreamSource, AmStreamTransaction, stream_bfm
+from .cocotb_tb import (AmStreamSink, AmStreamSource, AmStreamTransaction, MemoryLoader,
+                        stream_bfm)
 
 __all__ = ["TLMMDriver"]
 
@@ -29,24 +29,11 @@ class TLMMDriver:
         self.job = stream_bfm(dut, "job", AmStreamSource, idle, rng)
         self.acts = stream_bfm(dut, "acts", AmStreamSource, idle, rng)
         self.results = stream_bfm(dut, "results", AmStreamSink, stall, rng)
-        self.write_cmd = stream_bfm(dut, "load__write_cmd", AmStreamSource)
-        self.write_data = stream_bfm(dut, "load__write_data", AmStreamSource)
-        self.write_done = stream_bfm(dut, "load__write_done", AmStreamSink)
+        self.loader = MemoryLoader(dut, "load", memory)
 
     async def store(self, data: bytes, base: int) -> int:
         """Write ``data`` from bus word ``base`` on; return the number of bus words."""
-        width = self.memory.bytes_per_word
-        data += bytes(-len(data) % width)
-        count, longest = len(data) // width, 2 ** self.memory.len_width - 1
-        for start in range(0, count, longest):
-            words = min(longest, count - start)
-            cmd = command_layout(self.memory).const({"addr": base + start, "words": words})
-            await self.write_cmd.send(AmStreamTransaction(payload=cmd.as_bits()))
-            for i in range(start, start + words):
-                word = int.from_bytes(data[i * width:(i + 1) * width], "little")
-                await self.write_data.send(AmStreamTransaction(payload=word))
-            await self.write_done.recv()
-        return count
+        return await self.loader.store(data, base)
 
     async def send_job(self, job: dict, acts: np.ndarray):
         """Send a job, then its activation beats in (K-chunk, token) order."""

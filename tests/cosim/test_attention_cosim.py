@@ -4,7 +4,8 @@ generated Verilog under cocotb (Verilator), bit-exact against the golden model.
 
 ``tiny``'s attention (4 heads over 2 kv heads: grouped-query) and one head of
 ``bitnet-b1.58-large`` (head_dim 96) each prefill prompts of 1, 7, 64 and 128 tokens
-in chunks and then decode from the prefilled cache.
+in chunks and then decode from the prefilled cache; a last decode step runs at the cache's
+final position over a cache image stored through the load port.
 """
 
 import dataclasses
@@ -41,7 +42,7 @@ def test_attention_block_cosim(name, tmp_path, monkeypatch):
     harness = AttentionHarness(model, config, MEMORY, max_queries=16, bytes_per_cycle=16,
                                latency=20)
     settings = {"model": dataclasses.asdict(model), "attention": dataclasses.asdict(config),
-                "max_queries": 16, "sequences": SEQUENCES}
+                "memory": dataclasses.asdict(MEMORY), "max_queries": 16, "sequences": SEQUENCES}
     monkeypatch.syspath_prepend(str(TB_DIR))
     results = run_cocotb(harness, toplevel=f"attention_{name.replace('-', '_')}",
                          test_module="tb_attention", build_dir=tmp_path,

@@ -1,0 +1,181 @@
+"""The accelerator driver: load a model, then prefill, decode and generate on a device.
+
+:class:`Accelerator` speaks only the link protocol (docs/link.md) over a byte
+transport (:mod:`.transports`), so it drives the software device model, the
+cycle-accurate simulation and boards with the same bytes. Per run it writes the
+tokens' embeddings to the io region, sets ``position`` and ``tokens``, sends RUN and
+reads the final hidden states back; the embedding lookup and the LM head run on the
+host exactly as in :meth:`GoldenModel.forward`, so the logits are bit-identical to the
+golden model's (docs/program.md).
+"""
+
+import numpy as np
+
+from tritium.hw.config import AcceleratorConfig
+from tritium.hw.control.isa import REGISTERS, STATUS, WRITABLE_REGISTERS
+from tritium.hw.link.protocol import PROTOCOL_VERSION
+from tritium.sim.golden.fixed import F_ACT
+from tritium.sim.golden.model import embed
+from tritium.sim.reference import lm_head
+from .compiler import CompiledModel, compile_model
+from .errors import InputError, TritiumError
+from .link import DeviceInfo, LinkClient, LinkError
+from .runtime import check_token_ids
+
+__all__ = ["DesignMismatchError", "RunError", "Accelerator"]
+
+STATUS_NAMES = {code: name for name, code in STATUS.items()}
+
+
+class DesignMismatchError(LinkError):
+    """The device is not the design the host compiled for."""
+
+
+class RunError(TritiumError):
+    """A run ended with a non-zero status."""
+
+
+class Accelerator:
+    """One device behind ``transport``, running models compiled for ``config``.
+
+    A conversation is the KV cache's contents from position 0 to :attr:`position`;
+    :meth:`prefill` and :meth:`decode` append to it, :meth:`reset` starts a new one.
+    Every input check happens before anything is sent to the device.
+    """
+
+    def __init__(self, config: AcceleratorConfig, transport, timeout: float = 10.0):
+        self.config = config
+        self.transport = transport
+        self.link = LinkClient(transport, timeout)
+        self.compiled: CompiledModel = None
+        self.run_cycles = []            # the ``cycles`` register after each run, in order
+        self._model = None
+        self._position = 0
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def position(self) -> int:
+        """Tokens of the current conversation in the KV cache."""
+        return self._position
+
+    def check_device(self) -> DeviceInfo:
+        """Ask the device who it is; raise :class:`DesignMismatchError` unless it is
+        the design of ``config``."""
+        info = self.link.info()
+        expected = {"version": PROTOCOL_VERSION, "design": self.config.design_id,
+                    "word_bytes": self.config.data_width // 8,
+                    "max_payload": self.config.max_payload}
+        if info.design != expected["design"]:
+            raise DesignMismatchError(
+                f"the device runs design id 0x{info.design:08x}, but accelerator "
+                f"{self.config.name!r} is design id 0x{expected['design']:08x}: it was "
+                f"built from another configuration")
+        for name, value in expected.items():
+            if getattr(info, name) != value:
+                raise DesignMismatchError(
+                    f"the device reports {name} = {getattr(info, name)}, but accelerator "
+                    f"{self.config.name!r} has {name} = {value}")
+        return info
+
+    def load(self, model) -> CompiledModel:
+        """Compile ``model``, check the device, write the image and start a conversation."""
+        compiled = compile_model(model, self.config)
+        self.check_device()
+        for address, data in compiled.image:
+            self.link.write(address, data)
+        self.link.set(REGISTERS["program"], compiled.program_address)
+        self.compiled, self._model, self._position = compiled, model, 0
+        return compiled
+
+    def reset(self) -> None:
+        """Start a new conversation at position 0 (the old cache entries are overwritten)."""
+        self._position = 0
+
+    def prefill(self, token_ids) -> np.ndarray:
+        """Append tokens to the conversation; return their logits, (tokens, vocab).
+
+        The tokens go in runs of up to ``max_tokens``; if a run fails, :attr:`position`
+        counts the tokens of the runs before it.
+        """
+        ids = self._checked(token_ids)
+        runs = range(0, len(ids), self.config.max_tokens)
+        return np.concatenate([self._run(ids[start:start + self.config.max_tokens])
+                               for start in runs])
+
+    def decode(self, token_id) -> np.ndarray:
+        """Append one token; return its logits, (vocab,)."""
+        return self.prefill([token_id])[0]
+
+    def generate(self, prompt_ids, count: int):
+        """Greedily generate ``count`` token ids after the prompt, yielding each as it
+        comes (as :func:`tritium.host.runtime.generate`, with its checks made now)."""
+        return self._generate(self.check_generation(prompt_ids, count), count)
+
+    def check_generation(self, prompt_ids, count: int) -> np.ndarray:
+        """Raise :class:`InputError` unless ``count`` tokens can be generated after the
+        prompt in this conversation; return the prompt's checked ids."""
+        config = self._loaded().config
+        if count < 1:
+            raise InputError(f"the number of tokens to generate must be at least 1, not {count}")
+        prompt = check_token_ids(prompt_ids, config.vocab_size)
+        if len(prompt) == 0:
+            raise InputError("the prompt is empty")
+        if len(prompt) + count - 1 > config.max_context - self._position:
+            raise InputError(f"prompt of {len(prompt)} tokens plus {count} generated tokens "
+                             f"exceeds the context of {config.max_context} tokens "
+                             f"({self._position} already used)")
+        return prompt
+
+    def _generate(self, prompt, count):
+        logits = self.prefill(prompt)[-1]
+        for step in range(count):
+            token = int(np.argmax(logits))
+            yield token
+            if step + 1 < count:
+                logits = self.decode(token)
+
+    def counters(self) -> dict:
+        """The read-only registers (status, cycle counters, runs, design) by name."""
+        return {name: self.link.get(index) for name, index in REGISTERS.items()
+                if name not in WRITABLE_REGISTERS}
+
+    def _loaded(self):
+        if self._model is None:
+            raise InputError("no model is loaded on the accelerator: call load(model) first")
+        return self._model
+
+    def _checked(self, token_ids) -> np.ndarray:
+        config = self._loaded().config
+        ids = check_token_ids(token_ids, config.vocab_size)
+        if len(ids) == 0:
+            raise InputError("cannot run an empty token sequence")
+        if self._position + len(ids) > config.max_context:
+            raise InputError(f"{self._position + len(ids)} tokens exceed the context of "
+                             f"{config.max_context} tokens of model {config.name!r}")
+        return ids
+
+    def _run(self, ids: np.ndarray) -> np.ndarray:
+        """One run of up to ``max_tokens`` tokens: embeddings in, logits out."""
+        compiled, hidden = self.compiled, self.config.model.hidden
+        self.link.write(compiled.io_address, embed(self._model, ids).astype("<i4").tobytes())
+        self.link.set(REGISTERS["position"], self._position)
+        self.link.set(REGISTERS["tokens"], len(ids))
+        status = self.link.run()
+        self.run_cycles.append(self.link.get(REGISTERS["cycles"]))
+        if status != STATUS["OK"]:
+            name = STATUS_NAMES.get(status, "unknown")
+            raise RunError(f"the device ended the run of {len(ids)} tokens at position "
+                           f"{self._position} with status {status} ({name})")
+        words = len(ids) * hidden // self.config.lanes
+        states = np.frombuffer(self.link.read(compiled.io_address, words), dtype="<i4")
+        self._position += len(ids)
+        return lm_head(self._model, states.astype(np.int64).reshape(len(ids), hidden)
+                       / 2.0 ** F_ACT)

@@ -1,0 +1,288 @@
+"""A software model of the whole accelerator at the byte level.
+
+:class:`DeviceModel` takes the bytes a host sends over the link and returns the bytes
+the device would answer: the same frames, checks and error codes as the gateware's
+host link (``hw/link/receiver.py``, ``hw/link/commands.py``, docs/link.md), the
+registers and programs of docs/program.md, and runs computed with the golden model's
+functions (``sim/golden/model.py``). Everything a run uses comes from the memory
+bytes the host wrote: instructions are fetched and decoded, weights unpacked and gains
+read back, so a host that works against this model has exercised its compiled image.
+
+Where the model is simpler than the hardware:
+
+- The KV cache is a :class:`GoldenCache` beside the memory, not records in the memory
+  bytes above ``kv_base``; the host never reads or writes that region anyway.
+- The cycle counters stay 0; there are no cycles to count.
+- An instruction whose memory or scratchpad range falls outside the memory or the
+  scratchpad, or whose sizes do not match the design (a LINEAR with fewer columns
+  than the codes it reads, an ATTEND of the wrong width, a layer beyond the cache),
+  stops the run with ``BAD_OPCODE`` like an unknown opcode, since the status codes
+  have no better name for it. Effects of the instructions before it remain.
+- ``runs`` counts every RUN, including those refused with ``BAD_TOKENS`` or
+  ``BAD_POSITION`` (which change nothing else).
+"""
+
+import mmap
+import struct
+import zlib
+
+import numpy as np
+
+from tritium.hw.config import AcceleratorConfig
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES, REGISTERS,
+                                    STATUS, WRITABLE_REGISTERS)
+from tritium.hw.link import protocol as p
+from tritium.sim.golden.model import (GoldenCache, NormGain, QuantizedLinear, attention_step,
+                                      ffn_activation, linear, norm_quant, rope_tables, saturate)
+from .compiler import decode_instruction, instruction_words, unpack_scale
+from .errors import ModelFormatError
+from .link import FrameDecoder, encode_frame
+from .packer import PackedTensor, unpack_ternary
+
+__all__ = ["DeviceModel"]
+
+ADDRESS_BYTES = 4
+
+
+def info_bytes(max_payload: int, word_bytes: int, addr_width: int, design: int) -> bytes:
+    """The INFO reply's payload (``hw.link.commands.info_bytes``, without the gateware)."""
+    info = p.MAGIC + struct.pack("<HHHIB", p.PROTOCOL_VERSION, max_payload, word_bytes,
+                                 design, addr_width)
+    assert len(info) == p.INFO_BYTES
+    return info
+
+
+class _Fault(Exception):
+    """An instruction the device cannot execute: the run stops with BAD_OPCODE."""
+
+
+class DeviceModel:
+    """The accelerator of ``config`` as bytes in, bytes out.
+
+    Attributes
+    ----------
+    memory : mmap.mmap
+        ``memory_words * word_bytes`` bytes, zero at start. An anonymous map behaves
+        like a ``bytearray`` but only costs the pages written, so the big designs'
+        memories (512 MiB for ``kv260``) are cheap.
+    registers : dict
+        Register name -> value (docs/program.md).
+    cache : GoldenCache
+        The KV cache.
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self.config = config
+        self.word_bytes = config.data_width // 8
+        self.memory = mmap.mmap(-1, config.memory_words * self.word_bytes)
+        self.registers = {name: 0 for name in REGISTERS}
+        self.registers["design"] = config.design_id
+        self._by_index = {index: name for name, index in REGISTERS.items()}
+        self.cache = GoldenCache(config.model)
+        self._rope = rope_tables(config.model)
+        self._scratch = np.zeros((config.scratch_words, config.lanes), dtype=np.int64)
+        self._codes = None                  # (codes, scale) of the last NORM
+        self._decoder = FrameDecoder()
+        self._info = info_bytes(config.max_payload, self.word_bytes, config.addr_width,
+                                config.design_id)
+
+    # -- the link ---------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> bytes:
+        """Take line bytes from the host; return the encoded replies they complete."""
+        replies = []
+        for raw, bad in self._decoder.feed(data):
+            if raw:                          # the receiver ignores frames with no bytes
+                replies.append(self._frame(raw, bad))
+        return b"".join(replies)
+
+    def _frame(self, raw: bytes, bad: bool) -> bytes:
+        # Header bytes the frame did not carry read as 0, as in the receiver.
+        kind, tag, length = struct.unpack("<BBH", (raw + bytes(4))[:4])
+        body = raw[p.HEADER_BYTES:-p.CRC_BYTES]
+        if bad:
+            code = p.ERR_ESCAPE
+        elif (len(raw) < p.HEADER_BYTES + p.CRC_BYTES or len(body) > self.config.max_payload
+              or length != len(body)):
+            code = p.ERR_LENGTH
+        elif zlib.crc32(raw[:-p.CRC_BYTES]) != struct.unpack("<I", raw[-p.CRC_BYTES:])[0]:
+            code = p.ERR_CRC
+        else:
+            code, reply = self._command(kind, body)
+            if code == 0:
+                return encode_frame(kind | p.REPLY, tag, reply)
+        return encode_frame(p.ERROR, tag, bytes([code, kind]))
+
+    def _command(self, kind: int, body: bytes):
+        """``(0, reply payload)``, or ``(error code, None)``: the command unit's checks."""
+        handlers = {p.INFO: self._info_command, p.WRITE: self._write, p.READ: self._read,
+                    p.SET: self._set, p.GET: self._get, p.RUN: self._run_command}
+        if kind not in handlers:
+            return p.ERR_COMMAND, None
+        reply = handlers[kind](body)
+        return (p.ERR_ARGUMENT, None) if reply is None else (0, reply)
+
+    def _in_memory(self, address: int, words: int) -> bool:
+        return address < self.config.memory_words and address + words <= self.config.memory_words
+
+    def _info_command(self, body):
+        return self._info if len(body) == 0 else None
+
+    def _write(self, body):
+        words, partial = divmod(len(body) - ADDRESS_BYTES, self.word_bytes)
+        if len(body) < ADDRESS_BYTES + self.word_bytes or partial:
+            return None
+        address = struct.unpack_from("<I", body)[0]
+        if not self._in_memory(address, words):
+            return None
+        self.memory[address * self.word_bytes:(address + words) * self.word_bytes] = \
+            body[ADDRESS_BYTES:]
+        return b""
+
+    def _read(self, body):
+        if len(body) != 6:
+            return None
+        address, count = struct.unpack("<IH", body)
+        if count == 0 or count > self.config.max_payload // self.word_bytes or \
+                not self._in_memory(address, count):
+            return None
+        return self.memory[address * self.word_bytes:(address + count) * self.word_bytes]
+
+    def _set(self, body):
+        if len(body) != 5 or self._by_index.get(body[0]) not in WRITABLE_REGISTERS:
+            return None
+        self.registers[self._by_index[body[0]]] = struct.unpack_from("<I", body, 1)[0]
+        return b""
+
+    def _get(self, body):
+        if len(body) != 1 or body[0] not in self._by_index:
+            return None
+        return struct.pack("<I", self.registers[self._by_index[body[0]]])
+
+    def _run_command(self, body):
+        if len(body) != 1:
+            return None
+        return bytes([self.run()])
+
+    # -- the controller ---------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the program for ``tokens`` tokens at ``position``; return the status."""
+        tokens, position = self.registers["tokens"], self.registers["position"]
+        self.registers["runs"] = (self.registers["runs"] + 1) & 0xFFFFFFFF
+        if not 1 <= tokens <= self.config.max_tokens:
+            status = STATUS["BAD_TOKENS"]
+        elif position + tokens > self.config.attention.capacity:
+            status = STATUS["BAD_POSITION"]
+        else:
+            try:
+                self._execute(position, tokens)
+                status = STATUS["OK"]
+            except _Fault:
+                status = STATUS["BAD_OPCODE"]
+        self.registers["status"] = status
+        return status
+
+    def _execute(self, position: int, tokens: int):
+        step = instruction_words(self.word_bytes)
+        pc = self.registers["program"]
+        operations = {OPCODES["LOAD"]: self._load, OPCODES["STORE"]: self._store,
+                      OPCODES["NORM"]: self._norm, OPCODES["LINEAR"]: self._linear,
+                      OPCODES["GATE"]: self._gate, OPCODES["ATTEND"]: self._attend}
+        while True:
+            fields = decode_instruction(self._memory_bytes(pc, INSTRUCTION_BYTES))
+            if fields["opcode"] == OPCODES["END"]:
+                return
+            if fields["opcode"] not in operations:
+                raise _Fault(f"opcode {fields['opcode']} at word {pc}")
+            operations[fields["opcode"]](fields, position, tokens)
+            pc += step
+
+    def _memory_bytes(self, address: int, count: int) -> bytes:
+        """``count`` bytes from word ``address``."""
+        start = address * self.word_bytes
+        if start + count > len(self.memory):
+            raise _Fault(f"{count} bytes at word {address} are beyond the memory")
+        return self.memory[start:start + count]
+
+    def _rows(self, base: int, stride: int, beats: int, tokens: int):
+        """Scratch beat indices of ``tokens`` vectors: an index array (tokens, beats)."""
+        first = base + stride * np.arange(tokens)
+        if first[-1] + beats > len(self._scratch):
+            raise _Fault(f"scratch beats {base}.. (stride {stride}) are beyond the scratchpad")
+        return first[:, None] + np.arange(beats)
+
+    def _read_scratch(self, base, stride, beats, tokens) -> np.ndarray:
+        """The vectors as (tokens, beats * lanes) int64."""
+        return self._scratch[self._rows(base, stride, beats, tokens)].reshape(tokens, -1)
+
+    def _write_scratch(self, base, stride, tokens, values):
+        beats = values.shape[1] // self.config.lanes
+        self._scratch[self._rows(base, stride, beats, tokens)] = \
+            values.reshape(tokens, beats, self.config.lanes)
+
+    def _load(self, f, position, tokens):
+        count = tokens * f["beats"] * self.word_bytes
+        values = np.frombuffer(self._memory_bytes(f["address"], count), dtype="<i4")
+        self._write_scratch(f["dst"], f["dst_stride"], tokens,
+                            values.astype(np.int64).reshape(tokens, -1))
+
+    def _store(self, f, position, tokens):
+        values = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
+        start = f["address"] * self.word_bytes
+        data = values.astype("<i4").tobytes()
+        if start + len(data) > len(self.memory):
+            raise _Fault(f"STORE to word {f['address']} is beyond the memory")
+        self.memory[start:start + len(data)] = data
+
+    def _norm(self, f, position, tokens):
+        features = f["beats"] * self.config.lanes
+        x = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
+        gains = np.frombuffer(self._memory_bytes(f["address"], 2 * features), dtype="<i2")
+        # The gains' fractional bits are folded into the linears' output scales, so
+        # norm_quant needs only their values.
+        self._codes = norm_quant(x, NormGain(gains.astype(np.int64), 0), f["eps"])
+
+    def _linear(self, f, position, tokens):
+        tile = self.config.tlmm.tile
+        if self._codes is None:
+            raise _Fault("LINEAR before any NORM")
+        codes, scale = self._codes
+        rows, cols = f["blocks"] * tile.rows, f["beats"] * tile.k_per_word
+        if codes.shape[1] > cols or len(codes) < tokens:
+            raise _Fault(f"LINEAR of {cols} columns after a NORM of {codes.shape[1]} features")
+        # Codes past the NORM's features are 0, like the weights' padding columns.
+        codes = np.pad(codes[:tokens], ((0, 0), (0, cols - codes.shape[1])))
+        words = f["blocks"] * f["beats"]
+        data = self._memory_bytes(f["address"], -(-words * tile.word_bits // 8))
+        try:
+            weights = unpack_ternary(PackedTensor(data, (rows, cols), tile))
+        except ModelFormatError as error:
+            raise _Fault(str(error)) from None
+        y = linear(codes, (scale[0][:tokens], scale[1][:tokens]),
+                   QuantizedLinear(weights.astype(np.int64), unpack_scale(f["scale"])))
+        if f["flags"] & FLAG_ACCUMULATE:
+            y = saturate(self._read_scratch(f["dst"], f["dst_stride"], f["blocks"] * tile.rows
+                                            // self.config.lanes, tokens) + y)
+        self._write_scratch(f["dst"], f["dst_stride"], tokens, y)
+
+    def _gate(self, f, position, tokens):
+        gate = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
+        up = self._read_scratch(f["aux"], f["src_stride"], f["beats"], tokens)
+        self._write_scratch(f["dst"], f["dst_stride"], tokens,
+                            ffn_activation(gate, up, self.config.model.activation))
+
+    def _attend(self, f, position, tokens):
+        model = self.config.model
+        qkv = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
+        if qkv.shape[1] != model.q_dim + 2 * model.kv_dim or f["layer"] >= model.layers:
+            raise _Fault(f"ATTEND of {qkv.shape[1]} features in layer {f['layer']}")
+        heads = qkv[:, :model.q_dim].reshape(tokens, model.heads, model.head_dim)
+        keys = qkv[:, model.q_dim:model.q_dim + model.kv_dim]
+        values = qkv[:, model.q_dim + model.kv_dim:]
+        out = attention_step(model, self._rope, self.cache, f["layer"],
+                             np.arange(position, position + tokens), heads,
+                             keys.reshape(tokens, model.kv_heads, model.head_dim),
+                             values.reshape(tokens, model.kv_heads, model.head_dim),
+                             unpack_scale(f["scale"]))
+        self._write_scratch(f["dst"], f["dst_stride"], tokens, out.reshape(tokens, -1))

@@ -1,0 +1,101 @@
+"""Byte transports between the host and a device, and how to open one by name.
+
+A transport moves the link's bytes (docs/link.md) and nothing else, so the driver
+(:class:`~tritium.host.accelerator.Accelerator`) is the same over every backend:
+
+- ``send(data)``: hand bytes to the device;
+- ``receive(timeout) -> bytes``: what has arrived, at least one byte, or raise
+  :class:`~tritium.host.link.LinkTimeout` after ``timeout`` seconds;
+- ``close()``.
+
+:func:`open_transport` makes one from a spec string, ``name`` or ``name:argument``
+(``golden``; ``sim`` and ``serial:PORT[@BAUD]`` register themselves in
+:data:`TRANSPORTS` when they exist).
+"""
+
+from tritium.hw.config import AcceleratorConfig
+from .device_model import DeviceModel
+from .errors import InputError
+from .link import LinkTimeout
+
+__all__ = ["Transport", "GoldenTransport", "TRANSPORTS", "register_transport",
+           "open_transport"]
+
+
+class Transport:
+    """The byte-stream interface every backend implements; usable as a context manager."""
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def receive(self, timeout: float) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class GoldenTransport(Transport):
+    """A :class:`DeviceModel` in the host process: it answers as soon as bytes arrive.
+
+    Attributes
+    ----------
+    device : DeviceModel
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self.device = DeviceModel(config)
+        self._pending = b""
+
+    def send(self, data: bytes) -> None:
+        self._pending += self.device.receive(bytes(data))
+
+    def receive(self, timeout: float) -> bytes:
+        # The model replies synchronously in send(), so nothing can arrive by waiting.
+        if not self._pending:
+            raise LinkTimeout("the golden device model has no reply pending")
+        data, self._pending = self._pending, b""
+        return data
+
+
+TRANSPORTS = {}
+"""Transport name -> ``factory(argument: str or None, config) -> Transport``."""
+
+
+def register_transport(name: str, factory) -> None:
+    """Make ``open_transport(name)`` and ``open_transport(name + ":" + argument)`` work."""
+    TRANSPORTS[name] = factory
+
+
+def _golden(argument, config):
+    if argument is not None:
+        raise InputError(f"transport 'golden' takes no argument, not {argument!r}")
+    return GoldenTransport(config)
+
+
+register_transport("golden", _golden)
+
+
+def _sim(argument, config):
+    if argument is not None:
+        raise InputError(f"transport 'sim' takes no argument, not {argument!r}")
+    from .sim_transport import SimTransport       # cocotb and Verilator: loaded on use
+    return SimTransport(config)
+
+
+register_transport("sim", _sim)
+
+
+def open_transport(spec: str, config: AcceleratorConfig) -> Transport:
+    """Open the transport ``spec`` (``name`` or ``name:argument``) for a design."""
+    name, colon, argument = spec.partition(":")
+    if name not in TRANSPORTS:
+        raise InputError(f"unknown transport {spec!r}; known transports: "
+                         f"{', '.join(sorted(TRANSPORTS))}")
+    return TRANSPORTS[name](argument if colon else None, config)

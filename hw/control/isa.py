@@ -1,0 +1,46 @@
+"""The controller's instruction set, registers and status codes (docs/program.md).
+
+Plain constants only (no Amaranth), so the host compiler and the gateware controller
+share one definition of every number: the host compiles programs with them, the
+controller decodes them.
+"""
+
+__all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "FLAG_ACCUMULATE", "SCALE_MANTISSA_BITS",
+           "SCALE_EXPONENT_BITS", "REGISTERS", "WRITABLE_REGISTERS", "STATUS"]
+
+INSTRUCTION_BYTES = 32
+
+# (name, byte offset, struct format), little endian; the bytes not covered (3, 30, 31)
+# are zero.
+FIELDS = (
+    ("opcode", 0, "B"),
+    ("flags", 1, "B"),
+    ("layer", 2, "B"),
+    ("address", 4, "I"),         # a memory word address
+    ("src", 8, "H"),             # scratch beat addresses and strides from here on
+    ("dst", 10, "H"),
+    ("src_stride", 12, "H"),
+    ("dst_stride", 14, "H"),
+    ("beats", 16, "H"),
+    ("blocks", 18, "H"),
+    ("scale", 20, "I"),          # mantissa u16 in bits 0-15, exponent s10 in bits 16-25
+    ("eps", 24, "I"),
+    ("aux", 28, "H"),
+)
+
+OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6}
+
+FLAG_ACCUMULATE = 0x01           # LINEAR adds its output to the destination (saturating)
+
+SCALE_MANTISSA_BITS = 16
+SCALE_EXPONENT_BITS = 10         # signed
+
+REGISTERS = {
+    "position": 0, "tokens": 1, "program": 2,
+    "status": 3, "cycles": 4, "fetch_cycles": 5, "move_cycles": 6, "norm_cycles": 7,
+    "linear_cycles": 8, "gate_cycles": 9, "attend_cycles": 10, "runs": 11,
+    "design": 16,
+}
+WRITABLE_REGISTERS = ("position", "tokens", "program")
+
+STATUS = {"OK": 0, "BAD_TOKENS": 1, "BAD_POSITION": 2, "BAD_OPCODE": 3}

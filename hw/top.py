@@ -1,0 +1,79 @@
+"""The accelerator's top: host link, registers, controller and memory (composition only)."""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+from .control.controller import CONTROLLER_COUNTERS, Controller
+from .control.isa import REGISTERS, WRITABLE_REGISTERS
+from .link.host_link import HostLink
+from .link.registers import Register, RegisterFile
+from .memory import OnChipMemory
+from .memory.mux import PortMux
+from .memory.port import MemoryPortSignature
+
+__all__ = ["Top", "register_map"]
+
+
+def register_map() -> list:
+    """The registers of docs/program.md (``hw/control/isa.py``)."""
+    return [Register(name, index, writable=name in WRITABLE_REGISTERS)
+            for name, index in REGISTERS.items()]
+
+
+class Top(wiring.Component):
+    """Link, registers, controller and memory of one :class:`AcceleratorConfig`.
+
+    The host link owns the memory port while the controller is idle (to load the
+    model and move embeddings and hidden states) and the controller while it runs.
+    With ``onchip=True`` the memory is an :class:`OnChipMemory` of ``memory_words``
+    words inside the top; otherwise the port is the top's ``memory`` member, for a
+    board's DRAM or a simulation model.
+
+    Members
+    -------
+    rx : ``In(stream.Signature(8))``; tx : ``Out(stream.Signature(8))``
+        The host link's bytes.
+    memory : ``Out(MemoryPortSignature(config.memory))`` (only without ``onchip``)
+    """
+
+    def __init__(self, config: AcceleratorConfig, onchip: bool = True):
+        self._config, self._onchip = config, onchip
+        members = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
+        if not onchip:
+            members["memory"] = Out(MemoryPortSignature(config.memory))
+        super().__init__(members)
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.link = link = HostLink(cfg.memory, cfg.memory_words, cfg.max_payload,
+                                            cfg.design_id)
+        m.submodules.registers = registers = RegisterFile(register_map())
+        m.submodules.controller = controller = Controller(cfg)
+        m.submodules.ports = ports = PortMux(cfg.memory, ("link", "controller"))
+        wiring.connect(m, wiring.flipped(self.rx), link.rx)
+        wiring.connect(m, link.tx, wiring.flipped(self.tx))
+        wiring.connect(m, link.registers, registers.bus)
+        wiring.connect(m, link.run, controller.run)
+        wiring.connect(m, controller.finished, link.finished)
+        wiring.connect(m, link.memory, ports.link)
+        wiring.connect(m, controller.memory, ports.controller)
+        if self._onchip:
+            m.submodules.memory = memory = OnChipMemory(cfg.memory, cfg.memory_words)
+            wiring.connect(m, ports.memory, memory.port)
+        else:
+            wiring.connect(m, ports.memory, wiring.flipped(self.memory))
+        m.d.comb += ports.select.eq(controller.busy)
+        for name in WRITABLE_REGISTERS:
+            m.d.comb += getattr(controller, name).eq(getattr(registers, name))
+        for name in CONTROLLER_COUNTERS:
+            m.d.comb += getattr(registers, name).eq(getattr(controller, name))
+        m.d.comb += [registers.status.eq(controller.status),
+                     registers.design.eq(cfg.design_id)]
+        return m

@@ -1,0 +1,233 @@
+"""The accelerator driver over the software device model, against the golden model."""
+
+import dataclasses
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.control.isa import REGISTERS, STATUS
+from tritium.hw.link import protocol as p
+from tritium.host.accelerator import Accelerator, DesignMismatchError, RunError
+from tritium.host.device_model import DeviceModel
+from tritium.host.errors import InputError
+from tritium.host.importers import load_model
+from tritium.host.link import FrameDecoder, encode_frame, parse_frame
+from tritium.host.runtime import Session, generate
+from tritium.host.transports import GoldenTransport, open_transport
+from tritium.sim.golden.model import GoldenModel
+
+TINY = ACCELERATOR_PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def golden(model):
+    return GoldenModel(model)
+
+
+class CountingTransport(GoldenTransport):
+    """A golden transport that counts the frames sent to it."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.sent = 0
+
+    def send(self, data):
+        self.sent += 1
+        super().send(data)
+
+
+@pytest.fixture
+def accelerator(model):
+    accelerator = Accelerator(TINY, CountingTransport(TINY))
+    accelerator.load(model)
+    return accelerator
+
+
+def prompt(length, seed=0):
+    return list(np.random.default_rng(seed).integers(0, 256, length))
+
+
+@pytest.mark.parametrize("length", [1, 7, 20])       # 20 tokens are runs of 8, 8 and 4
+def test_prefill_logits_equal_the_golden_model(accelerator, golden, length):
+    ids = prompt(length, seed=length)
+    logits = accelerator.prefill(ids)
+    assert logits.shape == (length, TINY.model.vocab_size)
+    assert np.array_equal(logits, golden.forward(ids, golden.new_cache()))
+    assert accelerator.position == length
+    assert accelerator.counters()["runs"] == -(-length // TINY.max_tokens)
+
+
+def test_decode_and_a_second_prompt_continue_the_conversation(accelerator, golden):
+    cache = golden.new_cache()
+    ids = prompt(5, seed=1)
+    logits = accelerator.prefill(ids)
+    assert np.array_equal(logits, golden.forward(ids, cache))
+    token = int(np.argmax(logits[-1]))
+    for _ in range(32):
+        logits = accelerator.decode(token)
+        assert np.array_equal(logits, golden.forward([token], cache)[0])
+        token = int(np.argmax(logits))
+    second = prompt(11, seed=2)
+    assert np.array_equal(accelerator.prefill(second), golden.forward(second, cache))
+    assert accelerator.position == cache.length == 5 + 32 + 11
+
+
+def test_reset_starts_a_new_conversation(accelerator, golden):
+    accelerator.prefill(prompt(9, seed=3))
+    accelerator.reset()
+    assert accelerator.position == 0
+    ids = prompt(3, seed=4)
+    assert np.array_equal(accelerator.prefill(ids), golden.forward(ids, golden.new_cache()))
+
+
+def test_generate_equals_the_golden_runtime(accelerator, golden):
+    ids = prompt(6, seed=5)
+    expected = list(generate(Session(golden), ids, 10))
+    assert list(accelerator.generate(ids, 10)) == expected
+    assert accelerator.position == 6 + 9                  # the last token is not fed back
+
+
+def test_counters_name_every_read_only_register(accelerator):
+    counters = accelerator.counters()
+    assert counters["design"] == TINY.design_id and counters["status"] == STATUS["OK"]
+    assert counters["cycles"] == 0                         # the software model counts none
+    assert set(counters) == set(REGISTERS) - {"position", "tokens", "program"}
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda a: a.prefill([]), "empty token sequence"),
+    (lambda a: a.prefill([1, 256]), "token id 256 is out of range"),
+    (lambda a: a.decode(-1), "token id -1 is out of range"),
+    (lambda a: a.prefill([1] * 257), "257 tokens exceed the context of 256 tokens"),
+    (lambda a: a.generate([], 3), "the prompt is empty"),
+    (lambda a: a.generate([1], 0), "at least 1"),
+    (lambda a: a.generate([1] * 250, 8), "exceeds the context of 256 tokens \\(0 already"),
+])
+def test_bad_input_is_refused_before_anything_is_sent(accelerator, call, match):
+    sent = accelerator.transport.sent
+    with pytest.raises(InputError, match=match):
+        call(accelerator)
+    assert accelerator.transport.sent == sent and accelerator.position == 0
+
+
+def test_context_overflow_counts_the_tokens_already_used(accelerator):
+    accelerator.prefill(prompt(250))
+    with pytest.raises(InputError, match="257 tokens exceed the context"):
+        accelerator.prefill(prompt(7))
+    assert accelerator.position == 250
+
+
+def test_running_before_load_is_refused():
+    transport = CountingTransport(TINY)
+    with pytest.raises(InputError, match="no model is loaded.*call load"):
+        Accelerator(TINY, transport).prefill([1])
+    assert transport.sent == 0
+
+
+def test_a_device_of_another_design_is_refused(model):
+    other = dataclasses.replace(TINY, clock_hz=TINY.clock_hz // 2)
+    accelerator = Accelerator(TINY, GoldenTransport(other))
+    with pytest.raises(DesignMismatchError,
+                       match=f"design id 0x{other.design_id:08x}.*design id "
+                             f"0x{TINY.design_id:08x}"):
+        accelerator.load(model)
+
+
+def test_a_failed_run_raises_with_its_status(accelerator):
+    # Overwrite the first instruction with an opcode the controller does not know.
+    accelerator.link.write(accelerator.compiled.program_address, bytes([7]))
+    with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
+        accelerator.prefill([1, 2])
+    assert accelerator.position == 0
+
+
+def replies(device, data):
+    """Each reply frame of the device to ``data`` as (type, tag, payload)."""
+    frames = FrameDecoder().feed(device.receive(data))
+    assert all(not bad for _, bad in frames)
+    return [parse_frame(raw) for raw, _ in frames]
+
+
+def test_a_corrupted_frame_gets_the_crc_error():
+    device = DeviceModel(TINY)
+    frame = bytearray(encode_frame(p.SET, 9, struct.pack("<BI", REGISTERS["position"], 5)))
+    frame[6] ^= 0x01                                  # the value's low byte (not END or ESC)
+    assert replies(device, bytes(frame)) == [(p.ERROR, 9, bytes([p.ERR_CRC, p.SET]))]
+    assert device.registers["position"] == 0          # nothing executed
+
+
+def raw_frame(kind, tag, payload, length=None):
+    """A frame with a chosen length field and a correct CRC, escaped by encode_frame's rules."""
+    body = struct.pack("<BBH", kind, tag, len(payload) if length is None else length) + payload
+    body += struct.pack("<I", zlib.crc32(body))
+    return bytes([p.END]) + body.replace(b"\xdb", b"\xdb\xdd").replace(b"\xc0", b"\xdb\xdc") \
+        + bytes([p.END])
+
+
+# Every frame below has tag 1.
+@pytest.mark.parametrize("data, code, kind", [
+    (bytes([p.END, 0x02, 0x01, p.ESC, 0x00, p.END]), p.ERR_ESCAPE, 0x02),
+    (bytes([p.END, 0x05, 0x01, 0x01, p.END]), p.ERR_LENGTH, 0x05),
+    (raw_frame(p.GET, 1, bytes([0]), length=2), p.ERR_LENGTH, p.GET),
+    (raw_frame(p.WRITE, 1, bytes(4 + 1024)), p.ERR_LENGTH, p.WRITE),
+    (raw_frame(0x07, 1, b""), p.ERR_COMMAND, 0x07),
+    (raw_frame(p.INFO | p.REPLY, 1, b""), p.ERR_COMMAND, p.INFO | p.REPLY),
+    (raw_frame(p.INFO, 1, b"x"), p.ERR_ARGUMENT, p.INFO),
+    (raw_frame(p.WRITE, 1, bytes(4 + 31)), p.ERR_ARGUMENT, p.WRITE),
+    (raw_frame(p.WRITE, 1, struct.pack("<I", TINY.memory_words - 1) + bytes(64)),
+     p.ERR_ARGUMENT, p.WRITE),
+    (raw_frame(p.READ, 1, struct.pack("<IH", 0, 0)), p.ERR_ARGUMENT, p.READ),
+    (raw_frame(p.READ, 1, struct.pack("<IH", 0, 1024 // 32 + 1)), p.ERR_ARGUMENT, p.READ),
+    (raw_frame(p.READ, 1, struct.pack("<IH", TINY.memory_words, 1)), p.ERR_ARGUMENT, p.READ),
+    (raw_frame(p.SET, 1, struct.pack("<BI", REGISTERS["status"], 1)), p.ERR_ARGUMENT, p.SET),
+    (raw_frame(p.SET, 1, struct.pack("<BI", 12, 1)), p.ERR_ARGUMENT, p.SET),
+    (raw_frame(p.GET, 1, bytes([12])), p.ERR_ARGUMENT, p.GET),
+    (raw_frame(p.RUN, 1, b""), p.ERR_ARGUMENT, p.RUN),
+])
+def test_bad_frames_get_the_gateware_error_codes(data, code, kind):
+    assert replies(DeviceModel(TINY), data) == [(p.ERROR, 1, bytes([code, kind]))]
+
+
+def test_empty_frames_get_no_reply_and_good_frames_work():
+    device = DeviceModel(TINY)
+    assert device.receive(bytes([p.END, p.END, p.END])) == b""
+    words = bytes(range(192, 256))                      # two words with END and ESC bytes
+    assert replies(device, encode_frame(p.WRITE, 3, struct.pack("<I", 100) + words)) == \
+        [(p.WRITE | p.REPLY, 3, b"")]
+    assert replies(device, encode_frame(p.READ, 4, struct.pack("<IH", 100, 2))) == \
+        [(p.READ | p.REPLY, 4, words)]
+
+
+def test_info_matches_the_gateware():
+    from tritium.hw.link.commands import info_bytes
+    (kind, _, payload), = replies(DeviceModel(TINY), encode_frame(p.INFO, 1))
+    assert kind == p.INFO | p.REPLY
+    assert payload == info_bytes(TINY.max_payload, TINY.memory, TINY.design_id)
+
+
+@pytest.mark.parametrize("tokens, position, status", [
+    (0, 0, "BAD_TOKENS"), (TINY.max_tokens + 1, 0, "BAD_TOKENS"),
+    (2, TINY.model.max_context - 1, "BAD_POSITION"),
+])
+def test_runs_the_device_refuses(tokens, position, status):
+    device = DeviceModel(TINY)
+    device.registers.update(tokens=tokens, position=position)
+    assert replies(device, encode_frame(p.RUN, 1, bytes([0]))) == \
+        [(p.RUN | p.REPLY, 1, bytes([STATUS[status]]))]
+    assert device.registers["status"] == STATUS[status] and device.registers["runs"] == 1
+
+
+def test_open_transport_names_the_known_transports():
+    assert isinstance(open_transport("golden", TINY), GoldenTransport)
+    with pytest.raises(InputError, match="unknown transport 'usb:3'; known transports: golden"):
+        open_transport("usb:3", TINY)
+    with pytest.raises(InputError, match="'golden' takes no argument"):
+        open_transport("golden:x", TINY)

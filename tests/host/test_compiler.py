@@ -1,0 +1,137 @@
+"""The compiler: instruction encoding, the tiny model's program and memory image."""
+
+import dataclasses
+import struct
+
+import numpy as np
+import pytest
+
+from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
+from tritium.hw.control.isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES
+from tritium.host.compiler import (compile_model, decode_instruction, encode_instruction,
+                                   instruction_words, pack_scale, scratch_layout, unpack_scale)
+from tritium.host.errors import InputError
+from tritium.host.importers import load_model
+from tritium.host.model import Model
+from tritium.host.packer import PackedTensor, unpack_ternary
+
+TINY = ACCELERATOR_PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return compile_model(load_model("tiny"), TINY)
+
+
+def test_instruction_fields_sit_at_their_documented_offsets():
+    values = {"opcode": 4, "flags": 1, "layer": 3, "address": 0x11223344, "src": 0x0102,
+              "dst": 0x0304, "src_stride": 0x0506, "dst_stride": 0x0708, "beats": 0x090A,
+              "blocks": 0x0B0C, "scale": 0xDEADBEEF, "eps": 0x01020304, "aux": 0x0D0E}
+    code = encode_instruction(**values)
+    assert len(code) == INSTRUCTION_BYTES
+    for name, offset, fmt in FIELDS:
+        assert struct.unpack_from("<" + fmt, code, offset)[0] == values[name], name
+    assert code[3] == 0 and code[30:] == bytes(2)                 # unused bytes are zero
+    assert decode_instruction(code) == values
+    assert encode_instruction(**decode_instruction(code)) == code
+
+
+def test_instruction_encoding_refuses_unknown_and_oversized_fields():
+    assert decode_instruction(encode_instruction(opcode="END")) == {n: 0 for n, _, _ in FIELDS}
+    with pytest.raises(ValueError, match="unknown instruction field"):
+        encode_instruction(target=1)
+    with pytest.raises(ValueError, match="src = 65536 does not fit 16"):
+        encode_instruction(src=65536)
+
+
+def test_scales_round_trip_through_the_instruction_format():
+    for scale in [(0, 0), (32768, -55), (65535, 511), (40000, -512)]:
+        assert tuple(map(int, unpack_scale(pack_scale(scale)))) == scale
+    assert pack_scale((40000, -1)) == 40000 | 0x3FF << 16
+    with pytest.raises(InputError, match="does not fit"):
+        pack_scale((40000, 512))
+
+
+def test_instructions_take_whole_words():
+    assert [instruction_words(b) for b in (4, 16, 32, 64)] == [8, 2, 1, 1]
+
+
+def test_the_tiny_program_is_load_layers_store_end(compiled):
+    o = OPCODES
+    layer = [o["NORM"], o["LINEAR"], o["LINEAR"], o["LINEAR"], o["ATTEND"], o["NORM"],
+             o["LINEAR"], o["NORM"], o["LINEAR"], o["LINEAR"], o["GATE"], o["NORM"],
+             o["LINEAR"]]
+    layers = TINY.model.layers
+    opcodes = [i["opcode"] for i in compiled.instructions]
+    assert opcodes == [o["LOAD"]] + layer * layers + [o["STORE"], o["END"]]
+    assert len(opcodes) == 1 + 13 * layers + 2
+    attends = [i for i in compiled.instructions if i["opcode"] == o["ATTEND"]]
+    assert [i["layer"] for i in attends] == list(range(layers))
+    accumulating = [i for i in compiled.instructions if i["flags"] & FLAG_ACCUMULATE]
+    assert len(accumulating) == 2 * layers                         # wo and w_down into x
+    assert all(i["dst"] == compiled.scratch["x"].base for i in accumulating)
+
+
+def test_the_program_in_the_image_decodes_to_the_instructions(compiled):
+    word_bytes = TINY.data_width // 8
+    data = dict(compiled.image)[compiled.program_address]
+    step = instruction_words(word_bytes) * word_bytes
+    assert [decode_instruction(data[i:i + step]) for i in range(0, len(data), step)] == \
+        compiled.instructions
+
+
+def test_the_image_lies_below_the_kv_cache_without_overlaps(compiled):
+    word_bytes = TINY.data_width // 8
+    regions = sorted(compiled.placement.values())
+    assert regions[0][0] == 0
+    for (start, words), (following, _) in zip(regions, regions[1:]):
+        assert start + words <= following
+    assert regions[-1][0] + regions[-1][1] == compiled.words <= TINY.kv_base
+    placed = {address: words for address, words in compiled.placement.values()}
+    for address, data in compiled.image:
+        assert len(data) == placed[address] * word_bytes
+    assert compiled.placement["io"] == (compiled.io_address,
+                                        TINY.max_tokens * TINY.model.hidden // TINY.lanes)
+
+
+def test_weights_and_gains_in_the_image_read_back(compiled):
+    data = dict(compiled.image)
+    layer = compiled.qmodel.layers[2]
+    address, _ = compiled.placement["layer2.w_down"]
+    shape = TINY.model.linear_shapes()["w_down"]
+    size = -(-PackedTensor(b"", shape, TINY.tlmm.tile).bits // 8)
+    packed = PackedTensor(data[address][:size], shape, TINY.tlmm.tile)
+    assert np.array_equal(unpack_ternary(packed), layer.linears["w_down"].weights)
+    address, _ = compiled.placement["layer2.ffn_sub_norm"]
+    gains = np.frombuffer(data[address], dtype="<i2")
+    assert np.array_equal(gains[:TINY.model.ffn], layer.ffn_sub_norm.values)
+    assert not gains[TINY.model.ffn:].any()
+
+
+def test_scratch_regions_fill_the_scratchpad_without_overlaps():
+    regions = scratch_layout(TINY)
+    end = 0
+    for region in regions.values():
+        assert region.base == end and region.stride == region.beats
+        end = region.at(TINY.max_tokens)
+    assert end == TINY.scratch_words
+
+
+@pytest.mark.parametrize("field, value", [("hidden", 64), ("activation", "relu2"),
+                                          ("layers", 2)])
+def test_a_model_of_another_shape_is_refused(field, value):
+    shape = dataclasses.replace(MODEL_PRESETS["tiny"], name="other", **{field: value})
+    with pytest.raises(InputError, match=f"has {field} = {value!r}.*built for {field}"):
+        compile_model(Model.random(shape, seed=1), TINY)
+
+
+def test_a_model_with_another_rope_theta_is_refused():
+    shape = dataclasses.replace(MODEL_PRESETS["tiny"], rope_theta=500000.0)
+    with pytest.raises(InputError, match="rope_theta = 500000.0"):
+        compile_model(Model.random(shape, seed=1), TINY)
+
+
+def test_an_image_too_big_for_the_memory_is_refused():
+    small = dataclasses.replace(TINY, memory_words=TINY.kv_words + 1000)
+    with pytest.raises(InputError, match=r"needs \d+ words of memory .* has 1000 below"):
+        compile_model(load_model("tiny"), small)

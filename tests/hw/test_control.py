@@ -1,0 +1,204 @@
+# amaranth: UnusedElaboratable=no
+"""Controller parts (amaranth.sim): vector reader/writer, codes buffer, gain feeder."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth import Module
+from amaranth.hdl import unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.control.feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
+from tritium.hw.control.vectors import VectorReader, VectorWriter, vector_command_layout
+from tritium.hw.elementwise.common import gain_beat_layout
+from tritium.hw.layouts import act_beat_layout, code_beat_layout, vector_beat_layout
+from tritium.hw.memory import OnChipMemory
+from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+
+LANES, DEPTH, TOKENS = 4, 64, 3
+TINY = ACCELERATOR_PRESETS["tiny"]
+
+
+class Copier(wiring.Component):
+    """A reader and a writer on two memories: what the reader reads, the writer writes."""
+
+    def __init__(self, init):
+        self._init = init
+        layout = vector_command_layout(DEPTH, TOKENS)
+        super().__init__({"read": In(stream.Signature(layout)),
+                          "write": In(stream.Signature(layout)),
+                          "beats": Out(stream.Signature(vector_beat_layout(LANES))),
+                          "store": In(stream.Signature(vector_beat_layout(LANES))),
+                          "idle": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.source = source = Memory(shape=unsigned(32 * LANES), depth=DEPTH,
+                                              init=self._init)
+        m.submodules.target = self.target = Memory(shape=unsigned(32 * LANES), depth=DEPTH,
+                                                   init=[])
+        m.submodules.reader = reader = VectorReader(LANES, DEPTH, TOKENS)
+        m.submodules.writer = writer = VectorWriter(LANES, DEPTH, TOKENS)
+        read, write = source.read_port(), self.target.write_port()
+        m.d.comb += [read.addr.eq(reader.read_addr), read.en.eq(reader.read_en),
+                     reader.read_data.eq(read.data), write.addr.eq(writer.write_addr),
+                     write.data.eq(writer.write_data), write.en.eq(writer.write_en),
+                     self.idle.eq(writer.idle)]
+        wiring.connect(m, wiring.flipped(self.read), reader.command)
+        wiring.connect(m, wiring.flipped(self.write), writer.command)
+        wiring.connect(m, reader.beats, wiring.flipped(self.beats))
+        wiring.connect(m, wiring.flipped(self.store), writer.beats)
+        return m
+
+
+def words_of(values):
+    """int32 lanes of one beat as the memory word."""
+    return sum((int(v) & 0xFFFFFFFF) << (32 * i) for i, v in enumerate(values))
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_vector_reader_and_writer(traffic):
+    """Strided token vectors come out in order with ``last`` per token, and a writer
+    puts beats back at another stride; random gaps and back-pressure."""
+    rng = np.random.default_rng(1)
+    contents = rng.integers(-2 ** 31, 2 ** 31, (DEPTH, LANES))
+    dut = Copier([words_of(row) for row in contents])
+    base, stride, beats, tokens = 5, 9, 4, 3
+    expected = [{"values": contents[base + t * stride + b].tolist(), "last": int(b == beats - 1)}
+                for t in range(tokens) for b in range(beats)]
+    got, stored = [], {}
+
+    async def command(ctx):
+        await stream_send(ctx, dut.read, [{"base": base, "stride": stride, "beats": beats,
+                                           "tokens": tokens}])
+        await stream_send(ctx, dut.write, [{"base": 40, "stride": 5, "beats": beats,
+                                            "tokens": tokens}])
+        await stream_send(ctx, dut.store, expected, random.Random(3), traffic.idle)
+        await ctx.tick().until(dut.idle)
+        for t in range(tokens):
+            for b in range(beats):
+                stored[(t, b)] = ctx.get(dut.target.data[40 + 5 * t + b])
+
+    async def receive(ctx):
+        beats_out = await stream_receive(ctx, dut.beats, len(expected), random.Random(2),
+                                         traffic.stall)
+        got.extend({"values": [int(v) for v in b.values], "last": int(b.last)} for b in beats_out)
+
+    run_simulation(dut, command, receive)
+    assert got == expected
+    assert all(stored[(t, b)] == words_of(expected[t * beats + b]["values"])
+               for t in range(tokens) for b in range(beats))
+
+
+class CodesPath(wiring.Component):
+    """CodesWriter -> codes buffer -> CodesFeeder, as the controller wires them."""
+
+    def __init__(self, config):
+        self._config = config
+        super().__init__({
+            "codes": In(stream.Signature(code_beat_layout(config.lanes))),
+            "scale": In(stream.Signature(CodesWriter(config).scale.payload.shape())),
+            "feed": In(stream.Signature(CodesFeeder(config).command.payload.shape())),
+            "acts": Out(stream.Signature(act_beat_layout(config.tlmm))),
+            "done": Out(range(config.max_tokens + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.buffer = buffer = Memory(shape=unsigned(8 * cfg.lanes),
+                                              depth=cfg.max_tokens * codes_row_beats(cfg),
+                                              init=[])
+        m.submodules.writer = writer = CodesWriter(cfg)
+        m.submodules.feeder = feeder = CodesFeeder(cfg)
+        write, read = buffer.write_port(), buffer.read_port()
+        m.d.comb += [write.addr.eq(writer.write_addr), write.data.eq(writer.write_data),
+                     write.en.eq(writer.write_en), read.addr.eq(feeder.read_addr),
+                     read.en.eq(feeder.read_en), feeder.read_data.eq(read.data),
+                     self.done.eq(writer.done)]
+        wiring.connect(m, wiring.flipped(self.codes), writer.codes)
+        wiring.connect(m, wiring.flipped(self.scale), writer.scale)
+        wiring.connect(m, wiring.flipped(self.feed), feeder.command)
+        wiring.connect(m, feeder.acts, wiring.flipped(self.acts))
+        return m
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+def test_codes_are_padded_and_fed_chunk_by_chunk(traffic):
+    """Each token's codes (17 beats, not whole chunks) come back as activation beats in
+    (chunk, token) order, zero past the vector's end."""
+    cfg = TINY
+    lanes, per_chunk = cfg.lanes, cfg.tlmm.k_per_word
+    features, tokens = 17 * lanes, 3
+    chunks = -(-features // per_chunk)
+    rng = np.random.default_rng(4)
+    codes = np.zeros((tokens, chunks * per_chunk), dtype=np.int64)
+    codes[:, :features] = rng.integers(-128, 128, (tokens, features))
+    beats = [{"codes": codes[t, b * lanes:(b + 1) * lanes].tolist(),
+              "last": int(b == features // lanes - 1)}
+             for t in range(tokens) for b in range(features // lanes)]
+    expected = [codes[t, c * per_chunk:(c + 1) * per_chunk].tolist()
+                for c in range(chunks) for t in range(tokens)]
+    dut = CodesPath(cfg)
+    got = []
+
+    async def write(ctx):
+        await stream_send(ctx, dut.scale, [{"m": 1 << 15, "e": t} for t in range(tokens)])
+        await stream_send(ctx, dut.codes, beats, random.Random(5), traffic.idle)
+        await ctx.tick().until(dut.done == tokens)
+        await stream_send(ctx, dut.feed, [{"chunks": chunks, "tokens": tokens}])
+
+    async def receive(ctx):
+        acts = await stream_receive(ctx, dut.acts, len(expected), random.Random(6), traffic.stall)
+        got.extend([int(v) for v in a] for a in acts)
+
+    run_simulation(dut, write, receive)
+    assert got == expected
+
+
+def test_gain_feeder_replays_gains_per_token():
+    """Gains of an odd number of beats, twice (two tokens), from words of two beats."""
+    cfg = TINY
+    lanes = cfg.lanes
+    beats, tokens, address = 5, 2, 7
+    rng = np.random.default_rng(8)
+    gains = rng.integers(-32767, 32768, beats * lanes)
+    padded = np.zeros(2 * lanes * 3, dtype=np.int64)
+    padded[:beats * lanes] = gains
+    words = [sum((int(g) & 0xFFFF) << (16 * i) for i, g in enumerate(padded[w * 2 * lanes:
+                                                                           (w + 1) * 2 * lanes]))
+             for w in range(3)]
+    init = [0] * address + words
+
+    class Bench(wiring.Component):
+        command: In(stream.Signature(GainFeeder(cfg).command.payload.shape()))
+        gains: Out(stream.Signature(gain_beat_layout(lanes)))
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.memory = memory = OnChipMemory(cfg.memory, 16, init=init)
+            m.submodules.feeder = feeder = GainFeeder(cfg)
+            wiring.connect(m, feeder.memory, memory.port)
+            wiring.connect(m, wiring.flipped(self.command), feeder.command)
+            wiring.connect(m, feeder.gains, wiring.flipped(self.gains))
+            return m
+
+    dut = Bench()
+    expected = [gains[b * lanes:(b + 1) * lanes].tolist() for _ in range(tokens)
+                for b in range(beats)]
+    got = []
+
+    async def command(ctx):
+        await stream_send(ctx, dut.command, [{"address": address, "beats": beats,
+                                              "tokens": tokens}])
+
+    async def receive(ctx):
+        out = await stream_receive(ctx, dut.gains, len(expected), random.Random(1), 0.3)
+        got.extend([int(v) for v in g] for g in out)
+
+    run_simulation(dut, command, receive)
+    assert got == expected

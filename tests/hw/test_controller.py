@@ -1,0 +1,106 @@
+# amaranth: UnusedElaboratable=no
+"""The controller (amaranth.sim) runs a compiled model bit-exactly.
+
+A random one-layer model of small shape, compiled by ``host.compiler`` for a design of
+four lanes; two runs (3 prompt tokens, then 2 more continuing from the KV cache) must
+leave the golden model's final hidden states in the io region.
+"""
+
+import numpy as np
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tritium.host.compiler import compile_model
+from tritium.host.model import Model
+from tritium.hw.config import AcceleratorConfig, ModelConfig, TLMMConfig
+from tritium.hw.control.controller import Controller
+from tritium.hw.memory import OnChipMemory
+from tritium.hw.memory.mux import PortMux
+from tritium.hw.memory.port import MemoryPortSignature
+from tritium.sim.amaranth_tb import run_simulation, stream_receive, stream_send
+from tritium.sim.golden.model import GoldenModel, embed
+
+
+def small_design():
+    """A random one-layer model of small shape and a design built for it (4 lanes)."""
+    shape = ModelConfig(name="small", vocab_size=16, hidden=32, layers=1, heads=2, kv_heads=1,
+                        head_dim=16, ffn=48, max_context=16)
+    config = AcceleratorConfig(
+        name="small", model=shape,
+        tlmm=TLMMConfig(group=3, tables=4, rows=4, tokens=4, max_k=48, max_n=48,
+                        acc_width=16),
+        attention_lanes=2, memory_words=1024, max_payload=256)
+    return Model.random(shape, seed=2), config
+
+
+class ControllerBench(wiring.Component):
+    """The controller and a host port sharing on-chip memory, as in the top."""
+
+    def __init__(self, config, init):
+        self._config, self._init = config, init
+        super().__init__({"host": In(MemoryPortSignature(config.memory)),
+                          "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
+                          "position": In(32), "tokens": In(32), "program": In(32),
+                          "cycles": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.controller = controller = Controller(cfg)
+        m.submodules.ports = ports = PortMux(cfg.memory, ("host", "controller"))
+        m.submodules.memory = memory = OnChipMemory(cfg.memory, cfg.memory_words, self._init)
+        wiring.connect(m, wiring.flipped(self.host), ports.host)
+        wiring.connect(m, controller.memory, ports.controller)
+        wiring.connect(m, ports.memory, memory.port)
+        wiring.connect(m, wiring.flipped(self.run), controller.run)
+        wiring.connect(m, controller.finished, wiring.flipped(self.finished))
+        m.d.comb += [ports.select.eq(controller.busy), self.cycles.eq(controller.cycles)]
+        for name in ("position", "tokens", "program"):
+            m.d.comb += getattr(controller, name).eq(getattr(self, name))
+        return m
+
+
+def words(data: bytes, word_bytes: int) -> list:
+    data += bytes(-len(data) % word_bytes)
+    return [int.from_bytes(data[i:i + word_bytes], "little") for i in range(0, len(data), word_bytes)]
+
+
+def test_controller_runs_a_compiled_layer():
+    model, config = small_design()
+    compiled = compile_model(model, config)
+    word_bytes = config.data_width // 8
+    init = [0] * compiled.words
+    for address, data in compiled.image:
+        for i, word in enumerate(words(data, word_bytes)):
+            init[address + i] = word
+    dut = ControllerBench(config, init)
+    golden = GoldenModel(model)
+    cache = golden.new_cache()
+    runs = [(0, [7, 1, 13]), (3, [10, 2])]
+    expected = [golden.forward_hidden(ids, cache) for _, ids in runs]
+    hidden_words = config.model.hidden // config.lanes
+    got, status = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.program, compiled.program_address)
+        for position, ids in runs:
+            emb = words(embed(model, np.array(ids)).astype("<i4").tobytes(), word_bytes)
+            await stream_send(ctx, dut.host.write_cmd, [{"addr": compiled.io_address,
+                                                          "words": len(emb)}])
+            await stream_send(ctx, dut.host.write_data, emb)
+            await stream_receive(ctx, dut.host.write_done, 1)
+            ctx.set(dut.position, position)
+            ctx.set(dut.tokens, len(ids))
+            await stream_send(ctx, dut.run, [0])
+            status.extend(await stream_receive(ctx, dut.finished, 1))
+            await stream_send(ctx, dut.host.read_cmd, [{"addr": compiled.io_address,
+                                                         "words": len(ids) * hidden_words}])
+            beats = await stream_receive(ctx, dut.host.read_data, len(ids) * hidden_words)
+            raw = b"".join(int(b.data).to_bytes(word_bytes, "little") for b in beats)
+            got.append(np.frombuffer(raw, dtype="<i4").reshape(len(ids), -1).astype(np.int64))
+
+    run_simulation(dut, bench, deadline=2e-4)           # 20,000 cycles
+    assert status == [0, 0]
+    for run, (have, want) in enumerate(zip(got, expected)):
+        assert np.array_equal(have, want), f"run {run}: {np.argwhere(have != want)[:5]}"
