@@ -109,6 +109,8 @@ def main(argv=None):
     parser.add_argument("--bandwidth", type=float, default=BOARD_BYTES_PER_CYCLE,
                         help="memory bytes per cycle (default: KV260 at 250 MHz)")
     parser.add_argument("--build-dir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a finished build in --build-dir (same design)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     todo = cases(args.prefill, args.decode)
@@ -131,7 +133,8 @@ def main(argv=None):
     with stdout_to_stderr():
         run_cocotb(harness, toplevel="attention_bench", test_module="tb_attention_bench",
                    build_dir=build_root / "attention",
-                   extra_env={"ATTENTION_BENCH_SETTINGS": json.dumps(settings)})
+                   extra_env={"ATTENTION_BENCH_SETTINGS": json.dumps(settings)},
+                   reuse=args.reuse)
     wall = time.perf_counter() - started
     layout = KVLayout(cfg, MEMORY)
     results = [summarize(case, cfg, layout, args.bandwidth)

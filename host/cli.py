@@ -42,7 +42,7 @@ def _status(message):
 
 HOST_BACKENDS = ("golden", "reference")
 BACKEND_HELP = ("golden or reference (NumPy on the host), or a device: sim (the generated "
-                "Verilog on Verilator)")
+                "Verilog on Verilator), model (the software model of the device)")
 
 
 def _generate(args, model, tokenizer, *, stream: bool):
@@ -81,11 +81,19 @@ def _generate(args, model, tokenizer, *, stream: bool):
 
 
 def _accelerator_config(name):
-    from tritium.hw.config import ACCELERATOR_PRESETS
-    if name not in ACCELERATOR_PRESETS:
-        raise InputError(f"unknown accelerator config {name!r}; choose one of "
-                         f"{', '.join(ACCELERATOR_PRESETS)}")
-    return ACCELERATOR_PRESETS[name]
+    """A preset by name, or a config JSON file (as ``tritium generate`` writes)."""
+    from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig
+    if name in ACCELERATOR_PRESETS:
+        return ACCELERATOR_PRESETS[name]
+    if name.endswith(".json"):
+        try:
+            return AcceleratorConfig.from_json(Path(name).read_text())
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}") from None
+    raise InputError(f"unknown accelerator config {name!r}; choose one of "
+                     f"{', '.join(ACCELERATOR_PRESETS)} or a config .json file")
 
 
 def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
@@ -289,7 +297,9 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="generate text with the shipped tiny model")
-    demo.add_argument("--backend", default="sim", help=BACKEND_HELP)
+    # The demo stays on the golden model until the simulated top runs fast enough for
+    # an interactive demo (docs/performance.md); --backend sim runs it on the hardware.
+    demo.add_argument("--backend", default="golden", help=BACKEND_HELP)
     demo.add_argument("--config", default="tiny", help="accelerator config (default tiny)")
     demo.add_argument("-n", dest="tokens", type=int, default=DEMO_TOKENS,
                       help=f"tokens to generate (default {DEMO_TOKENS})")
@@ -324,7 +334,8 @@ def _parser():
     info.set_defaults(func=cmd_info)
 
     generate = commands.add_parser("generate", help="write the Verilog of an accelerator config")
-    generate.add_argument("--config", default="tiny", help="accelerator config (default tiny)")
+    generate.add_argument("--config", default="tiny",
+                          help="accelerator preset (default tiny) or a config .json file")
     generate.add_argument("-o", dest="output", required=True, help="output directory")
     generate.add_argument("--json", action="store_true")
     generate.set_defaults(func=cmd_generate)

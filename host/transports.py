@@ -80,6 +80,7 @@ def _golden(argument, config):
 
 
 register_transport("golden", _golden)
+register_transport("model", _golden)      # the CLI's name for it ("golden" is the host model)
 
 
 def _sim(argument, config):

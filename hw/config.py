@@ -486,6 +486,17 @@ class AcceleratorConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
+    @classmethod
+    def from_json(cls, text: str) -> "AcceleratorConfig":
+        """Inverse of :meth:`to_json`; ``ValueError`` names what is missing or wrong."""
+        try:
+            fields = json.loads(text)
+            fields["model"] = ModelConfig(**fields["model"])
+            fields["tlmm"] = TLMMConfig(**fields["tlmm"])
+            return cls(**fields)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"not an accelerator config: {error}") from None
+
     @property
     def design_id(self) -> int:
         """CRC-32 of the configuration: what INFO and the ``design`` register report."""

@@ -4,16 +4,20 @@ A harness is gateware built only for simulation; it lives here, not in ``hw/``, 
 no board instantiates it.
 """
 
-from amaranth import Module
-from amaranth.lib import wiring
+from amaranth import Module, Signal
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tritium.hw.attention.block import AttentionBlock
 from tritium.hw.memory import OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
+from tritium.hw.top import Top
 
-__all__ = ["TLMMHarness", "AttentionHarness", "load_signature"]
+__all__ = ["TLMMHarness", "AttentionHarness", "SimTop", "load_signature", "CHUNK_BYTES"]
+
+CHUNK_BYTES = 32            # host-link bytes the simulation bridge hands over per transfer
 
 WRITE_CHANNELS = ("write_cmd", "write_data", "write_done")
 
@@ -110,3 +114,39 @@ def _connect_writes(m, writer, port):
     """Give ``writer``'s write channels to the memory ``port`` (under the current m.If)."""
     for name in WRITE_CHANNELS:
         wiring.connect(m, getattr(writer, name), getattr(port, name))
+
+
+class SimTop(wiring.Component):
+    """The accelerator's :class:`~tritium.hw.top.Top` with its link bytes arriving
+    :data:`CHUNK_BYTES` at a time, for the simulation bridge (``sim/bridge.py``).
+
+    Handing over a byte per cycle from Python would cost a Python step per cycle; a
+    chunk (``count`` bytes, lowest first) costs one per 32 bytes, and the chunk's bytes
+    then enter the top's ``rx`` one per cycle, as from a UART or a FIFO on a board.
+
+    Members
+    -------
+    rx_chunks : ``In(stream.Signature({data: 8 * CHUNK_BYTES, count}))``
+    tx : ``Out(stream.Signature(8))``
+    """
+
+    def __init__(self, config):
+        self._top = Top(config)
+        chunk = data.StructLayout({"data": unsigned(8 * CHUNK_BYTES),
+                                   "count": unsigned(CHUNK_BYTES.bit_length())})
+        super().__init__({"rx_chunks": In(stream.Signature(chunk)),
+                          "tx": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self._top
+        held = Signal(8 * CHUNK_BYTES)
+        left = Signal(range(CHUNK_BYTES + 1))
+        m.d.comb += [self.rx_chunks.ready.eq(left == 0),
+                     top.rx.valid.eq(left != 0), top.rx.payload.eq(held[:8])]
+        with m.If(self.rx_chunks.valid & self.rx_chunks.ready):
+            m.d.sync += [held.eq(self.rx_chunks.payload.data), left.eq(self.rx_chunks.payload.count)]
+        with m.If(top.rx.valid & top.rx.ready):
+            m.d.sync += [held.eq(held >> 8), left.eq(left - 1)]
+        wiring.connect(m, top.tx, wiring.flipped(self.tx))
+        return m

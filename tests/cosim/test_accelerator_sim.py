@@ -10,7 +10,8 @@ from tritium.host.sim_transport import SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
 
-pytestmark = pytest.mark.cosim
+# Minutes of simulation (loading the model over the link, then ~40 runs): a long run.
+pytestmark = [pytest.mark.cosim, pytest.mark.slow]
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 
