@@ -87,4 +87,5 @@ class AttentionDriver:
         await self.job.send(AmStreamTransaction(payload=job.as_bits()))
         for beat in beats:
             await self.qkv.send(AmStreamTransaction(payload=self.beat_layout.const(beat).as_bits()))
+        await self.qkv.wait()                   # send() only queues: wait for the last beat
         times["inputs_taken"] = self.now()

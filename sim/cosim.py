@@ -100,14 +100,15 @@ def build_simulation(component, *, toplevel: str, build_dir, sim: str = None,
 
 
 def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: str = None,
-               extra_env: dict = None, testcase=None, seed: int = 1, reuse: bool = False):
+               extra_env: dict = None, testcase=None, seed: int = 1, reuse: bool = False,
+               optimize: str = None):
     """Build ``component`` (:func:`build_simulation`) and run ``test_module`` on it.
 
     ``toplevel`` must be unique per configuration (submodules are named after it).
     Raises if any cocotb test fails (the runner exits under pytest).
     """
     runner = build_simulation(component, toplevel=toplevel, build_dir=build_dir, sim=sim,
-                              reuse=reuse)
+                              reuse=reuse, optimize=optimize)
     # The runner hands the simulator this process's sys.path as PYTHONPATH (replacing any
     # PYTHONPATH in extra_env): a test module must be importable from here.
     return runner.test(test_module=test_module, hdl_toplevel=toplevel,
