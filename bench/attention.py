@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import MODEL_PRESETS, AttentionConfig
 from tritium.hw.memory.port import MemoryConfig
@@ -39,21 +40,10 @@ MEMORY = MemoryConfig(data_width=512, addr_width=20, len_width=12)
 MAX_QUERIES = 16
 
 
-def passes(cfg: AttentionConfig, start: int, tokens: int) -> list:
-    """Keys read by each pass of one job, as the block's scheduler forms them: per kv
-    head, (token, head) pairs from the last token to the first, ``lanes`` to a block,
-    each block reading keys 0 .. its largest position."""
-    counts = []
-    for _ in range(cfg.kv_heads):
-        positions = [start + t for t in reversed(range(tokens)) for _ in range(cfg.kv_group)]
-        counts += [positions[i] + 1 for i in range(0, len(positions), cfg.lanes)]
-    return counts
-
-
 def derived(cfg: AttentionConfig, layout: KVLayout, bytes_per_cycle, start, tokens) -> dict:
     """The work of one job (derived): multiplies, and the cycles each bound allows."""
     beats = cfg.beats_per_key
-    keys = passes(cfg, start, tokens)
+    keys = pass_key_counts(cfg, start, tokens)
     attended = sum(start + t + 1 for t in range(tokens)) * cfg.heads
     record_bytes = layout.words_per_record * layout.memory.bytes_per_word
     moved = (sum(keys) + tokens * cfg.kv_heads) * record_bytes

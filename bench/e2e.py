@@ -24,23 +24,13 @@ from tritium.host.accelerator import Accelerator
 from tritium.host.importers import load_model
 from tritium.host.sim_transport import SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.attention.block import pass_key_counts
+from tritium.hw.control.controller import COUNTER_OF_OPCODE
 from tritium.hw.control.isa import OPCODES
 from tritium.sim.cosim import stdout_to_stderr
 from tritium.sim.golden.model import GoldenModel
 
 NAMES = {code: name for name, code in OPCODES.items()}
-COUNTER_OF = {"LOAD": "move_cycles", "STORE": "move_cycles", "NORM": "norm_cycles",
-              "LINEAR": "linear_cycles", "GATE": "gate_cycles", "ATTEND": "attend_cycles"}
-
-
-def passes_keys(config, position, tokens):
-    """Keys read by the attention block's passes for one run (bench/attention.py)."""
-    a = config.attention
-    keys = 0
-    for _ in range(a.kv_heads):
-        pairs = [position + t for t in reversed(range(tokens)) for _ in range(a.kv_group)]
-        keys += sum(pairs[i] + 1 for i in range(0, len(pairs), a.lanes))
-    return keys
 
 
 def ideal_cycles(instruction, config, position, tokens) -> int:
@@ -54,7 +44,7 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
     if name == "ATTEND":
         a = config.attention
         beats = a.beats_per_key
-        return (passes_keys(config, position, tokens) * beats
+        return (sum(pass_key_counts(a, position, tokens)) * beats
                 + tokens * (a.heads + 2 * a.kv_heads) * beats + tokens * a.heads * beats)
     if name in ("NORM", "GATE", "LOAD", "STORE"):
         return instruction["beats"] * tokens
@@ -69,8 +59,8 @@ def measure(accelerator, ids, config, golden, cache, position):
     ideal = {}
     for instruction in accelerator.compiled.instructions:
         name = NAMES[instruction["opcode"]]
-        if name in COUNTER_OF:
-            key = COUNTER_OF[name]
+        if name in COUNTER_OF_OPCODE:
+            key = COUNTER_OF_OPCODE[name]
             ideal[key] = ideal.get(key, 0) + ideal_cycles(instruction, config, position, len(ids))
     return logits, matches, counters, ideal
 

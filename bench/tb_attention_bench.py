@@ -12,8 +12,6 @@ import cocotb
 import numpy as np
 
 from tritium.hw.attention.kvcache import KVLayout
-from tritium.hw.config import AttentionConfig, ModelConfig
-from tritium.hw.memory.port import MemoryConfig
 from tritium.sim.attention_driver import AttentionDriver
 from tritium.sim.attention_tb import cache_image, fill_cache
 from tritium.sim.cocotb_tb import reset, start_clock
@@ -23,12 +21,9 @@ from tritium.sim.golden.model import GoldenCache
 @cocotb.test()
 async def measure(dut):
     settings = json.loads(os.environ["ATTENTION_BENCH_SETTINGS"])
-    model = ModelConfig(**settings["model"])
-    cfg = AttentionConfig(**settings["attention"])
-    memory = MemoryConfig(**settings["memory"])
-    max_queries = settings["max_queries"]
     start_clock(dut)
-    driver = AttentionDriver(dut, model, cfg, memory, max_queries)
+    driver = AttentionDriver.from_settings(dut, settings)
+    model, cfg, memory, max_queries = driver.model, driver.cfg, driver.memory, driver.max_queries
     driver.set_score_scale()
     rng = np.random.default_rng(0)
     await reset(dut)

@@ -41,17 +41,6 @@ from .packer import PackedTensor, unpack_ternary
 
 __all__ = ["DeviceModel"]
 
-ADDRESS_BYTES = 4
-
-
-def info_bytes(max_payload: int, word_bytes: int, addr_width: int, design: int) -> bytes:
-    """The INFO reply's payload (``hw.link.commands.info_bytes``, without the gateware)."""
-    info = p.MAGIC + struct.pack("<HHHIB", p.PROTOCOL_VERSION, max_payload, word_bytes,
-                                 design, addr_width)
-    assert len(info) == p.INFO_BYTES
-    return info
-
-
 class _Fault(Exception):
     """An instruction the device cannot execute: the run stops with BAD_OPCODE."""
 
@@ -83,8 +72,8 @@ class DeviceModel:
         self._scratch = np.zeros((config.scratch_words, config.lanes), dtype=np.int64)
         self._codes = None                  # (codes, scale) of the last NORM
         self._decoder = FrameDecoder()
-        self._info = info_bytes(config.max_payload, self.word_bytes, config.addr_width,
-                                config.design_id)
+        self._info = p.info_bytes(config.max_payload, self.word_bytes, config.design_id,
+                                  config.addr_width)
 
     # -- the link ---------------------------------------------------------------------
 
@@ -98,7 +87,8 @@ class DeviceModel:
 
     def _frame(self, raw: bytes, bad: bool) -> bytes:
         # Header bytes the frame did not carry read as 0, as in the receiver.
-        kind, tag, length = struct.unpack("<BBH", (raw + bytes(4))[:4])
+        header = (raw + bytes(p.HEADER_BYTES))[:p.HEADER_BYTES]
+        kind, tag, length = struct.unpack(p.HEADER_FORMAT, header)
         body = raw[p.HEADER_BYTES:-p.CRC_BYTES]
         if bad:
             code = p.ERR_ESCAPE
@@ -129,14 +119,14 @@ class DeviceModel:
         return self._info if len(body) == 0 else None
 
     def _write(self, body):
-        words, partial = divmod(len(body) - ADDRESS_BYTES, self.word_bytes)
-        if len(body) < ADDRESS_BYTES + self.word_bytes or partial:
+        words, partial = divmod(len(body) - p.ADDRESS_BYTES, self.word_bytes)
+        if len(body) < p.ADDRESS_BYTES + self.word_bytes or partial:
             return None
         address = struct.unpack_from("<I", body)[0]
         if not self._in_memory(address, words):
             return None
         self.memory[address * self.word_bytes:(address + words) * self.word_bytes] = \
-            body[ADDRESS_BYTES:]
+            body[p.ADDRESS_BYTES:]
         return b""
 
     def _read(self, body):

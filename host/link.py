@@ -45,7 +45,7 @@ def encode_frame(kind: int, tag: int, payload: bytes = b"") -> bytes:
     (the leading END flushes any noise the device has half-received)."""
     if len(payload) >= 2 ** 16:
         raise LinkError(f"a frame payload holds at most 65535 bytes, not {len(payload)}")
-    body = struct.pack("<BBH", kind, tag, len(payload)) + payload
+    body = struct.pack(p.HEADER_FORMAT, kind, tag, len(payload)) + payload
     body += struct.pack("<I", zlib.crc32(body))
     return bytes([p.END]) + _escape(body) + bytes([p.END])
 
@@ -81,7 +81,7 @@ def parse_frame(raw: bytes):
     """``(type, tag, payload)`` of an unescaped frame; LinkError if it is damaged."""
     if len(raw) < p.HEADER_BYTES + p.CRC_BYTES:
         raise LinkError(f"a reply of {len(raw)} bytes is shorter than a header and CRC")
-    kind, tag, length = struct.unpack_from("<BBH", raw)
+    kind, tag, length = struct.unpack_from(p.HEADER_FORMAT, raw)
     if length != len(raw) - p.HEADER_BYTES - p.CRC_BYTES:
         raise LinkError(f"a reply says {length} payload bytes but carries "
                         f"{len(raw) - p.HEADER_BYTES - p.CRC_BYTES}")
@@ -127,7 +127,7 @@ class LinkClient:
         body = self.request(p.INFO)
         if len(body) != p.INFO_BYTES or body[:4] != p.MAGIC:
             raise LinkError("the device did not identify itself as a tritium accelerator")
-        version, max_payload, word_bytes, design, addr_width = struct.unpack("<HHHIB", body[4:])
+        _, version, max_payload, word_bytes, design, addr_width = struct.unpack(p.INFO_FORMAT, body)
         self._info = DeviceInfo(version, max_payload, word_bytes, design, addr_width)
         return self._info
 

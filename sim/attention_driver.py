@@ -11,6 +11,8 @@ import numpy as np
 from cocotb.utils import get_sim_time
 
 from tritium.hw.attention.block import attention_job_layout
+from tritium.hw.config import AttentionConfig, ModelConfig
+from tritium.hw.memory.port import MemoryConfig
 from tritium.hw.layouts import vector_beat_layout
 from .attention_tb import output_beats, qkv_beats, random_qkv, score_scale
 from .cocotb_tb import (AmStreamSink, AmStreamSource, AmStreamTransaction, MemoryLoader,
@@ -30,6 +32,7 @@ class AttentionDriver:
     def __init__(self, dut, model, cfg, memory, max_queries, idle=0.0, stall=0.0,
                  rng: random.Random = None, period_ns: int = 10):
         self.dut, self.model, self.cfg, self.memory = dut, model, cfg, memory
+        self.max_queries = max_queries
         self.period_ns = period_ns
         rng = rng or random.Random(0)
         self.job = stream_bfm(dut, "job", AmStreamSource, idle, rng)
@@ -40,6 +43,13 @@ class AttentionDriver:
         self.beat_layout = vector_beat_layout(cfg.dims_per_cycle)
         self.tables = rope_tables(model)
         dut.loading.value = 0
+
+    @classmethod
+    def from_settings(cls, dut, settings: dict, **options) -> "AttentionDriver":
+        """A driver for the configs a test runner passed as JSON (``model``,
+        ``attention``, ``memory`` as dataclass fields, and ``max_queries``)."""
+        return cls(dut, ModelConfig(**settings["model"]), AttentionConfig(**settings["attention"]),
+                   MemoryConfig(**settings["memory"]), settings["max_queries"], **options)
 
     def set_score_scale(self):
         m, e = score_scale(self.model.head_dim)

@@ -29,7 +29,7 @@ from ..memory.port import MemoryConfig, MemoryPortSignature
 from .core import AttentionCore
 from .kvcache import KVLayout, KVReader, KVWriter
 
-__all__ = ["AttentionBlock", "attention_job_layout"]
+__all__ = ["AttentionBlock", "attention_job_layout", "pass_key_counts"]
 
 
 def attention_job_layout(config: AttentionConfig, max_queries: int) -> data.StructLayout:
@@ -39,6 +39,17 @@ def attention_job_layout(config: AttentionConfig, max_queries: int) -> data.Stru
         "start": position_shape(config),
         "tokens": unsigned(max_queries.bit_length()),
     })
+
+
+def pass_key_counts(config: AttentionConfig, start: int, tokens: int) -> list:
+    """Keys read by each pass of a job, as :meth:`AttentionBlock._schedule` forms them:
+    per kv head, (token, head) pairs from the last token to the first, ``lanes`` to a
+    block, each block reading keys 0 .. its largest position (for benchmarks)."""
+    counts = []
+    for _ in range(config.kv_heads):
+        positions = [start + t for t in reversed(range(tokens)) for _ in range(config.kv_group)]
+        counts += [positions[i] + 1 for i in range(0, len(positions), config.lanes)]
+    return counts
 
 
 def _head_layout(config: AttentionConfig):

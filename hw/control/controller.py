@@ -17,7 +17,7 @@ from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES, STATUS
 from .vectors import VectorReader, VectorWriter
 
-__all__ = ["Controller", "instruction_layout", "CONTROLLER_COUNTERS"]
+__all__ = ["Controller", "instruction_layout", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE"]
 
 CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
                        "gate_cycles", "attend_cycles", "runs")
@@ -26,7 +26,7 @@ _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 _CLIENTS = ("fetch", "move", "norm", "linear", "attend")
 _CLIENT_OF = {"LOAD": "move", "STORE": "move", "NORM": "norm", "LINEAR": "linear",
               "ATTEND": "attend"}
-_COUNTER_OF = {"LOAD": "move_cycles", "STORE": "move_cycles", "NORM": "norm_cycles",
+COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "NORM": "norm_cycles",
                "LINEAR": "linear_cycles", "GATE": "gate_cycles", "ATTEND": "attend_cycles"}
 # The commands an instruction hands to its units, issued together in the "issue" state.
 _COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
@@ -372,7 +372,7 @@ class Controller(wiring.Component):
         with m.If(self._phase == 1):
             m.d.sync += self.fetch_cycles.eq(self.fetch_cycles + 1)
         with m.If(self._phase == 2):
-            for name, counter in _COUNTER_OF.items():
+            for name, counter in COUNTER_OF_OPCODE.items():
                 with m.If(op == OPCODES[name]):
                     m.d.sync += getattr(self, counter).eq(getattr(self, counter) + 1)
 

@@ -6,14 +6,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..memory.port import MemoryConfig, MemoryPortSignature
-from .protocol import (ERR_ARGUMENT, ERR_COMMAND, ERROR, GET, INFO, INFO_BYTES, MAGIC,
-                       PROTOCOL_VERSION, READ, REPLY, RUN, SET, WRITE)
+from .protocol import (ADDRESS_BYTES, ERR_ARGUMENT, ERR_COMMAND, ERROR, GET, INFO, INFO_BYTES,
+                       READ, REPLY, RUN, SET, WRITE, info_bytes)
 from .receiver import frame_header_layout
 from .sender import reply_layout
 
-__all__ = ["RegisterBusSignature", "CommandUnit", "info_bytes"]
+__all__ = ["RegisterBusSignature", "CommandUnit"]
 
-ADDRESS_BYTES = 4
 ARGUMENT_BYTES = 6                       # the longest fixed argument list (READ)
 
 
@@ -34,15 +33,6 @@ class RegisterBusSignature(wiring.Signature):
     def __init__(self):
         super().__init__({"index": Out(8), "write_data": Out(32), "write": Out(1),
                           "read_data": In(32), "exists": In(1), "writable": In(1)})
-
-
-def info_bytes(max_payload: int, memory: MemoryConfig, design: int) -> bytes:
-    """The INFO reply's payload (docs/link.md)."""
-    info = (MAGIC + PROTOCOL_VERSION.to_bytes(2, "little") + max_payload.to_bytes(2, "little")
-            + memory.bytes_per_word.to_bytes(2, "little") + design.to_bytes(4, "little")
-            + memory.addr_width.to_bytes(1, "little"))
-    assert len(info) == INFO_BYTES
-    return info
 
 
 class CommandUnit(wiring.Component):
@@ -204,7 +194,8 @@ class CommandUnit(wiring.Component):
         word_bytes = self._memory.bytes_per_word
         with m.Switch(frame.type):
             with m.Case(INFO):
-                info = info_bytes(self._max_payload, self._memory, self._design)
+                info = info_bytes(self._max_payload, self._memory.bytes_per_word,
+                                  self._design, self._memory.addr_width)
                 with m.If(frame.length == 0):
                     self._answer(m, INFO | REPLY, INFO_BYTES, int.from_bytes(info, "little"))
                 with m.Else():

@@ -5,8 +5,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..memory.port import MemoryConfig, MemoryPortSignature
-from .commands import CommandUnit, RegisterBusSignature
+from ..memory.port import MemoryConfig
+from .commands import CommandUnit
 from .receiver import FrameReceiver
 from .sender import FrameSender
 from .slip import SlipDecoder, SlipEncoder
@@ -44,17 +44,17 @@ class HostLink(wiring.Component):
     finished : ``In(stream.Signature(8))``
     """
 
+    _PASSED = ("memory", "registers", "run", "finished")
+
     def __init__(self, memory: MemoryConfig, memory_words: int, max_payload: int = 1024,
                  design: int = 0):
         self._unit = CommandUnit(memory, memory_words, max_payload, design)
         self._max_payload = max_payload
+        unit = self._unit.signature.members          # the unit's outward ports are ours
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
-            "memory": Out(MemoryPortSignature(memory)),
-            "registers": Out(RegisterBusSignature()),
-            "run": Out(stream.Signature(8)),
-            "finished": In(stream.Signature(8)),
+            **{name: unit[name] for name in self._PASSED},
         })
 
     def elaborate(self, platform):
@@ -73,7 +73,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, unit.payload, sender.payload)
         wiring.connect(m, sender.frames, encoder.frames)
         wiring.connect(m, encoder.line, wiring.flipped(self.tx))
-        for name in ("memory", "registers", "run", "finished"):
+        for name in self._PASSED:
             wiring.connect(m, getattr(unit, name), wiring.flipped(getattr(self, name)))
         m.d.comb += [write.addr.eq(receiver.buffer_addr), write.data.eq(receiver.buffer_data),
                      write.en.eq(receiver.buffer_en),

@@ -1,6 +1,6 @@
 """The host link protocol's numbers, shared by the gateware and the host (docs/link.md).
 
-Plain constants only (no Amaranth), so ``host/`` imports them without gateware.
+Plain Python only (no Amaranth), so ``host/`` imports them without gateware.
 
 A frame on the wire is SLIP-escaped (RFC 1055) and ends with ``END``; unescaped it is
 
@@ -11,8 +11,12 @@ waits for its reply (stop and wait); the reply has the same layout, ``type`` bei
 command's with :data:`REPLY` set, or :data:`ERROR`, and the same ``tag``.
 """
 
+import struct
+
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
-HEADER_BYTES = 4                 # type, tag, length
+HEADER_FORMAT = "<BBH"           # type, tag, length
+HEADER_BYTES = struct.calcsize(HEADER_FORMAT)
+ADDRESS_BYTES = 4                # the word address that starts WRITE and READ payloads
 CRC_BYTES = 4
 # CRC-32 register after the frame and its own CRC went through it (before the final
 # inversion): a frame is intact exactly when the receiver ends with this value.
@@ -45,4 +49,11 @@ ERRORS = {ERR_ESCAPE: "bad escape sequence", ERR_LENGTH: "bad length",
           ERR_CRC: "CRC mismatch", ERR_COMMAND: "unknown command",
           ERR_ARGUMENT: "bad argument"}
 
-INFO_BYTES = 15
+INFO_FORMAT = "<4sHHHIB"         # magic, version, max_payload, word bytes, design, addr width
+INFO_BYTES = struct.calcsize(INFO_FORMAT)
+
+
+def info_bytes(max_payload: int, word_bytes: int, design: int, addr_width: int) -> bytes:
+    """The INFO reply's payload, as the gateware sends it and the host parses it."""
+    return struct.pack(INFO_FORMAT, MAGIC, PROTOCOL_VERSION, max_payload, word_bytes, design,
+                       addr_width)

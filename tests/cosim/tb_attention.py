@@ -15,8 +15,6 @@ import cocotb
 import numpy as np
 
 from tritium.hw.attention.kvcache import KVLayout
-from tritium.hw.config import AttentionConfig, ModelConfig
-from tritium.hw.memory.port import MemoryConfig
 from tritium.sim.attention_driver import AttentionDriver
 from tritium.sim.attention_tb import cache_image, fill_cache
 from tritium.sim.cocotb_tb import TRAFFIC, reset, start_clock
@@ -26,14 +24,11 @@ from tritium.sim.golden.model import GoldenCache
 @cocotb.test()
 async def attention_prefill_then_decode(dut):
     settings = json.loads(os.environ["ATTENTION_TB_SETTINGS"])
-    model = ModelConfig(**settings["model"])
-    cfg = AttentionConfig(**settings["attention"])
-    memory = MemoryConfig(**settings["memory"])
-    max_queries = settings["max_queries"]
     idle, stall = TRAFFIC[os.environ.get("ATTENTION_TB_TRAFFIC", "smooth")]
     start_clock(dut)
-    driver = AttentionDriver(dut, model, cfg, memory, max_queries, idle, stall,
-                             random.Random(1))
+    driver = AttentionDriver.from_settings(dut, settings, idle=idle, stall=stall,
+                                           rng=random.Random(1))
+    model, cfg, memory, max_queries = driver.model, driver.cfg, driver.memory, driver.max_queries
     driver.set_score_scale()
     rng = np.random.default_rng(1)
     await reset(dut)

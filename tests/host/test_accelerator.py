@@ -207,10 +207,11 @@ def test_empty_frames_get_no_reply_and_good_frames_work():
 
 
 def test_info_matches_the_gateware():
-    from tritium.hw.link.commands import info_bytes
+    """The payload the gateware's command unit sends (``protocol.info_bytes``)."""
     (kind, _, payload), = replies(DeviceModel(TINY), encode_frame(p.INFO, 1))
     assert kind == p.INFO | p.REPLY
-    assert payload == info_bytes(TINY.max_payload, TINY.memory, TINY.design_id)
+    assert payload == p.info_bytes(TINY.max_payload, TINY.data_width // 8, TINY.design_id,
+                                   TINY.addr_width)
 
 
 @pytest.mark.parametrize("tokens, position, status", [
