@@ -124,7 +124,7 @@ def main(argv=None):
         run_cocotb(harness, toplevel="attention_bench", test_module="tb_attention_bench",
                    build_dir=build_root / "attention",
                    extra_env={"ATTENTION_BENCH_SETTINGS": json.dumps(settings)},
-                   reuse=args.reuse, optimize="-O0")   # cycles do not depend on it
+                   reuse=args.reuse, optimize="-O2")   # cycles do not depend on it
     wall = time.perf_counter() - started
     layout = KVLayout(cfg, MEMORY)
     results = [summarize(case, cfg, layout, args.bandwidth)

@@ -8,7 +8,8 @@ a prompt of ``--prompt`` tokens, then ``--decode`` decode steps, every logit che
 against the golden model. Per run it reads the controller's counters (cycles in total
 and per kind of instruction) and sets them next to the *derived* ideal of each
 instruction: a LINEAR's compute or weight-read bound, an ATTEND's key passes plus its
-input and output beats, a beat per cycle for NORM, GATE, LOAD and STORE. The gap is the
+input and output beats, a NORM's vectors in plus the last one's codes out (its codes
+need the vector's peak), a beat per cycle for GATE, LOAD and STORE. The gap is the
 cost of running the units one after another plus fetch and pipeline latency. Nothing
 is asserted: the numbers go to docs/performance.md.
 """
@@ -46,7 +47,11 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
         beats = a.beats_per_key
         return (sum(pass_key_counts(a, position, tokens)) * beats
                 + tokens * (a.heads + 2 * a.kv_heads) * beats + tokens * a.heads * beats)
-    if name in ("NORM", "GATE", "LOAD", "STORE"):
+    if name == "NORM":
+        # The block's own bound: a vector's codes need its peak, so they leave after its
+        # last beat is in (docs/elementwise.md); the next vector comes in meanwhile.
+        return instruction["beats"] * (tokens + 1)
+    if name in ("GATE", "LOAD", "STORE"):
         return instruction["beats"] * tokens
     return 0
 

@@ -9,8 +9,8 @@ A transport moves the link's bytes (docs/link.md) and nothing else, so the drive
 - ``close()``.
 
 :func:`open_transport` makes one from a spec string, ``name`` or ``name:argument``
-(``golden``; ``sim`` and ``serial:PORT[@BAUD]`` register themselves in
-:data:`TRANSPORTS` when they exist).
+(``golden``/``model``, ``sim``, ``serial:PORT[@BAUD]``; others register themselves in
+:data:`TRANSPORTS`).
 """
 
 from tritium.hw.config import AcceleratorConfig
@@ -91,6 +91,14 @@ def _sim(argument, config):
 
 
 register_transport("sim", _sim)
+
+
+def _serial(argument, config):
+    from .serial_transport import SerialTransport, parse_serial_spec
+    return SerialTransport(*parse_serial_spec(argument))
+
+
+register_transport("serial", _serial)
 
 
 def open_transport(spec: str, config: AcceleratorConfig) -> Transport:

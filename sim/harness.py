@@ -13,11 +13,15 @@ from tritium.hw.attention.block import AttentionBlock
 from tritium.hw.memory import OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
+from tritium.hw.link.uart import UARTReceiver, UARTTransmitter
 from tritium.hw.top import Top
 
-__all__ = ["TLMMHarness", "AttentionHarness", "SimTop", "load_signature", "CHUNK_BYTES"]
+__all__ = ["TLMMHarness", "AttentionHarness", "ChunkFeeder", "SimTop", "UartSimTop",
+           "load_signature", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 32            # host-link bytes the simulation bridge hands over per transfer
+CHUNK_LAYOUT = data.StructLayout({"data": unsigned(8 * CHUNK_BYTES),
+                                  "count": unsigned(CHUNK_BYTES.bit_length())})
 
 WRITE_CHANNELS = ("write_cmd", "write_data", "write_done")
 
@@ -116,37 +120,93 @@ def _connect_writes(m, writer, port):
         wiring.connect(m, getattr(writer, name), getattr(port, name))
 
 
-class SimTop(wiring.Component):
-    """The accelerator's :class:`~tritium.hw.top.Top` with its link bytes arriving
-    :data:`CHUNK_BYTES` at a time, for the simulation bridge (``sim/bridge.py``).
+class ChunkFeeder(wiring.Component):
+    """Bytes arriving :data:`CHUNK_BYTES` at a time, leaving one per cycle.
 
     Handing over a byte per cycle from Python would cost a Python step per cycle; a
-    chunk (``count`` bytes, lowest first) costs one per 32 bytes, and the chunk's bytes
-    then enter the top's ``rx`` one per cycle, as from a UART or a FIFO on a board.
+    chunk (``count`` bytes, lowest first) costs one per 32 bytes, and its bytes then
+    leave on ``bytes`` one per cycle, as from a UART or a FIFO on a board.
 
     Members
     -------
-    rx_chunks : ``In(stream.Signature({data: 8 * CHUNK_BYTES, count}))``
+    chunks : ``In(stream.Signature(CHUNK_LAYOUT))``
+    bytes : ``Out(stream.Signature(8))``
+    """
+
+    chunks: In(stream.Signature(CHUNK_LAYOUT))
+    bytes: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal(8 * CHUNK_BYTES)
+        left = Signal(range(CHUNK_BYTES + 1))
+        m.d.comb += [self.chunks.ready.eq(left == 0),
+                     self.bytes.valid.eq(left != 0), self.bytes.payload.eq(held[:8])]
+        with m.If(self.chunks.valid & self.chunks.ready):
+            m.d.sync += [held.eq(self.chunks.payload.data), left.eq(self.chunks.payload.count)]
+        with m.If(self.bytes.valid & self.bytes.ready):
+            m.d.sync += [held.eq(held >> 8), left.eq(left - 1)]
+        return m
+
+
+def _bridge_members():
+    """The ports ``sim/bridge.py`` drives: link bytes in by chunks, out one per cycle."""
+    return {"rx_chunks": In(stream.Signature(CHUNK_LAYOUT)), "tx": Out(stream.Signature(8))}
+
+
+class SimTop(wiring.Component):
+    """The accelerator's :class:`~tritium.hw.top.Top` with its link bytes arriving
+    through a :class:`ChunkFeeder`, for the simulation bridge (``sim/bridge.py``).
+
+    Members
+    -------
+    rx_chunks : ``In(stream.Signature(CHUNK_LAYOUT))``
     tx : ``Out(stream.Signature(8))``
     """
 
     def __init__(self, config):
         self._top = Top(config)
-        chunk = data.StructLayout({"data": unsigned(8 * CHUNK_BYTES),
-                                   "count": unsigned(CHUNK_BYTES.bit_length())})
-        super().__init__({"rx_chunks": In(stream.Signature(chunk)),
-                          "tx": Out(stream.Signature(8))})
+        super().__init__(_bridge_members())
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.top = top = self._top
-        held = Signal(8 * CHUNK_BYTES)
-        left = Signal(range(CHUNK_BYTES + 1))
-        m.d.comb += [self.rx_chunks.ready.eq(left == 0),
-                     top.rx.valid.eq(left != 0), top.rx.payload.eq(held[:8])]
-        with m.If(self.rx_chunks.valid & self.rx_chunks.ready):
-            m.d.sync += [held.eq(self.rx_chunks.payload.data), left.eq(self.rx_chunks.payload.count)]
-        with m.If(top.rx.valid & top.rx.ready):
-            m.d.sync += [held.eq(held >> 8), left.eq(left - 1)]
+        m.submodules.feeder = feeder = ChunkFeeder()
+        wiring.connect(m, wiring.flipped(self.rx_chunks), feeder.chunks)
+        wiring.connect(m, feeder.bytes, top.rx)
         wiring.connect(m, top.tx, wiring.flipped(self.tx))
+        return m
+
+
+class UartSimTop(wiring.Component):
+    """A board core whose host link is a UART (``rx``/``tx`` serial lines, e.g. the
+    ULX3S's ``BoardCore``) between two UARTs that play the host's USB-serial chip, for
+    the simulation bridge: every byte crosses the serial lines bit by bit.
+
+    Parameters
+    ----------
+    core : wiring.Component
+        With ``rx: In(1)`` and ``tx: Out(1)`` serial lines.
+    divisor : int
+        Clock cycles per bit of the host-side UARTs: the core's own.
+
+    Members
+    -------
+    rx_chunks, tx : as :class:`SimTop`
+    """
+
+    def __init__(self, core, divisor: int):
+        self._core, self._divisor = core, divisor
+        super().__init__(_bridge_members())
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self._core
+        m.submodules.feeder = feeder = ChunkFeeder()
+        m.submodules.host_tx = host_tx = UARTTransmitter(self._divisor)
+        m.submodules.host_rx = host_rx = UARTReceiver(self._divisor)
+        wiring.connect(m, wiring.flipped(self.rx_chunks), feeder.chunks)
+        wiring.connect(m, feeder.bytes, host_tx.data)
+        m.d.comb += [core.rx.eq(host_tx.tx), host_rx.rx.eq(core.tx)]
+        wiring.connect(m, host_rx.data, wiring.flipped(self.tx))
         return m

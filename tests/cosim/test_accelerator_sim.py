@@ -1,17 +1,20 @@
 """Tier 3: the real driver over the ``sim`` transport runs the tiny model end to end on
 the generated Verilog (Verilator), logits equal to the golden model bit for bit."""
 
+import json
+
 import numpy as np
 import pytest
 
 from tritium.host.accelerator import Accelerator
+from tritium.host.cli import main
 from tritium.host.importers import load_model
 from tritium.host.sim_transport import SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
 
-# Minutes of simulation (loading the model over the link, then ~40 runs): a long run.
-pytestmark = [pytest.mark.cosim, pytest.mark.slow]
+# About 15 s of simulation once the simulator is built (shared with test_top_sim.py).
+pytestmark = pytest.mark.cosim
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 
@@ -39,3 +42,26 @@ def test_prefill_decode_and_a_second_prompt_match_golden():
         assert np.array_equal(accelerator.prefill(more), golden.forward(more, cache))
         counters = accelerator.counters()
         assert counters["runs"] > 0 and counters["cycles"] > 0
+
+
+def test_demo_runs_on_the_simulated_hardware(capsys):
+    assert main(["demo", "-n", "12"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Once upon a time") and len(out) > len("Once upon a time\n")
+    assert "'sim' backend" in err and "every logit matches the golden model" in err
+
+
+def _run_json(capsys, backend):
+    assert main(["run", "--model", "tiny", "--backend", backend, "--prompt", "The cat",
+                 "-n", "5", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_run_json_reports_cycles_and_the_golden_check(capsys):
+    result = _run_json(capsys, "sim")
+    assert result["backend"] == "sim" and result["matches_golden"] is True
+    assert result["clock_hz"] == TINY.clock_hz and result["prefill_cycles"] > 0
+    # One run per decode step; the first token comes from the prefill.
+    assert len(result["decode_cycles_each"]) == 4 and result["decode_cycles"] > 0
+    golden = _run_json(capsys, "golden")
+    assert (result["tokens"], result["text"]) == (golden["tokens"], golden["text"])
