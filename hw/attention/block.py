@@ -279,6 +279,10 @@ class AttentionBlock(wiring.Component):
         lane = Signal(range(cfg.lanes), name="sched_lane")
         finished = Signal(name="sched_finished")
         head = kv_head * cfg.kv_group + member
+        # The tag goes through the pair layout: with one query per job ``token`` has no
+        # bits, and a bare Cat(token, head) would shift the head into the token field.
+        pair = Signal(self._pair_layout, name="sched_pair")
+        m.d.comb += [pair.token.eq(token), pair.head.eq(head)]
         group_end = (token == 0) & (member == cfg.kv_group - 1)
         block_end = (lane == cfg.lanes - 1) | group_end
         position = job.start + token
@@ -296,7 +300,7 @@ class AttentionBlock(wiring.Component):
             reader.passes.payload.layer.eq(job.layer),
             reader.passes.payload.kv_head.eq(kv_head),
             reader.passes.payload.count.eq(position + 1),
-            tags.w_en.eq(go), tags.w_data.eq(Cat(token, head)),
+            tags.w_en.eq(go), tags.w_data.eq(pair),
             query.payload.eq(meta),
             query.payload.codes.eq(read.data.codes), query.payload.scale.eq(read.data.scale),
         ]

@@ -174,6 +174,16 @@ def test_block_prefill_then_decode(model, traffic):
     assert received == expected
 
 
+def test_block_with_one_query_per_job():
+    """``max_queries`` 1 (a design whose token tile is 1, like ``ulx3s``): each job is one
+    token, and every head's output lands in its own place."""
+    model = BLOCK_MODELS[0]
+    cfg = AttentionConfig.for_model(model, lanes=2, dims_per_cycle=4)
+    jobs = block_jobs(model, np.random.default_rng(6), [(p, 1) for p in range(4)])
+    received, expected = run_block(model, cfg, jobs, TRAFFIC[3], 22, 1)
+    assert received == expected
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"heads": 6, "kv_heads": 4}, "multiple of kv_heads"),
     ({"head_dim": 30, "dims_per_cycle": 8}, "must divide head_dim"),
