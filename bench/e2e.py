@@ -28,7 +28,6 @@ from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
 from tritium.hw.control.isa import OPCODES
-from tritium.sim.cosim import stdout_to_stderr
 from tritium.sim.golden.model import GoldenModel
 
 NAMES = {code: name for name, code in OPCODES.items()}
@@ -83,8 +82,7 @@ def main(argv=None):
     cache = golden.new_cache()
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    with stdout_to_stderr():
-        transport = SimTransport(config)
+    transport = SimTransport(config)           # its build log goes to a file
     built = time.perf_counter()
     runs = []
     with Accelerator(config, transport, timeout=600) as accelerator:

@@ -9,6 +9,7 @@ link's bytes with it over a local TCP socket: the same frames a board would get.
 import hashlib
 import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -66,16 +67,23 @@ class SimTransport:
     """
 
     def __init__(self, config, build_dir=None, log=None, harness=None, variant=None):
-        from tritium.sim.cosim import build_simulation
+        from tritium.sim.cosim import build_simulation, output_to_file
         from tritium.sim.harness import SimTop
         if (harness is None) != (variant is None):
             raise ValueError("a simulation harness needs a variant name, and only it")
         self.build_dir = Path(build_dir) if build_dir else simulation_cache_dir(config, variant)
         self.toplevel = _toplevel(config)
-        self._runner = build_simulation(harness or (lambda: SimTop(config)),
-                                        toplevel=self.toplevel,
-                                        build_dir=self.build_dir, reuse=True,
-                                        optimize=SIM_OPTIMIZE)
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        build_log = self.build_dir / "build.log"
+        try:
+            with output_to_file(build_log):
+                self._runner = build_simulation(harness or (lambda: SimTop(config)),
+                                                toplevel=self.toplevel,
+                                                build_dir=self.build_dir, reuse=True,
+                                                optimize=SIM_OPTIMIZE)
+        except (subprocess.CalledProcessError, SystemExit):
+            raise TritiumError(f"building the simulator with Verilator failed "
+                               f"(log: {build_log})") from None
         self._server = socket.create_server(("127.0.0.1", 0))
         self._failure = None
         self._thread = threading.Thread(target=self._simulate, daemon=True,

@@ -16,7 +16,7 @@ import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from tritium.hw.link.protocol import END
-from .cocotb_tb import reset, start_clock
+from .clocking import reset, start_clock
 from .harness import CHUNK_BYTES
 
 __all__ = ["serve"]

@@ -10,9 +10,9 @@ import logging
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi.stream import define_stream
+
+from .clocking import reset, start_clock
 
 __all__ = ["AmStreamBus", "AmStreamTransaction", "AmStreamSource", "AmStreamSink", "TRAFFIC",
            "ALL_TRAFFIC", "random_pauses", "stream_bfm", "start_clock", "reset", "MemoryLoader"]
@@ -39,18 +39,6 @@ def stream_bfm(dut, prefix: str, cls, pause: float = 0.0, rng: random.Random = N
     if pause:
         bfm.set_pause_generator(random_pauses(rng or random.Random(0), pause))
     return bfm
-
-
-def start_clock(dut, period_ns: int = 10):
-    Clock(dut.clk, period_ns, unit="ns").start()
-
-
-async def reset(dut, cycles: int = 2):
-    """Hold the synchronous, active-high reset for ``cycles`` rising edges."""
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, cycles)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
 
 
 class MemoryLoader:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["SimulatorMissing", "default_simulator", "simulator_environment", "generate_verilog",
-           "build_simulation", "run_cocotb", "stdout_to_stderr"]
+           "build_simulation", "run_cocotb", "stdout_to_stderr", "output_to_file"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -153,3 +153,23 @@ def stdout_to_stderr():
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def output_to_file(path):
+    """Append everything written to file descriptors 1 and 2 (a Verilator build's
+    compiler output) to ``path``, so a user's terminal and a ``--json`` stdout stay clean."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with open(path, "ab") as log:
+        try:
+            for fd in saved:
+                os.dup2(log.fileno(), fd)
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
