@@ -24,15 +24,16 @@ CONNECT_SECONDS = 120
 SIM_OPTIMIZE = os.environ.get("TRITIUM_SIM_OPTIMIZE", "-O2")
 
 
-def _gateware_digest() -> str:
-    """A digest of what the simulator is built from (``hw/``, the board cores in
-    ``boards/``, ``sim/harness.py`` and the build recipe in ``sim/cosim.py``), so a
-    changed design is rebuilt."""
+def _gateware_digest(with_boards: bool) -> str:
+    """A digest of what the simulator is built from (``hw/``, ``sim/harness.py``, the
+    build recipe in ``sim/cosim.py`` and, for a board harness, the board cores in
+    ``boards/``), so a changed design is rebuilt and an unrelated change is not."""
     from tritium import boards, hw, sim
     digest = hashlib.sha256()
     sources = (sorted(Path(hw.__file__).parent.rglob("*.py"))
-               + sorted(Path(boards.__file__).parent.glob("*.py"))
                + [Path(sim.__file__).parent / name for name in ("harness.py", "cosim.py")])
+    if with_boards:
+        sources += sorted(Path(boards.__file__).parent.glob("*.py"))
     for path in sources:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -44,7 +45,8 @@ def simulation_cache_dir(config, variant: str = None) -> Path:
     plain top) is built: ``$TRITIUM_CACHE`` or ~/.cache."""
     base = Path(os.environ.get("TRITIUM_CACHE", Path.home() / ".cache" / "tritium"))
     name = f"{config.name}-{variant}" if variant else config.name
-    return base / "sim" / f"{name}-{config.design_id:08x}-{_gateware_digest()}{SIM_OPTIMIZE}"
+    digest = _gateware_digest(with_boards=variant is not None)
+    return base / "sim" / f"{name}-{config.design_id:08x}-{digest}{SIM_OPTIMIZE}"
 
 
 def simulation_is_built(config, variant: str = None) -> bool:
