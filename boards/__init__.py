@@ -1,1 +1,65 @@
-"""tritium.boards"""
+"""Supported boards (docs/boards.md): one module per board, registered in :data:`BOARDS`.
+
+Every board module provides::
+
+    generate(config: AcceleratorConfig, out_dir: Path, *, build=False, program=False) -> dict
+
+which writes the board's files (Verilog of its board top, build scripts, constraints)
+into ``out_dir`` and returns a JSON-able report; ``build`` runs the board's toolchain,
+``program`` hands the result to the board's programmer. Bad input raises
+:class:`~tritium.host.errors.InputError` (or another ``TritiumError``) with a one-line
+message.
+
+This package is imported when the CLI builds its parser: board modules are imported
+only through :meth:`Board.load`.
+"""
+
+import dataclasses
+import importlib
+
+from tritium.host.errors import InputError
+
+__all__ = ["Board", "BOARDS", "get_board"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    name: str           # as on the command line: ``--board ulx3s-85f``
+    description: str
+    family: str         # resource family for boards.synth: "ecp5" or "xcup"
+    toolchain: str      # what builds its bitstream
+    config: str         # the accelerator preset it is generated for by default
+    verified: str       # what is verified for it, and how (no board is attached here)
+    module: str         # the module providing generate()
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+BOARDS = {board.name: board for board in (
+    Board(name="ulx3s-85f",
+          description="Radiona ULX3S with a Lattice ECP5 LFE5U-85F; host link over the FTDI UART",
+          family="ecp5",
+          toolchain="open: YoWASP yosys, nextpnr-ecp5, ecppack (PyPI); openFPGALoader",
+          config="ulx3s",
+          verified=("the board's core runs the tiny model end to end in Verilator over its "
+                    "UART, through the serial transport and a pseudo-terminal; bitstream "
+                    "from the open flow (nextpnr figures in docs/boards.md); never on a board"),
+          module="tritium.boards.ulx3s"),
+    Board(name="kv260",
+          description="AMD Kria KV260 (Zynq UltraScale+ XCK26); PS DDR over AXI HP, link on AXI-Lite",
+          family="xcup",
+          toolchain="AMD Vivado (project script generated); yosys resource estimate",
+          config="kv260",
+          verified=("the board top with the Zynq transport in Verilator, with a model of "
+                    "the PS DDR; the Vivado script was never run (no Vivado here); the kv260 "
+                    "preset does NOT fit the XCK26 by the yosys estimate (docs/boards.md)"),
+          module="tritium.boards.kv260"),
+)}
+
+
+def get_board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise InputError(f"unknown board {name!r} (supported: {', '.join(BOARDS)})") from None

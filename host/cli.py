@@ -42,7 +42,8 @@ def _status(message):
 
 HOST_BACKENDS = ("golden", "reference")
 BACKEND_HELP = ("golden or reference (NumPy on the host), or a device: sim (the generated "
-                "Verilog on Verilator), model (the software model of the device)")
+                "Verilog on Verilator), model (the software model of the device), "
+                "serial:PORT[@BAUD] (a board on its UART)")
 
 
 def _generate(args, model, tokenizer, *, stream: bool):
@@ -107,6 +108,12 @@ def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
     golden = GoldenModel(model)
     cache = golden.new_cache()
     text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
+    if args.backend == "sim":
+        from .sim_transport import simulation_cache_dir, simulation_is_built
+        if not simulation_is_built(config):
+            print(f"tritium: building the simulator of accelerator {config.name!r} with "
+                  f"Verilator (first run only, about 2-4 minutes; cached in "
+                  f"{simulation_cache_dir(config)})", file=sys.stderr)
     with _status(f"starting the {args.backend} backend for accelerator {config.name!r}"):
         accelerator = Accelerator(config, open_transport(args.backend, config), timeout=600)
     with accelerator:
@@ -270,10 +277,16 @@ def cmd_info(args):
 
 
 def cmd_generate(args):
-    """Write the Verilog of an accelerator config, with its config as JSON."""
+    """Write the Verilog of an accelerator config, with its config as JSON; with
+    ``--board``, the board's whole design (docs/boards.md)."""
+    if args.board is not None:
+        return _generate_for_board(args)
+    if args.build or args.program:
+        raise InputError(f"--{'build' if args.build else 'program'} needs --board "
+                         f"(one of {', '.join(_boards().BOARDS)})")
     from tritium.hw.top import Top
     from tritium.sim.cosim import generate_verilog
-    config = _accelerator_config(args.config)
+    config = _accelerator_config(args.config or "tiny")
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -291,15 +304,70 @@ def cmd_generate(args):
           f"and {out / 'config.json'}")
 
 
+def _boards():
+    import tritium.boards as boards
+    return boards
+
+
+def _generate_for_board(args):
+    """``generate --board``: the board module writes, builds and programs."""
+    board = _boards().get_board(args.board)
+    config = _accelerator_config(args.config or board.config)
+    try:
+        module = board.load()
+    except ModuleNotFoundError as exc:
+        if exc.name != board.module:
+            raise
+        raise InputError(f"board {board.name!r} is listed but its build flow is not "
+                         f"written yet ({board.module})") from None
+    steps = ["writing", "building" if args.build else None,
+             "programming" if args.program else None]
+    with _status(f"{', '.join(step for step in steps if step)} {board.name} for "
+                 f"accelerator {config.name!r}"):
+        report = module.generate(config, Path(args.output), build=args.build,
+                                 program=args.program)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{board.name}: accelerator {config.name!r} (design {report['design_id']}) "
+          f"written to {args.output}")
+    build = report.get("build")
+    if build and args.build:
+        used = build["utilisation"]
+        figures = ", ".join(f"{name} {used[key]['used']}/{used[key]['available']}"
+                            for key, name in (("luts", "LUT4"), ("ffs", "FF"), ("ebr", "EBR"),
+                                              ("dsp", "DSP")) if key in used)
+        fmax = "; ".join(f"{clock} {f['achieved_mhz']} MHz (needs {f['target_mhz']})"
+                         for clock, f in build["fmax"].items())
+        print(f"bitstream {Path(args.output) / build['bitstream']}: {figures}; Fmax {fmax} "
+              f"(nextpnr); {sum(build['seconds'].values()):.0f} s")
+    if report.get("programmed"):
+        print(f"programmed: {report['programmed']}")
+
+
+def cmd_boards(args):
+    """Every supported board: what it is, its toolchain, default config, what is verified."""
+    boards = [{"name": board.name, "description": board.description, "family": board.family,
+               "toolchain": board.toolchain, "config": board.config,
+               "verified": board.verified} for board in _boards().BOARDS.values()]
+    if args.json:
+        print(json.dumps({"boards": boards}))
+        return
+    for board in boards:
+        print(f"{board['name']}: {board['description']}\n"
+              f"  toolchain: {board['toolchain']}\n"
+              f"  default config: {board['config']}\n"
+              f"  verified: {board['verified']}")
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="tritium", description="FPGA accelerators for ternary (BitNet b1.58) LLMs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="generate text with the shipped tiny model")
-    # The demo stays on the golden model until the simulated top runs fast enough for
-    # an interactive demo (docs/performance.md); --backend sim runs it on the hardware.
-    demo.add_argument("--backend", default="golden", help=BACKEND_HELP)
+    # The demo runs on the simulated hardware; --backend golden is the quick host-only one.
+    demo.add_argument("--backend", default="sim", help=BACKEND_HELP)
     demo.add_argument("--config", default="tiny", help="accelerator config (default tiny)")
     demo.add_argument("-n", dest="tokens", type=int, default=DEMO_TOKENS,
                       help=f"tokens to generate (default {DEMO_TOKENS})")
@@ -333,12 +401,25 @@ def _parser():
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
 
-    generate = commands.add_parser("generate", help="write the Verilog of an accelerator config")
-    generate.add_argument("--config", default="tiny",
-                          help="accelerator preset (default tiny) or a config .json file")
+    generate = commands.add_parser(
+        "generate", help="write the Verilog of an accelerator config, or a board's design")
+    generate.add_argument("--config", default=None,
+                          help="accelerator preset or a config .json file (default: tiny, "
+                               "or the board's preset with --board)")
+    generate.add_argument("--board", default=None,
+                          help="a board from `tritium boards`: write its board top, "
+                               "constraints and build script")
+    generate.add_argument("--build", action="store_true",
+                          help="with --board: run the board's toolchain (bitstream, report)")
+    generate.add_argument("--program", action="store_true",
+                          help="with --board: load the bitstream into the board")
     generate.add_argument("-o", dest="output", required=True, help="output directory")
     generate.add_argument("--json", action="store_true")
     generate.set_defaults(func=cmd_generate)
+
+    boards = commands.add_parser("boards", help="list the supported boards")
+    boards.add_argument("--json", action="store_true", help="print one JSON object")
+    boards.set_defaults(func=cmd_boards)
 
     add_report_parser(commands)
     return parser

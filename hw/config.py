@@ -523,6 +523,22 @@ ACCELERATOR_PRESETS = {
         tlmm=TLMMConfig(group=3, tables=8, rows=8, table_mode="full", tokens=8,
                         max_k=384, max_n=384, acc_width=18),
         attention_lanes=4, memory_words=2 ** 14, clock_hz=50_000_000, max_payload=1024),
+    # The tiny model with its whole context on the ULX3S-85F (docs/boards.md). At 8 lanes
+    # (the tiny preset) the design needs about 119k LUT4 and 373 multipliers, and its
+    # 256-bit words waste a quarter of the KV cache's records; the ECP5-85F has 84k LUT4,
+    # 156 multipliers and 208 DP16KD. At 2 lanes the weights (23,452 words of 64 bits)
+    # and a 256-token KV cache (18,432 words, 2% padding) take 168 DP16KD as 21 slices
+    # of 2048 x 9 blocks, so memory_words is the 43,008 words those hold; with a token
+    # tile of 1 the rest of the design takes the other 40 (a tile of 2 would need 44).
+    # The UART's 3 Mbaud (about 3.4 ms per token of embeddings in and hidden states
+    # out) is far slower than 2 lanes compute, so the narrow design costs no speed.
+    # Clock: nextpnr placed this design at 20.7 MHz when asked for 45, so it runs at
+    # 15 MHz from the PLL (25 MHz * 3 / 5), which is 5 cycles per bit at 3 Mbaud, exactly.
+    "ulx3s": AcceleratorConfig(
+        name="ulx3s", model=MODEL_PRESETS["tiny"],
+        tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
+                        max_k=384, max_n=384, acc_width=18),
+        attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024),
     # The KV260 point of research/tellme.md 9.1 (G3 T32 R16) for BitNet-0.7B's shape.
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],

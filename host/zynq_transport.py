@@ -1,0 +1,356 @@
+"""The ``zynq`` transport: the host link of a Zynq board top, from the board's ARM cores.
+
+On the KV260 (docs/boards.md, "KV260") a host program runs on the PS's ARM cores and
+reaches the accelerator through the AXI-Lite register window of
+:mod:`tritium.boards.zynq_map`: the link's SLIP frames go through a byte FIFO in each
+direction, so :class:`~tritium.host.link.LinkClient` and
+:class:`~tritium.host.accelerator.Accelerator` work unchanged. The accelerator's memory
+is a contiguous buffer in PS DDR whose physical address the host writes to the
+window's base registers; the host can fill it directly (:meth:`ZynqTransport.load_image`)
+instead of sending the model through WRITE frames.
+
+The register protocol sits behind :class:`Registers` (``read32``/``write32`` at byte
+offsets into the window), with two implementations for the board, PYNQ's ``MMIO``
+(:class:`PynqRegisters`) and ``/dev/mem`` (:class:`DevMemRegisters`), and any other for
+tests (the simulation of the board top drives it with AXI-Lite transactions). The
+DDR buffer likewise sits behind :class:`Buffer`: PYNQ's ``allocate``
+(:class:`PynqBuffer`) or a physical region the user reserved (:class:`DevMemBuffer`).
+"""
+
+import importlib.util
+import mmap
+import os
+import time
+
+import numpy as np
+
+from tritium.boards import zynq_map as reg
+from .errors import InputError, TritiumError
+from .link import LinkError, LinkTimeout
+from .transports import Transport
+
+__all__ = ["Registers", "DevMemRegisters", "PynqRegisters", "open_registers", "Buffer",
+           "DevMemBuffer", "PynqBuffer", "ZynqTransport", "LINK_WINDOW_ADDRESS"]
+
+#: Where the KV260 block design maps the window (``boards/kv260.py``): the start of
+#: the PS's M_AXI_HPM0_LPD range.
+LINK_WINDOW_ADDRESS = 0x8000_0000
+_PAGE = mmap.PAGESIZE
+
+
+class Registers:
+    """32-bit registers of the window at byte ``offset``s; usable as a context manager."""
+
+    def read32(self, offset: int) -> int:
+        raise NotImplementedError
+
+    def write32(self, offset: int, value: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _open_dev_mem(path: str, address: int, size: int, what: str):
+    """(file descriptor, mmap, offset of ``address`` in the map) for a physical range."""
+    start = address - address % _PAGE
+    length = address + size - start
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_SYNC)
+    except OSError as error:
+        raise TritiumError(f"cannot open {path} for the {what} ({error.strerror}): run as "
+                           f"root on the board") from None
+    try:
+        view = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
+                         offset=start)
+    except (OSError, ValueError) as error:
+        os.close(fd)
+        raise TritiumError(f"cannot map the {what} at 0x{address:x} from {path}: "
+                           f"{error}") from None
+    return fd, view, address - start
+
+
+class DevMemRegisters(Registers):
+    """The window through ``/dev/mem`` (root; ``O_SYNC``, so the map is uncached).
+
+    Each access is one 32-bit load or store (a NumPy ``uint32`` element, as PYNQ's MMIO
+    does): a read of ``rx_data`` pops the FIFO, so it must not be split or repeated.
+    """
+
+    def __init__(self, address: int = LINK_WINDOW_ADDRESS, path: str = "/dev/mem"):
+        self._fd, self._map, base = _open_dev_mem(path, address, reg.WINDOW_BYTES,
+                                                  "link window")
+        self._words = np.frombuffer(self._map, dtype=np.uint32, count=reg.WINDOW_BYTES // 4,
+                                    offset=base)
+
+    def read32(self, offset: int) -> int:
+        return int(self._words[offset // 4])
+
+    def write32(self, offset: int, value: int) -> None:
+        self._words[offset // 4] = value & 0xFFFFFFFF
+
+    def close(self) -> None:
+        if self._map is not None:
+            del self._words                     # the map cannot close while viewed
+            self._map.close()
+            os.close(self._fd)
+            self._map = None
+
+
+class PynqRegisters(Registers):
+    """The window through PYNQ's ``MMIO`` (needs the overlay's bitstream loaded)."""
+
+    def __init__(self, address: int = LINK_WINDOW_ADDRESS):
+        from pynq import MMIO
+        self._mmio = MMIO(address, reg.WINDOW_BYTES)
+
+    def read32(self, offset: int) -> int:
+        return int(self._mmio.read(offset))
+
+    def write32(self, offset: int, value: int) -> None:
+        self._mmio.write(offset, value & 0xFFFFFFFF)
+
+
+def open_registers(address: int = LINK_WINDOW_ADDRESS) -> Registers:
+    """PYNQ's MMIO where PYNQ is installed, else ``/dev/mem``."""
+    if importlib.util.find_spec("pynq") is None:
+        return DevMemRegisters(address)
+    return PynqRegisters(address)
+
+
+class Buffer:
+    """A physically contiguous buffer in PS DDR that the accelerator reads and writes.
+
+    ``physical_address`` and ``size`` (bytes); ``write``/``read`` at byte offsets;
+    ``flush`` makes the CPU's writes visible to the fabric (HP ports do not snoop the
+    caches), ``invalidate`` makes the fabric's writes visible to the CPU.
+    """
+
+    physical_address: int
+    size: int
+
+    def write(self, offset: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, offset: int, length: int) -> bytes:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+    def invalidate(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def _check(self, offset, length):
+        if offset < 0 or offset + length > self.size:
+            raise InputError(f"bytes {offset}..{offset + length - 1} are outside the "
+                             f"{self.size}-byte buffer")
+
+
+class DevMemBuffer(Buffer):
+    """A physical region the user reserved for the accelerator (for instance a
+    ``reserved-memory`` node of the device tree), mapped through ``/dev/mem`` with
+    ``O_SYNC``: uncached, so no flush is needed."""
+
+    def __init__(self, physical_address: int, size: int, path: str = "/dev/mem"):
+        if physical_address % reg.BASE_ALIGN_BYTES:
+            raise InputError(f"the buffer's physical address 0x{physical_address:x} is not "
+                             f"a multiple of {reg.BASE_ALIGN_BYTES} bytes")
+        self.physical_address, self.size = physical_address, size
+        self._fd, self._map, self._base = _open_dev_mem(path, physical_address, size,
+                                                        "memory buffer")
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._check(offset, len(data))
+        self._map[self._base + offset:self._base + offset + len(data)] = bytes(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return bytes(self._map[self._base + offset:self._base + offset + length])
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            os.close(self._fd)
+            self._map = None
+
+
+class PynqBuffer(Buffer):
+    """A contiguous buffer from PYNQ's ``allocate`` (CMA), cached: flushed after writes."""
+
+    def __init__(self, size: int):
+        from pynq import allocate
+        self._array = allocate(shape=(size,), dtype="u1")
+        self.physical_address, self.size = int(self._array.physical_address), size
+        if self.physical_address % reg.BASE_ALIGN_BYTES:
+            raise TritiumError(f"PYNQ allocated a buffer at 0x{self.physical_address:x}, not "
+                               f"aligned to {reg.BASE_ALIGN_BYTES} bytes")
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._check(offset, len(data))
+        self._array[offset:offset + len(data)] = np.frombuffer(bytes(data), np.uint8)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return self._array[offset:offset + length].tobytes()
+
+    def flush(self) -> None:
+        self._array.flush()
+
+    def invalidate(self) -> None:
+        self._array.invalidate()
+
+    def close(self) -> None:
+        self._array.freebuffer()
+
+
+class ZynqTransport(Transport):
+    """Link bytes through the window's FIFOs; the accelerator's memory in a DDR buffer.
+
+    ``config`` is the :class:`~tritium.hw.config.AcceleratorConfig` the bitstream was
+    generated from: the window's design id must match it, and it sizes the buffer
+    (``memory_words`` bus words). ``registers`` defaults to :func:`open_registers` at
+    ``address``. ``poll_interval`` is how long :meth:`receive` and :meth:`send` sleep
+    between polls of an empty or full FIFO (0: poll without sleeping).
+
+    Raises :class:`TritiumError` when the window is not there (wrong magic or version)
+    or belongs to another design.
+    """
+
+    def __init__(self, config, registers: Registers = None, *,
+                 address: int = LINK_WINDOW_ADDRESS, poll_interval: float = 50e-6):
+        self.config = config
+        self.registers = registers if registers is not None else open_registers(address)
+        self.poll_interval = poll_interval
+        self.buffer = None
+        magic = self.registers.read32(reg.REGISTERS["magic"])
+        if magic != reg.WINDOW_MAGIC:
+            raise TritiumError(f"no tritium link window at 0x{address:x} (magic 0x{magic:08x}, "
+                               f"expected 0x{reg.WINDOW_MAGIC:08x}): is the bitstream loaded?")
+        version = self.registers.read32(reg.REGISTERS["version"])
+        if version != reg.WINDOW_VERSION:
+            raise TritiumError(f"the link window has version {version}; this host speaks "
+                               f"version {reg.WINDOW_VERSION}")
+        design = self.registers.read32(reg.REGISTERS["design"])
+        if design != config.design_id:
+            raise TritiumError(f"the loaded bitstream is design 0x{design:08x}, but accelerator "
+                               f"{config.name!r} is design 0x{config.design_id:08x}")
+
+    # -- the byte stream -------------------------------------------------------------------
+
+    def send(self, data: bytes, timeout: float = 10.0) -> None:
+        """Hand ``data`` to the device, as fast as its FIFO takes it."""
+        regs, data = self.registers, bytes(data)
+        deadline, sent = time.monotonic() + timeout, 0
+        while sent < len(data):
+            space = regs.read32(reg.REGISTERS["tx_space"])
+            if not space:
+                if time.monotonic() > deadline:
+                    raise LinkTimeout(f"the device took no bytes for {timeout} s "
+                                      f"({len(data) - sent} of {len(data)} still to send)")
+                self._pause()
+                continue
+            for byte in data[sent:sent + space]:
+                regs.write32(reg.REGISTERS["tx_data"], byte)
+            sent += min(space, len(data) - sent)
+            deadline = time.monotonic() + timeout
+        if self.status() & reg.STATUS_TX_OVERFLOW:
+            regs.write32(reg.REGISTERS["status"], reg.STATUS_TX_OVERFLOW)
+            raise LinkError("the device's receive FIFO overflowed: bytes were lost")
+
+    def receive(self, timeout: float) -> bytes:
+        """What the device has sent (at least one byte), or LinkTimeout after ``timeout`` s."""
+        regs = self.registers
+        deadline = time.monotonic() + timeout
+        while True:
+            count = regs.read32(reg.REGISTERS["rx_count"])
+            if count:
+                received = bytearray()
+                for _ in range(count):
+                    word = regs.read32(reg.REGISTERS["rx_data"])
+                    if not word & reg.RX_DATA_VALID:
+                        raise LinkError(f"the from-device FIFO said {count} bytes but ran "
+                                        f"dry after {len(received)}")
+                    received.append(word & 0xFF)
+                return bytes(received)
+            if time.monotonic() > deadline:
+                raise LinkTimeout(f"the device sent nothing for {timeout} s")
+            self._pause()
+
+    def _pause(self):
+        if self.poll_interval:
+            time.sleep(self.poll_interval)
+
+    def status(self) -> int:
+        """The window's status bits (``zynq_map.STATUS_*``)."""
+        return self.registers.read32(reg.REGISTERS["status"])
+
+    # -- the memory buffer -----------------------------------------------------------------
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the accelerator's memory: ``memory_words`` bus words."""
+        return self.config.memory_words * self.config.memory.bytes_per_word
+
+    @property
+    def memory_base(self) -> int:
+        """The physical address the accelerator's word 0 is at (the base registers)."""
+        low = self.registers.read32(reg.REGISTERS["base_lo"])
+        high = self.registers.read32(reg.REGISTERS["base_hi"])
+        return high << 32 | low
+
+    def set_memory_base(self, physical_address: int) -> None:
+        """Point the accelerator's memory at ``physical_address`` (4 KiB aligned)."""
+        if not isinstance(physical_address, int) or physical_address < 0 or \
+                physical_address + self.memory_bytes > 2 ** reg.BASE_ADDRESS_BITS:
+            raise InputError(f"a memory base of {physical_address!r} does not leave room for "
+                             f"{self.memory_bytes} bytes below 2**{reg.BASE_ADDRESS_BITS}")
+        if physical_address % reg.BASE_ALIGN_BYTES:
+            raise InputError(f"the memory base 0x{physical_address:x} is not a multiple of "
+                             f"{reg.BASE_ALIGN_BYTES} bytes")
+        self.registers.write32(reg.REGISTERS["base_lo"], physical_address & 0xFFFFFFFF)
+        self.registers.write32(reg.REGISTERS["base_hi"], physical_address >> 32)
+        if self.memory_base != physical_address:
+            raise TritiumError(f"the base registers read back 0x{self.memory_base:x} after "
+                               f"writing 0x{physical_address:x}")
+
+    def attach_buffer(self, buffer: Buffer = None, *, physical_address: int = None) -> Buffer:
+        """Give the accelerator its memory and return the buffer.
+
+        ``buffer``: any :class:`Buffer` of at least :attr:`memory_bytes`; or
+        ``physical_address``: a reserved region, mapped through ``/dev/mem``
+        (:class:`DevMemBuffer`); or neither: PYNQ's ``allocate`` (:class:`PynqBuffer`).
+        """
+        if buffer is None:
+            buffer = (DevMemBuffer(physical_address, self.memory_bytes)
+                      if physical_address is not None else PynqBuffer(self.memory_bytes))
+        if buffer.size < self.memory_bytes:
+            raise InputError(f"a buffer of {buffer.size} bytes is too small for the "
+                             f"accelerator's memory of {self.memory_bytes} bytes")
+        self.set_memory_base(buffer.physical_address)
+        self.buffer = buffer
+        return buffer
+
+    def load_image(self, image) -> int:
+        """Write a compiled model's memory image (``(word address, bytes)`` pairs, as
+        ``CompiledModel.image``) straight into the buffer; return the bytes written."""
+        if self.buffer is None:
+            raise InputError("attach a buffer (attach_buffer) before loading an image")
+        word_bytes, written = self.config.memory.bytes_per_word, 0
+        for address, data in image:
+            self.buffer.write(address * word_bytes, data)
+            written += len(data)
+        self.buffer.flush()
+        return written
+
+    def close(self) -> None:
+        self.registers.close()
