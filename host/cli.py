@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tritium.boards import BOARDS, get_board
 from tritium.boards.report import add_report_parser
 from .errors import InputError, TritiumError
 
@@ -283,7 +284,7 @@ def cmd_generate(args):
         return _generate_for_board(args)
     if args.build or args.program:
         raise InputError(f"--{'build' if args.build else 'program'} needs --board "
-                         f"(one of {', '.join(_boards().BOARDS)})")
+                         f"(one of {', '.join(BOARDS)})")
     from tritium.hw.top import Top
     from tritium.sim.cosim import generate_verilog
     config = _accelerator_config(args.config or "tiny")
@@ -304,22 +305,11 @@ def cmd_generate(args):
           f"and {out / 'config.json'}")
 
 
-def _boards():
-    import tritium.boards as boards
-    return boards
-
-
 def _generate_for_board(args):
     """``generate --board``: the board module writes, builds and programs."""
-    board = _boards().get_board(args.board)
+    board = get_board(args.board)
     config = _accelerator_config(args.config or board.config)
-    try:
-        module = board.load()
-    except ModuleNotFoundError as exc:
-        if exc.name != board.module:
-            raise
-        raise InputError(f"board {board.name!r} is listed but its build flow is not "
-                         f"written yet ({board.module})") from None
+    module = board.load()
     steps = ["writing", "building" if args.build else None,
              "programming" if args.program else None]
     with _status(f"{', '.join(step for step in steps if step)} {board.name} for "
@@ -347,9 +337,8 @@ def _generate_for_board(args):
 
 def cmd_boards(args):
     """Every supported board: what it is, its toolchain, default config, what is verified."""
-    boards = [{"name": board.name, "description": board.description, "family": board.family,
-               "toolchain": board.toolchain, "config": board.config,
-               "verified": board.verified} for board in _boards().BOARDS.values()]
+    boards = [{key: value for key, value in dataclasses.asdict(board).items() if key != "module"}
+              for board in BOARDS.values()]
     if args.json:
         print(json.dumps({"boards": boards}))
         return

@@ -144,32 +144,32 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: st
 def stdout_to_stderr():
     """Send everything written to file descriptor 1 (the simulator's build and run logs
     included) to stderr, so that stdout can carry one JSON object."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
+    with _redirected((1,), 2):
         yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @contextlib.contextmanager
 def output_to_file(path):
     """Append everything written to file descriptors 1 and 2 (a Verilator build's
     compiler output) to ``path``, so a user's terminal and a ``--json`` stdout stay clean."""
+    with open(path, "ab") as log, _redirected((1, 2), log.fileno()):
+        yield
+
+
+@contextlib.contextmanager
+def _redirected(fds, target: int):
+    """Point the file descriptors ``fds`` (child processes' output included) at
+    ``target`` for the block, then back."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with open(path, "ab") as log:
-        try:
-            for fd in saved:
-                os.dup2(log.fileno(), fd)
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
+    saved = {fd: os.dup(fd) for fd in fds}
+    try:
+        for fd in fds:
+            os.dup2(target, fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)

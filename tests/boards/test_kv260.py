@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from amaranth import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 from cocotb_tools.runner import get_results
 
@@ -46,19 +46,16 @@ class WindowBench(wiring.Component):
     """AXI4LiteTarget + LinkWindow, with the window's streams and base as ports."""
 
     def __init__(self, depth):
-        self._depth = depth
-        super().__init__({
-            "axi": In(AXI4LiteSignature(12)),
-            "to_device": Out(stream.Signature(8)),
-            "from_device": In(stream.Signature(8)),
-            "base": Out(reg.BASE_ADDRESS_BITS),
-            "memory_error": In(1),
-        })
+        self._window = LinkWindow(0xC0FFEE42, fifo_depth=depth)
+        # The window's own ports, with the AXI-Lite bus in place of its register access.
+        members = {name: member for name, member in self._window.signature.members.items()
+                   if name != "access"}
+        super().__init__({"axi": In(AXI4LiteSignature(12)), **members})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.target = target = AXI4LiteTarget(12)
-        m.submodules.window = window = LinkWindow(0xC0FFEE42, fifo_depth=self._depth)
+        m.submodules.window = window = self._window
         wiring.connect(m, wiring.flipped(self.axi), target.axi)
         wiring.connect(m, target.access, window.access)
         wiring.connect(m, window.to_device, wiring.flipped(self.to_device))
