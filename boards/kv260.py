@@ -77,6 +77,12 @@ class KV260Platform(XilinxPlatform):
     ]
     connectors = []
 
+    #: Attributes for the design's large RAMs (``hw.weights.ram_attributes``): the TLMM
+    #: chunk buffer (1,280 bits x 1,024 at the kv260 preset) in UltraRAM, 18 URAM288
+    #: instead of 36 of the 144 BRAM36, most of which the RoPE table's ROM needs (URAM
+    #: cannot be initialised, so ROMs stay in block RAM).
+    ram_attrs = {"tlmm_chunks": {"ram_style": "ultra"}}
+
     #: The Vivado board part's name pattern (its version depends on the Vivado release).
     board_part_pattern = "*:kv260_som:*"
     carrier_connection = "som240_1_connector xilinx.com:kv260_carrier:som240_1_connector:1.3"
@@ -377,7 +383,7 @@ def _synthesize(config: AcceleratorConfig, workdir, timeout) -> dict:
     from .synth import SynthesisError, synthesize, yosys_version
     try:
         result = synthesize(KV260Top(config), "xcup", name=toplevel_name(config),
-                            timeout=timeout, workdir=workdir)
+                            timeout=timeout, workdir=workdir, platform=KV260Platform())
         result["tool"] = yosys_version()
     except SynthesisError as error:
         raise TritiumError(str(error)) from None
@@ -447,7 +453,7 @@ def generate(config: AcceleratorConfig, out_dir, *, build: bool = False,
     except ValueError as error:
         raise InputError(f"config {config.name!r} cannot go on the KV260: {error}") from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{top_name}.v").write_text(generate_verilog(top, top_name))
+    (out_dir / f"{top_name}.v").write_text(generate_verilog(top, top_name, KV260Platform()))
     verilog_seconds = round(time.monotonic() - start, 1)
     (out_dir / XDC).write_text(_XDC.format())
     script.write_text(vivado_script(config))

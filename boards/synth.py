@@ -131,10 +131,11 @@ def yosys_version() -> str:
 
 
 def synthesize(component, family: str, *, name: str = "top", timeout: float = None,
-               workdir=None) -> dict:
+               workdir=None, platform=None) -> dict:
     """Synthesise ``component`` for ``family`` and return its resource counts.
 
-    ``name`` becomes the Yosys top module. ``workdir`` keeps the RTLIL, script, log
+    ``name`` becomes the Yosys top module; ``platform`` is passed to elaboration (a
+    board's, for its RAM attributes). ``workdir`` keeps the RTLIL, script, log
     and statistics there (a temporary directory otherwise). ``timeout`` (seconds) bounds
     each Yosys run. Returns a plain dict: ``family``, ``flow`` (``"abc9"``, or
     ``"abc"`` when the fallback ran, with ``fallback_reason``), ``seconds``,
@@ -146,7 +147,7 @@ def synthesize(component, family: str, *, name: str = "top", timeout: float = No
         raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
     _check_installed()
     from amaranth.back import rtlil               # pure Python: needs no Yosys of its own
-    netlist = rtlil.convert(component, name=name, emit_src=False)
+    netlist = rtlil.convert(component, name=name, platform=platform, emit_src=False)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="tritium-synth-") as scratch:
             return _synthesize_netlist(netlist, family, name, timeout, Path(scratch))

@@ -428,13 +428,15 @@ def _synthesis_figures(out_dir: Path) -> dict:
 
 
 def _version(tool: str) -> str:
+    # nextpnr and ecppack print their version on stderr, Yosys on stdout.
     for flag in ("-V", "--version"):
         try:
             done = subprocess.run([tool, flag], capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired):
             continue
-        if done.returncode == 0 and done.stdout.strip():
-            return done.stdout.strip().splitlines()[0]
+        text = done.stdout.strip() or done.stderr.strip()
+        if done.returncode == 0 and text:
+            return text.splitlines()[0]
     return "unknown"
 
 

@@ -86,14 +86,45 @@ class Accelerator:
         return info
 
     def load(self, model) -> CompiledModel:
-        """Compile ``model``, check the device, write the image and start a conversation."""
+        """Compile ``model``, check the device, write the image and start a conversation.
+
+        The image goes in WRITE frames, each acknowledged by the device; a transport
+        with ``load_image`` (the Zynq transport, which fills the device's DDR buffer
+        directly) places it itself, and the first and last word of every region are
+        then read back over the link.
+        """
         compiled = compile_model(model, self.config)
         self.check_device()
-        for address, data in compiled.image:
-            self.link.write(address, data)
+        if hasattr(self.transport, "load_image"):
+            self.transport.load_image(compiled.image)
+            self._check_image(compiled.image)
+        else:
+            for address, data in compiled.image:
+                self.link.write(address, data)
         self.link.set(REGISTERS["program"], compiled.program_address)
         self.compiled, self._model, self._position = compiled, model, 0
         return compiled
+
+    def _check_image(self, image) -> None:
+        """Raise :class:`TritiumError` unless the device reads what ``load_image`` placed.
+
+        Nothing acknowledged those bytes, and a wrong base address or an unflushed
+        cache would go unseen until the logits came out wrong. Reading all of it back
+        would move the image over the link after all, so two words per region: enough
+        to show the device sees this buffer, at this base, after the flush.
+        """
+        word_bytes = self.config.data_width // 8
+        for address, data in image:
+            words = -(-len(data) // word_bytes)
+            data = bytes(data) + bytes(words * word_bytes - len(data))
+            for word in sorted({0, words - 1} if words else ()):
+                expected = data[word * word_bytes:(word + 1) * word_bytes]
+                if self.link.read(address + word, 1) != expected:
+                    raise TritiumError(
+                        f"the device reads word {address + word} of the loaded image "
+                        f"differently from what the transport's load_image wrote: its "
+                        f"memory is not the buffer that was filled (base address, cache "
+                        f"flush)")
 
     def reset(self) -> None:
         """Start a new conversation at position 0 (the old cache entries are overwritten)."""

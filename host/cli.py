@@ -44,7 +44,8 @@ def _status(message):
 HOST_BACKENDS = ("golden", "reference")
 BACKEND_HELP = ("golden or reference (NumPy on the host), or a device: sim (the generated "
                 "Verilog on Verilator), model (the software model of the device), "
-                "serial:PORT[@BAUD] (a board on its UART)")
+                "serial:PORT[@BAUD] (a board on its UART), zynq[:ADDRESS] (the KV260, "
+                "from its ARM cores; ADDRESS: a reserved buffer, else PYNQ allocates one)")
 
 
 def _generate(args, model, tokenizer, *, stream: bool):
@@ -177,7 +178,9 @@ def _summary(result):
         decode = (f", {result['decode_cycles']:.0f} cycles per decode token "
                   f"({result['projected_decode_tokens_per_s']} tokens/s)"
                   if result["decode_cycles"] else "")
-        text += (f"\n[simulated at {mhz:g} MHz: prefill {result['prefill_cycles']} cycles "
+        # Only the sim backend simulates; a board's counters count real cycles.
+        source = "simulated" if result["backend"] == "sim" else "device cycle counters"
+        text += (f"\n[{source} at {mhz:g} MHz: prefill {result['prefill_cycles']} cycles "
                  f"({result['projected_time_to_first_token_s'] * 1e3:.2f} ms){decode}; "
                  f"every logit {'matches' if result['matches_golden'] else 'DIFFERS FROM'} "
                  f"the golden model]")
@@ -282,9 +285,10 @@ def cmd_generate(args):
     ``--board``, the board's whole design (docs/boards.md)."""
     if args.board is not None:
         return _generate_for_board(args)
-    if args.build or args.program:
-        raise InputError(f"--{'build' if args.build else 'program'} needs --board "
-                         f"(one of {', '.join(BOARDS)})")
+    for flag in ("build", "program", "no_estimate"):
+        if getattr(args, flag):
+            raise InputError(f"--{flag.replace('_', '-')} needs --board "
+                             f"(one of {', '.join(BOARDS)})")
     from tritium.hw.top import Top
     from tritium.sim.cosim import generate_verilog
     config = _accelerator_config(args.config or "tiny")
@@ -310,17 +314,36 @@ def _generate_for_board(args):
     board = get_board(args.board)
     config = _accelerator_config(args.config or board.config)
     module = board.load()
+    options = {"build": args.build, "program": args.program}
+    if args.no_estimate:
+        if not board.estimate:
+            raise InputError(f"--no-estimate: board {board.name!r} has no resource estimate "
+                             f"step to skip (boards with one: "
+                             f"{', '.join(name for name, b in BOARDS.items() if b.estimate)})")
+        options["estimate_resources"] = False
     steps = ["writing", "building" if args.build else None,
              "programming" if args.program else None]
     with _status(f"{', '.join(step for step in steps if step)} {board.name} for "
                  f"accelerator {config.name!r}"):
-        report = module.generate(config, Path(args.output), build=args.build,
-                                 program=args.program)
+        report = module.generate(config, Path(args.output), **options)
     if args.json:
         print(json.dumps(report))
         return
     print(f"{board.name}: accelerator {config.name!r} (design {report['design_id']}) "
           f"written to {args.output}")
+    for line in _board_report_lines(report, args):
+        print(line)
+
+
+# What a board report's ``estimate.fit`` keys count (the KV260's XCK26).
+_FIT_NAMES = {"luts": "LUTs", "ffs": "FFs", "bram": "BRAM36", "uram": "URAM",
+              "dsp": "DSP48E2"}
+
+
+def _board_report_lines(report, args):
+    """The human-readable part of a board's generate report, from the keys it has:
+    ``build`` (nextpnr figures, ULX3S), ``estimate`` (a yosys fit, KV260), ``bitstream``
+    or ``vivado`` (Vivado's outputs or the command that makes them, KV260)."""
     build = report.get("build")
     if build and args.build:
         used = build["utilisation"]
@@ -329,10 +352,22 @@ def _generate_for_board(args):
                                               ("dsp", "DSP")) if key in used)
         fmax = "; ".join(f"{clock} {f['achieved_mhz']} MHz (needs {f['target_mhz']})"
                          for clock, f in build["fmax"].items())
-        print(f"bitstream {Path(args.output) / build['bitstream']}: {figures}; Fmax {fmax} "
-              f"(nextpnr); {sum(build['seconds'].values()):.0f} s")
+        yield (f"bitstream {Path(args.output) / build['bitstream']}: {figures}; Fmax {fmax} "
+               f"(nextpnr); {sum(build['seconds'].values()):.0f} s")
+    estimate = report.get("estimate")
+    if estimate:
+        fit = ", ".join(f"{_FIT_NAMES.get(key, key)} {entry['used']:,}/{entry['available']:,} "
+                        f"({entry['percent']:g}%)" for key, entry in estimate["fit"].items())
+        yield (f"fits {report.get('part', 'the device')} by the yosys estimate (before place "
+               f"and route; {estimate['seconds']:.0f} s): {fit}")
+    elif args.no_estimate:
+        yield "resource estimate skipped (--no-estimate): the fit is unchecked"
+    if isinstance(report.get("bitstream"), dict):
+        yield "Vivado wrote " + ", ".join(report["bitstream"].values())
+    elif "vivado" in report:
+        yield f"bitstream: run `{report['vivado']}` where Vivado is installed"
     if report.get("programmed"):
-        print(f"programmed: {report['programmed']}")
+        yield f"programmed: {report['programmed']}"
 
 
 def cmd_boards(args):
@@ -402,6 +437,9 @@ def _parser():
                           help="with --board: run the board's toolchain (bitstream, report)")
     generate.add_argument("--program", action="store_true",
                           help="with --board: load the bitstream into the board")
+    generate.add_argument("--no-estimate", action="store_true",
+                          help="with --board kv260: skip the yosys resource estimate and "
+                               "fit check (about 16 minutes for the kv260 preset)")
     generate.add_argument("-o", dest="output", required=True, help="output directory")
     generate.add_argument("--json", action="store_true")
     generate.set_defaults(func=cmd_generate)

@@ -1,16 +1,19 @@
 """Byte transports between the host and a device, and how to open one by name.
 
-A transport moves the link's bytes (docs/link.md) and nothing else, so the driver
+A transport moves the link's bytes (docs/link.md), so the driver
 (:class:`~tritium.host.accelerator.Accelerator`) is the same over every backend:
 
 - ``send(data)``: hand bytes to the device;
 - ``receive(timeout) -> bytes``: what has arrived, at least one byte, or raise
   :class:`~tritium.host.link.LinkTimeout` after ``timeout`` seconds;
-- ``close()``.
+- ``close()``;
+- optionally ``load_image(image)``: put a compiled model's memory image
+  (``CompiledModel.image``) into the device's memory directly; where a transport has
+  it, :meth:`Accelerator.load` uses it instead of WRITE frames.
 
 :func:`open_transport` makes one from a spec string, ``name`` or ``name:argument``
-(``golden``/``model``, ``sim``, ``serial:PORT[@BAUD]``; others register themselves in
-:data:`TRANSPORTS`).
+(``golden``/``model``, ``sim``, ``serial:PORT[@BAUD]``, ``zynq[:ADDRESS]`` on the KV260's
+ARM cores; others register themselves in :data:`TRANSPORTS`).
 """
 
 from tritium.hw.config import AcceleratorConfig
@@ -99,6 +102,14 @@ def _serial(argument, config):
 
 
 register_transport("serial", _serial)
+
+
+def _zynq(argument, config):
+    from .zynq_transport import open_zynq          # it imports this module
+    return open_zynq(argument, config)
+
+
+register_transport("zynq", _zynq)
 
 
 def open_transport(spec: str, config: AcceleratorConfig) -> Transport:

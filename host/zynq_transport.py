@@ -15,8 +15,13 @@ offsets into the window), with two implementations for the board, PYNQ's ``MMIO`
 tests (the simulation of the board top drives it with AXI-Lite transactions). The
 DDR buffer likewise sits behind :class:`Buffer`: PYNQ's ``allocate``
 (:class:`PynqBuffer`) or a physical region the user reserved (:class:`DevMemBuffer`).
+
+:func:`open_zynq` is the ``zynq[:ADDRESS]`` transport of
+:func:`~tritium.host.transports.open_transport` (and ``tritium run --backend zynq``):
+the window, its checks and the buffer attached, ready for the driver.
 """
 
+import errno
 import importlib.util
 import mmap
 import os
@@ -30,12 +35,33 @@ from .link import LinkError, LinkTimeout
 from .transports import Transport
 
 __all__ = ["Registers", "DevMemRegisters", "PynqRegisters", "open_registers", "Buffer",
-           "DevMemBuffer", "PynqBuffer", "ZynqTransport", "LINK_WINDOW_ADDRESS"]
+           "DevMemBuffer", "PynqBuffer", "ZynqTransport", "LINK_WINDOW_ADDRESS", "DEV_MEM",
+           "pynq_installed", "check_memory_base", "parse_zynq_spec", "open_zynq"]
 
 #: Where the KV260 block design maps the window (``boards/kv260.py``): the start of
 #: the PS's M_AXI_HPM0_LPD range.
 LINK_WINDOW_ADDRESS = 0x8000_0000
+#: The physical memory device the ``/dev/mem`` classes map by default (read when they
+#: are made, so tests can point it at a file).
+DEV_MEM = "/dev/mem"
 _PAGE = mmap.PAGESIZE
+
+
+def pynq_installed() -> bool:
+    """Whether PYNQ can be imported (the board's Kria-PYNQ environment)."""
+    return importlib.util.find_spec("pynq") is not None
+
+
+def check_memory_base(physical_address, memory_bytes: int) -> None:
+    """Raise :class:`InputError` unless ``physical_address`` can be the accelerator's
+    memory base: 4 KiB aligned, with ``memory_bytes`` below the HP port's 2**49."""
+    if not isinstance(physical_address, int) or physical_address < 0 or \
+            physical_address + memory_bytes > 2 ** reg.BASE_ADDRESS_BITS:
+        raise InputError(f"a memory base of {physical_address!r} does not leave room for "
+                         f"{memory_bytes} bytes below 2**{reg.BASE_ADDRESS_BITS}")
+    if physical_address % reg.BASE_ALIGN_BYTES:
+        raise InputError(f"the memory base 0x{physical_address:x} is not a multiple of "
+                         f"{reg.BASE_ALIGN_BYTES} bytes")
 
 
 class Registers:
@@ -64,8 +90,12 @@ def _open_dev_mem(path: str, address: int, size: int, what: str):
     try:
         fd = os.open(path, os.O_RDWR | os.O_SYNC)
     except OSError as error:
-        raise TritiumError(f"cannot open {path} for the {what} ({error.strerror}): run as "
-                           f"root on the board") from None
+        # Only a permission problem is cured by root; a missing device means this is
+        # not the board (or its kernel has no /dev/mem).
+        hint = ("run as root on the board" if error.errno in (errno.EACCES, errno.EPERM)
+                else "run this on the KV260")
+        raise TritiumError(f"cannot open {path} for the {what} ({error.strerror}): "
+                           f"{hint}") from None
     try:
         view = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
                          offset=start)
@@ -83,8 +113,8 @@ class DevMemRegisters(Registers):
     does): a read of ``rx_data`` pops the FIFO, so it must not be split or repeated.
     """
 
-    def __init__(self, address: int = LINK_WINDOW_ADDRESS, path: str = "/dev/mem"):
-        self._fd, self._map, base = _open_dev_mem(path, address, reg.WINDOW_BYTES,
+    def __init__(self, address: int = LINK_WINDOW_ADDRESS, path: str = None):
+        self._fd, self._map, base = _open_dev_mem(path or DEV_MEM, address, reg.WINDOW_BYTES,
                                                   "link window")
         self._words = np.frombuffer(self._map, dtype=np.uint32, count=reg.WINDOW_BYTES // 4,
                                     offset=base)
@@ -119,7 +149,7 @@ class PynqRegisters(Registers):
 
 def open_registers(address: int = LINK_WINDOW_ADDRESS) -> Registers:
     """PYNQ's MMIO where PYNQ is installed, else ``/dev/mem``."""
-    if importlib.util.find_spec("pynq") is None:
+    if not pynq_installed():
         return DevMemRegisters(address)
     return PynqRegisters(address)
 
@@ -161,13 +191,13 @@ class DevMemBuffer(Buffer):
     ``reserved-memory`` node of the device tree), mapped through ``/dev/mem`` with
     ``O_SYNC``: uncached, so no flush is needed."""
 
-    def __init__(self, physical_address: int, size: int, path: str = "/dev/mem"):
+    def __init__(self, physical_address: int, size: int, path: str = None):
         if physical_address % reg.BASE_ALIGN_BYTES:
             raise InputError(f"the buffer's physical address 0x{physical_address:x} is not "
                              f"a multiple of {reg.BASE_ALIGN_BYTES} bytes")
         self.physical_address, self.size = physical_address, size
-        self._fd, self._map, self._base = _open_dev_mem(path, physical_address, size,
-                                                        "memory buffer")
+        self._fd, self._map, self._base = _open_dev_mem(path or DEV_MEM, physical_address,
+                                                        size, "memory buffer")
 
     def write(self, offset: int, data: bytes) -> None:
         self._check(offset, len(data))
@@ -188,10 +218,22 @@ class PynqBuffer(Buffer):
     """A contiguous buffer from PYNQ's ``allocate`` (CMA), cached: flushed after writes."""
 
     def __init__(self, size: int):
+        if not pynq_installed():
+            raise TritiumError(f"allocating the accelerator's {size}-byte buffer needs PYNQ, "
+                               f"which is not installed: install it, or reserve a region "
+                               f"and give its physical address (zynq:0xADDRESS)")
         from pynq import allocate
-        self._array = allocate(shape=(size,), dtype="u1")
+        try:
+            self._array = allocate(shape=(size,), dtype="u1")
+        except (RuntimeError, MemoryError, OSError) as error:
+            # PYNQ reports a CMA pool too small for the buffer this way.
+            raise TritiumError(f"PYNQ could not allocate a {size}-byte buffer ({error}): "
+                               f"enlarge the CMA pool (kernel argument cma=) or reserve a "
+                               f"region and give its physical address "
+                               f"(zynq:0xADDRESS)") from None
         self.physical_address, self.size = int(self._array.physical_address), size
         if self.physical_address % reg.BASE_ALIGN_BYTES:
+            self.close()
             raise TritiumError(f"PYNQ allocated a buffer at 0x{self.physical_address:x}, not "
                                f"aligned to {reg.BASE_ALIGN_BYTES} bytes")
 
@@ -232,6 +274,15 @@ class ZynqTransport(Transport):
         self.registers = registers if registers is not None else open_registers(address)
         self.poll_interval = poll_interval
         self.buffer = None
+        try:
+            self._check_window(address)
+        except TritiumError:
+            if registers is None:               # ours to release (a /dev/mem mapping)
+                self.registers.close()
+            raise
+
+    def _check_window(self, address):
+        config = self.config
         magic = self.registers.read32(reg.REGISTERS["magic"])
         if magic != reg.WINDOW_MAGIC:
             raise TritiumError(f"no tritium link window at 0x{address:x} (magic 0x{magic:08x}, "
@@ -310,13 +361,7 @@ class ZynqTransport(Transport):
 
     def set_memory_base(self, physical_address: int) -> None:
         """Point the accelerator's memory at ``physical_address`` (4 KiB aligned)."""
-        if not isinstance(physical_address, int) or physical_address < 0 or \
-                physical_address + self.memory_bytes > 2 ** reg.BASE_ADDRESS_BITS:
-            raise InputError(f"a memory base of {physical_address!r} does not leave room for "
-                             f"{self.memory_bytes} bytes below 2**{reg.BASE_ADDRESS_BITS}")
-        if physical_address % reg.BASE_ALIGN_BYTES:
-            raise InputError(f"the memory base 0x{physical_address:x} is not a multiple of "
-                             f"{reg.BASE_ALIGN_BYTES} bytes")
+        check_memory_base(physical_address, self.memory_bytes)
         self.registers.write32(reg.REGISTERS["base_lo"], physical_address & 0xFFFFFFFF)
         self.registers.write32(reg.REGISTERS["base_hi"], physical_address >> 32)
         if self.memory_base != physical_address:
@@ -329,10 +374,19 @@ class ZynqTransport(Transport):
         ``buffer``: any :class:`Buffer` of at least :attr:`memory_bytes`; or
         ``physical_address``: a reserved region, mapped through ``/dev/mem``
         (:class:`DevMemBuffer`); or neither: PYNQ's ``allocate`` (:class:`PynqBuffer`).
+        The transport keeps the buffer and closes it in :meth:`close`.
         """
-        if buffer is None:
-            buffer = (DevMemBuffer(physical_address, self.memory_bytes)
-                      if physical_address is not None else PynqBuffer(self.memory_bytes))
+        if buffer is not None:
+            return self._attach(buffer)
+        buffer = (DevMemBuffer(physical_address, self.memory_bytes)
+                  if physical_address is not None else PynqBuffer(self.memory_bytes))
+        try:
+            return self._attach(buffer)
+        except TritiumError:
+            buffer.close()                      # made here, so released here
+            raise
+
+    def _attach(self, buffer: Buffer) -> Buffer:
         if buffer.size < self.memory_bytes:
             raise InputError(f"a buffer of {buffer.size} bytes is too small for the "
                              f"accelerator's memory of {self.memory_bytes} bytes")
@@ -342,15 +396,71 @@ class ZynqTransport(Transport):
 
     def load_image(self, image) -> int:
         """Write a compiled model's memory image (``(word address, bytes)`` pairs, as
-        ``CompiledModel.image``) straight into the buffer; return the bytes written."""
+        ``CompiledModel.image``) straight into the buffer; return the bytes written.
+
+        The result is what WRITE frames would leave: data padded with zeros to whole
+        words, and nothing beyond the accelerator's ``memory_words`` (refused, like a
+        WRITE there, before anything is written).
+        """
         if self.buffer is None:
             raise InputError("attach a buffer (attach_buffer) before loading an image")
-        word_bytes, written = self.config.memory.bytes_per_word, 0
-        for address, data in image:
+        word_bytes = self.config.memory.bytes_per_word
+        padded = [(address, bytes(data) + bytes(-len(data) % word_bytes))
+                  for address, data in image]
+        for address, data in padded:
+            if address < 0 or address * word_bytes + len(data) > self.memory_bytes:
+                raise InputError(f"the image's {len(data)} bytes at word {address} lie "
+                                 f"outside the accelerator's {self.config.memory_words} words")
+        for address, data in padded:
             self.buffer.write(address * word_bytes, data)
-            written += len(data)
         self.buffer.flush()
-        return written
+        return sum(len(data) for _, data in padded)
 
     def close(self) -> None:
+        """Release the buffer (a PYNQ allocation or a /dev/mem mapping) and the window."""
+        if self.buffer is not None:
+            self.buffer.close()
+            self.buffer = None
         self.registers.close()
+
+
+# -- the ``zynq`` transport ----------------------------------------------------------------
+
+def parse_zynq_spec(argument, memory_bytes: int):
+    """The buffer's physical address in ``zynq:ADDRESS`` (hex ``0x...`` or decimal), or
+    None for plain ``zynq`` (PYNQ allocates one). Raises :class:`InputError` for an
+    address that is not a number or cannot be the accelerator's memory base."""
+    if argument is None:
+        return None
+    try:
+        address = int(argument, 0)
+    except ValueError:
+        raise InputError(f"transport 'zynq' takes the physical address of a reserved "
+                         f"buffer (e.g. zynq:0x40000000), not {argument!r}") from None
+    check_memory_base(address, memory_bytes)
+    return address
+
+
+def open_zynq(argument, config) -> ZynqTransport:
+    """The ``zynq[:ADDRESS]`` transport: the window (PYNQ's MMIO, else ``/dev/mem``),
+    checked against ``config``, with the accelerator's memory attached: the reserved
+    region at ``ADDRESS``, or without one a buffer from PYNQ's ``allocate``.
+
+    Every argument is checked before the hardware is touched; the window is closed
+    again if the buffer cannot be attached.
+    """
+    memory_bytes = config.memory_words * config.memory.bytes_per_word
+    address = parse_zynq_spec(argument, memory_bytes)
+    if address is None and not pynq_installed():
+        raise InputError(f"transport 'zynq' allocates the accelerator's {memory_bytes}-byte "
+                         f"buffer with PYNQ, which is not installed: install PYNQ, or reserve "
+                         f"a region and give its physical address (zynq:0xADDRESS)")
+    transport = ZynqTransport(config)
+    try:
+        # The base registers must point at the buffer before the driver's first WRITE
+        # or RUN reaches the accelerator's memory port.
+        transport.attach_buffer(physical_address=address)
+    except BaseException:
+        transport.close()
+        raise
+    return transport

@@ -152,6 +152,7 @@ class TileConfig:
 
 
 TABLE_MODES = ("full", "half")
+TABLE_STORAGES = ("registers", "lutram")
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,10 @@ class TLMMConfig:
     serves up to P tokens. ``max_k`` and ``max_n`` are the largest input and output
     features a job may have (they size counters, accumulators and buffers);
     ``max_k`` must be a multiple of G*T, i.e. already padded. ``acc_width`` is the
-    signed accumulator width.
+    signed accumulator width. ``table_storage`` is where the tables live:
+    ``"registers"`` (a table set built in one cycle, looked up through multiplexers) or
+    ``"lutram"`` (distributed RAM, one entry of every table written per cycle, one read
+    port per row: the large tiles' choice, docs/tlmm.md).
     """
     group: int = 3
     tables: int = 4
@@ -175,6 +179,7 @@ class TLMMConfig:
     max_k: int = 1536
     max_n: int = 1536
     acc_width: int = 24
+    table_storage: str = "registers"
 
     def __post_init__(self):
         TileConfig(self.group, self.tables, self.rows)            # validates the tile
@@ -182,6 +187,9 @@ class TLMMConfig:
         if self.table_mode not in TABLE_MODES:
             raise ValueError(f"TLMMConfig.table_mode must be one of {TABLE_MODES}, "
                              f"not {self.table_mode!r}")
+        if self.table_storage not in TABLE_STORAGES:
+            raise ValueError(f"TLMMConfig.table_storage must be one of {TABLE_STORAGES}, "
+                             f"not {self.table_storage!r}")
         if self.max_k % self.k_per_word:
             raise ValueError(f"TLMMConfig.max_k ({self.max_k}) must be a multiple of "
                              f"group * tables ({self.k_per_word}): pad K to the tile")
@@ -251,7 +259,8 @@ class TLMMConfig:
         return self.group * self.tables * self.rows
 
     def __str__(self):
-        return (f"g{self.group}t{self.tables}r{self.rows}{self.table_mode[0]}"
+        storage = "l" if self.table_storage == "lutram" else ""
+        return (f"g{self.group}t{self.tables}r{self.rows}{self.table_mode[0]}{storage}"
                 f"p{self.tokens}k{self.max_k}n{self.max_n}")
 
     def to_json(self) -> str:
@@ -539,10 +548,17 @@ ACCELERATOR_PRESETS = {
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
                         max_k=384, max_n=384, acc_width=18),
         attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024),
-    # The KV260 point of research/tellme.md 9.1 (G3 T32 R16) for BitNet-0.7B's shape.
+    # BitNet-0.7B on the KV260 (docs/boards.md): research/tellme.md 9.1's T = 32 with
+    # the tables in LUT-RAM, as TeLLMe keeps them, at R = 8 rows. One 128-bit HP port
+    # at 250 MHz moves 4 GB/s, so the ~141 MB of packed weights take 35 ms per decode
+    # token and 4.4 ms per prompt token at a tile of 8, while G3 T32 R8 (768 MACs per
+    # cycle) computes a token's 0.68 G MACs in 3.5 ms: R = 16 would double the
+    # compute, the lanes and the attention datapath for no speed. The yosys estimate of
+    # R = 16 with 8 attention lanes was 220% of the XCK26's LUTs (docs/boards.md).
+    # 2**24 words of 256 bits (512 MiB) hold the weights and a 2048-token KV cache.
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
-        tlmm=TLMMConfig(group=3, tables=32, rows=16, table_mode="full", tokens=8,
-                        max_k=4128, max_n=4096),
-        attention_lanes=8, memory_words=2 ** 23, clock_hz=250_000_000, max_payload=4096),
+        tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
+                        max_k=4128, max_n=4096, table_storage="lutram"),
+        attention_lanes=4, memory_words=2 ** 24, clock_hz=250_000_000, max_payload=4096),
 }

@@ -21,7 +21,8 @@ from .config import TLMMConfig
 from .layouts import tlmm_job_layout, weight_word_layout
 from .memory.port import MemoryConfig, MemoryPortSignature
 
-__all__ = ["WeightBufferManager", "Gearbox", "ChunkBuffer", "BurstReader", "weight_job_layout"]
+__all__ = ["WeightBufferManager", "Gearbox", "ChunkBuffer", "BurstReader", "weight_job_layout",
+           "ram_attributes"]
 
 COUNTER_WIDTH = 32
 
@@ -131,6 +132,16 @@ class Gearbox(wiring.Component):
         return m
 
 
+def ram_attributes(platform, role: str):
+    """The attributes a platform asks for on one of the design's large RAMs, by role.
+
+    A platform lists them in ``ram_attrs`` (``{role: {name: value}}``); the KV260's puts
+    the TLMM chunk buffer in UltraRAM (``ram_style = "ultra"``, read by Yosys and
+    Vivado), which block RAM cannot spare. None without a platform or an entry.
+    """
+    return getattr(platform, "ram_attrs", {}).get(role)
+
+
 class ChunkBuffer(wiring.Component):
     """Ping-pong buffer that replays each K-chunk's words once per token.
 
@@ -166,8 +177,9 @@ class ChunkBuffer(wiring.Component):
         m = Module()
         cfg = self._config
         depth = cfg.max_row_blocks
-        m.submodules.banks = banks = Memory(shape=self.words.payload.shape(), depth=2 * depth,
-                                            init=[])
+        m.submodules.banks = banks = Memory(
+            shape=self.words.payload.shape(), depth=2 * depth, init=[],
+            attrs=ram_attributes(platform, "tlmm_chunks"))
         write, read = banks.write_port(), banks.read_port()
         job = Signal(tlmm_job_layout(cfg))
         loading, replaying = Signal(), Signal()

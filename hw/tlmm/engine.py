@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import TLMMConfig
 from ..layouts import (act_beat_layout, table_set_layout, tlmm_job_layout, tlmm_result_layout,
                        weight_word_layout)
-from .lookup import LookupTree
+from .lookup import LookupTree, TableRAMLookup
 from .table import TableBuilder
 
 __all__ = ["TLMMEngine"]
@@ -33,7 +33,9 @@ class TLMMEngine(wiring.Component):
 
     The tables of the next (kb, p) are built while the current ones serve their
     ``row_blocks`` look-ups, so rebuilding never stalls the look-ups once the next
-    activation beat is there. Partial sums live in an on-chip accumulator memory of
+    activation beat is there (in LUT-RAM, ``table_storage="lutram"``, a set takes
+    ``entries + 1`` cycles to write, hidden behind sweeps of at least that many row
+    blocks). Partial sums live in an on-chip accumulator memory of
     ``tokens * max_row_blocks`` entries. Throughput: one weight word, i.e. R*T*G MACs
     per token, per cycle; an accumulator read-after-write hazard (only when
     ``tokens * row_blocks < 2``) inserts one bubble.
@@ -70,22 +72,19 @@ class TLMMEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        m.submodules.builder = builder = TableBuilder(cfg)
-        m.submodules.lookup = lookup = LookupTree(cfg)
         m.submodules.accumulators = accumulators = Memory(
             shape=self.results.payload.acc.shape(), depth=self._depth, init=[])
-        wiring.connect(m, wiring.flipped(self.acts), builder.acts)
 
+        lookup, current_valid, release = self._tables(m)
         # The whole pipeline advances unless a result beat is refused.
         advance = Signal()
         m.d.comb += [advance.eq(~self.results.valid | self.results.ready),
                      lookup.enable.eq(advance)]
 
         stage0, stage1, stage2 = (Signal(self._stage_layout, name=f"stage{i}") for i in range(3))
-        current, current_valid, release = self._table_slots(m, builder)
         hazard = Signal()
         accept = self._word_sequencer(m, stage0, current_valid, advance, hazard)
-        m.d.comb += [lookup.tables.eq(current), lookup.codes.eq(self.weights.payload)]
+        m.d.comb += lookup.codes.eq(self.weights.payload)
         with m.If(advance):
             m.d.sync += [stage1.eq(stage0), stage1.valid.eq(accept), stage2.eq(stage1)]
 
@@ -125,21 +124,31 @@ class TLMMEngine(wiring.Component):
             "sweep_end": unsigned(1),
         })
 
-    def _table_slots(self, m, builder):
-        """The current tables, with the builder's output register as the next ones.
+    def _tables(self, m):
+        """The look-up stage and its tables: (lookup, a set is there, release the set).
 
-        When the current tables serve their last look-up (``release``), the next set
-        moves in from the builder in the same cycle, and the builder takes the next
-        activation beat: two table sets in registers, no bubble.
+        In registers, the builder's output register holds the next set: when the
+        current set serves its last look-up (``release``), the next moves in in the
+        same cycle and the builder takes the next activation beat (no bubble). In
+        LUT-RAM, :class:`TableRAMLookup` keeps both sets itself.
         """
+        release = Signal()
+        if self._config.table_storage == "lutram":
+            m.submodules.lookup = lookup = TableRAMLookup(self._config)
+            wiring.connect(m, wiring.flipped(self.acts), lookup.acts)
+            m.d.comb += lookup.release.eq(release)
+            return lookup, lookup.loaded, release
+        m.submodules.builder = builder = TableBuilder(self._config)
+        m.submodules.lookup = lookup = LookupTree(self._config)
+        wiring.connect(m, wiring.flipped(self.acts), builder.acts)
         current = Signal(table_set_layout(self._config))
-        current_valid, release = Signal(), Signal()
+        current_valid = Signal()
         current_free = ~current_valid | release
-        m.d.comb += builder.tables.ready.eq(current_free)
+        m.d.comb += [builder.tables.ready.eq(current_free), lookup.tables.eq(current)]
         with m.If(current_free):
             m.d.sync += [current.eq(builder.tables.payload),
                          current_valid.eq(builder.tables.valid)]
-        return current, current_valid, release
+        return lookup, current_valid, release
 
     def _word_sequencer(self, m, stage0, current_valid, advance, hazard):
         """Accept jobs, then weight words in (kb, p, rb) order; describe each in stage0."""

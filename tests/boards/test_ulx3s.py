@@ -395,6 +395,17 @@ def test_registry_entry():
     assert board.load() is ulx3s and board.config in ACCELERATOR_PRESETS
 
 
+def test_tool_versions_come_from_stdout_or_stderr(tmp_path):
+    """The report names each tool's version; nextpnr and ecppack print it on stderr."""
+    tools = {"on_stdout": "echo 'Yosys 0.70'", "on_stderr": "echo 'nextpnr-0.11.1' >&2",
+             "silent": "exit 0", "failing": "echo 'usage' >&2; exit 1"}
+    for name, body in tools.items():
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    assert [ulx3s._version(str(tmp_path / name)) for name in tools] == \
+        ["Yosys 0.70", "nextpnr-0.11.1", "unknown", "unknown"]
+
+
 # A real build (YoWASP Yosys, nextpnr-ecp5, ecppack) -----------------------------------------
 
 @pytest.mark.synth

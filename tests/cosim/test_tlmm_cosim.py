@@ -44,6 +44,12 @@ CASES = {
     "prefill-g3-full-k1536": (
         TLMMConfig(group=3, tables=8, rows=4, table_mode="full", tokens=2, max_k=1536, max_n=8),
         [{"n": 8, "k": 1536, "tokens": 2}, {"n": 4, "k": 24, "tokens": 1}]),
+    # Tables in LUT-RAM (asynchronous read ports in the Verilog), two copies of each
+    # table (rows > lookup.ROWS_PER_COPY), sweeps shorter and longer than a table write.
+    "prefill-g3-full-lutram": (
+        TLMMConfig(group=3, tables=2, rows=10, table_mode="full", tokens=2, max_k=192,
+                   max_n=400, table_storage="lutram"),
+        [{"n": 400, "k": 192, "tokens": 2}, {"n": 30, "k": 40, "tokens": 1}]),
 }
 
 

@@ -19,6 +19,16 @@ CONFIGS = [
     TLMMConfig(group=3, tables=2, rows=3, table_mode="half", tokens=3, max_k=18, max_n=12),
     TLMMConfig(group=2, tables=3, rows=2, table_mode="full", tokens=2, max_k=24, max_n=6),
     TLMMConfig(group=2, tables=1, rows=1, table_mode="half", tokens=1, max_k=8, max_n=2),
+    # Tables in LUT-RAM: sweeps shorter and longer than a set's write (27 or 14 cycles).
+    TLMMConfig(group=3, tables=2, rows=2, table_mode="full", tokens=2, max_k=24, max_n=64,
+               table_storage="lutram"),
+    TLMMConfig(group=3, tables=3, rows=3, table_mode="half", tokens=3, max_k=18, max_n=6,
+               table_storage="lutram"),
+    TLMMConfig(group=2, tables=2, rows=1, table_mode="full", tokens=1, max_k=16, max_n=12,
+               table_storage="lutram"),
+    # More rows than one LUT-RAM copy serves (lookup.ROWS_PER_COPY).
+    TLMMConfig(group=2, tables=1, rows=9, table_mode="full", tokens=2, max_k=8, max_n=18,
+               table_storage="lutram"),
 ]
 
 
@@ -83,7 +93,7 @@ def test_engine_matches_golden(cfg, traffic):
     assert received == expected, f"seed {seed}"
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:2], ids=str)
+@pytest.mark.parametrize("cfg", CONFIGS[:2] + CONFIGS[4:6], ids=str)
 def test_engine_extremes(cfg):
     rng = np.random.default_rng(5)
     job, acts, weights = random_job(cfg, rng, cfg.max_chunks, cfg.max_row_blocks, cfg.tokens)
@@ -159,6 +169,7 @@ def test_widths_hold_the_extremes(group):
     ({"max_n": 1535}, "max_n .* must be a multiple of rows"),
     ({"acc_width": 18}, "acc_width \\(18\\) is too narrow for max_k = 1536: needs at least 19"),
     ({"table_mode": "quarter"}, "table_mode"),
+    ({"table_storage": "bram"}, "table_storage must be one of"),
     ({"tokens": 0}, "tokens must be a positive integer"),
 ])
 def test_config_rejects_what_cannot_work(kwargs, match):
