@@ -2,6 +2,7 @@
 
     python bench/tlmm.py --json                    # the kv260 engine, two memory models
     python bench/tlmm.py --engine small --json
+    python bench/tlmm.py --engine kv260-preset --bandwidth 16 --json   # one HP port
 
 For decode GEMVs (1536x1536, 4096x1536) and a 64-token prefill (1536x1536), it reports
 the simulated cycles against the compute ideal (padded weights / (G*T*R) per token)
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tritium.hw.config import TLMMConfig
+from tritium.hw.config import ACCELERATOR_PRESETS, TLMMConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.host.packer import PackedTensor
 from tritium.sim.cosim import run_cocotb, stdout_to_stderr
@@ -29,6 +30,8 @@ ENGINES = {
     # The engine proposed for the KV260 (research/tellme.md section 9.1: G=3, T=32, R=16).
     "kv260": TLMMConfig(group=3, tables=32, rows=16, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096),
+    # The kv260 accelerator preset's engine: T=32, R=8, tables in LUT-RAM.
+    "kv260-preset": ACCELERATOR_PRESETS["kv260"].tlmm,
     "small": TLMMConfig(group=3, tables=4, rows=4, table_mode="full", tokens=8,
                         max_k=4104, max_n=4096),
 }
@@ -61,7 +64,7 @@ def run(engine_name: str, memory_name: str, bytes_per_cycle: float, build_root: 
     sys.path.insert(0, str(Path(__file__).parent))
     started = time.perf_counter()
     with stdout_to_stderr():
-        run_cocotb(harness, toplevel=f"tlmm_bench_{engine_name}_{memory_name}",
+        run_cocotb(harness, toplevel=f"tlmm_bench_{engine_name}_{memory_name}".replace("-", "_"),
                    test_module="tb_tlmm_bench",
                    build_dir=build_root / f"{engine_name}-{memory_name}",
                    extra_env={"TLMM_BENCH_SETTINGS": json.dumps(settings)})
