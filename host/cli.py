@@ -174,6 +174,10 @@ def _summary(result):
             f"tokens, {len(result['tokens'])} generated, first token after "
             f"{result['time_to_first_token_s']:.3f} s{rate_text}]")
     if "prefill_cycles" in result:
+        match = (f"every logit {'matches' if result['matches_golden'] else 'DIFFERS FROM'} "
+                 f"the golden model")
+        if not result["prefill_cycles"]:           # the software device model has no clock
+            return text + f"\n[{result['backend']}: no cycle counters; {match}]"
         mhz = result["clock_hz"] / 1e6
         decode = (f", {result['decode_cycles']:.0f} cycles per decode token "
                   f"({result['projected_decode_tokens_per_s']} tokens/s)"
@@ -182,8 +186,7 @@ def _summary(result):
         source = "simulated" if result["backend"] == "sim" else "device cycle counters"
         text += (f"\n[{source} at {mhz:g} MHz: prefill {result['prefill_cycles']} cycles "
                  f"({result['projected_time_to_first_token_s'] * 1e3:.2f} ms){decode}; "
-                 f"every logit {'matches' if result['matches_golden'] else 'DIFFERS FROM'} "
-                 f"the golden model]")
+                 f"{match}]")
     return text
 
 

@@ -49,6 +49,16 @@ def test_run_json_is_one_object(capsys, model_file):
     assert all(0 <= t < 256 for t in result["tokens"])
 
 
+def test_run_on_the_device_model_claims_no_cycles(capsys):
+    """The software device model counts no cycles: the summary says so instead of
+    printing zero cycles and an infinite rate."""
+    code, out, err = run_cli(capsys, "run", "--model", "tiny", "--prompt", "Hi", "-n", 3,
+                             "--backend", "model")
+    assert code == 0 and out.startswith("Hi")
+    assert "[model: no cycle counters; every logit matches the golden model]" in err
+    assert "0 cycles" not in err
+
+
 def test_run_streams_prompt_and_text(capsys, model_file):
     code, out, err = run_cli(capsys, "run", "--model", model_file, "--prompt", "Hi", "-n", 3)
     assert code == 0 and out.startswith("Hi")
