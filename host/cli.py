@@ -99,13 +99,25 @@ def _accelerator_config(name):
                      f"{', '.join(ACCELERATOR_PRESETS)} or a config .json file")
 
 
+# The preset a board transport's bitstream is generated for by default (docs/boards.md);
+# the device's design id is checked against it before anything is loaded.
+_BOARD_BACKEND_CONFIGS = {"serial": "ulx3s", "zynq": "kv260"}
+
+
+def _default_config(backend: str) -> str:
+    """``--config``'s default: the board's preset for a board transport, else ``tiny``."""
+    return _BOARD_BACKEND_CONFIGS.get(backend.partition(":")[0], "tiny")
+
+
 def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
     """Greedy generation on an accelerator transport, every logit checked against the
     golden model; cycles from the device's counters."""
     from tritium.sim.golden.model import GoldenModel
     from .accelerator import Accelerator
+    from .compiler import check_model
     from .transports import open_transport
-    config = _accelerator_config(args.config)
+    config = _accelerator_config(args.config or _default_config(args.backend))
+    check_model(model, config)                  # before any device or simulator is opened
     prompt_ids = tokenizer.encode(args.prompt)
     golden = GoldenModel(model)
     cache = golden.new_cache()
@@ -403,8 +415,9 @@ def _parser():
     run = commands.add_parser("run", help="prefill a prompt and decode tokens")
     run.add_argument("--model", required=True, help="'tiny', or a .npz/.gguf/HF directory")
     run.add_argument("--backend", default="golden", help=BACKEND_HELP)
-    run.add_argument("--config", default="tiny",
-                     help="accelerator config for hardware backends (default tiny)")
+    run.add_argument("--config", default=None,
+                     help="accelerator config for device backends (default: ulx3s for "
+                          "serial:, kv260 for zynq, else tiny)")
     run.add_argument("--prompt", required=True)
     run.add_argument("-n", dest="tokens", type=int, default=32, help="tokens to generate")
     run.add_argument("--json", action="store_true", help="print one JSON object")

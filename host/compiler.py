@@ -39,7 +39,7 @@ from tritium.sim.golden.model import QuantizedModel
 from .errors import InputError
 from .packer import pack_ternary
 
-__all__ = ["ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
+__all__ = ["check_model", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
            "encode_instruction", "decode_instruction", "instruction_words", "pack_scale",
            "unpack_scale"]
 
@@ -190,7 +190,9 @@ _LAYER_REGIONS = ("attn_norm", "wq", "wk", "wv", "attn_sub_norm", "wo", "ffn_nor
                   "w_up", "ffn_sub_norm", "w_down")
 
 
-def _check_model(model, config: AcceleratorConfig):
+def check_model(model, config: AcceleratorConfig) -> None:
+    """Raise :class:`InputError` unless ``model`` can run on ``config``'s design: its
+    shape, context and RoPE theta (what :func:`compile_model` checks first)."""
     try:
         config.check_model(model.config)
     except ValueError as error:
@@ -209,7 +211,7 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
     Raises :class:`InputError` if the model's shape does not fit the design or the
     image does not fit below the KV cache.
     """
-    _check_model(model, config)
+    check_model(model, config)
     qmodel = QuantizedModel(model)
     cfg, lanes = config.model, config.lanes
     word_bytes = config.data_width // 8

@@ -163,8 +163,8 @@ def test_the_tiny_model_runs_through_the_zynq_transport(board, dev_mem):
 
 
 def test_the_cli_runs_on_the_zynq_backend(board, capsys):
-    code = main(["run", "--model", "tiny", "--backend", f"zynq:{BUFFER}", "--prompt", "Once",
-                 "-n", "3", "--json"])
+    code = main(["run", "--model", "tiny", "--config", "tiny", "--backend", f"zynq:{BUFFER}",
+                 "--prompt", "Once", "-n", "3", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["backend"] == f"zynq:{BUFFER}" and result["matches_golden"] is True
@@ -373,16 +373,27 @@ def test_pynq_that_cannot_allocate_is_a_clear_error(monkeypatch):
 ])
 def test_the_cli_names_the_problem_in_one_line(backend, message, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynq", None)
-    code = main(["run", "--model", "tiny", "--backend", backend, "--prompt", "Hi", "-n", "2"])
+    code = main(["run", "--model", "tiny", "--config", "tiny", "--backend", backend,
+                 "--prompt", "Hi", "-n", "2"])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"tritium: error: {message}"
+
+
+def test_the_cli_takes_the_kv260_preset_by_default(capsys, monkeypatch):
+    """Without --config, a zynq backend means the kv260 preset: the tiny model is then
+    refused for its shape, before any hardware is touched."""
+    monkeypatch.setitem(sys.modules, "pynq", None)
+    code = main(["run", "--model", "tiny", "--backend", "zynq:0x40000000", "--prompt", "Hi",
+                 "-n", "2"])
+    assert code == 2
+    assert "accelerator 'kv260'" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_the_cli_names_a_dev_mem_it_cannot_open(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynq", None)
     monkeypatch.setattr(zynq_transport, "DEV_MEM", str(tmp_path / "mem"))
-    code = main(["run", "--model", "tiny", "--backend", "zynq:0x40000000", "--prompt", "Hi",
-                 "-n", "2"])
+    code = main(["run", "--model", "tiny", "--config", "tiny", "--backend", "zynq:0x40000000",
+                 "--prompt", "Hi", "-n", "2"])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"tritium: error: cannot open {tmp_path / 'mem'} for the link window (No such file or "
