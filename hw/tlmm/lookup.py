@@ -6,8 +6,9 @@ Two ways to hold the tables, one pipeline behind them (``TLMMConfig.table_storag
   the engine builds a whole set per cycle (:class:`~.table.TableBuilder`).
 - :class:`TableRAMLookup` holds two table sets in distributed RAM (LUT-RAM) with one
   read port per row, as TeLLMe does, and writes one entry of every table per cycle.
-  A 27:1 multiplexer of 10-bit entries costs about ten LUT6; a LUT-RAM read port
-  about five (docs/tlmm.md), and the set needs no table flip-flops.
+  From registers a 10-bit look-up is ten 27:1 multiplexers, about 100 LUT6; from
+  LUT-RAM it is 16 LUTs (the kv260 preset's 256 look-ups per cycle take 512 RAM64M8),
+  and the sets need no flip-flops (docs/tlmm.md).
 """
 
 from amaranth import Cat, Module, Mux, Signal
