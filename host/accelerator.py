@@ -19,7 +19,7 @@ from tritium.sim.golden.model import embed
 from tritium.sim.reference import lm_head
 from .compiler import CompiledModel, compile_model
 from .errors import InputError, TritiumError
-from .link import DeviceInfo, LinkClient, LinkError
+from .link import DeviceInfo, LinkClient, LinkError, pad_to_words
 from .runtime import check_token_ids
 
 __all__ = ["DesignMismatchError", "RunError", "Accelerator"]
@@ -113,10 +113,10 @@ class Accelerator:
         would move the image over the link after all, so two words per region: enough
         to show the device sees this buffer, at this base, after the flush.
         """
-        word_bytes = self.config.data_width // 8
+        word_bytes = self.config.memory.bytes_per_word
         for address, data in image:
-            words = -(-len(data) // word_bytes)
-            data = bytes(data) + bytes(words * word_bytes - len(data))
+            data = pad_to_words(data, word_bytes)
+            words = len(data) // word_bytes
             for word in sorted({0, words - 1} if words else ()):
                 expected = data[word * word_bytes:(word + 1) * word_bytes]
                 if self.link.read(address + word, 1) != expected:

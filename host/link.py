@@ -15,7 +15,12 @@ from tritium.hw.link import protocol as p
 from .errors import TritiumError
 
 __all__ = ["LinkError", "LinkTimeout", "DeviceError", "encode_frame", "FrameDecoder",
-           "parse_frame", "DeviceInfo", "LinkClient"]
+           "parse_frame", "DeviceInfo", "LinkClient", "pad_to_words"]
+
+
+def pad_to_words(data: bytes, word_bytes: int) -> bytes:
+    """``data`` padded with zeros to whole memory words, as a WRITE stores it."""
+    return bytes(data) + bytes(-len(data) % word_bytes)
 
 
 class LinkError(TritiumError):
@@ -138,7 +143,7 @@ class LinkClient:
     def write(self, address: int, data: bytes):
         """Store ``data`` (padded to whole words) from word ``address``, frame by frame."""
         info = self.device
-        data = bytes(data) + bytes(-len(data) % info.word_bytes)
+        data = pad_to_words(data, info.word_bytes)
         chunk = (info.max_payload - 4) // info.word_bytes * info.word_bytes
         for start in range(0, len(data), chunk):
             self.request(p.WRITE, struct.pack("<I", address + start // info.word_bytes)

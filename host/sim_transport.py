@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import TritiumError
 from .link import LinkTimeout
+from .transports import Transport
 
 __all__ = ["SimTransport", "simulation_cache_dir", "simulation_is_built"]
 
@@ -58,7 +59,7 @@ def _toplevel(config) -> str:
     return f"tritium_{config.name.replace('-', '_')}"
 
 
-class SimTransport:
+class SimTransport(Transport):
     """Bytes to and from the simulated top; see the module docstring.
 
     ``harness`` makes the component to simulate (default: ``SimTop(config)``, the top
@@ -139,9 +140,3 @@ class SimTransport:
             self._socket.close()
             self._socket = None
             self._thread.join(timeout=60)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

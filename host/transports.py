@@ -21,18 +21,12 @@ from .device_model import DeviceModel
 from .errors import InputError
 from .link import LinkTimeout
 
-__all__ = ["Transport", "GoldenTransport", "TRANSPORTS", "register_transport",
+__all__ = ["Closeable", "Transport", "GoldenTransport", "TRANSPORTS", "register_transport",
            "open_transport"]
 
 
-class Transport:
-    """The byte-stream interface every backend implements; usable as a context manager."""
-
-    def send(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def receive(self, timeout: float) -> bytes:
-        raise NotImplementedError
+class Closeable:
+    """Something to ``close()``, usable as a context manager that closes it."""
 
     def close(self) -> None:
         pass
@@ -42,6 +36,16 @@ class Transport:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+class Transport(Closeable):
+    """The byte-stream interface every backend implements; usable as a context manager."""
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def receive(self, timeout: float) -> bytes:
+        raise NotImplementedError
 
 
 class GoldenTransport(Transport):

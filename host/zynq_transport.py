@@ -31,8 +31,8 @@ import numpy as np
 
 from tritium.boards import zynq_map as reg
 from .errors import InputError, TritiumError
-from .link import LinkError, LinkTimeout
-from .transports import Transport
+from .link import LinkError, LinkTimeout, pad_to_words
+from .transports import Closeable, Transport
 
 __all__ = ["Registers", "DevMemRegisters", "PynqRegisters", "open_registers", "Buffer",
            "DevMemBuffer", "PynqBuffer", "ZynqTransport", "LINK_WINDOW_ADDRESS", "DEV_MEM",
@@ -64,7 +64,7 @@ def check_memory_base(physical_address, memory_bytes: int) -> None:
                          f"{reg.BASE_ALIGN_BYTES} bytes")
 
 
-class Registers:
+class Registers(Closeable):
     """32-bit registers of the window at byte ``offset``s; usable as a context manager."""
 
     def read32(self, offset: int) -> int:
@@ -72,15 +72,6 @@ class Registers:
 
     def write32(self, offset: int, value: int) -> None:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
 
 
 def _open_dev_mem(path: str, address: int, size: int, what: str):
@@ -405,8 +396,7 @@ class ZynqTransport(Transport):
         if self.buffer is None:
             raise InputError("attach a buffer (attach_buffer) before loading an image")
         word_bytes = self.config.memory.bytes_per_word
-        padded = [(address, bytes(data) + bytes(-len(data) % word_bytes))
-                  for address, data in image]
+        padded = [(address, pad_to_words(data, word_bytes)) for address, data in image]
         for address, data in padded:
             if address < 0 or address * word_bytes + len(data) > self.memory_bytes:
                 raise InputError(f"the image's {len(data)} bytes at word {address} lie "
