@@ -1,13 +1,17 @@
 """Benchmark the attention block in cycle-accurate simulation (Verilator): prefill and decode.
 
-    python bench/attention.py --json                 # BitNet-0.7B's heads, the kv260 unit
-    python bench/attention.py --model tiny --lanes 4 --dims 8 --json
+    python bench/attention.py --json                 # the kv260 preset's unit, KV260 memory
+    python bench/attention.py --config tiny --memory kv260 --json
 
-One layer of ``bitnet-b1.58-large`` attention (16 heads of 96, multi-head) with its KV
-cache in a SimMemory at the KV260's bandwidth. Prefill cases run a prompt from
-position 0 in jobs of ``max_queries`` tokens; decode cases store a random cache of
-``context - 1`` records through the harness's load port (not timed) and time the one
-decode step at position ``context - 1``. Every output is checked against golden.
+One layer of the attention block of an accelerator preset (``--config``, default
+``kv260``: BitNet-0.7B's 16 heads of 96, its lanes and dims per cycle, its bus and token
+tile) with its KV cache on port 0 of the board's memory model (``--memory``, default the
+preset's board: the KV260's HP port, 15.84 B/cycle and 40 cycles of latency at 250 MHz),
+filled through the simulation's backdoor. ``--model``, ``--lanes`` and ``--dims`` change
+the shape. Prefill cases run a prompt from position 0 in jobs of the token tile; decode
+cases store a random cache of ``context - 1`` records through the backdoor (not timed)
+and time the one decode step at position ``context - 1``. Every output is checked
+against golden.
 
 For each case it reports the simulated cycles (and their split into intake, attention
 and output phases) next to the derived work: the compute ideal (every multiply of
@@ -27,17 +31,14 @@ from pathlib import Path
 
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.attention.kvcache import KVLayout
-from tritium.hw.config import MODEL_PRESETS, AttentionConfig
-from tritium.hw.memory.port import MemoryConfig
+from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, AttentionConfig
+from tritium.hw.memory_model import MEMORY_MODELS
+from tritium.sim.backdoor import image_plusarg
 from tritium.sim.cosim import run_cocotb, stdout_to_stderr
 from tritium.sim.harness import AttentionHarness
 
-# KV260: 12.8 GB/s sustained PS DDR at 250 MHz is 51.2 bytes per cycle (tellme.md 3).
-BOARD_BYTES_PER_CYCLE = 51.2
-MEMORY_LATENCY = 40
-# A 512-bit bus so that one word per cycle is not below the board's bandwidth.
-MEMORY = MemoryConfig(data_width=512, addr_width=20, len_width=12)
-MAX_QUERIES = 16
+# The memory model of each accelerator preset's board (the small presets' is on chip).
+BOARD_MEMORY = {"kv260": "kv260", "tiny": "onchip", "ulx3s": "onchip"}
 
 
 def derived(cfg: AttentionConfig, layout: KVLayout, bytes_per_cycle, start, tokens) -> dict:
@@ -90,50 +91,64 @@ def cases(prefills, contexts) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), default="bitnet-b1.58-large")
-    parser.add_argument("--lanes", type=int, default=8)
-    parser.add_argument("--dims", type=int, default=16, help="dims_per_cycle")
+    parser.add_argument("--config", choices=sorted(BOARD_MEMORY), default="kv260",
+                        help="accelerator preset whose attention unit to simulate")
+    parser.add_argument("--memory", choices=sorted(MEMORY_MODELS), default=None,
+                        help="board memory model (default: the preset's board)")
+    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), default=None,
+                        help="model shape (default: the preset's)")
+    parser.add_argument("--lanes", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--dims", type=int, default=None,
+                        help="dims_per_cycle (default: the preset's lanes)")
     parser.add_argument("--prefill", type=int, nargs="*", default=[64, 128])
     parser.add_argument("--decode", type=int, nargs="*", default=[128, 512, 2048],
                         help="contexts (keys attended, including the new token)")
-    parser.add_argument("--bandwidth", type=float, default=BOARD_BYTES_PER_CYCLE,
-                        help="memory bytes per cycle (default: KV260 at 250 MHz)")
     parser.add_argument("--build-dir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true",
                         help="reuse a finished build in --build-dir (same design)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    preset = ACCELERATOR_PRESETS[args.config]
+    memory_model = MEMORY_MODELS[args.memory or BOARD_MEMORY[args.config]]
     todo = cases(args.prefill, args.decode)
     longest = max(c["start"] + c["tokens"] for c in todo)
-    model = dataclasses.replace(MODEL_PRESETS[args.model], layers=1,
-                                max_context=max(longest, MODEL_PRESETS[args.model].max_context))
+    base = MODEL_PRESETS[args.model] if args.model else preset.model
+    model = dataclasses.replace(base, layers=1, max_context=max(longest, base.max_context))
+    memory, max_queries = preset.memory, preset.max_tokens
     try:
-        cfg = AttentionConfig.for_model(model, lanes=args.lanes, dims_per_cycle=args.dims)
-        harness = AttentionHarness(model, cfg, MEMORY, MAX_QUERIES,
-                                   bytes_per_cycle=args.bandwidth, latency=MEMORY_LATENCY)
+        cfg = AttentionConfig.for_model(model, lanes=args.lanes or preset.attention_lanes,
+                                        dims_per_cycle=args.dims or preset.lanes)
+        harness = AttentionHarness(model, cfg, memory, max_queries,
+                                   board=(memory_model, preset.clock_hz))
     except ValueError as error:
         parser.error(str(error))
+    bytes_per_cycle = memory_model.port_bytes_per_cycle(0, preset.clock_hz,
+                                                        memory.bytes_per_word)
+    latency = memory_model.latency_cycles(0, preset.clock_hz)
     build_root = args.build_dir or Path(tempfile.mkdtemp(prefix="tritium-bench-"))
     output = build_root / "attention.json"
+    image = build_root / "kv-image.hex"
     settings = {"model": dataclasses.asdict(model), "attention": dataclasses.asdict(cfg),
-                "memory": dataclasses.asdict(MEMORY), "max_queries": MAX_QUERIES,
-                "cases": todo, "output": str(output)}
+                "memory": dataclasses.asdict(memory), "max_queries": max_queries,
+                "cases": todo, "output": str(output), "backdoor_image": str(image)}
     sys.path.insert(0, str(Path(__file__).parent))
     started = time.perf_counter()
     with stdout_to_stderr():
         run_cocotb(harness, toplevel="attention_bench", test_module="tb_attention_bench",
                    build_dir=build_root / "attention",
                    extra_env={"ATTENTION_BENCH_SETTINGS": json.dumps(settings)},
-                   reuse=args.reuse, optimize="-O2")   # cycles do not depend on it
+                   reuse=args.reuse, optimize="-O2",   # cycles do not depend on it
+                   plusargs=[image_plusarg(image)])
     wall = time.perf_counter() - started
-    layout = KVLayout(cfg, MEMORY)
-    results = [summarize(case, cfg, layout, args.bandwidth)
+    layout = KVLayout(cfg, memory)
+    results = [summarize(case, cfg, layout, float(bytes_per_cycle))
                for case in json.loads(output.read_text())]
     report = {"kind": "simulated (cycle-accurate, Verilator); work and bounds derived",
-              "model": model.name, "attention": dataclasses.asdict(cfg),
-              "max_queries": MAX_QUERIES, "data_width": MEMORY.data_width,
-              "bytes_per_cycle": args.bandwidth, "latency": MEMORY_LATENCY,
-              "record_bytes": layout.words_per_record * MEMORY.bytes_per_word,
+              "config": args.config, "model": model.name, "attention": dataclasses.asdict(cfg),
+              "max_queries": max_queries, "data_width": memory.data_width,
+              "memory_model": memory_model.name, "bytes_per_cycle": float(bytes_per_cycle),
+              "latency": latency,
+              "record_bytes": layout.words_per_record * memory.bytes_per_word,
               "simulation_wall_seconds": round(wall, 1), "results": results}
     if args.json:
         print(json.dumps(report))

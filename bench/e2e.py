@@ -2,16 +2,22 @@
 
     python bench/e2e.py --json                  # tiny model on the tiny design (Verilator)
     python bench/e2e.py --prompt 8 --decode 4
+    python bench/e2e.py --config tiny --memory kv260        # on the KV260's memory model
+    python bench/e2e.py --config kv260 --model bitnet-b1.58-large --prompt 8 --decode 1
 
-The shipped tiny model runs on the ``sim`` transport (the generated top on Verilator):
-a prompt of ``--prompt`` tokens, then ``--decode`` decode steps, every logit checked
-against the golden model. Per run it reads the controller's counters (cycles in total
-and per kind of instruction) and sets them next to the *derived* ideal of each
-instruction: a LINEAR's compute or weight-read bound, an ATTEND's key passes plus its
-input and output beats, a NORM's vectors in plus the last one's codes out (its codes
-need the vector's peak), a beat per cycle for GATE, LOAD and STORE. The gap is the
-cost of running the units one after another plus fetch and pipeline latency. Nothing
-is asserted: the numbers go to docs/performance.md.
+A model (``--model``: ``tiny``, a checkpoint path, or a named shape with random weights;
+default: the design's own model, ``tiny`` with its shipped weights) runs on the simulated
+top of an accelerator preset (``--config``). The top keeps its model in on-chip memory,
+as the ``sim`` transport builds it, or with ``--memory`` (needed where the memory is too
+large to be on chip, e.g. ``kv260``) on port 0 of that board memory model, loaded
+through the backdoor. A prompt of ``--prompt`` tokens, then ``--decode`` decode steps,
+every logit checked against the golden model. Per run it reads the controller's counters
+(cycles in total and per kind of instruction, memory words per kind) and sets them next
+to the *derived* ideal of each instruction: a LINEAR's compute or weight-read bound, an
+ATTEND's key passes plus its input and output beats, a NORM's vectors in plus the last
+one's codes out (its codes need the vector's peak), a beat per cycle for GATE, LOAD and
+STORE. The gap is the cost of running the units one after another plus fetch and
+pipeline latency. Nothing is asserted: the numbers go to docs/performance.md.
 """
 
 import argparse
@@ -22,13 +28,20 @@ import time
 import numpy as np
 
 from tritium.host.accelerator import Accelerator
+from tritium.host.errors import TritiumError
 from tritium.host.importers import load_model
-from tritium.host.sim_transport import SimTransport
-from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.host.model import Model
+from tritium.host.sim_transport import BoardSimTransport, SimTransport
+from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
 from tritium.hw.control.isa import OPCODES
+from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.sim.golden.model import GoldenModel
+
+# On-chip memory in the Verilog is an initial image of every word: beyond this many
+# words the design must run on a board memory model (``--memory``).
+ONCHIP_WORDS_LIMIT = 2 ** 16
 
 NAMES = {code: name for name, code in OPCODES.items()}
 
@@ -69,26 +82,31 @@ def measure(accelerator, ids, config, golden, cache, position):
     return logits, matches, counters, ideal
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(ACCELERATOR_PRESETS), default="tiny")
-    parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
-    parser.add_argument("--decode", type=int, default=8, help="decode steps")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    config = ACCELERATOR_PRESETS[args.config]
-    model = load_model("tiny")
+def open_model(source, config):
+    """The model to run: ``tiny`` or a path through the importers, or a named shape
+    (``MODEL_PRESETS``) without shipped weights as random weights."""
+    if source in MODEL_PRESETS and source != "tiny":
+        return Model.random(MODEL_PRESETS[source], seed=0)
+    return load_model(source)
+
+
+def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> dict:
+    """Run ``prompt`` tokens and ``decode`` steps of ``model`` on the simulated top of
+    ``config`` (on chip, or on ``memory_model``'s port 0); the report of the module
+    docstring, every run checked against golden."""
     golden = GoldenModel(model)
     cache = golden.new_cache()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     started = time.perf_counter()
-    transport = SimTransport(config)           # its build log goes to a file
+    # Both transports send their build log to a file.
+    transport = (BoardSimTransport(config, memory_model) if memory_model
+                 else SimTransport(config))
     built = time.perf_counter()
     runs = []
-    with Accelerator(config, transport, timeout=600) as accelerator:
+    with Accelerator(config, transport, timeout=3600) as accelerator:
         accelerator.load(model)
         loaded = time.perf_counter()
-        ids = rng.integers(0, 256, args.prompt).tolist()
+        ids = rng.integers(0, model.config.vocab_size, prompt).tolist()
         for start in range(0, len(ids), config.max_tokens):
             chunk = ids[start:start + config.max_tokens]
             logits, matches, counters, ideal = measure(accelerator, chunk, config, golden,
@@ -96,8 +114,8 @@ def main(argv=None):
             runs.append({"kind": "prefill", "position": start, "tokens": len(chunk),
                          "matches_golden": matches, "counters": counters, "ideal": ideal})
         token = int(np.argmax(logits[-1]))
-        for step in range(args.decode):
-            position = args.prompt + step
+        for step in range(decode):
+            position = prompt + step
             logits, matches, counters, ideal = measure(accelerator, [token], config, golden,
                                                        cache, position)
             runs.append({"kind": "decode", "position": position, "tokens": 1,
@@ -107,6 +125,8 @@ def main(argv=None):
 
     def totals(kind):
         chosen = [r for r in runs if r["kind"] == kind]
+        if not chosen:
+            return None
         tokens = sum(r["tokens"] for r in chosen)
         cycles = sum(r["counters"]["cycles"] for r in chosen)
         ideal = sum(sum(r["ideal"].values()) for r in chosen)
@@ -119,25 +139,56 @@ def main(argv=None):
                 "cycles_by_kind": per_kind, "ideal_by_kind": ideal_kind,
                 "projected_seconds_per_token": cycles / tokens / config.clock_hz}
 
-    report = {"kind": "simulated (cycle-accurate, Verilator); ideals derived",
-              "config": config.name, "clock_hz": config.clock_hz,
-              "matches_golden": all(r["matches_golden"] for r in runs),
-              "prefill": totals("prefill"), "decode": totals("decode"),
-              "wall_seconds": {"build_or_cache": round(built - started, 1),
-                               "load_model": round(loaded - built, 1),
-                               "runs": round(finished - loaded, 1)},
-              "runs": runs}
+    return {"kind": "simulated (cycle-accurate, Verilator); ideals derived",
+            "config": config.name, "model": model.config.name, "clock_hz": config.clock_hz,
+            "memory_model": memory_model.name if memory_model else "onchip (in the top)",
+            "matches_golden": all(r["matches_golden"] for r in runs),
+            "prefill": totals("prefill"), "decode": totals("decode"),
+            "wall_seconds": {"build_or_cache": round(built - started, 1),
+                             "load_model": round(loaded - built, 1),
+                             "runs": round(finished - loaded, 1)},
+            "runs": runs}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(ACCELERATOR_PRESETS), default="tiny")
+    parser.add_argument("--model", default=None,
+                        help="tiny, a checkpoint path, or a named shape with random weights "
+                             "(default: the design's model)")
+    parser.add_argument("--memory", choices=sorted(MEMORY_MODELS), default=None,
+                        help="run on this board memory model (default: on-chip memory)")
+    parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
+    parser.add_argument("--decode", type=int, default=8, help="decode steps")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    config = ACCELERATOR_PRESETS[args.config]
+    if args.memory is None and config.memory_words > ONCHIP_WORDS_LIMIT:
+        parser.error(f"design {config.name!r} has {config.memory_words} words of memory, too "
+                     f"many to simulate on chip: give --memory (e.g. --memory kv260)")
+    if args.prompt < 1 or args.decode < 0 or args.prompt + args.decode > config.model.max_context:
+        parser.error(f"--prompt must be at least 1 and prompt + decode at most the context "
+                     f"of {config.model.max_context} tokens")
+    try:
+        model = open_model(args.model or config.model.name, config)
+        config.check_model(model.config)
+    except (TritiumError, ValueError) as error:
+        parser.error(str(error))
+    memory = MEMORY_MODELS[args.memory] if args.memory else None
+    report = simulate(config, model, memory, args.prompt, args.decode)
     if args.json:
         print(json.dumps(report))
     else:
         for kind in ("prefill", "decode"):
             t = report[kind]
+            if t is None:
+                continue
             print(f"{kind:8} {t['cycles_per_token']:>9} cycles/token, ideal "
                   f"{t['ideal_cycles'] / t['tokens']:.0f} ({t['fraction_of_ideal']:.1%} of "
                   f"the cycles), {t['projected_seconds_per_token'] * 1e3:.2f} ms/token at "
                   f"{config.clock_hz / 1e6:g} MHz")
         print(f"matches golden: {report['matches_golden']}; wall {report['wall_seconds']}")
-    return 0
+    return 0 if report["matches_golden"] else 1
 
 
 if __name__ == "__main__":

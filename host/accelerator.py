@@ -126,9 +126,16 @@ class Accelerator:
                         f"memory is not the buffer that was filled (base address, cache "
                         f"flush)")
 
-    def reset(self) -> None:
-        """Start a new conversation at position 0 (the old cache entries are overwritten)."""
-        self._position = 0
+    def reset(self, position: int = 0) -> None:
+        """Start a new conversation at ``position`` (default 0; the old cache entries are
+        overwritten). A later position continues from whatever the KV cache holds below
+        it, e.g. a cache image a benchmark stored through a backdoor."""
+        limit = self._loaded().config.max_context
+        if isinstance(position, bool) or not isinstance(position, int) \
+                or not 0 <= position <= limit:
+            raise InputError(f"a conversation position must be an integer from 0 to the "
+                             f"context of {limit} tokens, not {position!r}")
+        self._position = position
 
     def prefill(self, token_ids) -> np.ndarray:
         """Append tokens to the conversation; return their logits, (tokens, vocab).
@@ -195,18 +202,35 @@ class Accelerator:
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
         """One run of up to ``max_tokens`` tokens: embeddings in, logits out."""
+        states = self.run_states(embed(self._model, ids))
+        return lm_head(self._model, states / 2.0 ** F_ACT)
+
+    def run_states(self, states) -> np.ndarray:
+        """One run of the device on hidden states: ``states`` (tokens, hidden), int32
+        Q19.12, 1 .. ``max_tokens`` tokens at the conversation's position, go to the io
+        region; the final hidden states come back, (tokens, hidden) int64. The
+        conversation advances by the tokens. (:meth:`prefill` and :meth:`decode` put the
+        host's embedding lookup and LM head around it.)"""
         compiled, hidden = self.compiled, self.config.model.hidden
-        self.link.write(compiled.io_address, embed(self._model, ids).astype("<i4").tobytes())
+        states = np.asarray(states)
+        if states.ndim != 2 or states.shape[1] != hidden \
+                or not 1 <= states.shape[0] <= self.config.max_tokens:
+            raise InputError(f"a run takes (1 .. {self.config.max_tokens}, {hidden}) hidden "
+                             f"states, not an array of shape {states.shape}")
+        tokens = states.shape[0]
+        if self._position + tokens > self._loaded().config.max_context:
+            raise InputError(f"{self._position + tokens} tokens exceed the context of "
+                             f"{self._model.config.max_context} tokens")
+        self.link.write(compiled.io_address, states.astype("<i4").tobytes())
         self.link.set(REGISTERS["position"], self._position)
-        self.link.set(REGISTERS["tokens"], len(ids))
+        self.link.set(REGISTERS["tokens"], tokens)
         status = self.link.run()
         self.run_cycles.append(self.link.get(REGISTERS["cycles"]))
         if status != STATUS["OK"]:
             name = STATUS_NAMES.get(status, "unknown")
-            raise RunError(f"the device ended the run of {len(ids)} tokens at position "
+            raise RunError(f"the device ended the run of {tokens} tokens at position "
                            f"{self._position} with status {status} ({name})")
-        words = len(ids) * hidden // self.config.lanes
+        words = tokens * hidden // self.config.lanes
         states = np.frombuffer(self.link.read(compiled.io_address, words), dtype="<i4")
-        self._position += len(ids)
-        return lm_head(self._model, states.astype(np.int64).reshape(len(ids), hidden)
-                       / 2.0 ** F_ACT)
+        self._position += tokens
+        return states.astype(np.int64).reshape(tokens, hidden)

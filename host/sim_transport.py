@@ -7,9 +7,12 @@ link's bytes with it over a local TCP socket: the same frames a board would get.
 """
 
 import hashlib
+import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from .errors import TritiumError
 from .link import LinkTimeout
 from .transports import Transport
 
-__all__ = ["SimTransport", "simulation_cache_dir", "simulation_is_built"]
+__all__ = ["SimTransport", "BoardSimTransport", "simulation_cache_dir", "simulation_is_built"]
 
 CONNECT_SECONDS = 120
 # C++ optimisation of the simulator. For the tiny top, -O2 builds in about 100 s (-O0:
@@ -66,10 +69,13 @@ class SimTransport(Transport):
     with its link fed by chunks); it needs the same ``rx_chunks``/``tx`` ports, such as
     a :class:`~tritium.sim.harness.UartSimTop` around a board core, and a ``variant``
     name for its cache directory. ``log`` receives the simulator's output (default: a
-    file in the build directory).
+    file in the build directory). ``backdoor`` is the number of memory ports of a
+    :class:`~tritium.sim.harness.BoardSimTop` harness, whose backdoor the transport
+    then opens (0: none; :class:`BoardSimTransport` uses it).
     """
 
-    def __init__(self, config, build_dir=None, log=None, harness=None, variant=None):
+    def __init__(self, config, build_dir=None, log=None, harness=None, variant=None,
+                 backdoor: int = 0):
         from tritium.sim.cosim import build_simulation, output_to_file
         from tritium.sim.harness import SimTop
         if (harness is None) != (variant is None):
@@ -87,6 +93,10 @@ class SimTransport(Transport):
         except (subprocess.CalledProcessError, SystemExit):
             raise TritiumError(f"building the simulator with Verilator failed "
                                f"(log: {build_log})") from None
+        self._word_bytes = config.data_width // 8
+        self._backdoor, self._control, self._image_dir = backdoor, None, None
+        if backdoor:
+            self._image_dir = Path(tempfile.mkdtemp(prefix="tritium-image-"))
         self._server = socket.create_server(("127.0.0.1", 0))
         self._failure = None
         self._thread = threading.Thread(target=self._simulate, daemon=True,
@@ -95,6 +105,8 @@ class SimTransport(Transport):
         self._socket = None
         try:
             self._socket = self._accept()
+            if backdoor:
+                self._control = self._accept().makefile("rwb")
         finally:
             self._server.close()
 
@@ -113,14 +125,28 @@ class SimTransport(Transport):
                            f"(log: {self.build_dir / 'simulation.log'})")
 
     def _simulate(self, log):
+        env = {"TRITIUM_BRIDGE_PORT": str(self._server.getsockname()[1])}
+        plusargs = []
+        if self._backdoor:
+            from tritium.sim.backdoor import image_plusarg
+            env["TRITIUM_BACKDOOR"] = str(self._backdoor)
+            plusargs = [image_plusarg(self._image_dir / "image.hex")]
         try:
             self._runner.test(test_module="tritium.sim.bridge", hdl_toplevel=self.toplevel,
                               hdl_toplevel_lang="verilog",
                               build_dir=self.build_dir, test_dir=self.build_dir,
-                              extra_env={"TRITIUM_BRIDGE_PORT": str(self._server.getsockname()[1])},
-                              log_file=log)
+                              extra_env=env, plusargs=plusargs, log_file=log)
         except BaseException as error:                # reported by the next receive()
             self._failure = error
+
+    def _request(self, line: str) -> dict:
+        """One backdoor request and its answer (``sim/bridge.py``)."""
+        self._control.write(line.encode() + b"\n")
+        self._control.flush()
+        answer = self._control.readline()
+        if not answer:
+            raise TritiumError(f"the simulation ended unexpectedly: {self._failure or 'no reply'}")
+        return json.loads(answer)
 
     def send(self, data: bytes):
         self._socket.sendall(data)
@@ -136,7 +162,41 @@ class SimTransport(Transport):
         return data
 
     def close(self):
+        if getattr(self, "_control", None):
+            self._control.close()
+            self._control = None
+        if getattr(self, "_image_dir", None):
+            shutil.rmtree(self._image_dir, ignore_errors=True)
+            self._image_dir = None
         if getattr(self, "_socket", None):
             self._socket.close()
             self._socket = None
             self._thread.join(timeout=60)
+
+
+class BoardSimTransport(SimTransport):
+    """The ``sim`` transport on a board's memory: the top's memory port on port 0 of a
+    :class:`~tritium.hw.memory.BoardMemory` that follows memory model ``model``
+    (:data:`~tritium.hw.memory_model.MEMORY_MODELS`), with a backdoor to load images.
+    """
+
+    def __init__(self, config, model, ports: int = 1, build_dir=None, log=None):
+        from tritium.sim.harness import BoardSimTop
+        super().__init__(config, build_dir=build_dir, log=log,
+                         harness=lambda: BoardSimTop(config, model, ports),
+                         variant=f"board-{model.name}-{ports}", backdoor=ports)
+        self.port_names = tuple(port.name for port in model.ports[:ports])
+
+    def load_image(self, image) -> None:
+        """Store ``image`` (``(word address, bytes)`` pairs) in the simulated board memory
+        through its backdoor, in one clock cycle of the simulation."""
+        from tritium.sim.backdoor import write_memory_image
+        write_memory_image(self._image_dir / "image.hex", image, self._word_bytes)
+        self._request("load")
+
+    def memory_counters(self) -> dict:
+        """Words read and written through each memory port since the simulation started,
+        by port name: ``{"HP0": {"read_words": n, "written_words": n}, ...}``."""
+        words = self._request("counters")
+        return {name: {kind: words[kind][i] for kind in ("read_words", "written_words")}
+                for i, name in enumerate(self.port_names)}

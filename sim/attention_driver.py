@@ -8,12 +8,14 @@ import random
 
 import cocotb
 import numpy as np
+from cocotb.triggers import FallingEdge
 from cocotb.utils import get_sim_time
 
 from tritium.hw.attention.block import attention_job_layout
 from tritium.hw.config import AttentionConfig, ModelConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.hw.layouts import vector_beat_layout
+from .backdoor import write_memory_image
 from .attention_tb import output_beats, qkv_beats, random_qkv, score_scale
 from .cocotb_tb import (AmStreamSink, AmStreamSource, AmStreamTransaction, MemoryLoader,
                         stream_bfm)
@@ -30,8 +32,9 @@ class AttentionDriver:
     """
 
     def __init__(self, dut, model, cfg, memory, max_queries, idle=0.0, stall=0.0,
-                 rng: random.Random = None, period_ns: int = 10):
+                 rng: random.Random = None, period_ns: int = 10, backdoor_image=None):
         self.dut, self.model, self.cfg, self.memory = dut, model, cfg, memory
+        self.backdoor_image = backdoor_image
         self.max_queries = max_queries
         self.period_ns = period_ns
         rng = rng or random.Random(0)
@@ -43,13 +46,16 @@ class AttentionDriver:
         self.beat_layout = vector_beat_layout(cfg.dims_per_cycle)
         self.tables = rope_tables(model)
         dut.loading.value = 0
+        if backdoor_image:
+            dut.backdoor_load.value = 0
 
     @classmethod
     def from_settings(cls, dut, settings: dict, **options) -> "AttentionDriver":
         """A driver for the configs a test runner passed as JSON (``model``,
         ``attention``, ``memory`` as dataclass fields, and ``max_queries``)."""
         return cls(dut, ModelConfig(**settings["model"]), AttentionConfig(**settings["attention"]),
-                   MemoryConfig(**settings["memory"]), settings["max_queries"], **options)
+                   MemoryConfig(**settings["memory"]), settings["max_queries"],
+                   backdoor_image=settings.get("backdoor_image"), **options)
 
     def set_score_scale(self):
         m, e = score_scale(self.model.head_dim)
@@ -59,7 +65,15 @@ class AttentionDriver:
         return int(get_sim_time("ns") // self.period_ns)
 
     async def store(self, images):
-        """Write ``(word address, bytes)`` images through the load port."""
+        """Write ``(word address, bytes)`` images through the load port, or in one cycle
+        through the backdoor of a board memory (``backdoor_image``: the file it loads)."""
+        if self.backdoor_image:
+            write_memory_image(self.backdoor_image, images, self.memory.bytes_per_word)
+            await FallingEdge(self.dut.clk)
+            self.dut.backdoor_load.value = 1
+            await FallingEdge(self.dut.clk)
+            self.dut.backdoor_load.value = 0
+            return
         self.dut.loading.value = 1
         for base, data in images:
             await self.loader.store(data, base)

@@ -6,10 +6,22 @@ frame's bytes into the top (a :class:`~tritium.sim.harness.SimTop`) in chunks th
 enter the link one byte per cycle, and returns the bytes of ``tx`` until the reply's
 closing ``END``. The host link is stop-and-wait, so between a
 reply and the next frame nothing happens in the design, and the simulation waits on
-the socket without advancing time. The clock runs in C++ (DESIGN.md section 6).
+the socket without advancing time. The clock runs in C++.
+
+With ``TRITIUM_BACKDOOR`` set to the number of memory ports (a
+:class:`~tritium.sim.harness.BoardSimTop`), a second
+connection to the same port carries the simulation's own requests, one line each,
+answered with one line of JSON:
+
+- ``load``: pulse ``backdoor_load`` for one cycle, so the board memory reads the image
+  file the transport wrote (``+tritium_memory_image=PATH``); answers ``{"loaded": true}``;
+- ``counters``: the board memory's words per port since reset; answers
+  ``{"read_words": [...], "written_words": [...]}``.
 """
 
+import json
 import os
+import select
 import socket
 
 import cocotb
@@ -22,24 +34,29 @@ from .harness import CHUNK_BYTES
 __all__ = ["serve"]
 
 
-def _read_frame(connection, pending: bytearray) -> bytes:
-    """Bytes from the socket up to and including the END closing a non-empty frame;
-    b"" when the host has closed the connection."""
+def _take_frame(pending: bytearray) -> bytes:
+    """Remove and return the bytes up to and including the END closing a non-empty frame
+    from ``pending``; None while no frame is complete."""
+    start = 0
     while True:
-        start = 0
-        while True:
-            end = pending.find(bytes([END]), start)
-            if end < 0:
-                break
-            if pending[:end].strip(bytes([END])):
-                frame = bytes(pending[:end + 1])
-                del pending[:end + 1]
-                return frame
-            start = end + 1
-        chunk = connection.recv(65536)
-        if not chunk:
-            return b""
-        pending += chunk
+        end = pending.find(bytes([END]), start)
+        if end < 0:
+            return None
+        if pending[:end].strip(bytes([END])):
+            frame = bytes(pending[:end + 1])
+            del pending[:end + 1]
+            return frame
+        start = end + 1
+
+
+def _take_line(pending: bytearray) -> str:
+    """Remove and return the first complete line of ``pending``; None if there is none."""
+    end = pending.find(b"\n")
+    if end < 0:
+        return None
+    line = bytes(pending[:end]).decode().strip()
+    del pending[:end + 1]
+    return line
 
 
 # Both directions look at the design at falling edges, where everything has settled:
@@ -77,19 +94,52 @@ async def _receive_reply(dut) -> bytes:
             await RisingEdge(dut.tx__valid)
 
 
+async def _backdoor(dut, request: str) -> dict:
+    """Answer one request of the backdoor connection (see the module docstring)."""
+    if request == "load":
+        await FallingEdge(dut.clk)
+        dut.backdoor_load.value = 1
+        await FallingEdge(dut.clk)
+        dut.backdoor_load.value = 0
+        return {"loaded": True}
+    if request == "counters":
+        ports = int(os.environ["TRITIUM_BACKDOOR"])
+        words = {name: [int(getattr(dut, f"{name}__{i}").value) for i in range(ports)]
+                 for name in ("read_words", "written_words")}
+        return words
+    return {"error": f"unknown backdoor request {request!r}"}
+
+
 @cocotb.test()
 async def serve(dut):
     start_clock(dut)
     dut.rx_chunks__valid.value = 0
     dut.tx__ready.value = 1
+    if "TRITIUM_BACKDOOR" in os.environ:
+        dut.backdoor_load.value = 0
     await reset(dut)
-    connection = socket.create_connection(("127.0.0.1", int(os.environ["TRITIUM_BRIDGE_PORT"])))
-    pending = bytearray()
-    with connection:
+    address = ("127.0.0.1", int(os.environ["TRITIUM_BRIDGE_PORT"]))
+    link = socket.create_connection(address)
+    control = socket.create_connection(address) if "TRITIUM_BACKDOOR" in os.environ else None
+    pending = {link: bytearray(), control: bytearray()}
+    with link:
         while True:
-            frame = _read_frame(connection, pending)
-            if not frame:
-                break
-            receiver = cocotb.start_soon(_receive_reply(dut))
-            await _send(dut, frame)
-            connection.sendall(await receiver)
+            frame = _take_frame(pending[link])
+            if frame:
+                receiver = cocotb.start_soon(_receive_reply(dut))
+                await _send(dut, frame)
+                link.sendall(await receiver)
+                continue
+            request = _take_line(pending[control]) if control else None
+            if request:
+                control.sendall(json.dumps(await _backdoor(dut, request)).encode() + b"\n")
+                continue
+            # Nothing to do: wait for either connection without advancing time.
+            readable, _, _ = select.select([sock for sock in pending if sock], [], [])
+            for sock in readable:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    if control:
+                        control.close()
+                    return
+                pending[sock] += chunk

@@ -109,7 +109,9 @@ def _build(runner, component, toplevel, build_dir, sim, reuse, optimize):
     marker.unlink(missing_ok=True)
     if callable(component) and not hasattr(component, "elaborate"):
         component = component()
-    source.write_text(generate_verilog(component, toplevel))
+    # Hand-written Verilog the design instantiates (a backdoor memory) goes in the same file.
+    source.write_text(generate_verilog(component, toplevel)
+                      + getattr(component, "verilog_library", ""))
     build_args = _verilator_arguments(build_dir, toplevel) if sim == "verilator" else []
     saved = os.environ.get("MAKEFLAGS", "")
     if optimize:
@@ -125,10 +127,11 @@ def _build(runner, component, toplevel, build_dir, sim, reuse, optimize):
 
 def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: str = None,
                extra_env: dict = None, testcase=None, seed: int = 1, reuse: bool = False,
-               optimize: str = None):
+               optimize: str = None, plusargs=()):
     """Build ``component`` (:func:`build_simulation`) and run ``test_module`` on it.
 
-    ``toplevel`` must be unique per configuration (submodules are named after it).
+    ``toplevel`` must be unique per configuration (submodules are named after it);
+    ``plusargs`` go to the simulator (e.g. the backdoor's image file).
     Raises if any cocotb test fails (the runner exits under pytest).
     """
     runner = build_simulation(component, toplevel=toplevel, build_dir=build_dir, sim=sim,
@@ -138,7 +141,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir, sim: st
     return runner.test(test_module=test_module, hdl_toplevel=toplevel,
                        hdl_toplevel_lang="verilog", build_dir=build_dir,
                        test_dir=build_dir, extra_env=dict(extra_env or {}), testcase=testcase,
-                       seed=seed)
+                       seed=seed, plusargs=list(plusargs))
 
 
 @contextlib.contextmanager

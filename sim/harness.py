@@ -10,14 +10,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tritium.hw.attention.block import AttentionBlock
-from tritium.hw.memory import OnChipMemory, SimMemory
+from tritium.hw.memory import BoardMemory, OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter
 from tritium.hw.top import Top
 
-__all__ = ["TLMMHarness", "AttentionHarness", "ChunkFeeder", "SimTop", "UartSimTop",
-           "load_signature", "CHUNK_BYTES"]
+__all__ = ["TLMMHarness", "AttentionHarness", "ChunkFeeder", "SimTop", "BoardSimTop",
+           "UartSimTop", "load_signature", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 32            # host-link bytes the simulation bridge hands over per transfer
 CHUNK_LAYOUT = data.StructLayout({"data": unsigned(8 * CHUNK_BYTES),
@@ -71,22 +71,36 @@ class TLMMHarness(wiring.Component):
 class AttentionHarness(wiring.Component):
     """An :class:`AttentionBlock` with its KV cache in a memory model.
 
-    On-chip memory when ``bytes_per_cycle`` is None, else a :class:`SimMemory` of that
-    bandwidth and latency (an external DDR). The block's job, QKV, score-scale and output
-    ports are the harness's; ``busy_cycles`` counts cycles with a job in the block.
-    While ``loading`` is high the memory's write channels belong to the ``load`` port
-    (the block's writes wait), so a testbench can store a prefilled cache image
-    (``sim.attention_tb.cache_image``) without running the prompt through the block.
+    On-chip memory when ``bytes_per_cycle`` and ``board`` are None; a :class:`SimMemory`
+    of ``bytes_per_cycle`` and ``latency`` (an external DDR); or, with ``board`` =
+    ``(memory model, clock_hz)``, port 0 of a :class:`BoardMemory` of that model with
+    backdoor storage (``backdoor_load``, for the full-size shapes, whose cache would
+    otherwise be a zero image megabytes long in the Verilog). The block's job, QKV,
+    score-scale and output ports are the harness's; ``busy_cycles`` counts cycles with a
+    job in the block. While ``loading`` is high the memory's write channels belong to
+    the ``load`` port (the block's writes wait), so a testbench can store a prefilled
+    cache image (``sim.attention_tb.cache_image``) without running the prompt through
+    the block.
     """
 
-    def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0):
+    def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0,
+                 board=None):
         self._block = block = AttentionBlock(model, config, memory, max_queries)
+        if board is None:
+            self._ram = None
+            self.verilog_library = ""
+        else:
+            self._ram = BoardMemory(memory, block.kv_layout.words, *board, storage="backdoor")
+            #: Verilog that the generated Verilog instantiates (``sim.cosim`` builds it too).
+            self.verilog_library = self._ram.verilog_library
         self._memory_args = (memory, bytes_per_cycle, latency)
         members = {name: value for name, value in block.signature.members.items()
                    if name != "memory"}
         members["busy_cycles"] = Out(32)
         members["load"] = In(load_signature(memory))
         members["loading"] = In(1)
+        if board is not None:
+            members["backdoor_load"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -94,17 +108,23 @@ class AttentionHarness(wiring.Component):
         memory, bytes_per_cycle, latency = self._memory_args
         m.submodules.block = block = self._block
         depth = block.kv_layout.words
-        if bytes_per_cycle is None:
+        if self._ram is not None:
+            m.submodules.memory = board = self._ram
+            m.d.comb += board.load.eq(self.backdoor_load)
+            port = board.port[0]
+        elif bytes_per_cycle is None:
             m.submodules.memory = ram = OnChipMemory(memory, depth)
+            port = ram.port
         else:
             m.submodules.memory = ram = SimMemory(memory, depth, bytes_per_cycle=bytes_per_cycle,
                                                   latency=latency)
+            port = ram.port
         for name in ("read_cmd", "read_data"):
-            wiring.connect(m, getattr(block.memory, name), getattr(ram.port, name))
+            wiring.connect(m, getattr(block.memory, name), getattr(port, name))
         with m.If(self.loading):
-            _connect_writes(m, wiring.flipped(self.load), ram.port)
+            _connect_writes(m, wiring.flipped(self.load), port)
         with m.Else():
-            _connect_writes(m, block.memory, ram.port)
+            _connect_writes(m, block.memory, port)
         for name in ("job", "qkv"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(block, name))
         wiring.connect(m, block.out, wiring.flipped(self.out))
@@ -175,6 +195,47 @@ class SimTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rx_chunks), feeder.chunks)
         wiring.connect(m, feeder.bytes, top.rx)
         wiring.connect(m, top.tx, wiring.flipped(self.tx))
+        return m
+
+
+class BoardSimTop(wiring.Component):
+    """The accelerator's :class:`~tritium.hw.top.Top` on a board's memory: its memory port
+    on port 0 of a :class:`~tritium.hw.memory.BoardMemory` of ``config.memory_words``
+    words with the bandwidth and latency of ``model`` at the design's clock, filled
+    through the backdoor (the full-size simulations; ``sim/bridge.py`` drives it).
+
+    Members
+    -------
+    rx_chunks, tx : as :class:`SimTop`
+    backdoor_load : ``In(1)``
+        Load the image file named by ``+tritium_memory_image=PATH`` at this clock edge.
+    read_words, written_words : ``Out(32).array(ports)``
+        Words through each port of the memory model since reset.
+    """
+
+    def __init__(self, config, model, ports: int = 1):
+        self._top = Top(config, onchip=False)
+        self._memory = BoardMemory(config.memory, config.memory_words, model, config.clock_hz,
+                                   ports=ports, storage="backdoor")
+        #: Verilog that the generated Verilog instantiates (``sim.cosim`` builds it too).
+        self.verilog_library = self._memory.verilog_library
+        super().__init__({**_bridge_members(), "backdoor_load": In(1),
+                          "read_words": Out(32).array(ports),
+                          "written_words": Out(32).array(ports)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self._top
+        m.submodules.feeder = feeder = ChunkFeeder()
+        m.submodules.memory = memory = self._memory
+        wiring.connect(m, wiring.flipped(self.rx_chunks), feeder.chunks)
+        wiring.connect(m, feeder.bytes, top.rx)
+        wiring.connect(m, top.tx, wiring.flipped(self.tx))
+        wiring.connect(m, top.memory, memory.port[0])
+        m.d.comb += memory.load.eq(self.backdoor_load)
+        for i in range(len(self.read_words)):
+            m.d.comb += [self.read_words[i].eq(memory.read_words[i]),
+                         self.written_words[i].eq(memory.written_words[i])]
         return m
 
 

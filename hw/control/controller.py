@@ -17,13 +17,16 @@ from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES, STATUS
 from .vectors import VectorReader, VectorWriter
 
-__all__ = ["Controller", "instruction_layout", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE"]
+__all__ = ["Controller", "instruction_layout", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE",
+           "WORD_COUNTERS"]
 
-CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
-                       "gate_cycles", "attend_cycles", "runs")
-_FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 # Which memory client each opcode's unit is (the others leave the port to the fetch).
 _CLIENTS = ("fetch", "move", "norm", "linear", "attend")
+#: Memory words (read and written) that each client moved in the last run.
+WORD_COUNTERS = tuple(f"{client}_words" for client in _CLIENTS)
+CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
+                       "gate_cycles", "attend_cycles", "runs") + WORD_COUNTERS
+_FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 _CLIENT_OF = {"LOAD": "move", "STORE": "move", "NORM": "norm", "LINEAR": "linear",
               "ATTEND": "attend"}
 COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "NORM": "norm_cycles",
@@ -59,7 +62,7 @@ class Controller(wiring.Component):
     run : ``In(stream.Signature(8))``; finished : ``Out(stream.Signature(8))`` (the status)
     position, tokens, program : ``In(32)`` (registers)
     status : ``Out(8)``; busy : ``Out(1)``
-    cycles, ..., runs : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
+    cycles, ..., runs, fetch_words, ..., attend_words : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
     memory : ``Out(MemoryPortSignature(config.memory))``
     """
 
@@ -375,6 +378,15 @@ class Controller(wiring.Component):
             for name, counter in COUNTER_OF_OPCODE.items():
                 with m.If(op == OPCODES[name]):
                     m.d.sync += getattr(self, counter).eq(getattr(self, counter) + 1)
+        # The port goes to one client at a time, so each word moved is that client's.
+        port = self.memory
+        moved = (port.read_data.valid & port.read_data.ready |
+                 port.write_data.valid & port.write_data.ready)
+        with m.If(moved):
+            with m.Switch(self._client):
+                for index, name in enumerate(WORD_COUNTERS):
+                    with m.Case(index):
+                        m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
 
 
 class _Units:

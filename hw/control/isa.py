@@ -40,6 +40,8 @@ REGISTERS = {
     "status": 3, "cycles": 4, "fetch_cycles": 5, "move_cycles": 6, "norm_cycles": 7,
     "linear_cycles": 8, "gate_cycles": 9, "attend_cycles": 10, "runs": 11,
     "design": 16,
+    "fetch_words": 17, "move_words": 18, "norm_words": 19, "linear_words": 20,
+    "attend_words": 21,
 }
 WRITABLE_REGISTERS = ("position", "tokens", "program")
 

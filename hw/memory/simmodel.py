@@ -114,12 +114,19 @@ class BandwidthLimiter(wiring.Component):
         A word waits on that side.
     read_grant, write_grant : ``Out(1)``
         Move that word this cycle.
+    wants : ``Out(1)``
+        A word waits and this bucket covers it: what a bandwidth shared with other
+        ports (:class:`~tritium.hw.memory.board.SharedBandwidth`) is asked for.
+    allow : ``In(1, init=1)``
+        The shared bandwidth lets the word go (high when nothing is shared).
     """
 
     read_request: In(1)
     write_request: In(1)
     read_grant: Out(1)
     write_grant: Out(1)
+    wants: Out(1)
+    allow: In(1, init=1)
 
     def __init__(self, bytes_per_word: int, bytes_per_cycle: Fraction):
         # In units of 1/denominator bytes: gain `numerator` per cycle, pay `word_cost`.
@@ -137,9 +144,10 @@ class BandwidthLimiter(wiring.Component):
         granted = Signal()
         m.d.comb += [
             word_affordable.eq(credit >= self._word_cost),
-            self.read_grant.eq(word_affordable & self.read_request &
+            self.wants.eq(word_affordable & (self.read_request | self.write_request)),
+            self.read_grant.eq(self.wants & self.allow & self.read_request &
                                ~(self.write_request & prefer_write)),
-            self.write_grant.eq(word_affordable & self.write_request &
+            self.write_grant.eq(self.wants & self.allow & self.write_request &
                                 ~(self.read_request & ~prefer_write)),
             granted.eq(self.read_grant | self.write_grant),
         ]

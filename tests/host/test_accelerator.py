@@ -232,3 +232,39 @@ def test_open_transport_names_the_known_transports():
         open_transport("usb:3", TINY)
     with pytest.raises(InputError, match="'golden' takes no argument"):
         open_transport("golden:x", TINY)
+
+
+def test_run_states_is_the_device_between_embedding_and_head(accelerator, model, golden):
+    """A run on hidden states returns what the golden layers make of them, and a
+    conversation continued at a later position sees the cache below it."""
+    from tritium.sim.golden.model import embed
+    cache = golden.new_cache()
+    ids = prompt(5, seed=11)
+    expected = golden.forward_hidden(ids, cache)
+    assert np.array_equal(accelerator.run_states(embed(model, ids)), expected)
+    assert accelerator.position == 5
+    accelerator.reset(5)                       # continue after the first five
+    following = golden.forward_hidden([7], cache)
+    assert np.array_equal(accelerator.run_states(embed(model, [7])), following)
+
+
+@pytest.mark.parametrize("states, message", [
+    (np.zeros((0, 128)), r"takes \(1 \.\. 8, 128\) hidden states, not an array of shape \(0, 128\)"),
+    (np.zeros((9, 128)), r"not an array of shape \(9, 128\)"),
+    (np.zeros((2, 64)), r"not an array of shape \(2, 64\)"),
+])
+def test_run_states_refuses_bad_shapes(accelerator, states, message):
+    with pytest.raises(InputError, match=message):
+        accelerator.run_states(states)
+
+
+@pytest.mark.parametrize("position", [-1, 257, 3.0, True])
+def test_reset_refuses_a_position_outside_the_context(accelerator, position):
+    with pytest.raises(InputError, match="from 0 to the context of 256 tokens"):
+        accelerator.reset(position)
+
+
+def test_run_states_refuses_a_run_past_the_context(accelerator):
+    accelerator.reset(250)
+    with pytest.raises(InputError, match="258 tokens exceed the context of 256"):
+        accelerator.run_states(np.zeros((8, 128), dtype=np.int64))

@@ -13,7 +13,9 @@ from fractions import Fraction
 import pytest
 
 from tritium.hw.memory import (
-    SIM_MEMORY_PIPELINE_CYCLES, AXI4Master, AXI4Signature, MemoryConfig, OnChipMemory, SimMemory)
+    SIM_MEMORY_PIPELINE_CYCLES, AXI4Master, AXI4Signature, BoardMemory, MemoryConfig,
+    OnChipMemory, SimMemory)
+from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel, PortGroup, PortModel
 from tritium.hw.memory.axi import AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE
 from tritium.hw.memory.simmodel import as_rate
 from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
@@ -24,7 +26,12 @@ AXI_SLVERR = 0b10
 # One geometry for the functional tests: 4-byte words, so 4 KiB is 1024 words.
 CONFIG = MemoryConfig(data_width=32, addr_width=14, len_width=10)
 DEPTH = 2048
-KINDS = ["onchip", "sim", "axi"]
+KINDS = ["onchip", "sim", "axi", "board"]
+# A two-port board model for the functional tests: 3.25 and 2 bytes per cycle at 1 Hz,
+# 5 and 0 cycles of latency, sharing 4 bytes per cycle.
+TWO_PORTS = MemoryModel("two", ports=(PortModel("a", bytes_per_second=3.25, latency_ns=5e9),
+                                       PortModel("b", bytes_per_second=2)),
+                        aggregate_bytes_per_second=4)
 
 
 def random_words(rng, count, width=CONFIG.data_width):
@@ -187,6 +194,8 @@ class Harness:
         elif kind == "sim":
             self.dut = SimMemory(config, depth, bytes_per_cycle=Fraction(10, 3), latency=5,
                                  init=init)
+        elif kind == "board":
+            self.dut = BoardMemory(config, depth, TWO_PORTS, clock_hz=1, ports=1, init=init)
         elif kind == "axi":
             self.dut = AXI4Master(config, max_burst=max_burst, max_outstanding=4)
             size = config.bytes_per_word
@@ -199,7 +208,7 @@ class Harness:
             self.background = self.slave.testbenches
         else:
             raise ValueError(kind)
-        self.port = self.dut.port
+        self.port = self.dut.port[0] if kind == "board" else self.dut.port
 
 
 def decode_read(payload):

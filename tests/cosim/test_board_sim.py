@@ -1,0 +1,72 @@
+"""Tier 3: the top on a board memory model (Verilator), loaded through the backdoor.
+
+``bench/layer.py`` at the ``tiny`` shape, on the KV260 memory model: the representative
+in the default run of the full-size layer simulation (the same harness, backdoor, bridge
+and bench code; ``python bench/layer.py --json`` runs BitNet-0.7B's layer on ``kv260``).
+Every output equals the golden layer's; the counters add up to the words each kind of
+instruction must move.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tritium.host.compiler import compile_model, instruction_words
+from tritium.host.model import Model
+from tritium.hw.config import ACCELERATOR_PRESETS
+
+pytestmark = pytest.mark.cosim
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "layer.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("layer_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
+    bench = load_bench()
+    status = bench.main(["--config", "tiny", "--memory", "kv260", "--contexts", "12,40",
+                         "--prefill", "8", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["matches_golden"]
+    assert [case["name"] for case in report["cases"]] == ["prefill-8", "decode-12", "decode-40"]
+    assert all(case["matches_golden"] for case in report["cases"])
+
+    config, model_config = bench.layer_slice(ACCELERATOR_PRESETS["tiny"],
+                                             ACCELERATOR_PRESETS["tiny"].model)
+    compiled = compile_model(Model.random(model_config, seed=0), config)
+    weights = sum(words for name, (_, words) in compiled.placement.items()
+                  if name.startswith("layer0.w"))
+    io_words = model_config.hidden // config.lanes
+    fetches = len(compiled.instructions) * instruction_words(config.data_width // 8)
+    kv = config.attention
+    record_words = -(-(16 * kv.head_dim + 52) // config.data_width)
+    for case in report["cases"]:
+        counters, tokens = case["counters"], case["tokens"]
+        context = case["position"] + tokens
+        assert counters["linear_words"] == weights                # each matrix read once
+        assert counters["fetch_words"] == fetches
+        assert counters["move_words"] == 2 * tokens * io_words    # LOAD and STORE
+        # Every kv head writes the run's records and reads its keys once per pass: decode
+        # has one pass per kv head over the whole context.
+        if case["phase"] == "decode":
+            assert counters["attend_words"] == kv.kv_heads * (context + 1) * record_words
+        # The port saw the run's words plus the link's io write and read-back.
+        port = case["port_words"]["HP0"]
+        assert case["link_words"] == 2 * tokens * io_words
+        assert port["read_words"] + port["written_words"] == \
+            sum(counters[name] for name in counters if name.endswith("_words")) + case["link_words"]
+
+
+def test_layer_bench_refuses_a_model_the_design_cannot_hold(capsys):
+    status = load_bench().main(["--model", "bitnet-b1.58-2b-4t", "--config", "kv260"])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith("bench/layer.py: error: bitnet-b1.58-2b-4t on kv260: model")
+    assert error.count("\n") == 1
