@@ -1,7 +1,7 @@
 """Plain configuration dataclasses shared by the gateware, the golden model and the host.
 
-This module imports nothing but the standard library, so the golden model (``sim/``)
-and the host (``host/``) may use it without depending on the gateware.
+This module imports nothing but the standard library and :mod:`.numerics`, so the golden
+model (``sim/``) and the host (``host/``) may use it without depending on the gateware.
 """
 
 import dataclasses
@@ -9,10 +9,18 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
+__all__ = ["kv_record_bits", "ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
            "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS"]
 
+from .numerics import EXPONENT_BITS, MANTISSA_BITS
+
 ACTIVATIONS = ("silu", "relu2")
+
+
+def kv_record_bits(head_dim: int) -> int:
+    """Bits of one KV cache record (``hw.layouts.kv_record_layout``): ``head_dim`` int8 K
+    and V codes and their two scales."""
+    return 2 * 8 * head_dim + 2 * (MANTISSA_BITS + EXPONENT_BITS)
 ROPE_PAIRINGS = ("half", "interleaved")
 
 
@@ -484,7 +492,7 @@ class AcceleratorConfig:
         """Bus words of the KV cache (``KVLayout.words``: records of int8 K and V codes
         and two 26-bit scales, padded to whole words)."""
         a = self.attention
-        record_words = -(-(16 * a.head_dim + 52) // self.data_width)
+        record_words = -(-kv_record_bits(a.head_dim) // self.data_width)
         return a.layers * a.kv_heads * a.capacity * record_words
 
     @property

@@ -1,6 +1,7 @@
 """Gateware for the fixed-point operations of docs/numerics.md.
 
-Each function here builds the logic of one operation of ``sim/golden/fixed.py`` and
+Each function here builds the logic of one operation of the golden model's fixed-point
+primitives (``sim/golden/fixed.py``; formats and tables from ``hw/numerics.py``) and
 matches it bit for bit over the operand widths that docs/numerics.md states. The
 combinational ones (:func:`bit_length`, :func:`shift_round`, :func:`normalize_scale`)
 return Amaranth values; the table look-ups need a memory read, so they add their
@@ -15,17 +16,14 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
-from ..sim.golden.fixed import EXP2_TABLE, RECIP_TABLE, RSQRT_TABLE, SIGMOID_TABLE
+from .numerics import (EXP2_TABLE, EXPONENT_BITS, INT32_MAX, INT32_MIN, MANTISSA_BITS,
+                       RECIP_TABLE, RSQRT_TABLE, SIGMOID_TABLE)
 
 __all__ = ["MANTISSA_BITS", "EXPONENT_BITS", "scale_layout", "Pipeline", "bit_length",
            "shift_round", "shift_round_signed", "saturate", "normalize_scale",
            "InterpolatedTable", "exp2_table", "RECIPROCAL_LATENCY", "reciprocal",
            "scale_mul", "apply_shift", "normalize_even", "RSQRT_LATENCY", "rsqrt",
            "SIGMOID_LATENCY", "sigmoid"]
-
-MANTISSA_BITS = 16
-EXPONENT_BITS = 10              # docs/numerics.md: 10 bits hold every scale the design forms
-INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
 
 scale_layout = data.StructLayout({"m": unsigned(MANTISSA_BITS), "e": signed(EXPONENT_BITS)})
 

@@ -12,10 +12,10 @@ from ..fixedpoint import (Pipeline, RECIPROCAL_LATENCY, exp2_table, reciprocal, 
                           scale_layout, scale_mul, shift_round, shift_round_signed)
 from ..layouts import (attention_query_layout, attention_result_layout, key_beat_layout,
                        position_shape)
+from ..numerics import F_SCORE
 
 __all__ = ["AttentionCore", "SCORE_LATENCY"]
 
-F_SCORE = 8                     # scores are log2-domain Q.8 (docs/numerics.md section 6)
 DOT_WIDTH = 24                  # |q . k| <= 128 * 128 * 256 < 2**23 for head_dim <= 256
 ACC_WIDTH = 64                  # o: |o| < 2**55 for contexts up to 2**16
 SUM_WIDTH = 48                  # l <= 2**15 * context

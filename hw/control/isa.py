@@ -5,6 +5,8 @@ share one definition of every number: the host compiles programs with them, the
 controller decodes them.
 """
 
+from ..numerics import EXPONENT_BITS, MANTISSA_BITS
+
 __all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "FLAG_ACCUMULATE", "SCALE_MANTISSA_BITS",
            "SCALE_EXPONENT_BITS", "REGISTERS", "WRITABLE_REGISTERS", "STATUS"]
 
@@ -32,8 +34,9 @@ OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "
 
 FLAG_ACCUMULATE = 0x01           # LINEAR adds its output to the destination (saturating)
 
-SCALE_MANTISSA_BITS = 16
-SCALE_EXPONENT_BITS = 10         # signed
+# An instruction's scale field holds a scale of docs/numerics.md: mantissa and signed exponent.
+SCALE_MANTISSA_BITS = MANTISSA_BITS
+SCALE_EXPONENT_BITS = EXPONENT_BITS
 
 REGISTERS = {
     "position": 0, "tokens": 1, "program": 2,

@@ -1,34 +1,23 @@
 """Rotary position embedding of one head vector at a time (docs/numerics.md section 5)."""
 
-import numpy as np
 from amaranth import Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ...sim.reference import rope_angles
 from ..config import ModelConfig
 from ..fixedpoint import Pipeline, saturate, shift_round
 from ..layouts import vector_beat_layout
+from ..numerics import ROPE_FRAC, rope_table as numerics_rope_table
 from .common import Handshake
 
 __all__ = ["ROPE_FRAC", "rope_table", "RoPE"]
 
-ROPE_FRAC = 14                      # the cos/sin table is Q1.14
-
-
 def rope_table(config: ModelConfig):
-    """The cos and sin tables, ``max_context x head_dim/2`` Python ints each.
-
-    Computed exactly as the golden model's ``QuantizedModel`` does (float64
-    ``rint(cos(angle) * 2**14)`` from ``sim.reference.rope_angles``), so the ROM holds
-    the golden model's entries bit for bit.
-    """
-    angles = rope_angles(np.arange(config.max_context), config.head_dim, config.rope_theta)
-    cos = np.rint(np.cos(angles) * 2 ** ROPE_FRAC).astype(np.int64)
-    sin = np.rint(np.sin(angles) * 2 ** ROPE_FRAC).astype(np.int64)
-    return cos.tolist(), sin.tolist()
+    """The cos and sin tables of ``config``'s positions and head size
+    (:func:`tritium.hw.numerics.rope_table`, which the golden model uses too)."""
+    return numerics_rope_table(config.max_context, config.head_dim, config.rope_theta)
 
 
 class RoPE(wiring.Component):

@@ -13,6 +13,9 @@ scale, so products of scales round the same way in the golden model and the RTL.
 
 import numpy as np
 
+from tritium.hw import numerics
+from tritium.hw.numerics import F_ACT, INT32_MAX, INT32_MIN, MANTISSA_BITS
+
 __all__ = [
     "F_ACT", "INT32_MIN", "INT32_MAX", "MANTISSA_BITS",
     "shift_round", "saturate", "bit_length",
@@ -21,9 +24,6 @@ __all__ = [
     "EXP2_TABLE", "SIGMOID_TABLE",
 ]
 
-F_ACT = 12                      # fractional bits of activations and the residual (Q19.12)
-INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
-MANTISSA_BITS = 16              # scale mantissas are 16-bit unsigned, MSB set
 MAX_SHIFT = 62                  # right shifts beyond this give 0 for every int64 we shift
 
 
@@ -113,14 +113,11 @@ def _interpolate(table, index, frac, frac_bits=8):
     return low + shift_round((table[index + 1] - low) * frac, frac_bits)
 
 
-# 1/x for x in [128, 256] in steps of 1: round(2**30 / i), 23 bits unsigned.
-RECIP_TABLE = np.rint(2.0 ** 30 / np.arange(128, 257)).astype(np.int64)
-# 1/sqrt(x) for x in [64, 256] in steps of 1: round(2**30 / sqrt(i)), 28 bits unsigned.
-RSQRT_TABLE = np.rint(2.0 ** 30 / np.sqrt(np.arange(64, 257))).astype(np.int64)
-# 2**(-f/256) for f in [0, 256): round(2**15 * 2**(-f/256)), 16 bits unsigned.
-EXP2_TABLE = np.rint(2.0 ** 15 * 2.0 ** (-np.arange(256) / 256)).astype(np.int64)
-# sigmoid(x) for x = -16 + j/16, j in [0, 512]: round(2**15 * sigmoid(x)), 16 bits unsigned.
-SIGMOID_TABLE = np.rint(2.0 ** 15 / (1.0 + np.exp(16.0 - np.arange(513) / 16))).astype(np.int64)
+# The ROM tables of docs/numerics.md (defined in tritium.hw.numerics), as int64 arrays.
+RECIP_TABLE = np.array(numerics.RECIP_TABLE, dtype=np.int64)
+RSQRT_TABLE = np.array(numerics.RSQRT_TABLE, dtype=np.int64)
+EXP2_TABLE = np.array(numerics.EXP2_TABLE, dtype=np.int64)
+SIGMOID_TABLE = np.array(numerics.SIGMOID_TABLE, dtype=np.int64)
 
 
 def reciprocal(value):

@@ -11,20 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tritium.hw.numerics import F_SCORE, GAIN_MAX, ROPE_FRAC, rope_table
 from .fixed import (F_ACT, normalize_even, reciprocal, rsqrt, saturate, scale_apply,
                     scale_from_float, scale_from_int, scale_mul, shift_round, exp2_neg,
                     sigmoid)
 from .tlmm import int_matmul
-from ..reference import lm_head, rope_angles, rope_pairs
+from ..reference import lm_head, rope_pairs
 
 __all__ = ["NormGain", "QuantizedLayer", "QuantizedModel", "GoldenCache", "GoldenModel",
            "quantize_gain", "norm_quant", "act_codes", "rope", "rope_tables", "attention",
            "attention_step",
            "ffn_activation", "embed", "F_SCORE", "ROPE_FRAC"]
 
-GAIN_MAX = 2 ** 15 - 1          # norm gains are int16
-ROPE_FRAC = 14                  # cos/sin table entries are Q1.14
-F_SCORE = 8                     # attention scores are log2-domain Q.8
 LOG2E = 1.4426950408889634
 
 
@@ -96,10 +94,10 @@ class QuantizedModel:
 
 
 def rope_tables(config):
-    """The Q1.14 cos and sin tables, (max_context, head_dim / 2) each."""
-    angles = rope_angles(np.arange(config.max_context), config.head_dim, config.rope_theta)
-    return (np.rint(np.cos(angles) * 2 ** ROPE_FRAC).astype(np.int64),
-            np.rint(np.sin(angles) * 2 ** ROPE_FRAC).astype(np.int64))
+    """The Q1.14 cos and sin tables, (max_context, head_dim / 2) each
+    (``tritium.hw.numerics.rope_table``, the ROM's contents)."""
+    cos, sin = rope_table(config.max_context, config.head_dim, config.rope_theta)
+    return np.array(cos, dtype=np.int64), np.array(sin, dtype=np.int64)
 
 
 def attention_step(config, tables, cache, layer, positions, heads, keys, values, score_scale):
