@@ -33,6 +33,7 @@ from amaranth.vendor import XilinxPlatform
 from tritium.host.errors import InputError, TritiumError
 from tritium.hw.config import AcceleratorConfig
 from tritium.hw.memory.axi import AXI4Master, AXI4Signature
+from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.hw.top import Top
 
 from . import zynq_map
@@ -54,8 +55,16 @@ LINK_WINDOW_ADDRESS = 0x8000_0000
 #: PS DDR on the KV260 is 4 GiB in two 2 GiB regions (0x0 and 0x8_0000_0000) that are
 #: not adjacent, so one contiguous buffer holds at most 2 GiB.
 MAX_BUFFER_BYTES = 2 ** 31
+#: The KV260's memory as measured (tritium.hw.memory_model): HP0 is the port the design uses.
+HP0 = MEMORY_MODELS["kv260"].ports[0]
 # HP0's data width on the PS side; SmartConnect converts the master's width to it.
-HP_DATA_WIDTH = 128
+HP_DATA_WIDTH = 8 * HP0.bus_bytes
+
+
+def master_burst(config) -> int:
+    """The AXI master's longest burst, in the design's bus words: HP0 takes bursts of at
+    most ``HP0.max_burst`` beats of its own width into the PS (the memory model)."""
+    return max(1, HP0.max_burst * HP0.bus_bytes // config.memory.bytes_per_word)
 FIFO_DEPTH = 512
 
 
@@ -143,7 +152,7 @@ class KV260Top(wiring.Component):
         m.d.comb += [sync.clk.eq(self.aclk), sync.rst.eq(~self.aresetn)]
         config = self._config
         m.submodules.core = core = Top(config, onchip=False)
-        m.submodules.master = master = AXI4Master(config.memory)
+        m.submodules.master = master = AXI4Master(config.memory, max_burst=master_burst(config))
         inner = master.signature.members["axi"].signature
         m.submodules.offset = offset = AXI4AddressOffset(inner, zynq_map.BASE_ADDRESS_BITS)
         m.submodules.target = target = AXI4LiteTarget(LITE_ADDR_WIDTH)

@@ -19,7 +19,7 @@ from cocotb_tools.runner import get_results
 
 from tritium.boards import BOARDS, get_board
 from tritium.boards import zynq_map as reg
-from tritium.boards.kv260 import (LINK_WINDOW_ADDRESS, XCK26, KV260Platform, KV260Top,
+from tritium.boards.kv260 import (LINK_WINDOW_ADDRESS, master_burst, XCK26, KV260Platform, KV260Top,
                                   check_fit, generate, toplevel_name)
 from tritium.boards.zynq import AXI4AddressOffset, AXI4LiteSignature, AXI4LiteTarget, LinkWindow
 from tritium.host import zynq_transport
@@ -221,6 +221,13 @@ def test_board_top_members_and_interface_attributes():
     assert "ASSOCIATED_BUSIF m_axi:s_axi_lite" in top.aclk.attrs["X_INTERFACE_PARAMETER"]
     assert "ACTIVE_LOW" in top.aresetn.attrs["X_INTERFACE_PARAMETER"]
     assert zynq_transport.LINK_WINDOW_ADDRESS == LINK_WINDOW_ADDRESS
+
+
+def test_the_master_bursts_fit_the_hp_port():
+    """Bursts into the PS are at most 16 beats of 128 bits (the kv260 memory model): 8
+    words of the preset's 256-bit bus, 16 of a 128-bit one."""
+    assert master_burst(ACCELERATOR_PRESETS["kv260"]) == 8
+    assert master_burst(SMALL) == 16
 
 
 # -- generate -----------------------------------------------------------------------------
