@@ -1,7 +1,8 @@
 """Lattice ECP5 pieces shared by ECP5 boards: the PLL, device sizes, the block-RAM
 estimate made before synthesis, and reading nextpnr-ecp5's report.
 
-Vendor primitives live here, never in ``hw/`` (DESIGN.md section 5, style B11).
+Vendor primitives live in ``boards/``, never in ``hw/``: the gateware stays portable
+and simulates without vendor models.
 """
 
 import dataclasses

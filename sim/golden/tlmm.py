@@ -3,7 +3,7 @@
 For a group of G int8 activations a_0..a_{G-1}, the engine builds a table of the
 partial sums ``sum_k w_k * a_k`` for every ternary pattern w, indexed by the weight
 code ``c = sum_k (w_k + 1) * 3**k``. A weight row is then a sequence of codes, and each
-output is a sum of table look-ups (research/tellme.md section 9.3). The symmetric
+output is the sum of one table look-up per group. The symmetric
 ("half") table stores only the codes from the all-zero pattern upwards: negating
 every weight maps code c to 3**G - 1 - c and negates the partial sum.
 
