@@ -1,8 +1,12 @@
 """Benchmark the TLMM core in cycle-accurate simulation (Verilator): decode and prefill.
 
-    python bench/tlmm.py --json                    # the kv260 engine, two memory models
+    python bench/tlmm.py --json                    # the t32r16 engine, two memory models
     python bench/tlmm.py --engine small --json
-    python bench/tlmm.py --engine kv260-preset --bandwidth 16 --json   # one HP port
+    python bench/tlmm.py --engine kv260 --bandwidth 16 --json   # the kv260 preset's, one HP port
+
+Engines by name (``hw/config.py``): ``small``, ``mid``, ``t32r16``, or an accelerator
+preset (``tiny``, ``ulx3s``, ``kv260``) for its engine, each with its buffers enlarged
+where the cases need more (4096 rows, K 1536, a tile of 8 tokens).
 
 For decode GEMVs (1536x1536, 4096x1536) and a 64-token prefill (1536x1536), it reports
 the simulated cycles against the compute ideal (padded weights / (G*T*R) per token)
@@ -20,22 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tritium.hw.config import ACCELERATOR_PRESETS, TLMMConfig
+from tritium.hw.config import ACCELERATOR_PRESETS, TLMM_PRESETS, TLMMConfig, tlmm_preset
 from tritium.hw.memory.port import MemoryConfig
 from tritium.host.packer import PackedTensor
 from tritium.sim.cosim import run_cocotb, stdout_to_stderr
 from tritium.sim.harness import TLMMHarness
 
-ENGINES = {
-    # The engine proposed for the KV260: TeLLMe's G=3, R=16 with T=32 instead of its 28
-    # (a K-chunk of 96 divides 1536 and 6912; docs/resources.md).
-    "kv260": TLMMConfig(group=3, tables=32, rows=16, table_mode="full", tokens=8,
-                        max_k=4128, max_n=4096),
-    # The kv260 accelerator preset's engine: T=32, R=8, tables in LUT-RAM.
-    "kv260-preset": ACCELERATOR_PRESETS["kv260"].tlmm,
-    "small": TLMMConfig(group=3, tables=4, rows=4, table_mode="full", tokens=8,
-                        max_k=4104, max_n=4096),
-}
+ENGINES = (*TLMM_PRESETS, *ACCELERATOR_PRESETS)
 CASES = [
     {"name": "decode 1536x1536", "n": 1536, "k": 1536, "tokens": 1},
     {"name": "decode 4096x1536", "n": 4096, "k": 1536, "tokens": 1},
@@ -47,6 +42,15 @@ BOARD_BYTES_PER_CYCLE = 51.2
 MEMORY_LATENCY = 40
 
 
+def sized(engine: TLMMConfig) -> TLMMConfig:
+    """``engine`` with buffers that hold every case: 4096 rows, K 1536, 8 tokens."""
+    k = max(engine.max_k, -(-max(c["k"] for c in CASES) // engine.k_per_word) * engine.k_per_word)
+    n = max(engine.max_n, -(-max(c["n"] for c in CASES) // engine.rows) * engine.rows)
+    wide = dataclasses.replace(engine, max_k=k, max_n=n, tokens=max(engine.tokens, 8),
+                               acc_width=64)
+    return dataclasses.replace(wide, acc_width=max(engine.acc_width, wide.min_acc_width))
+
+
 def memory_for(engine: TLMMConfig, bytes_per_cycle: float) -> MemoryConfig:
     """A bus wide enough for one weight word per cycle when memory must not limit."""
     width = 1 << max(6, math.ceil(math.log2(max(engine.tile.word_bits, bytes_per_cycle * 8))))
@@ -54,7 +58,7 @@ def memory_for(engine: TLMMConfig, bytes_per_cycle: float) -> MemoryConfig:
 
 
 def run(engine_name: str, memory_name: str, bytes_per_cycle: float, build_root: Path):
-    engine = ENGINES[engine_name]
+    engine = sized(tlmm_preset(engine_name))
     memory = memory_for(engine, bytes_per_cycle)
     largest = max(PackedTensor(b"", (c["n"], c["k"]), engine.tile).bits for c in CASES)
     depth = 1 << math.ceil(math.log2(largest / memory.data_width + 1))
@@ -97,14 +101,14 @@ def run(engine_name: str, memory_name: str, bytes_per_cycle: float, build_root: 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", choices=sorted(ENGINES), default="kv260")
+    parser.add_argument("--engine", choices=ENGINES, default="t32r16")
     parser.add_argument("--bandwidth", type=float, default=BOARD_BYTES_PER_CYCLE,
                         help="board memory bytes per cycle (default: KV260 at 250 MHz)")
     parser.add_argument("--build-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     build_root = args.build_dir or Path(tempfile.mkdtemp(prefix="tritium-bench-"))
-    engine = ENGINES[args.engine]
+    engine = sized(tlmm_preset(args.engine))
     unlimited = engine.tile.word_bits / 8            # one weight word per cycle
     report = {"kind": "simulated (cycle-accurate, Verilator); ideal and bounds derived",
               "runs": [run(args.engine, "unlimited", unlimited, build_root),

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import sys
 
-from tritium.hw.config import TLMMConfig
+from tritium.hw.config import ACCELERATOR_PRESETS, TLMM_PRESETS, TLMMConfig, tlmm_preset
 from tritium.host.errors import InputError, TritiumError
 
 __all__ = ["BLOCKS", "DESIGNS", "PRESETS", "parse_config", "report_block", "format_report",
@@ -30,18 +30,11 @@ BLOCKS = ("tlmm",)
 DESIGNS = ("tlmm_datapath", "adder_tree", "tlmm_engine", "tlmm_core")
 FAMILY_CHOICES = ("ecp5", "xcup", "all")
 
-# Each preset: TLMMConfig fields and MemoryConfig fields (built lazily: MemoryConfig
-# lives with the gateware).
-PRESETS = {
-    "small": ({"group": 3, "tables": 4, "rows": 4}, {}),
-    "mid": ({"group": 3, "tables": 8, "rows": 8}, {}),
-    # TeLLMe's engine (G = 3, T = 28, R = 16) with T = 32, so that a K-chunk of 96 divides
-    # 1536 and 6912 (docs/resources.md): T = 32, R = 16 (1536 MACs/cycle), K up to the FFN's
-    # 4096 padded to 4128, N up to 4096, prefill tile of 8 tokens; 128-bit AXI HP port
-    # with a byte address space of 4 GiB (2**28 words of 16 bytes).
-    "kv260": ({"group": 3, "tables": 32, "rows": 16, "tokens": 8, "max_k": 4128,
-               "max_n": 4096}, {"data_width": 128, "addr_width": 28}),
-}
+# The engines by name (hw/config.py: the engine presets, then each accelerator preset's
+# engine). An accelerator preset's engine reports with that preset's memory bus; `t32r16`
+# with a 128-bit AXI HP port and a byte address space of 4 GiB (2**28 words of 16 bytes).
+PRESETS = (*TLMM_PRESETS, *ACCELERATOR_PRESETS)
+_PRESET_MEMORY = {"t32r16": {"data_width": 128, "addr_width": 28}}
 
 _SYNTH_HINT = "synthesis estimate (yosys, out of context, before place and route)"
 
@@ -53,9 +46,10 @@ def parse_config(text: str):
     :class:`MemoryConfig` unless a preset names another. Raises :class:`InputError`.
     """
     from tritium.hw.memory.port import MemoryConfig
+    if text in ACCELERATOR_PRESETS:
+        return tlmm_preset(text), ACCELERATOR_PRESETS[text].memory
     if text in PRESETS:
-        fields, memory = PRESETS[text]
-        return TLMMConfig(**fields), MemoryConfig(**memory)
+        return tlmm_preset(text), MemoryConfig(**_PRESET_MEMORY.get(text, {}))
     try:
         fields = json.loads(text)
     except json.JSONDecodeError as exc:

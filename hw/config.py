@@ -9,8 +9,9 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
-           "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS"]
+__all__ = ["kv_record_bits", "ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
+           "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
+           "TLMM_PRESETS", "tlmm_preset"]
 
 from .numerics import EXPONENT_BITS, MANTISSA_BITS
 
@@ -571,3 +572,28 @@ ACCELERATOR_PRESETS = {
                         max_k=4128, max_n=4096, table_storage="lutram"),
         attention_lanes=4, memory_words=2 ** 24, clock_hz=250_000_000, max_payload=4096),
 }
+
+
+# TLMM engines studied on their own (`tritium report --config`, `bench/tlmm.py --engine`).
+# An accelerator preset's name means that preset's engine (tlmm_preset), so every name
+# means one thing wherever it is used.
+TLMM_PRESETS = {
+    "small": TLMMConfig(group=3, tables=4, rows=4),
+    "mid": TLMMConfig(group=3, tables=8, rows=8),
+    # TeLLMe's G = 3, R = 16 with T = 32 instead of its 28, so that a K-chunk of 96
+    # divides 1536 and 6912 (docs/resources.md): 1536 MACs per cycle, K up to the FFN's
+    # 4096 padded to 4128, N up to 4096, a prefill tile of 8 tokens, register tables.
+    "t32r16": TLMMConfig(group=3, tables=32, rows=16, table_mode="full", tokens=8,
+                         max_k=4128, max_n=4096),
+}
+
+
+def tlmm_preset(name: str) -> TLMMConfig:
+    """The engine called ``name``: a :data:`TLMM_PRESETS` entry or the engine of the
+    accelerator preset of that name; ``ValueError`` lists the names."""
+    if name in TLMM_PRESETS:
+        return TLMM_PRESETS[name]
+    if name in ACCELERATOR_PRESETS:
+        return ACCELERATOR_PRESETS[name].tlmm
+    raise ValueError(f"unknown TLMM engine {name!r}; engines: "
+                     f"{', '.join([*TLMM_PRESETS, *ACCELERATOR_PRESETS])}")

@@ -13,7 +13,7 @@ import pytest
 from tritium.boards import synth
 from tritium.boards.report import (DESIGNS, PRESETS, add_report_parser, format_report,
                                    parse_config, report_block, run_report)
-from tritium.hw.config import TLMMConfig
+from tritium.hw.config import ACCELERATOR_PRESETS, TLMMConfig
 from tritium.hw.tlmm.baseline import AdderTreeDatapath, TLMMDatapath
 from tritium.hw.tlmm.lookup import partial_sum_width
 from tritium.host.errors import InputError
@@ -205,7 +205,7 @@ def test_report_mid_preset_datapaths():
     (["--block", "attention"], "unknown block 'attention'"),
     (["--block", "tlmm", "--family", "ice40"], "unknown FPGA family 'ice40'"),
     (["--block", "tlmm", "--config", "{tables: 8}"], "preset .* or a JSON object"),
-    (["--block", "tlmm", "--config", "huge"], "preset \\(small, mid, kv260\\)"),
+    (["--block", "tlmm", "--config", "huge"], "preset \\(small, mid, t32r16, tiny, ulx3s, kv260\\)"),
     (["--block", "tlmm", "--config", "[3, 4, 4]"], "must be an object"),
     (["--block", "tlmm", "--config", '{"tabels": 8}'], "unknown field\\(s\\) tabels"),
     (["--block", "tlmm", "--config", '{"group": 4}'], "invalid --config: .*group"),
@@ -237,4 +237,7 @@ def test_presets_are_valid():
     for name in PRESETS:
         cfg, memory = parse_config(name)
         assert cfg.macs_per_cycle == cfg.group * cfg.tables * cfg.rows
-    assert parse_config("kv260")[0].macs_per_cycle == 1536
+    assert parse_config("t32r16")[0].macs_per_cycle == 1536
+    # An accelerator preset's name is its engine, on its memory bus.
+    assert parse_config("kv260") == (ACCELERATOR_PRESETS["kv260"].tlmm,
+                                     ACCELERATOR_PRESETS["kv260"].memory)
