@@ -22,7 +22,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, flipped
 
-from tritium.hw.memory.axi import AXI4Signature
+from tritium.hw.memory.axi import AXI_RESP_OKAY, AXI_RESP_SLVERR, AXI4Signature
 
 from . import zynq_map as reg
 
@@ -30,8 +30,6 @@ __all__ = ["AXI4LiteSignature", "RegisterAccessSignature", "AXI4LiteTarget", "Li
            "AXI4AddressOffset", "check_fifo_depth", "annotate_axi", "annotate_clock",
            "annotate_reset", "AXI_RESP_OKAY", "AXI_RESP_SLVERR"]
 
-AXI_RESP_OKAY = 0b00
-AXI_RESP_SLVERR = 0b10
 
 
 class AXI4LiteSignature(wiring.Signature):

@@ -24,6 +24,7 @@ from .memory.port import MemoryConfig, MemoryPortSignature
 __all__ = ["WeightBufferManager", "Gearbox", "ChunkBuffer", "BurstReader", "weight_job_layout",
            "ram_attributes"]
 
+#: Width of every performance counter of the engine and its weight buffer (they wrap).
 COUNTER_WIDTH = 32
 
 

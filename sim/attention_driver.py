@@ -13,6 +13,7 @@ from cocotb.utils import get_sim_time
 
 from tritium.hw.attention.block import attention_job_layout
 from tritium.hw.config import AttentionConfig, ModelConfig
+from tritium.hw.fixedpoint import scale_layout
 from tritium.hw.memory.port import MemoryConfig
 from tritium.hw.layouts import vector_beat_layout
 from .backdoor import write_memory_image
@@ -59,7 +60,7 @@ class AttentionDriver:
 
     def set_score_scale(self):
         m, e = score_scale(self.model.head_dim)
-        self.dut.score_scale.value = (int(e) % 1024) << 16 | int(m)
+        self.dut.score_scale.value = scale_layout.const({"m": int(m), "e": int(e)}).as_bits()
 
     def now(self) -> int:
         return int(get_sim_time("ns") // self.period_ns)

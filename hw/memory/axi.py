@@ -10,10 +10,11 @@ from amaranth.utils import exact_log2
 from .port import MemoryConfig, MemoryPortSignature, command_layout, read_data_layout
 
 __all__ = ["AXI4Signature", "AXI4Master", "BurstSplitter", "burst_layout",
-           "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_CACHE_NORMAL_BUFFERABLE"]
+           "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR", "AXI_CACHE_NORMAL_BUFFERABLE"]
 
 AXI_BURST_INCR = 0b01
 AXI_RESP_OKAY = 0b00
+AXI_RESP_SLVERR = 0b10
 #: ARCACHE/AWCACHE "Normal Non-cacheable Bufferable", what Xilinx DMA masters drive.
 AXI_CACHE_NORMAL_BUFFERABLE = 0b0011
 # Bursts never cross a 4 KiB boundary (AXI4 spec, A3.4.1).

@@ -8,8 +8,8 @@ from ..config import TLMMConfig
 from ..layouts import act_beat_layout, tlmm_result_layout
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from ..stream import Broadcast
-from ..weights import WeightBufferManager, weight_job_layout
-from .engine import COUNTER_WIDTH, TLMMEngine
+from ..weights import COUNTER_WIDTH, WeightBufferManager, weight_job_layout
+from .engine import TLMMEngine
 
 __all__ = ["TLMMCore", "core_members"]
 

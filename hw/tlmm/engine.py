@@ -9,12 +9,12 @@ from amaranth.lib.wiring import In, Out
 from ..config import TLMMConfig
 from ..layouts import (act_beat_layout, table_set_layout, tlmm_job_layout, tlmm_result_layout,
                        weight_word_layout)
+from ..weights import COUNTER_WIDTH
 from .lookup import LookupTree, TableRAMLookup
 from .table import TableBuilder
 
 __all__ = ["TLMMEngine"]
 
-COUNTER_WIDTH = 32
 
 
 class TLMMEngine(wiring.Component):

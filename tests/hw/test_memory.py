@@ -16,12 +16,12 @@ from tritium.hw.memory import (
     SIM_MEMORY_PIPELINE_CYCLES, AXI4Master, AXI4Signature, BoardMemory, MemoryConfig,
     OnChipMemory, SimMemory)
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel, PortGroup, PortModel
-from tritium.hw.memory.axi import AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE
+from tritium.hw.memory.axi import (AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE,
+                                   AXI_RESP_SLVERR as AXI_SLVERR)
 from tritium.hw.memory.simmodel import as_rate
 from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
 
 SMOOTH = TRAFFIC[0]
-AXI_SLVERR = 0b10
 
 # One geometry for the functional tests: 4-byte words, so 4 KiB is 1024 words.
 CONFIG = MemoryConfig(data_width=32, addr_width=14, len_width=10)
