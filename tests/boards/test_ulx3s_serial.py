@@ -18,7 +18,7 @@ from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
 from tritium.sim.harness import UartSimTop
-from tritium.sim.pty_bridge import PtyBridge
+from tritium.host.pty_bridge import PtyBridge
 
 pytestmark = pytest.mark.cosim
 

@@ -17,7 +17,7 @@ from tritium.host.serial_transport import DEFAULT_BAUD, parse_serial_spec
 from tritium.host.transports import GoldenTransport, Transport, open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
-from tritium.sim.pty_bridge import PtyBridge
+from tritium.host.pty_bridge import PtyBridge
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 

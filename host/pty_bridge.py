@@ -13,7 +13,7 @@ import select
 import threading
 import tty
 
-from tritium.host.link import LinkTimeout
+from .link import LinkTimeout
 
 __all__ = ["PtyBridge"]
 
