@@ -454,7 +454,7 @@ def generate(config: AcceleratorConfig, out_dir, *, build: bool = False,
         raise TritiumError(f"building the KV260 bitstream needs AMD Vivado, and `vivado` is "
                            f"not on PATH: generate without --build, then run `vivado -mode "
                            f"batch -source {script}` where Vivado is installed")
-    from tritium.sim.cosim import generate_verilog
+    from tritium.hw.verilog import generate_verilog
     top_name = toplevel_name(config)
     start = time.monotonic()
     try:

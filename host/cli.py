@@ -305,7 +305,7 @@ def cmd_generate(args):
             raise InputError(f"--{flag.replace('_', '-')} needs --board "
                              f"(one of {', '.join(BOARDS)})")
     from tritium.hw.top import Top
-    from tritium.sim.cosim import generate_verilog
+    from tritium.hw.verilog import generate_verilog
     config = _accelerator_config(args.config or "tiny")
     out = Path(args.output)
     try:

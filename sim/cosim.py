@@ -13,7 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["SimulatorMissing", "default_simulator", "simulator_environment", "generate_verilog",
+from tritium.hw.verilog import generate_verilog
+
+__all__ = ["SimulatorMissing", "default_simulator", "simulator_environment",
            "build_simulation", "run_cocotb", "stdout_to_stderr", "output_to_file"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -50,17 +52,6 @@ def simulator_environment(sim: str) -> dict:
         raise SimulatorMissing("Icarus Verilog is not installed: apt-get install iverilog")
     os.environ.update(env)
     return env
-
-
-def generate_verilog(component, name: str, platform=None) -> str:
-    """Verilog text of a component, deterministic (no source paths embedded), elaborated
-    for ``platform`` (a board's, for its RAM attributes; none for simulation).
-
-    Uses Amaranth's built-in Yosys, so the text does not depend on other Yosys installs.
-    """
-    from amaranth.back import verilog
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
-    return verilog.convert(component, name=name, platform=platform, emit_src=False)
 
 
 def _verilator_arguments(build_dir: Path, toplevel: str) -> list:

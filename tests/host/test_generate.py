@@ -6,7 +6,7 @@ import json
 from tritium.host.cli import main
 from tritium.hw.config import AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.top import Top
-from tritium.sim.cosim import generate_verilog
+from tritium.hw.verilog import generate_verilog
 
 SMALL = AcceleratorConfig(
     name="small", model=ModelConfig(name="small", vocab_size=16, hidden=32, layers=1, heads=2,

@@ -608,7 +608,7 @@ def test_axi_no_error_on_clean_traffic():
 
 
 def test_axi_verilog_port_names():
-    from tritium.sim.cosim import generate_verilog
+    from tritium.hw.verilog import generate_verilog
     text = generate_verilog(AXI4Master(MemoryConfig(data_width=64, addr_width=20)), "axi_top")
     for name in ["axi__araddr", "axi__arlen", "axi__arsize", "axi__arburst", "axi__arid",
                  "axi__rdata", "axi__rlast", "axi__rresp", "axi__awaddr", "axi__wstrb",
