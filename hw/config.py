@@ -9,7 +9,7 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "ModelConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
+__all__ = ["kv_record_bits", "ModelConfig", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
            "TLMM_PRESETS", "tlmm_preset"]
 
@@ -158,6 +158,31 @@ class TileConfig:
         """The matrix shape after padding rows to R and columns to G*T."""
         return (-(-out_features // self.rows) * self.rows,
                 -(-in_features // self.k_per_word) * self.k_per_word)
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Geometry of a memory port.
+
+    ``data_width`` bits per bus word (a multiple of 8), ``addr_width`` bits of word
+    address, and up to ``2**len_width - 1`` words per command.
+    """
+    data_width: int = 64
+    addr_width: int = 24
+    len_width: int = 16
+
+    def __post_init__(self):
+        for name in ("data_width", "addr_width", "len_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"MemoryConfig.{name} must be a positive integer, not {value!r}")
+        if self.data_width % 8:
+            raise ValueError(f"MemoryConfig.data_width must be a multiple of 8, "
+                             f"not {self.data_width}")
+
+    @property
+    def bytes_per_word(self) -> int:
+        return self.data_width // 8
 
 
 TABLE_MODES = ("full", "half")
@@ -475,9 +500,8 @@ class AcceleratorConfig:
         return ElementwiseConfig(lanes=self.lanes, max_features=max(m.hidden, m.q_dim, m.ffn))
 
     @property
-    def memory(self):
-        """The memory port's :class:`~tritium.hw.memory.port.MemoryConfig`."""
-        from .memory.port import MemoryConfig          # gateware module: imported on use
+    def memory(self) -> "MemoryConfig":
+        """The memory port's :class:`MemoryConfig`."""
         return MemoryConfig(data_width=self.data_width, addr_width=self.addr_width,
                             len_width=12)
 

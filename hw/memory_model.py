@@ -18,7 +18,7 @@ the host and the CLI all use it.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 __all__ = ["PortModel", "PortGroup", "MemoryModel", "MEMORY_MODELS", "memory_model"]

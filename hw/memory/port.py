@@ -9,38 +9,14 @@ command on ``write_done`` once all of them are stored. Addresses count bus words
 bandwidth and latency, AXI4 master) serves this same signature.
 """
 
-from dataclasses import dataclass
-
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..config import MemoryConfig
+
+# MemoryConfig (the port geometry, a plain config) is defined in hw/config.py and re-exported.
 __all__ = ["MemoryConfig", "MemoryPortSignature", "command_layout", "read_data_layout"]
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    """Geometry of a memory port.
-
-    ``data_width`` bits per bus word (a multiple of 8), ``addr_width`` bits of word
-    address, and up to ``2**len_width - 1`` words per command.
-    """
-    data_width: int = 64
-    addr_width: int = 24
-    len_width: int = 16
-
-    def __post_init__(self):
-        for name in ("data_width", "addr_width", "len_width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"MemoryConfig.{name} must be a positive integer, not {value!r}")
-        if self.data_width % 8:
-            raise ValueError(f"MemoryConfig.data_width must be a multiple of 8, "
-                             f"not {self.data_width}")
-
-    @property
-    def bytes_per_word(self) -> int:
-        return self.data_width // 8
 
 
 def command_layout(config: MemoryConfig) -> data.StructLayout:
