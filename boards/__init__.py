@@ -34,6 +34,11 @@ class Board:
     verified: str       # what is verified for it, and how (no board is attached here)
     module: str         # the module providing generate()
     estimate: bool = False  # generate() has a resource estimate to skip (estimate_resources)
+    # The board's memory as tritium.hw.memory_model names it ("onchip": block RAM inside
+    # the design), and the most of it one design may use, in bytes (None: the default
+    # preset's memory_words, what the board's block RAM was sized to hold).
+    memory: str = "onchip"
+    memory_bytes: int = None
 
     def load(self):
         return importlib.import_module(self.module)
@@ -58,7 +63,10 @@ BOARDS = {board.name: board for board in (
                     "the PS DDR; the kv260 preset fits the XCK26 by the yosys estimate "
                     "(at most 87% of any resource); the Vivado script was never run (no "
                     "Vivado here); never on a board"),
-          module="tritium.boards.kv260", estimate=True),
+          module="tritium.boards.kv260", estimate=True,
+          # PS DDR through HP0; one contiguous buffer of at most 2 GiB
+          # (tritium.boards.kv260.MAX_BUFFER_BYTES).
+          memory="kv260", memory_bytes=2 ** 31),
 )}
 
 

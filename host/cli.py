@@ -399,6 +399,67 @@ def cmd_boards(args):
               f"  verified: {board['verified']}")
 
 
+def _contexts(text):
+    """``--context``: comma-separated positive integers."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise InputError(f"--context takes comma-separated positive integers (e.g. "
+                         f"64,512,1024), not {text!r}")
+    return values
+
+
+def _plot_path(text):
+    """``--plot``: a .png file to write, in a directory that exists; matplotlib present."""
+    path = Path(text)
+    if path.is_dir():
+        raise InputError(f"--plot {text}: is a directory; give a .png file to write")
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--plot {text}: the plot is a PNG; give a path ending in .png")
+    if not path.parent.is_dir():
+        raise InputError(f"--plot {text}: directory {path.parent} does not exist")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install -e \".[plots]\"") from None
+    return path
+
+
+def cmd_estimate(args):
+    """The analytic performance model of a model on a board (docs/performance.md)."""
+    from .importers import read_model_config
+    from .performance import (board_setup, format_projection, plot_projection, project,
+                              recorded_cases)
+    contexts = _contexts(args.context) if args.context is not None else None
+    plot = _plot_path(args.plot) if args.plot is not None else None
+    board = get_board(args.board)
+    model = read_model_config(args.model)
+    config = _accelerator_config(args.config) if args.config is not None else None
+    try:
+        setup = board_setup(model, board, config)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    limit = min(model.max_context, setup.config.attention.capacity)
+    if contexts and max(contexts) > limit:
+        raise InputError(f"--context {max(contexts)} is beyond the maximum context of "
+                         f"{limit} tokens of model {model.name!r} on accelerator "
+                         f"{setup.config.name!r}")
+    prompts = [p for p in (64, 128) if p <= limit]
+    try:
+        result = project(setup, model, contexts, prompts, simulated=recorded_cases())
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if plot is not None:
+        try:
+            plot_projection(result, plot)
+        except OSError as exc:
+            raise InputError(f"--plot {args.plot}: cannot write ({exc.strerror or exc})") from None
+        result["plot"] = str(plot)
+    print(json.dumps(result) if args.json else format_projection(result))
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="tritium", description="FPGA accelerators for ternary (BitNet b1.58) LLMs.")
@@ -459,6 +520,24 @@ def _parser():
     generate.add_argument("-o", dest="output", required=True, help="output directory")
     generate.add_argument("--json", action="store_true")
     generate.set_defaults(func=cmd_generate)
+
+    estimate = commands.add_parser(
+        "estimate", help="project a model's speed on a board (the analytic performance model)")
+    estimate.add_argument("--model", required=True,
+                          help="tiny, bitnet-b1.58-large, bitnet-b1.58-2b-4t or a checkpoint "
+                               "path (only its shape is read)")
+    estimate.add_argument("--board", required=True, help="a board from `tritium boards`")
+    estimate.add_argument("--config", default=None,
+                          help="accelerator preset or config .json (default: the board's "
+                               "preset, or its units resized to the model if it cannot hold it)")
+    estimate.add_argument("--context", default=None,
+                          help="decode contexts, comma-separated (default 64,512,1024,2048 up "
+                               "to the model's maximum)")
+    estimate.add_argument("--json", action="store_true", help="print one JSON object")
+    estimate.add_argument("--plot", default=None,
+                          help="write a PNG of the time per token against the memory roofline "
+                               "(needs matplotlib: the plots extra)")
+    estimate.set_defaults(func=cmd_estimate)
 
     boards = commands.add_parser("boards", help="list the supported boards")
     boards.add_argument("--json", action="store_true", help="print one JSON object")

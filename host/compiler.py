@@ -25,6 +25,11 @@ over the gate vector in place (the element-wise unit reads a beat before it writ
 A layer is 13 instructions: docs/program.md's ten steps, with one LINEAR per matrix
 (the QKV and the gate/up steps are three and two LINEARs), because every linear has
 its own output scale and an instruction carries one.
+
+The layout (:func:`memory_plan`) and the instruction sequence (:func:`program_fields`)
+follow from the config alone; :func:`compile_model` fills them with a model's packed
+weights, gains, scales and eps terms, and the performance model
+(:mod:`tritium.host.performance`) times the same sequence.
 """
 
 import struct
@@ -40,6 +45,7 @@ from .errors import InputError
 from .packer import pack_ternary
 
 __all__ = ["check_model", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
+           "MemoryPlan", "memory_plan", "program_fields", "program_length",
            "encode_instruction", "decode_instruction", "instruction_words", "pack_scale",
            "unpack_scale"]
 
@@ -167,27 +173,119 @@ class CompiledModel:
     words: int
 
 
-class _Allocator:
-    """Places regions at word-aligned addresses from 0 upwards."""
-
-    def __init__(self, word_bytes: int):
-        self.word_bytes, self.next, self.image, self.placement = word_bytes, 0, [], {}
-
-    def reserve(self, name: str, words: int) -> int:
-        address, self.next = self.next, self.next + words
-        self.placement[name] = (address, words)
-        return address
-
-    def place(self, name: str, data: bytes) -> int:
-        data = bytes(data) + bytes(-len(data) % self.word_bytes)
-        address = self.reserve(name, len(data) // self.word_bytes)
-        self.image.append((address, data))
-        return address
-
-
 # Each layer's memory regions in program order: norm gains and the linears they feed.
 _LAYER_REGIONS = ("attn_norm", "wq", "wk", "wv", "attn_sub_norm", "wo", "ffn_norm", "w_gate",
                   "w_up", "ffn_sub_norm", "w_down")
+_NORM_FEATURES = {"attn_norm": "hidden", "attn_sub_norm": "q_dim", "ffn_norm": "hidden",
+                  "ffn_sub_norm": "ffn"}
+
+
+def program_length(config: AcceleratorConfig) -> int:
+    """Instructions of the program: LOAD, 13 per layer, STORE, END."""
+    return 1 + 13 * config.model.layers + 2
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where everything below the KV cache goes, from the shapes alone.
+
+    ``placement`` maps a region's name (``"layer0.wq"``, ``"layer0.attn_norm"``,
+    ``"io"``, ``"program"``) to ``(word address, words)``, in address order from 0;
+    ``words`` is the total. A linear takes the whole words of its packed stream
+    (``ceil(chunks * blocks * word_bits / data_width)``), a norm those of its int16 gains.
+    """
+    placement: dict
+    io_address: int
+    program_address: int
+    words: int
+
+    def layer(self, index: int) -> dict:
+        """Region name -> word address of layer ``index``."""
+        return {name: self.placement[f"layer{index}.{name}"][0] for name in _LAYER_REGIONS}
+
+
+def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
+    """The :class:`MemoryPlan` of ``config``'s model (no weights needed)."""
+    cfg, tile = config.model, config.tlmm.tile
+    word_bits = config.data_width
+    shapes = cfg.linear_shapes()
+    placement, address = {}, 0
+
+    def reserve(name, words):
+        nonlocal address
+        placement[name] = (address, words)
+        address += words
+
+    for index in range(cfg.layers):
+        for name in _LAYER_REGIONS:
+            if name in shapes:
+                rows, cols = tile.padded_shape(*shapes[name])
+                bits = rows // tile.rows * (cols // tile.k_per_word) * tile.word_bits
+            else:
+                bits = 16 * getattr(cfg, _NORM_FEATURES[name])
+            reserve(f"layer{index}.{name}", -(-bits // word_bits))
+    io_address = address
+    reserve("io", config.max_tokens * cfg.hidden // config.lanes)
+    program_address = address
+    reserve("program", program_length(config) * instruction_words(word_bits // 8))
+    return MemoryPlan(placement, io_address, program_address, address)
+
+
+class _Placeholders:
+    """Constants of a program compiled from the shape alone: every scale and eps 0."""
+
+    def eps(self, name, features):
+        return 0
+
+    def out_scale(self, index, name):
+        return 0
+
+    def score_scale(self):
+        return 0
+
+
+class _Constants:
+    """A quantized model's constants as the instruction fields hold them."""
+
+    def __init__(self, qmodel: QuantizedModel):
+        self.qmodel = qmodel
+
+    def eps(self, name, features):
+        eps = int(self.qmodel.eps[features])
+        if eps >= 1 << 32:
+            raise InputError(f"the {name} eps term {eps} does not fit the instruction's u32")
+        return eps
+
+    def out_scale(self, index, name):
+        return pack_scale(self.qmodel.layers[index].linears[name].out_scale)
+
+    def score_scale(self):
+        return pack_scale(self.qmodel.score_scale)
+
+
+def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
+                   constants=None) -> list:
+    """The program as instruction fields (dicts with the opcode's name under ``"op"``):
+    LOAD io -> ``x``, 13 instructions per layer, STORE ``x`` -> io, END.
+
+    Everything that sets the program's work (opcodes, flags, beats, blocks, strides,
+    scratch and memory addresses) comes from ``config`` and ``plan`` (default:
+    :func:`memory_plan`); ``constants`` gives the scales and eps terms (default: 0, a
+    program fit for timing, not for running). :func:`compile_model` and the performance
+    model (:mod:`tritium.host.performance`) both take their program from here.
+    """
+    plan = plan or memory_plan(config)
+    constants = constants or _Placeholders()
+    scratch = scratch_layout(config)
+    x = scratch["x"]
+    program = [dict(op="LOAD", address=plan.io_address, dst=x.base, dst_stride=x.stride,
+                    beats=x.beats)]
+    for index in range(config.model.layers):
+        program += _layer_program(index, plan.layer(index), config, scratch, constants)
+    program += [dict(op="STORE", address=plan.io_address, src=x.base, src_stride=x.stride,
+                     beats=x.beats),
+                dict(op="END")]
+    return program
 
 
 def check_model(model, config: AcceleratorConfig) -> None:
@@ -213,85 +311,81 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
     """
     check_model(model, config)
     qmodel = QuantizedModel(model)
-    cfg, lanes = config.model, config.lanes
+    cfg = config.model
     word_bytes = config.data_width // 8
-    memory = _Allocator(word_bytes)
+    plan = memory_plan(config)
 
-    addresses = []
+    image = []
+
+    def place(name, data):
+        address, words = plan.placement[name]
+        data = bytes(data) + bytes(-len(data) % word_bytes)
+        assert len(data) == words * word_bytes, (name, len(data), words)
+        image.append((address, data))
+
     for index, layer in enumerate(qmodel.layers):
-        where = {}
         for name in _LAYER_REGIONS:
             if name in layer.linears:
                 data = pack_ternary(layer.linears[name].weights, config.tlmm.tile).data
             else:
                 data = getattr(layer, name).values.astype("<i2").tobytes()
-            where[name] = memory.place(f"layer{index}.{name}", data)
-        addresses.append(where)
-    io_address = memory.reserve("io", config.max_tokens * cfg.hidden // lanes)
+            place(f"layer{index}.{name}", data)
 
-    scratch = scratch_layout(config)
-    program = [_instruction("LOAD", address=io_address, dst=scratch["x"].base,
-                            dst_stride=scratch["x"].stride, beats=scratch["x"].beats)]
-    for index, layer in enumerate(qmodel.layers):
-        program += _layer_program(index, layer, addresses[index], qmodel, config, scratch)
-    program += [_instruction("STORE", address=io_address, src=scratch["x"].base,
-                             src_stride=scratch["x"].stride, beats=scratch["x"].beats),
-                _instruction("END")]
+    fields = program_fields(config, plan, _Constants(qmodel))
+    program = [_instruction(**instruction) for instruction in fields]
     padding = bytes(instruction_words(word_bytes) * word_bytes - INSTRUCTION_BYTES)
-    program_address = memory.place("program", b"".join(code + padding for code in program))
+    place("program", b"".join(code + padding for code in program))
 
-    if memory.next > config.kv_base:
-        raise InputError(f"model {cfg.name!r} needs {memory.next} words of memory for its "
+    if plan.words > config.kv_base:
+        raise InputError(f"model {cfg.name!r} needs {plan.words} words of memory for its "
                          f"weights, gains, io and program, but accelerator {config.name!r} "
                          f"has {config.kv_base} below its KV cache")
-    return CompiledModel(image=memory.image, placement=memory.placement,
-                         program_address=program_address, io_address=io_address,
+    return CompiledModel(image=image, placement=dict(plan.placement),
+                         program_address=plan.program_address, io_address=plan.io_address,
                          instructions=[decode_instruction(code) for code in program],
-                         qmodel=qmodel, config=config, scratch=scratch, words=memory.next)
+                         qmodel=qmodel, config=config, scratch=scratch_layout(config),
+                         words=plan.words)
 
 
-def _instruction(opcode: str, **fields) -> bytes:
+def _instruction(op: str, **fields) -> bytes:
     try:
-        return encode_instruction(opcode=OPCODES[opcode], **fields)
+        return encode_instruction(opcode=OPCODES[op], **fields)
     except ValueError as error:
-        raise InputError(f"cannot encode a {opcode} instruction: {error}") from None
+        raise InputError(f"cannot encode a {op} instruction: {error}") from None
 
 
-def _layer_program(index, layer, address, qmodel, config, scratch) -> list:
-    """The 13 instructions of one decoder layer (``GoldenModel.layer``)."""
+def _layer_program(index, address, config, scratch, constants) -> list:
+    """The 13 instructions of one decoder layer (``GoldenModel.layer``), as fields."""
     cfg, lanes, tlmm = config.model, config.lanes, config.tlmm
     x, qkv, attn, gate, up = (scratch[name] for name in ("x", "qkv", "attn", "gate", "up"))
 
     def norm(name, source, features):
-        eps = int(qmodel.eps[features])
-        if eps >= 1 << 32:
-            raise InputError(f"the {name} eps term {eps} does not fit the instruction's u32")
-        return _instruction("NORM", address=address[name], src=source.base,
-                            src_stride=source.stride, beats=features // lanes, eps=eps)
+        return dict(op="NORM", address=address[name], src=source.base,
+                    src_stride=source.stride, beats=features // lanes,
+                    eps=constants.eps(name, features))
 
     def linear(name, target, offset=0, accumulate=False):
         rows, cols = tlmm.tile.padded_shape(*cfg.linear_shapes()[name])
-        return _instruction("LINEAR", flags=FLAG_ACCUMULATE if accumulate else 0,
-                            address=address[name], dst=target.base + offset,
-                            dst_stride=target.stride, beats=cols // tlmm.k_per_word,
-                            blocks=rows // tlmm.rows,
-                            scale=pack_scale(layer.linears[name].out_scale))
+        return dict(op="LINEAR", flags=FLAG_ACCUMULATE if accumulate else 0,
+                    address=address[name], dst=target.base + offset,
+                    dst_stride=target.stride, beats=cols // tlmm.k_per_word,
+                    blocks=rows // tlmm.rows, scale=constants.out_scale(index, name))
 
     return [
         norm("attn_norm", x, cfg.hidden),
         linear("wq", qkv),
         linear("wk", qkv, cfg.q_dim // lanes),
         linear("wv", qkv, (cfg.q_dim + cfg.kv_dim) // lanes),
-        _instruction("ATTEND", layer=index, src=qkv.base, src_stride=qkv.stride,
-                     beats=qkv.beats, dst=attn.base, dst_stride=attn.stride,
-                     scale=pack_scale(qmodel.score_scale)),
+        dict(op="ATTEND", layer=index, src=qkv.base, src_stride=qkv.stride,
+             beats=qkv.beats, dst=attn.base, dst_stride=attn.stride,
+             scale=constants.score_scale()),
         norm("attn_sub_norm", attn, cfg.q_dim),
         linear("wo", x, accumulate=True),
         norm("ffn_norm", x, cfg.hidden),
         linear("w_gate", gate),
         linear("w_up", up),
-        _instruction("GATE", src=gate.base, aux=up.base, src_stride=gate.stride,
-                     dst=gate.base, dst_stride=gate.stride, beats=gate.beats),
+        dict(op="GATE", src=gate.base, aux=up.base, src_stride=gate.stride,
+             dst=gate.base, dst_stride=gate.stride, beats=gate.beats),
         norm("ffn_sub_norm", gate, cfg.ffn),
         linear("w_down", x, accumulate=True),
     ]

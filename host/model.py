@@ -152,30 +152,30 @@ class Model:
                 arrays[f"layers.{i}.{name}.scale"] = np.array(tensor.scale, dtype=np.float64)
         np.savez_compressed(path, **arrays)
 
-    @classmethod
-    def load_npz(cls, path) -> "Model":
+    @staticmethod
+    def read_npz_config(path) -> ModelConfig:
+        """The ModelConfig of a .npz model, without reading its tensors."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except FileNotFoundError:
-            raise ModelFormatError(f"{path}: no such file") from None
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise ModelFormatError(f"{path}: not a readable tritium .npz model ({exc})") from None
+        arrays = _read_npz(path, keys=("format_version", "config"))
 
         def take(key):
             if key not in arrays:
                 raise ModelFormatError(f"{path}: tensor {key} is missing")
             return arrays[key]
 
-        version = int(take("format_version"))
-        if version != NPZ_FORMAT_VERSION:
-            raise ModelFormatError(f"{path}: .npz format version {version} is not supported "
-                                   f"(expected {NPZ_FORMAT_VERSION})")
-        try:
-            config = ModelConfig.from_dict(json.loads(str(take("config"))))
-        except (ValueError, TypeError) as exc:
-            raise ModelFormatError(f"{path}: bad model config: {exc}") from None
+        return _npz_config(path, take)
+
+    @classmethod
+    def load_npz(cls, path) -> "Model":
+        path = Path(path)
+        arrays = _read_npz(path)
+
+        def take(key):
+            if key not in arrays:
+                raise ModelFormatError(f"{path}: tensor {key} is missing")
+            return arrays[key]
+
+        config = _npz_config(path, take)
         layers = []
         for i in range(config.layers):
             parts = {name: take(f"layers.{i}.{name}") for name in NORM_NAMES}
@@ -188,3 +188,23 @@ class Model:
         return model.validate()
 
 
+def _read_npz(path: Path, keys=None) -> dict:
+    """The arrays of a .npz file (only ``keys`` of them, if given)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files if keys is None or key in keys}
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ModelFormatError(f"{path}: not a readable tritium .npz model ({exc})") from None
+
+
+def _npz_config(path: Path, take) -> ModelConfig:
+    version = int(take("format_version"))
+    if version != NPZ_FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: .npz format version {version} is not supported "
+                               f"(expected {NPZ_FORMAT_VERSION})")
+    try:
+        return ModelConfig.from_dict(json.loads(str(take("config"))))
+    except (ValueError, TypeError) as exc:
+        raise ModelFormatError(f"{path}: bad model config: {exc}") from None

@@ -14,14 +14,14 @@ describes the formats and the name mappings.
 
 from pathlib import Path
 
-from tritium.hw.config import MODEL_PRESETS
+from tritium.hw.config import MODEL_PRESETS, ModelConfig
 from ..errors import ModelFormatError
 from ..model import Model
 from .common import errors_naming, validated
-from .gguf_file import load_gguf
-from .hf import load_hf
+from .gguf_file import load_gguf, read_gguf_config
+from .hf import load_hf, read_hf_config
 
-__all__ = ["load_model", "SHIPPED_MODELS"]
+__all__ = ["load_model", "read_model_config", "SHIPPED_MODELS"]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 SHIPPED_MODELS = {"tiny": MODELS_DIR / "tiny.npz"}
@@ -51,6 +51,33 @@ def load_model(source) -> Model:
         f"{path}: unknown model format (expected a Hugging Face directory with "
         f"config.json, a .gguf file, a .npz file, or a preset name: "
         f"{', '.join(SHIPPED_MODELS)})")
+
+
+def read_model_config(source) -> ModelConfig:
+    """The shape of a model, without its weights: a preset name (``MODEL_PRESETS``,
+    shipped weights or not) or a checkpoint path of any format :func:`load_model`
+    reads, through the importers' own config parsing (Hugging Face ``config.json``,
+    GGUF metadata and tensor shapes, the ``.npz`` config entry)."""
+    if isinstance(source, str) and source in MODEL_PRESETS:
+        return MODEL_PRESETS[source]
+    path = Path(source)
+    if not path.exists():
+        raise ModelFormatError(f"{source}: no such file or directory, and not a model "
+                               f"preset ({', '.join(MODEL_PRESETS)})")
+    if path.is_dir() or path.suffix == ".safetensors" or path.name == "config.json":
+        directory = path if path.is_dir() else path.parent
+        if not (directory / "config.json").is_file():
+            raise ModelFormatError(f"{directory}: unknown model format: a directory needs "
+                                   f"config.json (Hugging Face layout)")
+        return read_hf_config(directory)
+    if path.suffix == ".gguf":
+        return read_gguf_config(path)
+    if path.suffix == ".npz":
+        return Model.read_npz_config(path)
+    raise ModelFormatError(
+        f"{path}: unknown model format (expected a Hugging Face directory with "
+        f"config.json, a .gguf file, a .npz file, or a preset name: "
+        f"{', '.join(MODEL_PRESETS)})")
 
 
 def _load_shipped(name: str) -> Model:

@@ -25,11 +25,12 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 from gguf.quants import dequantize
 
+from tritium.hw.config import ModelConfig
 from ..errors import ModelFormatError
 from ..model import Layer, Model, TernaryTensor
 from .common import check_shape, float_tensor, make_config, ternary_from_values
 
-__all__ = ["load_gguf", "GGUF_ACTIVATIONS"]
+__all__ = ["load_gguf", "read_gguf_config", "GGUF_ACTIVATIONS"]
 
 GGUF_ACTIVATIONS = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2"}
 LINEAR_TENSORS = {"wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output",
@@ -51,12 +52,7 @@ def load_gguf(path) -> Model:
     path = Path(path)
     reader = _open(path)
     tensors = {tensor.name: tensor for tensor in reader.tensors}
-    arch = _string(path, reader, "general.architecture")
-    if arch not in GGUF_ACTIVATIONS:
-        raise ModelFormatError(f"{path}: architecture {arch!r} is not supported "
-                               f"(expected one of {', '.join(GGUF_ACTIVATIONS)})")
-    vocab_size = _numpy_shape(_tensor(path, tensors, "token_embd.weight"))[0]
-    config = _model_config(path, reader, arch, vocab_size, has_output="output.weight" in tensors)
+    config = _config(path, reader, tensors)
 
     embedding_shape = (config.vocab_size, config.hidden)
     embedding = _float(path, tensors, "token_embd.weight", embedding_shape)
@@ -73,6 +69,23 @@ def load_gguf(path) -> Model:
         layers.append(Layer(**parts))
     output_norm = _float(path, tensors, "output_norm.weight", (config.hidden,))
     return Model(config, embedding, layers, output_norm, lm_head)
+
+
+def read_gguf_config(path) -> ModelConfig:
+    """The ModelConfig of a BitNet GGUF file, from its metadata and tensor shapes alone
+    (no tensor data is read)."""
+    path = Path(path)
+    reader = _open(path)
+    return _config(path, reader, {tensor.name: tensor for tensor in reader.tensors})
+
+
+def _config(path: Path, reader: GGUFReader, tensors: dict) -> ModelConfig:
+    arch = _string(path, reader, "general.architecture")
+    if arch not in GGUF_ACTIVATIONS:
+        raise ModelFormatError(f"{path}: architecture {arch!r} is not supported "
+                               f"(expected one of {', '.join(GGUF_ACTIVATIONS)})")
+    vocab_size = _numpy_shape(_tensor(path, tensors, "token_embd.weight"))[0]
+    return _model_config(path, reader, arch, vocab_size, has_output="output.weight" in tensors)
 
 
 def _open(path: Path) -> GGUFReader:

@@ -1,0 +1,1033 @@
+# amaranth: UnusedElaboratable=no
+"""The analytic performance model: cycles, bytes and seconds of any run, from shapes alone.
+
+What it models (docs/performance.md, "The analytic model", has the derivation and the
+calibration): the controller runs the program (:func:`~tritium.host.compiler.program_fields`,
+the very instructions :func:`~tritium.host.compiler.compile_model` writes, built from the
+config alone) one instruction at a time: fetch, decode, issue, wait until the unit's last
+result is stored. Each instruction's cycles are the sum of named terms that follow the
+gateware: the fetch of its words, the memory's latency before a first word, the port's
+rate for every word it moves (:class:`PortTiming`, from a
+:class:`~tritium.hw.memory_model.MemoryModel`), the TLMM engine's weight and compute
+bounds chunk by chunk (:func:`linear_cycles`), the scratchpad reader's three beats in
+four cycles, NORM's second pass, the attention block's passes
+(:func:`~tritium.hw.attention.block.pass_key_counts`) and its KV records
+(:class:`~tritium.hw.attention.kvcache.KVLayout`), and a few constant pipeline overheads
+calibrated against the cycle-accurate simulation (:data:`CALIBRATION`).
+
+- :func:`estimate_run` -> :class:`RunEstimate`: cycles per controller counter kind and in
+  total, memory bytes read and written per kind, per instruction terms, for a run of
+  ``tokens`` tokens from ``position`` (a prefill chunk or a decode step).
+- :func:`compare_run` and :func:`simulated_cases`: the model against simulated counters
+  (``bench/e2e.py``'s runs, ``docs/bench-layer-kv260.json``'s cases).
+- :func:`project`: a whole model on a board: decode tokens/s per context, time to first
+  token, the time per token split into linears, attention, element-wise, control, the LM
+  head and the host link (each figure labelled ``derived`` or ``assumed``), and the
+  memory roofline of the same bytes. Host-side costs come from a :class:`HostModel`
+  (:data:`HOSTS`), whose every figure is an explicit assumption.
+- :func:`fit_problems`, :func:`derive_config`, :func:`board_setup`: whether a model fits a
+  design, and the board preset resized to a model that it does not fit.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from tritium.hw.attention.block import pass_key_counts
+from tritium.hw.attention.core import SCORE_LATENCY
+from tritium.hw.attention.kvcache import KVLayout
+from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
+from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
+from tritium.hw.control.isa import FLAG_ACCUMULATE
+from tritium.hw.elementwise import Gating, NormQuant
+from tritium.hw.fixedpoint import RECIPROCAL_LATENCY
+from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
+from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
+from .compiler import instruction_words, memory_plan, program_fields
+
+__all__ = ["KINDS", "CALIBRATION", "ONCHIP_READ_LATENCY", "PortTiming", "port_timing",
+           "InstructionEstimate", "RunEstimate", "estimate_run", "linear_cycles",
+           "attention_key_cycles",
+           "SimulatedCase", "simulated_cases", "report_cases", "recorded_cases",
+           "RECORDED_REPORTS", "compare_run", "agreement",
+           "HostModel", "HOSTS", "link_traffic", "host_run_seconds",
+           "fit_problems", "derive_config", "board_setup", "BoardSetup", "project",
+           "format_projection", "plot_projection", "LABELS", "PARTS"]
+
+#: Counter kinds of the controller, in its order: ``fetch``, ``move``, ``norm``,
+#: ``linear``, ``gate``, ``attend`` (``<kind>_cycles`` in CONTROLLER_COUNTERS).
+KINDS = tuple(name[:-len("_cycles")] for name in CONTROLLER_COUNTERS
+              if name.endswith("_cycles") and name != "cycles")
+#: The kinds that move memory words (``<kind>_words`` in WORD_COUNTERS).
+WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
+_KIND_OF = {"LOAD": "move", "STORE": "move", "NORM": "norm", "LINEAR": "linear",
+            "GATE": "gate", "ATTEND": "attend"}
+
+#: Cycles from an OnChipMemory read command's transfer to its first word (docs/memory.md).
+ONCHIP_READ_LATENCY = 2
+
+#: What every figure of a projection is (docs/performance.md).
+LABELS = {"simulated": "cycle-accurate simulation of the generated Verilog",
+          "derived": "the analytic model (calibrated against the simulation) or arithmetic",
+          "assumed": "an explicit assumption (a host or link figure no board has measured)"}
+
+#: Constant overheads the structure does not give, calibrated against the per-instruction
+#: cycles of the simulated top (docs/performance.md, "Calibration"): cycles an
+#: instruction spends besides its streams.
+CALIBRATION = {
+    # Fetch: the fetch state (the read command) and the decode state.
+    "fetch": 2,
+    # LOAD: the issue cycle before the read command, the writer's cycle after the last word.
+    "load": 2,
+    # STORE: issue, the reader's first beat, the write command and write_done.
+    "store": 5,
+    # NORM: issue and the join of values and gains before pass 1; after it, the
+    # codes latency, pass 2 of the last vector and its padding are structural.
+    "norm": 4,
+    # GATE: issue and the reader's first beats; the gating latency is the unit's own.
+    "gate": 5,
+    # LINEAR: issue, gearbox, chunk buffer, engine stages, Dequantize and the writer.
+    "linear": 9,
+    # LINEAR with ACCUMULATE: the residual add's stage.
+    "accumulate": 1,
+    # ATTEND: per job (issue, the last head's RoPE and quantizer latencies, the writer's
+    # acknowledgement, the core's last drain) and per pass over the cache (the block's
+    # queries loaded, the core's pipeline filled and drained).
+    "attend_job": 19,
+    "attend_pass": 12,
+}
+
+# The scratchpad's VectorReader keeps at most 3 beats in its FIFO and the read in
+# flight, and a beat takes 4 cycles from issue to leaving the FIFO: 3 beats per 4 cycles.
+READER_RATE = Fraction(3, 4)
+
+
+@functools.lru_cache(maxsize=None)
+def _gating_latency(lanes: int, activation: str) -> int:
+    """The Gating unit's latency for the model's activation (the unit's own figure)."""
+    return Gating(lanes, activation).latency
+
+
+@functools.lru_cache(maxsize=None)
+def _record_words(config: AcceleratorConfig) -> int:
+    """Bus words of one KV record (``KVLayout.words_per_record``)."""
+    return KVLayout(config.attention, config.memory, config.kv_base).words_per_record
+
+
+def _reader_cycles(beats) -> int:
+    """Cycles the scratchpad reader takes to hand out ``beats`` beats back to back."""
+    return max(0, math.ceil(beats / READER_RATE) - 1)
+
+
+# -- the memory port -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PortTiming:
+    """The memory port as the units see it: ``word_bytes`` per bus word, at most
+    ``bytes_per_cycle`` sustained (exact), the first word of a read ``latency`` cycles
+    after its command. ``memory`` names the model, ``implementation`` the gateware:
+    ``"onchip"`` (the top's OnChipMemory, 2 cycles) or ``"board"`` (a BoardMemory
+    simulation of the model: the model's latency plus ``SIM_MEMORY_PIPELINE_CYCLES``)."""
+    memory: str
+    implementation: str
+    word_bytes: int
+    bytes_per_cycle: Fraction
+    latency: int
+
+    @property
+    def word_cycles(self) -> Fraction:
+        """Cycles per bus word when words stream (at least one)."""
+        return max(Fraction(1), Fraction(self.word_bytes) / self.bytes_per_cycle)
+
+
+def port_timing(memory, config: AcceleratorConfig, port: int = 0,
+                implementation: str = None) -> PortTiming:
+    """Port ``port`` of ``memory`` (a :class:`MemoryModel` or its name) for ``config``.
+
+    ``implementation`` defaults to ``"onchip"`` for the ``onchip`` model (the top keeps its
+    memory inside) and ``"board"`` for any other (a board memory behind the top's port,
+    simulated by BoardMemory)."""
+    model = MEMORY_MODELS[memory] if isinstance(memory, str) else memory
+    if implementation is None:
+        implementation = "onchip" if model is MEMORY_MODELS["onchip"] else "board"
+    if implementation not in ("onchip", "board"):
+        raise ValueError(f"implementation must be 'onchip' or 'board', not {implementation!r}")
+    word_bytes = config.data_width // 8
+    pipeline = ONCHIP_READ_LATENCY if implementation == "onchip" else SIM_MEMORY_PIPELINE_CYCLES
+    return PortTiming(memory=model.name, implementation=implementation, word_bytes=word_bytes,
+                      bytes_per_cycle=model.port_bytes_per_cycle(port, config.clock_hz,
+                                                                 word_bytes),
+                      latency=model.latency_cycles(port, config.clock_hz) + pipeline)
+
+
+# -- instructions ---------------------------------------------------------------------------
+
+@dataclass
+class InstructionEstimate:
+    """One instruction of a run: its opcode, counter kind, cycles executing (``cycles``,
+    the issue and wait states) and fetching (``fetch``), memory words read and written,
+    and the named terms its cycles are the sum of."""
+    op: str
+    kind: str
+    cycles: float
+    fetch: float
+    read_words: int = 0
+    written_words: int = 0
+    terms: dict = field(default_factory=dict)
+
+
+def _terms(**terms) -> tuple:
+    return float(sum(terms.values())), {name: float(value) for name, value in terms.items()}
+
+
+def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, blocks: int,
+                  tokens: int, accumulate: bool = False) -> dict:
+    """The named terms of one LINEAR (``chunks`` K-chunks, ``blocks`` row blocks).
+
+    ``stream``: the chunk pipeline of the weight buffer manager and the engine. Chunk
+    ``c`` loads into bank ``c % 2`` once chunk ``c - 1`` is loaded and chunk ``c - 2``
+    replayed, at ``k`` cycles per engine word (its bus words at the port's rate, at
+    least one a cycle); its first pass streams behind the load, its other
+    ``tokens - 1`` passes replay it at one word per cycle; a pass lasts at least a
+    sweep (``blocks`` cycles), an activation beat (the codes feeder reads
+    ``k_per_word / lanes`` codes beats per beat) and, with LUT-RAM tables, a table
+    set's write (``entries + 1`` cycles). With ACCUMULATE every result beat also needs
+    a residual beat from the scratchpad reader (3 per 4 cycles), which paces the last
+    chunk's passes. ``latency``: the issue cycle and the memory's read latency before
+    the first word. ``table_fill``: the first table set when it is ready after the first
+    weight word. ``pipeline``: calibrated (:data:`CALIBRATION`)."""
+    return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
+    tlmm, lanes = config.tlmm, config.lanes
+    w = port.word_cycles
+    k = max(Fraction(1), Fraction(tlmm.tile.word_bits, config.data_width) * w)
+    feeder = max(1, tlmm.k_per_word // lanes)
+    table = tlmm.entries + 1 if tlmm.table_storage == "lutram" else 1
+    sweep = max(blocks, feeder, table)
+    residual = Fraction(blocks) / READER_RATE if accumulate else 0
+    load_end = [Fraction(0)] * chunks
+    replay_end = [Fraction(0)] * chunks
+    for c in range(chunks):
+        load_start = max(load_end[c - 1] if c else 0, replay_end[c - 2] if c > 1 else 0)
+        load_end[c] = load_start + blocks * k
+        replay_start = max(replay_end[c - 1] if c else 0, load_start)
+        paced = max(sweep, residual) if c == chunks - 1 else sweep
+        first = max(replay_start + paced, load_end[c])
+        replay_end[c] = first + (tokens - 1) * paced
+    first_word = port.latency + math.ceil(tlmm.tile.word_bits / config.data_width) * w
+    table_ready = feeder + table
+    return (("latency", 1 + port.latency), ("stream", replay_end[-1]),
+            ("table_fill", max(0, table_ready - first_word)),
+            ("pipeline", CALIBRATION["linear"] + (CALIBRATION["accumulate"] if accumulate else 0)))
+
+
+def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fraction:
+    """Cycles per key of a pass over the KV cache, whichever is slower:
+
+    - the attention core: a key's ``beats_per_key`` beats, then its score pipeline
+      (``SCORE_LATENCY`` stages) hands the next key's update to the value stage. When the
+      core's value FIFO (``beats_per_key + SCORE_LATENCY + 4`` beats) holds two keys'
+      values, the next key waits right behind (one cycle); otherwise it enters the
+      pipeline only once the value stage takes the current one and crosses its other
+      stages (``SCORE_LATENCY - 1`` cycles);
+    - the KV reader: a record's ``words_per_record`` bus words at the port's rate."""
+    a = config.attention
+    beats = a.beats_per_key
+    fifo = beats + SCORE_LATENCY + _VALUE_FIFO_SLACK
+    core = beats + (1 if 2 * beats <= fifo else SCORE_LATENCY - 1)
+    return max(Fraction(core), _record_words(config) * port.word_cycles)
+
+
+# AttentionCore's value FIFO holds a key's beats, the score pipeline's and 4 more.
+_VALUE_FIFO_SLACK = 4
+
+
+def _attend_terms(config, port, position, tokens):
+    """ATTEND: intake (the QKV row through the scratchpad reader, RoPE and the
+    quantizers; the new records written), the first record read and the last written,
+    the passes over the cache (:func:`pass_key_counts`, each key
+    :func:`attention_key_cycles`), each (token, head) pair's output out of its lane
+    (its beats after the reciprocal's latency), and the outputs drained to the
+    scratchpad."""
+    a = config.attention
+    words = _record_words(config)
+    record = words * port.word_cycles
+    qkv_beats = (a.heads + 2 * a.kv_heads) * a.beats_per_key
+    counts = pass_key_counts(a, position, tokens)
+    terms = dict(
+        latency=port.latency,
+        intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * record),
+        records=2 * record,
+        keys=sum(counts) * attention_key_cycles(config, port),
+        passes=len(counts) * CALIBRATION["attend_pass"],
+        lanes=tokens * a.heads * (a.beats_per_key + RECIPROCAL_LATENCY + 1),
+        drain=tokens * a.heads * a.beats_per_key,
+        pipeline=CALIBRATION["attend_job"])
+    return terms, sum(counts) * words, tokens * a.kv_heads * words
+
+
+def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: int,
+                 fetch: float) -> InstructionEstimate:
+    op = instr["op"]
+    w = port.word_cycles
+    beats = instr.get("beats", 0)
+    read = written = 0
+    if op == "END":
+        return InstructionEstimate(op, None, 0.0, fetch)
+    if op == "LOAD":
+        n = beats * tokens
+        cycles, terms = _terms(latency=port.latency, words=(n - 1) * w,
+                               pipeline=CALIBRATION["load"])
+        read = n
+    elif op == "STORE":
+        n = beats * tokens
+        cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * w + 1),
+                               pipeline=CALIBRATION["store"])
+        written = n
+    elif op == "NORM":
+        # Pass 1 joins each value beat (the reader) with a gain beat (two per memory
+        # word, read once per token); the last vector's codes follow its last beat by
+        # the codes latency, then its pass 2 and the codes writer's zero padding.
+        gain_words = -(-beats // 2)
+        per_chunk = config.tlmm.k_per_word // config.lanes
+        padded = -(-beats // per_chunk) * per_chunk
+        cycles, terms = _terms(
+            latency=max(0, port.latency - ONCHIP_READ_LATENCY),
+            pass1=max(_reader_cycles(beats * tokens), tokens * gain_words * w),
+            codes_latency=NormQuant.codes_latency, pass2=padded,
+            pipeline=CALIBRATION["norm"])
+        read = tokens * gain_words
+    elif op == "GATE":
+        cycles, terms = _terms(beats=_reader_cycles(beats * tokens),
+                               gating=_gating_latency(config.lanes, config.model.activation),
+                               pipeline=CALIBRATION["gate"])
+    elif op == "LINEAR":
+        chunks, blocks = instr["beats"], instr["blocks"]
+        terms = linear_cycles(config, port, chunks, blocks, tokens,
+                              bool(instr.get("flags", 0) & FLAG_ACCUMULATE))
+        cycles = float(sum(terms.values()))
+        terms = {name: float(value) for name, value in terms.items()}
+        read = -(-chunks * blocks * config.tlmm.tile.word_bits // config.data_width)
+    elif op == "ATTEND":
+        terms, read, written = _attend_terms(config, port, position, tokens)
+        cycles, terms = _terms(**terms)
+    else:
+        raise ValueError(f"unknown opcode {op!r}")
+    return InstructionEstimate(op, _KIND_OF[op], cycles, fetch, read, written, terms)
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+@dataclass
+class RunEstimate:
+    """The model's figures for one run (see :func:`estimate_run`).
+
+    ``cycles`` is the run's total (every instruction's fetch and execution);
+    ``by_kind[kind]`` the cycles the controller counts as ``<kind>_cycles``;
+    ``words[kind]`` the memory words ``{"read": n, "written": n}`` of that kind;
+    ``instructions`` the per-instruction estimates.
+    """
+    config: str
+    memory: str
+    implementation: str
+    position: int
+    tokens: int
+    clock_hz: int
+    word_bytes: int
+    cycles: float
+    by_kind: dict
+    words: dict
+    instructions: list
+
+    @property
+    def seconds(self) -> float:
+        return self.cycles / self.clock_hz
+
+    @property
+    def bytes_read(self) -> dict:
+        return {kind: words["read"] * self.word_bytes for kind, words in self.words.items()}
+
+    @property
+    def bytes_written(self) -> dict:
+        return {kind: words["written"] * self.word_bytes for kind, words in self.words.items()}
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(w["read"] + w["written"] for w in self.words.values()) * self.word_bytes
+
+    def counters(self) -> dict:
+        """The figures under the controller's counter names (cycles rounded)."""
+        counters = {"cycles": round(self.cycles)}
+        counters.update({f"{kind}_cycles": round(self.by_kind[kind]) for kind in KINDS})
+        counters.update({f"{kind}_words": self.words[kind]["read"] + self.words[kind]["written"]
+                         for kind in WORD_KINDS})
+        return counters
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "memory_model": self.memory,
+                "implementation": self.implementation, "position": self.position,
+                "tokens": self.tokens, "cycles": round(self.cycles, 1),
+                "cycles_by_kind": {k: round(v, 1) for k, v in self.by_kind.items()},
+                "bytes_read": self.bytes_read, "bytes_written": self.bytes_written,
+                "seconds": self.seconds}
+
+
+def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
+                 tokens: int = 1, implementation: str = None, port: int = 0) -> RunEstimate:
+    """The model of one run of ``config``'s program: ``tokens`` (1 .. max_tokens) tokens
+    from ``position``, the memory on port ``port`` of ``memory`` (the top uses one port,
+    port 0). Needs no weights: the program comes from the shape
+    (:func:`~tritium.host.compiler.program_fields`)."""
+    if not 1 <= tokens <= config.max_tokens:
+        raise ValueError(f"a run takes 1 .. {config.max_tokens} tokens, not {tokens}")
+    if position < 0 or position + tokens > config.attention.capacity:
+        raise ValueError(f"positions {position} .. {position + tokens - 1} exceed the KV "
+                         f"cache's {config.attention.capacity} tokens")
+    timing = port_timing(memory, config, port, implementation)
+    iw = instruction_words(timing.word_bytes)
+    fetch = CALIBRATION["fetch"] + timing.latency + (iw - 1) * timing.word_cycles
+    instructions = [_instruction(instr, config, timing, position, tokens, float(fetch))
+                    for instr in program_fields(config)]
+    by_kind = {kind: 0.0 for kind in KINDS}
+    words = {kind: {"read": 0, "written": 0} for kind in WORD_KINDS}
+    for item in instructions:
+        by_kind["fetch"] += item.fetch
+        words["fetch"]["read"] += iw
+        if item.kind:
+            by_kind[item.kind] += item.cycles
+        if item.read_words or item.written_words:
+            words[item.kind]["read"] += item.read_words
+            words[item.kind]["written"] += item.written_words
+    return RunEstimate(config=config.name, memory=timing.memory,
+                       implementation=timing.implementation, position=position,
+                       tokens=tokens, clock_hz=config.clock_hz, word_bytes=timing.word_bytes,
+                       cycles=sum(by_kind.values()), by_kind=by_kind, words=words,
+                       instructions=instructions)
+
+
+# -- the model against the simulation -------------------------------------------------------
+
+@dataclass(frozen=True)
+class SimulatedCase:
+    """One simulated run: the design, its memory, the run, and the controller's counters."""
+    name: str
+    source: str
+    config: AcceleratorConfig
+    memory: str
+    implementation: str
+    position: int
+    tokens: int
+    counters: dict
+
+    @property
+    def phase(self) -> str:
+        return "decode" if self.tokens == 1 and self.position > 0 else "prefill"
+
+
+def _e2e_cases(report: dict, source: str) -> list:
+    """The runs of a ``bench/e2e.py --json`` report."""
+    config = ACCELERATOR_PRESETS[report["config"]]
+    memory = report.get("memory_model", "onchip")
+    onchip = memory not in MEMORY_MODELS        # "onchip (in the top)": the top's own memory
+    cases = []
+    for index, run in enumerate(report["runs"]):
+        cases.append(SimulatedCase(
+            name=f"{config.name} e2e run {index} ({run['kind']})", source=source, config=config,
+            memory="onchip" if onchip else memory,
+            implementation="onchip" if onchip else "board", position=run["position"],
+            tokens=run["tokens"], counters=run["counters"]))
+    return cases
+
+
+def _layer_cases(report: dict, source: str) -> list:
+    """The cases of ``docs/bench-layer-kv260.json`` (``bench/layer.py --json``)."""
+    config = AcceleratorConfig.from_json(json.dumps(report["config"]))
+    if report.get("ports", 1) != 1:
+        raise ValueError(f"{source}: the model covers designs on one memory port, not "
+                         f"{report['ports']}")
+    return [SimulatedCase(name=f"{config.name} {case['name']}", source=source, config=config,
+                          memory=report["memory_model"], implementation="board",
+                          position=case["position"], tokens=case["tokens"],
+                          counters=case["counters"])
+            for case in report["cases"]]
+
+
+def _relative(path) -> str:
+    """A path as the repository names it (docs/...) when it is inside the checkout."""
+    from pathlib import Path
+    path = Path(path).resolve()
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def report_cases(report, source: str = None) -> list:
+    """:class:`SimulatedCase` of a ``bench/e2e.py --json`` report (``runs``) or a
+    ``bench/layer.py --json`` report (``cases``), a dict or the path of its JSON."""
+    if not isinstance(report, dict):
+        source = source or _relative(report)
+        with open(report) as file:
+            report = json.load(file)
+    if "runs" in report:
+        return _e2e_cases(report, source or "bench/e2e.py (this run)")
+    if "cases" in report:
+        return _layer_cases(report, source or "bench/layer.py (this run)")
+    raise ValueError(f"{source}: neither a bench/e2e.py nor a bench/layer.py report")
+
+
+def simulated_cases(e2e=None, layer=None) -> list:
+    """:class:`SimulatedCase` of a ``bench/e2e.py --json`` report and of a
+    ``bench/layer.py --json`` report (dicts, or paths to their JSON), either may be None."""
+    return [case for report in (e2e, layer) if report is not None
+            for case in report_cases(report)]
+
+
+#: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
+RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json")
+
+
+def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
+    """The cases of the reports ``names`` in ``directory`` (default: this checkout's docs/)
+    that exist and read; the others are skipped."""
+    from pathlib import Path
+    directory = Path(directory) if directory else Path(__file__).resolve().parent.parent / "docs"
+    cases = []
+    for name in names:
+        path = directory / name
+        try:
+            cases += report_cases(path) if path.is_file() else []
+        except (OSError, ValueError, KeyError):
+            continue
+    return cases
+
+
+def compare_run(case: SimulatedCase) -> dict:
+    """The model next to one simulated case: total and per kind, simulated, model and the
+    relative error (model / simulated - 1), and the memory words per kind."""
+    estimate = estimate_run(case.config, case.memory, case.position, case.tokens,
+                            implementation=case.implementation)
+    model = estimate.counters()
+    sim = case.counters
+
+    def entry(name):
+        simulated, derived = sim[name], model[name]
+        return {"simulated": simulated, "model": derived,
+                "error": (derived / simulated - 1) if simulated else (0.0 if not derived else None)}
+
+    return {"name": case.name, "source": case.source, "config": case.config.name,
+            "memory_model": case.memory, "phase": case.phase, "position": case.position,
+            "tokens": case.tokens,
+            "cycles": entry("cycles"),
+            "kinds": {kind: entry(f"{kind}_cycles") for kind in KINDS},
+            "words": {kind: entry(f"{kind}_words") for kind in WORD_KINDS
+                      if f"{kind}_words" in sim}}
+
+
+def agreement(cases) -> dict:
+    """:func:`compare_run` of every case and the largest errors."""
+    rows = [compare_run(case) for case in cases]
+    worst = max((abs(row["cycles"]["error"]) for row in rows), default=0.0)
+    return {"cases": rows, "max_abs_error": worst,
+            "max_abs_kind_error": {kind: max((abs(row["kinds"][kind]["error"] or 0)
+                                              for row in rows), default=0.0) for kind in KINDS}}
+
+
+# -- the host ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HostModel:
+    """The host around the accelerator and the link between them.
+
+    Today the host embeds the tokens (``golden.model.embed``) and runs the final norm
+    and the LM head (``sim.reference.lm_head``: the float32 head recast to float64 on
+    every call, one float64 matrix-vector product per token of the run), and every run
+    moves its tokens' embeddings in and hidden states out over the link in
+    stop-and-wait frames (``Accelerator.run_states``). Every figure here is an
+    assumption, named in ``notes``:
+
+    ``stream_bytes_per_second``: NumPy streaming through memory on the host (the cast
+    and the products are bound by memory traffic, not arithmetic);
+    ``write_byte_seconds`` / ``read_byte_seconds``: one link byte to / from the device;
+    ``frame_seconds``: each stop-and-wait frame's turnaround besides its bytes;
+    ``memory_bytes``: the host's memory, when it may not hold the host's arrays.
+    """
+    name: str
+    link: str
+    stream_bytes_per_second: float
+    write_byte_seconds: float
+    read_byte_seconds: float
+    frame_seconds: float
+    notes: tuple = ()
+    memory_bytes: int = None
+
+
+HOSTS = {
+    "kv260": HostModel(
+        name="the KV260's Cortex-A53 (one core, Linux, CPython and NumPy)",
+        link="the zynq transport: one byte per 32-bit AXI-Lite access to the link window",
+        stream_bytes_per_second=2.0e9,
+        write_byte_seconds=1.3e-6, read_byte_seconds=1.9e-6, frame_seconds=0.2e-3,
+        memory_bytes=4 * 2 ** 30,
+        notes=(
+            "memory 4 GiB: the KV260's DDR4, shared by Linux, the host's arrays and the "
+            "accelerator's buffer",
+            "stream 2.0 GB/s: assumed for one Cortex-A53 core at 1.33 GHz on the PS DDR4, "
+            "page faults of the 393 MB float64 copy included; this development machine "
+            "(AMD EPYC, 2 cores) measured 8.5 GB/s for the same lm_head call (116 ms for "
+            "983 MB at one token) and 13.4 GB/s at eight",
+            "link bytes 1.3 us out, 1.9 us in: the transport's per-byte Python loop measured "
+            "0.15 / 0.20 us on this machine, scaled by 8 (assumed: CPython on the A53 "
+            "against this core), plus an AXI-Lite access of 0.1 us (posted write) / 0.3 us "
+            "(read) (assumed)",
+            "frame 0.2 ms: assumed for the host's framing, CRC and FIFO polling (50 us "
+            "sleeps) per stop-and-wait frame")),
+    "ulx3s-85f": HostModel(
+        name="a PC over USB (like this development machine)",
+        link="the FT231X UART at 3 Mbaud, 8N1, stop and wait",
+        stream_bytes_per_second=8.5e9,
+        write_byte_seconds=10 / 3e6, read_byte_seconds=10 / 3e6, frame_seconds=1e-3,
+        notes=(
+            "stream 8.5 GB/s: measured on this development machine for the lm_head call "
+            "(the tiny model's head is 32 K weights, so it hardly matters)",
+            "link bytes 3.33 us: 10 bits per byte at 3 Mbaud (derived from the line rate)",
+            "frame 1 ms: assumed, the FT231X's latency timer set to 1 ms as docs/boards.md "
+            "says; at the Linux default of 16 ms each of a run's frames waits 16 ms")),
+}
+
+
+def link_traffic(config: AcceleratorConfig, tokens: int) -> dict:
+    """Bytes and frames one run moves over the host link (``Accelerator.run_states``):
+    WRITE the embeddings, SET position and tokens, RUN, GET cycles, READ the hidden states;
+    frames as ``host/link.py`` encodes them (SLIP escapes of the data not counted: a
+    fraction of a percent for random data)."""
+    from tritium.hw.link import protocol as p
+    from .link import encode_frame
+    word_bytes = config.data_width // 8
+    data = tokens * config.model.hidden * 4
+    chunk = (config.max_payload - 4) // word_bytes * word_bytes
+    per_frame = config.max_payload // word_bytes
+
+    def request(kind, payload):            # host -> device: END, frame, END
+        return len(encode_frame(kind, 0, bytes(payload)))
+
+    def reply(payload):                    # device -> host: frame, END
+        return len(encode_frame(0x80, 0, bytes(payload))) - 1
+
+    to_device = from_device = frames = 0
+    for start in range(0, data, chunk):
+        to_device += request(p.WRITE, 4 + min(chunk, data - start))
+        from_device += reply(0)
+        frames += 1
+    for kind, payload, answer in ((p.SET, 5, 0), (p.SET, 5, 0), (p.RUN, 1, 1), (p.GET, 1, 4)):
+        to_device += request(kind, payload)
+        from_device += reply(answer)
+        frames += 1
+    words = data // word_bytes
+    for start in range(0, words, per_frame):
+        to_device += request(p.READ, 6)
+        from_device += reply(min(per_frame, words - start) * word_bytes)
+        frames += 1
+    return {"to_device": to_device, "from_device": from_device, "frames": frames,
+            "payload": 2 * data}
+
+
+def host_run_seconds(model: ModelConfig, config: AcceleratorConfig, host: HostModel,
+                     tokens: int) -> dict:
+    """Host seconds around one run of ``tokens`` tokens: ``embed`` (rows to float64 and
+    back to int32), ``lm_head`` (the head recast to float64 once per run, 12 bytes per
+    weight, then 8 bytes per weight and token) and ``link`` (:func:`link_traffic`)."""
+    weights = model.vocab_size * model.hidden
+    link = link_traffic(config, tokens)
+    return {
+        "embed": tokens * model.hidden * 20 / host.stream_bytes_per_second,
+        "lm_head": (12 + 8 * tokens) * weights / host.stream_bytes_per_second,
+        "link": (link["to_device"] * host.write_byte_seconds
+                 + link["from_device"] * host.read_byte_seconds
+                 + link["frames"] * host.frame_seconds),
+        "link_bytes": link["to_device"] + link["from_device"]}
+
+
+# -- designs for models ----------------------------------------------------------------------
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def _memory_need(config: AcceleratorConfig) -> int:
+    """Words of memory ``config``'s model needs: weights, gains, io, program, KV cache."""
+    return memory_plan(config).words + config.kv_words
+
+
+def derive_config(base: AcceleratorConfig, model: ModelConfig, name: str = None,
+                  memory_words: int = None) -> AcceleratorConfig:
+    """``base``'s units (lanes, the TLMM tile and token tile, table storage, attention
+    lanes, clock, link frame) resized to ``model``: TLMM ``max_k``/``max_n`` (and the
+    accumulator width) to the model's widest linears, the KV cache to its layers, heads
+    and context, and ``memory_words`` (default: the next power of two that holds the
+    weights, gains, io, program and KV cache). ``ValueError`` if the units cannot serve
+    the model's shape (its dimensions must be whole beats of the lanes)."""
+    tlmm = base.tlmm
+    widest = max(model.hidden, model.q_dim, model.ffn)
+    max_k = _round_up(widest, tlmm.k_per_word)
+    resized = dataclasses.replace(
+        tlmm, max_k=max_k, max_n=_round_up(max(widest, model.kv_dim), tlmm.rows),
+        acc_width=max(tlmm.acc_width, TLMMConfig(group=tlmm.group, tables=tlmm.tables,
+                                                 rows=tlmm.rows, max_k=max_k,
+                                                 max_n=tlmm.rows,
+                                                 acc_width=64).min_acc_width))
+    name = name or f"{base.name}-{model.name}"
+    trial = dataclasses.replace(base, name=name, model=model, tlmm=resized,
+                                memory_words=2 ** 32)
+    if memory_words is None:
+        memory_words = 1 << (_memory_need(trial) - 1).bit_length()
+    return dataclasses.replace(trial, memory_words=memory_words)
+
+
+def fit_problems(model: ModelConfig, config: AcceleratorConfig) -> list:
+    """What of ``model`` design ``config`` cannot hold, each with the amount: the shape
+    it was built for, the TLMM buffers, the KV cache, the memory. Empty if it fits."""
+    problems = []
+    for name in ("hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "activation",
+                 "rope_pairing", "rope_theta"):
+        want, have = getattr(model, name), getattr(config.model, name)
+        if want != have:
+            problems.append(f"{name} {want} (built for {have})")
+    try:
+        need = derive_config(config, model)
+    except ValueError as error:
+        return problems + [str(error)]
+    for name, label in (("max_k", "TLMM max_k"), ("max_n", "TLMM max_n")):
+        want, have = getattr(need.tlmm, name), getattr(config.tlmm, name)
+        if want > have:
+            problems.append(f"{label} {have} < {want} ({want - have} short)")
+    if model.max_context > config.model.max_context:
+        problems.append(f"context {model.max_context} tokens (the KV cache holds "
+                        f"{config.model.max_context})")
+    word_bytes = config.data_width // 8
+    if need.kv_words > config.kv_words:
+        problems.append(f"KV cache {need.kv_words:,} words ({_mb(need.kv_words * word_bytes)}), "
+                        f"the design holds {config.kv_words:,} "
+                        f"({need.kv_words - config.kv_words:,} short)")
+    words = _memory_need(need)
+    if words > config.memory_words:
+        problems.append(f"memory {words:,} words ({_mb(words * word_bytes)}), the design has "
+                        f"{config.memory_words:,} ({words - config.memory_words:,} short)")
+    return problems
+
+
+def _mb(count: float) -> str:
+    return f"{count / 1e6:,.1f} MB"
+
+
+@dataclass(frozen=True)
+class BoardSetup:
+    """A model on a board: the design (``config``, ``config_kind`` ``"preset"``,
+    ``"given"`` or ``"derived"``), its memory model, the host, and ``notes`` on how it
+    was chosen."""
+    board: object
+    config: AcceleratorConfig
+    config_kind: str
+    memory: MemoryModel
+    host: HostModel
+    notes: tuple = ()
+
+
+def board_setup(model: ModelConfig, board, config: AcceleratorConfig = None) -> BoardSetup:
+    """The design that runs ``model`` on ``board`` (a :class:`~tritium.boards.Board`):
+    ``config`` if given (``ValueError`` naming what it cannot hold), else the board's
+    preset if it holds the model, else the preset's units resized to the model
+    (:func:`derive_config`) if the board's memory holds them, else ``ValueError``."""
+    memory = MEMORY_MODELS[board.memory]
+    host = HOSTS[board.name]
+    if config is not None:
+        problems = fit_problems(model, config)
+        if problems:
+            raise ValueError(f"model {model.name!r} does not fit accelerator {config.name!r}: "
+                             + "; ".join(problems))
+        return BoardSetup(board, config, "given", memory, host)
+    preset = ACCELERATOR_PRESETS[board.config]
+    problems = fit_problems(model, preset)
+    if not problems:
+        return BoardSetup(board, preset, "preset", memory, host)
+    try:
+        derived = derive_config(preset, model)
+    except ValueError as error:
+        raise ValueError(f"model {model.name!r} does not fit board {board.name}'s preset "
+                         f"{preset.name!r} ({'; '.join(problems)}), and its units cannot be "
+                         f"resized to it: {error}") from None
+    word_bytes = derived.data_width // 8
+    limit = board.memory_bytes or preset.memory_words * word_bytes
+    need = _memory_need(derived) * word_bytes
+    if need > limit:
+        raise ValueError(f"model {model.name!r} does not fit board {board.name}: its weights, "
+                         f"gains, program and KV cache need {_mb(need)} of memory, the board "
+                         f"holds {_mb(limit)} ({_mb(need - limit)} short)")
+    note = (f"derived: the {preset.name} preset's units resized to {model.name} (TLMM max_k "
+            f"{derived.tlmm.max_k}, max_n {derived.tlmm.max_n}, memory {derived.memory_words:,} "
+            f"words, KV cache {derived.model.max_context} tokens); never generated or "
+            f"synthesized: its fit on the board's FPGA is unchecked. The preset itself: "
+            + "; ".join(problems))
+    return BoardSetup(board, derived, "derived", memory, host, (note,))
+
+
+# -- projections -----------------------------------------------------------------------------
+
+#: The parts of a token's time (docs/performance.md), the counter kinds of the fabric's.
+PARTS = (("linears", ("linear",)), ("attention", ("attend",)),
+         ("element-wise", ("norm", "gate")), ("control", ("fetch", "move")))
+DEFAULT_CONTEXTS = (64, 512, 1024, 2048)
+DEFAULT_PROMPTS = (64, 128)
+
+
+def _rooflines(setup: BoardSetup, config: AcceleratorConfig, moved: int) -> dict:
+    """Seconds the memory needs for ``moved`` bytes at the sustained rate of the ports
+    the design uses (one) and of all the board's ports."""
+    word_bytes = config.data_width // 8
+    result = {}
+    for key, ports in (("ports_used", 1), ("all_ports", len(setup.memory.ports))):
+        rate = setup.memory.sustained_bytes_per_cycle(ports, config.clock_hz, word_bytes)
+        result[key] = {"ports": ports, "bytes_per_second": float(rate * config.clock_hz),
+                       "seconds": float(moved / (rate * config.clock_hz)), "label": "derived"}
+    return result
+
+
+def _runs_figures(setup: BoardSetup, model: ModelConfig, runs) -> dict:
+    """The time of a sequence of runs ``(position, tokens)``: fabric parts (derived), the
+    host's LM head and embedding and the link (assumed), and the rooflines."""
+    config = setup.config
+    kinds = {kind: 0.0 for kind in KINDS}
+    moved = link_bytes = 0
+    host = {"embed": 0.0, "lm_head": 0.0, "link": 0.0}
+    for position, tokens in runs:
+        run = estimate_run(config, setup.memory, position, tokens)
+        for kind in KINDS:
+            kinds[kind] += run.by_kind[kind] / config.clock_hz
+        moved += run.bytes_moved
+        seconds = host_run_seconds(model, config, setup.host, tokens)
+        for key in host:
+            host[key] += seconds[key]
+        link_bytes += seconds["link_bytes"]
+    parts = {name: {"seconds": sum(kinds[k] for k in members), "label": "derived"}
+             for name, members in PARTS}
+    parts["lm_head"] = {"seconds": host["lm_head"] + host["embed"], "label": "assumed"}
+    parts["link"] = {"seconds": host["link"], "label": "assumed", "bytes": link_bytes}
+    fabric = sum(parts[name]["seconds"] for name, _ in PARTS)
+    total = sum(part["seconds"] for part in parts.values())
+    return {"seconds": total, "fabric_seconds": fabric, "host_seconds": total - fabric,
+            "parts": parts, "memory_bytes": moved, "runs": len(runs),
+            "roofline": _rooflines(setup, config, moved)}
+
+
+def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAULT_PROMPTS,
+            simulated=()) -> dict:
+    """``model`` on ``setup``'s design and board, as one JSON-able dict:
+
+    - ``decode``: per context ``c`` (a decode step at position ``c - 1``): seconds per
+      token split into :data:`PARTS`, the LM head (with the embedding) and the link,
+      tokens per second with the host and for the fabric alone, and the rooflines;
+    - ``ttft``: per prompt length, the prefill in runs of ``max_tokens`` (each with its
+      host work and link) until the first token's logits;
+    - ``simulated``: for each :class:`SimulatedCase` of a one-layer slice of this design
+      (``simulated``), the layer's simulated cycles per part next to the model's.
+    Labels: ``derived`` (the analytic model), ``assumed`` (the host, :data:`HOSTS`).
+    """
+    config = setup.config
+    capacity = config.attention.capacity
+    if contexts is None:
+        contexts = [c for c in DEFAULT_CONTEXTS if c <= capacity] or [capacity]
+    for context in list(contexts) + list(prompts):
+        if not 1 <= context <= min(capacity, model.max_context):
+            raise ValueError(f"context {context} is beyond model {model.name!r}'s maximum of "
+                             f"{min(capacity, model.max_context)} tokens")
+    decode = []
+    for context in contexts:
+        figures = _runs_figures(setup, model, [(context - 1, 1)])
+        figures.update(context=context, tokens_per_s=1 / figures["seconds"],
+                       fabric_tokens_per_s=1 / figures["fabric_seconds"])
+        decode.append(figures)
+    ttft = []
+    step = config.max_tokens
+    for prompt in prompts:
+        runs = [(start, min(step, prompt - start)) for start in range(0, prompt, step)]
+        figures = _runs_figures(setup, model, runs)
+        # The host computes every prompt token's logits today; the first token needs
+        # only the last one's (one product, one recast).
+        weights = model.vocab_size * model.hidden
+        last_only = (len(runs) * 12 + 8) * weights / setup.host.stream_bytes_per_second
+        figures.update(prompt=prompt, seconds_with_last_logits_only=(
+            figures["seconds"] - figures["parts"]["lm_head"]["seconds"] + last_only))
+        ttft.append(figures)
+    notes = list(setup.notes)
+    if setup.host.memory_bytes:
+        # The float32 embedding and head (one array if tied), the head's float64 copy,
+        # and the accelerator's buffer in the same memory.
+        weights = model.vocab_size * model.hidden
+        need = ((1 if model.tied_embedding else 2) * 4 + 8) * weights \
+            + config.memory_words * config.data_width // 8
+        if need > setup.host.memory_bytes:
+            notes.append(f"the host's arrays (embedding, head and its float64 copy: "
+                         f"{_mb(need - config.memory_words * config.data_width // 8)}) and "
+                         f"the accelerator's buffer ({_mb(config.memory_words * config.data_width // 8)}) "
+                         f"need {_mb(need)}, more than the host's {_mb(setup.host.memory_bytes)}: "
+                         f"the LM head as today cannot run there")
+    return {
+        "model": model.name, "board": setup.board.name, "config": config.name,
+        "config_kind": setup.config_kind, "notes": notes,
+        "design": json.loads(config.to_json()),
+        "memory_model": setup.memory.name, "memory_source": setup.memory.source,
+        "ports_used": 1, "clock_hz": config.clock_hz,
+        "host": {"name": setup.host.name, "link": setup.host.link,
+                 "stream_bytes_per_second": setup.host.stream_bytes_per_second,
+                 "write_byte_seconds": setup.host.write_byte_seconds,
+                 "read_byte_seconds": setup.host.read_byte_seconds,
+                 "frame_seconds": setup.host.frame_seconds,
+                 "notes": list(setup.host.notes), "label": "assumed"},
+        "labels": LABELS,
+        "decode": decode, "ttft": ttft,
+        "simulated": _simulated_checks(config, simulated),
+    }
+
+
+def _layer_slice_of(case_config: AcceleratorConfig, config: AcceleratorConfig) -> bool:
+    """Whether ``case_config`` is ``config`` reduced to one layer (``bench/layer.py``)."""
+    if case_config.model.layers != 1:
+        return False
+    one = dataclasses.replace(config, name=case_config.name,
+                              model=dataclasses.replace(config.model, layers=1))
+    return one == case_config
+
+
+def _simulated_checks(config: AcceleratorConfig, cases) -> list:
+    """The one-layer simulations of this design: per case, the simulated cycles of each
+    part and the model's for the same one-layer run."""
+    checks = []
+    for case in cases:
+        if case.config != config and not _layer_slice_of(case.config, config):
+            continue
+        row = compare_run(case)
+        checks.append({
+            "case": case.name, "source": case.source, "position": case.position,
+            "tokens": case.tokens, "layers": case.config.model.layers,
+            "cycles": row["cycles"],
+            "parts": {name: {"simulated": sum(row["kinds"][k]["simulated"] for k in members),
+                             "model": sum(row["kinds"][k]["model"] for k in members)}
+                      for name, members in PARTS}})
+    return checks
+
+
+# -- output ----------------------------------------------------------------------------------
+
+_PART_NAMES = {"linears": "linears", "attention": "attention",
+               "element-wise": "element-wise (norm, gate)", "control": "control (fetch, move)",
+               "lm_head": "LM head + embedding (host)", "link": "host link"}
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.2f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def format_projection(result: dict) -> str:
+    """:func:`project`'s result as a readable table."""
+    lines = [f"{result['model']} on {result['board']}: accelerator {result['config']!r} "
+             f"({_KIND_TEXT[result['config_kind']]}), {result['clock_hz'] / 1e6:g} MHz, "
+             f"memory model {result['memory_model']} on 1 port"]
+    lines += [f"  {note}" for note in result["notes"]]
+    host = result["host"]
+    lines.append(f"host (assumed): {host['name']}; link: {host['link']}")
+    decode = result["decode"]
+
+    def table(title, columns, rows):
+        width = max(len(name) for name, _, _ in rows) + 2
+        out = [f"{title:<{width + 9}}" + "".join(f"{c:>16}" for c in columns)]
+        for name, label, values in rows:
+            out.append(f"  {name:<{width}}{label:<7}" + "".join(f"{v:>16}" for v in values))
+        return out
+
+    def part_rows(items):
+        rows = [(_PART_NAMES[name], part["label"], [_ms(i["parts"][name]["seconds"])
+                                                   for i in items])
+                for name, part in items[0]["parts"].items()]
+        rows.append(("total", "", [_ms(i["seconds"]) for i in items]))
+        return rows
+
+    rows = part_rows(decode)
+    rows.append(("host link bytes, both ways", "derived",
+                 [f"{i['parts']['link']['bytes']:,}" for i in decode]))
+    rows.append(("tokens/s", "", [f"{i['tokens_per_s']:,.2f}" for i in decode]))
+    rows.append(("tokens/s, fabric alone", "derived",
+                 [f"{i['fabric_tokens_per_s']:,.2f}" for i in decode]))
+    for key in _roof_keys(decode[0]):
+        roof = decode[0]["roofline"][key]
+        rows.append((f"memory roofline, {roof['ports']} port{'s' if roof['ports'] > 1 else ''} "
+                     f"({roof['bytes_per_second'] / 1e9:.2f} GB/s)", "derived",
+                     [f"{_ms(i['roofline'][key]['seconds'])}" for i in decode]))
+    lines += [""] + table("decode, per token", [f"context {i['context']}" for i in decode], rows)
+    ttft = result["ttft"]
+    if ttft:
+        rows = part_rows(ttft)
+        rows.append(("total with the last logits only", "",
+                     [_ms(i["seconds_with_last_logits_only"]) for i in ttft]))
+        for key in _roof_keys(ttft[0]):
+            roof = ttft[0]["roofline"][key]
+            rows.append((f"memory roofline, {roof['ports']} port{'s' if roof['ports'] > 1 else ''}",
+                         "derived", [_ms(i["roofline"][key]["seconds"]) for i in ttft]))
+        lines += [""] + table("time to first token", [f"{i['prompt']} tokens" for i in ttft], rows)
+    for check in result["simulated"]:
+        layers = f"{check['layers']} layer{'s' if check['layers'] > 1 else ''}"
+        lines.append(f"simulated check: {check['case']} ({layers}): "
+                     f"{check['cycles']['simulated']:,} cycles simulated, "
+                     f"{check['cycles']['model']:,} modelled ({check['cycles']['error']:+.2%})")
+    lines += ["", "derived: the analytic model (host/performance.py, calibrated against the "
+              "cycle-accurate simulation); assumed: host and link figures "
+              "(docs/performance.md, \"Host side\")"]
+    return "\n".join(lines)
+
+
+def _roof_keys(item) -> tuple:
+    """The rooflines worth a row: all of the board's ports only if it has more than one."""
+    roof = item["roofline"]
+    return ("ports_used", "all_ports") if roof["all_ports"]["ports"] > 1 else ("ports_used",)
+
+
+_KIND_TEXT = {"preset": "the board's preset", "given": "as given",
+              "derived": "derived from the board's preset"}
+
+
+def plot_projection(result: dict, path) -> None:
+    """A PNG of the decode time per token, part by part, against the memory rooflines
+    (needs matplotlib: the ``plots`` extra)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    decode = result["decode"]
+    labels = [str(i["context"]) for i in decode]
+    names = list(decode[0]["parts"])
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.5))
+    for axis, chosen, title in ((axes[0], names, "per token, host included"),
+                                (axes[1], [n for n, _ in PARTS], "the fabric alone")):
+        bottom = [0.0] * len(decode)
+        for name in chosen:
+            values = [i["parts"][name]["seconds"] * 1e3 for i in decode]
+            axis.bar(labels, values, bottom=bottom,
+                     label=f"{_PART_NAMES[name]} ({decode[0]['parts'][name]['label']})")
+            bottom = [b + v for b, v in zip(bottom, values)]
+        for key, style in zip(_roof_keys(decode[0]), ("--", ":")):
+            roof = decode[0]["roofline"][key]
+            axis.plot(labels, [i["roofline"][key]["seconds"] * 1e3 for i in decode], "k" + style,
+                      marker="o", label=f"memory roofline, {roof['ports']} port(s)")
+        axis.set_xlabel("context (tokens)")
+        axis.set_ylabel("ms per token")
+        axis.set_title(title)
+        axis.legend(fontsize=7)
+    figure.suptitle(f"{result['model']} on {result['board']} ({result['config']}): decode")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    pyplot.close(figure)

@@ -1,0 +1,146 @@
+"""`tritium estimate`: every named model on every board (or the reason it cannot run
+there), its JSON and plot, and a one-line error with exit status 2 for every bad input."""
+
+import builtins
+import json
+
+import pytest
+
+from tritium.host.cli import main
+
+MODELS = ("tiny", "bitnet-b1.58-large", "bitnet-b1.58-2b-4t")
+# What each (model, board) gets: the board's preset, the preset resized to the model,
+# or a refusal naming the resource.
+EXPECTED = {
+    ("tiny", "ulx3s-85f"): "preset",
+    ("tiny", "kv260"): "derived",
+    ("bitnet-b1.58-large", "kv260"): "preset",
+    ("bitnet-b1.58-2b-4t", "kv260"): "derived",
+    ("bitnet-b1.58-large", "ulx3s-85f"): "need 299.3 MB of memory, the board holds 0.3 MB",
+    ("bitnet-b1.58-2b-4t", "ulx3s-85f"): "need 598.3 MB of memory, the board holds 0.3 MB",
+}
+
+
+def run_cli(capsys, *argv):
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(capsys, *argv, match):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tritium: error: "), err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("model, board", EXPECTED, ids="{0[0]}@{0[1]}".format)
+def test_every_model_on_every_board(capsys, model, board):
+    expected = EXPECTED[model, board]
+    if expected not in ("preset", "derived"):
+        assert_one_line_error(capsys, "estimate", "--model", model, "--board", board,
+                              match=expected)
+        return
+    code, out, _ = run_cli(capsys, "estimate", "--model", model, "--board", board, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["config_kind"] == expected and result["model"] == model
+    assert all(d["tokens_per_s"] > 0 for d in result["decode"])
+    code, out, _ = run_cli(capsys, "estimate", "--model", model, "--board", board)
+    assert code == 0 and "tokens/s" in out and "time to first token" in out
+    if expected == "derived":
+        assert "derived from the board's preset" in out and "unchecked" in out
+
+
+def test_the_table_names_every_part_and_its_label(capsys):
+    code, out, _ = run_cli(capsys, "estimate", "--model", "bitnet-b1.58-large", "--board",
+                           "kv260", "--context", "64,512,1024")
+    assert code == 0
+    for line in ("linears", "attention", "element-wise (norm, gate)", "control (fetch, move)"):
+        assert any(row.strip().startswith(line) and "derived" in row for row in out.splitlines())
+    for line in ("LM head + embedding (host)", "host link"):
+        assert any(row.strip().startswith(line) and "assumed" in row for row in out.splitlines())
+    assert "context 64" in out and "context 1024" in out and "64 tokens" in out
+    assert "memory roofline, 1 port (3.96 GB/s)" in out and "4 ports (13.33 GB/s)" in out
+
+
+def test_json_is_one_object_with_the_requested_contexts(capsys):
+    code, out, _ = run_cli(capsys, "estimate", "--model", "tiny", "--board", "ulx3s-85f",
+                           "--context", "1,100,256", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert [d["context"] for d in result["decode"]] == [1, 100, 256]
+    assert result["config"] == "ulx3s" and result["memory_model"] == "onchip"
+    assert result["host"]["label"] == "assumed" and result["host"]["notes"]
+
+
+def test_a_config_given_and_a_checkpoint_path(capsys, tmp_path):
+    directory = tmp_path / "bitnet_b1_58-large"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({
+        "architectures": ["BitnetForCausalLM"], "hidden_act": "silu", "hidden_size": 1536,
+        "intermediate_size": 4096, "max_position_embeddings": 2048,
+        "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
+        "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": False,
+        "vocab_size": 32002}))
+    code, out, _ = run_cli(capsys, "estimate", "--model", directory, "--board", "kv260",
+                           "--config", "kv260", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["config_kind"] == "given" and result["model"] == "bitnet_b1_58-large"
+
+
+def test_plot_writes_a_png(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "estimate.png"
+    code, out, _ = run_cli(capsys, "estimate", "--model", "tiny", "--board", "ulx3s-85f",
+                           "--plot", path, "--json")
+    assert code == 0 and json.loads(out)["plot"] == str(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--model", "nope", "--board", "kv260"],
+     "nope: no such file or directory, and not a model preset (bitnet-b1.58-large, "
+     "bitnet-b1.58-2b-4t, tiny)"),
+    (["--model", "tiny", "--board", "nope"], "unknown board 'nope' (supported: ulx3s-85f, kv260)"),
+    (["--model", "bitnet-b1.58-2b-4t", "--board", "kv260", "--config", "kv260"],
+     "TLMM max_k 4128 < 6912 (2784 short); TLMM max_n 4096 < 6912 (2816 short)"),
+    (["--model", "bitnet-b1.58-large", "--board", "kv260", "--config", "tiny"],
+     "does not fit accelerator 'tiny': hidden 1536 (built for 128)"),
+    (["--model", "bitnet-b1.58-large", "--board", "kv260", "--context", "64,4096"],
+     "--context 4096 is beyond the maximum context of 2048 tokens"),
+    (["--model", "tiny", "--board", "ulx3s-85f", "--context", "300"],
+     "--context 300 is beyond the maximum context of 256 tokens"),
+    (["--model", "tiny", "--board", "ulx3s-85f", "--context", "64,,x"],
+     "--context takes comma-separated positive integers"),
+    (["--model", "tiny", "--board", "ulx3s-85f", "--context", "0"],
+     "--context takes comma-separated positive integers"),
+    (["--model", "tiny", "--board", "ulx3s-85f", "--config", "nope"],
+     "unknown accelerator config 'nope'"),
+])
+def test_bad_input_is_one_line(capsys, argv, match):
+    assert_one_line_error(capsys, "estimate", *argv, match=match)
+
+
+def test_bad_plot_paths_are_one_line(capsys, tmp_path):
+    base = ["estimate", "--model", "tiny", "--board", "ulx3s-85f", "--plot"]
+    assert_one_line_error(capsys, *base, tmp_path, match="is a directory")
+    assert_one_line_error(capsys, *base, tmp_path / "plot.svg", match="give a path ending in .png")
+    assert_one_line_error(capsys, *base, tmp_path / "missing" / "plot.png",
+                          match="does not exist")
+
+
+def test_plot_without_matplotlib_is_one_line(capsys, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert_one_line_error(capsys, "estimate", "--model", "tiny", "--board", "ulx3s-85f",
+                          "--plot", tmp_path / "p.png", match="--plot needs matplotlib")

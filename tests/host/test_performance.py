@@ -1,0 +1,265 @@
+"""The analytic performance model (host/performance.py): its program is the compiler's, its
+words are the controller's, and its cycles agree with the cycle-accurate simulation.
+
+The simulated comparisons are the one exception to "no test asserts a timing": they
+compare the model's cycles with the simulator's cycles, not with a clock."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGUFWriter
+
+from tritium.boards import BOARDS
+from tritium.host.compiler import compile_model, memory_plan, program_fields
+from tritium.host.importers import load_model, read_model_config
+from tritium.host.model import Model
+from tritium.host.performance import (HOSTS, KINDS, SimulatedCase, board_setup, compare_run,
+                                      derive_config, estimate_run, fit_problems, link_traffic,
+                                      port_timing, project, recorded_cases,
+                                      simulated_cases)
+from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
+from tritium.hw.control.controller import CONTROLLER_COUNTERS
+from tritium.hw.control.isa import OPCODES
+from tritium.hw.memory_model import MEMORY_MODELS
+
+TINY = ACCELERATOR_PRESETS["tiny"]
+KV260 = ACCELERATOR_PRESETS["kv260"]
+LARGE = MODEL_PRESETS["bitnet-b1.58-large"]
+TWO_B = MODEL_PRESETS["bitnet-b1.58-2b-4t"]
+LAYER_JSON = Path(__file__).resolve().parents[2] / "docs" / "bench-layer-kv260.json"
+RECORDED = recorded_cases()
+TOLERANCE = 0.05                    # the model within 5% of every simulated run
+FIELDS = ("opcode", "flags", "layer", "address", "src", "dst", "src_stride", "dst_stride",
+          "beats", "blocks", "aux")
+
+
+def shape_program(config):
+    return [{"opcode": OPCODES[i["op"]], **{f: i.get(f, 0) for f in FIELDS[1:]}}
+            for i in program_fields(config)]
+
+
+@pytest.mark.parametrize("config", [TINY, ACCELERATOR_PRESETS["ulx3s"]], ids=lambda c: c.name)
+def test_the_shape_only_program_is_the_compiled_program(config):
+    compiled = compile_model(load_model("tiny"), config)
+    assert shape_program(config) == [{f: i[f] for f in FIELDS} for i in compiled.instructions]
+    plan = memory_plan(config)
+    assert plan.placement == compiled.placement and plan.words == compiled.words
+    assert (plan.io_address, plan.program_address) == (compiled.io_address,
+                                                       compiled.program_address)
+
+
+def test_the_shape_only_program_of_a_gqa_model():
+    shape = dataclasses.replace(MODEL_PRESETS["tiny"], name="gqa", layers=2, heads=8,
+                                kv_heads=2, head_dim=16, ffn=256, max_context=64)
+    config = derive_config(TINY, shape)
+    compiled = compile_model(Model.random(shape, seed=3), config)
+    assert shape_program(config) == [{f: i[f] for f in FIELDS} for i in compiled.instructions]
+
+
+def test_each_linear_reads_its_packed_matrix_and_each_norm_its_gains():
+    plan = memory_plan(TINY)
+    estimate = estimate_run(TINY, "onchip", 0, 1)
+    regions = sorted((address, words) for name, (address, words) in plan.placement.items()
+                     if name.startswith("layer"))
+    reads = [(i.op, i.read_words) for i in estimate.instructions if i.op in ("LINEAR", "NORM")]
+    # One NORM reads its gains once per token: with one token, its whole region.
+    assert [words for _, words in reads] == [words for _, words in regions]
+
+
+def test_the_counters_are_the_controllers():
+    counters = estimate_run(TINY, "onchip", 5, 3).counters()
+    assert set(counters) == set(CONTROLLER_COUNTERS) - {"runs"}
+    assert counters["cycles"] == pytest.approx(sum(counters[f"{k}_cycles"] for k in KINDS), abs=3)
+
+
+@pytest.mark.parametrize("config, memory", [(TINY, "onchip"), (KV260, "kv260")],
+                         ids=["tiny", "kv260"])
+def test_decode_slows_with_the_context_and_prefill_with_the_tokens(config, memory):
+    capacity = config.attention.capacity
+    decode = [estimate_run(config, memory, p, 1).cycles
+              for p in (0, 1, 15, 63, capacity // 2, capacity - 1)]
+    assert decode == sorted(decode) and decode[0] < decode[-1]
+    prefill = [estimate_run(config, memory, 0, t).cycles for t in range(1, config.max_tokens + 1)]
+    assert prefill == sorted(prefill)
+    # Per token, a full tile is cheaper than a single token: weights are read once per tile.
+    assert prefill[-1] / config.max_tokens < prefill[0]
+
+
+@pytest.mark.parametrize("config, memory", [(TINY, "onchip"), (TINY, "kv260"),
+                                            (KV260, "kv260")], ids=["tiny", "tiny-kv260", "kv260"])
+def test_no_run_beats_the_port_it_moves_its_bytes_through(config, memory):
+    """What can be asserted of a roofline: every word a run moves goes through its one
+    port, so the run takes at least the port's time for them. (The rooflines of all of a
+    board's ports may well be faster than the design, and are not asserted.)"""
+    timing = port_timing(memory, config)
+    for position, tokens in ((0, config.max_tokens), (40, 1), (config.attention.capacity - 1, 1)):
+        run = estimate_run(config, memory, position, tokens)
+        assert run.cycles >= run.bytes_moved / timing.bytes_per_cycle
+
+
+def test_runs_outside_the_design_are_refused():
+    with pytest.raises(ValueError, match="1 .. 8 tokens"):
+        estimate_run(TINY, "onchip", 0, 9)
+    with pytest.raises(ValueError, match="exceed the KV cache's 256 tokens"):
+        estimate_run(TINY, "onchip", 250, 8)
+
+
+def test_the_latency_follows_the_memory_implementation():
+    assert port_timing("onchip", TINY).latency == 2          # OnChipMemory
+    board = port_timing("kv260", KV260)
+    assert board.latency == 40 + 3 and board.word_cycles == pytest.approx(32 / 15.84)
+    assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3
+
+
+# -- against the simulation ------------------------------------------------------------------
+
+def assert_agrees(case):
+    row = compare_run(case)
+    assert abs(row["cycles"]["error"]) <= TOLERANCE, row
+    for kind, words in row["words"].items():
+        assert words["simulated"] == words["model"], (kind, row)
+    return row
+
+
+@pytest.mark.skipif(not RECORDED, reason="no recorded simulations in docs/")
+@pytest.mark.parametrize("case", RECORDED, ids=lambda case: case.name)
+def test_the_model_agrees_with_every_recorded_simulation(case):
+    """docs/bench-layer-kv260.json (one full-size layer), docs/bench-e2e-kv260.json (the
+    whole BitNet-0.7B) and docs/bench-e2e-tiny.json, as bench/ wrote them."""
+    row = assert_agrees(case)
+    for kind in ("linear", "attend"):              # the kinds that make up the time
+        assert abs(row["kinds"][kind]["error"]) <= TOLERANCE, (kind, row)
+
+
+@pytest.mark.cosim
+def test_the_model_agrees_with_the_simulated_tiny_top():
+    """The tiny model on the simulated tiny top (Verilator, the same cached simulator as
+    tests/cosim/test_accelerator_sim.py): full and partial prompt runs, then decode
+    steps, each run's counters against the model's within 5%."""
+    from tritium.host.accelerator import Accelerator
+    from tritium.host.sim_transport import SimTransport
+    rng = np.random.default_rng(5)
+    cases = []
+    with Accelerator(TINY, SimTransport(TINY), timeout=600) as accelerator:
+        accelerator.load(load_model("tiny"))
+        runs = [(0, 8), (8, 8), (16, 3)] + [(19 + step, 1) for step in range(3)]
+        for position, tokens in runs:
+            assert accelerator.position == position
+            accelerator.prefill(rng.integers(0, 256, tokens).tolist())
+            counters = accelerator.counters()
+            assert counters["status"] == 0
+            cases.append(SimulatedCase(f"tiny {tokens} at {position}", "simulation", TINY,
+                                       "onchip", "onchip", position, tokens, counters))
+    rows = [assert_agrees(case) for case in cases]
+    assert all(row["kinds"]["linear"]["error"] is not None for row in rows)
+
+
+# -- designs, boards and projections ----------------------------------------------------------
+
+def test_the_2b_model_does_not_fit_the_kv260_preset_and_says_by_how_much():
+    problems = fit_problems(TWO_B, KV260)
+    text = "; ".join(problems)
+    for expected in ("hidden 2560 (built for 1536)", "heads 20 (built for 16)",
+                     "TLMM max_k 4128 < 6912 (2784 short)", "TLMM max_n 4096 < 6912 (2816 short)",
+                     "context 4096 tokens (the KV cache holds 2048)", "KV cache", "memory"):
+        assert expected in text
+    assert fit_problems(LARGE, KV260) == []
+    assert fit_problems(MODEL_PRESETS["tiny"], ACCELERATOR_PRESETS["ulx3s"]) == []
+
+
+def test_a_config_derived_for_the_2b_model_holds_it():
+    derived = derive_config(KV260, TWO_B)
+    assert fit_problems(TWO_B, derived) == []
+    assert (derived.lanes, derived.tlmm.tables, derived.max_tokens, derived.clock_hz) == \
+        (KV260.lanes, KV260.tlmm.tables, KV260.max_tokens, KV260.clock_hz)
+    assert derived.tlmm.max_k == derived.tlmm.max_n == 6912
+    assert derived.memory_words == 2 ** 25         # 616 MB of model and cache
+
+
+def test_board_setups():
+    from tritium.boards.kv260 import MAX_BUFFER_BYTES
+    kv260, ulx3s = BOARDS["kv260"], BOARDS["ulx3s-85f"]
+    assert kv260.memory_bytes == MAX_BUFFER_BYTES and kv260.memory == "kv260"
+    assert ulx3s.memory == "onchip" and ulx3s.memory_bytes is None
+    assert board_setup(LARGE, kv260).config_kind == "preset"
+    assert board_setup(MODEL_PRESETS["tiny"], ulx3s).config is ACCELERATOR_PRESETS["ulx3s"]
+    derived = board_setup(TWO_B, kv260)
+    assert derived.config_kind == "derived" and "unchecked" in derived.notes[0]
+    with pytest.raises(ValueError, match=r"need 299\.3 MB of memory, the board holds 0\.3 MB"):
+        board_setup(LARGE, ulx3s)
+    with pytest.raises(ValueError, match="does not fit accelerator 'kv260': hidden 2560"):
+        board_setup(TWO_B, kv260, KV260)
+
+
+def test_link_traffic_is_the_runs_frames():
+    # Embeddings in (one WRITE), position, tokens, RUN, cycles, hidden states out (one READ).
+    traffic = link_traffic(ACCELERATOR_PRESETS["ulx3s"], 1)
+    assert traffic["frames"] == 6 and traffic["payload"] == 2 * 128 * 4
+    assert traffic["payload"] < traffic["to_device"] + traffic["from_device"] < 1.2 * 1024
+    # The kv260 preset's 4 KiB frames: 6 KiB of embeddings take two WRITEs and two READs.
+    assert link_traffic(KV260, 1)["frames"] == 8
+
+
+def test_a_projection_labels_every_part():
+    setup = board_setup(LARGE, BOARDS["kv260"])
+    result = project(setup, LARGE, [64, 1024], simulated=simulated_cases(
+        layer=LAYER_JSON) if LAYER_JSON.is_file() else ())
+    assert json.loads(json.dumps(result)) == result
+    assert [d["context"] for d in result["decode"]] == [64, 1024]
+    assert [t["prompt"] for t in result["ttft"]] == [64, 128]
+    for item in result["decode"] + result["ttft"]:
+        labels = {name: part["label"] for name, part in item["parts"].items()}
+        assert labels == {"linears": "derived", "attention": "derived", "element-wise": "derived",
+                          "control": "derived", "lm_head": "assumed", "link": "assumed"}
+        assert item["seconds"] == pytest.approx(sum(p["seconds"] for p in item["parts"].values()))
+        roof = item["roofline"]
+        assert roof["all_ports"]["seconds"] < roof["ports_used"]["seconds"]
+    assert result["decode"][0]["tokens_per_s"] > result["decode"][1]["tokens_per_s"]
+    assert result["ttft"][1]["runs"] == 16
+    with pytest.raises(ValueError, match="beyond model 'bitnet-b1.58-large'"):
+        project(setup, LARGE, [4096])
+
+
+def test_every_host_states_its_assumptions():
+    for name, host in HOSTS.items():
+        assert name in BOARDS and host.notes
+        assert host.stream_bytes_per_second > 0 and host.frame_seconds > 0
+
+
+# -- shapes from checkpoints -------------------------------------------------------------------
+
+def test_a_shape_from_each_checkpoint_format(tmp_path):
+    small = dataclasses.replace(MODEL_PRESETS["tiny"], name="small", layers=2, max_context=48)
+    Model.random(small, seed=1).save_npz(tmp_path / "small.npz")
+    assert read_model_config(tmp_path / "small.npz") == small
+    for preset in ("tiny", "bitnet-b1.58-large", "bitnet-b1.58-2b-4t"):
+        assert read_model_config(preset) == MODEL_PRESETS[preset]
+    directory = tmp_path / "bitnet-b1.58-large"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({
+        "architectures": ["BitnetForCausalLM"], "hidden_act": "silu", "hidden_size": 1536,
+        "intermediate_size": 4096, "max_position_embeddings": 2048,
+        "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
+        "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": False,
+        "vocab_size": 32002}))
+    assert read_model_config(directory) == LARGE
+    assert read_model_config(directory / "config.json") == LARGE
+    # GGUF: the metadata and the embedding's shape; no other tensor is needed.
+    path = tmp_path / "shape.gguf"
+    writer = GGUFWriter(str(path), "bitnet")
+    for key, value in {"context_length": 256, "embedding_length": 128, "block_count": 4,
+                       "feed_forward_length": 384, "attention.head_count": 4,
+                       "attention.head_count_kv": 2, "rope.freq_base": 10000.0,
+                       "attention.layer_norm_rms_epsilon": 1e-5}.items():
+        (writer.add_float32 if isinstance(value, float) else writer.add_uint32)(
+            f"bitnet.{key}", value)
+    writer.add_tensor("token_embd.weight", np.zeros((256, 128), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert read_model_config(path) == dataclasses.replace(
+        MODEL_PRESETS["tiny"], name="shape", tied_embedding=True)
