@@ -33,8 +33,8 @@ from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, AttentionConfig
 from tritium.hw.memory_model import MEMORY_MODELS
-from tritium.sim.backdoor import image_plusarg
-from tritium.sim.cosim import run_cocotb, stdout_to_stderr
+from tritium.sim.backend.backdoor import image_plusarg
+from tritium.sim.backend.cosim import run_cocotb, stdout_to_stderr
 from tritium.sim.harness import AttentionHarness
 
 # The memory model of each accelerator preset's board (the small presets' is on chip).

@@ -27,7 +27,7 @@ from pathlib import Path
 from tritium.hw.config import ACCELERATOR_PRESETS, TLMM_PRESETS, TLMMConfig, tlmm_preset
 from tritium.hw.memory.port import MemoryConfig
 from tritium.host.packer import PackedTensor
-from tritium.sim.cosim import run_cocotb, stdout_to_stderr
+from tritium.sim.backend.cosim import run_cocotb, stdout_to_stderr
 from tritium.sim.harness import TLMMHarness
 
 ENGINES = (*TLMM_PRESETS, *ACCELERATOR_PRESETS)

@@ -2,7 +2,7 @@
 
 :class:`SimTransport` builds the accelerator's top for a config with Verilator (once:
 the build is cached per design and gateware version), starts the simulation in a
-background thread with ``tritium.sim.bridge`` as its cocotb test, and exchanges the
+background thread with ``tritium.sim.backend.bridge`` as its cocotb test, and exchanges the
 link's bytes with it over a local TCP socket: the same frames a board would get.
 """
 
@@ -20,7 +20,8 @@ from .errors import TritiumError
 from .link import LinkTimeout
 from .transports import Transport
 
-__all__ = ["SimTransport", "BoardSimTransport", "simulation_cache_dir", "simulation_is_built"]
+__all__ = ["SimTransport", "BoardSimTransport", "simulation_cache_dir", "simulation_is_built",
+           "check_build_tools"]
 
 CONNECT_SECONDS = 120
 # C++ optimisation of the simulator. For the tiny top, -O2 builds in about 100 s (-O0:
@@ -29,13 +30,14 @@ SIM_OPTIMIZE = os.environ.get("TRITIUM_SIM_OPTIMIZE", "-O2")
 
 
 def _gateware_digest(with_boards: bool) -> str:
-    """A digest of what the simulator is built from (``hw/``, ``sim/harness.py``, the
-    build recipe in ``sim/cosim.py`` and, for a board harness, the board cores in
+    """A digest of what the simulator is built from (``hw/``, the simulated tops in
+    ``sim/backend/harness.py``, the build recipe in ``sim/backend/cosim.py`` and, for a board harness, the board cores in
     ``boards/``), so a changed design is rebuilt and an unrelated change is not."""
     from tritium import boards, hw, sim
     digest = hashlib.sha256()
     sources = (sorted(Path(hw.__file__).parent.rglob("*.py"))
-               + [Path(sim.__file__).parent / name for name in ("harness.py", "cosim.py")])
+               + [Path(sim.__file__).parent / "backend" / name
+                  for name in ("harness.py", "cosim.py")])
     if with_boards:
         sources += sorted(Path(boards.__file__).parent.glob("*.py"))
     for path in sources:
@@ -58,6 +60,26 @@ def simulation_is_built(config, variant: str = None) -> bool:
     return (simulation_cache_dir(config, variant) / f"{_toplevel(config)}.built").exists()
 
 
+def check_build_tools() -> None:
+    """Raise :class:`TritiumError`, naming what is missing, unless a C++ compiler
+    (``$CXX``, else ``c++``, ``g++`` or ``clang++``) and ``make`` are on the PATH:
+    Verilator's build needs both, so check before starting it."""
+    missing = []
+    cxx = os.environ.get("CXX")
+    if cxx:
+        compiler = (cxx.split() or [""])[0]
+        if not shutil.which(compiler):
+            missing.append(f"the C++ compiler CXX={cxx!r}")
+    elif not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+        missing.append("a C++ compiler (c++, g++ or clang++)")
+    if not shutil.which("make"):
+        missing.append("make")
+    if missing:
+        raise TritiumError(f"the sim backend builds the simulator with Verilator, but "
+                           f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                           f"not on the PATH; install them or use another backend")
+
+
 def _toplevel(config) -> str:
     return f"tritium_{config.name.replace('-', '_')}"
 
@@ -67,17 +89,17 @@ class SimTransport(Transport):
 
     ``harness`` makes the component to simulate (default: ``SimTop(config)``, the top
     with its link fed by chunks); it needs the same ``rx_chunks``/``tx`` ports, such as
-    a :class:`~tritium.sim.harness.UartSimTop` around a board core, and a ``variant``
+    a :class:`~tritium.sim.backend.harness.UartSimTop` around a board core, and a ``variant``
     name for its cache directory. ``log`` receives the simulator's output (default: a
     file in the build directory). ``backdoor`` is the number of memory ports of a
-    :class:`~tritium.sim.harness.BoardSimTop` harness, whose backdoor the transport
+    :class:`~tritium.sim.backend.harness.BoardSimTop` harness, whose backdoor the transport
     then opens (0: none; :class:`BoardSimTransport` uses it).
     """
 
     def __init__(self, config, build_dir=None, log=None, harness=None, variant=None,
                  backdoor: int = 0):
-        from tritium.sim.cosim import build_simulation, output_to_file
-        from tritium.sim.harness import SimTop
+        from tritium.sim.backend.cosim import build_simulation, output_to_file
+        from tritium.sim.backend.harness import SimTop
         if (harness is None) != (variant is None):
             raise ValueError("a simulation harness needs a variant name, and only it")
         self.build_dir = Path(build_dir) if build_dir else simulation_cache_dir(config, variant)
@@ -128,11 +150,11 @@ class SimTransport(Transport):
         env = {"TRITIUM_BRIDGE_PORT": str(self._server.getsockname()[1])}
         plusargs = []
         if self._backdoor:
-            from tritium.sim.backdoor import image_plusarg
+            from tritium.sim.backend.backdoor import image_plusarg
             env["TRITIUM_BACKDOOR"] = str(self._backdoor)
             plusargs = [image_plusarg(self._image_dir / "image.hex")]
         try:
-            self._runner.test(test_module="tritium.sim.bridge", hdl_toplevel=self.toplevel,
+            self._runner.test(test_module="tritium.sim.backend.bridge", hdl_toplevel=self.toplevel,
                               hdl_toplevel_lang="verilog",
                               build_dir=self.build_dir, test_dir=self.build_dir,
                               extra_env=env, plusargs=plusargs, log_file=log)
@@ -140,7 +162,7 @@ class SimTransport(Transport):
             self._failure = error
 
     def _request(self, line: str) -> dict:
-        """One backdoor request and its answer (``sim/bridge.py``)."""
+        """One backdoor request and its answer (``sim/backend/bridge.py``)."""
         self._control.write(line.encode() + b"\n")
         self._control.flush()
         answer = self._control.readline()
@@ -181,7 +203,7 @@ class BoardSimTransport(SimTransport):
     """
 
     def __init__(self, config, model, ports: int = 1, build_dir=None, log=None):
-        from tritium.sim.harness import BoardSimTop
+        from tritium.sim.backend.harness import BoardSimTop
         super().__init__(config, build_dir=build_dir, log=log,
                          harness=lambda: BoardSimTop(config, model, ports),
                          variant=f"board-{model.name}-{ports}", backdoor=ports)
@@ -190,7 +212,7 @@ class BoardSimTransport(SimTransport):
     def load_image(self, image) -> None:
         """Store ``image`` (``(word address, bytes)`` pairs) in the simulated board memory
         through its backdoor, in one clock cycle of the simulation."""
-        from tritium.sim.backdoor import write_memory_image
+        from tritium.sim.backend.backdoor import write_memory_image
         write_memory_image(self._image_dir / "image.hex", image, self._word_bytes)
         self._request("load")
 

@@ -12,7 +12,7 @@ import random
 import cocotb
 from cocotbext.axi.stream import define_stream
 
-from .clocking import reset, start_clock
+from .backend.clocking import reset, start_clock
 
 __all__ = ["AmStreamBus", "AmStreamTransaction", "AmStreamSource", "AmStreamSink", "TRAFFIC",
            "ALL_TRAFFIC", "random_pauses", "stream_bfm", "start_clock", "reset", "MemoryLoader"]

@@ -117,5 +117,5 @@ def test_the_checker_sees_imports():
     rules above cannot pass by seeing nothing."""
     assert "tritium.hw.numerics" in imports("tritium.hw.fixedpoint", ALL["tritium.hw.fixedpoint"])
     found = imports("tritium.host.sim_transport", ALL["tritium.host.sim_transport"])
-    assert {"tritium.sim.harness", "tritium.host.errors"} <= found    # nested and relative
+    assert {"tritium.sim.backend.harness", "tritium.host.errors"} <= found  # nested, relative
     assert "tritium.hw.control.controller" in ALL and len(ALL) > 80

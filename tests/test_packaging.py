@@ -25,9 +25,9 @@ def test_readme_begins_with_the_two_quickstart_commands():
 
 
 # Imported by `pip install -e . && tritium demo` on the `sim` backend: the CLI, the
-# transports and the cocotb module the simulator runs (sim/bridge.py).
+# transports and the cocotb module the simulator runs (sim/backend/bridge.py).
 DEMO_MODULES = ("tritium.host.cli", "tritium.host.sim_transport", "tritium.host.serial_transport",
-                "tritium.sim.bridge", "tritium.sim.harness", "tritium.sim.cosim")
+                "tritium.sim.backend.bridge", "tritium.sim.backend.harness", "tritium.sim.backend.cosim")
 
 
 def test_the_demo_needs_no_development_package():

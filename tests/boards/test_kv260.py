@@ -29,7 +29,7 @@ from tritium.host.link import LinkError, LinkTimeout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.memory.axi import AXI4Signature
 from tritium.sim.amaranth_tb import run_simulation
-from tritium.sim.cosim import run_cocotb
+from tritium.sim.backend.cosim import run_cocotb
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 KV260 = ACCELERATOR_PRESETS["kv260"]

@@ -17,7 +17,7 @@ from tritium.host.sim_transport import SimTransport
 from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
-from tritium.sim.harness import UartSimTop
+from tritium.sim.backend.harness import UartSimTop
 from tritium.host.pty_bridge import PtyBridge
 
 pytestmark = pytest.mark.cosim

@@ -15,7 +15,7 @@ import pytest
 from cocotb_tools.runner import get_results
 
 from tritium.hw.memory import AXI4Master, MemoryConfig, SimMemory
-from tritium.sim.cosim import run_cocotb
+from tritium.sim.backend.cosim import run_cocotb
 
 pytestmark = pytest.mark.cosim
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tritium.sim.cosim import output_to_file
+from tritium.sim.backend.cosim import output_to_file
 
 
 def test_build_output_goes_to_the_log_file(tmp_path, capfd):

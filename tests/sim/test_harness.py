@@ -6,7 +6,7 @@ import random
 import pytest
 
 from tritium.sim.amaranth_tb import run_simulation, stream_receive, stream_send
-from tritium.sim.harness import CHUNK_BYTES, ChunkFeeder
+from tritium.sim.backend.harness import CHUNK_BYTES, ChunkFeeder
 
 
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.6), (0.4, 0.4)])

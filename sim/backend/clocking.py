@@ -1,6 +1,6 @@
 """Clock and reset for cocotb testbenches, with nothing but cocotb itself.
 
-The ``sim`` transport's bridge (``sim/bridge.py``) runs at a user's ``tritium demo``,
+The ``sim`` transport's bridge (``sim/backend/bridge.py``) runs at a user's ``tritium demo``,
 where only the runtime dependencies are installed; the testbench helpers with the
 cocotbext-axi bus models (``sim/cocotb_tb.py``) are for the tests.
 """

@@ -2,14 +2,14 @@
 
 Run inside the simulator by :class:`tritium.host.transports.SimTransport`. It connects
 to ``127.0.0.1:$TRITIUM_BRIDGE_PORT`` and, for every frame the host sends, feeds the
-frame's bytes into the top (a :class:`~tritium.sim.harness.SimTop`) in chunks that
+frame's bytes into the top (a :class:`~tritium.sim.backend.harness.SimTop`) in chunks that
 enter the link one byte per cycle, and returns the bytes of ``tx`` until the reply's
 closing ``END``. The host link is stop-and-wait, so between a
 reply and the next frame nothing happens in the design, and the simulation waits on
 the socket without advancing time. The clock runs in C++.
 
 With ``TRITIUM_BACKDOOR`` set to the number of memory ports (a
-:class:`~tritium.sim.harness.BoardSimTop`), a second
+:class:`~tritium.sim.backend.harness.BoardSimTop`), a second
 connection to the same port carries the simulation's own requests, one line each,
 answered with one line of JSON:
 
