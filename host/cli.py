@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,41 @@ __all__ = ["main"]
 DEMO_PROMPT = "Once upon a time"
 DEMO_TOKENS = 96
 EXIT_ERROR = 2
+
+
+def _check_text(text: str, what: str) -> str:
+    """A command-line string that must be text: one that is not valid UTF-8 reaches
+    Python with its bad bytes as lone surrogates (surrogateescape); refuse it here."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:
+            bad = f"byte 0x{text[exc.start].encode('utf-8', 'surrogateescape').hex()}"
+        except UnicodeEncodeError:          # a lone surrogate not from a byte
+            bad = f"U+{ord(text[exc.start]):04X}"
+        raise InputError(f"{what} is not valid UTF-8 ({bad} at character "
+                         f"{exc.start})") from None
+    return text
+
+
+def _check_host_config(args):
+    """``--config`` is an accelerator config: host backends have none to use."""
+    if getattr(args, "config", None) is not None and args.backend in HOST_BACKENDS:
+        raise InputError(f"--config {args.config} applies only to device backends (sim, "
+                         f"model, serial:PORT, zynq); --backend {args.backend} computes on "
+                         f"the host and has no accelerator config")
+
+
+def _output_file(text: str, what: str) -> Path:
+    """An output file path, written exactly as given: not a directory, in a directory
+    that exists. Checked before any model is loaded or run."""
+    path = Path(text)
+    if path.is_dir():
+        raise InputError(f"{what} {text}: is a directory; give a file to write")
+    if not path.parent.is_dir():
+        raise InputError(f"{what} {text}: cannot write the logits there: directory "
+                         f"{path.parent} does not exist")
+    return path
 
 
 def _load(source):
@@ -90,11 +126,19 @@ def _accelerator_config(name):
         return ACCELERATOR_PRESETS[name]
     if name.endswith(".json"):
         try:
-            return AcceleratorConfig.from_json(Path(name).read_text())
+            config = AcceleratorConfig.from_json(Path(name).read_text(encoding="utf-8"))
         except OSError as exc:
             raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
-        except ValueError as exc:
-            raise InputError(f"{name}: {exc}") from None
+        except RecursionError:
+            raise InputError(f"{name}: not an accelerator config: JSON nested too "
+                             f"deeply") from None
+        except ValueError as exc:      # UnicodeDecodeError and JSONDecodeError too
+            raise InputError(f"{name}: {str(exc).splitlines()[0]}") from None
+        # The link's frame length, and INFO's report of it, are 16-bit (docs/link.md).
+        if config.max_payload >= 2 ** 16:
+            raise InputError(f"{name}: max_payload must be below 65536 (a 16-bit frame "
+                             f"length), not {config.max_payload}")
+        return config
     raise InputError(f"unknown accelerator config {name!r}; choose one of "
                      f"{', '.join(ACCELERATOR_PRESETS)} or a config .json file")
 
@@ -119,12 +163,17 @@ def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
     config = _accelerator_config(args.config or _default_config(args.backend))
     check_model(model, config)                  # before any device or simulator is opened
     prompt_ids = tokenizer.encode(args.prompt)
+    # The prompt and -n against the context, also before anything is opened or built.
+    from .runtime import check_generation
+    check_generation(prompt_ids, args.tokens, model.config)
     golden = GoldenModel(model)
     cache = golden.new_cache()
     text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
     if args.backend == "sim":
-        from .sim_transport import simulation_cache_dir, simulation_is_built
+        from .sim_transport import (check_build_tools, simulation_cache_dir,
+                                    simulation_is_built)
         if not simulation_is_built(config):
+            check_build_tools()
             print(f"tritium: building the simulator of accelerator {config.name!r} with "
                   f"Verilator (first run only, about 2-4 minutes; cached in "
                   f"{simulation_cache_dir(config)})", file=sys.stderr)
@@ -236,12 +285,19 @@ def _parse_token_list(text: str, vocab_size: int) -> np.ndarray:
         ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise InputError(f"--tokens must be comma-separated integers, not {text!r}") from None
+    # Range-check as Python integers: NumPy's int64 cannot hold every id typed.
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise InputError(f"token id {bad[0]} is out of range for a vocabulary of "
+                         f"{vocab_size} (valid: 0..{vocab_size - 1})")
     return check_token_ids(np.array(ids, dtype=np.int64), vocab_size)
 
 
 def cmd_eval(args):
-    from .runtime import Session, make_backend, perplexity
+    from .runtime import Session, check_window, make_backend, perplexity
+    logits_path = _output_file(args.logits, "--logits") if args.logits else None
     model, tokenizer = _load(args.model)
+    check_window(args.window, model.config)
     backend = make_backend(args.backend, model)
     if args.text is not None:
         path = Path(args.text)
@@ -249,8 +305,11 @@ def cmd_eval(args):
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read text ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not valid UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                             f"at offset {exc.start})") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read text ({exc.strerror or exc})") from None
         ppl, count = perplexity(backend, tokenizer.encode(text), args.window)
         result = {"model": model.config.name, "backend": args.backend, "text": str(path),
                   "perplexity": ppl, "tokens": count}
@@ -259,9 +318,10 @@ def cmd_eval(args):
         return
     ids = _parse_token_list(args.token_ids, model.config.vocab_size)
     logits = Session(backend).feed(ids)
-    if args.logits:
+    if logits_path is not None:
         try:
-            np.save(args.logits, logits)
+            with open(logits_path, "wb") as file:      # as given: np.save would add .npy
+                np.save(file, logits)
         except OSError as exc:
             raise InputError(f"cannot write the logits to {args.logits}: "
                              f"{exc.strerror or exc}") from None
@@ -468,7 +528,8 @@ def _parser():
     demo = commands.add_parser("demo", help="generate text with the shipped tiny model")
     # The demo runs on the simulated hardware; --backend golden is the quick host-only one.
     demo.add_argument("--backend", default="sim", help=BACKEND_HELP)
-    demo.add_argument("--config", default="tiny", help="accelerator config (default tiny)")
+    demo.add_argument("--config", default=None,
+                      help="accelerator config for device backends (default tiny)")
     demo.add_argument("-n", dest="tokens", type=int, default=DEMO_TOKENS,
                       help=f"tokens to generate (default {DEMO_TOKENS})")
     demo.set_defaults(func=cmd_demo)
@@ -547,21 +608,70 @@ def _parser():
     return parser
 
 
+class _StdoutFailed(Exception):
+    """stdout could not be written: a closed pipe, a full disk."""
+
+
+class _GuardedStdout:
+    """sys.stdout while a command runs: a failed write or flush raises _StdoutFailed,
+    so that it is told apart from every other OSError."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise _StdoutFailed(exc.strerror or str(exc)) from None
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _StdoutFailed(exc.strerror or str(exc)) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _silence_stdout(stream):
+    """Point ``stream``'s descriptor at /dev/null, so that the interpreter's flush of
+    what is still buffered cannot fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass                        # not a real file (a test's capture): nothing to do
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)
     try:
         if getattr(args, "window", None) is not None and args.window < 2:
             raise InputError(f"--window must be at least 2, not {args.window}")
         if getattr(args, "logits", None) and args.text is not None:
             raise InputError("--logits goes with --tokens, not --text")
+        if getattr(args, "prompt", None) is not None:
+            _check_text(args.prompt, "--prompt")
+        if getattr(args, "backend", None) is not None:
+            _check_host_config(args)
         code = args.func(args)
+        sys.stdout.flush()          # a full disk or closed pipe shows here, not at exit
     except TritiumError as exc:
         print(f"tritium: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+    except _StdoutFailed as exc:
+        _silence_stdout(stdout)
+        print(f"tritium: error: cannot write to stdout: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        sys.stdout = stdout
     return code or 0
 
 

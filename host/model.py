@@ -70,6 +70,9 @@ class Layer:
 
 
 def _check_float(name: str, array: np.ndarray, shape: tuple):
+    dtype = np.asarray(array).dtype
+    if dtype.kind not in "fiu":         # strings, booleans, objects: not weights
+        raise ModelFormatError(f"tensor {name} has dtype {dtype}, expected numbers")
     if array.shape != tuple(shape):
         raise ModelFormatError(f"tensor {name} has shape {array.shape}, expected {tuple(shape)}")
     if not np.all(np.isfinite(array)):
@@ -180,8 +183,9 @@ class Model:
         for i in range(config.layers):
             parts = {name: take(f"layers.{i}.{name}") for name in NORM_NAMES}
             for name in LINEAR_NAMES:
+                key = f"layers.{i}.{name}.scale"
                 parts[name] = TernaryTensor(take(f"layers.{i}.{name}.codes"),
-                                            float(take(f"layers.{i}.{name}.scale")))
+                                            _scalar(path, key, take(key), "f"))
             layers.append(Layer(**parts))
         model = cls(config, take("embedding"), layers, take("output_norm"),
                     arrays.get("lm_head"))
@@ -199,12 +203,30 @@ def _read_npz(path: Path, keys=None) -> dict:
         raise ModelFormatError(f"{path}: not a readable tritium .npz model ({exc})") from None
 
 
+def _scalar(path: Path, key: str, array: np.ndarray, kind: str):
+    """A scalar entry of a .npz file: an integer (``kind`` "i") or a real number ("f")."""
+    if array.shape != () or array.dtype.kind not in ("iu" if kind == "i" else "iuf"):
+        what = "an integer" if kind == "i" else "a number"
+        raise ModelFormatError(f"{path}: {key} must be {what} (a scalar), not a "
+                               f"{array.dtype} array of shape {array.shape}")
+    return int(array) if kind == "i" else float(array)
+
+
 def _npz_config(path: Path, take) -> ModelConfig:
-    version = int(take("format_version"))
+    version = _scalar(path, "format_version", take("format_version"), "i")
     if version != NPZ_FORMAT_VERSION:
         raise ModelFormatError(f"{path}: .npz format version {version} is not supported "
                                f"(expected {NPZ_FORMAT_VERSION})")
+    config = take("config")
+    if config.shape != () or config.dtype.kind != "U":
+        raise ModelFormatError(f"{path}: config must be a JSON string, not a "
+                               f"{config.dtype} array of shape {config.shape}")
     try:
-        return ModelConfig.from_dict(json.loads(str(take("config"))))
+        data = json.loads(str(config))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return ModelConfig.from_dict(data)
+    except RecursionError:
+        raise ModelFormatError(f"{path}: bad model config: JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:
         raise ModelFormatError(f"{path}: bad model config: {exc}") from None

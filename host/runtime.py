@@ -12,7 +12,8 @@ from tritium.sim.golden.model import GoldenModel
 from tritium.sim.reference import ReferenceModel
 from .errors import InputError
 
-__all__ = ["BACKENDS", "make_backend", "Session", "generate", "perplexity"]
+__all__ = ["BACKENDS", "make_backend", "Session", "generate", "perplexity",
+           "check_token_ids", "check_generation", "check_window"]
 
 BACKENDS = {"golden": GoldenModel, "reference": ReferenceModel}
 
@@ -61,18 +62,38 @@ class Session:
         return self.backend.forward(ids, self.cache)
 
 
-def generate(session: Session, prompt_ids, count: int):
-    """Greedy generation: prefill the prompt, then yield ``count`` new token ids."""
+def check_generation(prompt_ids, count: int, config, used: int = 0) -> np.ndarray:
+    """Raise :class:`InputError` unless ``count`` tokens can be generated after the
+    prompt by a model of ``config`` with ``used`` tokens in its cache; return the
+    prompt's checked ids. Needs no backend, so callers check before starting one."""
     if count < 1:
         raise InputError(f"the number of tokens to generate must be at least 1, not {count}")
-    prompt_ids = check_token_ids(prompt_ids, session.config.vocab_size)
+    prompt_ids = check_token_ids(prompt_ids, config.vocab_size)
     if len(prompt_ids) == 0:
         raise InputError("the prompt is empty")
     needed = len(prompt_ids) + count - 1
-    if needed > session.config.max_context - session.length:
+    if needed > config.max_context - used:
         raise InputError(f"prompt of {len(prompt_ids)} tokens plus {count} generated tokens "
-                         f"exceeds the context of {session.config.max_context} tokens "
-                         f"({session.length} already used)")
+                         f"exceeds the context of {config.max_context} tokens "
+                         f"({used} already used)")
+    return prompt_ids
+
+
+def check_window(window, config) -> int:
+    """A perplexity window: at least 2 tokens and at most the model's context."""
+    if window is None:
+        return config.max_context
+    if window < 2:
+        raise InputError(f"--window must be at least 2, not {window}")
+    if window > config.max_context:
+        raise InputError(f"--window {window} is beyond the context of {config.max_context} "
+                         f"tokens of model {config.name!r}")
+    return window
+
+
+def generate(session: Session, prompt_ids, count: int):
+    """Greedy generation: prefill the prompt, then yield ``count`` new token ids."""
+    prompt_ids = check_generation(prompt_ids, count, session.config, session.length)
     logits = session.feed(prompt_ids)[-1]
     for step in range(count):
         token = int(np.argmax(logits))
@@ -89,7 +110,7 @@ def perplexity(backend, token_ids, window: int = None):
     ``(perplexity, predicted_token_count)``.
     """
     ids = check_token_ids(token_ids, backend.config.vocab_size)
-    window = window or backend.config.max_context
+    window = check_window(window, backend.config)
     total, count = 0.0, 0
     for start in range(0, len(ids), window):
         chunk = ids[start:start + window]

@@ -11,11 +11,22 @@ from tokenizers import Tokenizer
 from .errors import InputError, ModelFormatError
 
 __all__ = ["StreamDecoder", "ByteTokenizer", "HFTokenizer", "load_tokenizer",
-           "BYTE_VOCAB_SIZE"]
+           "BYTE_VOCAB_SIZE", "check_text"]
 
 BYTE_VOCAB_SIZE = 256
 REPLACEMENT_CHARACTER = "\ufffd"
 BYTE_TOKENIZER_PRESETS = ("tiny",)
+
+
+def check_text(text: str) -> str:
+    """Text to encode must be valid Unicode: lone surrogates (bytes that were not UTF-8,
+    kept by surrogateescape) cannot be tokenized."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"the text is not valid UTF-8 (character {exc.start} is "
+                         f"U+{ord(text[exc.start]):04X}, an undecodable byte)") from None
+    return text
 
 
 class StreamDecoder:
@@ -65,7 +76,7 @@ class ByteTokenizer:
     vocab_size = BYTE_VOCAB_SIZE
 
     def encode(self, text: str) -> list:
-        return list(text.encode("utf-8"))
+        return list(check_text(text).encode("utf-8"))
 
     def decode(self, ids) -> str:
         ids = [int(i) for i in ids]
@@ -94,7 +105,8 @@ class HFTokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list:
         """Token ids of ``text``, with the BOS token etc. the tokenizer's template adds."""
-        return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        return self._tokenizer.encode(check_text(text),
+                                      add_special_tokens=add_special_tokens).ids
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         ids = [int(i) for i in ids]

@@ -93,7 +93,9 @@ register_transport("model", _golden)      # the CLI's name for it ("golden" is t
 def _sim(argument, config):
     if argument is not None:
         raise InputError(f"transport 'sim' takes no argument, not {argument!r}")
-    from .sim_transport import SimTransport       # cocotb and Verilator: loaded on use
+    from .sim_transport import SimTransport, check_build_tools, simulation_is_built
+    if not simulation_is_built(config):             # cocotb and Verilator: loaded on use
+        check_build_tools()
     return SimTransport(config)
 
 

@@ -88,9 +88,102 @@ def _config(path: Path, reader: GGUFReader, tensors: dict) -> ModelConfig:
     return _model_config(path, reader, arch, vocab_size, has_output="output.weight" in tensors)
 
 
+# Bytes of each fixed-size GGUF value type; strings (8) and arrays (9) have a length.
+_VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+_MAX_DIMS = 4                                   # GGML_MAX_DIMS
+
+
+class _HeaderScan:
+    """Walks a GGUF header checking every count and length against the bytes left in
+    the file, before ``GGUFReader`` (which loops over, and allocates for, whatever
+    length the file claims) reads it. Allocates nothing in proportion to any length."""
+
+    def __init__(self, path: Path, data: bytes, order: str):
+        self.path, self.data, self.order, self.offset = path, data, order, 0
+
+    def fail(self, what: str):
+        raise ModelFormatError(f"{self.path}: corrupt GGUF header: {what} at byte "
+                               f"{self.offset}, the file has {len(self.data)} bytes")
+
+    def number(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        if self.offset + size > len(self.data):
+            self.fail("truncated")
+        (value,) = struct.unpack_from(self.order + fmt, self.data, self.offset)
+        self.offset += size
+        return value
+
+    def skip(self, count: int, size: int, what: str):
+        if count * size > len(self.data) - self.offset:
+            self.fail(f"{what} claims {count:,} elements of {size} bytes, more than the file "
+                      f"holds")
+        self.offset += count * size
+
+    def string(self, what: str):
+        self.skip(self.number("Q"), 1, what)
+
+    def value(self, kind: int, what: str):
+        if kind in _VALUE_SIZES:
+            self.skip(1, _VALUE_SIZES[kind], what)
+        elif kind == _STRING:
+            self.string(what)
+        elif kind == _ARRAY:
+            item, count = self.number("I"), self.number("Q")
+            if item in _VALUE_SIZES:
+                self.skip(count, _VALUE_SIZES[item], what)
+                return
+            if item not in (_STRING, _ARRAY):
+                self.fail(f"{what} has unknown array item type {item}")
+            # Each string or array item takes at least its 8-byte length: bound the count
+            # before walking the items.
+            if count * 8 > len(self.data) - self.offset:
+                self.fail(f"{what} claims {count:,} items, more than the file holds")
+            for _ in range(count):
+                self.value(item, what)
+        else:
+            self.fail(f"{what} has unknown value type {kind}")
+
+    def header(self):
+        self.offset = 8
+        tensor_count, kv_count = self.number("Q"), self.number("Q")
+        # A key-value pair takes at least 13 bytes, a tensor description 24.
+        if kv_count * 13 + tensor_count * 24 > len(self.data) - self.offset:
+            self.fail(f"{kv_count:,} keys and {tensor_count:,} tensors claimed, more than "
+                      f"the file holds")
+        for index in range(kv_count):
+            self.string(f"key {index}'s name")
+            self.value(self.number("I"), f"key {index}")
+        for index in range(tensor_count):
+            self.string(f"tensor {index}'s name")
+            dims = self.number("I")
+            if dims > _MAX_DIMS:
+                self.fail(f"tensor {index} claims {dims} dimensions (at most {_MAX_DIMS})")
+            self.skip(dims, 8, f"tensor {index}'s shape")
+            self.skip(1, 12, f"tensor {index}'s type and offset")
+
+
+def _check_header(path: Path):
+    """Refuse a GGUF file whose header claims more data than the file has."""
+    import mmap
+    try:
+        with open(path, "rb") as file:
+            if file.read(4) != b"GGUF":
+                return                          # GGUFReader names the bad magic
+            version = int.from_bytes(file.read(4), "little")
+            if version < 2:
+                return                          # ... and the unsupported version
+            order = ">" if version & 0xFFFF == 0 else "<"
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                _HeaderScan(path, data, order).header()
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def _open(path: Path) -> GGUFReader:
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such file")
+    _check_header(path)
     try:
         return GGUFReader(path, "r")
     except (ValueError, IndexError, KeyError, TypeError, EOFError, OSError,

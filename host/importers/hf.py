@@ -95,6 +95,12 @@ def _read_config_json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{path}: is a directory, expected a JSON file") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{path}: not valid JSON (nested too deeply)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -120,6 +126,7 @@ def _model_config(path: Path, hf_config: dict, layout: HFLayout, name: str):
         raise ModelFormatError(f"{path}: missing key(s) {', '.join(missing)}")
     values = {**layout.defaults, **hf_config}
     _reject_unsupported(path, values)
+    _check_types(path, values)
     hidden, heads = values["hidden_size"], values["num_attention_heads"]
     head_dim = values.get("head_dim")
     if head_dim is None:
@@ -137,6 +144,31 @@ def _model_config(path: Path, hf_config: dict, layout: HFLayout, name: str):
         rope_theta=_rope_theta(values), rope_pairing="half",
         norm_eps=values["rms_norm_eps"], max_context=values["max_position_embeddings"],
         tied_embedding=bool(values["tie_word_embeddings"]))
+
+
+# config.json keys and the JSON types they must have (bool is not an int here).
+_INTEGER_KEYS = REQUIRED_KEYS + ("num_key_value_heads", "head_dim", "max_position_embeddings")
+_BOOLEAN_KEYS = ("tie_word_embeddings", "attention_bias", "mlp_bias")
+
+
+def _check_types(path: Path, values: dict):
+    """Refuse values of the wrong JSON type, which Python would otherwise coerce
+    (``bool("false")`` is True)."""
+    for key in _INTEGER_KEYS:
+        value = values.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ModelFormatError(f"{path}: {key} must be an integer, not {value!r}")
+    for key in _BOOLEAN_KEYS:
+        value = values.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise ModelFormatError(f"{path}: {key} must be true or false, not {value!r}")
+    quantization = values.get("quantization_config")
+    if quantization is not None and not isinstance(quantization, dict):
+        raise ModelFormatError(f"{path}: quantization_config must be a JSON object, not "
+                               f"{quantization!r}")
+    if not isinstance(values.get("hidden_act"), str):
+        raise ModelFormatError(f"{path}: hidden_act must be a string, not "
+                               f"{values.get('hidden_act')!r}")
 
 
 def _divide(path: Path, hidden, heads) -> int:
@@ -175,6 +207,9 @@ def _weight_scale_is_divisor(hf_config: dict) -> bool:
 
 def _float(checkpoint: SafetensorsCheckpoint, name: str, shape: tuple) -> np.ndarray:
     entry = checkpoint.entry(name)
+    if entry.dtype not in FLOAT_DTYPES:
+        raise ModelFormatError(f"{entry.file}: tensor {name} has dtype {entry.dtype}, "
+                               f"expected a float type ({', '.join(FLOAT_DTYPES)})")
     return float_tensor(entry.file, name, checkpoint.read(name), shape)
 
 

@@ -42,19 +42,29 @@ class TensorEntry:
 def read_header(path: Path) -> dict:
     """Map tensor name -> TensorEntry, after checking every entry fits in the file."""
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as file:
-        length_bytes = file.read(8)
-        if len(length_bytes) < 8:
-            raise ModelFormatError(f"{path}: truncated: {size} bytes is too short for a "
-                                   f"safetensors file")
-        header_length = int.from_bytes(length_bytes, "little")
-        if header_length > size - 8:
-            raise ModelFormatError(f"{path}: truncated or not a safetensors file: header "
-                                   f"length {header_length} exceeds the file size {size}")
-        header_bytes = file.read(header_length)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: is not a file (a directory?), expected a "
+                               f"safetensors file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            length_bytes = file.read(8)
+            if len(length_bytes) < 8:
+                raise ModelFormatError(f"{path}: truncated: {size} bytes is too short for "
+                                       f"a safetensors file")
+            header_length = int.from_bytes(length_bytes, "little")
+            if header_length > size - 8:
+                raise ModelFormatError(f"{path}: truncated or not a safetensors file: "
+                                       f"header length {header_length} exceeds the file "
+                                       f"size {size}")
+            header_bytes = file.read(header_length)
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         header = json.loads(header_bytes)
+    except RecursionError:
+        raise ModelFormatError(f"{path}: not a safetensors file: unreadable header "
+                               f"(JSON nested too deeply)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{path}: not a safetensors file: unreadable header "
                                f"({exc})") from None
@@ -67,12 +77,18 @@ def read_header(path: Path) -> dict:
 
 def _entry(path: Path, name: str, info, data_start: int, size: int) -> TensorEntry:
     try:
-        dtype = str(info["dtype"])
-        shape = tuple(int(dim) for dim in info["shape"])
-        start, end = (int(offset) for offset in info["data_offsets"])
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not (isinstance(dtype, str) and isinstance(shape, list)
+                and isinstance(offsets, list) and len(offsets) == 2
+                and all(_is_int(value) for value in shape + offsets)):
+            raise TypeError
+        shape, (start, end) = tuple(shape), offsets
     except (KeyError, TypeError, ValueError):
         raise ModelFormatError(f"{path}: tensor {name} has a malformed header entry "
-                               f"{info!r}") from None
+                               f"{str(info)[:200]}") from None
+    if any(dim < 0 for dim in shape):
+        raise ModelFormatError(f"{path}: tensor {name} has a negative dimension in shape "
+                               f"{list(shape)}")
     if dtype not in _STORAGE:
         raise ModelFormatError(f"{path}: tensor {name} has dtype {dtype}, which tritium "
                                f"cannot read")
@@ -84,6 +100,10 @@ def _entry(path: Path, name: str, info, data_start: int, size: int) -> TensorEnt
         raise ModelFormatError(f"{path}: truncated: tensor {name} ends at byte "
                                f"{data_start + end}, the file has {size} bytes")
     return TensorEntry(path, name, dtype, shape, data_start + start, data_start + end)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_tensor(entry: TensorEntry) -> np.ndarray:
