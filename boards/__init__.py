@@ -9,7 +9,7 @@ into ``out_dir`` and returns a JSON-able report; ``build`` runs the board's tool
 ``program`` hands the result to the board's programmer. A board with a slow step that
 only checks (the KV260's resource estimate) also takes ``estimate_resources=True``;
 ``generate --no-estimate`` passes it False and is refused for boards without it. Bad
-input raises :class:`~tritium.host.errors.InputError` (or another ``TritiumError``)
+input raises :class:`~tritium.hw.errors.InputError` (or another ``TritiumError``)
 with a one-line message.
 
 This package is imported when the CLI builds its parser: board modules are imported
@@ -19,7 +19,7 @@ only through :meth:`Board.load`.
 import dataclasses
 import importlib
 
-from tritium.host.errors import InputError
+from tritium.hw.errors import InputError
 
 __all__ = ["Board", "BOARDS", "get_board"]
 

@@ -15,7 +15,7 @@ from amaranth import Instance, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tritium.host.errors import InputError
+from tritium.hw.errors import InputError
 
 __all__ = ["Device", "DEVICES", "PLLParameters", "pll_parameters", "ECP5PLL",
            "MemoryUse", "memories_from_rtlil", "ebr_for_memory", "ebr_estimate", "check_fit",

@@ -7,7 +7,7 @@ design (a module reference) rather than a whole bitstream's top:
 - ``m_axi``: the accelerator's memory port as an AXI4 master
   (:class:`~tritium.hw.memory.AXI4Master`), offset by a base address and widened to 49
   bits, for the PS's ``S_AXI_HP0_FPD`` port: the model lives in PS DDR;
-- ``s_axi_lite``: the register window of :mod:`tritium.boards.zynq_map` on the PS's
+- ``s_axi_lite``: the register window of :mod:`tritium.hw.link.window_map` on the PS's
   ``M_AXI_HPM0_LPD`` port: the host link's SLIP frames as a byte FIFO in each
   direction, and the base address of the DDR buffer;
 - ``aclk``/``aresetn``: ``pl_clk0`` and a ``proc_sys_reset``'s ``peripheral_aresetn``.
@@ -30,13 +30,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.vendor import XilinxPlatform
 
-from tritium.host.errors import InputError, TritiumError
 from tritium.hw.config import AcceleratorConfig
+from tritium.hw.errors import InputError, TritiumError
+from tritium.hw.link import window_map
 from tritium.hw.memory.axi import AXI4Master, AXI4Signature
 from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.hw.top import Top
 
-from . import zynq_map
 from .zynq import (AXI4AddressOffset, AXI4LiteSignature, AXI4LiteTarget, LinkWindow,
                    annotate_axi, annotate_clock, annotate_reset, check_fifo_depth)
 
@@ -134,7 +134,7 @@ class KV260Top(wiring.Component):
         super().__init__({
             "aclk": In(1),
             "aresetn": In(1),
-            "m_axi": Out(AXI4Signature(zynq_map.BASE_ADDRESS_BITS, config.data_width, 1)),
+            "m_axi": Out(AXI4Signature(window_map.BASE_ADDRESS_BITS, config.data_width, 1)),
             "s_axi_lite": In(AXI4LiteSignature(LITE_ADDR_WIDTH)),
         })
         annotate_axi(self.m_axi, "m_axi", "AXI4", "master")
@@ -154,7 +154,7 @@ class KV260Top(wiring.Component):
         m.submodules.core = core = Top(config, onchip=False)
         m.submodules.master = master = AXI4Master(config.memory, max_burst=master_burst(config))
         inner = master.signature.members["axi"].signature
-        m.submodules.offset = offset = AXI4AddressOffset(inner, zynq_map.BASE_ADDRESS_BITS)
+        m.submodules.offset = offset = AXI4AddressOffset(inner, window_map.BASE_ADDRESS_BITS)
         m.submodules.target = target = AXI4LiteTarget(LITE_ADDR_WIDTH)
         m.submodules.window = window = LinkWindow(config.design_id, addr_width=LITE_ADDR_WIDTH,
                                                   fifo_depth=self._fifo_depth)
@@ -356,7 +356,7 @@ def vivado_script(config: AcceleratorConfig) -> str:
         script=SCRIPT, project=PROJECT, clock_mhz=f"{config.clock_hz / 1e6:g}",
         part=platform.part, board_pattern=KV260Platform.board_part_pattern,
         hp_width=HP_DATA_WIDTH, xdc=XDC, window_address=f"0x{LINK_WINDOW_ADDRESS:08X}",
-        window_range=f"{zynq_map.WINDOW_BYTES // 1024}K")
+        window_range=f"{window_map.WINDOW_BYTES // 1024}K")
 
 
 # -- the estimate --------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def estimate(config: AcceleratorConfig, *, workdir=None, timeout: float = None) 
     """Synthesise the board top with Yosys for UltraScale+ (``synth_xilinx -family xcup``)
     and check it against the XCK26: the :func:`~tritium.boards.synth.synthesize` result
     plus ``fit`` (:func:`check_fit`). Raises :class:`InputError` if it does not fit and
-    :class:`~tritium.host.errors.TritiumError` if Yosys fails."""
+    :class:`~tritium.hw.errors.TritiumError` if Yosys fails."""
     result = _synthesize(config, workdir, timeout)
     result["fit"] = check_fit(result["resources"], config.name)
     return result

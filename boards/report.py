@@ -21,7 +21,7 @@ import json
 import sys
 
 from tritium.hw.config import ACCELERATOR_PRESETS, TLMM_PRESETS, TLMMConfig, tlmm_preset
-from tritium.host.errors import InputError, TritiumError
+from tritium.hw.errors import InputError, TritiumError
 
 __all__ = ["BLOCKS", "DESIGNS", "PRESETS", "parse_config", "report_block", "format_report",
            "add_report_parser", "run_report"]

@@ -28,7 +28,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from tritium.host.errors import InputError, TritiumError
+from tritium.hw.errors import InputError, TritiumError
 from tritium.hw.config import AcceleratorConfig
 from tritium.hw.link import protocol
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter, uart_divisor

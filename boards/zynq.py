@@ -6,7 +6,7 @@ and the fabric reaches PS DDR through an AXI slave port (HP0). The accelerator's
 
 - :class:`AXI4LiteTarget` turns AXI4-Lite transactions into single-cycle register
   accesses (:class:`RegisterAccessSignature`);
-- :class:`LinkWindow` serves the register window of :mod:`tritium.boards.zynq_map` on
+- :class:`LinkWindow` serves the register window of :mod:`tritium.hw.link.window_map` on
   those accesses: a byte FIFO in each direction for the link's SLIP frames, status, the
   design id and the base address of the accelerator's buffer in PS DDR;
 - :class:`AXI4AddressOffset` adds that base address to every AXI4 address the memory
@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out, flipped
 
 from tritium.hw.memory.axi import AXI_RESP_OKAY, AXI_RESP_SLVERR, AXI4Signature
 
-from . import zynq_map as reg
+from tritium.hw.link import window_map as reg
 
 __all__ = ["AXI4LiteSignature", "RegisterAccessSignature", "AXI4LiteTarget", "LinkWindow",
            "AXI4AddressOffset", "check_fifo_depth", "annotate_axi", "annotate_clock",
@@ -142,7 +142,7 @@ def check_fifo_depth(fifo_depth) -> None:
 
 
 class LinkWindow(wiring.Component):
-    """The register window of :mod:`tritium.boards.zynq_map` (docs/boards.md).
+    """The register window of :mod:`tritium.hw.link.window_map` (docs/boards.md).
 
     ``tx_data`` writes enter a :class:`SyncFIFOBuffered` of ``fifo_depth`` bytes that
     drains into ``to_device`` (the accelerator's ``rx``); a write that finds it full is
@@ -156,7 +156,7 @@ class LinkWindow(wiring.Component):
     access : ``In(RegisterAccessSignature(addr_width))``
     to_device : ``Out(stream.Signature(8))``
     from_device : ``In(stream.Signature(8))``
-    base : ``Out(zynq_map.BASE_ADDRESS_BITS)``
+    base : ``Out(window_map.BASE_ADDRESS_BITS)``
     memory_error : ``In(1)``
     """
 

@@ -1,15 +1,6 @@
-"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+"""User-facing errors, for the host's modules: the classes are defined with the other
+contracts in :mod:`tritium.hw.errors` (the boards raise them too)."""
+
+from tritium.hw.errors import InputError, ModelFormatError, TritiumError
 
 __all__ = ["TritiumError", "ModelFormatError", "InputError"]
-
-
-class TritiumError(Exception):
-    """An error caused by the user's input, reported without a traceback."""
-
-
-class ModelFormatError(TritiumError):
-    """A model file or checkpoint that cannot be read as the model it claims to be."""
-
-
-class InputError(TritiumError):
-    """A prompt, token list or option that the model cannot run."""

@@ -2,7 +2,7 @@
 
 On the KV260 (docs/boards.md, "KV260") a host program runs on the PS's ARM cores and
 reaches the accelerator through the AXI-Lite register window of
-:mod:`tritium.boards.zynq_map`: the link's SLIP frames go through a byte FIFO in each
+:mod:`tritium.hw.link.window_map`: the link's SLIP frames go through a byte FIFO in each
 direction, so :class:`~tritium.host.link.LinkClient` and
 :class:`~tritium.host.accelerator.Accelerator` work unchanged. The accelerator's memory
 is a contiguous buffer in PS DDR whose physical address the host writes to the
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from tritium.boards import zynq_map as reg
+from tritium.hw.link import window_map as reg
 from .errors import InputError, TritiumError
 from .link import LinkError, LinkTimeout, pad_to_words
 from .transports import Closeable, Transport
@@ -333,7 +333,7 @@ class ZynqTransport(Transport):
             time.sleep(self.poll_interval)
 
     def status(self) -> int:
-        """The window's status bits (``zynq_map.STATUS_*``)."""
+        """The window's status bits (``window_map.STATUS_*``)."""
         return self.registers.read32(reg.REGISTERS["status"])
 
     # -- the memory buffer -----------------------------------------------------------------

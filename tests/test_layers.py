@@ -10,7 +10,7 @@ depth of the file (imports inside functions count too), against what its layer m
 - the **golden model and the float reference** (``sim/golden``, ``sim/reference.py``)
   import NumPy and the contracts, never gateware, so the tests compare two independent
   descriptions of the hardware;
-- nothing in ``sim/`` imports ``host/``.
+- nothing in ``sim/`` imports ``host/``, and ``boards/`` never imports ``host/``.
 """
 
 import ast
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"hw": "tritium.hw", "sim": "tritium.sim", "host": "tritium.host",
             "boards": "tritium.boards"}
 CONTRACTS = {"tritium.hw.config", "tritium.hw.numerics", "tritium.hw.memory_model",
-             "tritium.hw.control.isa", "tritium.hw.link.protocol"}
+             "tritium.hw.control.isa", "tritium.hw.link.protocol", "tritium.hw.link.window_map",
+             "tritium.hw.errors"}
 # Package __init__ modules that importing a contract runs: they must stay empty of imports.
 CONTRACT_PARENTS = {"tritium.hw", "tritium.hw.control", "tritium.hw.link"}
 
@@ -109,6 +110,11 @@ def test_golden_model_never_imports_gateware(name):
 
 @pytest.mark.parametrize("name", sorted(n for n in ALL if within(n, ["tritium.sim"])))
 def test_sim_never_imports_host(name):
+    assert not any(within(m, ["tritium.host"]) for m in imports(name, ALL[name])), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if within(n, ["tritium.boards"])))
+def test_boards_never_import_host(name):
     assert not any(within(m, ["tritium.host"]) for m in imports(name, ALL[name])), name
 
 

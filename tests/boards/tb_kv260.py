@@ -21,7 +21,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
 
-from tritium.boards import zynq_map as reg
+from tritium.hw.link import window_map as reg
 from tritium.host.errors import TritiumError
 from tritium.host.link import DeviceError, FrameDecoder, LinkClient, encode_frame, parse_frame
 from tritium.host.zynq_transport import Buffer, Registers, ZynqTransport

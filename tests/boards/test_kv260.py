@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 from cocotb_tools.runner import get_results
 
 from tritium.boards import BOARDS, get_board
-from tritium.boards import zynq_map as reg
+from tritium.hw.link import window_map as reg
 from tritium.boards.kv260 import (LINK_WINDOW_ADDRESS, master_burst, XCK26, KV260Platform, KV260Top,
                                   check_fit, generate, toplevel_name)
 from tritium.boards.zynq import AXI4AddressOffset, AXI4LiteSignature, AXI4LiteTarget, LinkWindow
@@ -337,9 +337,9 @@ def test_the_cli_prints_the_estimates_fit(tmp_path, capsys, monkeypatch):
     its Verilog by stubs: all tested above), the printout gives each resource against
     the XCK26."""
     from tritium.boards import kv260
-    from tritium.sim import cosim
+    from tritium.hw import verilog
     monkeypatch.setattr(kv260, "KV260Top", lambda config: None)
-    monkeypatch.setattr(cosim, "generate_verilog",
+    monkeypatch.setattr(verilog, "generate_verilog",
                         lambda top, name, platform=None: f"module {name}();\n")
     figures = {"luts": 35_000, "lutram": 3_000, "srl": 254, "ffs": 16_302, "bram": 7,
                "uram": 0, "dsp": 167}

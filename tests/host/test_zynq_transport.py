@@ -15,14 +15,14 @@ import types
 import numpy as np
 import pytest
 
-from tritium.boards import zynq_map as reg
+from tritium.hw.link import window_map as reg
 from tritium.host import zynq_transport
 from tritium.host.accelerator import Accelerator
 from tritium.host.cli import main
 from tritium.host.errors import InputError, TritiumError
 from tritium.host.importers import load_model
 from tritium.host.link import FrameDecoder
-from tritium.host.transports import GoldenTransport, open_transport
+from tritium.host.transports import DeviceModelTransport, open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.model import GoldenModel
@@ -133,7 +133,7 @@ def board(dev_mem, monkeypatch):
 
 def written_memory(model):
     """The device's memory after loading ``model`` in WRITE frames (the golden way)."""
-    with Accelerator(TINY, GoldenTransport(TINY)) as accelerator:
+    with Accelerator(TINY, DeviceModelTransport(TINY)) as accelerator:
         accelerator.load(model)
         return bytes(accelerator.transport.device.memory)
 
@@ -240,7 +240,7 @@ def test_the_tiny_model_runs_on_a_pynq_buffer(monkeypatch):
 
 # -- Accelerator.load through load_image ----------------------------------------------------
 
-class DirectTransport(GoldenTransport):
+class DirectTransport(DeviceModelTransport):
     """The device model with a load_image that writes its memory ``shift`` words off."""
 
     def __init__(self, config, shift=0):

@@ -1,6 +1,6 @@
 """The AXI-Lite register window of the Zynq board tops (docs/boards.md, "KV260").
 
-Plain Python only (no Amaranth): the gateware (:mod:`tritium.boards.zynq`) and the
+Plain Python only (a contract, like the link protocol): the gateware (:mod:`tritium.boards.zynq`) and the
 transport that runs on the board's ARM cores (:mod:`tritium.host.zynq_transport`) both
 take the offsets and bits from here, so they cannot disagree.
 
