@@ -31,13 +31,13 @@ from tritium.host.accelerator import Accelerator
 from tritium.host.errors import TritiumError
 from tritium.host.importers import load_model
 from tritium.host.model import Model
+from tritium.host.runtime import GoldenCheck, generate
 from tritium.host.sim_transport import BoardSimTransport, SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
 from tritium.hw.control.isa import OPCODES
 from tritium.hw.memory_model import MEMORY_MODELS
-from tritium.sim.golden.model import GoldenModel
 
 # On-chip memory in the Verilog is an initial image of every word: beyond this many
 # words the design must run on a board memory model (``--memory``).
@@ -68,10 +68,9 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
     return 0
 
 
-def measure(accelerator, ids, config, golden, cache, position):
-    """One run: its counters, the ideal per kind, and whether the logits match golden."""
+def measure(accelerator, ids, config, position):
+    """One run: its logits, its counters and the ideal per kind."""
     logits = accelerator.prefill(ids)
-    matches = bool(np.array_equal(logits, golden.forward(ids, cache)))
     counters = accelerator.counters()
     ideal = {}
     for instruction in accelerator.compiled.instructions:
@@ -79,7 +78,41 @@ def measure(accelerator, ids, config, golden, cache, position):
         if name in COUNTER_OF_OPCODE:
             key = COUNTER_OF_OPCODE[name]
             ideal[key] = ideal.get(key, 0) + ideal_cycles(instruction, config, position, len(ids))
-    return logits, matches, counters, ideal
+    return logits, counters, ideal
+
+
+class MeasuredRuns:
+    """The accelerator as :func:`tritium.host.runtime.generate` drives it, one run at a
+    time (a prompt in runs of up to ``max_tokens``), each run's counters and ideal
+    recorded in :attr:`runs` with whether its logits match the golden model."""
+
+    def __init__(self, accelerator, config, check):
+        self.accelerator, self.config, self.check = accelerator, config, check
+        self.runs = []
+
+    @property
+    def position(self) -> int:
+        return self.accelerator.position
+
+    @property
+    def model_config(self):
+        return self.accelerator.model_config
+
+    def _run(self, ids, kind):
+        position = self.accelerator.position
+        logits, counters, ideal = measure(self.accelerator, ids, self.config, position)
+        self.runs.append({"kind": kind, "position": position, "tokens": len(ids),
+                          "matches_golden": self.check(ids, logits), "counters": counters,
+                          "ideal": ideal})
+        return logits
+
+    def prefill(self, ids):
+        step = self.config.max_tokens
+        return np.concatenate([self._run(ids[start:start + step], "prefill")
+                               for start in range(0, len(ids), step)])
+
+    def decode(self, token):
+        return self._run([token], "decode")[0]
 
 
 def open_model(source, config):
@@ -94,33 +127,21 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
     """Run ``prompt`` tokens and ``decode`` steps of ``model`` on the simulated top of
     ``config`` (on chip, or on ``memory_model``'s port 0); the report of the module
     docstring, every run checked against golden."""
-    golden = GoldenModel(model)
-    cache = golden.new_cache()
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     # Both transports send their build log to a file.
     transport = (BoardSimTransport(config, memory_model) if memory_model
                  else SimTransport(config))
     built = time.perf_counter()
-    runs = []
     with Accelerator(config, transport, timeout=3600) as accelerator:
         accelerator.load(model)
         loaded = time.perf_counter()
         ids = rng.integers(0, model.config.vocab_size, prompt).tolist()
-        for start in range(0, len(ids), config.max_tokens):
-            chunk = ids[start:start + config.max_tokens]
-            logits, matches, counters, ideal = measure(accelerator, chunk, config, golden,
-                                                       cache, start)
-            runs.append({"kind": "prefill", "position": start, "tokens": len(chunk),
-                         "matches_golden": matches, "counters": counters, "ideal": ideal})
-        token = int(np.argmax(logits[-1]))
-        for step in range(decode):
-            position = prompt + step
-            logits, matches, counters, ideal = measure(accelerator, [token], config, golden,
-                                                       cache, position)
-            runs.append({"kind": "decode", "position": position, "tokens": 1,
-                         "matches_golden": matches, "counters": counters, "ideal": ideal})
-            token = int(np.argmax(logits[-1]))
+        measured = MeasuredRuns(accelerator, config, GoldenCheck(model))
+        # The prompt, then ``decode`` decode steps: ``decode + 1`` generated tokens.
+        for _ in generate(measured, ids, decode + 1):
+            pass
+        runs = measured.runs
     finished = time.perf_counter()
 
     def totals(kind):

@@ -1,7 +1,7 @@
 """The accelerator driver: load a model, then prefill, decode and generate on a device.
 
 :class:`Accelerator` speaks only the link protocol (docs/link.md) over a byte
-transport (:mod:`.transports`), so it drives the software device model, the
+transport (:mod:`.transports`), so it drives the software device, the
 cycle-accurate simulation and boards with the same bytes. Per run it writes the
 tokens' embeddings to the io region, sets ``position`` and ``tokens``, sends RUN and
 reads the final hidden states back; the embedding lookup and the LM head run on the
@@ -20,7 +20,7 @@ from tritium.sim.reference import lm_head
 from .compiler import CompiledModel, compile_model
 from .errors import InputError, TritiumError
 from .link import DeviceInfo, LinkClient, LinkError, pad_to_words
-from .runtime import check_token_ids
+from .runtime import check_generation, check_token_ids, generate
 
 __all__ = ["DesignMismatchError", "RunError", "Accelerator"]
 
@@ -152,33 +152,20 @@ class Accelerator:
         """Append one token; return its logits, (vocab,)."""
         return self.prefill([token_id])[0]
 
-    def generate(self, prompt_ids, count: int):
+    @property
+    def model_config(self):
+        """The loaded model's config (its context and vocabulary)."""
+        return self._loaded().config
+
+    def generate(self, prompt_ids, count: int, check=None):
         """Greedily generate ``count`` token ids after the prompt, yielding each as it
-        comes (as :func:`tritium.host.runtime.generate`, with its checks made now)."""
-        return self._generate(self.check_generation(prompt_ids, count), count)
+        comes: :func:`tritium.host.runtime.generate` on this device, its checks made now."""
+        return generate(self, prompt_ids, count, check)
 
     def check_generation(self, prompt_ids, count: int) -> np.ndarray:
         """Raise :class:`InputError` unless ``count`` tokens can be generated after the
         prompt in this conversation; return the prompt's checked ids."""
-        config = self._loaded().config
-        if count < 1:
-            raise InputError(f"the number of tokens to generate must be at least 1, not {count}")
-        prompt = check_token_ids(prompt_ids, config.vocab_size)
-        if len(prompt) == 0:
-            raise InputError("the prompt is empty")
-        if len(prompt) + count - 1 > config.max_context - self._position:
-            raise InputError(f"prompt of {len(prompt)} tokens plus {count} generated tokens "
-                             f"exceeds the context of {config.max_context} tokens "
-                             f"({self._position} already used)")
-        return prompt
-
-    def _generate(self, prompt, count):
-        logits = self.prefill(prompt)[-1]
-        for step in range(count):
-            token = int(np.argmax(logits))
-            yield token
-            if step + 1 < count:
-                logits = self.decode(token)
+        return check_generation(prompt_ids, count, self.model_config, self._position)
 
     def counters(self) -> dict:
         """The read-only registers (status, cycle counters, runs, design) by name."""

@@ -77,46 +77,32 @@ def _status(message):
     return Console(stderr=True).status(message)
 
 
+def _token_progress(what: str, total: int):
+    """On a terminal, a transient bar on stderr, tokens done of ``total``; yields its
+    ``progress(done, total)`` callback (None elsewhere)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def shown():
+        if not sys.stderr.isatty():
+            yield None
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
+        with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+                      TimeElapsedColumn(), console=Console(stderr=True),
+                      transient=True) as bar:
+            task = bar.add_task(what, total=total)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+    return shown()
+
+
 HOST_BACKENDS = ("golden", "reference")
 BACKEND_HELP = ("golden or reference (NumPy on the host), or a device: sim (the generated "
-                "Verilog on Verilator), model (the software model of the device), "
+                "Verilog on Verilator), model (the software device), "
                 "serial:PORT[@BAUD] (a board on its UART), zynq[:ADDRESS] (the KV260, "
                 "from its ARM cores; ADDRESS: a reserved buffer, else PYNQ allocates one)")
-
-
-def _generate(args, model, tokenizer, *, stream: bool):
-    if args.backend not in HOST_BACKENDS:
-        return _generate_on_accelerator(args, model, tokenizer, stream=stream)
-    from .runtime import Session, generate, make_backend
-    prompt_ids = tokenizer.encode(args.prompt)
-    session = Session(make_backend(args.backend, model))
-    text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
-    start = time.perf_counter()
-    tokens = generate(session, prompt_ids, args.tokens)
-    with _status(f"prefilling {len(prompt_ids)} tokens on {args.backend}"):
-        first = next(tokens)                    # the prefill runs here
-    first_token_at = time.perf_counter()
-    for token in itertools.chain([first], tokens):
-        ids.append(token)
-        pieces.append(text_stream.push(token))
-        if stream and pieces[-1]:
-            sys.stdout.write(pieces[-1])
-            sys.stdout.flush()
-    pieces.append(text_stream.flush())
-    if stream:
-        sys.stdout.write(pieces[-1] + "\n")
-    decode_seconds = time.perf_counter() - first_token_at
-    return {
-        "model": model.config.name,
-        "backend": args.backend,
-        "prompt": args.prompt,
-        "prompt_tokens": len(prompt_ids),
-        "text": "".join(pieces),
-        "tokens": ids,
-        "time_to_first_token_s": round(first_token_at - start, 6),
-        "decode_tokens_per_s": round((len(ids) - 1) / decode_seconds, 3)
-        if len(ids) > 1 and decode_seconds > 0 else None,
-    }
 
 
 def _accelerator_config(name):
@@ -153,22 +139,64 @@ def _default_config(backend: str) -> str:
     return _BOARD_BACKEND_CONFIGS.get(backend.partition(":")[0], "tiny")
 
 
-def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
-    """Greedy generation on an accelerator transport, every logit checked against the
-    golden model; cycles from the device's counters."""
-    from tritium.sim.golden.model import GoldenModel
+class _Stream:
+    """The generated text on stdout as it comes: the prompt with the first token (so
+    that no spinner on the same terminal line can erase it), then each piece. Remembers
+    whether the last character written ended a line, so that an error starts on a new
+    one (:func:`_end_partial_line`)."""
+
+    midline = False                     # stdout holds an unfinished line of generated text
+
+    def __init__(self, prompt: str):
+        self._prompt = prompt
+
+    def write(self, text: str) -> None:
+        text, self._prompt = self._prompt + text, ""
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            _Stream.midline = not text.endswith("\n")
+
+    def end(self, text: str) -> None:
+        self.write(text + "\n")
+
+
+def _end_partial_line() -> None:
+    """Before an error: end a half-written line of generated text on stdout."""
+    if _Stream.midline:
+        _Stream.midline = False
+        try:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        except (OSError, _StdoutFailed):
+            pass
+
+
+def _build_progress(config):
+    """On a terminal, a spinner with the elapsed time and the stage of the simulator's
+    first build; yields the ``progress(stage)`` callback for :class:`SimTransport`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def shown():
+        if not sys.stderr.isatty():
+            yield None
+            return
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"starting the simulator of accelerator {config.name!r}")
+            yield lambda stage: bar.update(task, description=f"simulator of accelerator "
+                                                             f"{config.name!r}: {stage}")
+    return shown()
+
+
+def _open_accelerator(args, config):
+    """An :class:`Accelerator` on the transport ``--backend`` names (a first ``sim`` run
+    builds the simulator, showing its stage and elapsed time on a terminal)."""
     from .accelerator import Accelerator
-    from .compiler import check_model
     from .transports import open_transport
-    config = _accelerator_config(args.config or _default_config(args.backend))
-    check_model(model, config)                  # before any device or simulator is opened
-    prompt_ids = tokenizer.encode(args.prompt)
-    # The prompt and -n against the context, also before anything is opened or built.
-    from .runtime import check_generation
-    check_generation(prompt_ids, args.tokens, model.config)
-    golden = GoldenModel(model)
-    cache = golden.new_cache()
-    text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
     if args.backend == "sim":
         from .sim_transport import (check_build_tools, simulation_cache_dir,
                                     simulation_is_built)
@@ -177,55 +205,78 @@ def _generate_on_accelerator(args, model, tokenizer, *, stream: bool):
             print(f"tritium: building the simulator of accelerator {config.name!r} with "
                   f"Verilator (first run only, about 2-4 minutes; cached in "
                   f"{simulation_cache_dir(config)})", file=sys.stderr)
+            with _build_progress(config) as progress:
+                transport = open_transport(args.backend, config, progress=progress)
+            return Accelerator(config, transport, timeout=600)
     with _status(f"starting the {args.backend} backend for accelerator {config.name!r}"):
-        accelerator = Accelerator(config, open_transport(args.backend, config), timeout=600)
-    with accelerator:
-        with _status(f"loading {model.config.name} onto {args.backend}"):
-            accelerator.load(model)
+        return Accelerator(config, open_transport(args.backend, config), timeout=600)
+
+
+def _generate(args, model, tokenizer, *, stream: bool):
+    """Greedy generation on ``--backend``, through :func:`runtime.generate`: on the host
+    (a :class:`Session`), or on a device (an :class:`Accelerator`, every run's logits
+    checked against the golden model; cycles from the device's counters)."""
+    from contextlib import ExitStack
+    from .runtime import GoldenCheck, Session, check_generation, generate, make_backend
+    on_device = args.backend not in HOST_BACKENDS
+    config = None
+    if on_device:
+        from .compiler import check_model
+        config = _accelerator_config(args.config or _default_config(args.backend))
+        check_model(model, config)              # before any device or simulator is opened
+    prompt_ids = tokenizer.encode(args.prompt)
+    # The prompt and -n against the context, also before anything is opened or built.
+    check_generation(prompt_ids, args.tokens, model.config)
+    text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
+    out = _Stream(args.prompt) if stream else None
+    with ExitStack() as resources:
+        if on_device:
+            runner = resources.enter_context(_open_accelerator(args, config))
+            with _status(f"loading {model.config.name} onto {args.backend}"):
+                runner.load(model)
+            check = GoldenCheck(model)
+        else:
+            runner, check = Session(make_backend(args.backend, model)), None
         start = time.perf_counter()
-        accelerator.check_generation(prompt_ids, args.tokens)
+        tokens = generate(runner, prompt_ids, args.tokens, check)
         with _status(f"prefilling {len(prompt_ids)} tokens on {args.backend}"):
-            logits = accelerator.prefill(prompt_ids)[-1]
-        matches = bool(np.array_equal(logits, golden.forward(prompt_ids, cache)[-1]))
-        prefill_runs = len(accelerator.run_cycles)
+            first = next(tokens)                    # the prefill runs here
+        prefill_runs = len(runner.run_cycles) if on_device else 0
         first_token_at = time.perf_counter()
-        for step in range(args.tokens):
-            token = int(np.argmax(logits))
+        for token in itertools.chain([first], tokens):
             ids.append(token)
             pieces.append(text_stream.push(token))
-            if stream and pieces[-1]:
-                sys.stdout.write(pieces[-1])
-                sys.stdout.flush()
-            if step + 1 < args.tokens:
-                logits = accelerator.decode(token)
-                matches &= bool(np.array_equal(logits, golden.forward([token], cache)[-1]))
+            if out:
+                out.write(pieces[-1])
         decode_seconds = time.perf_counter() - first_token_at
     pieces.append(text_stream.flush())
-    if stream:
-        sys.stdout.write(pieces[-1] + "\n")
-    prefill_cycles = sum(accelerator.run_cycles[:prefill_runs])
-    decode_cycles = accelerator.run_cycles[prefill_runs:]
-    per_token = sum(decode_cycles) / len(decode_cycles) if decode_cycles else None
-    return {
-        "model": model.config.name,
-        "backend": args.backend,
-        "config": config.name,
-        "prompt": args.prompt,
-        "prompt_tokens": len(prompt_ids),
-        "text": "".join(pieces),
-        "tokens": ids,
-        "matches_golden": matches,
-        "prefill_cycles": prefill_cycles,
-        "decode_cycles": round(per_token, 1) if per_token else None,
-        "decode_cycles_each": decode_cycles,
-        "clock_hz": config.clock_hz,
-        "projected_time_to_first_token_s": prefill_cycles / config.clock_hz,
-        "projected_decode_tokens_per_s": round(config.clock_hz / per_token, 1)
-        if per_token else None,
+    if out:
+        out.end(pieces[-1])
+    result = {"model": model.config.name, "backend": args.backend}
+    if on_device:
+        result["config"] = config.name
+    result.update({"prompt": args.prompt, "prompt_tokens": len(prompt_ids),
+                   "text": "".join(pieces), "tokens": ids})
+    if on_device:
+        prefill_cycles = sum(runner.run_cycles[:prefill_runs])
+        decode_cycles = runner.run_cycles[prefill_runs:]
+        per_token = sum(decode_cycles) / len(decode_cycles) if decode_cycles else None
+        result.update({
+            "matches_golden": check.matches,
+            "prefill_cycles": prefill_cycles,
+            "decode_cycles": round(per_token, 1) if per_token else None,
+            "decode_cycles_each": decode_cycles,
+            "clock_hz": config.clock_hz,
+            "projected_time_to_first_token_s": prefill_cycles / config.clock_hz,
+            "projected_decode_tokens_per_s": round(config.clock_hz / per_token, 1)
+            if per_token else None,
+        })
+    result.update({
         "time_to_first_token_s": round(first_token_at - start, 6),
         "decode_tokens_per_s": round((len(ids) - 1) / decode_seconds, 3)
         if len(ids) > 1 and decode_seconds > 0 else None,
-    }
+    })
+    return result
 
 
 def _summary(result):
@@ -260,7 +311,6 @@ def cmd_run(args):
         result = _generate(args, model, tokenizer, stream=False)
         print(json.dumps(result))
     else:
-        sys.stdout.write(args.prompt)
         result = _generate(args, model, tokenizer, stream=True)
         print(_summary(result), file=sys.stderr)
     if result.get("matches_golden") is False:
@@ -272,8 +322,10 @@ def cmd_run(args):
 def cmd_demo(args):
     args.model, args.prompt, args.json = "tiny", DEMO_PROMPT, False
     what = ("the cycle-accurate simulation of the generated Verilog"
-            if args.backend == "sim" else "bit-exact integer model of the accelerator"
-            if args.backend == "golden" else "float reference")
+            if args.backend == "sim" else "the bit-exact integer model of the accelerator, "
+            "on the host" if args.backend == "golden" else "the float64 model, on the host"
+            if args.backend == "reference" else "the software device, through the link"
+            if args.backend == "model" else "a device, through the link")
     print(f"tritium demo: the tiny BitNet model on the {args.backend!r} backend ({what})",
           file=sys.stderr)
     return cmd_run(args)
@@ -310,7 +362,9 @@ def cmd_eval(args):
                              f"at offset {exc.start})") from None
         except OSError as exc:
             raise InputError(f"{path}: cannot read text ({exc.strerror or exc})") from None
-        ppl, count = perplexity(backend, tokenizer.encode(text), args.window)
+        ids = tokenizer.encode(text)
+        with _token_progress(f"perplexity on {args.backend}", len(ids)) as progress:
+            ppl, count = perplexity(backend, ids, args.window, progress)
         result = {"model": model.config.name, "backend": args.backend, "text": str(path),
                   "perplexity": ppl, "tokens": count}
         print(json.dumps(result) if args.json else
@@ -648,6 +702,7 @@ def _silence_stdout(stream):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    _Stream.midline = False
     stdout = sys.stdout
     sys.stdout = _GuardedStdout(stdout)
     try:
@@ -662,11 +717,14 @@ def main(argv=None):
         code = args.func(args)
         sys.stdout.flush()          # a full disk or closed pipe shows here, not at exit
     except TritiumError as exc:
+        _end_partial_line()
         print(f"tritium: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        _end_partial_line()
         return 130
     except _StdoutFailed as exc:
+        _Stream.midline = False
         _silence_stdout(stdout)
         print(f"tritium: error: cannot write to stdout: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -12,7 +12,7 @@ from tritium.sim.golden.model import GoldenModel
 from tritium.sim.reference import ReferenceModel
 from .errors import InputError
 
-__all__ = ["BACKENDS", "make_backend", "Session", "generate", "perplexity",
+__all__ = ["BACKENDS", "make_backend", "Session", "generate", "GoldenCheck", "perplexity",
            "check_token_ids", "check_generation", "check_window"]
 
 BACKENDS = {"golden": GoldenModel, "reference": ReferenceModel}
@@ -49,6 +49,21 @@ class Session:
     def length(self) -> int:
         """Tokens in the cache so far."""
         return self.cache.length
+
+    position = length                       # as :attr:`Accelerator.position`
+
+    @property
+    def model_config(self):
+        """The model's config (as :attr:`Accelerator.model_config`)."""
+        return self.config
+
+    def prefill(self, token_ids) -> np.ndarray:
+        """Append tokens; return their logits, (tokens, vocab)."""
+        return self.feed(token_ids)
+
+    def decode(self, token_id) -> np.ndarray:
+        """Append one token; return its logits, (vocab,)."""
+        return self.feed([token_id])[0]
 
     def feed(self, token_ids) -> np.ndarray:
         """Append tokens (prefill for several, decode for one); return their logits."""
@@ -91,23 +106,65 @@ def check_window(window, config) -> int:
     return window
 
 
-def generate(session: Session, prompt_ids, count: int):
-    """Greedy generation: prefill the prompt, then yield ``count`` new token ids."""
-    prompt_ids = check_generation(prompt_ids, count, session.config, session.length)
-    logits = session.feed(prompt_ids)[-1]
+def generate(runner, prompt_ids, count: int, check=None):
+    """Greedy generation, the one loop of every backend: prefill the prompt, then yield
+    ``count`` new token ids, decoding each but the last.
+
+    ``runner`` is a :class:`Session` (a host backend), an
+    :class:`~tritium.host.accelerator.Accelerator` (a device) or anything else with
+    ``prefill(ids) -> logits (tokens, vocab)``, ``decode(id) -> logits (vocab,)``,
+    ``position`` (tokens already in its cache) and ``model_config``. The checks of
+    :func:`check_generation` happen now, before anything runs; the tokens come as the
+    returned iterator is consumed. ``check(ids, logits)``, if given, sees every run's
+    input ids and logits, (tokens, vocab): e.g. a :class:`GoldenCheck`.
+    """
+    prompt_ids = check_generation(prompt_ids, count, runner.model_config, runner.position)
+    return _greedy(runner, prompt_ids, count, check)
+
+
+def _greedy(runner, prompt_ids, count, check):
+    logits = runner.prefill(prompt_ids)
+    if check is not None:
+        check(prompt_ids, logits)
+    logits = logits[-1]
     for step in range(count):
         token = int(np.argmax(logits))
         yield token
         if step + 1 < count:
-            logits = session.feed([token])[-1]
+            logits = runner.decode(token)
+            if check is not None:
+                check([token], logits[None])
 
 
-def perplexity(backend, token_ids, window: int = None):
+class GoldenCheck:
+    """The golden comparison: called with each run's ``(ids, logits)``, it runs the same
+    ids on the golden model (its own cache) and compares the logits bit for bit.
+
+    Attributes: ``matches`` (every run so far equal), ``runs`` (each run's result).
+    """
+
+    def __init__(self, model):
+        self.golden = GoldenModel(model)
+        self.cache = self.golden.new_cache()
+        self.runs = []
+
+    @property
+    def matches(self) -> bool:
+        return all(self.runs)
+
+    def __call__(self, ids, logits) -> bool:
+        expected = self.golden.forward(np.asarray(ids, dtype=np.int64), self.cache)
+        self.runs.append(bool(np.array_equal(np.asarray(logits), expected)))
+        return self.runs[-1]
+
+
+def perplexity(backend, token_ids, window: int = None, progress=None):
     """Teacher-forced negative log-likelihood over non-overlapping windows.
 
     Each window of at most ``window`` tokens (default: the model's context) starts a
     fresh cache and predicts its tokens 2..n from their prefixes. Returns
-    ``(perplexity, predicted_token_count)``.
+    ``(perplexity, predicted_token_count)``. ``progress(done, total)``, if given, hears
+    the tokens done after each window.
     """
     ids = check_token_ids(token_ids, backend.config.vocab_size)
     window = check_window(window, backend.config)
@@ -121,6 +178,8 @@ def perplexity(backend, token_ids, window: int = None):
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
         total -= log_probs[np.arange(len(chunk) - 1), chunk[1:]].sum()
         count += len(chunk) - 1
+        if progress is not None:
+            progress(min(start + window, len(ids)), len(ids))
     if count == 0:
         raise InputError("the text is too short to measure perplexity (needs 2 tokens)")
     return float(np.exp(total / count)), count

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .errors import TritiumError
@@ -84,6 +85,36 @@ def _toplevel(config) -> str:
     return f"tritium_{config.name.replace('-', '_')}"
 
 
+class _BuildWatcher:
+    """Reports ``"compiling with Verilator"`` once the build writes the Verilog source
+    (``sim/backend/cosim.py`` compiles right after writing it)."""
+
+    def __init__(self, source: Path, report):
+        self._source, self._report = source, report
+        self._done = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._since = time.time()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self):
+        while not self._done.wait(0.2):
+            try:
+                written = self._source.stat().st_mtime >= self._since - 1
+            except OSError:
+                written = False
+            if written:
+                self._report("compiling with Verilator")
+                return
+
+    def stop(self):
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 class SimTransport(Transport):
     """Bytes to and from the simulated top; see the module docstring.
 
@@ -93,11 +124,14 @@ class SimTransport(Transport):
     name for its cache directory. ``log`` receives the simulator's output (default: a
     file in the build directory). ``backdoor`` is the number of memory ports of a
     :class:`~tritium.sim.backend.harness.BoardSimTop` harness, whose backdoor the transport
-    then opens (0: none; :class:`BoardSimTransport` uses it).
+    then opens (0: none; :class:`BoardSimTransport` uses it). ``progress(stage)``, if
+    given, hears the stages of a first build, ``"generating Verilog"`` and ``"compiling
+    with Verilator"`` (a cached build has neither), then ``"starting the simulation"``;
+    it may be called from another thread.
     """
 
     def __init__(self, config, build_dir=None, log=None, harness=None, variant=None,
-                 backdoor: int = 0):
+                 backdoor: int = 0, progress=None):
         from tritium.sim.backend.cosim import build_simulation, output_to_file
         from tritium.sim.backend.harness import SimTop
         if (harness is None) != (variant is None):
@@ -106,15 +140,26 @@ class SimTransport(Transport):
         self.toplevel = _toplevel(config)
         self.build_dir.mkdir(parents=True, exist_ok=True)
         build_log = self.build_dir / "build.log"
+        report = progress or (lambda stage: None)
+        make = harness or (lambda: SimTop(config))
+        watcher = _BuildWatcher(self.build_dir / f"{self.toplevel}.v", report)
+
+        def component():                    # called only when the build is not cached
+            report("generating Verilog")
+            watcher.start()
+            return make()
+
         try:
             with output_to_file(build_log):
-                self._runner = build_simulation(harness or (lambda: SimTop(config)),
-                                                toplevel=self.toplevel,
+                self._runner = build_simulation(component, toplevel=self.toplevel,
                                                 build_dir=self.build_dir, reuse=True,
                                                 optimize=SIM_OPTIMIZE)
         except (subprocess.CalledProcessError, SystemExit):
             raise TritiumError(f"building the simulator with Verilator failed "
                                f"(log: {build_log})") from None
+        finally:
+            watcher.stop()
+        report("starting the simulation")
         self._word_bytes = config.data_width // 8
         self._backdoor, self._control, self._image_dir = backdoor, None, None
         if backdoor:
@@ -202,11 +247,13 @@ class BoardSimTransport(SimTransport):
     (:data:`~tritium.hw.memory_model.MEMORY_MODELS`), with a backdoor to load images.
     """
 
-    def __init__(self, config, model, ports: int = 1, build_dir=None, log=None):
+    def __init__(self, config, model, ports: int = 1, build_dir=None, log=None,
+                 progress=None):
         from tritium.sim.backend.harness import BoardSimTop
         super().__init__(config, build_dir=build_dir, log=log,
                          harness=lambda: BoardSimTop(config, model, ports),
-                         variant=f"board-{model.name}-{ports}", backdoor=ports)
+                         variant=f"board-{model.name}-{ports}", backdoor=ports,
+                         progress=progress)
         self.port_names = tuple(port.name for port in model.ports[:ports])
 
     def load_image(self, image) -> None:

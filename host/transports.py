@@ -12,17 +12,19 @@ A transport moves the link's bytes (docs/link.md), so the driver
   it, :meth:`Accelerator.load` uses it instead of WRITE frames.
 
 :func:`open_transport` makes one from a spec string, ``name`` or ``name:argument``
-(``golden``/``model``, ``sim``, ``serial:PORT[@BAUD]``, ``zynq[:ADDRESS]`` on the KV260's
-ARM cores; others register themselves in :data:`TRANSPORTS`).
+(``model``: the software device, ``sim``, ``serial:PORT[@BAUD]``, ``zynq[:ADDRESS]`` on
+the KV260's ARM cores; others register themselves in :data:`TRANSPORTS`).
 """
+
+import inspect
 
 from tritium.hw.config import AcceleratorConfig
 from .device_model import DeviceModel
 from .errors import InputError
 from .link import LinkTimeout
 
-__all__ = ["Closeable", "Transport", "GoldenTransport", "TRANSPORTS", "register_transport",
-           "open_transport"]
+__all__ = ["Closeable", "Transport", "DeviceModelTransport", "TRANSPORTS",
+           "register_transport", "open_transport"]
 
 
 class Closeable:
@@ -48,8 +50,10 @@ class Transport(Closeable):
         raise NotImplementedError
 
 
-class GoldenTransport(Transport):
-    """A :class:`DeviceModel` in the host process: it answers as soon as bytes arrive.
+class DeviceModelTransport(Transport):
+    """The software device: a :class:`DeviceModel` in the host process (transport
+    ``model``); it answers as soon as bytes arrive. (Not the golden model: that is the
+    host backend ``golden``, which speaks no link.)
 
     Attributes
     ----------
@@ -66,7 +70,7 @@ class GoldenTransport(Transport):
     def receive(self, timeout: float) -> bytes:
         # The model replies synchronously in send(), so nothing can arrive by waiting.
         if not self._pending:
-            raise LinkTimeout("the golden device model has no reply pending")
+            raise LinkTimeout("the software device has no reply pending")
         data, self._pending = self._pending, b""
         return data
 
@@ -80,23 +84,21 @@ def register_transport(name: str, factory) -> None:
     TRANSPORTS[name] = factory
 
 
-def _golden(argument, config):
+def _device_model(argument, config):
     if argument is not None:
-        raise InputError(f"transport 'golden' takes no argument, not {argument!r}")
-    return GoldenTransport(config)
+        raise InputError(f"transport 'model' takes no argument, not {argument!r}")
+    return DeviceModelTransport(config)
 
 
-register_transport("golden", _golden)
-register_transport("model", _golden)      # the CLI's name for it ("golden" is the host model)
+register_transport("model", _device_model)
 
-
-def _sim(argument, config):
+def _sim(argument, config, progress=None):
     if argument is not None:
         raise InputError(f"transport 'sim' takes no argument, not {argument!r}")
     from .sim_transport import SimTransport, check_build_tools, simulation_is_built
     if not simulation_is_built(config):             # cocotb and Verilator: loaded on use
         check_build_tools()
-    return SimTransport(config)
+    return SimTransport(config, progress=progress)
 
 
 register_transport("sim", _sim)
@@ -118,10 +120,16 @@ def _zynq(argument, config):
 register_transport("zynq", _zynq)
 
 
-def open_transport(spec: str, config: AcceleratorConfig) -> Transport:
-    """Open the transport ``spec`` (``name`` or ``name:argument``) for a design."""
+def open_transport(spec: str, config: AcceleratorConfig, progress=None) -> Transport:
+    """Open the transport ``spec`` (``name`` or ``name:argument``) for a design.
+
+    ``progress(stage)``, for a transport whose factory takes it (``sim``), hears what a
+    slow start is doing (the simulator's build); the others ignore it."""
     name, colon, argument = spec.partition(":")
     if name not in TRANSPORTS:
         raise InputError(f"unknown transport {spec!r}; known transports: "
                          f"{', '.join(sorted(TRANSPORTS))}")
-    return TRANSPORTS[name](argument if colon else None, config)
+    factory = TRANSPORTS[name]
+    if progress is not None and "progress" in inspect.signature(factory).parameters:
+        return factory(argument if colon else None, config, progress=progress)
+    return factory(argument if colon else None, config)

@@ -155,7 +155,7 @@ def test_preset_holds_and_runs_the_tiny_model():
     compiled = compile_model(model, PRESET)
     assert PRESET.model.max_context == model.config.max_context
     assert compiled.words <= PRESET.kv_base
-    with Accelerator(PRESET, open_transport("golden", PRESET)) as device:
+    with Accelerator(PRESET, open_transport("model", PRESET)) as device:
         device.load(model)
         ids = list(b"Once upon")
         logits = device.prefill(ids)

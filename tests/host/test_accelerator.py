@@ -1,4 +1,4 @@
-"""The accelerator driver over the software device model, against the golden model."""
+"""The accelerator driver over the software device, against the golden model."""
 
 import dataclasses
 import struct
@@ -16,7 +16,7 @@ from tritium.host.errors import InputError
 from tritium.host.importers import load_model
 from tritium.host.link import FrameDecoder, encode_frame, parse_frame
 from tritium.host.runtime import Session, generate
-from tritium.host.transports import GoldenTransport, open_transport
+from tritium.host.transports import DeviceModelTransport, open_transport
 from tritium.sim.golden.model import GoldenModel
 
 TINY = ACCELERATOR_PRESETS["tiny"]
@@ -32,8 +32,8 @@ def golden(model):
     return GoldenModel(model)
 
 
-class CountingTransport(GoldenTransport):
-    """A golden transport that counts the frames sent to it."""
+class CountingTransport(DeviceModelTransport):
+    """A software-device transport that counts the frames sent to it."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -134,7 +134,7 @@ def test_running_before_load_is_refused():
 
 def test_a_device_of_another_design_is_refused(model):
     other = dataclasses.replace(TINY, clock_hz=TINY.clock_hz // 2)
-    accelerator = Accelerator(TINY, GoldenTransport(other))
+    accelerator = Accelerator(TINY, DeviceModelTransport(other))
     with pytest.raises(DesignMismatchError,
                        match=f"design id 0x{other.design_id:08x}.*design id "
                              f"0x{TINY.design_id:08x}"):
@@ -227,11 +227,11 @@ def test_runs_the_device_refuses(tokens, position, status):
 
 
 def test_open_transport_names_the_known_transports():
-    assert isinstance(open_transport("golden", TINY), GoldenTransport)
-    with pytest.raises(InputError, match="unknown transport 'usb:3'; known transports: golden"):
+    assert isinstance(open_transport("model", TINY), DeviceModelTransport)
+    with pytest.raises(InputError, match="unknown transport 'usb:3'; known transports: model"):
         open_transport("usb:3", TINY)
-    with pytest.raises(InputError, match="'golden' takes no argument"):
-        open_transport("golden:x", TINY)
+    with pytest.raises(InputError, match="'model' takes no argument"):
+        open_transport("model:x", TINY)
 
 
 def test_run_states_is_the_device_between_embedding_and_head(accelerator, model, golden):
@@ -268,3 +268,26 @@ def test_run_states_refuses_a_run_past_the_context(accelerator):
     accelerator.reset(250)
     with pytest.raises(InputError, match="258 tokens exceed the context of 256"):
         accelerator.run_states(np.zeros((8, 128), dtype=np.int64))
+
+
+def test_the_simulator_build_reports_its_stages(tmp_path, monkeypatch):
+    """A first build tells its ``progress`` callback what it is doing (here a stand-in
+    build that writes the Verilog, then fails while "compiling")."""
+    import subprocess
+    import time
+    import tritium.sim.backend.cosim as cosim
+    from tritium.host.errors import TritiumError
+    from tritium.host.sim_transport import SimTransport
+
+    def build(component, *, toplevel, build_dir, **options):
+        component()
+        (build_dir / f"{toplevel}.v").write_text("module m; endmodule\n")
+        time.sleep(1.0)
+        raise subprocess.CalledProcessError(1, "verilator")
+
+    monkeypatch.setattr(cosim, "build_simulation", build)
+    stages = []
+    with pytest.raises(TritiumError, match="building the simulator with Verilator failed"):
+        SimTransport(TINY, build_dir=tmp_path, harness=object, variant="test",
+                     progress=stages.append)
+    assert stages == ["generating Verilog", "compiling with Verilator"]

@@ -167,3 +167,30 @@ def test_console_script_exit_codes(model_file):
     bad = subprocess.run([exe, "run", "--model", str(model_file), "--prompt", "x", "-n", "-2"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("tritium: error: ")
+
+
+def test_an_error_after_partial_output_starts_on_a_new_line(capsys, model_file, monkeypatch):
+    """A run that fails mid-stream ends the half-written line of text before the error."""
+    from tritium.host.errors import TritiumError
+    from tritium.host.runtime import Session
+    decode = Session.decode
+    calls = []
+
+    def failing(self, token):
+        calls.append(token)
+        if len(calls) == 2:
+            raise TritiumError("the device went away")
+        return decode(self, token)
+
+    monkeypatch.setattr(Session, "decode", failing)
+    code, out, err = run_cli(capsys, "run", "--model", model_file, "--prompt", "Hi", "-n", 5)
+    assert code == 2 and out.startswith("Hi") and out.endswith("\n")
+    assert err == "tritium: error: the device went away\n"
+
+
+def test_demo_names_each_backend_for_what_it_is(capsys):
+    """``model`` is the software device, not the float reference."""
+    code, _, err = run_cli(capsys, "demo", "--backend", "model", "-n", 2)
+    assert code == 0
+    first = err.splitlines()[0]
+    assert "software device" in first and "float" not in first and "golden" not in first

@@ -55,3 +55,23 @@ def test_perplexity_windows(model):
     backend = make_backend("reference", model)
     ppl, count = perplexity(backend, list(range(30)), window=10)
     assert count == 27 and ppl > 1
+
+
+def test_generate_checks_before_anything_runs_and_feeds_the_golden_check(model):
+    """The one loop: its checks raise at the call, not at the first token, and its
+    ``check`` sees every run, here the golden comparison of a host session (equal)."""
+    from tritium.host.runtime import GoldenCheck
+    session = Session(make_backend("golden", model))
+    with pytest.raises(InputError, match="the prompt is empty"):
+        generate(session, [], 3)
+    check = GoldenCheck(model)
+    tokens = list(generate(session, [1, 2, 3], 4, check))
+    assert len(tokens) == 4 and session.position == 3 + 3
+    assert check.runs == [True] * 4 and check.matches
+
+
+def test_perplexity_reports_its_progress(model):
+    seen = []
+    perplexity(make_backend("golden", model), list(range(1, 46)), 20,
+               lambda done, total: seen.append((done, total)))
+    assert seen == [(20, 45), (40, 45), (45, 45)]

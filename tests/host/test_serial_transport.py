@@ -14,7 +14,7 @@ from tritium.host.errors import InputError
 from tritium.host.importers import load_model
 from tritium.host.link import LinkTimeout
 from tritium.host.serial_transport import DEFAULT_BAUD, parse_serial_spec
-from tritium.host.transports import GoldenTransport, Transport, open_transport
+from tritium.host.transports import DeviceModelTransport, Transport, open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
 from tritium.host.pty_bridge import PtyBridge
@@ -47,7 +47,7 @@ def test_the_tiny_model_runs_over_a_serial_port():
     model = load_model("tiny")
     golden = GoldenModel(model)
     cache = golden.new_cache()
-    with PtyBridge(GoldenTransport(TINY)) as bridge, \
+    with PtyBridge(DeviceModelTransport(TINY)) as bridge, \
             Accelerator(TINY, open_transport(f"serial:{bridge.port}@{DEFAULT_BAUD}", TINY)) as acc:
         acc.load(model)
         ids = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108]        # 11 tokens: 8 + 3
@@ -94,7 +94,7 @@ def test_a_port_that_does_not_answer_times_out_with_its_name():
 def test_a_board_of_another_design_is_refused():
     other = dataclasses.replace(TINY, name="other", clock_hz=25_000_000)
     assert other.design_id != TINY.design_id
-    with PtyBridge(GoldenTransport(other)) as bridge, \
+    with PtyBridge(DeviceModelTransport(other)) as bridge, \
             Accelerator(TINY, open_transport(f"serial:{bridge.port}", TINY)) as acc:
         with pytest.raises(DesignMismatchError, match="another configuration"):
             acc.load(load_model("tiny"))
