@@ -2,16 +2,19 @@
 one reply (docs/link.md)."""
 
 from amaranth import Cat, Const, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..memory.port import MemoryConfig, MemoryPortSignature
+from .movers import (BufferReader, ReadMover, WriteMover, fetch_layout, read_command_layout,
+                     write_command_layout)
 from .protocol import (ADDRESS_BYTES, ERR_ARGUMENT, ERR_COMMAND, ERROR, GET, INFO, INFO_BYTES,
                        READ, REPLY, RUN, SET, WRITE, info_bytes)
 from .receiver import frame_header_layout
 from .sender import reply_layout
 
-__all__ = ["RegisterBusSignature", "CommandUnit"]
+__all__ = ["RegisterBusSignature", "CommandUnit", "Dispatcher", "Replier", "answer_layout"]
 
 ARGUMENT_BYTES = 6                       # the longest fixed argument list (READ)
 
@@ -35,11 +38,24 @@ class RegisterBusSignature(wiring.Signature):
                           "read_data": In(32), "exists": In(1), "writable": In(1)})
 
 
+def answer_layout() -> data.StructLayout:
+    """A reply of ``length`` bytes, the low ones of ``content`` (INFO's is the longest)."""
+    return data.StructLayout({"type": unsigned(8), "length": unsigned(16),
+                              "content": unsigned(8 * INFO_BYTES)})
+
+
 class CommandUnit(wiring.Component):
     """Execute one checked frame at a time and send its reply.
 
     A frame stays on ``frame`` (its payload in the frame buffer) until its reply has
     been handed to the sender; then the unit takes it, which frees the buffer.
+
+    Its parts, each with one job: the :class:`Dispatcher` checks a frame and starts
+    its command; the :class:`~.movers.BufferReader` reads the frame buffer for the
+    dispatcher's arguments and WRITE's words; the :class:`~.movers.WriteMover` and
+    :class:`~.movers.ReadMover` move WRITE's and READ's words (READ's reply is the read
+    mover's); the :class:`Replier` sends every other reply. Two parts that share a
+    stream take turns on it: only one of them is ever busy.
 
     Members
     -------
@@ -84,118 +100,176 @@ class CommandUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        word_bytes = self._memory.bytes_per_word
-        width = max(8 * ARGUMENT_BYTES, 8 * word_bytes)
-        frame = self.frame.payload
-        # Frame-buffer bytes shift in at the top of `fetched`: after reading the first
-        # ARGUMENT_BYTES they are the arguments; after reading a word's bytes, the word.
-        self._fetched = fetched = Signal(width)
-        self._fetch_at = Signal(range(self._max_payload + 1))
-        self._fetch_left = Signal(range(width // 8 + 1))
-        args = fetched[width - 8 * ARGUMENT_BYTES:]
-        self._address, self._count = args[:32], args[32:48]
-        self._words_left = Signal(range(self._max_payload // word_bytes + 1))
-        self._payload_words = (frame.length - ADDRESS_BYTES) >> (word_bytes.bit_length() - 1)
-        # The reply's type and length, and a short payload shifted out a byte at a time.
-        self._reply_type, self._reply_length = Signal(8), Signal(16)
-        self._short = Signal(8 * INFO_BYTES)
+        memory, max_payload = self._memory, self._max_payload
+        # Frame-buffer bytes shift in at the top of the buffer reader's data: after the
+        # first ARGUMENT_BYTES they are the arguments; after a word's bytes, the word.
+        width = max(8 * ARGUMENT_BYTES, memory.data_width)
+        m.submodules.buffer = buffer = BufferReader(max_payload, width)
+        m.submodules.dispatcher = dispatcher = Dispatcher(
+            memory, self._memory_words, max_payload, self._design, width)
+        m.submodules.writer = writer = WriteMover(memory, max_payload, width)
+        m.submodules.reader = reader = ReadMover(memory, max_payload)
+        m.submodules.replier = replier = Replier()
+        port, tag = wiring.flipped(self.memory), self.frame.payload.tag
 
-        reading = Signal()              # the byte addressed last cycle arrives now
-        busy = (self._fetch_left != 0) | reading
-        m.d.sync += reading.eq(self._fetch_left != 0)
-        with m.If(self._fetch_left != 0):
-            m.d.sync += [self._fetch_at.eq(self._fetch_at + 1),
-                         self._fetch_left.eq(self._fetch_left - 1)]
-        with m.If(reading):
-            m.d.sync += fetched.eq(Cat(fetched[8:], self.buffer_data))
-        m.d.comb += [self.buffer_addr.eq(self._fetch_at), self.registers.index.eq(args[:8]),
-                     self.registers.write_data.eq(args[8:40]),
-                     self.reply.payload.type.eq(self._reply_type),
-                     self.reply.payload.tag.eq(frame.tag),
-                     self.reply.payload.length.eq(self._reply_length)]
+        m.d.comb += [self.buffer_addr.eq(buffer.buffer_addr),
+                     buffer.buffer_data.eq(self.buffer_data),
+                     dispatcher.arguments.eq(buffer.data[width - 8 * ARGUMENT_BYTES:]),
+                     dispatcher.fetched.eq(buffer.idle),
+                     writer.word.eq(buffer.data[width - memory.data_width:]),
+                     writer.fetched.eq(buffer.idle),
+                     replier.tag.eq(tag), reader.tag.eq(tag)]
+        _take_turns(m, buffer.request, dispatcher.fetch, writer.fetch)
+        wiring.connect(m, wiring.flipped(self.frame), dispatcher.frame)
+        wiring.connect(m, dispatcher.registers, wiring.flipped(self.registers))
+        wiring.connect(m, dispatcher.run, wiring.flipped(self.run))
+        wiring.connect(m, wiring.flipped(self.finished), dispatcher.finished)
 
+        wiring.connect(m, dispatcher.write, writer.command)
+        wiring.connect(m, writer.done, dispatcher.written)
+        for channel in ("write_cmd", "write_data", "write_done"):
+            wiring.connect(m, getattr(writer, channel), getattr(port, channel))
+        wiring.connect(m, dispatcher.read, reader.command)
+        wiring.connect(m, reader.done, dispatcher.read_done)
+        for channel in ("read_cmd", "read_data"):
+            wiring.connect(m, getattr(reader, channel), getattr(port, channel))
+        wiring.connect(m, dispatcher.answer, replier.answer)
+        wiring.connect(m, replier.done, dispatcher.answered)
+
+        # READ's reply is the read mover's, every other the replier's.
+        _take_turns(m, self.reply, replier.reply, reader.reply)
+        _take_turns(m, self.payload, replier.payload, reader.payload)
+        return m
+
+
+def _take_turns(m, target, *sources):
+    """Put ``sources``, streams of which at most one is ever valid, onto ``target``."""
+    m.d.comb += target.valid.eq(Cat(source.valid for source in sources).any())
+    m.d.comb += [source.ready.eq(target.ready) for source in sources]
+    for index, source in enumerate(sources):
+        with (m.If if index == 0 else m.Elif)(source.valid):
+            m.d.comb += target.payload.eq(source.payload)
+
+
+class Dispatcher(wiring.Component):
+    """Check each frame and start its command; take the frame once its reply is out.
+
+    A frame with a receiver error is rejected at once. Otherwise its first
+    ARGUMENT_BYTES payload bytes are fetched (``fetch``; they are in ``arguments`` once
+    ``fetched``), then the command is checked and started: INFO, SET and GET answer
+    at once; WRITE and READ go to their movers; RUN goes to the controller and answers
+    with its status. A bad argument or an unknown command is answered with ERROR.
+
+    Members
+    -------
+    frame : ``In(stream.Signature(frame_header_layout()))``
+    fetch : ``Out(stream.Signature(fetch_layout(max_payload, width)))``
+    arguments : ``In(8 * ARGUMENT_BYTES)``; fetched : ``In(1)``
+    registers : ``Out(RegisterBusSignature())``
+    run : ``Out(stream.Signature(8))``; finished : ``In(stream.Signature(8))``
+    write : ``Out(stream.Signature(write_command_layout(memory, max_payload)))``
+    written : ``In(stream.Signature(0))``
+    read : ``Out(stream.Signature(read_command_layout()))``
+    read_done : ``In(stream.Signature(0))``
+    answer : ``Out(stream.Signature(answer_layout()))``; answered : ``In(stream.Signature(0))``
+    """
+
+    def __init__(self, memory: MemoryConfig, memory_words: int, max_payload: int, design: int,
+                 width: int):
+        self._memory, self._memory_words = memory, memory_words
+        self._max_payload, self._design = max_payload, design
+        done = stream.Signature(unsigned(0))
+        super().__init__({
+            "frame": In(stream.Signature(frame_header_layout())),
+            "fetch": Out(stream.Signature(fetch_layout(max_payload, width))),
+            "arguments": In(8 * ARGUMENT_BYTES),
+            "fetched": In(1),
+            "registers": Out(RegisterBusSignature()),
+            "run": Out(stream.Signature(8)),
+            "finished": In(stream.Signature(8)),
+            "write": Out(stream.Signature(write_command_layout(memory, max_payload))),
+            "written": In(done),
+            "read": Out(stream.Signature(read_command_layout())),
+            "read_done": In(done),
+            "answer": Out(stream.Signature(answer_layout())),
+            "answered": In(done),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        frame, args = self.frame.payload, self.arguments
+        # The arguments fetch is the only one; its request is driven whole and always
+        # (a constant on part of a signal set elsewhere in a branch comes out of Amaranth's
+        # Verilog as an ``always @*`` that reads nothing, which Verilator never runs).
+        m.d.comb += [self.registers.index.eq(args[:8]), self.registers.write_data.eq(args[8:40]),
+                     self.run.payload.eq(args[:8]),
+                     self.fetch.payload.at.eq(0), self.fetch.payload.count.eq(ARGUMENT_BYTES),
+                     self.fetch.payload.resume.eq(0)]
         with m.FSM():
             with m.State("idle"):
                 with m.If(self.frame.valid & (frame.error != 0)):
                     self._reject(m, frame.error)
                 with m.Elif(self.frame.valid):
-                    self._fetch(m, 0, ARGUMENT_BYTES)
-                    m.next = "dispatch"
+                    m.d.comb += self.fetch.valid.eq(1)
+                    with m.If(self.fetch.ready):
+                        m.next = "dispatch"
             with m.State("dispatch"):
-                with m.If(~busy):
+                with m.If(self.fetched):
                     self._dispatch(m)
-            with m.State("write_cmd"):
-                m.d.comb += [self.memory.write_cmd.valid.eq(1),
-                             self.memory.write_cmd.payload.addr.eq(self._address),
-                             self.memory.write_cmd.payload.words.eq(self._payload_words)]
-                with m.If(self.memory.write_cmd.ready):
-                    m.d.sync += self._words_left.eq(self._payload_words)
-                    self._fetch(m, ADDRESS_BYTES, word_bytes)
-                    m.next = "write_data"
-            with m.State("write_data"):
-                self._write_data(m, busy, fetched[width - 8 * word_bytes:])
-            with m.State("write_done"):
-                m.d.comb += self.memory.write_done.ready.eq(1)
-                with m.If(self.memory.write_done.valid):
+            with m.State("write"):
+                m.d.comb += self.written.ready.eq(self.answer.ready)
+                with m.If(self.written.valid):
                     self._answer(m, WRITE | REPLY)
-            with m.State("read_reply"):
-                m.d.comb += self.reply.valid.eq(1)
-                with m.If(self.reply.ready):
-                    m.next = "read_cmd"
-            with m.State("read_cmd"):
-                m.d.comb += [self.memory.read_cmd.valid.eq(1),
-                             self.memory.read_cmd.payload.addr.eq(self._address),
-                             self.memory.read_cmd.payload.words.eq(self._count)]
-                with m.If(self.memory.read_cmd.ready):
-                    m.next = "read_data"
-            with m.State("read_data"):
-                self._read_data(m)
+            with m.State("read"):
+                m.d.comb += self.read_done.ready.eq(1)
+                with m.If(self.read_done.valid):
+                    m.next = "release"
             with m.State("run"):
-                m.d.comb += [self.run.valid.eq(1), self.run.payload.eq(args[:8])]
+                m.d.comb += self.run.valid.eq(1)
                 with m.If(self.run.ready):
                     m.next = "wait"
             with m.State("wait"):
-                m.d.comb += self.finished.ready.eq(1)
+                m.d.comb += self.finished.ready.eq(self.answer.ready)
                 with m.If(self.finished.valid):
                     self._answer(m, RUN | REPLY, 1, self.finished.payload)
             with m.State("reply"):
-                m.d.comb += self.reply.valid.eq(1)
-                with m.If(self.reply.ready):
-                    m.next = "short"
-            with m.State("short"):
-                self._send_short(m)
+                m.d.comb += self.answered.ready.eq(1)
+                with m.If(self.answered.valid):
+                    m.next = "release"
             with m.State("release"):
                 m.d.comb += self.frame.ready.eq(1)
                 m.next = "idle"
         return m
 
-    def _fetch(self, m, start, count):
-        """Read ``count`` frame-buffer bytes from ``start`` into ``fetched``."""
-        m.d.sync += [self._fetch_at.eq(start), self._fetch_left.eq(count)]
-
     def _answer(self, m, kind, length=0, content=0):
-        """Reply with type ``kind`` and the ``length`` low bytes of ``content``."""
-        m.d.sync += [self._reply_type.eq(kind), self._reply_length.eq(length),
-                     self._short.eq(content)]
-        m.next = "reply"
+        """Hand the replier a reply of type ``kind``, the ``length`` low bytes of
+        ``content``; returns whether it took it (it is idle whenever this is called)."""
+        answer = self.answer
+        m.d.comb += [answer.valid.eq(1), answer.payload.type.eq(kind),
+                     answer.payload.length.eq(length), answer.payload.content.eq(content)]
+        with m.If(answer.ready):
+            m.next = "reply"
+        return answer.ready
 
     def _reject(self, m, code):
         """Reply ERROR with ``code`` (an int or the receiver's error field)."""
         code = Const(code, 8) if isinstance(code, int) else code
         self._answer(m, ERROR, 2, Cat(code, self.frame.payload.type))
 
-    def _in_memory(self, words):
-        return ((self._address < self._memory_words) &
-                (self._address + words <= self._memory_words))
-
     def _dispatch(self, m):
         """Check the command's arguments and start it, or reject it."""
         frame, registers = self.frame.payload, self.registers
         word_bytes = self._memory.bytes_per_word
+        address, count = self.arguments[:32], self.arguments[32:48]
+        payload_words = (frame.length - ADDRESS_BYTES) >> (word_bytes.bit_length() - 1)
+
+        def in_memory(words):
+            return (address < self._memory_words) & (address + words <= self._memory_words)
+
         with m.Switch(frame.type):
             with m.Case(INFO):
-                info = info_bytes(self._max_payload, self._memory.bytes_per_word,
-                                  self._design, self._memory.addr_width)
+                info = info_bytes(self._max_payload, word_bytes, self._design,
+                                  self._memory.addr_width)
                 with m.If(frame.length == 0):
                     self._answer(m, INFO | REPLY, INFO_BYTES, int.from_bytes(info, "little"))
                 with m.Else():
@@ -203,23 +277,19 @@ class CommandUnit(wiring.Component):
             with m.Case(WRITE):
                 whole = ((frame.length - ADDRESS_BYTES) & (word_bytes - 1)) == 0
                 with m.If((frame.length >= ADDRESS_BYTES + word_bytes) & whole &
-                          self._in_memory(self._payload_words)):
-                    m.next = "write_cmd"
+                          in_memory(payload_words)):
+                    self._start(m, self.write, "write", address=address, words=payload_words)
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(READ):
-                count = self._count
                 with m.If((frame.length == 6) & (count != 0) &
-                          (count <= self._max_payload // word_bytes) & self._in_memory(count)):
-                    m.d.sync += [self._words_left.eq(count), self._reply_type.eq(READ | REPLY),
-                                 self._reply_length.eq(count * word_bytes)]
-                    m.next = "read_reply"
+                          (count <= self._max_payload // word_bytes) & in_memory(count)):
+                    self._start(m, self.read, "read", address=address, count=count)
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(SET):
                 with m.If((frame.length == 5) & registers.exists & registers.writable):
-                    m.d.comb += registers.write.eq(1)
-                    self._answer(m, SET | REPLY)
+                    m.d.comb += registers.write.eq(self._answer(m, SET | REPLY))
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(GET):
@@ -235,39 +305,59 @@ class CommandUnit(wiring.Component):
             with m.Default():
                 self._reject(m, ERR_COMMAND)
 
-    def _write_data(self, m, busy, word):
-        """Hand each fetched word to the memory, fetching the next one after it."""
-        word_bytes = self._memory.bytes_per_word
-        with m.If(~busy):
-            m.d.comb += [self.memory.write_data.valid.eq(1),
-                         self.memory.write_data.payload.eq(word)]
-            with m.If(self.memory.write_data.ready):
-                m.d.sync += self._words_left.eq(self._words_left - 1)
-                with m.If(self._words_left == 1):
-                    m.next = "write_done"
-                with m.Else():
-                    m.d.sync += self._fetch_left.eq(word_bytes)
+    def _start(self, m, mover, state, **fields):
+        """Hand a mover its command (it is idle whenever this is called)."""
+        m.d.comb += [mover.valid.eq(1),
+                     *(getattr(mover.payload, name).eq(value) for name, value in fields.items())]
+        with m.If(mover.ready):
+            m.next = state
 
-    def _read_data(self, m):
-        """Cut each word the memory returns into payload bytes, lowest first."""
-        word_bytes = self._memory.bytes_per_word
-        held = Signal(8 * word_bytes)
-        bytes_left = Signal(range(word_bytes + 1))
-        data = self.memory.read_data
-        m.d.comb += [data.ready.eq(bytes_left == 0), self.payload.valid.eq(bytes_left != 0),
-                     self.payload.payload.eq(held[:8])]
-        with m.If(data.valid & data.ready):
-            m.d.sync += [held.eq(data.payload.data), bytes_left.eq(word_bytes),
-                         self._words_left.eq(self._words_left - 1)]
-        with m.If(self.payload.valid & self.payload.ready):
-            m.d.sync += [held.eq(held >> 8), bytes_left.eq(bytes_left - 1)]
-        with m.If((self._words_left == 0) & (bytes_left == 0)):
-            m.next = "release"
 
-    def _send_short(self, m):
-        length = self._reply_length
-        m.d.comb += [self.payload.valid.eq(length != 0), self.payload.payload.eq(self._short[:8])]
-        with m.If(self.payload.ready & (length != 0)):
-            m.d.sync += [self._short.eq(self._short >> 8), length.eq(length - 1)]
-        with m.If(length == 0):
-            m.next = "release"
+class Replier(wiring.Component):
+    """Send a reply: its header, then ``length`` bytes of its content, lowest first.
+
+    An answer is taken while idle; its header goes out the next cycle, the bytes from
+    the cycle after the sender takes it, and ``done`` is offered the cycle after the
+    last byte is taken (after the header, for no bytes).
+
+    Members
+    -------
+    answer : ``In(stream.Signature(answer_layout()))``
+    tag : ``In(8)`` (the frame's)
+    reply : ``Out(stream.Signature(reply_layout()))``
+    payload : ``Out(stream.Signature(8))``
+    done : ``Out(stream.Signature(0))``
+    """
+
+    answer: In(stream.Signature(answer_layout()))
+    tag: In(8)
+    reply: Out(stream.Signature(reply_layout()))
+    payload: Out(stream.Signature(8))
+    done: Out(stream.Signature(unsigned(0)))
+
+    def elaborate(self, platform):
+        m = Module()
+        answer = Signal(answer_layout())          # what is left of it: length and content shift
+        m.d.comb += [self.reply.payload.type.eq(answer.type),
+                     self.reply.payload.tag.eq(self.tag),
+                     self.reply.payload.length.eq(answer.length),
+                     self.payload.payload.eq(answer.content[:8])]
+        with m.FSM():
+            with m.State("idle"):
+                m.d.comb += self.answer.ready.eq(1)
+                with m.If(self.answer.valid):
+                    m.d.sync += answer.eq(self.answer.payload)
+                    m.next = "header"
+            with m.State("header"):
+                m.d.comb += self.reply.valid.eq(1)
+                with m.If(self.reply.ready):
+                    m.next = "bytes"
+            with m.State("bytes"):
+                m.d.comb += [self.payload.valid.eq(answer.length != 0),
+                             self.done.valid.eq(answer.length == 0)]
+                with m.If(self.payload.valid & self.payload.ready):
+                    m.d.sync += [answer.content.eq(answer.content >> 8),
+                                 answer.length.eq(answer.length - 1)]
+                with m.If(self.done.valid & self.done.ready):
+                    m.next = "idle"
+        return m

@@ -1,0 +1,260 @@
+"""The controller's datapath: the units and the streams between them, by opcode
+(docs/accelerator.md)."""
+
+from types import SimpleNamespace
+
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..attention.block import AttentionBlock
+from ..config import AcceleratorConfig
+from ..elementwise import Dequantize, Gating, NormQuant, ResidualAdd
+from ..fixedpoint import scale_layout, scale_mul
+from ..memory.mux import PortMux
+from ..memory.port import MemoryPortSignature
+from ..tlmm.core import TLMMCore
+from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
+from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates
+from .isa import OPCODES
+from .vectors import VectorReader, VectorWriter
+
+__all__ = ["Datapath"]
+
+
+class Datapath(wiring.Component):
+    """The units the instructions run on, their streams connected for ``execute.opcode``.
+
+    The scratchpad (``scratch_words`` beats of ``lanes`` int32) with two vector readers
+    and a writer; the gain feeder, NormQuant and the codes buffer (NORM); the codes
+    feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE); the
+    attention block (ATTEND); LOAD and STORE stream between the memory and the
+    scratchpad. A command of ``execute.commands`` goes to its unit, with a payload taken
+    from ``execute.instruction``, ``tokens`` and ``position``; ``execute.done`` says the
+    instruction's last result is stored: the writer is idle, every token's codes and
+    scale of a NORM are in, or a STORE's memory write is acknowledged.
+
+    The units' memory ports take turns on ``memory``: the one ``execute.client`` names
+    is connected, the others see a port that never moves.
+
+    Members
+    -------
+    execute : ``In(ExecuteSignature())``
+    position, tokens : ``In(32)`` (the run's registers)
+    memory : ``Out(MemoryPortSignature(config.memory))``
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._config = config
+        super().__init__({
+            "execute": In(ExecuteSignature()),
+            "position": In(32), "tokens": In(32),
+            "memory": Out(MemoryPortSignature(config.memory)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, execute = self._config, self.execute
+        units = _units(m, cfg)
+        m.submodules.ports = ports = PortMux(cfg.memory, UNIT_CLIENTS)
+        for client in UNIT_CLIENTS:
+            wiring.connect(m, units.memory[client], getattr(ports, client))
+        wiring.connect(m, ports.memory, wiring.flipped(self.memory))
+        m.d.comb += ports.select.eq(execute.client)
+        _route(m, cfg, units, execute, self.tokens)
+        _payloads(m, cfg, units, execute, self.tokens, self.position)
+        _hand_over(m, units, execute)
+        m.d.comb += [
+            execute.done.eq(_done(m, units, execute, self.tokens)),
+            # A NORM's codes writer counts its tokens from zero again.
+            units.codes_writer.restart.eq(execute.start &
+                                          (execute.instruction.opcode == OPCODES["NORM"])),
+        ]
+        return m
+
+
+def _units(m, cfg):
+    """The units as submodules of ``m``, with their memories; a namespace of them, and
+    ``memory``: each client's memory port."""
+    lanes, tokens = cfg.lanes, cfg.max_tokens
+    u = SimpleNamespace()
+    m.submodules.scratch = scratch = Memory(shape=unsigned(32 * lanes), depth=cfg.scratch_words,
+                                            init=[])
+    m.submodules.reader_a = u.reader_a = VectorReader(lanes, cfg.scratch_words, tokens)
+    m.submodules.reader_b = u.reader_b = VectorReader(lanes, cfg.scratch_words, tokens)
+    m.submodules.writer = u.writer = VectorWriter(lanes, cfg.scratch_words, tokens)
+    for reader in (u.reader_a, u.reader_b):
+        port = scratch.read_port()
+        m.d.comb += [port.addr.eq(reader.read_addr), port.en.eq(reader.read_en),
+                     reader.read_data.eq(port.data)]
+    port = scratch.write_port()
+    m.d.comb += [port.addr.eq(u.writer.write_addr), port.data.eq(u.writer.write_data),
+                 port.en.eq(u.writer.write_en)]
+
+    # The codes buffer: NormQuant's codes in, the TLMM core's activations out.
+    m.submodules.codes = codes = Memory(shape=unsigned(8 * lanes),
+                                        depth=tokens * codes_row_beats(cfg), init=[])
+    m.submodules.norm = u.norm = NormQuant(cfg.elementwise, gain=True)
+    m.submodules.gains = u.gains = GainFeeder(cfg)
+    m.submodules.codes_writer = u.codes_writer = CodesWriter(cfg)
+    m.submodules.feeder = u.feeder = CodesFeeder(cfg)
+    wiring.connect(m, u.gains.gains, u.norm.gains)
+    wiring.connect(m, u.norm.codes, u.codes_writer.codes)
+    wiring.connect(m, u.norm.scale, u.codes_writer.scale)
+    port = codes.write_port()
+    m.d.comb += [port.addr.eq(u.codes_writer.write_addr), port.data.eq(u.codes_writer.write_data),
+                 port.en.eq(u.codes_writer.write_en)]
+    port = codes.read_port()
+    m.d.comb += [port.addr.eq(u.feeder.read_addr), port.en.eq(u.feeder.read_en),
+                 u.feeder.read_data.eq(port.data)]
+
+    m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.memory)
+    wiring.connect(m, u.feeder.acts, u.tlmm.acts)
+    m.submodules.dequant = u.dequant = Dequantize(lanes, cfg.tlmm.acc_width)
+    m.submodules.residual = u.residual = ResidualAdd(lanes)
+    m.submodules.gating = u.gating = Gating(lanes, cfg.model.activation)
+    m.submodules.attention = u.attention = AttentionBlock(
+        cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base)
+
+    # LOAD and STORE use the port themselves (_route, _hand_over).
+    u.move = MemoryPortSignature(cfg.memory).create(path=("move_port",))
+    u.memory = {"move": u.move, "norm": u.gains.memory, "linear": u.tlmm.memory,
+                "attend": u.attention.memory}
+    return u
+
+
+def _route(m, cfg, u, execute, tokens):
+    """Connect the streams the opcode uses; the others stay idle."""
+    instruction, opcode = execute.instruction, execute.opcode
+    lanes = cfg.lanes
+    # TLMM results: R accumulators of one row block per beat; a token's vector ends
+    # with its last row block. Each token's scale is its norm scale times out_scale.
+    block = Signal(16)
+    result = u.tlmm.results
+    m.d.comb += [u.dequant.acc.valid.eq(result.valid), result.ready.eq(u.dequant.acc.ready),
+                 u.dequant.acc.payload.last.eq(block == instruction.blocks - 1)]
+    m.d.comb += [u.dequant.acc.payload.acc[i].eq(result.payload.acc[i]) for i in range(lanes)]
+    with m.If(result.valid & result.ready):
+        m.d.sync += block.eq(Mux(block == instruction.blocks - 1, 0, block + 1))
+    scale_token = Signal(range(cfg.max_tokens + 1))
+    out_scale = scale_layout(instruction.scale[:26])
+    m.d.comb += [u.codes_writer.token_scale.eq(scale_token),
+                 u.dequant.scale.payload.eq(
+                     scale_mul(m, u.codes_writer.selected_scale, out_scale, "out_scale")),
+                 u.dequant.scale.valid.eq((opcode == OPCODES["LINEAR"]) &
+                                          (scale_token != tokens))]
+    with m.If(u.dequant.scale.valid & u.dequant.scale.ready):
+        m.d.sync += scale_token.eq(scale_token + 1)
+    with m.If(execute.start):
+        m.d.sync += [scale_token.eq(0), block.eq(0)]
+
+    m.d.comb += [u.norm.eps.payload.eq(instruction.eps),
+                 u.norm.eps.valid.eq(opcode == OPCODES["NORM"]),
+                 u.attention.score_scale.eq(instruction.scale[:26])]
+    head_beats = cfg.attention.beats_per_key
+    head_beat = Signal(range(head_beats))
+    with m.Switch(opcode):
+        with m.Case(OPCODES["LOAD"]):
+            data_in = u.move.read_data
+            m.d.comb += [u.writer.beats.valid.eq(data_in.valid),
+                         u.writer.beats.payload.values.eq(data_in.payload.data),
+                         data_in.ready.eq(u.writer.beats.ready)]
+        with m.Case(OPCODES["STORE"]):
+            out = u.move.write_data
+            m.d.comb += [out.valid.eq(u.reader_a.beats.valid),
+                         out.payload.eq(u.reader_a.beats.payload.values),
+                         u.reader_a.beats.ready.eq(out.ready)]
+        with m.Case(OPCODES["NORM"]):
+            wiring.connect(m, u.reader_a.beats, u.norm.values)
+        with m.Case(OPCODES["LINEAR"]):
+            with m.If(accumulates(instruction)):
+                wiring.connect(m, u.reader_a.beats, u.residual.residual)
+                wiring.connect(m, u.dequant.out, u.residual.update)
+                wiring.connect(m, u.residual.out, u.writer.beats)
+            with m.Else():
+                wiring.connect(m, u.dequant.out, u.writer.beats)
+        with m.Case(OPCODES["GATE"]):
+            wiring.connect(m, u.reader_a.beats, u.gating.gate)
+            wiring.connect(m, u.reader_b.beats, u.gating.up)
+            wiring.connect(m, u.gating.out, u.writer.beats)
+        with m.Case(OPCODES["ATTEND"]):
+            # The block takes the QKV row head by head: ``last`` ends each head.
+            qkv, row = u.attention.qkv, u.reader_a.beats
+            m.d.comb += [qkv.valid.eq(row.valid), row.ready.eq(qkv.ready),
+                         qkv.payload.values.eq(row.payload.values),
+                         qkv.payload.last.eq(head_beat == head_beats - 1)]
+            with m.If(qkv.valid & qkv.ready):
+                m.d.sync += head_beat.eq(Mux(head_beat == head_beats - 1, 0, head_beat + 1))
+            wiring.connect(m, u.attention.out, u.writer.beats)
+
+
+def _payloads(m, cfg, u, execute, tokens, position):
+    """The commands' payloads from the instruction (a field a command does not use for
+    this opcode is a don't-care)."""
+    instruction, opcode = execute.instruction, execute.opcode
+    is_op = {name: opcode == code for name, code in OPCODES.items()}
+    w, a, b = u.writer.command.payload, u.reader_a.command.payload, u.reader_b.command.payload
+    words = instruction.beats * tokens
+    m.d.comb += [
+        w.base.eq(instruction.dst), w.stride.eq(instruction.dst_stride), w.tokens.eq(tokens),
+        w.beats.eq(Mux(is_op["LINEAR"], instruction.blocks,
+                       Mux(is_op["ATTEND"], cfg.model.q_dim // cfg.lanes, instruction.beats))),
+        # A LINEAR's reader_a reads the destination it accumulates into.
+        a.base.eq(Mux(is_op["LINEAR"], instruction.dst, instruction.src)),
+        a.stride.eq(Mux(is_op["LINEAR"], instruction.dst_stride, instruction.src_stride)),
+        a.beats.eq(Mux(is_op["LINEAR"], instruction.blocks, instruction.beats)),
+        a.tokens.eq(tokens),
+        b.base.eq(instruction.aux), b.stride.eq(instruction.src_stride),
+        b.beats.eq(instruction.beats), b.tokens.eq(tokens),
+        u.gains.command.payload.address.eq(instruction.address),
+        u.gains.command.payload.beats.eq(instruction.beats),
+        u.gains.command.payload.tokens.eq(tokens),
+        u.tlmm.job.payload.base.eq(instruction.address),
+        u.tlmm.job.payload.chunks.eq(instruction.beats),
+        u.tlmm.job.payload.row_blocks.eq(instruction.blocks),
+        u.tlmm.job.payload.tokens.eq(tokens),
+        u.feeder.command.payload.chunks.eq(instruction.beats),
+        u.feeder.command.payload.tokens.eq(tokens),
+        u.attention.job.payload.layer.eq(instruction.layer),
+        u.attention.job.payload.start.eq(position),
+        u.attention.job.payload.tokens.eq(tokens),
+    ]
+    for command in (u.move.read_cmd, u.move.write_cmd):
+        m.d.comb += [command.payload.addr.eq(instruction.address),
+                     command.payload.words.eq(words)]
+
+
+def _hand_over(m, u, execute):
+    """Each of ``execute.commands`` to its unit; "memory" is LOAD's read or STORE's write."""
+    opcode = execute.opcode
+    units = {"writer": u.writer.command, "reader_a": u.reader_a.command,
+             "reader_b": u.reader_b.command, "gains": u.gains.command, "tlmm": u.tlmm.job,
+             "feeder": u.feeder.command, "attention": u.attention.job}
+    for name in COMMANDS:
+        command = getattr(execute.commands, name)
+        if name == "memory":
+            load, store = opcode == OPCODES["LOAD"], opcode == OPCODES["STORE"]
+            read, write = u.move.read_cmd, u.move.write_cmd
+            m.d.comb += [read.valid.eq(command.valid & load),
+                         write.valid.eq(command.valid & store),
+                         command.ready.eq(load & read.ready | store & write.ready)]
+        else:
+            m.d.comb += [units[name].valid.eq(command.valid), command.ready.eq(units[name].ready)]
+
+
+def _done(m, u, execute, tokens):
+    """Whether the instruction's last result is stored; the STORE's write
+    acknowledgement is taken while the sequencer waits for it."""
+    opcode = execute.opcode
+    done = Signal()
+    m.d.comb += u.move.write_done.ready.eq(execute.waiting & (opcode == OPCODES["STORE"]))
+    with m.Switch(opcode):
+        with m.Case(OPCODES["STORE"]):
+            m.d.comb += done.eq(u.move.write_done.valid)
+        with m.Case(OPCODES["NORM"]):
+            m.d.comb += done.eq(u.codes_writer.done == tokens)
+        with m.Default():
+            m.d.comb += done.eq(u.writer.idle)
+    return done

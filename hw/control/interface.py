@@ -1,0 +1,103 @@
+"""What the controller's sequencer and datapath agree on (docs/accelerator.md).
+
+The instruction as a layout, the commands each opcode hands to the units, which memory
+client each opcode is, the counters, and :class:`ExecuteSignature`, the one connection
+between :class:`~.sequencer.Sequencer` and :class:`~.datapath.Datapath`.
+"""
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES
+
+__all__ = ["instruction_layout", "accumulates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
+           "WORD_COUNTERS", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE", "COMMANDS",
+           "COMMANDS_OF", "commands_of", "ExecuteSignature"]
+
+_FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
+
+#: The memory's clients: the instruction fetch, then the datapath's units. One has the
+#: port at a time; between instructions (and for GATE, which moves no words), the fetch.
+CLIENTS = ("fetch", "move", "norm", "linear", "attend")
+UNIT_CLIENTS = CLIENTS[1:]
+#: Which unit client the executing instruction is.
+CLIENT_OF_OPCODE = {"LOAD": "move", "STORE": "move", "NORM": "norm", "LINEAR": "linear",
+                    "ATTEND": "attend"}
+#: Memory words (read and written) that each client moved in the last run.
+WORD_COUNTERS = tuple(f"{client}_words" for client in CLIENTS)
+CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
+                       "gate_cycles", "attend_cycles", "runs") + WORD_COUNTERS
+#: The cycle counter that an executing instruction of each opcode adds to.
+COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "NORM": "norm_cycles",
+                     "LINEAR": "linear_cycles", "GATE": "gate_cycles",
+                     "ATTEND": "attend_cycles"}
+
+#: The commands of an instruction, one per unit that takes one ("memory" is the move
+#: client's read or write command); all of an instruction's are offered together.
+COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
+            "attention")
+#: The commands each opcode starts with (a LINEAR that accumulates also reads its
+#: destination through ``reader_a``: :func:`commands_of`).
+COMMANDS_OF = {
+    "LOAD": ("writer", "memory"), "STORE": ("reader_a", "memory"),
+    "NORM": ("reader_a", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
+    "GATE": ("reader_a", "reader_b", "writer"), "ATTEND": ("attention", "reader_a", "writer"),
+}
+
+
+def instruction_layout() -> data.FlexibleLayout:
+    """The 32-byte instruction of ``isa.FIELDS`` as a layout (little endian, byte offsets)."""
+    return data.FlexibleLayout(8 * INSTRUCTION_BYTES, {
+        name: data.Field(unsigned(_FORMAT_BITS[fmt]), 8 * offset) for name, offset, fmt in FIELDS})
+
+
+def accumulates(instruction):
+    """Whether an instruction (a view of :func:`instruction_layout`) adds to its destination."""
+    return (instruction.flags & FLAG_ACCUMULATE) != 0
+
+
+def commands_of(opcode_name: str) -> int:
+    """The bits of :data:`COMMANDS` an opcode starts with, before accumulation."""
+    return sum(1 << COMMANDS.index(name) for name in COMMANDS_OF.get(opcode_name, ()))
+
+
+class ExecuteSignature(wiring.Signature):
+    """The sequencer's side of its connection to the datapath.
+
+    Members
+    -------
+    instruction : ``Out(instruction_layout())``
+        The last fetched instruction (a register; it shifts while the next one arrives).
+    opcode : ``Out(8)``
+        The opcode of the last decoded instruction, END when none: the datapath routes
+        its streams by it, and keeps doing so while the next instruction is fetched.
+    start : ``Out(1)``
+        High in the cycle an instruction with commands is decoded (``instruction`` holds
+        it, ``opcode`` still the previous one): the datapath clears its per-instruction
+        counts, so they are zero when the first command is offered, the next cycle.
+    commands : ``Out(Signature({name: Out(stream.Signature(0))}))``, names :data:`COMMANDS`
+        Each of the instruction's commands is offered (``valid``) from the cycle after
+        ``start`` until its unit takes it (``ready``); payloads come from ``instruction``.
+    waiting : ``Out(1)``
+        Every command is taken and the sequencer waits for ``done`` (a STORE's write
+        acknowledgement is taken from the memory only then).
+    done : ``In(1)``
+        The executing instruction's last result is stored (combinational, by ``opcode``;
+        looked at only while ``waiting``).
+    client : ``Out(range(len(UNIT_CLIENTS)))``
+        Which unit's port the datapath connects to its own; the sequencer connects that
+        to the memory while the instruction executes.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "instruction": Out(instruction_layout()),
+            "opcode": Out(8),
+            "start": Out(1),
+            "commands": Out(wiring.Signature({
+                name: Out(stream.Signature(unsigned(0))) for name in COMMANDS})),
+            "waiting": Out(1),
+            "done": In(1),
+            "client": Out(range(len(UNIT_CLIENTS))),
+        })

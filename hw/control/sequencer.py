@@ -1,0 +1,197 @@
+"""The controller's sequencer: fetch, decode, issue, wait, and count (docs/program.md)."""
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+from ..memory.mux import PortMux
+from ..memory.port import MemoryPortSignature
+from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUNTERS,
+                        COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
+                        accumulates, commands_of)
+from .isa import INSTRUCTION_BYTES, OPCODES, STATUS
+
+__all__ = ["Sequencer"]
+
+
+class Sequencer(wiring.Component):
+    """Run the program at ``program`` one instruction at a time through the datapath.
+
+    A RUN checks ``tokens`` and ``position`` (a bad value ends the run at once with its
+    status, and nothing executes), then repeats: fetch an instruction's words over the
+    memory port, decode it, offer its commands on ``execute.commands`` until each is
+    taken, wait for ``execute.done``; until END, or an unknown opcode, which ends the
+    run with BAD_OPCODE. The run's status then goes out on ``finished``.
+
+    The memory port is the fetch's, except while an instruction that moves words
+    executes (from d + 1 to w below): then it is ``unit_memory``, the datapath's, which
+    connects the unit named by ``execute.client``. A unit moves words only between its
+    command and the instruction's ``done``, so the switch never cuts a transfer.
+
+    Timing, in cycles (what the counters and the performance model see): the read
+    command is offered until the memory takes it, each instruction word is taken in the
+    cycle it arrives, then a cycle decodes (cycle d). The commands are offered from
+    d + 1; if the last one is taken in cycle t, ``done`` is looked at from t + 2 on, and
+    ``done`` in cycle w puts the next read command out in w + 1. ``fetch_cycles`` counts
+    the cycles from the read command to the decode, the opcode's counter
+    (:data:`COUNTER_OF_OPCODE`) those from d + 1 to w, ``cycles`` both (``busy``). A
+    RUN's check and the ``finished`` handshake count nowhere.
+
+    Members
+    -------
+    run : ``In(stream.Signature(8))``; finished : ``Out(stream.Signature(8))`` (the status)
+    position, tokens, program : ``In(32)``
+    status : ``Out(8)``; busy : ``Out(1)``
+    cycles, ..., runs, fetch_words, ..., attend_words : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
+    execute : ``Out(ExecuteSignature())``
+    unit_memory : ``In(MemoryPortSignature(config.memory))``
+    memory : ``Out(MemoryPortSignature(config.memory))``
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._config = config
+        super().__init__({
+            "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
+            "position": In(32), "tokens": In(32), "program": In(32),
+            "status": Out(8), "busy": Out(1),
+            **{name: Out(32) for name in CONTROLLER_COUNTERS},
+            "execute": Out(ExecuteSignature()),
+            "unit_memory": In(MemoryPortSignature(config.memory)),
+            "memory": Out(MemoryPortSignature(config.memory)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        memory = self._config.memory
+        m.submodules.ports = ports = PortMux(memory, ("fetch", "units"))
+        fetch = MemoryPortSignature(memory).create(path=("fetch",))
+        wiring.connect(m, fetch, ports.fetch)
+        wiring.connect(m, wiring.flipped(self.unit_memory), ports.units)
+        wiring.connect(m, ports.memory, wiring.flipped(self.memory))
+        pending = self._issue(m)
+        fetching, executing = self._sequence(m, fetch, pending)
+        units, client = self._owner(m, executing)
+        m.d.comb += [ports.select.eq(units), self.execute.client.eq(client)]
+        self._count(m, fetching, executing, units, client)
+        return m
+
+    def _issue(self, m):
+        """Offer each pending command until its unit takes it; returns the pending bits,
+        which the decode sets."""
+        pending = Signal(len(COMMANDS))
+        for index, name in enumerate(COMMANDS):
+            command = getattr(self.execute.commands, name)
+            m.d.comb += command.valid.eq(pending[index])
+            with m.If(command.valid & command.ready):
+                m.d.sync += pending[index].eq(0)
+        return pending
+
+    def _sequence(self, m, fetch, pending):
+        """The run: check, then fetch, decode, issue and wait per instruction. Returns
+        (fetching, executing): which of the two the current cycle counts as."""
+        cfg, execute = self._config, self.execute
+        instruction, opcode = execute.instruction, execute.opcode
+        words = -(-8 * INSTRUCTION_BYTES // cfg.data_width)     # bus words per instruction
+        pc = Signal(32)
+        fetching, executing = Signal(), Signal()
+        m.d.comb += [fetch.read_cmd.payload.addr.eq(pc), fetch.read_cmd.payload.words.eq(words)]
+        with m.FSM():
+            with m.State("idle"):
+                m.d.comb += self.run.ready.eq(1)
+                with m.If(self.run.valid):
+                    m.d.sync += [pc.eq(self.program), opcode.eq(OPCODES["END"])]
+                    with m.If((self.tokens == 0) | (self.tokens > cfg.max_tokens)):
+                        m.d.sync += self.status.eq(STATUS["BAD_TOKENS"])
+                        m.next = "finish"
+                    with m.Elif(self.position + self.tokens > cfg.attention.capacity):
+                        m.d.sync += self.status.eq(STATUS["BAD_POSITION"])
+                        m.next = "finish"
+                    with m.Else():
+                        m.d.sync += self.status.eq(STATUS["OK"])
+                        m.next = "fetch"
+            with m.State("fetch"):
+                m.d.comb += [self.busy.eq(1), fetching.eq(1), fetch.read_cmd.valid.eq(1)]
+                with m.If(fetch.read_cmd.ready):
+                    m.next = "fetch_data"
+            with m.State("fetch_data"):
+                # The words shift in from the top: the first word read ends up lowest.
+                data = fetch.read_data
+                m.d.comb += [self.busy.eq(1), fetching.eq(1), data.ready.eq(1)]
+                with m.If(data.valid):
+                    if words > 1:
+                        m.d.sync += instruction.eq(Cat(instruction.as_value()[cfg.data_width:],
+                                                       data.payload.data))
+                    else:
+                        m.d.sync += instruction.eq(data.payload.data)
+                    with m.If(data.payload.last):
+                        m.next = "decode"
+            with m.State("decode"):
+                m.d.comb += [self.busy.eq(1), fetching.eq(1)]
+                m.d.sync += [opcode.eq(instruction.opcode), pc.eq(pc + words)]
+                with m.Switch(instruction.opcode):
+                    with m.Case(OPCODES["END"]):
+                        m.next = "finish"
+                    for name in COMMANDS_OF:
+                        with m.Case(OPCODES[name]):
+                            bits = commands_of(name)
+                            if name == "LINEAR":       # an accumulating one reads its destination
+                                bits = Mux(accumulates(instruction),
+                                           bits | 1 << COMMANDS.index("reader_a"), bits)
+                            m.d.sync += pending.eq(bits)
+                            m.d.comb += execute.start.eq(1)
+                            m.next = "issue"
+                    with m.Default():
+                        m.d.sync += [self.status.eq(STATUS["BAD_OPCODE"]),
+                                     opcode.eq(OPCODES["END"])]
+                        m.next = "finish"
+            with m.State("issue"):
+                m.d.comb += [self.busy.eq(1), executing.eq(1)]
+                with m.If(pending == 0):
+                    m.next = "wait"
+            with m.State("wait"):
+                m.d.comb += [self.busy.eq(1), executing.eq(1), execute.waiting.eq(1)]
+                with m.If(execute.done):
+                    m.next = "fetch"
+            with m.State("finish"):
+                m.d.comb += [self.finished.valid.eq(1), self.finished.payload.eq(self.status)]
+                with m.If(self.finished.ready):
+                    m.d.sync += opcode.eq(OPCODES["END"])
+                    m.next = "idle"
+        return fetching, executing
+
+    def _owner(self, m, executing):
+        """Who has the memory port: (the datapath, which of its units); else the fetch."""
+        units, client = Signal(), Signal(range(len(UNIT_CLIENTS)))
+        for name, unit in CLIENT_OF_OPCODE.items():
+            with m.If(executing & (self.execute.opcode == OPCODES[name])):
+                m.d.comb += [units.eq(1), client.eq(UNIT_CLIENTS.index(unit))]
+        return units, client
+
+    def _count(self, m, fetching, executing, units, client):
+        """The counters of the last run; a RUN clears them and counts itself in ``runs``."""
+        opcode = self.execute.opcode
+        with m.If(self.run.valid & self.run.ready):
+            m.d.sync += [getattr(self, name).eq(0) for name in CONTROLLER_COUNTERS
+                         if name != "runs"]
+            m.d.sync += self.runs.eq(self.runs + 1)
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(fetching):
+            m.d.sync += self.fetch_cycles.eq(self.fetch_cycles + 1)
+        with m.If(executing):
+            for name, counter in COUNTER_OF_OPCODE.items():
+                with m.If(opcode == OPCODES[name]):
+                    m.d.sync += getattr(self, counter).eq(getattr(self, counter) + 1)
+        # One client has the port at a time, so each word moved is that client's.
+        port = self.memory
+        moved = (port.read_data.valid & port.read_data.ready |
+                 port.write_data.valid & port.write_data.ready)
+        fetch_words, *unit_words = WORD_COUNTERS
+        with m.If(moved & ~units):
+            m.d.sync += getattr(self, fetch_words).eq(getattr(self, fetch_words) + 1)
+        with m.If(moved & units):
+            with m.Switch(client):
+                for index, name in enumerate(unit_words):
+                    with m.Case(index):
+                        m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)

@@ -1,0 +1,244 @@
+# amaranth: UnusedElaboratable=no
+"""The controller's sequencer (amaranth.sim) against a stub datapath.
+
+The stub takes the offered commands with random back-pressure, moves a few words over
+the datapath's memory port for the instructions that have a memory client, and says
+``done`` a random while after. The sequencer must fetch every instruction, offer each
+of its commands exactly once, look at ``done`` two cycles after the last command is
+taken, and count the cycles and words per kind as it documents; a bad opcode, bad
+tokens or a bad position end the run with their status.
+"""
+
+import random
+import re
+import zlib
+
+import pytest
+from amaranth import Module
+from amaranth.back import verilog
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tritium.host.compiler import encode_instruction, instruction_words
+from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.control.interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF,
+                                          CONTROLLER_COUNTERS, COUNTER_OF_OPCODE, ExecuteSignature)
+from tritium.hw.control.isa import FLAG_ACCUMULATE, OPCODES, STATUS
+from tritium.hw.control.sequencer import Sequencer
+from tritium.hw.memory import OnChipMemory
+from tritium.hw.memory.port import MemoryPortSignature
+from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+
+NAMES = {code: name for name, code in OPCODES.items()}
+PROGRAM = [dict(opcode="LOAD"), dict(opcode="NORM"), dict(opcode="LINEAR"),
+           dict(opcode="LINEAR", flags=FLAG_ACCUMULATE), dict(opcode="GATE"),
+           dict(opcode="STORE"), dict(opcode="ATTEND"), dict(opcode="NORM"), dict(opcode="END")]
+BAD_PROGRAM = [dict(opcode="GATE"), dict(opcode=0x55), dict(opcode="LOAD")]
+DEPTH = 128
+
+
+def simulate(dut, bench, background=(), cycles=50_000):
+    """Run ``bench`` to its end; fail (not hang) if it is still running after ``cycles``."""
+    async def watchdog(ctx):
+        for _ in range(cycles):
+            await ctx.tick()
+        raise AssertionError(f"the testbench did not end within {cycles} cycles")
+
+    run_simulation(dut, bench, background=(*background, watchdog))
+
+
+class SequencerBench(wiring.Component):
+    """The sequencer with its program in on-chip memory; the datapath side is open."""
+
+    def __init__(self, config, init):
+        self._config, self._init = config, init
+        self.sequencer = Sequencer(config)        # the testbench watches its memory port
+        super().__init__({
+            "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
+            "position": In(32), "tokens": In(32), "program": In(32),
+            "busy": Out(1), **{name: Out(32) for name in CONTROLLER_COUNTERS},
+            "execute": Out(ExecuteSignature()),
+            "unit_memory": In(MemoryPortSignature(config.memory)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.sequencer = sequencer = self.sequencer
+        m.submodules.memory = memory = OnChipMemory(self._config.memory, DEPTH, self._init)
+        wiring.connect(m, sequencer.memory, memory.port)
+        wiring.connect(m, wiring.flipped(self.run), sequencer.run)
+        wiring.connect(m, sequencer.finished, wiring.flipped(self.finished))
+        wiring.connect(m, sequencer.execute, wiring.flipped(self.execute))
+        wiring.connect(m, wiring.flipped(self.unit_memory), sequencer.unit_memory)
+        for name in ("position", "tokens", "program"):
+            m.d.comb += getattr(sequencer, name).eq(getattr(self, name))
+        for name in ("busy",) + CONTROLLER_COUNTERS:
+            m.d.comb += getattr(self, name).eq(getattr(sequencer, name))
+        return m
+
+
+def image(config, programs):
+    """The programs' instructions as memory words, each program at its address."""
+    word_bytes = config.data_width // 8
+    init = [0] * DEPTH
+    for address, program in programs:
+        raw = b"".join(encode_instruction(**fields) + bytes(-32 % word_bytes)
+                       for fields in program)
+        for i in range(0, len(raw), word_bytes):
+            init[address + i // word_bytes] = int.from_bytes(raw[i:i + word_bytes], "little")
+    return init
+
+
+def expected_commands(opcode, flags):
+    """The commands an instruction hands out (an accumulating LINEAR also reads)."""
+    names = set(COMMANDS_OF[NAMES[opcode]])
+    if NAMES[opcode] == "LINEAR" and flags & FLAG_ACCUMULATE:
+        names.add("reader_a")
+    return names
+
+
+class StubDatapath:
+    """Takes commands, moves words, says done; notes what the counters should be."""
+
+    def __init__(self, dut, rng, stall):
+        self.dut, self.rng, self.stall = dut, rng, stall
+        self.reset()
+
+    def reset(self):
+        self.executed, self.busy = [], 0
+        self.kind_cycles = {name: 0 for name in set(COUNTER_OF_OPCODE.values())}
+        self.words = {client: 0 for client in set(CLIENT_OF_OPCODE.values())}
+        self.current = None
+
+    async def run(self, ctx):
+        dut, rng = self.dut, self.rng
+        execute, port, memory = dut.execute, dut.unit_memory, dut.sequencer.memory
+        commands = [getattr(execute.commands, name) for name in COMMANDS]
+        cycle, fetch_at, last_word, fetching = 0, None, None, False
+        while True:
+            now = self.current
+            readies = [int(rng.random() >= self.stall) for _ in COMMANDS]
+            for command, ready in zip(commands, readies):
+                ctx.set(command.ready, ready)
+            ctx.set(execute.done, int(now is not None and now["done_at"] is not None
+                                      and cycle >= now["done_at"]))
+            reading = now is not None and now["read"] == "command"
+            ctx.set(port.read_cmd.valid, reading)
+            ctx.set(port.read_cmd.payload, {"addr": 3, "words": now["words"] if reading else 1})
+            data_ready = int(rng.random() >= self.stall)
+            ctx.set(port.read_data.ready, data_ready)
+            (_, _, start, opcode, flags, waiting, done, busy, *valids, cmd_ready, data_valid,
+             run, fetch, word, word_last) = await ctx.tick().sample(
+                execute.start, execute.instruction.opcode, execute.instruction.flags,
+                execute.waiting, execute.done, dut.busy, *(c.valid for c in commands),
+                port.read_cmd.ready, port.read_data.valid,
+                dut.run.valid & dut.run.ready, memory.read_cmd.valid,
+                memory.read_data.valid & memory.read_data.ready, memory.read_data.payload.last)
+            self.busy += busy
+            # The fetch: its read command right after the RUN or the last instruction's
+            # done, the decode right after its last word.
+            if run:
+                fetch_at = cycle + 1
+            if fetch and not fetching and now is None:
+                assert cycle == fetch_at, "the fetch starts at once"
+            fetching = fetch
+            if word and word_last and now is None:
+                last_word = cycle
+            if start:
+                assert now is None and not any(valids), "a new instruction over an old one"
+                assert cycle == last_word + 1, "the decode follows the last word"
+                now = self.current = self.begin(cycle, opcode, flags)
+            for name, valid, ready in zip(COMMANDS, valids, readies):
+                if valid:
+                    assert now is not None and name in now["expected"], f"{name} offered"
+                if valid and ready:
+                    assert name not in now["taken"], f"{name} taken twice"
+                    now["taken"].add(name)
+                    if now["taken"] == now["expected"]:
+                        now["last_take"] = cycle
+                        self.after_commands(now, cycle)
+            if reading and cmd_ready:
+                now["read"] = "data"
+            if now is not None and now["read"] == "data" and data_valid and data_ready:
+                now["left"] -= 1
+                self.words[now["client"]] += 1
+                if now["left"] == 0:
+                    now["read"] = None
+                    now["done_at"] = cycle + 1 + rng.randrange(3)
+            if waiting:
+                assert now is not None and now["last_take"] is not None
+                if now["first_wait"] is None:
+                    now["first_wait"] = cycle
+                    assert cycle == now["last_take"] + 2, "done is looked at 2 cycles later"
+                if done:
+                    name = NAMES[now["opcode"]]
+                    self.kind_cycles[COUNTER_OF_OPCODE[name]] += cycle - now["decoded"]
+                    self.executed.append(name)
+                    self.current, fetch_at = None, cycle + 1
+            cycle += 1
+
+    def begin(self, cycle, opcode, flags):
+        name = NAMES[opcode]
+        return {"opcode": opcode, "decoded": cycle, "expected": expected_commands(opcode, flags),
+                "taken": set(), "last_take": None, "first_wait": None, "done_at": None,
+                "client": CLIENT_OF_OPCODE.get(name), "read": None,
+                "words": 1 + self.rng.randrange(3), "left": 0}
+
+    def after_commands(self, now, cycle):
+        """The instruction's units run: a memory client reads a few words first."""
+        if now["client"] is not None:
+            now["read"], now["left"] = "command", now["words"]
+        else:
+            now["done_at"] = cycle + 1 + self.rng.randrange(4)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "ulx3s"])
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_sequencer_runs_programs_against_a_stub_datapath(preset, traffic):
+    config = ACCELERATOR_PRESETS[preset]
+    per_instruction = instruction_words(config.data_width // 8)
+    good, bad = 0, 64
+    programs = [(good, PROGRAM), (bad, BAD_PROGRAM)]
+    dut = SequencerBench(config, image(config, programs))
+    rng = random.Random(zlib.crc32(f"{preset} {traffic}".encode()))
+    stub = StubDatapath(dut, rng, traffic.stall)
+    tokens = config.max_tokens
+    # (program, position, tokens, status, the instructions that run, instructions fetched)
+    runs = [(good, 0, tokens, "OK", PROGRAM[:-1], len(PROGRAM)),
+            (bad, 0, 1, "BAD_OPCODE", BAD_PROGRAM[:1], 2),
+            (good, 0, 0, "BAD_TOKENS", [], 0),
+            (good, 0, config.max_tokens + 1, "BAD_TOKENS", [], 0),
+            (good, config.attention.capacity, 1, "BAD_POSITION", [], 0),
+            (good, config.attention.capacity - 1, 1, "OK", PROGRAM[:-1], len(PROGRAM))]
+
+    async def bench(ctx):
+        for number, (program, position, count, status, ran, fetched) in enumerate(runs):
+            stub.reset()
+            ctx.set(dut.program, program)
+            ctx.set(dut.position, position)
+            ctx.set(dut.tokens, count)
+            await stream_send(ctx, dut.run, [0], rng, traffic.idle)
+            assert await stream_receive(ctx, dut.finished, 1, rng, traffic.stall) == \
+                [STATUS[status]]
+            got = {name: ctx.get(getattr(dut, name)) for name in CONTROLLER_COUNTERS}
+            assert stub.executed == [fields["opcode"] for fields in ran]
+            assert got["runs"] == number + 1
+            assert got["cycles"] == stub.busy
+            for counter, cycles in stub.kind_cycles.items():
+                assert got[counter] == cycles, counter
+            assert got["fetch_cycles"] == stub.busy - sum(stub.kind_cycles.values())
+            assert got["fetch_words"] == fetched * per_instruction
+            for client, words in stub.words.items():
+                assert got[f"{client}_words"] == words, client
+
+    simulate(dut, bench, background=[stub.run])
+
+
+
+@pytest.mark.parametrize("preset", ["tiny", "ulx3s"])
+def test_sequencer_verilog_has_no_always_block_that_never_runs(preset):
+    """Verilator never runs an ``always @*`` that only assigns a constant (see
+    ``tests/hw/test_link.py``); the sequencer's Verilog has none."""
+    never_runs = re.compile(r"always @\*\n\s*[^\n]*? = \d+'[hbd][0-9a-fA-F_]+;")
+    text = verilog.convert(Sequencer(ACCELERATOR_PRESETS[preset]), name="sequencer")
+    assert never_runs.findall(text) == []
