@@ -9,7 +9,7 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["Traffic", "stream_send", "stream_receive", "run_simulation", "TRAFFIC"]
+__all__ = ["Traffic", "stream_send", "stream_receive", "run_simulation", "watchdog", "TRAFFIC"]
 
 
 class Traffic:
@@ -56,6 +56,17 @@ async def stream_receive(ctx, stream, count: int, rng: random.Random = None,
             received.append(decode(payload) if decode else payload)
     ctx.set(stream.ready, 0)
     return received
+
+
+def watchdog(cycles: int):
+    """A background testbench that fails the simulation, rather than let it hang, if it
+    is still running after ``cycles`` cycles (plain ticks: a pending background
+    ``repeat()`` warns when it is collected)."""
+    async def bench(ctx):
+        for _ in range(cycles):
+            await ctx.tick()
+        raise AssertionError(f"the testbenches did not end within {cycles} cycles")
+    return bench
 
 
 def run_simulation(dut, *testbenches, background=(), vcd: str = None, deadline: float = None):

@@ -14,20 +14,13 @@ import pytest
 from tritium.hw.memory import SIM_MEMORY_PIPELINE_CYCLES, BoardMemory, MemoryConfig
 from tritium.hw.memory_model import (MEMORY_MODELS, MemoryModel, PortGroup, PortModel,
                                      memory_model)
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                      watchdog)
 
 KV260 = MEMORY_MODELS["kv260"]
 CLOCK = 250_000_000
 # 256-bit words, the kv260 preset's bus: an HP port moves one every 2.02 cycles.
 WIDE = MemoryConfig(data_width=256, addr_width=12, len_width=12)
-
-
-def watchdog(cycles):
-    async def bench(ctx):
-        for _ in range(cycles):
-            await ctx.tick()
-        raise AssertionError(f"simulation still running after {cycles} cycles")
-    return bench
 
 
 def stream_reads(dut, ports, words, stall=0.0, max_cycles=20000):

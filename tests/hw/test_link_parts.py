@@ -18,7 +18,8 @@ from tritium.hw.link.movers import (BufferReader, ReadMover, WriteMover, fetch_l
 from tritium.hw.link.sender import reply_layout
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.port import MemoryConfig
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                      watchdog)
 
 MEMORY = MemoryConfig(data_width=64, addr_width=8, len_width=8)
 WORD_BYTES = MEMORY.bytes_per_word
@@ -29,12 +30,7 @@ DONE = stream.Signature(0)
 
 def simulate(dut, bench, background=(), cycles=20_000):
     """Run ``bench`` to its end; fail (not hang) if it is still running after ``cycles``."""
-    async def watchdog(ctx):
-        for _ in range(cycles):
-            await ctx.tick()
-        raise AssertionError(f"the testbench did not end within {cycles} cycles")
-
-    run_simulation(dut, bench, background=(*background, watchdog))
+    run_simulation(dut, bench, background=(*background, watchdog(cycles)))
 
 
 class Buffered(wiring.Component):

@@ -15,11 +15,12 @@ import pytest
 from tritium.hw.memory import (
     SIM_MEMORY_PIPELINE_CYCLES, AXI4Master, AXI4Signature, BoardMemory, MemoryConfig,
     OnChipMemory, SimMemory)
-from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel, PortGroup, PortModel
+from tritium.hw.memory_model import MemoryModel, PortModel
 from tritium.hw.memory.axi import (AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE,
                                    AXI_RESP_SLVERR as AXI_SLVERR)
 from tritium.hw.memory.simmodel import as_rate
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                      watchdog)
 
 SMOOTH = TRAFFIC[0]
 
@@ -36,15 +37,6 @@ TWO_PORTS = MemoryModel("two", ports=(PortModel("a", bytes_per_second=3.25, late
 
 def random_words(rng, count, width=CONFIG.data_width):
     return [rng.getrandbits(width) for _ in range(count)]
-
-
-def watchdog(cycles):
-    """A background testbench that fails the simulation if it runs longer than ``cycles``."""
-    async def bench(ctx):
-        for _ in range(cycles):
-            await ctx.tick()
-        raise AssertionError(f"simulation still running after {cycles} cycles")
-    return bench
 
 
 class AXI4SlaveModel:

@@ -27,7 +27,8 @@ from tritium.hw.control.isa import FLAG_ACCUMULATE, OPCODES, STATUS
 from tritium.hw.control.sequencer import Sequencer
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.port import MemoryPortSignature
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                      watchdog)
 
 NAMES = {code: name for name, code in OPCODES.items()}
 PROGRAM = [dict(opcode="LOAD"), dict(opcode="NORM"), dict(opcode="LINEAR"),
@@ -39,12 +40,7 @@ DEPTH = 128
 
 def simulate(dut, bench, background=(), cycles=50_000):
     """Run ``bench`` to its end; fail (not hang) if it is still running after ``cycles``."""
-    async def watchdog(ctx):
-        for _ in range(cycles):
-            await ctx.tick()
-        raise AssertionError(f"the testbench did not end within {cycles} cycles")
-
-    run_simulation(dut, bench, background=(*background, watchdog))
+    run_simulation(dut, bench, background=(*background, watchdog(cycles)))
 
 
 class SequencerBench(wiring.Component):

@@ -7,7 +7,8 @@ import pytest
 from amaranth import Module
 
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter, uart_divisor
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                      watchdog)
 
 SPECIAL = [0x00, 0xFF, 0x55, 0xAA, 0x01, 0x80]
 
@@ -27,13 +28,7 @@ async def drive_line(ctx, rx, bits, period: float):
 
 def simulate(dut, *benches, cycles: int):
     """Run ``benches`` together; fail, rather than hang, if they are not done in ``cycles``."""
-    async def watchdog(ctx):
-        # Plain ticks: a background ``repeat()`` left pending at the end warns when collected.
-        for _ in range(cycles):
-            await ctx.tick()
-        raise AssertionError(f"testbenches still running after {cycles} cycles")
-
-    run_simulation(dut, *benches, background=[watchdog])
+    run_simulation(dut, *benches, background=[watchdog(cycles)])
 
 
 async def assert_quiet(ctx, dut, cycles: int):
