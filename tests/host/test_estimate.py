@@ -93,7 +93,6 @@ def test_a_config_given_and_a_checkpoint_path(capsys, tmp_path):
 
 
 def test_plot_writes_a_png(capsys, tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "estimate.png"
     code, out, _ = run_cli(capsys, "estimate", "--model", "tiny", "--board", "ulx3s-85f",
                            "--plot", path, "--json")
