@@ -3,7 +3,6 @@ before anything slow (a simulator build, a device) starts (issue 14, item 6)."""
 
 import dataclasses
 import json
-import os
 import struct
 import subprocess
 import sys
