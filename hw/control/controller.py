@@ -7,13 +7,12 @@ They meet at one :class:`~.interface.ExecuteSignature`.
 """
 
 from amaranth import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ..config import AcceleratorConfig
-from ..memory.port import MemoryPortSignature
 from .datapath import Datapath
-from .interface import CONTROLLER_COUNTERS, COUNTER_OF_OPCODE, WORD_COUNTERS, instruction_layout
+from .interface import (CONTROLLER_COUNTERS, COUNTER_OF_OPCODE, WORD_COUNTERS,
+                        controller_members, instruction_layout)
 from .sequencer import Sequencer
 
 __all__ = ["Controller", "instruction_layout", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE",
@@ -41,13 +40,7 @@ class Controller(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        super().__init__({
-            "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
-            "position": In(32), "tokens": In(32), "program": In(32),
-            "status": Out(8), "busy": Out(1),
-            **{name: Out(32) for name in CONTROLLER_COUNTERS},
-            "memory": Out(MemoryPortSignature(config.memory)),
-        })
+        super().__init__(controller_members(config.memory))
 
     def elaborate(self, platform):
         m = Module()

@@ -9,11 +9,12 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..memory.port import MemoryPortSignature
 from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES
 
 __all__ = ["instruction_layout", "accumulates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
            "WORD_COUNTERS", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE", "COMMANDS",
-           "COMMANDS_OF", "commands_of", "ExecuteSignature"]
+           "COMMANDS_OF", "commands_of", "ExecuteSignature", "controller_members"]
 
 _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 
@@ -60,6 +61,18 @@ def accumulates(instruction):
 def commands_of(opcode_name: str) -> int:
     """The bits of :data:`COMMANDS` an opcode starts with, before accumulation."""
     return sum(1 << COMMANDS.index(name) for name in COMMANDS_OF.get(opcode_name, ()))
+
+
+def controller_members(memory) -> dict:
+    """The controller's ports (the sequencer has them too, plus its side of the datapath):
+    RUN and its status, the registers, the counters and the memory port of ``memory``."""
+    return {
+        "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
+        "position": In(32), "tokens": In(32), "program": In(32),
+        "status": Out(8), "busy": Out(1),
+        **{name: Out(32) for name in CONTROLLER_COUNTERS},
+        "memory": Out(MemoryPortSignature(memory)),
+    }
 
 
 class ExecuteSignature(wiring.Signature):

@@ -1,7 +1,7 @@
 """The controller's sequencer: fetch, decode, issue, wait, and count (docs/program.md)."""
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
@@ -9,7 +9,7 @@ from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUNTERS,
                         COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
-                        accumulates, commands_of)
+                        accumulates, commands_of, controller_members)
 from .isa import INSTRUCTION_BYTES, OPCODES, STATUS
 
 __all__ = ["Sequencer"]
@@ -51,15 +51,9 @@ class Sequencer(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        super().__init__({
-            "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
-            "position": In(32), "tokens": In(32), "program": In(32),
-            "status": Out(8), "busy": Out(1),
-            **{name: Out(32) for name in CONTROLLER_COUNTERS},
-            "execute": Out(ExecuteSignature()),
-            "unit_memory": In(MemoryPortSignature(config.memory)),
-            "memory": Out(MemoryPortSignature(config.memory)),
-        })
+        super().__init__({**controller_members(config.memory),
+                          "execute": Out(ExecuteSignature()),
+                          "unit_memory": In(MemoryPortSignature(config.memory))})
 
     def elaborate(self, platform):
         m = Module()
