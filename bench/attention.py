@@ -35,7 +35,7 @@ from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, AttentionConfi
 from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.sim.backend.backdoor import image_plusarg
 from tritium.sim.backend.cosim import run_cocotb, stdout_to_stderr
-from tritium.sim.harness import AttentionHarness
+from tritium.sim.testing.harness import AttentionHarness
 
 # The memory model of each accelerator preset's board (the small presets' is on chip).
 BOARD_MEMORY = {"kv260": "kv260", "tiny": "onchip", "ulx3s": "onchip"}

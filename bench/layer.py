@@ -36,7 +36,7 @@ from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import WORD_COUNTERS
 from tritium.hw.memory_model import MEMORY_MODELS
-from tritium.sim.attention_tb import cache_image
+from tritium.sim.testing.attention_tb import cache_image
 from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import GoldenModel, act_codes
 

@@ -16,8 +16,8 @@ from cocotb.utils import get_sim_time
 from tritium.hw.config import TLMMConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.host.packer import pack_ternary
-from tritium.sim.cocotb_tb import reset, start_clock
-from tritium.sim.tlmm_tb import TLMMDriver
+from tritium.sim.testing.cocotb_tb import reset, start_clock
+from tritium.sim.testing.tlmm_tb import TLMMDriver
 from tritium.sim.golden.tlmm import int_matmul
 
 PERIOD_NS = 10

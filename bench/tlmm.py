@@ -28,7 +28,7 @@ from tritium.hw.config import ACCELERATOR_PRESETS, TLMM_PRESETS, TLMMConfig, tlm
 from tritium.hw.memory.port import MemoryConfig
 from tritium.host.packer import PackedTensor
 from tritium.sim.backend.cosim import run_cocotb, stdout_to_stderr
-from tritium.sim.harness import TLMMHarness
+from tritium.sim.testing.harness import TLMMHarness
 
 ENGINES = (*TLMM_PRESETS, *ACCELERATOR_PRESETS)
 CASES = [

@@ -6,7 +6,11 @@ Every board module provides::
 
 which writes the board's files (Verilog of its board top, build scripts, constraints)
 into ``out_dir`` and returns a JSON-able report; ``build`` runs the board's toolchain,
-``program`` hands the result to the board's programmer. A board with a slow step that
+``program`` hands the result to the board's programmer; and::
+
+    summary_lines(report: dict, out_dir: Path, **options) -> Iterable[str]
+
+which says what the report means to a person (the same options as ``generate``). A board with a slow step that
 only checks (the KV260's resource estimate) also takes ``estimate_resources=True``;
 ``generate --no-estimate`` passes it False and is refused for boards without it. Bad
 input raises :class:`~tritium.hw.errors.InputError` (or another ``TritiumError``)

@@ -40,7 +40,7 @@ from tritium.hw.top import Top
 from .zynq import (AXI4AddressOffset, AXI4LiteSignature, AXI4LiteTarget, LinkWindow,
                    annotate_axi, annotate_clock, annotate_reset, check_fifo_depth)
 
-__all__ = ["KV260Platform", "KV260Top", "XCK26", "generate", "check_fit", "vivado_script",
+__all__ = ["summary_lines", "KV260Platform", "KV260Top", "XCK26", "generate", "check_fit", "vivado_script",
            "toplevel_name", "LITE_ADDR_WIDTH", "MAX_BUFFER_BYTES", "LINK_WINDOW_ADDRESS"]
 
 #: XCK26 resources (DS987; the denominators of a KV260 Vivado report).
@@ -426,6 +426,30 @@ def _check_config(config) -> None:
         raise InputError(f"config {config.name!r} needs a {memory_bytes:,}-byte memory "
                          f"buffer; the KV260's largest contiguous DDR region holds "
                          f"{MAX_BUFFER_BYTES:,}")
+
+
+# What the report's ``estimate.fit`` keys count on the XCK26.
+_FIT_NAMES = {"luts": "LUTs", "ffs": "FFs", "bram": "BRAM36", "uram": "URAM",
+              "dsp": "DSP48E2"}
+
+
+def summary_lines(report: dict, out_dir, *, build: bool = False, program: bool = False,
+                  estimate_resources: bool = True):
+    """What :func:`generate`'s report says to a person, after the line naming the design:
+    the yosys fit (or that it was skipped) and Vivado's outputs or the command that
+    makes them."""
+    estimate = report.get("estimate")
+    if estimate:
+        fit = ", ".join(f"{_FIT_NAMES.get(key, key)} {entry['used']:,}/{entry['available']:,} "
+                        f"({entry['percent']:g}%)" for key, entry in estimate["fit"].items())
+        yield (f"fits {report['part']} by the yosys estimate (before place and route; "
+               f"{estimate['seconds']:.0f} s): {fit}")
+    elif not estimate_resources:
+        yield "resource estimate skipped (--no-estimate): the fit is unchecked"
+    if build and report.get("bitstream"):
+        yield "Vivado wrote " + ", ".join(report["bitstream"].values())
+    else:
+        yield f"bitstream: run `{report['vivado']}` where Vivado is installed"
 
 
 def generate(config: AcceleratorConfig, out_dir, *, build: bool = False,

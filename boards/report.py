@@ -18,13 +18,12 @@ gateware only inside the functions that synthesise.
 
 import dataclasses
 import json
-import sys
 
 from tritium.hw.config import ACCELERATOR_PRESETS, TLMM_PRESETS, TLMMConfig, tlmm_preset
-from tritium.hw.errors import InputError, TritiumError
+from tritium.hw.errors import InputError
 
-__all__ = ["BLOCKS", "DESIGNS", "PRESETS", "parse_config", "report_block", "format_report",
-           "add_report_parser", "run_report"]
+__all__ = ["BLOCKS", "DESIGNS", "FAMILY_CHOICES", "PRESETS", "parse_config", "report_block",
+           "format_report"]
 
 BLOCKS = ("tlmm",)
 DESIGNS = ("tlmm_datapath", "adder_tree", "tlmm_engine", "tlmm_core")
@@ -183,49 +182,3 @@ def _number(value):
     if value is None:
         return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def add_report_parser(subparsers):
-    """Add the ``report`` subcommand to the CLI's subparsers; return its parser."""
-    parser = subparsers.add_parser(
-        "report", help="resource estimates of a hardware block (yosys synthesis)",
-        description="Synthesise a block with YoWASP Yosys for ECP5 and/or UltraScale+ and "
-                    "print its resource counts (synthesis estimates, not place and route).")
-    parser.add_argument("--block", required=True, help=f"block to report: {', '.join(BLOCKS)}")
-    parser.add_argument("--config", default="small",
-                        help=f"preset ({', '.join(PRESETS)}; default small) or a JSON object "
-                             f"of TLMMConfig fields, e.g. '{{\"tables\": 8, \"rows\": 8}}'")
-    parser.add_argument("--family", default="all",
-                        help="ecp5, xcup or all (default all)")
-    parser.add_argument("--designs", default=",".join(DESIGNS),
-                        help=f"comma-separated subset of {', '.join(DESIGNS)} (default all)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds allowed per yosys run (default: no limit)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run_report)
-    return parser
-
-
-def run_report(args) -> int:
-    """Run ``tritium report``; bad input raises :class:`InputError`."""
-    from .synth import FAMILIES, SynthesisError
-    if args.block not in BLOCKS:
-        raise InputError(f"unknown block {args.block!r}: choose from {', '.join(BLOCKS)}")
-    if args.family not in FAMILY_CHOICES:
-        raise InputError(f"unknown FPGA family {args.family!r}: choose from "
-                         f"{', '.join(FAMILY_CHOICES)}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise InputError(f"--timeout must be positive, not {args.timeout}")
-    config, memory = parse_config(args.config)
-    families = FAMILIES if args.family == "all" else (args.family,)
-    designs = tuple(name.strip() for name in args.designs.split(",") if name.strip())
-    if not designs:
-        raise InputError(f"--designs names none of {', '.join(DESIGNS)}")
-    try:
-        report = report_block(args.block, config, families, memory=memory, designs=designs,
-                              timeout=args.timeout,
-                              progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except SynthesisError as exc:
-        raise TritiumError(str(exc)) from None
-    print(json.dumps(report) if args.json else format_report(report))
-    return 0

@@ -36,7 +36,7 @@ from tritium.hw.top import Top
 from .ecp5 import (DEVICES, ECP5PLL, MemoryUse, check_fit, ebr_estimate, ebr_for_memory,
                    pll_parameters, read_nextpnr_report)
 
-__all__ = ["BOARD", "BAUD", "DEVICE", "NAME", "LEDS", "ActivityLight", "CommandLight",
+__all__ = ["summary_lines", "BOARD", "BAUD", "DEVICE", "NAME", "LEDS", "ActivityLight", "CommandLight",
            "BoardCore", "ULX3STop", "clocking", "platform", "generate", "find_tool",
            "ToolchainError"]
 
@@ -325,6 +325,22 @@ def generate(config: AcceleratorConfig, out_dir, *, build: bool = False,
     if program:
         report["programmed"] = _program(out_dir, report)
     return report
+
+
+def summary_lines(report: dict, out_dir, *, build: bool = False, program: bool = False):
+    """What :func:`generate`'s report says to a person, after the line naming the design:
+    the bitstream's nextpnr figures when this call built it, and the programming."""
+    if build and report.get("build"):
+        used = report["build"]["utilisation"]
+        figures = ", ".join(f"{name} {used[key]['used']}/{used[key]['available']}"
+                            for key, name in (("luts", "LUT4"), ("ffs", "FF"), ("ebr", "EBR"),
+                                              ("dsp", "DSP")) if key in used)
+        fmax = "; ".join(f"{clock} {f['achieved_mhz']} MHz (needs {f['target_mhz']})"
+                         for clock, f in report["build"]["fmax"].items())
+        yield (f"bitstream {Path(out_dir) / report['build']['bitstream']}: {figures}; Fmax "
+               f"{fmax} (nextpnr); {sum(report['build']['seconds'].values()):.0f} s")
+    if program and report.get("programmed"):
+        yield f"programmed: {report['programmed']}"
 
 
 def _check_memory(config: AcceleratorConfig) -> None:

@@ -36,10 +36,11 @@ from tritium.sim.golden.model import (GoldenCache, NormGain, QuantizedLinear, at
                                       ffn_activation, linear, norm_quant, rope_tables, saturate)
 from .compiler import decode_instruction, instruction_words, unpack_scale
 from .errors import ModelFormatError
-from .link import FrameDecoder, encode_frame
+from .link import FrameDecoder, LinkTimeout, encode_frame
 from .packer import PackedTensor, unpack_ternary
+from .transport import Transport
 
-__all__ = ["DeviceModel"]
+__all__ = ["DeviceModel", "DeviceModelTransport"]
 
 class _Fault(Exception):
     """An instruction the device cannot execute: the run stops with BAD_OPCODE."""
@@ -276,3 +277,28 @@ class DeviceModel:
                              values.reshape(tokens, model.kv_heads, model.head_dim),
                              unpack_scale(f["scale"]))
         self._write_scratch(f["dst"], f["dst_stride"], tokens, out.reshape(tokens, -1))
+
+
+class DeviceModelTransport(Transport):
+    """The software device: a :class:`DeviceModel` in the host process (transport
+    ``model``); it answers as soon as bytes arrive. (Not the golden model: that is the
+    host backend ``golden``, which speaks no link.)
+
+    Attributes
+    ----------
+    device : DeviceModel
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self.device = DeviceModel(config)
+        self._pending = b""
+
+    def send(self, data: bytes) -> None:
+        self._pending += self.device.receive(bytes(data))
+
+    def receive(self, timeout: float) -> bytes:
+        # The model replies synchronously in send(), so nothing can arrive by waiting.
+        if not self._pending:
+            raise LinkTimeout("the software device has no reply pending")
+        data, self._pending = self._pending, b""
+        return data

@@ -12,10 +12,14 @@ from tritium.sim.golden.model import GoldenModel
 from tritium.sim.reference import ReferenceModel
 from .errors import InputError
 
-__all__ = ["BACKENDS", "make_backend", "Session", "generate", "GoldenCheck", "perplexity",
-           "check_token_ids", "check_generation", "check_window"]
+__all__ = ["BACKENDS", "BACKEND_DESCRIPTIONS", "make_backend", "Session", "generate",
+           "GoldenCheck", "perplexity", "check_token_ids", "check_generation", "check_window"]
 
 BACKENDS = {"golden": GoldenModel, "reference": ReferenceModel}
+BACKEND_DESCRIPTIONS = {
+    "golden": "the bit-exact integer model of the accelerator, on the host",
+    "reference": "the float64 model, on the host",
+}
 
 
 def make_backend(name: str, model):

@@ -9,7 +9,7 @@ same. pyserial opens the port: 8 data bits, no parity, one stop bit, no flow con
 
 from .errors import InputError, TritiumError
 from .link import LinkTimeout
-from .transports import Transport
+from .transport import Transport
 
 __all__ = ["DEFAULT_BAUD", "SerialTransport", "parse_serial_spec"]
 

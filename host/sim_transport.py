@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import TritiumError
 from .link import LinkTimeout
-from .transports import Transport
+from .transport import Transport
 
 __all__ = ["SimTransport", "BoardSimTransport", "simulation_cache_dir", "simulation_is_built",
            "check_build_tools"]
@@ -30,29 +30,30 @@ CONNECT_SECONDS = 120
 SIM_OPTIMIZE = os.environ.get("TRITIUM_SIM_OPTIMIZE", "-O2")
 
 
-def _gateware_digest(with_boards: bool) -> str:
+def _gateware_digest(extra_sources=()) -> str:
     """A digest of what the simulator is built from (``hw/``, the simulated tops in
-    ``sim/backend/harness.py``, the build recipe in ``sim/backend/cosim.py`` and, for a board harness, the board cores in
-    ``boards/``), so a changed design is rebuilt and an unrelated change is not."""
-    from tritium import boards, hw, sim
+    ``sim/backend/harness.py``, the build recipe in ``sim/backend/cosim.py``, and the
+    ``extra_sources`` a harness names, such as a board core's module), so a changed
+    design is rebuilt and an unrelated change is not."""
+    from tritium import hw, sim
     digest = hashlib.sha256()
     sources = (sorted(Path(hw.__file__).parent.rglob("*.py"))
                + [Path(sim.__file__).parent / "backend" / name
-                  for name in ("harness.py", "cosim.py")])
-    if with_boards:
-        sources += sorted(Path(boards.__file__).parent.glob("*.py"))
+                  for name in ("harness.py", "cosim.py")]
+               + sorted(Path(path) for path in extra_sources))
     for path in sources:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def simulation_cache_dir(config, variant: str = None) -> Path:
+def simulation_cache_dir(config, variant: str = None, sources=()) -> Path:
     """Where the simulation of ``config`` (with a harness ``variant`` other than the
-    plain top) is built: ``$TRITIUM_CACHE`` or ~/.cache."""
+    plain top, built also from the files ``sources``) is built: ``$TRITIUM_CACHE`` or
+    ~/.cache."""
     base = Path(os.environ.get("TRITIUM_CACHE", Path.home() / ".cache" / "tritium"))
     name = f"{config.name}-{variant}" if variant else config.name
-    digest = _gateware_digest(with_boards=variant is not None)
+    digest = _gateware_digest(sources)
     return base / "sim" / f"{name}-{config.design_id:08x}-{digest}{SIM_OPTIMIZE}"
 
 
@@ -121,7 +122,9 @@ class SimTransport(Transport):
     ``harness`` makes the component to simulate (default: ``SimTop(config)``, the top
     with its link fed by chunks); it needs the same ``rx_chunks``/``tx`` ports, such as
     a :class:`~tritium.sim.backend.harness.UartSimTop` around a board core, and a ``variant``
-    name for its cache directory. ``log`` receives the simulator's output (default: a
+    name for its cache directory; ``harness_sources`` are the files it is built from
+    beyond ``hw/`` and ``sim/backend`` (a board core's module), so that a change to them
+    rebuilds it. ``log`` receives the simulator's output (default: a
     file in the build directory). ``backdoor`` is the number of memory ports of a
     :class:`~tritium.sim.backend.harness.BoardSimTop` harness, whose backdoor the transport
     then opens (0: none; :class:`BoardSimTransport` uses it). ``progress(stage)``, if
@@ -131,12 +134,12 @@ class SimTransport(Transport):
     """
 
     def __init__(self, config, build_dir=None, log=None, harness=None, variant=None,
-                 backdoor: int = 0, progress=None):
+                 harness_sources=(), backdoor: int = 0, progress=None):
         from tritium.sim.backend.cosim import build_simulation, output_to_file
         from tritium.sim.backend.harness import SimTop
         if (harness is None) != (variant is None):
             raise ValueError("a simulation harness needs a variant name, and only it")
-        self.build_dir = Path(build_dir) if build_dir else simulation_cache_dir(config, variant)
+        self.build_dir = Path(build_dir) if build_dir else simulation_cache_dir(config, variant, harness_sources)
         self.toplevel = _toplevel(config)
         self.build_dir.mkdir(parents=True, exist_ok=True)
         build_log = self.build_dir / "build.log"

@@ -1,96 +1,60 @@
-"""Byte transports between the host and a device, and how to open one by name.
-
-A transport moves the link's bytes (docs/link.md), so the driver
-(:class:`~tritium.host.accelerator.Accelerator`) is the same over every backend:
-
-- ``send(data)``: hand bytes to the device;
-- ``receive(timeout) -> bytes``: what has arrived, at least one byte, or raise
-  :class:`~tritium.host.link.LinkTimeout` after ``timeout`` seconds;
-- ``close()``;
-- optionally ``load_image(image)``: put a compiled model's memory image
-  (``CompiledModel.image``) into the device's memory directly; where a transport has
-  it, :meth:`Accelerator.load` uses it instead of WRITE frames.
+"""Opening a transport by name: the registry of the host's device backends.
 
 :func:`open_transport` makes one from a spec string, ``name`` or ``name:argument``
 (``model``: the software device, ``sim``, ``serial:PORT[@BAUD]``, ``zynq[:ADDRESS]`` on
-the KV260's ARM cores; others register themselves in :data:`TRANSPORTS`).
+the KV260's ARM cores; others register themselves in :data:`TRANSPORTS`). The interface
+they implement is :mod:`tritium.host.transport`; each backend is imported only when it
+is opened.
 """
 
+import dataclasses
 import inspect
 
 from tritium.hw.config import AcceleratorConfig
-from .device_model import DeviceModel
 from .errors import InputError
-from .link import LinkTimeout
+from .transport import Transport
 
-__all__ = ["Closeable", "Transport", "DeviceModelTransport", "TRANSPORTS",
-           "register_transport", "open_transport"]
-
-
-class Closeable:
-    """Something to ``close()``, usable as a context manager that closes it."""
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
+__all__ = ["TRANSPORTS", "TransportEntry", "register_transport", "transport_entry",
+           "open_transport"]
 
 
-class Transport(Closeable):
-    """The byte-stream interface every backend implements; usable as a context manager."""
-
-    def send(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def receive(self, timeout: float) -> bytes:
-        raise NotImplementedError
-
-
-class DeviceModelTransport(Transport):
-    """The software device: a :class:`DeviceModel` in the host process (transport
-    ``model``); it answers as soon as bytes arrive. (Not the golden model: that is the
-    host backend ``golden``, which speaks no link.)
-
-    Attributes
-    ----------
-    device : DeviceModel
-    """
-
-    def __init__(self, config: AcceleratorConfig):
-        self.device = DeviceModel(config)
-        self._pending = b""
-
-    def send(self, data: bytes) -> None:
-        self._pending += self.device.receive(bytes(data))
-
-    def receive(self, timeout: float) -> bytes:
-        # The model replies synchronously in send(), so nothing can arrive by waiting.
-        if not self._pending:
-            raise LinkTimeout("the software device has no reply pending")
-        data, self._pending = self._pending, b""
-        return data
+@dataclasses.dataclass(frozen=True)
+class TransportEntry:
+    """A registered transport: how to open it and how to tell a person about it."""
+    factory: object         # factory(argument: str or None, config[, progress]) -> Transport
+    usage: str              # the spec as a person types it: "serial:PORT[@BAUD]"
+    description: str        # what it reaches, for --help and the demo's banner
+    default_config: str = "tiny"    # the accelerator preset its device is generated for
 
 
 TRANSPORTS = {}
-"""Transport name -> ``factory(argument: str or None, config) -> Transport``."""
+"""Transport name -> :class:`TransportEntry`."""
 
 
-def register_transport(name: str, factory) -> None:
+def register_transport(name: str, factory, usage: str = None, description: str = "",
+                       default_config: str = "tiny") -> None:
     """Make ``open_transport(name)`` and ``open_transport(name + ":" + argument)`` work."""
-    TRANSPORTS[name] = factory
+    TRANSPORTS[name] = TransportEntry(factory, usage or name, description, default_config)
+
+
+def transport_entry(spec: str) -> TransportEntry:
+    """The registered transport a spec names; :class:`InputError` if none."""
+    name = spec.partition(":")[0]
+    if name not in TRANSPORTS:
+        raise InputError(f"unknown transport {spec!r}; known transports: "
+                         f"{', '.join(sorted(TRANSPORTS))}")
+    return TRANSPORTS[name]
 
 
 def _device_model(argument, config):
     if argument is not None:
         raise InputError(f"transport 'model' takes no argument, not {argument!r}")
+    from .device_model import DeviceModelTransport
     return DeviceModelTransport(config)
 
 
-register_transport("model", _device_model)
+register_transport("model", _device_model, description="the software device, through the link")
+
 
 def _sim(argument, config, progress=None):
     if argument is not None:
@@ -101,7 +65,8 @@ def _sim(argument, config, progress=None):
     return SimTransport(config, progress=progress)
 
 
-register_transport("sim", _sim)
+register_transport("sim", _sim, description="the cycle-accurate simulation of the generated "
+                   "Verilog on Verilator, through the link")
 
 
 def _serial(argument, config):
@@ -109,15 +74,18 @@ def _serial(argument, config):
     return SerialTransport(*parse_serial_spec(argument))
 
 
-register_transport("serial", _serial)
+register_transport("serial", _serial, usage="serial:PORT[@BAUD]",
+                   description="a board on its UART: the ULX3S", default_config="ulx3s")
 
 
 def _zynq(argument, config):
-    from .zynq_transport import open_zynq          # it imports this module
+    from .zynq_transport import open_zynq
     return open_zynq(argument, config)
 
 
-register_transport("zynq", _zynq)
+register_transport("zynq", _zynq, usage="zynq[:ADDRESS]",
+                   description="the KV260, from its ARM cores; ADDRESS: a reserved buffer, "
+                               "else PYNQ allocates one", default_config="kv260")
 
 
 def open_transport(spec: str, config: AcceleratorConfig, progress=None) -> Transport:
@@ -126,10 +94,7 @@ def open_transport(spec: str, config: AcceleratorConfig, progress=None) -> Trans
     ``progress(stage)``, for a transport whose factory takes it (``sim``), hears what a
     slow start is doing (the simulator's build); the others ignore it."""
     name, colon, argument = spec.partition(":")
-    if name not in TRANSPORTS:
-        raise InputError(f"unknown transport {spec!r}; known transports: "
-                         f"{', '.join(sorted(TRANSPORTS))}")
-    factory = TRANSPORTS[name]
+    factory = transport_entry(spec).factory
     if progress is not None and "progress" in inspect.signature(factory).parameters:
         return factory(argument if colon else None, config, progress=progress)
     return factory(argument if colon else None, config)

@@ -32,7 +32,7 @@ import numpy as np
 from tritium.hw.link import window_map as reg
 from .errors import InputError, TritiumError
 from .link import LinkError, LinkTimeout, pad_to_words
-from .transports import Closeable, Transport
+from .transport import Closeable, Transport
 
 __all__ = ["Registers", "DevMemRegisters", "PynqRegisters", "open_registers", "Buffer",
            "DevMemBuffer", "PynqBuffer", "ZynqTransport", "LINK_WINDOW_ADDRESS", "DEV_MEM",

@@ -29,5 +29,31 @@ markers``), which runs with ``--strict-markers``:
 ``pytest -m cosim`` the simulations only, and ``pytest -m "not cosim"`` skips them.
 Timing is never asserted in a test; benchmarks live in ``bench/``.
 
-Fixtures stay in the test files that use them: no fixture is shared between files.
+Fixtures stay in the test files that use them, except the few below that several files
+share (test data that must not be written twice).
 """
+
+import json
+
+import pytest
+
+# -- fixtures shared by several files -----------------------------------------------------
+
+# The config.json of 1bitLLM's bitnet_b1_58-large (BitNet-0.7B), as published.
+BITNET_LARGE_HF_CONFIG = {
+    "architectures": ["BitnetForCausalLM"], "hidden_act": "silu", "hidden_size": 1536,
+    "intermediate_size": 4096, "max_position_embeddings": 2048,
+    "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
+    "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": False,
+    "vocab_size": 32002}
+
+
+@pytest.fixture
+def bitnet_large_checkpoint():
+    """``make(directory)``: a Hugging Face checkpoint directory holding only BitNet-0.7B's
+    config.json (enough for what reads a model's shape); returns the directory."""
+    def make(directory):
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps(BITNET_LARGE_HF_CONFIG))
+        return directory
+    return make

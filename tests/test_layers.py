@@ -10,7 +10,9 @@ depth of the file (imports inside functions count too), against what its layer m
 - the **golden model and the float reference** (``sim/golden``, ``sim/reference.py``)
   import NumPy and the contracts, never gateware, so the tests compare two independent
   descriptions of the hardware;
-- nothing in ``sim/`` imports ``host/``, and ``boards/`` never imports ``host/``.
+- nothing in ``sim/`` imports ``host/``; ``boards/`` and ``host/`` never import each other;
+- the test and bench drivers (``sim/testing``) are imported by no product code;
+- the CLI (``cli/``) is the top: it imports host and boards, and nothing imports it.
 """
 
 import ast
@@ -21,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"hw": "tritium.hw", "sim": "tritium.sim", "host": "tritium.host",
-            "boards": "tritium.boards"}
+            "boards": "tritium.boards", "cli": "tritium.cli"}
 CONTRACTS = {"tritium.hw.config", "tritium.hw.numerics", "tritium.hw.memory_model",
              "tritium.hw.control.isa", "tritium.hw.link.protocol", "tritium.hw.link.window_map",
              "tritium.hw.errors"}
@@ -118,6 +120,24 @@ def test_boards_never_import_host(name):
     assert not any(within(m, ["tritium.host"]) for m in imports(name, ALL[name])), name
 
 
+@pytest.mark.parametrize("name", sorted(n for n in ALL if within(n, ["tritium.host"])))
+def test_host_never_imports_boards(name):
+    assert not any(within(m, ["tritium.boards"]) for m in imports(name, ALL[name])), name
+
+
+PRODUCT = sorted(n for n in ALL if not within(n, ["tritium.sim.testing"]))
+
+
+@pytest.mark.parametrize("name", PRODUCT)
+def test_product_code_never_imports_the_test_drivers(name):
+    assert not any(within(m, ["tritium.sim.testing"]) for m in imports(name, ALL[name])), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if not within(n, ["tritium.cli"])))
+def test_nothing_below_the_cli_imports_it(name):
+    assert not any(within(m, ["tritium.cli"]) for m in imports(name, ALL[name])), name
+
+
 def test_the_checker_sees_imports():
     """The scan finds what a module imports, relative and nested imports included, so the
     rules above cannot pass by seeing nothing."""
@@ -125,3 +145,4 @@ def test_the_checker_sees_imports():
     found = imports("tritium.host.sim_transport", ALL["tritium.host.sim_transport"])
     assert {"tritium.sim.backend.harness", "tritium.host.errors"} <= found  # nested, relative
     assert "tritium.hw.control.controller" in ALL and len(ALL) > 80
+    assert "tritium.boards" in imports("tritium.cli.options", ALL["tritium.cli.options"])

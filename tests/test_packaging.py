@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP_LEVEL = ("hw", "sim", "host", "boards")
+TOP_LEVEL = ("hw", "sim", "host", "boards", "cli")
 
 
 def test_every_package_is_mapped_in_pyproject():
@@ -26,7 +26,7 @@ def test_readme_begins_with_the_two_quickstart_commands():
 
 # Imported by `pip install -e . && tritium demo` on the `sim` backend: the CLI, the
 # transports and the cocotb module the simulator runs (sim/backend/bridge.py).
-DEMO_MODULES = ("tritium.host.cli", "tritium.host.sim_transport", "tritium.host.serial_transport",
+DEMO_MODULES = ("tritium.cli", "tritium.host.sim_transport", "tritium.host.serial_transport",
                 "tritium.sim.backend.bridge", "tritium.sim.backend.harness", "tritium.sim.backend.cosim")
 
 

@@ -2,7 +2,7 @@
 
 The ``sim`` transport's bridge (``sim/backend/bridge.py``) runs at a user's ``tritium demo``,
 where only the runtime dependencies are installed; the testbench helpers with the
-cocotbext-axi bus models (``sim/cocotb_tb.py``) are for the tests.
+cocotbext-axi bus models (``sim/testing/cocotb_tb.py``) are for the tests.
 """
 
 from cocotb.clock import Clock

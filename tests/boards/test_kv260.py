@@ -23,12 +23,12 @@ from tritium.boards.kv260 import (LINK_WINDOW_ADDRESS, master_burst, XCK26, KV26
                                   check_fit, generate, toplevel_name)
 from tritium.boards.zynq import AXI4AddressOffset, AXI4LiteSignature, AXI4LiteTarget, LinkWindow
 from tritium.host import zynq_transport
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.host.errors import InputError, TritiumError
 from tritium.host.link import LinkError, LinkTimeout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.memory.axi import AXI4Signature
-from tritium.sim.amaranth_tb import run_simulation
+from tritium.sim.testing.amaranth_tb import run_simulation
 from tritium.sim.backend.cosim import run_cocotb
 
 TINY = ACCELERATOR_PRESETS["tiny"]

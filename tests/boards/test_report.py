@@ -2,7 +2,6 @@
 """Resource report: the adder-tree baseline and TLMM datapath (amaranth.sim), yosys synthesis
 of both, and the ``tritium report`` command's input checks."""
 
-import argparse
 import dataclasses
 import json
 import random
@@ -11,13 +10,13 @@ import numpy as np
 import pytest
 
 from tritium.boards import synth
-from tritium.boards.report import (DESIGNS, PRESETS, add_report_parser, format_report,
-                                   parse_config, report_block, run_report)
+from tritium.boards.report import DESIGNS, PRESETS, format_report, parse_config, report_block
+from tritium.cli import execute, parser
 from tritium.hw.config import ACCELERATOR_PRESETS, TLMMConfig
 from tritium.hw.tlmm.baseline import AdderTreeDatapath, TLMMDatapath
 from tritium.hw.tlmm.lookup import partial_sum_width
 from tritium.host.errors import InputError
-from tritium.sim.amaranth_tb import run_simulation
+from tritium.sim.testing.amaranth_tb import run_simulation
 from tritium.sim.golden.tlmm import int_matmul, ternary_codes
 
 DATAPATH_CONFIGS = [
@@ -105,9 +104,12 @@ TINY = TLMMConfig(group=3, tables=2, rows=2, max_k=48, max_n=16)
 
 
 def report_args(*argv):
-    parser = argparse.ArgumentParser(prog="tritium")
-    add_report_parser(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["report", *argv])
+    return parser().parse_args(["report", *argv])
+
+
+def run_report(args):
+    """``tritium report`` without main's error handling, so a test sees the exception."""
+    return execute(args)
 
 
 def check_family(entry, cfg):

@@ -10,13 +10,13 @@ import random
 import pytest
 
 from tritium.boards import ecp5, get_board, ulx3s
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.host.errors import InputError
 from tritium.host.link import FrameDecoder, encode_frame, parse_frame
 from tritium.hw.config import (ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig,
                                TLMMConfig)
 from tritium.hw.link import protocol as p
-from tritium.sim.amaranth_tb import run_simulation
+from tritium.sim.testing.amaranth_tb import run_simulation
 
 PRESET = ACCELERATOR_PRESETS["ulx3s"]
 

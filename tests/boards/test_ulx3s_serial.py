@@ -7,9 +7,12 @@ The UART runs at 4 clock cycles per bit here (the board's own divisor, for 3 Mba
 clock, is in docs/boards.md): the same logic with a smaller constant, so that loading
 the model's 188 KB over the serial lines takes less simulated time."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from tritium import boards
 from tritium.boards.ulx3s import BoardCore
 from tritium.host.accelerator import Accelerator
 from tritium.host.importers import load_model
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.cosim
 
 ULX3S = ACCELERATOR_PRESETS["ulx3s"]
 DIVISOR = 4
+# The board core is built from the board modules too: a change to them rebuilds it.
+BOARD_SOURCES = sorted(Path(boards.__file__).parent.glob("*.py"))
 
 
 def test_the_tiny_model_runs_on_the_simulated_board_over_a_serial_port():
@@ -31,7 +36,7 @@ def test_the_tiny_model_runs_on_the_simulated_board_over_a_serial_port():
     golden = GoldenModel(model)
     cache = golden.new_cache()
     simulation = SimTransport(
-        ULX3S, variant=f"uart{DIVISOR}",
+        ULX3S, variant=f"uart{DIVISOR}", harness_sources=BOARD_SOURCES,
         harness=lambda: UartSimTop(BoardCore(ULX3S, DIVISOR, light_cycles=8), DIVISOR))
     with simulation, PtyBridge(simulation) as bridge, \
             Accelerator(ULX3S, open_transport(f"serial:{bridge.port}", ULX3S),

@@ -15,9 +15,9 @@ import cocotb
 import numpy as np
 
 from tritium.hw.attention.kvcache import KVLayout
-from tritium.sim.attention_driver import AttentionDriver
-from tritium.sim.attention_tb import cache_image, fill_cache
-from tritium.sim.cocotb_tb import TRAFFIC, reset, start_clock
+from tritium.sim.testing.attention_driver import AttentionDriver
+from tritium.sim.testing.attention_tb import cache_image, fill_cache
+from tritium.sim.testing.cocotb_tb import TRAFFIC, reset, start_clock
 from tritium.sim.golden.model import GoldenCache
 
 

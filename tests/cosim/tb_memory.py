@@ -17,7 +17,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
 from tritium.hw.memory.port import MemoryConfig, command_layout
-from tritium.sim.cocotb_tb import (ALL_TRAFFIC, TRAFFIC, AmStreamSink, AmStreamSource,
+from tritium.sim.testing.cocotb_tb import (ALL_TRAFFIC, TRAFFIC, AmStreamSink, AmStreamSource,
                                    AmStreamTransaction, random_pauses, reset, start_clock,
                                    stream_bfm)
 

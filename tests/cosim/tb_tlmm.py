@@ -17,8 +17,8 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from tritium.hw.config import TLMMConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.host.packer import pack_ternary
-from tritium.sim.cocotb_tb import ALL_TRAFFIC, TRAFFIC, reset, start_clock
-from tritium.sim.tlmm_tb import TLMMDriver
+from tritium.sim.testing.cocotb_tb import ALL_TRAFFIC, TRAFFIC, reset, start_clock
+from tritium.sim.testing.tlmm_tb import TLMMDriver
 from tritium.sim.golden.tlmm import int_matmul
 
 

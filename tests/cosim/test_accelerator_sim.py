@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tritium.host.accelerator import Accelerator
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.host.importers import load_model
 from tritium.host.sim_transport import SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS

@@ -18,7 +18,7 @@ from cocotb_tools.runner import get_results
 from tritium.hw.config import MODEL_PRESETS, AttentionConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.sim.backend.cosim import run_cocotb
-from tritium.sim.harness import AttentionHarness
+from tritium.sim.testing.harness import AttentionHarness
 
 pytestmark = pytest.mark.cosim
 

@@ -17,7 +17,7 @@ from cocotb_tools.runner import get_results
 from tritium.hw.config import TLMMConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.sim.backend.cosim import run_cocotb
-from tritium.sim.harness import TLMMHarness
+from tritium.sim.testing.harness import TLMMHarness
 
 pytestmark = pytest.mark.cosim
 

@@ -16,7 +16,8 @@ from tritium.host.errors import InputError
 from tritium.host.importers import load_model
 from tritium.host.link import FrameDecoder, encode_frame, parse_frame
 from tritium.host.runtime import Session, generate
-from tritium.host.transports import DeviceModelTransport, open_transport
+from tritium.host.device_model import DeviceModelTransport
+from tritium.host.transports import open_transport
 from tritium.sim.golden.model import GoldenModel
 
 TINY = ACCELERATOR_PRESETS["tiny"]

@@ -13,7 +13,8 @@ from gguf import GGUFWriter
 
 import tritium.host.sim_transport as sim_transport
 import tritium.host.transports as transports
-from tritium.host.cli import main
+from tritium.cli import main
+from tritium.cli.testing import assert_one_line_error
 from tritium.host.errors import TritiumError
 from tritium.host.model import Model
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
@@ -27,16 +28,6 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "small.npz"
     Model.random(SMALL, seed=3).save_npz(path)
     return path
-
-
-def assert_one_line_error(capsys, *argv, match):
-    code = main([str(arg) for arg in argv])
-    _, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("tritium: error: "), err
-    assert match in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -230,7 +221,7 @@ def test_sim_without_a_compiler(capsys, tmp_path, monkeypatch):
 
 def test_stdout_full_disk():
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "tritium.host.cli", "info", "--model",
+        done = subprocess.run([sys.executable, "-m", "tritium.cli", "info", "--model",
                                "tiny"], stdout=full, stderr=subprocess.PIPE, text=True,
                               timeout=120)
     lines = done.stderr.strip().splitlines()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import MODEL_PRESETS
-from tritium.host.cli import main
+from tritium.cli.testing import assert_one_line_error, run_cli
 from tritium.host.model import Model
 from tritium.sim.golden.model import GoldenModel
 
@@ -21,22 +21,6 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "small.npz"
     Model.random(SMALL, seed=11).save_npz(path)
     return path
-
-
-def run_cli(capsys, *argv):
-    code = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(capsys, *argv, match):
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tritium: error: "), err
-    assert match in lines[0], lines[0]
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_run_json_is_one_object(capsys, model_file):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tritium.host.cli import main
+from tritium.cli.testing import assert_one_line_error, run_cli
 
 MODELS = ("tiny", "bitnet-b1.58-large", "bitnet-b1.58-2b-4t")
 # What each (model, board) gets: the board's preset, the preset resized to the model,
@@ -19,21 +19,6 @@ EXPECTED = {
     ("bitnet-b1.58-large", "ulx3s-85f"): "need 299.3 MB of memory, the board holds 0.3 MB",
     ("bitnet-b1.58-2b-4t", "ulx3s-85f"): "need 598.3 MB of memory, the board holds 0.3 MB",
 }
-
-
-def run_cli(capsys, *argv):
-    code = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(capsys, *argv, match):
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tritium: error: "), err
-    assert match in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("model, board", EXPECTED, ids="{0[0]}@{0[1]}".format)
@@ -76,15 +61,8 @@ def test_json_is_one_object_with_the_requested_contexts(capsys):
     assert result["host"]["label"] == "assumed" and result["host"]["notes"]
 
 
-def test_a_config_given_and_a_checkpoint_path(capsys, tmp_path):
-    directory = tmp_path / "bitnet_b1_58-large"
-    directory.mkdir()
-    (directory / "config.json").write_text(json.dumps({
-        "architectures": ["BitnetForCausalLM"], "hidden_act": "silu", "hidden_size": 1536,
-        "intermediate_size": 4096, "max_position_embeddings": 2048,
-        "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
-        "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": False,
-        "vocab_size": 32002}))
+def test_a_config_given_and_a_checkpoint_path(capsys, tmp_path, bitnet_large_checkpoint):
+    directory = bitnet_large_checkpoint(tmp_path / "bitnet_b1_58-large")
     code, out, _ = run_cli(capsys, "estimate", "--model", directory, "--board", "kv260",
                            "--config", "kv260", "--json")
     assert code == 0

@@ -3,7 +3,7 @@
 
 import json
 
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.hw.config import AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.top import Top
 from tritium.hw.verilog import generate_verilog

@@ -231,20 +231,13 @@ def test_every_host_states_its_assumptions():
 
 # -- shapes from checkpoints -------------------------------------------------------------------
 
-def test_a_shape_from_each_checkpoint_format(tmp_path):
+def test_a_shape_from_each_checkpoint_format(tmp_path, bitnet_large_checkpoint):
     small = dataclasses.replace(MODEL_PRESETS["tiny"], name="small", layers=2, max_context=48)
     Model.random(small, seed=1).save_npz(tmp_path / "small.npz")
     assert read_model_config(tmp_path / "small.npz") == small
     for preset in ("tiny", "bitnet-b1.58-large", "bitnet-b1.58-2b-4t"):
         assert read_model_config(preset) == MODEL_PRESETS[preset]
-    directory = tmp_path / "bitnet-b1.58-large"
-    directory.mkdir()
-    (directory / "config.json").write_text(json.dumps({
-        "architectures": ["BitnetForCausalLM"], "hidden_act": "silu", "hidden_size": 1536,
-        "intermediate_size": 4096, "max_position_embeddings": 2048,
-        "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
-        "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": False,
-        "vocab_size": 32002}))
+    directory = bitnet_large_checkpoint(tmp_path / "bitnet-b1.58-large")
     assert read_model_config(directory) == LARGE
     assert read_model_config(directory / "config.json") == LARGE
     # GGUF: the metadata and the embedding's shape; no other tensor is needed.

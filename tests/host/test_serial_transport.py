@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from tritium.host.accelerator import Accelerator, DesignMismatchError
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.host.errors import InputError
 from tritium.host.importers import load_model
 from tritium.host.link import LinkTimeout
 from tritium.host.serial_transport import DEFAULT_BAUD, parse_serial_spec
-from tritium.host.transports import DeviceModelTransport, Transport, open_transport
+from tritium.host.device_model import DeviceModelTransport
+from tritium.host.transport import Transport
+from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
 from tritium.host.pty_bridge import PtyBridge

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.host.importers import load_model
 from tritium.host.runtime import make_backend, perplexity
 from tritium.host.tokenizer import load_tokenizer

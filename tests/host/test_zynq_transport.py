@@ -18,11 +18,12 @@ import pytest
 from tritium.hw.link import window_map as reg
 from tritium.host import zynq_transport
 from tritium.host.accelerator import Accelerator
-from tritium.host.cli import main
+from tritium.cli import main
 from tritium.host.errors import InputError, TritiumError
 from tritium.host.importers import load_model
 from tritium.host.link import FrameDecoder
-from tritium.host.transports import DeviceModelTransport, open_transport
+from tritium.host.device_model import DeviceModelTransport
+from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.model import GoldenModel

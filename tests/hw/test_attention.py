@@ -10,11 +10,11 @@ from tritium.hw.attention.core import AttentionCore
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import AttentionConfig
 from tritium.hw.memory.port import MemoryConfig
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
-from tritium.sim.attention_tb import (cache_image, fill_cache, golden_outputs, key_beats, model_shape,
+from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.attention_tb import (cache_image, fill_cache, golden_outputs, key_beats, model_shape,
                                       output_beats, qkv_beats, query_payload, random_qkv,
                                       random_scales, score_scale)
-from tritium.sim.harness import AttentionHarness
+from tritium.sim.testing.harness import AttentionHarness
 from tritium.sim.golden.fixed import scale_from_int
 from tritium.sim.golden.model import GoldenCache, attention_step, rope_tables
 

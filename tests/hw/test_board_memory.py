@@ -14,7 +14,7 @@ import pytest
 from tritium.hw.memory import SIM_MEMORY_PIPELINE_CYCLES, BoardMemory, MemoryConfig
 from tritium.hw.memory_model import (MEMORY_MODELS, MemoryModel, PortGroup, PortModel,
                                      memory_model)
-from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
 
 KV260 = MEMORY_MODELS["kv260"]

@@ -17,7 +17,7 @@ from tritium.hw.control.vectors import VectorReader, VectorWriter, vector_comman
 from tritium.hw.elementwise.common import gain_beat_layout
 from tritium.hw.layouts import act_beat_layout, code_beat_layout, vector_beat_layout
 from tritium.hw.memory import OnChipMemory
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
 
 LANES, DEPTH, TOKENS = 4, 64, 3
 TINY = ACCELERATOR_PRESETS["tiny"]

@@ -18,7 +18,7 @@ from tritium.hw.control.controller import Controller
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.mux import PortMux
 from tritium.hw.memory.port import MemoryPortSignature
-from tritium.sim.amaranth_tb import run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import run_simulation, stream_receive, stream_send
 from tritium.sim.golden.model import GoldenModel, embed
 
 

@@ -14,7 +14,7 @@ from tritium.hw import fixedpoint
 from tritium.hw.config import ElementwiseConfig, ModelConfig
 from tritium.hw.elementwise import (Dequantize, Gating, NormQuant, ResidualAdd, RoPE,
                                     ScaleMultiply, rope_table)
-from tritium.sim.amaranth_tb import TRAFFIC, stream_send
+from tritium.sim.testing.amaranth_tb import TRAFFIC, stream_send
 from tritium.sim.golden import fixed
 from tritium.sim.golden.model import (NormGain, QuantizedModel, act_codes, ffn_activation,
                                      norm_quant, quantize_gain, rope)

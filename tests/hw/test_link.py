@@ -23,7 +23,7 @@ from tritium.hw.link.host_link import HostLink
 from tritium.hw.link.registers import Register, RegisterFile
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.port import MemoryConfig
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_send
+from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_send
 
 MEMORY = MemoryConfig(data_width=32, addr_width=8, len_width=8)
 WORDS = 200

@@ -18,7 +18,7 @@ from tritium.hw.link.movers import (BufferReader, ReadMover, WriteMover, fetch_l
 from tritium.hw.link.sender import reply_layout
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.port import MemoryConfig
-from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
 
 MEMORY = MemoryConfig(data_width=64, addr_width=8, len_width=8)

@@ -19,7 +19,7 @@ from tritium.hw.memory_model import MemoryModel, PortModel
 from tritium.hw.memory.axi import (AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE,
                                    AXI_RESP_SLVERR as AXI_SLVERR)
 from tritium.hw.memory.simmodel import as_rate
-from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
 
 SMOOTH = TRAFFIC[0]

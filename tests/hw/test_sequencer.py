@@ -27,7 +27,7 @@ from tritium.hw.control.isa import FLAG_ACCUMULATE, OPCODES, STATUS
 from tritium.hw.control.sequencer import Sequencer
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.port import MemoryPortSignature
-from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
 
 NAMES = {code: name for name, code in OPCODES.items()}

@@ -12,7 +12,7 @@ from tritium.hw.tlmm.engine import TLMMEngine
 from tritium.hw.tlmm.lookup import LookupTree
 from tritium.hw.tlmm.table import TableBuilder
 from tritium.host.packer import word_codes
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
 from tritium.sim.golden.tlmm import build_tables, int_matmul
 
 CONFIGS = [

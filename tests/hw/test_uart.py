@@ -7,7 +7,7 @@ import pytest
 from amaranth import Module
 
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter, uart_divisor
-from tritium.sim.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
 
 SPECIAL = [0x00, 0xFF, 0x55, 0xAA, 0x01, 0x80]

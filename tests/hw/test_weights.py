@@ -10,7 +10,7 @@ from tritium.hw.config import TLMMConfig
 from tritium.hw.memory.port import MemoryConfig
 from tritium.hw.weights import ChunkBuffer, Gearbox, WeightBufferManager
 from tritium.host.packer import pack_ternary, word_codes
-from tritium.sim.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
 
 
 def bits_to_words(bits, width):

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from tritium.sim.amaranth_tb import run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import run_simulation, stream_receive, stream_send
 from tritium.sim.backend.harness import CHUNK_BYTES, ChunkFeeder
 
 

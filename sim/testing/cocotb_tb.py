@@ -12,7 +12,7 @@ import random
 import cocotb
 from cocotbext.axi.stream import define_stream
 
-from .backend.clocking import reset, start_clock
+from ..backend.clocking import reset, start_clock
 
 __all__ = ["AmStreamBus", "AmStreamTransaction", "AmStreamSource", "AmStreamSink", "TRAFFIC",
            "ALL_TRAFFIC", "random_pauses", "stream_bfm", "start_clock", "reset", "MemoryLoader"]
@@ -20,7 +20,7 @@ __all__ = ["AmStreamBus", "AmStreamTransaction", "AmStreamSource", "AmStreamSink
 AmStreamBus, AmStreamTransaction, AmStreamSource, AmStreamSink, _ = define_stream(
     "AmStream", signals=["payload", "valid", "ready"])
 
-# (valid gap probability, ready stall probability), as TRAFFIC in sim/amaranth_tb.py.
+# (valid gap probability, ready stall probability), as TRAFFIC in sim/testing/amaranth_tb.py.
 TRAFFIC = {"smooth": (0.0, 0.0), "gaps": (0.4, 0.0), "backpressure": (0.0, 0.5),
            "both": (0.3, 0.3)}
 ALL_TRAFFIC = [cocotb.Param(name, name=name) for name in TRAFFIC]

@@ -8,12 +8,12 @@ gives for them.
 
 import numpy as np
 
-from ..hw.attention.kvcache import KVLayout
-from ..hw.config import AttentionConfig, ModelConfig
-from ..hw.fixedpoint import scale_layout
-from ..hw.layouts import kv_record_layout
-from .golden.fixed import scale_from_float, scale_from_int
-from .golden.model import LOG2E, GoldenCache, attention
+from tritium.hw.attention.kvcache import KVLayout
+from tritium.hw.config import AttentionConfig, ModelConfig
+from tritium.hw.fixedpoint import scale_layout
+from tritium.hw.layouts import kv_record_layout
+from ..golden.fixed import scale_from_float, scale_from_int
+from ..golden.model import LOG2E, GoldenCache, attention
 
 __all__ = ["model_shape", "score_scale", "random_scales", "fill_cache", "key_beats",
            "query_payload", "golden_outputs", "random_qkv", "qkv_beats", "output_beats",

@@ -16,11 +16,11 @@ from tritium.hw.config import AttentionConfig, ModelConfig
 from tritium.hw.fixedpoint import scale_layout
 from tritium.hw.memory.port import MemoryConfig
 from tritium.hw.layouts import vector_beat_layout
-from .backend.backdoor import write_memory_image
+from ..backend.backdoor import write_memory_image
 from .attention_tb import output_beats, qkv_beats, random_qkv, score_scale
 from .cocotb_tb import (AmStreamSink, AmStreamSource, AmStreamTransaction, MemoryLoader,
                         stream_bfm)
-from .golden.model import attention_step, rope_tables
+from ..golden.model import attention_step, rope_tables
 
 __all__ = ["AttentionDriver"]
 
