@@ -63,7 +63,7 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
         # The block's own bound: a vector's codes need its peak, so they leave after its
         # last beat is in (docs/elementwise.md); the next vector comes in meanwhile.
         return instruction["beats"] * (tokens + 1)
-    if name in ("GATE", "LOAD", "STORE"):
+    if name in ("GATE", "LOAD", "STORE", "EMBED"):
         return instruction["beats"] * tokens
     return 0
 
@@ -106,7 +106,8 @@ class MeasuredRuns:
                           "ideal": ideal})
         return logits
 
-    def prefill(self, ids):
+    def prefill(self, ids, logits="all"):
+        # Every run's logits are measured and checked, whatever the caller asks for.
         step = self.config.max_tokens
         return np.concatenate([self._run(ids[start:start + step], "prefill")
                                for start in range(0, len(ids), step)])
@@ -161,7 +162,8 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
                 "projected_seconds_per_token": cycles / tokens / config.clock_hz}
 
     return {"kind": "simulated (cycle-accurate, Verilator); ideals derived",
-            "config": config.name, "model": model.config.name, "clock_hz": config.clock_hz,
+            "config": config.name, "embedding": config.embedding,
+            "model": model.config.name, "clock_hz": config.clock_hz,
             "memory_model": memory_model.name if memory_model else "onchip (in the top)",
             "matches_golden": all(r["matches_golden"] for r in runs),
             "prefill": totals("prefill"), "decode": totals("decode"),

@@ -7,7 +7,8 @@
 
 How the constants of ``host/performance.py`` (``CALIBRATION``) were calibrated: the
 compiled model is loaded into the simulated top (Verilator), then for each instruction
-of the program's first layer, its LOAD and its STORE, a program of that one instruction
+of the program's first layer, its inputs (LOAD, and EMBED with device embedding) and
+its STORE, a program of that one instruction
 and END is written over the program and run at each token count (and, for ATTEND, each
 position; the KV cache holds whatever is there, which does not change the timing). The
 controller's counters of that run give the instruction's cycles, which are set next to
@@ -81,7 +82,8 @@ def main(argv=None):
     with Accelerator(config, transport(), timeout=3600) as accelerator:
         compiled = accelerator.load(model)
         program = compiled.instructions
-        chosen = program[:14] + [program[-2]]           # LOAD, layer 0, STORE
+        first_layer = len(program) - 13 * config.model.layers - 2    # after the inputs
+        chosen = program[:first_layer + 13] + [program[-2]]      # inputs, layer 0, STORE
         for index, instruction in enumerate(chosen):
             name = NAMES[instruction["opcode"]]
             code = encode_instruction(**instruction).ljust(step, b"\0")
@@ -94,7 +96,7 @@ def main(argv=None):
                     counters = accelerator.counters()
                     model_run = estimate_run(config, memory, position, count)
                     # The program's instruction at the same place in the model's run.
-                    where = index if index < 14 else len(program) - 2
+                    where = index if index < first_layer + 13 else len(program) - 2
                     estimate = model_run.instructions[where]
                     counter = COUNTER_OF_OPCODE[name]
                     rows.append({"instruction": index, "op": name, "flags": instruction["flags"],

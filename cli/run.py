@@ -15,7 +15,8 @@ __all__ = ["RunCommand", "DemoCommand"]
 
 DEMO_PROMPT = "Once upon a time"
 DEMO_TOKENS = 96
-DEVICE_TIMEOUT = 600          # seconds a device may take for one request (a first sim load)
+DEVICE_TIMEOUT = 600          # seconds a device may take for one WRITE, READ or RUN (a first
+#                               sim load); INFO, GET and SET get host.link.SHORT_TIMEOUT
 
 
 def load(source):
@@ -68,18 +69,22 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
             check = GoldenCheck(model)
         else:
             runner, check = Session(make_backend(args.backend, model)), None
+        link = runner.link if on_device else None
+        marks = [_link_mark(link, check)]
         start = time.perf_counter()
         tokens = generate(runner, prompt_ids, args.tokens, check)
         with status(f"prefilling {len(prompt_ids)} tokens on {args.backend}"):
             first = next(tokens)                    # the prefill runs here
         prefill_runs = len(runner.run_cycles) if on_device else 0
         first_token_at = time.perf_counter()
+        marks.append(_link_mark(link, check))
         for token in itertools.chain([first], tokens):
             ids.append(token)
             pieces.append(text_stream.push(token))
             if out:
                 out.write(pieces[-1])
         decode_seconds = time.perf_counter() - first_token_at
+        marks.append(_link_mark(link, check))
     pieces.append(text_stream.flush())
     if out:
         out.end(pieces[-1])
@@ -102,12 +107,39 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
             "projected_decode_tokens_per_s": round(config.clock_hz / per_token, 1)
             if per_token else None,
         })
+        result.update(_link_figures(marks, len(prompt_ids), len(decode_cycles),
+                                    decode_seconds))
     result.update({
         "time_to_first_token_s": round(first_token_at - start, 6),
         "decode_tokens_per_s": round((len(ids) - 1) / decode_seconds, 3)
         if len(ids) > 1 and decode_seconds > 0 else None,
     })
     return result
+
+
+def _link_mark(link, check):
+    """The link's bytes and the seconds spent waiting for the device or checking its
+    logits, now (None without a device)."""
+    if link is None:
+        return None
+    return (link.sent_bytes + link.received_bytes, link.wait_seconds + check.seconds)
+
+
+def _link_figures(marks, prompt_tokens: int, decode_runs: int, decode_seconds: float) -> dict:
+    """Link bytes of the prefill and per decode token (both ways, frames' ENDs included),
+    and the host's seconds per decode token: the decode loop's wall time minus the time
+    spent waiting for the device's replies and checking its logits against the golden
+    model. (With the software device, ``model``, the device computes inside the host's
+    send, so its work counts as the host's.)"""
+    (start, _), (prefilled, waited), (end, waited_end) = marks
+    figures = {"link_bytes_prefill": prefilled - start,
+               "link_bytes_per_prompt_token": round((prefilled - start) / prompt_tokens, 1),
+               "link_bytes_per_decode_token": None, "host_seconds_per_decode_token": None}
+    if decode_runs:
+        figures["link_bytes_per_decode_token"] = round((end - prefilled) / decode_runs, 1)
+        figures["host_seconds_per_decode_token"] = round(
+            (decode_seconds - (waited_end - waited)) / decode_runs, 6)
+    return figures
 
 
 def summary(result: dict) -> str:

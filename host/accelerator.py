@@ -3,10 +3,11 @@
 :class:`Accelerator` speaks only the link protocol (docs/link.md) over a byte
 transport (:mod:`.transports`), so it drives the software device, the
 cycle-accurate simulation and boards with the same bytes. Per run it writes the
-tokens' embeddings to the io region, sets ``position`` and ``tokens``, sends RUN and
-reads the final hidden states back; the embedding lookup and the LM head run on the
-host exactly as in :meth:`GoldenModel.forward`, so the logits are bit-identical to the
-golden model's (docs/program.md).
+tokens' ids (a design with device embedding, which looks up their rows itself) or
+embeddings (host embedding) to the io region, sets ``position`` and ``tokens``, sends
+RUN and reads the final hidden states back; the host's embedding lookup and the LM head
+are the golden model's, so the logits are bit-identical to :meth:`GoldenModel.forward`
+(docs/program.md).
 """
 
 import numpy as np
@@ -14,10 +15,9 @@ import numpy as np
 from tritium.hw.config import AcceleratorConfig
 from tritium.hw.control.isa import REGISTERS, STATUS, WRITABLE_REGISTERS
 from tritium.hw.link.protocol import PROTOCOL_VERSION
-from tritium.sim.golden.fixed import F_ACT
-from tritium.sim.golden.model import embed
-from tritium.sim.reference import lm_head
-from .compiler import CompiledModel, compile_model
+from tritium.sim.golden.model import final_logits
+from tritium.sim.reference import LOGIT_ROWS
+from .compiler import CompiledModel, compile_model, run_inputs
 from .errors import InputError, TritiumError
 from .link import DeviceInfo, LinkClient, LinkError, pad_to_words
 from .runtime import check_generation, check_token_ids, generate
@@ -137,16 +137,22 @@ class Accelerator:
                              f"context of {limit} tokens, not {position!r}")
         self._position = position
 
-    def prefill(self, token_ids) -> np.ndarray:
-        """Append tokens to the conversation; return their logits, (tokens, vocab).
+    def prefill(self, token_ids, logits: str = "all") -> np.ndarray:
+        """Append tokens to the conversation; return their logits, (tokens, vocab), or
+        with ``logits="last"`` the last token's only, (1, vocab): the head then runs
+        once for the whole prompt.
 
         The tokens go in runs of up to ``max_tokens``; if a run fails, :attr:`position`
         counts the tokens of the runs before it.
         """
+        if logits not in LOGIT_ROWS:
+            raise InputError(f"logits must be one of {', '.join(LOGIT_ROWS)}, not {logits!r}")
         ids = self._checked(token_ids)
-        runs = range(0, len(ids), self.config.max_tokens)
-        return np.concatenate([self._run(ids[start:start + self.config.max_tokens])
-                               for start in runs])
+        starts = range(0, len(ids), self.config.max_tokens)
+        states = [self._run(ids[start:start + self.config.max_tokens]) for start in starts]
+        if logits == "last":
+            return final_logits(self.compiled.qmodel, states[-1][-1:])
+        return np.concatenate([final_logits(self.compiled.qmodel, run) for run in states])
 
     def decode(self, token_id) -> np.ndarray:
         """Append one token; return its logits, (vocab,)."""
@@ -188,27 +194,36 @@ class Accelerator:
         return ids
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
-        """One run of up to ``max_tokens`` tokens: embeddings in, logits out."""
-        states = self.run_states(embed(self._model, ids))
-        return lm_head(self._model, states / 2.0 ** F_ACT)
+        """One run of up to ``max_tokens`` tokens: token ids (device embedding) or their
+        embeddings (host embedding) in, final hidden states out, (tokens, hidden)."""
+        return self._run_io(run_inputs(self._model, self.config, ids), len(ids))
 
     def run_states(self, states) -> np.ndarray:
         """One run of the device on hidden states: ``states`` (tokens, hidden), int32
         Q19.12, 1 .. ``max_tokens`` tokens at the conversation's position, go to the io
         region; the final hidden states come back, (tokens, hidden) int64. The
-        conversation advances by the tokens. (:meth:`prefill` and :meth:`decode` put the
-        host's embedding lookup and LM head around it.)"""
-        compiled, hidden = self.compiled, self.config.model.hidden
+        conversation advances by the tokens. Only for a design with host embedding
+        (``config.embedding == "host"``), whose program starts from hidden states; a
+        design that looks up embeddings itself takes token ids (:meth:`prefill`)."""
+        hidden = self.config.model.hidden
+        if self.config.embedding != "host":
+            raise InputError(f"accelerator {self.config.name!r} looks up token embeddings "
+                             f"itself: it runs token ids (prefill, decode), not hidden states")
         states = np.asarray(states)
         if states.ndim != 2 or states.shape[1] != hidden \
                 or not 1 <= states.shape[0] <= self.config.max_tokens:
             raise InputError(f"a run takes (1 .. {self.config.max_tokens}, {hidden}) hidden "
                              f"states, not an array of shape {states.shape}")
-        tokens = states.shape[0]
+        return self._run_io(states.astype("<i4").tobytes(), states.shape[0])
+
+    def _run_io(self, inputs: bytes, tokens: int) -> np.ndarray:
+        """Write a run's inputs to the io region, run ``tokens`` tokens at the
+        conversation's position, read the final hidden states back, (tokens, hidden)."""
+        compiled, hidden = self.compiled, self.config.model.hidden
         if self._position + tokens > self._loaded().config.max_context:
             raise InputError(f"{self._position + tokens} tokens exceed the context of "
                              f"{self._model.config.max_context} tokens")
-        self.link.write(compiled.io_address, states.astype("<i4").tobytes())
+        self._write_memory(compiled.io_address, inputs)
         self.link.set(REGISTERS["position"], self._position)
         self.link.set(REGISTERS["tokens"], tokens)
         status = self.link.run()
@@ -218,6 +233,23 @@ class Accelerator:
             raise RunError(f"the device ended the run of {tokens} tokens at position "
                            f"{self._position} with status {status} ({name})")
         words = tokens * hidden // self.config.lanes
-        states = np.frombuffer(self.link.read(compiled.io_address, words), dtype="<i4")
+        states = np.frombuffer(self._read_memory(compiled.io_address, words), dtype="<i4")
         self._position += tokens
         return states.astype(np.int64).reshape(tokens, hidden)
+
+    def _write_memory(self, address: int, data: bytes) -> None:
+        """Store ``data`` from word ``address`` of the device's memory: through the
+        transport's ``write_memory`` where it has one (the Zynq transport: straight into
+        the DDR buffer, flushed before this returns, so before the RUN that reads it),
+        else in WRITE frames."""
+        write = getattr(self.transport, "write_memory", None)
+        if write is None:
+            self.link.write(address, data)
+        else:
+            write(address, data)
+
+    def _read_memory(self, address: int, words: int) -> bytes:
+        """``words`` words from word ``address`` of the device's memory: through the
+        transport's ``read_memory`` where it has one, else in READ frames."""
+        read = getattr(self.transport, "read_memory", None)
+        return self.link.read(address, words) if read is None else read(address, words)

@@ -12,7 +12,12 @@ Memory (bus words of ``data_width / 8`` bytes, from address 0, everything below
   gains, ``wo``, ``ffn_norm`` gains, ``w_gate``, ``w_up``, ``ffn_sub_norm`` gains,
   ``w_down``; each linear is its ``pack_ternary(W, tlmm.tile)`` stream, each norm its
   int16 gains little endian, both zero-padded to whole words;
-- the io region: ``max_tokens * hidden / lanes`` words, token after token;
+- with ``config.embedding == "device"``, the embedding table: ``vocab_size`` rows of
+  ``hidden`` int32 Q19.12 values (exactly the host's ``embed`` of every id), a row
+  every ``hidden / lanes`` words;
+- the io region: ``max_tokens * hidden / lanes`` words, token after token: the run's
+  inputs (embedding vectors, or with device embedding one token id per word, in the
+  low 32 bits), then its final hidden states;
 - the program: one instruction per ``ceil(32 / word bytes)`` words.
 
 Scratchpad (beats of ``lanes`` int32): five token-major regions one after the other,
@@ -21,6 +26,9 @@ Scratchpad (beats of ``lanes`` int32): five token-major regions one after the ot
 ``stride = beats``, so every instruction's ``src_stride``/``dst_stride`` is its
 region's width. They fill exactly ``config.scratch_words``. GATE writes its output
 over the gate vector in place (the element-wise unit reads a beat before it writes it).
+With device embedding the run's token ids are LOADed into the ``qkv`` region (one beat
+per token, the id in lane 0), which is free until the first layer's QKV linears, and
+EMBED reads them there.
 
 A layer is 13 instructions: docs/program.md's ten steps, with one LINEAR per matrix
 (the QKV and the gate/up steps are three and two LINEARs), because every linear has
@@ -40,11 +48,11 @@ import numpy as np
 from tritium.hw.config import AcceleratorConfig
 from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES,
                                     SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS)
-from tritium.sim.golden.model import QuantizedModel
+from tritium.sim.golden.model import QuantizedModel, embed
 from .errors import InputError
 from .packer import pack_ternary
 
-__all__ = ["check_model", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
+__all__ = ["check_model", "run_inputs", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
            "MemoryPlan", "memory_plan", "program_fields", "program_length",
            "encode_instruction", "decode_instruction", "instruction_words", "pack_scale",
            "unpack_scale"]
@@ -181,8 +189,8 @@ _NORM_FEATURES = {"attn_norm": "hidden", "attn_sub_norm": "q_dim", "ffn_norm": "
 
 
 def program_length(config: AcceleratorConfig) -> int:
-    """Instructions of the program: LOAD, 13 per layer, STORE, END."""
-    return 1 + 13 * config.model.layers + 2
+    """Instructions of the program: LOAD (and EMBED), 13 per layer, STORE, END."""
+    return len(_input_program(config, None)) + 13 * config.model.layers + 2
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ class MemoryPlan:
     """Where everything below the KV cache goes, from the shapes alone.
 
     ``placement`` maps a region's name (``"layer0.wq"``, ``"layer0.attn_norm"``,
-    ``"io"``, ``"program"``) to ``(word address, words)``, in address order from 0;
+    ``"embedding"``, ``"io"``, ``"program"``) to ``(word address, words)``, in address order from 0;
     ``words`` is the total. A linear takes the whole words of its packed stream
     (``ceil(chunks * blocks * word_bits / data_width)``), a norm those of its int16 gains.
     """
@@ -224,6 +232,8 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
             else:
                 bits = 16 * getattr(cfg, _NORM_FEATURES[name])
             reserve(f"layer{index}.{name}", -(-bits // word_bits))
+    if config.embedding == "device":
+        reserve("embedding", cfg.vocab_size * cfg.hidden // config.lanes)
     io_address = address
     reserve("io", config.max_tokens * cfg.hidden // config.lanes)
     program_address = address
@@ -266,7 +276,8 @@ class _Constants:
 def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
                    constants=None) -> list:
     """The program as instruction fields (dicts with the opcode's name under ``"op"``):
-    LOAD io -> ``x``, 13 instructions per layer, STORE ``x`` -> io, END.
+    the inputs into ``x`` (LOAD io -> ``x``; with device embedding LOAD io's token ids
+    -> ``qkv``, EMBED -> ``x``), 13 instructions per layer, STORE ``x`` -> io, END.
 
     Everything that sets the program's work (opcodes, flags, beats, blocks, strides,
     scratch and memory addresses) comes from ``config`` and ``plan`` (default:
@@ -278,14 +289,40 @@ def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
     constants = constants or _Placeholders()
     scratch = scratch_layout(config)
     x = scratch["x"]
-    program = [dict(op="LOAD", address=plan.io_address, dst=x.base, dst_stride=x.stride,
-                    beats=x.beats)]
+    program = _input_program(config, plan)
     for index in range(config.model.layers):
         program += _layer_program(index, plan.layer(index), config, scratch, constants)
     program += [dict(op="STORE", address=plan.io_address, src=x.base, src_stride=x.stride,
                      beats=x.beats),
                 dict(op="END")]
     return program
+
+
+def _input_program(config: AcceleratorConfig, plan) -> list:
+    """The instructions that put the run's inputs into ``x``: the embeddings from io, or
+    the token ids from io and their rows of the embedding table (``plan`` None: the
+    instructions without addresses, for counting them)."""
+    scratch = scratch_layout(config)
+    x, ids = scratch["x"], scratch["qkv"]
+    io = plan.io_address if plan else 0
+    if config.embedding == "host":
+        return [dict(op="LOAD", address=io, dst=x.base, dst_stride=x.stride, beats=x.beats)]
+    table = plan.placement["embedding"][0] if plan else 0
+    return [dict(op="LOAD", address=io, dst=ids.base, dst_stride=ids.stride, beats=1),
+            dict(op="EMBED", address=table, src=ids.base, src_stride=ids.stride,
+                 dst=x.base, dst_stride=x.stride, beats=x.beats)]
+
+
+def run_inputs(model, config: AcceleratorConfig, token_ids) -> bytes:
+    """What the host writes to the io region for a run of ``token_ids``: with device
+    embedding one word per token, the id in its low 32 bits; with host embedding the
+    tokens' embeddings (``golden.model.embed``), int32 Q19.12, token after token."""
+    ids = np.asarray(token_ids, dtype=np.int64)
+    if config.embedding == "host":
+        return embed(model, ids).astype("<i4").tobytes()
+    words = np.zeros((len(ids), config.lanes), dtype="<u4")
+    words[:, 0] = ids
+    return words.tobytes()
 
 
 def check_model(model, config: AcceleratorConfig) -> None:
@@ -330,6 +367,11 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
             else:
                 data = getattr(layer, name).values.astype("<i2").tobytes()
             place(f"layer{index}.{name}", data)
+    if config.embedding == "device":
+        # A model with a smaller vocabulary than the design's leaves the rest zero.
+        table = embed(model, np.arange(model.config.vocab_size)).astype("<i4").tobytes()
+        place("embedding", table + bytes(plan.placement["embedding"][1] * word_bytes
+                                         - len(table)))
 
     fields = program_fields(config, plan, _Constants(qmodel))
     program = [_instruction(**instruction) for instruction in fields]

@@ -179,7 +179,8 @@ class DeviceModel:
         pc = self.registers["program"]
         operations = {OPCODES["LOAD"]: self._load, OPCODES["STORE"]: self._store,
                       OPCODES["NORM"]: self._norm, OPCODES["LINEAR"]: self._linear,
-                      OPCODES["GATE"]: self._gate, OPCODES["ATTEND"]: self._attend}
+                      OPCODES["GATE"]: self._gate, OPCODES["ATTEND"]: self._attend,
+                      OPCODES["EMBED"]: self._embed}
         while True:
             fields = decode_instruction(self._memory_bytes(pc, INSTRUCTION_BYTES))
             if fields["opcode"] == OPCODES["END"]:
@@ -217,6 +218,16 @@ class DeviceModel:
         values = np.frombuffer(self._memory_bytes(f["address"], count), dtype="<i4")
         self._write_scratch(f["dst"], f["dst_stride"], tokens,
                             values.astype(np.int64).reshape(tokens, -1))
+
+    def _embed(self, f, position, tokens):
+        # Token t's id is lane 0 of scratch beat S(t), modulo 2 ** id_bits as in the gateware.
+        ids = self._read_scratch(f["src"], f["src_stride"], 1, tokens)[:, 0] \
+            % (1 << self.config.id_bits)
+        row_bytes = f["beats"] * self.word_bytes
+        rows = [np.frombuffer(self._memory_bytes(f["address"] + int(i) * f["beats"], row_bytes),
+                              dtype="<i4") for i in ids]
+        self._write_scratch(f["dst"], f["dst_stride"], tokens,
+                            np.stack(rows).astype(np.int64))
 
     def _store(self, f, position, tokens):
         values = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)

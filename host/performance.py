@@ -63,8 +63,8 @@ KINDS = tuple(name[:-len("_cycles")] for name in CONTROLLER_COUNTERS
               if name.endswith("_cycles") and name != "cycles")
 #: The kinds that move memory words (``<kind>_words`` in WORD_COUNTERS).
 WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
-_KIND_OF = {"LOAD": "move", "STORE": "move", "NORM": "norm", "LINEAR": "linear",
-            "GATE": "gate", "ATTEND": "attend"}
+_KIND_OF = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
+            "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend"}
 
 #: Cycles from an OnChipMemory read command's transfer to its first word (docs/memory.md).
 ONCHIP_READ_LATENCY = 2
@@ -84,6 +84,10 @@ CALIBRATION = {
     "load": 2,
     # STORE: issue, the reader's first beat, the write command and write_done.
     "store": 5,
+    # EMBED: issue, the reader's first id beat, the fetcher's id and address cycles and
+    # the writer's cycle after the last word; the rows' reads then follow each other
+    # without a gap (a row is longer than the fetcher's three cycles per token).
+    "embed": 7,
     # NORM: issue and the join of values and gains before pass 1; after it, the
     # codes latency, pass 2 of the last vector and its padding are structural.
     "norm": 4,
@@ -285,6 +289,11 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         cycles, terms = _terms(latency=port.latency, words=(n - 1) * w,
                                pipeline=CALIBRATION["load"])
         read = n
+    elif op == "EMBED":
+        n = beats * tokens
+        cycles, terms = _terms(latency=port.latency, words=(n - 1) * w,
+                               pipeline=CALIBRATION["embed"])
+        read = n
     elif op == "STORE":
         n = beats * tokens
         cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * w + 1),
@@ -430,9 +439,15 @@ class SimulatedCase:
         return "decode" if self.tokens == 1 and self.position > 0 else "prefill"
 
 
+# Reports recorded before designs could embed on the device ran on host embedding
+# (their programs start with a LOAD of the embeddings); newer ones say which they ran.
+_RECORDED_EMBEDDING = "host"
+
+
 def _e2e_cases(report: dict, source: str) -> list:
     """The runs of a ``bench/e2e.py --json`` report."""
-    config = ACCELERATOR_PRESETS[report["config"]]
+    config = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
+                                 embedding=report.get("embedding", _RECORDED_EMBEDDING))
     memory = report.get("memory_model", "onchip")
     onchip = memory not in MEMORY_MODELS        # "onchip (in the top)": the top's own memory
     cases = []
@@ -447,7 +462,8 @@ def _e2e_cases(report: dict, source: str) -> list:
 
 def _layer_cases(report: dict, source: str) -> list:
     """The cases of ``docs/bench-layer-kv260.json`` (``bench/layer.py --json``)."""
-    config = AcceleratorConfig.from_json(json.dumps(report["config"]))
+    config = AcceleratorConfig.from_json(json.dumps(
+        {"embedding": _RECORDED_EMBEDDING, **report["config"]}))
     if report.get("ports", 1) != 1:
         raise ValueError(f"{source}: the model covers designs on one memory port, not "
                          f"{report['ports']}")
@@ -542,21 +558,30 @@ def agreement(cases) -> dict:
 
 # -- the host ------------------------------------------------------------------------------
 
+# Bytes the host streams per head weight and logit row: the integer head's int8 codes
+# held as float32 once per model, so its products are exact float BLAS calls
+# (docs/numerics.md, section 10; sim/golden/head.py).
+HEAD_BYTES_PER_WEIGHT = 4
+
+
 @dataclass(frozen=True)
 class HostModel:
     """The host around the accelerator and the link between them.
 
-    Today the host embeds the tokens (``golden.model.embed``) and runs the final norm
-    and the LM head (``sim.reference.lm_head``: the float32 head recast to float64 on
-    every call, one float64 matrix-vector product per token of the run), and every run
-    moves its tokens' embeddings in and hidden states out over the link in
-    stop-and-wait frames (``Accelerator.run_states``). Every figure here is an
-    assumption, named in ``notes``:
+    Per run the host writes the run's inputs (token ids, or with host embedding the
+    embeddings it looked up) to the io region, runs it with stop-and-wait frames (SET
+    ``position`` and ``tokens``, RUN between two reads of the ``runs`` counter, GET
+    ``cycles``: ``host/link.py``) and reads the final hidden states back; the final norm
+    and the integer LM head then run on the host for the logit rows asked for (one per
+    prompt and per decode step in greedy generation: ``Accelerator.prefill(ids,
+    logits="last")``). Every figure here is an assumption, named in ``notes``:
 
-    ``stream_bytes_per_second``: NumPy streaming through memory on the host (the cast
-    and the products are bound by memory traffic, not arithmetic);
+    ``stream_bytes_per_second``: NumPy streaming through memory on the host (the head's
+    products and the io copies are bound by memory traffic, not arithmetic);
     ``write_byte_seconds`` / ``read_byte_seconds``: one link byte to / from the device;
     ``frame_seconds``: each stop-and-wait frame's turnaround besides its bytes;
+    ``bulk_through_memory``: the io region goes through a shared memory buffer (the
+    Zynq's DDR: a copy and a cache flush or invalidate) instead of WRITE and READ frames;
     ``memory_bytes``: the host's memory, when it may not hold the host's arrays.
     """
     name: str
@@ -567,26 +592,29 @@ class HostModel:
     frame_seconds: float
     notes: tuple = ()
     memory_bytes: int = None
+    bulk_through_memory: bool = False
 
 
 HOSTS = {
     "kv260": HostModel(
         name="the KV260's Cortex-A53 (one core, Linux, CPython and NumPy)",
-        link="the zynq transport: one byte per 32-bit AXI-Lite access to the link window",
+        link=("the zynq transport: small frames one byte per 32-bit AXI-Lite access to the "
+              "link window, the io region through the DDR buffer"),
         stream_bytes_per_second=2.0e9,
         write_byte_seconds=1.3e-6, read_byte_seconds=1.9e-6, frame_seconds=0.2e-3,
-        memory_bytes=4 * 2 ** 30,
+        memory_bytes=4 * 2 ** 30, bulk_through_memory=True,
         notes=(
             "memory 4 GiB: the KV260's DDR4, shared by Linux, the host's arrays and the "
             "accelerator's buffer",
-            "stream 2.0 GB/s: assumed for one Cortex-A53 core at 1.33 GHz on the PS DDR4, "
-            "page faults of the 393 MB float64 copy included; this development machine "
-            "(AMD EPYC, 2 cores) measured 8.5 GB/s for the same lm_head call (116 ms for "
-            "983 MB at one token) and 13.4 GB/s at eight",
+            "stream 2.0 GB/s: assumed for one Cortex-A53 core at 1.33 GHz on the PS DDR4; "
+            "this development machine (AMD EPYC, 2 cores) streams 8.5 GB/s, and its "
+            "integer head takes 24 ms per logit row at BitNet-0.7B's shape (197 MB of "
+            "float32 codes: bench/head_fidelity.py, docs/numerics.md section 10)",
             "link bytes 1.3 us out, 1.9 us in: the transport's per-byte Python loop measured "
             "0.15 / 0.20 us on this machine, scaled by 8 (assumed: CPython on the A53 "
             "against this core), plus an AXI-Lite access of 0.1 us (posted write) / 0.3 us "
-            "(read) (assumed)",
+            "(read) (assumed); the io region's copy and cache maintenance at the stream "
+            "rate (bench/zynq_host.py measured 0.01 ms per decode token here)",
             "frame 0.2 ms: assumed for the host's framing, CRC and FIFO polling (50 us "
             "sleeps) per stop-and-wait frame")),
     "ulx3s-85f": HostModel(
@@ -595,23 +623,28 @@ HOSTS = {
         stream_bytes_per_second=8.5e9,
         write_byte_seconds=10 / 3e6, read_byte_seconds=10 / 3e6, frame_seconds=1e-3,
         notes=(
-            "stream 8.5 GB/s: measured on this development machine for the lm_head call "
-            "(the tiny model's head is 32 K weights, so it hardly matters)",
+            "stream 8.5 GB/s: measured on this development machine for the head's "
+            "products (the tiny model's head is 32 K weights, so it hardly matters)",
             "link bytes 3.33 us: 10 bits per byte at 3 Mbaud (derived from the line rate)",
             "frame 1 ms: assumed, the FT231X's latency timer set to 1 ms as docs/boards.md "
             "says; at the Linux default of 16 ms each of a run's frames waits 16 ms")),
 }
 
 
-def link_traffic(config: AcceleratorConfig, tokens: int) -> dict:
-    """Bytes and frames one run moves over the host link (``Accelerator.run_states``):
-    WRITE the embeddings, SET position and tokens, RUN, GET cycles, READ the hidden states;
-    frames as ``host/link.py`` encodes them (SLIP escapes of the data not counted: a
-    fraction of a percent for random data)."""
+def link_traffic(config: AcceleratorConfig, tokens: int,
+                 bulk_through_memory: bool = False) -> dict:
+    """Bytes and frames one run moves over the host link (``Accelerator._run_io`` and
+    ``LinkClient.run``): WRITE the inputs (a word per token id with device embedding,
+    else the embeddings), SET position and tokens, GET ``runs``, RUN, GET ``runs``, GET
+    ``cycles``, READ the hidden states; frames as ``host/link.py`` encodes them (SLIP
+    escapes of the data not counted: a fraction of a percent for random data). With
+    ``bulk_through_memory`` the inputs and the hidden states go through the shared
+    buffer instead of WRITE and READ (``memory_bytes``)."""
     from tritium.hw.link import protocol as p
     from .link import encode_frame
     word_bytes = config.data_width // 8
     data = tokens * config.model.hidden * 4
+    inputs = tokens * word_bytes if config.embedding == "device" else data
     chunk = (config.max_payload - 4) // word_bytes * word_bytes
     per_frame = config.max_payload // word_bytes
 
@@ -622,36 +655,44 @@ def link_traffic(config: AcceleratorConfig, tokens: int) -> dict:
         return len(encode_frame(0x80, 0, bytes(payload))) - 1
 
     to_device = from_device = frames = 0
-    for start in range(0, data, chunk):
-        to_device += request(p.WRITE, 4 + min(chunk, data - start))
-        from_device += reply(0)
-        frames += 1
-    for kind, payload, answer in ((p.SET, 5, 0), (p.SET, 5, 0), (p.RUN, 1, 1), (p.GET, 1, 4)):
+    if not bulk_through_memory:
+        for start in range(0, inputs, chunk):
+            to_device += request(p.WRITE, 4 + min(chunk, inputs - start))
+            from_device += reply(0)
+            frames += 1
+    for kind, payload, answer in ((p.SET, 5, 0), (p.SET, 5, 0), (p.GET, 1, 4), (p.RUN, 1, 1),
+                                  (p.GET, 1, 4), (p.GET, 1, 4)):
         to_device += request(kind, payload)
         from_device += reply(answer)
         frames += 1
-    words = data // word_bytes
-    for start in range(0, words, per_frame):
-        to_device += request(p.READ, 6)
-        from_device += reply(min(per_frame, words - start) * word_bytes)
-        frames += 1
+    if not bulk_through_memory:
+        words = data // word_bytes
+        for start in range(0, words, per_frame):
+            to_device += request(p.READ, 6)
+            from_device += reply(min(per_frame, words - start) * word_bytes)
+            frames += 1
     return {"to_device": to_device, "from_device": from_device, "frames": frames,
-            "payload": 2 * data}
+            "payload": inputs + data,
+            "memory_bytes": inputs + data if bulk_through_memory else 0}
 
 
 def host_run_seconds(model: ModelConfig, config: AcceleratorConfig, host: HostModel,
-                     tokens: int) -> dict:
+                     tokens: int, head_rows: int = 0) -> dict:
     """Host seconds around one run of ``tokens`` tokens: ``embed`` (rows to float64 and
-    back to int32), ``lm_head`` (the head recast to float64 once per run, 12 bytes per
-    weight, then 8 bytes per weight and token) and ``link`` (:func:`link_traffic`)."""
+    back to int32; none with device embedding), ``lm_head`` (the integer head for
+    ``head_rows`` logit rows: :data:`HEAD_BYTES_PER_WEIGHT` bytes streamed per weight and
+    row) and ``link`` (:func:`link_traffic`: its bytes and frames, and the io region's
+    copy through a shared buffer at the streaming rate)."""
     weights = model.vocab_size * model.hidden
-    link = link_traffic(config, tokens)
+    link = link_traffic(config, tokens, host.bulk_through_memory)
     return {
-        "embed": tokens * model.hidden * 20 / host.stream_bytes_per_second,
-        "lm_head": (12 + 8 * tokens) * weights / host.stream_bytes_per_second,
+        "embed": (tokens * model.hidden * 20 / host.stream_bytes_per_second
+                  if config.embedding == "host" else 0.0),
+        "lm_head": head_rows * HEAD_BYTES_PER_WEIGHT * weights / host.stream_bytes_per_second,
         "link": (link["to_device"] * host.write_byte_seconds
                  + link["from_device"] * host.read_byte_seconds
-                 + link["frames"] * host.frame_seconds),
+                 + link["frames"] * host.frame_seconds
+                 + link["memory_bytes"] / host.stream_bytes_per_second),
         "link_bytes": link["to_device"] + link["from_device"]}
 
 
@@ -800,18 +841,21 @@ def _rooflines(setup: BoardSetup, config: AcceleratorConfig, moved: int) -> dict
 
 
 def _runs_figures(setup: BoardSetup, model: ModelConfig, runs) -> dict:
-    """The time of a sequence of runs ``(position, tokens)``: fabric parts (derived), the
-    host's LM head and embedding and the link (assumed), and the rooflines."""
+    """The time of a sequence of runs ``(position, tokens)`` that ends in one token's
+    logits: fabric parts (derived), the host's LM head and embedding and the link
+    (assumed), and the rooflines."""
     config = setup.config
     kinds = {kind: 0.0 for kind in KINDS}
     moved = link_bytes = 0
     host = {"embed": 0.0, "lm_head": 0.0, "link": 0.0}
-    for position, tokens in runs:
+    for index, (position, tokens) in enumerate(runs):
         run = estimate_run(config, setup.memory, position, tokens)
         for kind in KINDS:
             kinds[kind] += run.by_kind[kind] / config.clock_hz
         moved += run.bytes_moved
-        seconds = host_run_seconds(model, config, setup.host, tokens)
+        # Greedy generation asks for one logit row: the last run's last token's.
+        seconds = host_run_seconds(model, config, setup.host, tokens,
+                                   head_rows=int(index == len(runs) - 1))
         for key in host:
             host[key] += seconds[key]
         link_bytes += seconds["link_bytes"]
@@ -858,26 +902,21 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
     for prompt in prompts:
         runs = [(start, min(step, prompt - start)) for start in range(0, prompt, step)]
         figures = _runs_figures(setup, model, runs)
-        # The host computes every prompt token's logits today; the first token needs
-        # only the last one's (one product, one recast).
-        weights = model.vocab_size * model.hidden
-        last_only = (len(runs) * 12 + 8) * weights / setup.host.stream_bytes_per_second
-        figures.update(prompt=prompt, seconds_with_last_logits_only=(
-            figures["seconds"] - figures["parts"]["lm_head"]["seconds"] + last_only))
+        figures.update(prompt=prompt)
         ttft.append(figures)
     notes = list(setup.notes)
     if setup.host.memory_bytes:
-        # The float32 embedding and head (one array if tied), the head's float64 copy,
-        # and the accelerator's buffer in the same memory.
+        # The float32 embedding and head (one array if tied), the integer head's float32
+        # codes, and the accelerator's buffer in the same memory.
         weights = model.vocab_size * model.hidden
-        need = ((1 if model.tied_embedding else 2) * 4 + 8) * weights \
+        need = ((1 if model.tied_embedding else 2) * 4 + HEAD_BYTES_PER_WEIGHT) * weights \
             + config.memory_words * config.data_width // 8
         if need > setup.host.memory_bytes:
-            notes.append(f"the host's arrays (embedding, head and its float64 copy: "
+            notes.append(f"the host's arrays (embedding, head and its integer codes: "
                          f"{_mb(need - config.memory_words * config.data_width // 8)}) and "
                          f"the accelerator's buffer ({_mb(config.memory_words * config.data_width // 8)}) "
                          f"need {_mb(need)}, more than the host's {_mb(setup.host.memory_bytes)}: "
-                         f"the LM head as today cannot run there")
+                         f"the LM head on the host cannot run there")
     return {
         "model": model.name, "board": setup.board.name, "config": config.name,
         "config_kind": setup.config_kind, "notes": notes,
@@ -889,6 +928,7 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
                  "write_byte_seconds": setup.host.write_byte_seconds,
                  "read_byte_seconds": setup.host.read_byte_seconds,
                  "frame_seconds": setup.host.frame_seconds,
+                 "bulk_through_memory": setup.host.bulk_through_memory,
                  "notes": list(setup.host.notes), "label": "assumed"},
         "labels": LABELS,
         "decode": decode, "ttft": ttft,
@@ -897,10 +937,11 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
 
 
 def _layer_slice_of(case_config: AcceleratorConfig, config: AcceleratorConfig) -> bool:
-    """Whether ``case_config`` is ``config`` reduced to one layer (``bench/layer.py``)."""
+    """Whether ``case_config`` is ``config`` reduced to one layer (``bench/layer.py``:
+    its runs start from hidden states, so its embedding is the host's)."""
     if case_config.model.layers != 1:
         return False
-    one = dataclasses.replace(config, name=case_config.name,
+    one = dataclasses.replace(config, name=case_config.name, embedding=case_config.embedding,
                               model=dataclasses.replace(config.model, layers=1))
     return one == case_config
 
@@ -973,8 +1014,6 @@ def format_projection(result: dict) -> str:
     ttft = result["ttft"]
     if ttft:
         rows = part_rows(ttft)
-        rows.append(("total with the last logits only", "",
-                     [_ms(i["seconds_with_last_logits_only"]) for i in ttft]))
         for key in _roof_keys(ttft[0]):
             roof = ttft[0]["roofline"][key]
             rows.append((f"memory roofline, {roof['ports']} port{'s' if roof['ports'] > 1 else ''}",

@@ -2,14 +2,17 @@
 
 The backends here compute on the host: ``golden`` (the bit-exact integer model of the
 hardware) and ``reference`` (float64). Every backend offers ``new_cache()`` and
-``forward(token_ids, cache) -> logits``; a :class:`Session` adds the checks that keep
-bad input from reaching them.
+``forward(token_ids, cache, logits="all" | "last") -> logits`` (every token's, or the
+last token's only: the LM head is the costly part for a large vocabulary); a
+:class:`Session` adds the checks that keep bad input from reaching them.
 """
+
+import time
 
 import numpy as np
 
 from tritium.sim.golden.model import GoldenModel
-from tritium.sim.reference import ReferenceModel
+from tritium.sim.reference import LOGIT_ROWS, ReferenceModel
 from .errors import InputError
 
 __all__ = ["BACKENDS", "BACKEND_DESCRIPTIONS", "make_backend", "Session", "generate",
@@ -61,16 +64,20 @@ class Session:
         """The model's config (as :attr:`Accelerator.model_config`)."""
         return self.config
 
-    def prefill(self, token_ids) -> np.ndarray:
-        """Append tokens; return their logits, (tokens, vocab)."""
-        return self.feed(token_ids)
+    def prefill(self, token_ids, logits: str = "all") -> np.ndarray:
+        """Append tokens; return their logits, (tokens, vocab), or with ``logits="last"``
+        the last token's only, (1, vocab)."""
+        return self.feed(token_ids, logits)
 
     def decode(self, token_id) -> np.ndarray:
         """Append one token; return its logits, (vocab,)."""
         return self.feed([token_id])[0]
 
-    def feed(self, token_ids) -> np.ndarray:
-        """Append tokens (prefill for several, decode for one); return their logits."""
+    def feed(self, token_ids, logits: str = "all") -> np.ndarray:
+        """Append tokens (prefill for several, decode for one); return their logits
+        (``"all"``) or the last token's (``"last"``)."""
+        if logits not in LOGIT_ROWS:
+            raise InputError(f"logits must be one of {', '.join(LOGIT_ROWS)}, not {logits!r}")
         ids = check_token_ids(token_ids, self.config.vocab_size)
         if len(ids) == 0:
             raise InputError("cannot run an empty token sequence")
@@ -78,7 +85,7 @@ class Session:
             raise InputError(f"{self.length + len(ids)} tokens exceed the context of "
                              f"{self.config.max_context} tokens of model "
                              f"{self.config.name!r}")
-        return self.backend.forward(ids, self.cache)
+        return self.backend.forward(ids, self.cache, logits)
 
 
 def check_generation(prompt_ids, count: int, config, used: int = 0) -> np.ndarray:
@@ -116,18 +123,22 @@ def generate(runner, prompt_ids, count: int, check=None):
 
     ``runner`` is a :class:`Session` (a host backend), an
     :class:`~tritium.host.accelerator.Accelerator` (a device) or anything else with
-    ``prefill(ids) -> logits (tokens, vocab)``, ``decode(id) -> logits (vocab,)``,
-    ``position`` (tokens already in its cache) and ``model_config``. The checks of
+    ``prefill(ids, logits="all" | "last") -> logits (tokens or 1, vocab)``,
+    ``decode(id) -> logits (vocab,)``, ``position`` (tokens already in its cache) and ``model_config``. The checks of
     :func:`check_generation` happen now, before anything runs; the tokens come as the
     returned iterator is consumed. ``check(ids, logits)``, if given, sees every run's
-    input ids and logits, (tokens, vocab): e.g. a :class:`GoldenCheck`.
+    input ids and logits, (tokens, vocab): e.g. a :class:`GoldenCheck`. Without a check
+    the prompt's logits are asked for its last token only (``prefill(ids, logits=
+    "last")``), which every runner offers.
     """
     prompt_ids = check_generation(prompt_ids, count, runner.model_config, runner.position)
     return _greedy(runner, prompt_ids, count, check)
 
 
 def _greedy(runner, prompt_ids, count, check):
-    logits = runner.prefill(prompt_ids)
+    # Greedy decoding needs the last prompt token's logits only, so the head runs once
+    # per prompt; a golden check compares every token's.
+    logits = runner.prefill(prompt_ids, logits="all" if check is not None else "last")
     if check is not None:
         check(prompt_ids, logits)
     logits = logits[-1]
@@ -142,23 +153,30 @@ def _greedy(runner, prompt_ids, count, check):
 
 class GoldenCheck:
     """The golden comparison: called with each run's ``(ids, logits)``, it runs the same
-    ids on the golden model (its own cache) and compares the logits bit for bit.
+    ids on the golden model (its own cache) and compares the logits bit for bit: every
+    token's, or the last token's if ``logits`` has one row for several ids.
 
-    Attributes: ``matches`` (every run so far equal), ``runs`` (each run's result).
+    Attributes: ``matches`` (every run so far equal), ``runs`` (each run's result),
+    ``seconds`` (the time the comparisons took, to tell them apart from the run's own).
     """
 
     def __init__(self, model):
         self.golden = GoldenModel(model)
         self.cache = self.golden.new_cache()
         self.runs = []
+        self.seconds = 0.0
 
     @property
     def matches(self) -> bool:
         return all(self.runs)
 
     def __call__(self, ids, logits) -> bool:
-        expected = self.golden.forward(np.asarray(ids, dtype=np.int64), self.cache)
-        self.runs.append(bool(np.array_equal(np.asarray(logits), expected)))
+        started = time.perf_counter()
+        logits = np.asarray(logits)
+        which = "last" if logits.ndim == 2 and len(logits) == 1 else "all"
+        expected = self.golden.forward(np.asarray(ids, dtype=np.int64), self.cache, which)
+        self.runs.append(bool(np.array_equal(logits, expected)))
+        self.seconds += time.perf_counter() - started
         return self.runs[-1]
 
 

@@ -9,7 +9,13 @@ A transport moves the link's bytes (docs/link.md), so the driver
 - ``close()``;
 - optionally ``load_image(image)``: put a compiled model's memory image
   (``CompiledModel.image``) into the device's memory directly; where a transport has
-  it, :meth:`Accelerator.load` uses it instead of WRITE frames.
+  it, :meth:`Accelerator.load` uses it instead of WRITE frames;
+- optionally ``write_memory(address, data)`` and ``read_memory(address, words) ->
+  bytes``: store and fetch bus words of the device's memory directly (word addresses,
+  as WRITE and READ frames take them), visible to the device before the next command
+  and reading what it has written; where a transport has them,
+  :meth:`Accelerator.run_states` moves the io region through them instead of WRITE and
+  READ frames (the Zynq transport: its DDR buffer).
 
 Every backend (``device_model``, ``sim_transport``, ``serial_transport``,
 ``zynq_transport``) imports this module; the registry that opens one by name is

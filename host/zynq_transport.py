@@ -6,8 +6,13 @@ reaches the accelerator through the AXI-Lite register window of
 direction, so :class:`~tritium.host.link.LinkClient` and
 :class:`~tritium.host.accelerator.Accelerator` work unchanged. The accelerator's memory
 is a contiguous buffer in PS DDR whose physical address the host writes to the
-window's base registers; the host can fill it directly (:meth:`ZynqTransport.load_image`)
-instead of sending the model through WRITE frames.
+window's base registers; the host fills and reads it directly instead of sending bulk
+data through the window: the model (:meth:`ZynqTransport.load_image`) and each run's
+io region (:meth:`ZynqTransport.write_memory`, :meth:`ZynqTransport.read_memory`, which
+:class:`~tritium.host.accelerator.Accelerator` uses in place of WRITE and READ frames).
+The window carries only the small frames (SET, RUN, GET, INFO, the image check's
+READs), one register access per byte: the gateware's FIFO registers take one byte per
+access.
 
 The register protocol sits behind :class:`Registers` (``read32``/``write32`` at byte
 offsets into the window), with two implementations for the board, PYNQ's ``MMIO``
@@ -24,6 +29,7 @@ the window, its checks and the buffer attached, ready for the driver.
 import errno
 import importlib.util
 import mmap
+import operator
 import os
 import time
 
@@ -150,7 +156,8 @@ class Buffer:
 
     ``physical_address`` and ``size`` (bytes); ``write``/``read`` at byte offsets;
     ``flush`` makes the CPU's writes visible to the fabric (HP ports do not snoop the
-    caches), ``invalidate`` makes the fabric's writes visible to the CPU.
+    caches), ``invalidate`` makes the fabric's writes visible to the CPU: both for
+    ``length`` bytes from ``offset``, or the whole buffer when ``length`` is None.
     """
 
     physical_address: int
@@ -162,10 +169,10 @@ class Buffer:
     def read(self, offset: int, length: int) -> bytes:
         raise NotImplementedError
 
-    def flush(self) -> None:
+    def flush(self, offset: int = 0, length: int = None) -> None:
         pass
 
-    def invalidate(self) -> None:
+    def invalidate(self, offset: int = 0, length: int = None) -> None:
         pass
 
     def close(self) -> None:
@@ -236,11 +243,16 @@ class PynqBuffer(Buffer):
         self._check(offset, length)
         return self._array[offset:offset + length].tobytes()
 
-    def flush(self) -> None:
-        self._array.flush()
+    def flush(self, offset: int = 0, length: int = None) -> None:
+        self._range(offset, length).flush()
 
-    def invalidate(self) -> None:
-        self._array.invalidate()
+    def invalidate(self, offset: int = 0, length: int = None) -> None:
+        self._range(offset, length).invalidate()
+
+    def _range(self, offset, length):
+        # A slice of PYNQ's buffer keeps its offset into the allocation and flushes or
+        # invalidates only its own bytes (its nbytes), not the whole 512 MiB.
+        return self._array if length is None else self._array[offset:offset + length]
 
     def close(self) -> None:
         self._array.freebuffer()
@@ -290,8 +302,14 @@ class ZynqTransport(Transport):
     # -- the byte stream -------------------------------------------------------------------
 
     def send(self, data: bytes, timeout: float = 10.0) -> None:
-        """Hand ``data`` to the device, as fast as its FIFO takes it."""
+        """Hand ``data`` to the device, as fast as its FIFO takes it.
+
+        One ``tx_data`` write per byte: the window takes one byte per access (bits 7:0),
+        so this is a Python loop per byte. Bulk data goes through the buffer instead
+        (:meth:`write_memory`); what comes here is the link's small frames.
+        """
         regs, data = self.registers, bytes(data)
+        write32, tx_data = regs.write32, reg.REGISTERS["tx_data"]
         deadline, sent = time.monotonic() + timeout, 0
         while sent < len(data):
             space = regs.read32(reg.REGISTERS["tx_space"])
@@ -302,7 +320,7 @@ class ZynqTransport(Transport):
                 self._pause()
                 continue
             for byte in data[sent:sent + space]:
-                regs.write32(reg.REGISTERS["tx_data"], byte)
+                write32(tx_data, byte)
             sent += min(space, len(data) - sent)
             deadline = time.monotonic() + timeout
         if self.status() & reg.STATUS_TX_OVERFLOW:
@@ -310,15 +328,19 @@ class ZynqTransport(Transport):
             raise LinkError("the device's receive FIFO overflowed: bytes were lost")
 
     def receive(self, timeout: float) -> bytes:
-        """What the device has sent (at least one byte), or LinkTimeout after ``timeout`` s."""
+        """What the device has sent (at least one byte), or LinkTimeout after ``timeout`` s.
+
+        One ``rx_data`` read per byte (each read pops one byte of the FIFO).
+        """
         regs = self.registers
+        read32, rx_data = regs.read32, reg.REGISTERS["rx_data"]
         deadline = time.monotonic() + timeout
         while True:
             count = regs.read32(reg.REGISTERS["rx_count"])
             if count:
                 received = bytearray()
                 for _ in range(count):
-                    word = regs.read32(reg.REGISTERS["rx_data"])
+                    word = read32(rx_data)
                     if not word & reg.RX_DATA_VALID:
                         raise LinkError(f"the from-device FIFO said {count} bytes but ran "
                                         f"dry after {len(received)}")
@@ -393,18 +415,61 @@ class ZynqTransport(Transport):
         words, and nothing beyond the accelerator's ``memory_words`` (refused, like a
         WRITE there, before anything is written).
         """
-        if self.buffer is None:
-            raise InputError("attach a buffer (attach_buffer) before loading an image")
+        self._check_buffer("loading an image")
         word_bytes = self.config.memory.bytes_per_word
         padded = [(address, pad_to_words(data, word_bytes)) for address, data in image]
         for address, data in padded:
-            if address < 0 or address * word_bytes + len(data) > self.memory_bytes:
-                raise InputError(f"the image's {len(data)} bytes at word {address} lie "
-                                 f"outside the accelerator's {self.config.memory_words} words")
+            self._check_range(address, len(data), "the image's ")
         for address, data in padded:
             self.buffer.write(address * word_bytes, data)
         self.buffer.flush()
         return sum(len(data) for _, data in padded)
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        """Store ``data`` from the accelerator's word ``address`` straight into the
+        buffer, then flush those bytes to DDR: what a WRITE frame stores (padded with
+        zeros to whole words; refused, before anything is written, where it leaves the
+        accelerator's ``memory_words``), without passing the window. The accelerator
+        reads them once the host sends RUN, which it does after this returns.
+        """
+        self._check_buffer("writing the accelerator's memory")
+        data = pad_to_words(data, self.config.memory.bytes_per_word)
+        start = self._check_range(address, len(data))
+        self.buffer.write(start, data)
+        self.buffer.flush(start, len(data))
+
+    def read_memory(self, address: int, words: int) -> bytes:
+        """``words`` bus words from the accelerator's word ``address``, straight from the
+        buffer: what a READ frame returns, without passing the window. Those bytes' cache
+        lines are invalidated first, so the CPU reads what the accelerator wrote to DDR
+        (a run's results are there when RUN has answered: its STOREs wait for their
+        write responses).
+        """
+        self._check_buffer("reading the accelerator's memory")
+        try:
+            count = operator.index(words)
+        except TypeError:
+            count = -1
+        if count < 0:
+            raise InputError(f"a read takes a count of words, not {words!r}")
+        words = count
+        length = words * self.config.memory.bytes_per_word
+        start = self._check_range(address, length)
+        self.buffer.invalidate(start, length)
+        return self.buffer.read(start, length)
+
+    def _check_buffer(self, doing):
+        if self.buffer is None:
+            raise InputError(f"attach a buffer (attach_buffer) before {doing}")
+
+    def _check_range(self, address, length, what="") -> int:
+        """The byte offset of word ``address``, or InputError unless ``length`` bytes
+        from there lie inside the accelerator's memory."""
+        start = address * self.config.memory.bytes_per_word
+        if address < 0 or start + length > self.memory_bytes:
+            raise InputError(f"{what}{length} bytes at word {address} lie outside the "
+                             f"accelerator's {self.config.memory_words} words")
+        return start
 
     def close(self) -> None:
         """Release the buffer (a PYNQ allocation or a /dev/mem mapping) and the window."""

@@ -9,9 +9,10 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "ModelConfig", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
-           "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
-           "TLMM_PRESETS", "tlmm_preset"]
+__all__ = ["kv_record_bits", "EMBEDDINGS", "ModelConfig", "HeadConfig", "HEAD_FORMATS",
+           "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
+           "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS", "TLMM_PRESETS",
+           "tlmm_preset"]
 
 from .numerics import EXPONENT_BITS, MANTISSA_BITS
 
@@ -121,6 +122,65 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
         return cls.from_dict(json.loads(text))
+
+
+HEAD_FORMATS = ("int8", "int4")
+ACT_CODE_PEAK = 128             # |int8 activation code| <= 128 (docs/numerics.md section 1)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The LM head's weight format (docs/numerics.md section 10).
+
+    ``"int8"``: int8 codes, one scale per vocabulary row; ``"int4"``: int4 codes, one
+    scale per ``group`` consecutive hidden dims of a row (half the bytes). Every scale
+    is a 16-bit mantissa and all of a head's scales share one exponent, so each row's
+    score is an exact integer and the argmax over the vocabulary needs no float.
+    """
+    format: str = "int8"
+    group: int = 64             # int4 only: hidden dims per scale
+
+    def __post_init__(self):
+        if self.format not in HEAD_FORMATS:
+            raise ValueError(f"HeadConfig.format must be one of {HEAD_FORMATS}, "
+                             f"not {self.format!r}")
+        _check_positive(self, "group")
+
+    @property
+    def code_max(self) -> int:
+        """Largest weight code magnitude: codes are symmetric, -code_max .. code_max."""
+        return 127 if self.format == "int8" else 7
+
+    @property
+    def acc_bits(self) -> int:
+        """Signed width of a row's accumulator: int32 for int8 (then one multiply by the
+        row mantissa), 48 bits (a DSP's accumulator) for int4, whose group mantissas are
+        multiplied in while accumulating."""
+        return 32 if self.format == "int8" else 48
+
+    def max_hidden(self) -> int:
+        """The largest hidden size whose worst-case accumulator fits :attr:`acc_bits`
+        (activation codes of magnitude 128 against codes of magnitude ``code_max``, and
+        for int4 every group mantissa at 2**16 - 1)."""
+        per_input = ACT_CODE_PEAK * self.code_max
+        if self.format == "int4":
+            per_input *= 2 ** MANTISSA_BITS - 1
+        return (2 ** (self.acc_bits - 1) - 1) // per_input
+
+    def check(self, hidden: int) -> None:
+        """Raise ``ValueError`` unless a head of ``hidden`` inputs has this format."""
+        if hidden > self.max_hidden():
+            raise ValueError(f"a {self.format} LM head takes at most {self.max_hidden()} "
+                             f"inputs (its int{self.acc_bits} accumulator), not {hidden}")
+        if self.format == "int4" and hidden % self.group:
+            raise ValueError(f"an int4 LM head's group ({self.group}) must divide the "
+                             f"hidden size ({hidden})")
+
+    def weight_bytes(self, vocab: int, hidden: int) -> int:
+        """Bytes of the head as the hardware stores it: codes plus 16-bit mantissas."""
+        if self.format == "int8":
+            return vocab * hidden + 2 * vocab
+        return vocab * hidden // 2 + 2 * vocab * (hidden // self.group)
 
 
 @dataclass(frozen=True)
@@ -426,6 +486,10 @@ MODEL_PRESETS = {
 }
 
 
+# Where a design looks up token embeddings (AcceleratorConfig.embedding).
+EMBEDDINGS = ("device", "host")
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
     """The whole accelerator: the model shape it serves and the size of every unit.
@@ -438,6 +502,10 @@ class AcceleratorConfig:
     also the attention unit's ``dims_per_cycle`` and, at 32 bits each, the memory's bus
     word (``data_width`` bits, ``memory_words`` words). ``max_payload`` is the host
     link's frame buffer in bytes; ``clock_hz`` the clock the design is built for.
+    ``embedding`` says where the token embedding is looked up: ``"device"`` (the table
+    sits in the accelerator's memory and the host sends token ids; the EMBED
+    instruction) or ``"host"`` (the host sends each token's embedding vector: for a
+    board whose memory cannot hold the table, the ULX3S).
     """
     name: str
     model: ModelConfig
@@ -446,9 +514,13 @@ class AcceleratorConfig:
     memory_words: int = 2 ** 14
     clock_hz: int = 100_000_000
     max_payload: int = 1024
+    embedding: str = "device"
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, not "
+                             f"{self.embedding!r}")
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)
@@ -484,6 +556,12 @@ class AcceleratorConfig:
     @property
     def data_width(self) -> int:
         return 32 * self.lanes
+
+    @property
+    def id_bits(self) -> int:
+        """Bits of a token id that EMBED uses (the id modulo ``2 ** id_bits``): enough
+        for every id of the design's vocabulary."""
+        return max(1, (self.model.vocab_size - 1).bit_length())
 
     @property
     def addr_width(self) -> int:
@@ -552,6 +630,10 @@ class AcceleratorConfig:
             if want != have:
                 raise ValueError(f"model {model.name!r} has {name} = {want!r}, but accelerator "
                                  f"{self.name!r} is built for {name} = {have!r}")
+        if self.embedding == "device" and model.vocab_size > self.model.vocab_size:
+            raise ValueError(f"model {model.name!r} has a vocabulary of {model.vocab_size} "
+                             f"tokens; accelerator {self.name!r} looks up embeddings of at "
+                             f"most {self.model.vocab_size} ids")
         if model.max_context > self.model.max_context:
             raise ValueError(f"model {model.name!r} has a context of {model.max_context} "
                              f"tokens; accelerator {self.name!r}'s KV cache holds "
@@ -580,7 +662,9 @@ ACCELERATOR_PRESETS = {
         name="ulx3s", model=MODEL_PRESETS["tiny"],
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
                         max_k=384, max_n=384, acc_width=18),
-        attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024),
+        attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024,
+        # The table (128 KB) does not fit beside the weights and the KV cache.
+        embedding="host"),
     # BitNet-0.7B on the KV260 (docs/boards.md): T = 32 (TeLLMe's 28, raised so a K-chunk
     # of 96 divides 1536; docs/resources.md) with the tables in LUT-RAM, as TeLLMe keeps
     # them, at R = 8 rows. One 128-bit HP port at 250 MHz moves 4 GB/s, so the ~141 MB

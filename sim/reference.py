@@ -9,8 +9,10 @@ formats; comparing the two measures what those formats cost.
 
 import numpy as np
 
-__all__ = ["act_quant", "rms_norm", "rope_angles", "apply_rope", "lm_head",
-           "ReferenceCache", "ReferenceModel"]
+__all__ = ["act_quant", "rms_norm", "rope_angles", "apply_rope", "lm_head", "logit_rows",
+           "check_logit_rows", "LOGIT_ROWS", "ReferenceCache", "ReferenceModel"]
+
+LOGIT_ROWS = ("all", "last")
 
 
 def act_quant(x: np.ndarray) -> np.ndarray:
@@ -48,15 +50,30 @@ def apply_rope(x: np.ndarray, positions: np.ndarray, theta: float, pairing: str)
     return out
 
 
-def lm_head(model, hidden: np.ndarray) -> np.ndarray:
-    """Final RMSNorm and LM head, on the host in float64: (tokens, hidden) -> (tokens, vocab).
+def check_logit_rows(which: str) -> str:
+    """Raise ``ValueError`` unless ``which`` is one of :data:`LOGIT_ROWS`."""
+    if which not in LOGIT_ROWS:
+        raise ValueError(f"logits must be one of {LOGIT_ROWS}, not {which!r}")
+    return which
 
-    Both the reference and the golden model call this, so their logits differ only by
-    the decoder layers' numerics.
+
+def logit_rows(hidden: np.ndarray, which: str) -> np.ndarray:
+    """The rows of ``hidden`` whose logits a forward pass returns: ``"all"``, or
+    ``"last"`` (the last token's only, for greedy decoding)."""
+    return hidden if check_logit_rows(which) == "all" else hidden[-1:]
+
+
+def lm_head(model, hidden: np.ndarray, head: np.ndarray = None) -> np.ndarray:
+    """Final RMSNorm and LM head in float64: (tokens, hidden) -> (tokens, vocab).
+
+    ``head``: the model's head already in float64 (:class:`ReferenceModel` keeps one, so
+    that no call recasts the whole head); cast here if not given. The golden model's
+    head is the integer one of ``sim/golden/head.py`` instead (docs/numerics.md
+    section 10).
     """
     normed = rms_norm(hidden.astype(np.float64), model.output_norm.astype(np.float64),
                       model.config.norm_eps)
-    head = model.head.astype(np.float64)
+    head = model.head.astype(np.float64) if head is None else head
     # One matrix-vector product per token: a batched product may take another BLAS path
     # and round differently, and a token's logits must not depend on its batch.
     return np.stack([head @ row for row in normed]) if len(normed) else \
@@ -85,18 +102,21 @@ class ReferenceModel:
         self.config = model.config
         self._weights = [{name: getattr(layer, name).dequantize()
                           for name in model.config.linear_shapes()} for layer in model.layers]
+        self._head = model.head.astype(np.float64)      # once, not per call of lm_head
 
     def new_cache(self) -> ReferenceCache:
         return ReferenceCache(self.config)
 
-    def forward(self, token_ids, cache: ReferenceCache) -> np.ndarray:
-        """Run ``token_ids`` after the cache's tokens; return logits (tokens, vocab)."""
+    def forward(self, token_ids, cache: ReferenceCache, logits: str = "all") -> np.ndarray:
+        """Run ``token_ids`` after the cache's tokens; return the logits of every token
+        (``"all"``, (tokens, vocab)) or of the last one (``"last"``, (1, vocab))."""
+        check_logit_rows(logits)                        # before the cache changes
         ids = np.asarray(token_ids, dtype=np.int64)
         positions = np.arange(cache.length, cache.length + len(ids))
         x = self.model.embedding[ids].astype(np.float64)
         for i, layer in enumerate(self.model.layers):
             x = self._layer(i, layer, x, positions, cache)
-        return lm_head(self.model, x)
+        return lm_head(self.model, logit_rows(x, logits), self._head)
 
     def _layer(self, i, layer, x, positions, cache):
         cfg, w = self.config, self._weights[i]

@@ -16,6 +16,7 @@ from ..fixedpoint import scale_layout, scale_mul
 from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
+from .embed import EmbedFetcher
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates
 from .isa import OPCODES
@@ -31,7 +32,8 @@ class Datapath(wiring.Component):
     and a writer; the gain feeder, NormQuant and the codes buffer (NORM); the codes
     feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE); the
     attention block (ATTEND); LOAD and STORE stream between the memory and the
-    scratchpad. A command of ``execute.commands`` goes to its unit, with a payload taken
+    scratchpad, and EMBED's fetcher reads the rows of the token ids that reader_a brings
+    from the scratchpad, into the scratchpad. A command of ``execute.commands`` goes to its unit, with a payload taken
     from ``execute.instruction``, ``tokens`` and ``position``; ``execute.done`` says the
     instruction's last result is stored: the writer is idle, every token's codes and
     scale of a NORM are in, or a STORE's memory write is acknowledged.
@@ -118,7 +120,10 @@ def _units(m, cfg):
     m.submodules.attention = u.attention = AttentionBlock(
         cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base)
 
-    # LOAD and STORE use the port themselves (_route, _hand_over).
+    m.submodules.embed = u.embed = EmbedFetcher(cfg)
+
+    # LOAD and STORE use the port themselves, and EMBED through its fetcher's read
+    # commands (_route, _payloads, _hand_over).
     u.move = MemoryPortSignature(cfg.memory).create(path=("move_port",))
     u.memory = {"move": u.move, "norm": u.gains.memory, "linear": u.tlmm.memory,
                 "attend": u.attention.memory}
@@ -156,11 +161,13 @@ def _route(m, cfg, u, execute, tokens):
     head_beats = cfg.attention.beats_per_key
     head_beat = Signal(range(head_beats))
     with m.Switch(opcode):
-        with m.Case(OPCODES["LOAD"]):
+        with m.Case(OPCODES["LOAD"], OPCODES["EMBED"]):
             data_in = u.move.read_data
             m.d.comb += [u.writer.beats.valid.eq(data_in.valid),
                          u.writer.beats.payload.values.eq(data_in.payload.data),
                          data_in.ready.eq(u.writer.beats.ready)]
+            with m.If(opcode == OPCODES["EMBED"]):
+                wiring.connect(m, u.reader_a.beats, u.embed.ids)
         with m.Case(OPCODES["STORE"]):
             out = u.move.write_data
             m.d.comb += [out.valid.eq(u.reader_a.beats.valid),
@@ -204,7 +211,9 @@ def _payloads(m, cfg, u, execute, tokens, position):
         # A LINEAR's reader_a reads the destination it accumulates into.
         a.base.eq(Mux(is_op["LINEAR"], instruction.dst, instruction.src)),
         a.stride.eq(Mux(is_op["LINEAR"], instruction.dst_stride, instruction.src_stride)),
-        a.beats.eq(Mux(is_op["LINEAR"], instruction.blocks, instruction.beats)),
+        # An EMBED's reader_a reads one beat per token: the id in its lane 0.
+        a.beats.eq(Mux(is_op["LINEAR"], instruction.blocks,
+                       Mux(is_op["EMBED"], 1, instruction.beats))),
         a.tokens.eq(tokens),
         b.base.eq(instruction.aux), b.stride.eq(instruction.src_stride),
         b.beats.eq(instruction.beats), b.tokens.eq(tokens),
@@ -220,24 +229,32 @@ def _payloads(m, cfg, u, execute, tokens, position):
         u.attention.job.payload.layer.eq(instruction.layer),
         u.attention.job.payload.start.eq(position),
         u.attention.job.payload.tokens.eq(tokens),
+        u.embed.job.payload.base.eq(instruction.address),
+        u.embed.job.payload.beats.eq(instruction.beats),
+        u.embed.job.payload.tokens.eq(tokens),
     ]
     for command in (u.move.read_cmd, u.move.write_cmd):
         m.d.comb += [command.payload.addr.eq(instruction.address),
                      command.payload.words.eq(words)]
+    with m.If(is_op["EMBED"]):
+        m.d.comb += u.move.read_cmd.payload.eq(u.embed.read_cmd.payload)
 
 
 def _hand_over(m, u, execute):
-    """Each of ``execute.commands`` to its unit; "memory" is LOAD's read or STORE's write."""
+    """Each of ``execute.commands`` to its unit; "memory" is LOAD's read or STORE's write.
+    An EMBED's reads are its fetcher's, one per token."""
     opcode = execute.opcode
+    embed = opcode == OPCODES["EMBED"]
     units = {"writer": u.writer.command, "reader_a": u.reader_a.command,
              "reader_b": u.reader_b.command, "gains": u.gains.command, "tlmm": u.tlmm.job,
-             "feeder": u.feeder.command, "attention": u.attention.job}
+             "feeder": u.feeder.command, "attention": u.attention.job, "embed": u.embed.job}
     for name in COMMANDS:
         command = getattr(execute.commands, name)
         if name == "memory":
             load, store = opcode == OPCODES["LOAD"], opcode == OPCODES["STORE"]
             read, write = u.move.read_cmd, u.move.write_cmd
-            m.d.comb += [read.valid.eq(command.valid & load),
+            m.d.comb += [read.valid.eq(command.valid & load | u.embed.read_cmd.valid & embed),
+                         u.embed.read_cmd.ready.eq(embed & read.ready),
                          write.valid.eq(command.valid & store),
                          command.ready.eq(load & read.ready | store & write.ready)]
         else:

@@ -23,27 +23,28 @@ _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 CLIENTS = ("fetch", "move", "norm", "linear", "attend")
 UNIT_CLIENTS = CLIENTS[1:]
 #: Which unit client the executing instruction is.
-CLIENT_OF_OPCODE = {"LOAD": "move", "STORE": "move", "NORM": "norm", "LINEAR": "linear",
-                    "ATTEND": "attend"}
+CLIENT_OF_OPCODE = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
+                    "LINEAR": "linear", "ATTEND": "attend"}
 #: Memory words (read and written) that each client moved in the last run.
 WORD_COUNTERS = tuple(f"{client}_words" for client in CLIENTS)
 CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
                        "gate_cycles", "attend_cycles", "runs") + WORD_COUNTERS
 #: The cycle counter that an executing instruction of each opcode adds to.
-COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "NORM": "norm_cycles",
-                     "LINEAR": "linear_cycles", "GATE": "gate_cycles",
+COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "EMBED": "move_cycles",
+                     "NORM": "norm_cycles", "LINEAR": "linear_cycles", "GATE": "gate_cycles",
                      "ATTEND": "attend_cycles"}
 
 #: The commands of an instruction, one per unit that takes one ("memory" is the move
 #: client's read or write command); all of an instruction's are offered together.
 COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
-            "attention")
+            "attention", "embed")
 #: The commands each opcode starts with (a LINEAR that accumulates also reads its
 #: destination through ``reader_a``: :func:`commands_of`).
 COMMANDS_OF = {
     "LOAD": ("writer", "memory"), "STORE": ("reader_a", "memory"),
     "NORM": ("reader_a", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
     "GATE": ("reader_a", "reader_b", "writer"), "ATTEND": ("attention", "reader_a", "writer"),
+    "EMBED": ("embed", "reader_a", "writer"),
 }
 
 

@@ -30,7 +30,8 @@ FIELDS = (
     ("aux", 28, "H"),
 )
 
-OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6}
+OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6,
+           "EMBED": 7}
 
 FLAG_ACCUMULATE = 0x01           # LINEAR adds its output to the destination (saturating)
 

@@ -27,22 +27,40 @@ import socket
 import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from tritium.hw.link.protocol import END
+from tritium.hw.link.protocol import END, ESC, ESC_END, ESC_ESC
 from .clocking import reset, start_clock
 from .harness import CHUNK_BYTES
 
 __all__ = ["serve"]
 
 
+def _data_bytes(line: bytes) -> int:
+    """The frame bytes that SLIP line bytes (without END) decode to, as the gateware's
+    ``SlipDecoder`` counts them: an ESC and the byte after it are one byte if that byte
+    is ESC_END or ESC_ESC and none otherwise, and a trailing ESC is none."""
+    count, escaped = 0, False
+    for byte in line:
+        if escaped:
+            count += byte in (ESC_END, ESC_ESC)
+            escaped = False
+        elif byte == ESC:
+            escaped = True
+        else:
+            count += 1
+    return count
+
+
 def _take_frame(pending: bytearray) -> bytes:
-    """Remove and return the bytes up to and including the END closing a non-empty frame
-    from ``pending``; None while no frame is complete."""
+    """Remove and return the bytes up to and including the END closing a frame that
+    holds at least one byte from ``pending``; None while no such frame is complete.
+    Frames of no bytes (noise such as ``ESC END``) are dropped: the device ignores them
+    and sends no reply, so the bridge must not wait for one."""
     start = 0
     while True:
         end = pending.find(bytes([END]), start)
         if end < 0:
             return None
-        if pending[:end].strip(bytes([END])):
+        if _data_bytes(pending[start:end]):
             frame = bytes(pending[:end + 1])
             del pending[:end + 1]
             return frame

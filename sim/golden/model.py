@@ -4,24 +4,28 @@
 into: integer norm gains, per-linear output scales, the RoPE table. :class:`GoldenModel`
 runs prefill and decode on it with integer arithmetic only, using the primitives of
 :mod:`.fixed`; the hidden state between layers is int32 Q19.12. The embedding lookup
-and the LM head run on the host, as on the hardware.
+runs on the host, as on the hardware; the final norm and the LM head are the integer
+head of :mod:`.head`.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from tritium.hw.config import HeadConfig
 from tritium.hw.numerics import F_SCORE, GAIN_MAX, ROPE_FRAC, rope_table
 from .fixed import (F_ACT, normalize_even, reciprocal, rsqrt, saturate, scale_apply,
                     scale_from_float, scale_from_int, scale_mul, shift_round, exp2_neg,
                     sigmoid)
+from .head import head_logits, head_scores, quantize_head
 from .tlmm import int_matmul
-from ..reference import lm_head, rope_pairs
+from ..reference import check_logit_rows, logit_rows, rope_pairs
 
 __all__ = ["NormGain", "QuantizedLayer", "QuantizedModel", "GoldenCache", "GoldenModel",
            "quantize_gain", "norm_quant", "act_codes", "rope", "rope_tables", "attention",
            "attention_step",
-           "ffn_activation", "embed", "F_SCORE", "ROPE_FRAC"]
+           "ffn_activation", "embed", "final_scores", "final_logits", "F_SCORE", "ROPE_FRAC"]
 
 LOG2E = 1.4426950408889634
 
@@ -65,12 +69,19 @@ def _eps_term(eps: float, features: int) -> int:
 
 
 class QuantizedModel:
-    """The host-compiled integer form of a model: everything the hardware is given."""
+    """The host-compiled integer form of a model: everything the hardware is given.
 
-    def __init__(self, model):
+    ``head`` (a :class:`~tritium.hw.config.HeadConfig`, default int8) is the LM head's
+    format; the head itself is quantized on first use and kept (:attr:`head`).
+    """
+
+    def __init__(self, model, head: HeadConfig = None):
         cfg = model.config
         self.model = model
         self.config = cfg
+        self.head_config = head or HeadConfig()
+        # Checked now, not at the first logits: a head the format cannot hold.
+        self.head_config.check(cfg.hidden)
         self.layers = []
         norm_of = {"wq": "attn_norm", "wk": "attn_norm", "wv": "attn_norm",
                    "wo": "attn_sub_norm", "w_gate": "ffn_norm", "w_up": "ffn_norm",
@@ -86,11 +97,18 @@ class QuantizedModel:
                 linears[name] = QuantizedLinear(tensor.codes.astype(np.int64),
                                                 scale_from_float(value))
             self.layers.append(QuantizedLayer(linears=linears, **gains))
+        # The final norm before the LM head: a NORM like every other, eps of hidden.
+        self.output_norm = quantize_gain(model.output_norm)
         self.eps = {n: _eps_term(cfg.norm_eps, n) for n in (cfg.hidden, cfg.q_dim, cfg.ffn)}
         # log2(e) / (127**2 * 2**(2*F_ACT) * sqrt(head_dim)): turns q.k codes into log2 units.
         self.score_scale = scale_from_float(
             LOG2E / (127.0 ** 2 * 2.0 ** (2 * F_ACT) * np.sqrt(cfg.head_dim)))
         self.rope_cos, self.rope_sin = rope_tables(cfg)
+
+    @cached_property
+    def head(self):
+        """The quantized LM head (:func:`.head.quantize_head`), made once per model."""
+        return quantize_head(self.model.head, self.head_config)
 
 
 def rope_tables(config):
@@ -165,6 +183,27 @@ def norm_quant(x: np.ndarray, gain: NormGain, eps_term: int):
     tops, shifts = zip(*(normalize_even(ss + eps_term) for ss in _sum_of_squares(x)))
     token_scale = scale_mul(peak, rsqrt(np.array(tops), np.array(shifts)))
     return codes, token_scale
+
+
+def final_scores(qmodel: QuantizedModel, hidden: np.ndarray):
+    """The final norm and the LM head's integer scores of int32 Q.12 hidden states
+    (tokens, hidden): ``(scores (tokens, vocab) int64, token_scale)``."""
+    codes, token_scale = norm_quant(hidden, qmodel.output_norm, qmodel.eps[qmodel.config.hidden])
+    return head_scores(qmodel.head, codes), token_scale
+
+
+def final_logits(qmodel: QuantizedModel, hidden: np.ndarray) -> np.ndarray:
+    """Float64 logits (tokens, vocab) of int32 Q.12 hidden states: the final norm, the
+    integer LM head and its float conversion (docs/numerics.md section 10). A token's
+    logits depend on its hidden state only, never on the other tokens given."""
+    hidden = np.asarray(hidden, dtype=np.int64)
+    if hidden.ndim != 2 or hidden.shape[1] != qmodel.config.hidden:
+        raise ValueError(f"final_logits takes (tokens, {qmodel.config.hidden}) hidden "
+                         f"states, not an array of shape {hidden.shape}")
+    if len(hidden) == 0:
+        return np.zeros((0, qmodel.config.vocab_size))
+    scores, token_scale = final_scores(qmodel, hidden)
+    return head_logits(qmodel.head, scores, token_scale, qmodel.output_norm.frac_bits)
 
 
 def linear(codes: np.ndarray, token_scale, layer_linear: QuantizedLinear) -> np.ndarray:
@@ -267,7 +306,7 @@ def ffn_activation(gate: np.ndarray, up: np.ndarray, activation: str) -> np.ndar
 
 
 class GoldenModel:
-    """Prefill and decode on the integer model; logits from the host-side LM head."""
+    """Prefill and decode on the integer model; logits from the integer LM head."""
 
     def __init__(self, model, qmodel: QuantizedModel = None):
         self.model = model
@@ -287,9 +326,13 @@ class GoldenModel:
         cache.length += len(ids)
         return x
 
-    def forward(self, token_ids, cache: GoldenCache) -> np.ndarray:
+    def forward(self, token_ids, cache: GoldenCache, logits: str = "all") -> np.ndarray:
+        """Run tokens after the cache's; return the logits of every token (``"all"``,
+        (tokens, vocab)) or of the last one only (``"last"``, (1, vocab)): the head
+        is the costly part for a large vocabulary, and greedy decoding needs one row."""
+        check_logit_rows(logits)                        # before the cache changes
         hidden = self.forward_hidden(token_ids, cache)
-        return lm_head(self.model, hidden / 2.0 ** F_ACT)
+        return final_logits(self.qmodel, logit_rows(hidden, logits))
 
     def layer(self, index, layer: QuantizedLayer, x, positions, cache: GoldenCache):
         cfg, q = self.config, self.qmodel

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.control.isa import REGISTERS, STATUS
+from tritium.hw.control.isa import OPCODES, REGISTERS, STATUS
 from tritium.hw.link import protocol as p
 from tritium.host.accelerator import Accelerator, DesignMismatchError, RunError
 from tritium.host.device_model import DeviceModel
@@ -48,6 +48,17 @@ class CountingTransport(DeviceModelTransport):
 @pytest.fixture
 def accelerator(model):
     accelerator = Accelerator(TINY, CountingTransport(TINY))
+    accelerator.load(model)
+    return accelerator
+
+
+# The tiny design with the embedding on the host: its runs start from hidden states.
+TINY_HOST_EMBEDDING = dataclasses.replace(TINY, name="tiny-host-embedding", embedding="host")
+
+
+@pytest.fixture
+def states_accelerator(model):
+    accelerator = Accelerator(TINY_HOST_EMBEDDING, CountingTransport(TINY_HOST_EMBEDDING))
     accelerator.load(model)
     return accelerator
 
@@ -144,7 +155,8 @@ def test_a_device_of_another_design_is_refused(model):
 
 def test_a_failed_run_raises_with_its_status(accelerator):
     # Overwrite the first instruction with an opcode the controller does not know.
-    accelerator.link.write(accelerator.compiled.program_address, bytes([7]))
+    unknown = max(OPCODES.values()) + 1
+    accelerator.link.write(accelerator.compiled.program_address, bytes([unknown]))
     with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
         accelerator.prefill([1, 2])
     assert accelerator.position == 0
@@ -235,10 +247,12 @@ def test_open_transport_names_the_known_transports():
         open_transport("model:x", TINY)
 
 
-def test_run_states_is_the_device_between_embedding_and_head(accelerator, model, golden):
+def test_run_states_is_the_device_between_embedding_and_head(states_accelerator, model,
+                                                             golden):
     """A run on hidden states returns what the golden layers make of them, and a
     conversation continued at a later position sees the cache below it."""
     from tritium.sim.golden.model import embed
+    accelerator = states_accelerator
     cache = golden.new_cache()
     ids = prompt(5, seed=11)
     expected = golden.forward_hidden(ids, cache)
@@ -249,14 +263,28 @@ def test_run_states_is_the_device_between_embedding_and_head(accelerator, model,
     assert np.array_equal(accelerator.run_states(embed(model, [7])), following)
 
 
+def test_run_states_is_refused_by_a_design_that_embeds_on_the_device(accelerator, model):
+    with pytest.raises(InputError, match="looks up token embeddings itself: it runs token ids"):
+        accelerator.run_states(np.zeros((1, 128), dtype=np.int64))
+
+
+def test_both_embeddings_give_the_golden_logits(accelerator, states_accelerator, golden):
+    """The same prompt and decode on a design with device embedding (token ids over the
+    link) and one with host embedding (vectors): both logits equal golden's."""
+    ids = prompt(11, seed=5)
+    expected = golden.forward(ids, golden.new_cache())
+    for device in (accelerator, states_accelerator):
+        assert np.array_equal(device.prefill(ids), expected), device.config.name
+
+
 @pytest.mark.parametrize("states, message", [
     (np.zeros((0, 128)), r"takes \(1 \.\. 8, 128\) hidden states, not an array of shape \(0, 128\)"),
     (np.zeros((9, 128)), r"not an array of shape \(9, 128\)"),
     (np.zeros((2, 64)), r"not an array of shape \(2, 64\)"),
 ])
-def test_run_states_refuses_bad_shapes(accelerator, states, message):
+def test_run_states_refuses_bad_shapes(states_accelerator, states, message):
     with pytest.raises(InputError, match=message):
-        accelerator.run_states(states)
+        states_accelerator.run_states(states)
 
 
 @pytest.mark.parametrize("position", [-1, 257, 3.0, True])
@@ -265,10 +293,10 @@ def test_reset_refuses_a_position_outside_the_context(accelerator, position):
         accelerator.reset(position)
 
 
-def test_run_states_refuses_a_run_past_the_context(accelerator):
-    accelerator.reset(250)
+def test_run_states_refuses_a_run_past_the_context(states_accelerator):
+    states_accelerator.reset(250)
     with pytest.raises(InputError, match="258 tokens exceed the context of 256"):
-        accelerator.run_states(np.zeros((8, 128), dtype=np.int64))
+        states_accelerator.run_states(np.zeros((8, 128), dtype=np.int64))
 
 
 def test_the_simulator_build_reports_its_stages(tmp_path, monkeypatch):

@@ -9,18 +9,25 @@ import pytest
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES
 from tritium.host.compiler import (compile_model, decode_instruction, encode_instruction,
-                                   instruction_words, pack_scale, scratch_layout, unpack_scale)
+                                   instruction_words, pack_scale, program_length,
+                                   scratch_layout, unpack_scale)
 from tritium.host.errors import InputError
 from tritium.host.importers import load_model
 from tritium.host.model import Model
 from tritium.host.packer import PackedTensor, unpack_ternary
+from tritium.sim.golden.model import embed
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 
 
 @pytest.fixture(scope="module")
-def compiled():
-    return compile_model(load_model("tiny"), TINY)
+def model():
+    return load_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def compiled(model):
+    return compile_model(model, TINY)
 
 
 def test_instruction_fields_sit_at_their_documented_offsets():
@@ -56,15 +63,24 @@ def test_instructions_take_whole_words():
     assert [instruction_words(b) for b in (4, 16, 32, 64)] == [8, 2, 1, 1]
 
 
-def test_the_tiny_program_is_load_layers_store_end(compiled):
+def test_the_tiny_program_is_load_embed_layers_store_end(compiled):
     o = OPCODES
     layer = [o["NORM"], o["LINEAR"], o["LINEAR"], o["LINEAR"], o["ATTEND"], o["NORM"],
              o["LINEAR"], o["NORM"], o["LINEAR"], o["LINEAR"], o["GATE"], o["NORM"],
              o["LINEAR"]]
     layers = TINY.model.layers
     opcodes = [i["opcode"] for i in compiled.instructions]
-    assert opcodes == [o["LOAD"]] + layer * layers + [o["STORE"], o["END"]]
-    assert len(opcodes) == 1 + 13 * layers + 2
+    # Device embedding: the token ids come in by LOAD, EMBED looks up their rows.
+    assert opcodes == [o["LOAD"], o["EMBED"]] + layer * layers + [o["STORE"], o["END"]]
+    assert len(opcodes) == program_length(TINY) == 2 + 13 * layers + 2
+    load, embed = compiled.instructions[:2]
+    qkv, x = compiled.scratch["qkv"], compiled.scratch["x"]
+    table, rows = compiled.placement["embedding"]
+    assert rows == TINY.model.vocab_size * x.beats
+    assert (load["address"], load["beats"], load["dst"], load["dst_stride"]) == \
+        (compiled.io_address, 1, qkv.base, qkv.stride)
+    assert (embed["address"], embed["beats"], embed["src"], embed["src_stride"], embed["dst"],
+            embed["dst_stride"]) == (table, x.beats, qkv.base, qkv.stride, x.base, x.stride)
     attends = [i for i in compiled.instructions if i["opcode"] == o["ATTEND"]]
     assert [i["layer"] for i in attends] == list(range(layers))
     accumulating = [i for i in compiled.instructions if i["flags"] & FLAG_ACCUMULATE]
@@ -135,3 +151,25 @@ def test_an_image_too_big_for_the_memory_is_refused():
     small = dataclasses.replace(TINY, memory_words=TINY.kv_words + 1000)
     with pytest.raises(InputError, match=r"needs \d+ words of memory .* has 1000 below"):
         compile_model(load_model("tiny"), small)
+
+
+def test_a_host_embedding_program_loads_the_vectors(model):
+    """With the embedding on the host there is no table, and the program starts with one
+    LOAD of the run's vectors into ``x``."""
+    config = dataclasses.replace(TINY, name="tiny-host-embedding", embedding="host")
+    compiled = compile_model(model, config)
+    assert "embedding" not in compiled.placement
+    first = compiled.instructions[0]
+    assert first["opcode"] == OPCODES["LOAD"]
+    assert compiled.instructions[1]["opcode"] == OPCODES["NORM"]
+    assert (first["beats"], first["dst"]) == (compiled.scratch["x"].beats,
+                                              compiled.scratch["x"].base)
+    assert len(compiled.instructions) == program_length(config) == 1 + 13 * 4 + 2
+
+
+def test_the_embedding_table_holds_the_hosts_embedding(model, compiled):
+    """Row ``i`` of the table is ``embed(model, [i])``: a device lookup is bit-exact."""
+    table, words = compiled.placement["embedding"]
+    data = dict(compiled.image)[table]
+    rows = np.frombuffer(data, dtype="<i4").reshape(TINY.model.vocab_size, -1)
+    assert np.array_equal(rows, embed(model, np.arange(TINY.model.vocab_size)))

@@ -176,7 +176,8 @@ def test_a_config_derived_for_the_2b_model_holds_it():
     assert (derived.lanes, derived.tlmm.tables, derived.max_tokens, derived.clock_hz) == \
         (KV260.lanes, KV260.tlmm.tables, KV260.max_tokens, KV260.clock_hz)
     assert derived.tlmm.max_k == derived.tlmm.max_n == 6912
-    assert derived.memory_words == 2 ** 25         # 616 MB of model and cache
+    # 616 MB of model and cache, and the 1.31 GB int32 embedding table (device embedding).
+    assert derived.memory_words == 2 ** 26
 
 
 def test_board_setups():
@@ -195,12 +196,19 @@ def test_board_setups():
 
 
 def test_link_traffic_is_the_runs_frames():
-    # Embeddings in (one WRITE), position, tokens, RUN, cycles, hidden states out (one READ).
+    # Embeddings in (one WRITE), position, tokens, the run counter, RUN, the run counter
+    # again, cycles, hidden states out (one READ).
     traffic = link_traffic(ACCELERATOR_PRESETS["ulx3s"], 1)
-    assert traffic["frames"] == 6 and traffic["payload"] == 2 * 128 * 4
+    assert traffic["frames"] == 8 and traffic["payload"] == 2 * 128 * 4
     assert traffic["payload"] < traffic["to_device"] + traffic["from_device"] < 1.2 * 1024
-    # The kv260 preset's 4 KiB frames: 6 KiB of embeddings take two WRITEs and two READs.
-    assert link_traffic(KV260, 1)["frames"] == 8
+    # The kv260 preset embeds on the device: one word of token id in (one WRITE); its
+    # 4 KiB frames take the 6 KiB of hidden states out in two READs.
+    traffic = link_traffic(KV260, 1)
+    assert traffic["frames"] == 9 and traffic["payload"] == 32 + 1536 * 4
+    # Through the Zynq's DDR buffer, the io region leaves the link: six small frames.
+    bulk = link_traffic(KV260, 1, bulk_through_memory=True)
+    assert bulk["frames"] == 6 and bulk["memory_bytes"] == traffic["payload"]
+    assert bulk["to_device"] + bulk["from_device"] == 141   # 6 frames of 9-15 bytes, both ways
 
 
 def test_a_projection_labels_every_part():

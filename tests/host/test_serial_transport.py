@@ -15,11 +15,11 @@ from tritium.host.importers import load_model
 from tritium.host.link import LinkTimeout
 from tritium.host.serial_transport import DEFAULT_BAUD, parse_serial_spec
 from tritium.host.device_model import DeviceModelTransport
-from tritium.host.transport import Transport
 from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.sim.golden.model import GoldenModel
 from tritium.host.pty_bridge import PtyBridge
+from tritium.sim.testing.faults import Silent
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 
@@ -70,17 +70,6 @@ def test_the_cli_names_a_missing_port(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "tritium: error: cannot open serial port '/dev/tritium-none': no such port"
-
-
-class Silent(Transport):
-    """A device that takes bytes and never answers (a board without the bitstream)."""
-
-    def send(self, data):
-        pass
-
-    def receive(self, timeout):
-        time.sleep(timeout)
-        raise LinkTimeout("silent")
 
 
 def test_a_port_that_does_not_answer_times_out_with_its_name():

@@ -1,5 +1,6 @@
-"""The shipped tiny model on the golden model: perplexity within 1% of the float
-reference (docs/numerics.md section 8) and readable greedy text through the CLI."""
+"""The shipped tiny model on the golden model: perplexity within 0.5% of the float
+reference (docs/numerics.md sections 8 and 10: integer decoder and integer LM head) and
+readable greedy text through the CLI."""
 
 import json
 from pathlib import Path
@@ -20,13 +21,13 @@ def tiny():
     return model, load_tokenizer("tiny", model)
 
 
-def test_golden_perplexity_within_one_percent_of_reference(tiny):
+def test_golden_perplexity_within_half_a_percent_of_reference(tiny):
     model, tokenizer = tiny
     ids = tokenizer.encode(HELDOUT.read_text(encoding="utf-8"))[:1024]
     golden, count = perplexity(make_backend("golden", model), ids, window=256)
     reference, _ = perplexity(make_backend("reference", model), ids, window=256)
     assert count == 1020
-    assert abs(golden / reference - 1) <= 0.01, (golden, reference)
+    assert abs(golden / reference - 1) <= 0.005, (golden, reference)
 
 
 def test_run_prints_readable_text(tiny, capsys):

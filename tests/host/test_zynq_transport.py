@@ -2,13 +2,16 @@
 and ``tritium run --backend zynq`` against a software KV260 (the register window's
 FIFOs feeding a :class:`DeviceModel` whose memory is the physical memory at the base
 registers' address), through ``/dev/mem`` (a sparse file standing in for it) and
-through PYNQ (a stand-in module); ``Accelerator.load`` through ``load_image``; and the
-bad input, each a one-line error."""
+through PYNQ (a stand-in module); ``Accelerator.load`` through ``load_image``; each
+run's io region through ``write_memory``/``read_memory`` (issue 15), with only the small
+frames left on the window; and the bad input, each a one-line error."""
 
+import collections
 import errno
 import importlib.machinery
 import json
 import mmap
+import struct
 import sys
 import types
 
@@ -21,10 +24,11 @@ from tritium.host.accelerator import Accelerator
 from tritium.cli import main
 from tritium.host.errors import InputError, TritiumError
 from tritium.host.importers import load_model
-from tritium.host.link import FrameDecoder
+from tritium.host.link import FrameDecoder, encode_frame, parse_frame
 from tritium.host.device_model import DeviceModelTransport
 from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.control.isa import REGISTERS
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.model import GoldenModel
 
@@ -35,6 +39,10 @@ BUFFER = 0x4000_0000               # the reserved region's physical address in t
 IDS = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108]        # 11 tokens: 8 + 3
 
 
+NAMES = {offset: name for name, offset in reg.REGISTERS.items()}
+SMALL = {p.SET, p.GET, p.RUN}       # the frames of a run besides the io region's data
+
+
 class BoardWindow(zynq_transport.Registers):
     """The KV260 board top's register window in software.
 
@@ -43,7 +51,8 @@ class BoardWindow(zynq_transport.Registers):
     :class:`DeviceModel` whose memory is ``memory_at(base)``, the physical memory at
     the base registers' address, as the board top's address offset makes it. Its
     replies wait in the other FIFO. ``kinds`` lists the command of every frame the
-    device received.
+    device received; ``accesses`` counts the register accesses by kind and register
+    name, ``to_device_bytes`` and ``from_device_bytes`` keep the bytes that crossed.
     """
 
     def __init__(self, config, memory_at, depth=512):
@@ -55,6 +64,8 @@ class BoardWindow(zynq_transport.Registers):
                        reg.REGISTERS["base_lo"]: 0, reg.REGISTERS["base_hi"]: 0}
         self.to_device, self.to_host, self.overflow = bytearray(), bytearray(), False
         self.kinds, self._frames, self.closed, self._mapped = [], FrameDecoder(), False, None
+        self.accesses = collections.Counter()
+        self.to_device_bytes, self.from_device_bytes = bytearray(), bytearray()
 
     @property
     def base(self):
@@ -66,10 +77,12 @@ class BoardWindow(zynq_transport.Registers):
                 self.device.memory, self._mapped = self.memory_at(self.base), self.base
             data, self.to_device = bytes(self.to_device), bytearray()
             self.kinds += [raw[0] for raw, _ in self._frames.feed(data) if raw]
+            self.to_device_bytes += data
             self.to_host += self.device.receive(data)
 
     def read32(self, offset):
         R = reg.REGISTERS
+        self.accesses["read", NAMES.get(offset, offset)] += 1
         if offset in (R["tx_space"], R["rx_count"], R["status"]):
             self._device_runs()
         if offset == R["tx_space"]:
@@ -83,11 +96,13 @@ class BoardWindow(zynq_transport.Registers):
         if offset == R["rx_data"]:
             if not self.to_host:
                 return 0
+            self.from_device_bytes.append(self.to_host[0])
             return reg.RX_DATA_VALID | self.to_host.pop(0)
         return self.values.get(offset, 0)
 
     def write32(self, offset, value):
         R = reg.REGISTERS
+        self.accesses["write", NAMES.get(offset, offset)] += 1
         if offset == R["tx_data"]:
             if len(self.to_device) < self.depth:
                 self.to_device.append(value & 0xFF)
@@ -144,7 +159,9 @@ def written_memory(model):
 def test_the_tiny_model_runs_through_the_zynq_transport(board, dev_mem):
     """Through ``zynq:ADDRESS``: the base registers point at the reserved region, load
     fills it through load_image (no WRITE frame; words read back to check it) with the
-    same bytes WRITE frames leave, and prefill and decode match the golden model."""
+    same bytes WRITE frames leave, and prefill and decode match the golden model with
+    every run's embeddings and hidden states through the buffer (no WRITE or READ
+    frame after load)."""
     model = load_model("tiny")
     golden = GoldenModel(model)
     cache = golden.new_cache()
@@ -157,10 +174,80 @@ def test_the_tiny_model_runs_through_the_zynq_transport(board, dev_mem):
         with dev_mem.open("rb") as file:
             file.seek(BUFFER)
             assert file.read(MEMORY_BYTES) == written_memory(model)
+        board.kinds = []
         assert np.array_equal(accelerator.prefill(IDS), golden.forward(IDS, cache))
         for token in (33, 10):
             assert np.array_equal(accelerator.decode(token), golden.forward([token], cache)[-1])
+        assert set(board.kinds) <= SMALL and board.kinds.count(p.RUN) == 4  # 8 + 3, 1, 1
     assert transport.buffer is None and board.closed          # mapping and window released
+
+
+def test_a_decode_token_moves_only_small_frames_through_the_window(board):
+    """Per decode token the window carries only small frames (SET position and tokens,
+    RUN, GETs: payloads of at most 5 bytes each way) and their replies, one register
+    access per byte (the window's FIFO registers take a byte per access), plus one
+    ``tx_space`` and one ``status`` read per request and one ``rx_count`` read per reply
+    (the device model answers at once). No byte of the io region (the run's inputs
+    in, the hidden state's ``hidden * 4`` = 512 bytes out) passes it: they go through
+    the buffer."""
+    model = load_model("tiny")
+    with Accelerator(TINY, open_transport(f"zynq:0x{BUFFER:x}", TINY)) as accelerator:
+        accelerator.load(model)
+        accelerator.prefill(IDS[:3])
+        board.accesses.clear()
+        board.kinds, board.to_device_bytes, board.from_device_bytes = [], bytearray(), bytearray()
+        position = accelerator.position
+        accelerator.decode(33)
+    requests = [parse_frame(raw) for raw, _ in FrameDecoder().feed(board.to_device_bytes)]
+    replies = [parse_frame(raw) for raw, _ in FrameDecoder().feed(board.from_device_bytes)]
+    assert {kind for kind, _, _ in requests} <= SMALL and \
+        [kind for kind, _, _ in requests].count(p.RUN) == 1
+    assert (p.SET, struct.pack("<BI", REGISTERS["position"], position)) in \
+        [(kind, payload) for kind, _, payload in requests]
+    assert [(kind | p.REPLY, tag) for kind, tag, _ in requests] == \
+        [(kind, tag) for kind, tag, _ in replies]
+    assert max(len(payload) for _, _, payload in requests + replies) <= 5
+    # The bytes that crossed are those frames' and nothing else (the device model, like
+    # the host, puts an END before each frame as well as after it).
+    sent = sum(len(encode_frame(*request)) for request in requests)
+    received = sum(len(encode_frame(*reply)) for reply in replies)
+    assert (len(board.to_device_bytes), len(board.from_device_bytes)) == (sent, received)
+    frames = len(requests)
+    assert board.accesses == {("write", "tx_data"): sent, ("read", "tx_space"): frames,
+                              ("read", "status"): frames, ("read", "rx_count"): frames,
+                              ("read", "rx_data"): received}
+    assert sent + received < TINY.model.hidden * 4 // 2
+
+
+def test_write_memory_and_read_memory_go_straight_to_the_buffer(board):
+    """What WRITE and READ frames would do, without the window: padded to whole words,
+    bounds checked before anything is written."""
+    transport = open_transport(f"zynq:0x{BUFFER:x}", TINY)
+    before = sum(board.accesses.values())
+    transport.write_memory(5, b"\x01" * (WORD_BYTES + 3))
+    assert transport.buffer.read(5 * WORD_BYTES, 2 * WORD_BYTES + 1) == \
+        b"\x01" * (WORD_BYTES + 3) + bytes(WORD_BYTES - 3 + 1)
+    assert transport.read_memory(5, 2) == b"\x01" * (WORD_BYTES + 3) + bytes(WORD_BYTES - 3)
+    assert transport.read_memory(5, 0) == b""
+    assert sum(board.accesses.values()) == before                # not one register access
+    last = TINY.memory_words - 1
+    with pytest.raises(InputError, match=rf"^{2 * WORD_BYTES} bytes at word {last} lie "
+                                         rf"outside the accelerator's {TINY.memory_words} "
+                                         rf"words$"):
+        transport.write_memory(last, bytes(WORD_BYTES + 1))
+    assert transport.read_memory(last, 1) == bytes(WORD_BYTES)   # nothing was written
+    with pytest.raises(InputError, match=r"^\d+ bytes at word -1 lie outside"):
+        transport.read_memory(-1, 1)
+    with pytest.raises(InputError, match=r"^a read takes a count of words, not -1$"):
+        transport.read_memory(0, -1)
+    transport.close()
+    bare = zynq_transport.ZynqTransport(TINY, BoardWindow(TINY, None))
+    with pytest.raises(InputError, match=r"^attach a buffer \(attach_buffer\) before "
+                                         r"writing the accelerator's memory$"):
+        bare.write_memory(0, b"x")
+    with pytest.raises(InputError, match=r"^attach a buffer \(attach_buffer\) before "
+                                         r"reading the accelerator's memory$"):
+        bare.read_memory(0, 1)
 
 
 def test_the_cli_runs_on_the_zynq_backend(board, capsys):
@@ -172,16 +259,33 @@ def test_the_cli_runs_on_the_zynq_backend(board, capsys):
     assert len(result["tokens"]) == 3
 
 
+class CmaSlice(np.ndarray):
+    """A slice of a :class:`FakeCma`: as a slice of PYNQ's buffer, it flushes and
+    invalidates only its own bytes; each is logged as ``(what, offset, bytes)``."""
+
+    def flush(self):
+        self.log.append(("flush", self.start, self.nbytes))
+
+    def invalidate(self):
+        self.log.append(("invalidate", self.start, self.nbytes))
+
+
 class FakeCma:
-    """What PYNQ's ``allocate`` returns, over an anonymous map: slices, flush, free."""
+    """What PYNQ's ``allocate`` returns, over an anonymous map: slices (which flush and
+    invalidate their range into ``log``), whole-buffer flush, free."""
 
     def __init__(self, size, physical_address):
         self.map = mmap.mmap(-1, size)
         self.array = np.frombuffer(self.map, dtype=np.uint8)
         self.physical_address, self.flushes, self.freed = physical_address, 0, False
+        self.log = []
 
     def __getitem__(self, index):
-        return self.array[index]
+        if not isinstance(index, slice):
+            return self.array[index]
+        view = self.array[index].view(CmaSlice)
+        view.log, view.start = self.log, index.indices(len(self.array))[0]
+        return view
 
     def __setitem__(self, index, value):
         self.array[index] = value
@@ -234,9 +338,19 @@ def test_the_tiny_model_runs_on_a_pynq_buffer(monkeypatch):
         accelerator.load(model)
         assert cma[0].flushes == 1 and p.WRITE not in window.kinds
         assert bytes(cma[0].map) == written_memory(model)
+        cma[0].log = window.kinds = []          # one log: cache maintenance and frames
         assert np.array_equal(accelerator.prefill(IDS[:3]),
                               GoldenModel(model).forward(IDS[:3], GoldenModel(model).new_cache()))
     assert cma[0].freed
+    # The io region's bytes only are flushed after the CPU wrote the run's inputs and
+    # before SET and RUN, and invalidated after RUN answered and before the CPU reads
+    # the 3 tokens' hidden states.
+    io, log = accelerator.compiled.io_address * WORD_BYTES, window.kinds
+    flush, start, length = log[0]
+    assert (flush, start) == ("flush", io) and length and length % WORD_BYTES == 0
+    assert log[-1] == ("invalidate", io, 3 * TINY.model.hidden * 4)
+    assert set(log[1:-1]) <= SMALL and log.count(p.RUN) == 1
+    assert cma[0].flushes == 1                  # never the whole 512 KiB again
 
 
 # -- Accelerator.load through load_image ----------------------------------------------------

@@ -12,12 +12,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.control.embed import EmbedFetcher
 from tritium.hw.control.feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from tritium.hw.control.vectors import VectorReader, VectorWriter, vector_command_layout
 from tritium.hw.elementwise.common import gain_beat_layout
 from tritium.hw.layouts import act_beat_layout, code_beat_layout, vector_beat_layout
 from tritium.hw.memory import OnChipMemory
-from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                             watchdog)
 
 LANES, DEPTH, TOKENS = 4, 64, 3
 TINY = ACCELERATOR_PRESETS["tiny"]
@@ -201,4 +203,39 @@ def test_gain_feeder_replays_gains_per_token():
         got.extend([int(v) for v in g] for g in out)
 
     run_simulation(dut, command, receive)
+    assert got == expected
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_embed_fetcher_reads_each_tokens_row(traffic):
+    """One read command per token, in order, for ``base + id * beats`` words: the id is
+    lane 0 of its beat, used modulo 2 ** id_bits; random gaps on the ids and back-pressure
+    on the commands, two jobs back to back."""
+    config = TINY
+    dut = EmbedFetcher(config)
+    rng = random.Random(7)
+    jobs = [{"base": 1000, "beats": 16, "tokens": config.max_tokens},
+            {"base": 37, "beats": 5, "tokens": 1}]
+    ids = [[rng.randrange(config.model.vocab_size) for _ in range(job["tokens"])]
+           for job in jobs]
+    ids[0][1] += 3 << config.id_bits              # bits above id_bits are ignored
+    beats = [{"values": [i] + [rng.randrange(-2 ** 31, 2 ** 31) for _ in range(config.lanes - 1)],
+              "last": 1} for job_ids in ids for i in job_ids]
+    expected = [{"addr": job["base"] + (i % (1 << config.id_bits)) * job["beats"],
+                 "words": job["beats"]} for job, job_ids in zip(jobs, ids) for i in job_ids]
+
+    async def send_jobs(ctx):
+        await stream_send(ctx, dut.job, jobs, random.Random(1), traffic.idle)
+
+    async def send_ids(ctx):
+        await stream_send(ctx, dut.ids, beats, random.Random(2), traffic.idle)
+
+    got = []
+
+    async def receive(ctx):
+        commands = await stream_receive(ctx, dut.read_cmd, len(expected), random.Random(3),
+                                        traffic.stall)
+        got.extend({"addr": int(c.addr), "words": int(c.words)} for c in commands)
+
+    run_simulation(dut, send_jobs, send_ids, receive, background=[watchdog(2000)])
     assert got == expected

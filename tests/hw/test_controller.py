@@ -7,22 +7,23 @@ leave the golden model's final hidden states in the io region.
 """
 
 import numpy as np
+import pytest
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tritium.host.compiler import compile_model
+from tritium.host.compiler import compile_model, run_inputs
 from tritium.host.model import Model
-from tritium.hw.config import AcceleratorConfig, ModelConfig, TLMMConfig
+from tritium.hw.config import EMBEDDINGS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.control.controller import Controller
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.mux import PortMux
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.sim.testing.amaranth_tb import run_simulation, stream_receive, stream_send
-from tritium.sim.golden.model import GoldenModel, embed
+from tritium.sim.golden.model import GoldenModel
 
 
-def small_design():
+def small_design(embedding="device"):
     """A random one-layer model of small shape and a design built for it (4 lanes)."""
     shape = ModelConfig(name="small", vocab_size=16, hidden=32, layers=1, heads=2, kv_heads=1,
                         head_dim=16, ffn=48, max_context=16)
@@ -30,7 +31,7 @@ def small_design():
         name="small", model=shape,
         tlmm=TLMMConfig(group=3, tables=4, rows=4, tokens=4, max_k=48, max_n=48,
                         acc_width=16),
-        attention_lanes=2, memory_words=1024, max_payload=256)
+        attention_lanes=2, memory_words=1024, max_payload=256, embedding=embedding)
     return Model.random(shape, seed=2), config
 
 
@@ -66,8 +67,11 @@ def words(data: bytes, word_bytes: int) -> list:
     return [int.from_bytes(data[i:i + word_bytes], "little") for i in range(0, len(data), word_bytes)]
 
 
-def test_controller_runs_a_compiled_layer():
-    model, config = small_design()
+@pytest.mark.parametrize("embedding", EMBEDDINGS)
+def test_controller_runs_a_compiled_layer(embedding):
+    """Two runs of a compiled one-layer model, the inputs token ids (EMBED looks up their
+    rows in memory) or embedding vectors, against the golden model's hidden states."""
+    model, config = small_design(embedding)
     compiled = compile_model(model, config)
     word_bytes = config.data_width // 8
     init = [0] * compiled.words
@@ -85,7 +89,7 @@ def test_controller_runs_a_compiled_layer():
     async def bench(ctx):
         ctx.set(dut.program, compiled.program_address)
         for position, ids in runs:
-            emb = words(embed(model, np.array(ids)).astype("<i4").tobytes(), word_bytes)
+            emb = words(run_inputs(model, config, ids), word_bytes)
             await stream_send(ctx, dut.host.write_cmd, [{"addr": compiled.io_address,
                                                           "words": len(emb)}])
             await stream_send(ctx, dut.host.write_data, emb)

@@ -1,0 +1,434 @@
+"""The LM head's int8 GEMV with a running top-k (docs/head.md, docs/numerics.md section 10).
+
+One job scores every row of the int8 head against one token's activation codes:
+``score_i = m_i * sum_j c_j q_ij``, exact, and returns the ``k`` best ``(index, score)``
+pairs, score descending, equal scores by index ascending (``head_topk``; the first is
+``head_argmax``). The head streams from memory in :class:`~tritium.hw.head_layout.HeadLayout`
+order, a word per cycle when the memory delivers one: each code word is multiplied
+against the matching word of codes held on chip, so a row costs its ``row_words``
+cycles and a block one more for its mantissa word.
+
+The pieces, in stream order: :class:`HeadReader` (read commands, block by block),
+:class:`CodesStore` (the token's codes), :class:`RowWalker` (tells mantissa words from
+code words and tags each code word with its row's end and mantissa), :class:`WordDot`
+(products and adder tree), :class:`RowScorer` (row sum, times the mantissa) and
+:class:`TopK`. Past the walker nothing ever stalls: the only back-pressure, on
+``result``, comes after the last row, so the pipeline is plain registers with a valid
+bit and its depth changes latency, never results.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..config import AcceleratorConfig
+from ..head_layout import MANTISSA_LANE_BITS, HeadLayout
+from ..layouts import code_beat_layout
+from ..memory.port import MemoryPortSignature, command_layout, read_data_layout
+
+__all__ = ["SCORE_BITS", "head_layout_of", "head_acc_bits", "head_job_layout",
+           "head_result_layout", "HeadReader", "CodesStore", "RowWalker", "WordDot",
+           "RowScorer", "TopK", "HeadGEMV"]
+
+#: Signed width of a score on ``result``: |score| < 2**31 * 2**16 (docs/numerics.md 10).
+SCORE_BITS = 48
+
+_mantissa = unsigned(MANTISSA_LANE_BITS)
+_row_tag = data.StructLayout({"end": unsigned(1), "mantissa": _mantissa})
+
+
+def head_layout_of(config: AcceleratorConfig) -> HeadLayout:
+    """The head layout of ``config``'s model in its memory words."""
+    return HeadLayout(config.model.vocab_size, config.model.hidden, config.data_width)
+
+
+def head_acc_bits(hidden: int) -> int:
+    """Signed width of a row's sum of ``hidden`` int8 x int8 products (any int8 codes,
+    so 128 * 128 per input): 26 bits at hidden 1536, within int32 up to 131,071."""
+    return (128 * 128 * hidden).bit_length() + 1
+
+
+def head_job_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One job: the head's word address and its rows (1 .. the model's vocabulary)."""
+    return data.StructLayout({"base": unsigned(config.memory.addr_width),
+                              "rows": unsigned(config.model.vocab_size.bit_length())})
+
+
+def head_result_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One top-k entry: a row and its exact score; ``last`` on the job's final entry."""
+    return data.StructLayout({"index": unsigned(config.id_bits), "score": signed(SCORE_BITS),
+                              "last": unsigned(1)})
+
+
+class HeadReader(wiring.Component):
+    """Issue the read commands of a job's head: one per block (its mantissa word and its
+    rows' codes), cut into commands of at most ``max_words`` words. The head is
+    contiguous, so the blocks' commands follow each other without gaps in addresses;
+    each is presented while the memory still streams the one before.
+
+    Members
+    -------
+    start : ``In(1)`` loads ``base`` and ``rows``.
+    base, rows : ``In``
+    read_cmd : ``Out(stream.Signature(command_layout(memory)))``
+    """
+
+    def __init__(self, config: AcceleratorConfig, max_words: int):
+        self._layout = head_layout_of(config)
+        self._max_words = max_words
+        job = head_job_layout(config)
+        super().__init__({
+            "start": In(1), "base": In(job.members["base"]), "rows": In(job.members["rows"]),
+            "read_cmd": Out(stream.Signature(command_layout(config.memory))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layout, command = self._layout, self.read_cmd
+        addr, rows_left = Signal.like(self.base), Signal.like(self.rows)
+        block_left = Signal(range(layout.block_words + 1))   # words still to command
+        block_rows = Mux(rows_left < layout.block_rows, rows_left, layout.block_rows)
+        words = Mux(block_left > self._max_words, self._max_words, block_left)
+        m.d.comb += [command.valid.eq(block_left != 0),
+                     command.payload.addr.eq(addr), command.payload.words.eq(words)]
+        with m.If((block_left == 0) & (rows_left != 0)):
+            m.d.sync += [block_left.eq(1 + block_rows * layout.row_words),
+                         rows_left.eq(rows_left - block_rows)]
+        with m.If(command.valid & command.ready):
+            m.d.sync += [addr.eq(addr + words), block_left.eq(block_left - words)]
+        with m.If(self.start):
+            m.d.sync += [addr.eq(self.base), rows_left.eq(self.rows), block_left.eq(0)]
+        return m
+
+
+class CodesStore(wiring.Component):
+    """The token's ``hidden`` activation codes, as words of the head's width.
+
+    While ``enable`` is high it takes ``hidden / lanes`` beats (their ``last`` is not
+    needed: the count is fixed) and writes beat ``b`` into lanes ``b % 4`` of word
+    ``b // 4`` (a word holds four beats: 32 bits per lane, 8 per code). Lanes past
+    ``hidden`` in the last word keep whatever they held: the head's padding codes are
+    zero, so they add nothing. ``read_data`` is word ``read_addr`` a cycle later.
+
+    Members
+    -------
+    codes : ``In(stream.Signature(code_beat_layout(lanes)))``
+    enable : ``In(1)``
+    loaded : ``Out(1)`` the last beat is taken this cycle.
+    read_addr : ``In(range(row_words))``; read_data : ``Out(ArrayLayout(signed(8), ...))``
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._config = config
+        self._layout = layout = head_layout_of(config)
+        super().__init__({
+            "codes": In(stream.Signature(code_beat_layout(config.lanes))),
+            "enable": In(1), "loaded": Out(1),
+            "read_addr": In(range(layout.row_words)),
+            "read_data": Out(data.ArrayLayout(signed(8), layout.codes_per_word)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, layout = self._config.lanes, self._layout
+        beats, per_word = self._config.model.hidden // lanes, layout.codes_per_word // lanes
+        m.submodules.memory = memory = Memory(shape=unsigned(layout.data_width),
+                                              depth=layout.row_words, init=[])
+        write = memory.write_port(granularity=8 * lanes)
+        read = memory.read_port()
+        beat = Signal(range(beats))
+        take = self.codes.valid & self.codes.ready
+        m.d.comb += [
+            self.codes.ready.eq(self.enable),
+            self.loaded.eq(take & (beat == beats - 1)),
+            write.addr.eq(beat // per_word),
+            write.data.eq(Cat(*[self.codes.payload.codes.as_value()] * per_word)),
+            write.en.eq(take << (beat % per_word)),
+            read.addr.eq(self.read_addr), self.read_data.eq(read.data),
+        ]
+        with m.If(take):
+            m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
+        return m
+
+
+class RowWalker(wiring.Component):
+    """Follow the head's words through its blocks: keep each block's mantissa word and
+    pass each code word on, registered, tagged with its row's end and mantissa.
+
+    The row's mantissa travels with its words rather than being looked up at the end of
+    the pipeline: by then the next block's mantissa word may have replaced this one.
+    ``codes_addr`` is the code word's index in its row, for the codes store, whose read
+    data arrives with the registered outputs.
+
+    Members
+    -------
+    start : ``In(1)`` loads ``rows``; rows : ``In``
+    words : ``In(stream.Signature(read_data_layout(memory)))``, taken while ``enable``.
+    codes_addr : ``Out(range(row_words))``
+    valid, weights, tag : ``Out``: a code word and its ``{end, mantissa}``.
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._layout = layout = head_layout_of(config)
+        super().__init__({
+            "start": In(1), "rows": In(head_job_layout(config).members["rows"]),
+            "words": In(stream.Signature(read_data_layout(config.memory))),
+            "enable": In(1),
+            "codes_addr": Out(range(layout.row_words)),
+            "valid": Out(1),
+            "weights": Out(data.ArrayLayout(signed(8), layout.codes_per_word)),
+            "tag": Out(_row_tag),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layout = self._layout
+        mantissas = Signal(data.ArrayLayout(_mantissa, layout.block_rows))
+        word, lane = Signal(range(layout.row_words)), Signal(range(layout.block_rows))
+        rows_left = Signal.like(self.rows)
+        need_mantissa = Signal(init=1)          # the block's first word is next
+        take = self.words.valid & self.words.ready
+        row_end = word == layout.row_words - 1
+        m.d.comb += [self.words.ready.eq(self.enable), self.codes_addr.eq(word)]
+        m.d.sync += [self.valid.eq(take & ~need_mantissa),
+                     self.weights.eq(self.words.payload.data),
+                     self.tag.end.eq(row_end), self.tag.mantissa.eq(mantissas[lane])]
+        with m.If(take & need_mantissa):
+            m.d.sync += [mantissas.eq(self.words.payload.data), need_mantissa.eq(0)]
+        with m.Elif(take):
+            m.d.sync += word.eq(word + 1)
+            with m.If(row_end):
+                m.d.sync += [word.eq(0), lane.eq(lane + 1), rows_left.eq(rows_left - 1)]
+                with m.If((lane == layout.block_rows - 1) | (rows_left == 1)):
+                    m.d.sync += [lane.eq(0), need_mantissa.eq(1)]
+        with m.If(self.start):
+            m.d.sync += [rows_left.eq(self.rows), word.eq(0), lane.eq(0), need_mantissa.eq(1)]
+        return m
+
+
+class WordDot(wiring.Component):
+    """The dot product of one word of ``n`` int8 weights with ``n`` int8 codes, pipelined:
+    a register after the products and after every level of the adder tree, so the
+    latency is ``1 + ceil(log2(n))`` cycles; ``tag`` travels alongside.
+
+    The ``n`` (= ``data_width / 8``, 32 at 8 lanes) 8 x 8 products are the unit's
+    multipliers: yosys maps each to a DSP (a MULT18X18D on the ECP5, a DSP48E2 on the
+    KV260); the sums are carry chains.
+
+    Members
+    -------
+    valid, weights, codes, tag : ``In``; out_valid, sum, out_tag : ``Out``
+    """
+
+    def __init__(self, n: int, tag_shape):
+        self._n = n
+        self.latency = 1 + (n - 1).bit_length()
+        operands = data.ArrayLayout(signed(8), n)
+        super().__init__({
+            "valid": In(1), "weights": In(operands), "codes": In(operands), "tag": In(tag_shape),
+            "out_valid": Out(1), "sum": Out(signed(16 + self.latency - 1)),
+            "out_tag": Out(tag_shape),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        level = [Signal(signed(16), name=f"product_{j}") for j in range(self._n)]
+        m.d.sync += [p.eq(self.weights[j] * self.codes[j]) for j, p in enumerate(level)]
+        valid, tag = Signal(), Signal.like(self.tag)
+        m.d.sync += [valid.eq(self.valid), tag.eq(self.tag)]
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            pairs = [level[j:j + 2] for j in range(0, len(level), 2)]
+            level = [Signal(signed(16 + depth), name=f"sum_{depth}_{j}")
+                     for j in range(len(pairs))]
+            m.d.sync += [s.eq(sum(pair)) for s, pair in zip(level, pairs)]
+            next_valid, next_tag = Signal(), Signal.like(self.tag)
+            m.d.sync += [next_valid.eq(valid), next_tag.eq(tag)]
+            valid, tag = next_valid, next_tag
+        m.d.comb += [self.out_valid.eq(valid), self.sum.eq(level[0]), self.out_tag.eq(tag)]
+        return m
+
+
+class RowScorer(wiring.Component):
+    """Sum a row's word sums, then multiply the row's sum by its mantissa: the exact
+    score two cycles after the row's last word sum (one register for the sum, one for
+    the product; the product is ``acc_bits`` x 17 bits signed, one 27 x 18 DSP48 at
+    hidden 1536, whose pipeline registers these are).
+
+    Members
+    -------
+    clear : ``In(1)``; valid, partial, tag : ``In``; out_valid, score : ``Out``
+    """
+
+    def __init__(self, partial_bits: int, acc_bits: int):
+        self._acc_bits = acc_bits
+        super().__init__({
+            "clear": In(1), "valid": In(1), "partial": In(signed(partial_bits)),
+            "tag": In(_row_tag),
+            "out_valid": Out(1), "score": Out(signed(SCORE_BITS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc, row_sum = Signal(signed(self._acc_bits)), Signal(signed(self._acc_bits))
+        mantissa, row_done = Signal(_mantissa), Signal()
+        m.d.sync += [row_done.eq(self.valid & self.tag.end),
+                     self.out_valid.eq(row_done), self.score.eq(row_sum * mantissa)]
+        with m.If(self.valid & self.tag.end):
+            m.d.sync += [row_sum.eq(acc + self.partial), mantissa.eq(self.tag.mantissa),
+                         acc.eq(0)]
+        with m.Elif(self.valid):
+            m.d.sync += acc.eq(acc + self.partial)
+        with m.If(self.clear):
+            m.d.sync += acc.eq(0)
+        return m
+
+
+class TopK(wiring.Component):
+    """The ``k`` best scores so far, best first, with their row indices.
+
+    Rows arrive in index order, so a new score goes after every kept one that is at
+    least as large: an equal score never displaces an earlier row, which is the golden
+    ordering (score descending, index ascending). ``count`` is the rows inserted since
+    ``clear`` (each one's index). ``shift`` drops ``entries[0]`` and moves the rest up,
+    to send them out one by one.
+
+    Members
+    -------
+    clear, insert, shift : ``In(1)``; score : ``In(signed(SCORE_BITS))``
+    entries : ``Out(ArrayLayout({valid, index, score}, k))``; count : ``Out``
+    """
+
+    def __init__(self, config: AcceleratorConfig, k: int):
+        self._k = k
+        entry = data.StructLayout({"valid": unsigned(1), "index": unsigned(config.id_bits),
+                                   "score": signed(SCORE_BITS)})
+        super().__init__({
+            "clear": In(1), "insert": In(1), "score": In(signed(SCORE_BITS)), "shift": In(1),
+            "entries": Out(data.ArrayLayout(entry, k)),
+            "count": Out(head_job_layout(config).members["rows"]),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        entries = self.entries
+        beaten = [~e.valid | (self.score > e.score) for e in entries]   # monotone in j
+        with m.If(self.clear):
+            m.d.sync += [self.count.eq(0), *(e.valid.eq(0) for e in entries)]
+        with m.Elif(self.insert):
+            m.d.sync += self.count.eq(self.count + 1)
+            for j, entry in enumerate(entries):
+                new = Cat(Const(1, 1), self.count[:len(entry.index)], self.score)
+                shifted = new if j == 0 else Mux(beaten[j - 1], entries[j - 1], new)
+                with m.If(beaten[j]):
+                    m.d.sync += entry.eq(shifted)
+        with m.Elif(self.shift):
+            m.d.sync += [*(entries[j].eq(entries[j + 1]) for j in range(self._k - 1)),
+                         entries[self._k - 1].valid.eq(0)]
+        return m
+
+
+class HeadGEMV(wiring.Component):
+    """Score a token's activation codes against the int8 LM head in memory and return
+    the top ``k`` rows.
+
+    A job takes the head's ``base`` word address and ``rows`` (1 .. vocabulary; at least
+    ``k`` for ``k`` entries, else ``rows`` entries; a job of no rows takes its codes and
+    returns nothing); ``hidden`` is the model's. The unit
+    issues the head's read commands at once, takes ``hidden / lanes`` beats of codes,
+    then the head's words at up to one per cycle, and after the last row sends the top
+    ``k`` entries on ``result``, best first (the first is the argmax), ``last`` on the
+    final one. The next job is taken after that.
+
+    Parameters
+    ----------
+    config : :class:`AcceleratorConfig`
+    k : int
+        Entries of the top-k, >= 1: each costs a 48-bit comparator and register.
+    max_read_words : int
+        Largest read command, 1 .. ``2**len_width - 1`` (the default).
+
+    Members
+    -------
+    job : ``In(stream.Signature(head_job_layout(config)))``
+    codes : ``In(stream.Signature(code_beat_layout(lanes)))``
+    memory : ``Out(MemoryPortSignature(config.memory))`` (reads only)
+    result : ``Out(stream.Signature(head_result_layout(config)))``
+    """
+
+    def __init__(self, config: AcceleratorConfig, k: int = 4, max_read_words: int = None):
+        longest = 2 ** config.memory.len_width - 1
+        max_read_words = longest if max_read_words is None else max_read_words
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"the head's top-k needs a positive integer k, not {k!r}")
+        if (isinstance(max_read_words, bool) or not isinstance(max_read_words, int)
+                or not 1 <= max_read_words <= longest):
+            raise ValueError(f"max_read_words must be from 1 to {longest}, "
+                             f"not {max_read_words!r}")
+        if head_acc_bits(config.model.hidden) > 32:
+            raise ValueError(f"the int8 head's int32 row sums take at most 131,071 inputs, "
+                             f"not {config.model.hidden}")
+        self._config, self._k, self._max_read_words = config, k, max_read_words
+        super().__init__({
+            "job": In(stream.Signature(head_job_layout(config))),
+            "codes": In(stream.Signature(code_beat_layout(config.lanes))),
+            "memory": Out(MemoryPortSignature(config.memory)),
+            "result": Out(stream.Signature(head_result_layout(config))),
+        })
+
+    @property
+    def k(self) -> int:
+        return self._k
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        layout = head_layout_of(cfg)
+        m.submodules.reader = reader = HeadReader(cfg, self._max_read_words)
+        m.submodules.store = store = CodesStore(cfg)
+        m.submodules.walker = walker = RowWalker(cfg)
+        m.submodules.dot = dot = WordDot(layout.codes_per_word, _row_tag)
+        m.submodules.scorer = scorer = RowScorer(len(dot.sum), head_acc_bits(cfg.model.hidden))
+        m.submodules.topk = topk = TopK(cfg, self._k)
+        rows, start = Signal.like(self.job.payload.rows), Signal()
+        connect(m, reader.read_cmd, flipped(self.memory.read_cmd))
+        connect(m, flipped(self.memory.read_data), walker.words)
+        connect(m, flipped(self.codes), store.codes)
+        m.d.comb += [
+            reader.start.eq(start), reader.base.eq(self.job.payload.base),
+            reader.rows.eq(self.job.payload.rows),
+            walker.start.eq(start), walker.rows.eq(self.job.payload.rows),
+            scorer.clear.eq(start), topk.clear.eq(start),
+            store.read_addr.eq(walker.codes_addr),
+            dot.valid.eq(walker.valid), dot.weights.eq(walker.weights),
+            dot.codes.eq(store.read_data), dot.tag.eq(walker.tag),
+            scorer.valid.eq(dot.out_valid), scorer.partial.eq(dot.sum),
+            scorer.tag.eq(dot.out_tag),
+            topk.insert.eq(scorer.out_valid), topk.score.eq(scorer.score),
+            self.result.payload.index.eq(topk.entries[0].index),
+            self.result.payload.score.eq(topk.entries[0].score),
+            self.result.payload.last.eq(~topk.entries[1].valid if self._k > 1 else 1),
+        ]
+        with m.FSM():
+            with m.State("idle"):
+                m.d.comb += [self.job.ready.eq(1), start.eq(self.job.valid)]
+                with m.If(self.job.valid):
+                    m.d.sync += rows.eq(self.job.payload.rows)
+                    m.next = "codes"
+            with m.State("codes"):
+                m.d.comb += store.enable.eq(1)
+                with m.If(store.loaded):
+                    m.next = "head"
+            with m.State("head"):
+                m.d.comb += walker.enable.eq(1)
+                with m.If(topk.count == rows):
+                    m.next = "result"
+            with m.State("result"):
+                m.d.comb += [self.result.valid.eq(topk.entries[0].valid),
+                             topk.shift.eq(self.result.valid & self.result.ready)]
+                with m.If(~topk.entries[0].valid | self.result.ready & self.result.payload.last):
+                    m.next = "idle"
+        return m
