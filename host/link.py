@@ -27,10 +27,13 @@ from .errors import TritiumError
 
 __all__ = ["LinkError", "LinkTimeout", "DeviceError", "encode_frame", "FrameDecoder",
            "parse_frame", "DeviceInfo", "LinkClient", "pad_to_words", "ATTEMPTS",
-           "SHORT_TIMEOUT"]
+           "SHORT_TIMEOUT", "FRAME_TIMEOUT"]
 
 ATTEMPTS = 3            # sendings of one request before its failure is reported
 PROBE_BACKOFF_LIMIT = 60.0  # seconds between the run-counter probes of a long RUN, at most
+FRAME_TIMEOUT = 30.0    # seconds for WRITE and READ: a frame of at most 64 KiB, 0.2 s at
+#                         3 Mbaud and well under a second on a simulated top, so a lost
+#                         reply is retried soon; only RUN may take the client's timeout
 SHORT_TIMEOUT = 2.0     # seconds for INFO (the first contact), GET and SET: a device
 #                         answers them at once, so a silent port is reported quickly.
 #                         WRITE, READ and RUN get the client's (long) timeout.
@@ -142,18 +145,19 @@ class _Lost(Exception):
 class LinkClient:
     """The commands of the protocol over a byte transport, with recovery.
 
-    ``timeout`` (seconds) bounds WRITE, READ and RUN, which may be slow (a simulator's
-    first load, a long run); INFO, GET and SET, which a device answers at once, get
-    ``short_timeout`` (at most ``timeout``). Each sending of a request has its own
+    ``timeout`` (seconds) bounds RUN, which may be slow (a long run on a simulated
+    top); WRITE and READ get ``frame_timeout``, and INFO, GET and SET, which a device
+    answers at once, ``short_timeout`` (both at most ``timeout``). Each sending of a request has its own
     deadline; a request is sent at most ``attempts`` times.
     """
 
     def __init__(self, transport, timeout: float = 10.0, short_timeout: float = SHORT_TIMEOUT,
-                 attempts: int = ATTEMPTS):
+                 attempts: int = ATTEMPTS, frame_timeout: float = FRAME_TIMEOUT):
         if attempts < 1:
             raise ValueError(f"a request needs at least 1 attempt, not {attempts}")
         self.transport, self.timeout, self.attempts = transport, timeout, attempts
         self.short_timeout = min(short_timeout, timeout)
+        self.frame_timeout = min(frame_timeout, timeout)
         self._decoder, self._frames = FrameDecoder(), collections.deque()
         self._tag, self._info = 0, None
         self.recovered = 0              # requests that needed more than one exchange
@@ -166,7 +170,9 @@ class LinkClient:
 
     def timeout_of(self, kind: int) -> float:
         """The deadline of one sending of command ``kind``, in seconds."""
-        return self.short_timeout if kind in (p.INFO, p.GET, p.SET) else self.timeout
+        if kind in (p.INFO, p.GET, p.SET):
+            return self.short_timeout
+        return self.frame_timeout if kind in (p.WRITE, p.READ) else self.timeout
 
     def _send(self, kind: int, payload: bytes) -> int:
         """Send a frame with a new tag; return the tag."""

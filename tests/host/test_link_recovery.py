@@ -16,8 +16,9 @@ from tritium.host.accelerator import Accelerator
 from tritium.host.device_model import DeviceModel, DeviceModelTransport
 from tritium.host.errors import TritiumError
 from tritium.host.importers import load_model
-from tritium.host.link import (ATTEMPTS, SHORT_TIMEOUT, DeviceError, FrameDecoder, LinkClient,
-                               LinkError, LinkTimeout, encode_frame, parse_frame)
+from tritium.host.link import (ATTEMPTS, FRAME_TIMEOUT, SHORT_TIMEOUT, DeviceError,
+                               FrameDecoder, LinkClient, LinkError, LinkTimeout, encode_frame,
+                               parse_frame)
 from tritium.host.pty_bridge import PtyBridge
 from tritium.host.transport import Transport
 from tritium.hw.config import ACCELERATOR_PRESETS
@@ -245,6 +246,21 @@ def test_the_first_contact_uses_the_short_timeout():
         link.info()
     assert time.monotonic() - started < ATTEMPTS * 0.1 + SLACK
     assert LinkClient(Silent(), DEVICE_TIMEOUT).timeout_of(p.INFO) == SHORT_TIMEOUT
+
+
+def test_only_run_waits_the_clients_long_timeout():
+    """A lost WRITE or READ reply is retried after FRAME_TIMEOUT, not after the 600 s a
+    long simulated RUN may need; no deadline exceeds the client's own."""
+    link = LinkClient(Silent(), DEVICE_TIMEOUT)
+    assert [link.timeout_of(kind) for kind in (p.INFO, p.GET, p.SET, p.WRITE, p.READ, p.RUN)] \
+        == [SHORT_TIMEOUT] * 3 + [FRAME_TIMEOUT] * 2 + [DEVICE_TIMEOUT]
+    quick = LinkClient(Silent(), timeout=1.0)
+    assert max(quick.timeout_of(kind) for kind in (p.INFO, p.WRITE, p.RUN)) == 1.0
+    link = LinkClient(Silent(), timeout=DEVICE_TIMEOUT, frame_timeout=0.1)
+    started = time.monotonic()
+    with pytest.raises(LinkTimeout, match=f"^silent \\(READ sent {ATTEMPTS} times\\)$"):
+        link.request(p.READ, struct.pack("<IH", 0, 1))
+    assert time.monotonic() - started < ATTEMPTS * 0.1 + SLACK
 
 
 def test_the_cli_reports_a_silent_serial_port_in_seconds(capsys):
