@@ -13,8 +13,9 @@ Memory (bus words of ``data_width / 8`` bytes, from address 0, everything below
   ``w_down``; each linear is its ``pack_ternary(W, tlmm.tile)`` stream, each norm its
   int16 gains little endian, both zero-padded to whole words;
 - with ``config.embedding == "device"``, the embedding table: ``vocab_size`` rows of
-  ``hidden`` int32 Q19.12 values (exactly the host's ``embed`` of every id), a row
-  every ``hidden / lanes`` words;
+  ``hidden`` values (exactly the host's ``embed`` of every id), int32 Q19.12 or, in a
+  16-bit table (``embedding_bits``), int16 Q3.12, a row every
+  ``config.embedding_row_words`` words;
 - the io region: ``max_tokens * hidden / lanes`` words, token after token: the run's
   inputs (embedding vectors, or with device embedding one token id per word, in the
   low 32 bits), then its final hidden states;
@@ -48,11 +49,12 @@ import numpy as np
 from tritium.hw.config import AcceleratorConfig
 from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES,
                                     SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS)
+from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import QuantizedModel, embed
 from .errors import InputError
 from .packer import pack_ternary
 
-__all__ = ["check_model", "run_inputs", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
+__all__ = ["check_model", "run_inputs", "embedding_table", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
            "MemoryPlan", "memory_plan", "program_fields", "program_length",
            "encode_instruction", "decode_instruction", "instruction_words", "pack_scale",
            "unpack_scale"]
@@ -233,7 +235,7 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
                 bits = 16 * getattr(cfg, _NORM_FEATURES[name])
             reserve(f"layer{index}.{name}", -(-bits // word_bits))
     if config.embedding == "device":
-        reserve("embedding", cfg.vocab_size * cfg.hidden // config.lanes)
+        reserve("embedding", cfg.vocab_size * config.embedding_row_words)
     io_address = address
     reserve("io", config.max_tokens * cfg.hidden // config.lanes)
     program_address = address
@@ -313,6 +315,27 @@ def _input_program(config: AcceleratorConfig, plan) -> list:
                  dst=x.base, dst_stride=x.stride, beats=x.beats)]
 
 
+def embedding_table(model, config: AcceleratorConfig) -> bytes:
+    """The device's embedding table: row ``i`` is ``embed(model, [i])``, int32, or int16
+    (Q3.12) in a 16-bit table, which holds those values exactly when they lie in
+    [-8, 8); :class:`InputError` for a model whose embedding leaves that range."""
+    rows = _embedding_rows(model, config)
+    return rows.astype("<i4" if config.embedding_bits == 32 else "<i2").tobytes()
+
+
+def _embedding_rows(model, config: AcceleratorConfig) -> np.ndarray:
+    """``embed`` of every id, checked against the table's width."""
+    rows = embed(model, np.arange(model.config.vocab_size))
+    if config.embedding_bits == 16 and (rows.min(initial=0) < -2 ** 15
+                                        or rows.max(initial=0) >= 2 ** 15):
+        peak = int(np.abs(rows).max())
+        raise InputError(f"model {model.config.name!r} has embedding values up to "
+                         f"{peak / 2.0 ** F_ACT:g}, beyond a 16-bit table's [-8, 8) "
+                         f"(Q3.12); accelerator {config.name!r} needs embedding_bits = 32 "
+                         f"(or embedding = \"host\")")
+    return rows
+
+
 def run_inputs(model, config: AcceleratorConfig, token_ids) -> bytes:
     """What the host writes to the io region for a run of ``token_ids``: with device
     embedding one word per token, the id in its low 32 bits; with host embedding the
@@ -332,6 +355,8 @@ def check_model(model, config: AcceleratorConfig) -> None:
         config.check_model(model.config)
     except ValueError as error:
         raise InputError(str(error)) from None
+    if config.embedding == "device":
+        _embedding_rows(model, config)          # the table's width holds its values
     # The RoPE table is a ROM built from the design's own model config, which
     # check_model does not compare; a model with another theta would rotate wrongly.
     if model.config.rope_theta != config.model.rope_theta:
@@ -368,8 +393,8 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
                 data = getattr(layer, name).values.astype("<i2").tobytes()
             place(f"layer{index}.{name}", data)
     if config.embedding == "device":
+        table = embedding_table(model, config)
         # A model with a smaller vocabulary than the design's leaves the rest zero.
-        table = embed(model, np.arange(model.config.vocab_size)).astype("<i4").tobytes()
         place("embedding", table + bytes(plan.placement["embedding"][1] * word_bytes
                                          - len(table)))
 

@@ -223,9 +223,12 @@ class DeviceModel:
         # Token t's id is lane 0 of scratch beat S(t), modulo 2 ** id_bits as in the gateware.
         ids = self._read_scratch(f["src"], f["src_stride"], 1, tokens)[:, 0] \
             % (1 << self.config.id_bits)
-        row_bytes = f["beats"] * self.word_bytes
-        rows = [np.frombuffer(self._memory_bytes(f["address"] + int(i) * f["beats"], row_bytes),
-                              dtype="<i4") for i in ids]
+        # A row is its beats' values, int32 or (a 16-bit table) int16, sign-extended.
+        width = self.config.embedding_bits // 8
+        row_bytes = f["beats"] * self.config.lanes * width
+        row_words = row_bytes // self.word_bytes
+        rows = [np.frombuffer(self._memory_bytes(f["address"] + int(i) * row_words, row_bytes),
+                              dtype=f"<i{width}") for i in ids]
         self._write_scratch(f["dst"], f["dst_stride"], tokens,
                             np.stack(rows).astype(np.int64))
 

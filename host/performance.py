@@ -84,10 +84,10 @@ CALIBRATION = {
     "load": 2,
     # STORE: issue, the reader's first beat, the write command and write_done.
     "store": 5,
-    # EMBED: issue, the reader's first id beat, the fetcher's id and address cycles and
-    # the writer's cycle after the last word; the rows' reads then follow each other
-    # without a gap (a row is longer than the fetcher's three cycles per token).
-    "embed": 7,
+    # EMBED: issue, the reader's first id beat, the fetcher's id and address cycles,
+    # the widener and the writer's cycle after the last beat; the rows' reads then follow
+    # each other without a gap (a row is longer than the fetcher's three cycles a token).
+    "embed": 8,
     # NORM: issue and the join of values and gains before pass 1; after it, the
     # codes latency, pass 2 of the last vector and its padding are structural.
     "norm": 4,
@@ -290,10 +290,13 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
                                pipeline=CALIBRATION["load"])
         read = n
     elif op == "EMBED":
+        # The rows' words at the port's rate; a 16-bit table's word is two beats, which
+        # the writer takes one a cycle.
         n = beats * tokens
-        cycles, terms = _terms(latency=port.latency, words=(n - 1) * w,
+        words = tokens * config.embedding_row_words
+        cycles, terms = _terms(latency=port.latency, words=max((words - 1) * w, n - 1),
                                pipeline=CALIBRATION["embed"])
-        read = n
+        read = words
     elif op == "STORE":
         n = beats * tokens
         cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * w + 1),

@@ -9,10 +9,10 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "EMBEDDINGS", "ModelConfig", "HeadConfig", "HEAD_FORMATS",
-           "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig", "AttentionConfig",
-           "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS", "TLMM_PRESETS",
-           "tlmm_preset"]
+__all__ = ["kv_record_bits", "EMBEDDINGS", "EMBEDDING_BITS", "ModelConfig", "HeadConfig",
+           "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
+           "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
+           "TLMM_PRESETS", "tlmm_preset"]
 
 from .numerics import EXPONENT_BITS, MANTISSA_BITS
 
@@ -486,8 +486,10 @@ MODEL_PRESETS = {
 }
 
 
-# Where a design looks up token embeddings (AcceleratorConfig.embedding).
+# Where a design looks up token embeddings (AcceleratorConfig.embedding), and the widths
+# of the device table's values (AcceleratorConfig.embedding_bits).
 EMBEDDINGS = ("device", "host")
+EMBEDDING_BITS = (16, 32)
 
 
 @dataclass(frozen=True)
@@ -505,7 +507,10 @@ class AcceleratorConfig:
     ``embedding`` says where the token embedding is looked up: ``"device"`` (the table
     sits in the accelerator's memory and the host sends token ids; the EMBED
     instruction) or ``"host"`` (the host sends each token's embedding vector: for a
-    board whose memory cannot hold the table, the ULX3S).
+    board whose memory cannot hold the table, the ULX3S). ``embedding_bits`` is the width
+    of the device table's values: 16 (Q3.12, the residual format's values in [-8, 8),
+    which the lookup sign-extends exactly; half the bytes of 32) or 32 (the residual
+    format itself, for a model whose embedding leaves that range).
     """
     name: str
     model: ModelConfig
@@ -515,12 +520,16 @@ class AcceleratorConfig:
     clock_hz: int = 100_000_000
     max_payload: int = 1024
     embedding: str = "device"
+    embedding_bits: int = 16
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload")
         if self.embedding not in EMBEDDINGS:
             raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, not "
                              f"{self.embedding!r}")
+        if self.embedding_bits not in EMBEDDING_BITS:
+            raise ValueError(f"embedding_bits must be one of "
+                             f"{', '.join(map(str, EMBEDDING_BITS))}, not {self.embedding_bits!r}")
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)
@@ -540,6 +549,11 @@ class AcceleratorConfig:
                              f"{widest}-wide linears")
         if self.memory_words > 2 ** 32:
             raise ValueError(f"memory_words must be at most 2**32, not {self.memory_words}")
+        if self.embedding == "device" and self.embedding_bits == 16 \
+                and model.hidden % (2 * lanes):
+            raise ValueError(f"a 16-bit embedding table packs two beats per memory word: "
+                             f"model {model.name!r}'s hidden = {model.hidden} must be a "
+                             f"multiple of {2 * lanes}")
         self.attention                                  # validates the attention shape
         if self.kv_words >= self.memory_words:
             raise ValueError(f"the KV cache ({self.kv_words} words) does not fit in "
@@ -556,6 +570,11 @@ class AcceleratorConfig:
     @property
     def data_width(self) -> int:
         return 32 * self.lanes
+
+    @property
+    def embedding_row_words(self) -> int:
+        """Memory words of one row of the device's embedding table."""
+        return self.model.hidden * self.embedding_bits // self.data_width
 
     @property
     def id_bits(self) -> int:

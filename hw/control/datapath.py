@@ -16,7 +16,7 @@ from ..fixedpoint import scale_layout, scale_mul
 from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
-from .embed import EmbedFetcher
+from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates
 from .isa import OPCODES
@@ -121,6 +121,10 @@ def _units(m, cfg):
         cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base)
 
     m.submodules.embed = u.embed = EmbedFetcher(cfg)
+    # A 16-bit table's words become two beats each; a 32-bit table's words are beats.
+    u.widener = None
+    if cfg.embedding_bits == 16:
+        m.submodules.widener = u.widener = HalfWordWidener(cfg)
 
     # LOAD and STORE use the port themselves, and EMBED through its fetcher's read
     # commands (_route, _payloads, _hand_over).
@@ -161,13 +165,15 @@ def _route(m, cfg, u, execute, tokens):
     head_beats = cfg.attention.beats_per_key
     head_beat = Signal(range(head_beats))
     with m.Switch(opcode):
-        with m.Case(OPCODES["LOAD"], OPCODES["EMBED"]):
-            data_in = u.move.read_data
-            m.d.comb += [u.writer.beats.valid.eq(data_in.valid),
-                         u.writer.beats.payload.values.eq(data_in.payload.data),
-                         data_in.ready.eq(u.writer.beats.ready)]
-            with m.If(opcode == OPCODES["EMBED"]):
-                wiring.connect(m, u.reader_a.beats, u.embed.ids)
+        with m.Case(OPCODES["LOAD"]):
+            _words_to_beats(m, u.move.read_data, u.writer.beats)
+        with m.Case(OPCODES["EMBED"]):
+            wiring.connect(m, u.reader_a.beats, u.embed.ids)
+            if u.widener is None:
+                _words_to_beats(m, u.move.read_data, u.writer.beats)
+            else:
+                wiring.connect(m, wiring.flipped(u.move.read_data), u.widener.words)
+                wiring.connect(m, u.widener.beats, u.writer.beats)
         with m.Case(OPCODES["STORE"]):
             out = u.move.write_data
             m.d.comb += [out.valid.eq(u.reader_a.beats.valid),
@@ -195,6 +201,12 @@ def _route(m, cfg, u, execute, tokens):
             with m.If(qkv.valid & qkv.ready):
                 m.d.sync += head_beat.eq(Mux(head_beat == head_beats - 1, 0, head_beat + 1))
             wiring.connect(m, u.attention.out, u.writer.beats)
+
+
+def _words_to_beats(m, words, beats):
+    """Memory words straight into a stream of beats: a word is ``lanes`` int32 values."""
+    m.d.comb += [beats.valid.eq(words.valid), beats.payload.values.eq(words.payload.data),
+                 words.ready.eq(beats.ready)]
 
 
 def _payloads(m, cfg, u, execute, tokens, position):
@@ -230,7 +242,9 @@ def _payloads(m, cfg, u, execute, tokens, position):
         u.attention.job.payload.start.eq(position),
         u.attention.job.payload.tokens.eq(tokens),
         u.embed.job.payload.base.eq(instruction.address),
-        u.embed.job.payload.beats.eq(instruction.beats),
+        # A row's words: its beats, or half of them in a 16-bit table.
+        u.embed.job.payload.words.eq(instruction.beats >> 1 if cfg.embedding_bits == 16
+                                     else instruction.beats),
         u.embed.job.payload.tokens.eq(tokens),
     ]
     for command in (u.move.read_cmd, u.move.write_cmd):

@@ -8,7 +8,8 @@ import pytest
 
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES
-from tritium.host.compiler import (compile_model, decode_instruction, encode_instruction,
+from tritium.host.compiler import (check_model, compile_model, decode_instruction,
+                                   encode_instruction,
                                    instruction_words, pack_scale, program_length,
                                    scratch_layout, unpack_scale)
 from tritium.host.errors import InputError
@@ -75,8 +76,8 @@ def test_the_tiny_program_is_load_embed_layers_store_end(compiled):
     assert len(opcodes) == program_length(TINY) == 2 + 13 * layers + 2
     load, embed = compiled.instructions[:2]
     qkv, x = compiled.scratch["qkv"], compiled.scratch["x"]
-    table, rows = compiled.placement["embedding"]
-    assert rows == TINY.model.vocab_size * x.beats
+    table, words = compiled.placement["embedding"]
+    assert words == TINY.model.vocab_size * x.beats // 2          # a 16-bit table
     assert (load["address"], load["beats"], load["dst"], load["dst_stride"]) == \
         (compiled.io_address, 1, qkv.base, qkv.stride)
     assert (embed["address"], embed["beats"], embed["src"], embed["src_stride"], embed["dst"],
@@ -167,9 +168,26 @@ def test_a_host_embedding_program_loads_the_vectors(model):
     assert len(compiled.instructions) == program_length(config) == 1 + 13 * 4 + 2
 
 
-def test_the_embedding_table_holds_the_hosts_embedding(model, compiled):
-    """Row ``i`` of the table is ``embed(model, [i])``: a device lookup is bit-exact."""
+@pytest.mark.parametrize("bits", [16, 32])
+def test_the_embedding_table_holds_the_hosts_embedding(model, bits):
+    """Row ``i`` of the table is ``embed(model, [i])``, as int16 or int32: a device lookup
+    is bit-exact; the 16-bit table takes half the words."""
+    config = dataclasses.replace(TINY, name=f"tiny-{bits}", embedding_bits=bits)
+    compiled = compile_model(model, config)
     table, words = compiled.placement["embedding"]
+    assert words == TINY.model.vocab_size * TINY.model.hidden * bits // TINY.data_width
     data = dict(compiled.image)[table]
-    rows = np.frombuffer(data, dtype="<i4").reshape(TINY.model.vocab_size, -1)
+    rows = np.frombuffer(data, dtype=f"<i{bits // 8}").reshape(TINY.model.vocab_size, -1)
     assert np.array_equal(rows, embed(model, np.arange(TINY.model.vocab_size)))
+
+
+def test_a_16_bit_table_refuses_an_embedding_beyond_its_range(model):
+    """Values outside [-8, 8) do not fit Q3.12: refused before anything runs, naming the
+    fix; a 32-bit table takes them."""
+    large = dataclasses.replace(model, embedding=model.embedding * 40)
+    with pytest.raises(InputError, match="embedding values up to 19.7.*beyond a 16-bit "
+                                         "table's \\[-8, 8\\).*embedding_bits = 32"):
+        check_model(large, TINY)
+    wide = dataclasses.replace(TINY, name="tiny-32", embedding_bits=32)
+    check_model(large, wide)
+    compile_model(large, wide)

@@ -176,7 +176,7 @@ def test_a_config_derived_for_the_2b_model_holds_it():
     assert (derived.lanes, derived.tlmm.tables, derived.max_tokens, derived.clock_hz) == \
         (KV260.lanes, KV260.tlmm.tables, KV260.max_tokens, KV260.clock_hz)
     assert derived.tlmm.max_k == derived.tlmm.max_n == 6912
-    # 616 MB of model and cache, and the 1.31 GB int32 embedding table (device embedding).
+    # 616 MB of model and cache, and the 0.66 GB 16-bit embedding table (device embedding).
     assert derived.memory_words == 2 ** 26
 
 

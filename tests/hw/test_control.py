@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.control.embed import EmbedFetcher
+from tritium.hw.control.embed import EmbedFetcher, HalfWordWidener
 from tritium.hw.control.feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from tritium.hw.control.vectors import VectorReader, VectorWriter, vector_command_layout
 from tritium.hw.elementwise.common import gain_beat_layout
@@ -208,21 +208,21 @@ def test_gain_feeder_replays_gains_per_token():
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
 def test_embed_fetcher_reads_each_tokens_row(traffic):
-    """One read command per token, in order, for ``base + id * beats`` words: the id is
+    """One read command per token, in order, for ``base + id * words`` words: the id is
     lane 0 of its beat, used modulo 2 ** id_bits; random gaps on the ids and back-pressure
     on the commands, two jobs back to back."""
     config = TINY
     dut = EmbedFetcher(config)
     rng = random.Random(7)
-    jobs = [{"base": 1000, "beats": 16, "tokens": config.max_tokens},
-            {"base": 37, "beats": 5, "tokens": 1}]
+    jobs = [{"base": 1000, "words": 16, "tokens": config.max_tokens},
+            {"base": 37, "words": 5, "tokens": 1}]
     ids = [[rng.randrange(config.model.vocab_size) for _ in range(job["tokens"])]
            for job in jobs]
     ids[0][1] += 3 << config.id_bits              # bits above id_bits are ignored
     beats = [{"values": [i] + [rng.randrange(-2 ** 31, 2 ** 31) for _ in range(config.lanes - 1)],
               "last": 1} for job_ids in ids for i in job_ids]
-    expected = [{"addr": job["base"] + (i % (1 << config.id_bits)) * job["beats"],
-                 "words": job["beats"]} for job, job_ids in zip(jobs, ids) for i in job_ids]
+    expected = [{"addr": job["base"] + (i % (1 << config.id_bits)) * job["words"],
+                 "words": job["words"]} for job, job_ids in zip(jobs, ids) for i in job_ids]
 
     async def send_jobs(ctx):
         await stream_send(ctx, dut.job, jobs, random.Random(1), traffic.idle)
@@ -239,3 +239,29 @@ def test_embed_fetcher_reads_each_tokens_row(traffic):
 
     run_simulation(dut, send_jobs, send_ids, receive, background=[watchdog(2000)])
     assert got == expected
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_half_word_widener_sign_extends_two_beats_per_word(traffic):
+    """Each word of 2 x lanes int16 values leaves as two beats of int32, low half first,
+    every value sign-extended; random gaps on the words, back-pressure on the beats."""
+    config = TINY
+    lanes = config.lanes
+    dut = HalfWordWidener(config)
+    rng = np.random.default_rng(4)
+    values = rng.integers(-2 ** 15, 2 ** 15, (6, 2 * lanes))
+    values[0, :2] = (-2 ** 15, 2 ** 15 - 1)               # both ends of the range
+    words = [{"data": sum((int(v) & 0xFFFF) << (16 * i) for i, v in enumerate(row)),
+              "last": 0} for row in values]
+    got = []
+
+    async def send(ctx):
+        await stream_send(ctx, dut.words, words, random.Random(5), traffic.idle)
+
+    async def receive(ctx):
+        beats = await stream_receive(ctx, dut.beats, 2 * len(words), random.Random(6),
+                                     traffic.stall)
+        got.extend([int(v) for v in beat.values] for beat in beats)
+
+    run_simulation(dut, send, receive, background=[watchdog(500)])
+    assert got == values.reshape(-1, lanes).tolist()

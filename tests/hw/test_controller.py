@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from tritium.host.compiler import compile_model, run_inputs
 from tritium.host.model import Model
-from tritium.hw.config import EMBEDDINGS, AcceleratorConfig, ModelConfig, TLMMConfig
+from tritium.hw.config import AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.control.controller import Controller
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.memory.mux import PortMux
@@ -23,7 +23,7 @@ from tritium.sim.testing.amaranth_tb import run_simulation, stream_receive, stre
 from tritium.sim.golden.model import GoldenModel
 
 
-def small_design(embedding="device"):
+def small_design(embedding="device", embedding_bits=16):
     """A random one-layer model of small shape and a design built for it (4 lanes)."""
     shape = ModelConfig(name="small", vocab_size=16, hidden=32, layers=1, heads=2, kv_heads=1,
                         head_dim=16, ffn=48, max_context=16)
@@ -31,7 +31,8 @@ def small_design(embedding="device"):
         name="small", model=shape,
         tlmm=TLMMConfig(group=3, tables=4, rows=4, tokens=4, max_k=48, max_n=48,
                         acc_width=16),
-        attention_lanes=2, memory_words=1024, max_payload=256, embedding=embedding)
+        attention_lanes=2, memory_words=1024, max_payload=256, embedding=embedding,
+        embedding_bits=embedding_bits)
     return Model.random(shape, seed=2), config
 
 
@@ -67,11 +68,12 @@ def words(data: bytes, word_bytes: int) -> list:
     return [int.from_bytes(data[i:i + word_bytes], "little") for i in range(0, len(data), word_bytes)]
 
 
-@pytest.mark.parametrize("embedding", EMBEDDINGS)
-def test_controller_runs_a_compiled_layer(embedding):
+@pytest.mark.parametrize("embedding, bits", [("device", 16), ("device", 32), ("host", 16)])
+def test_controller_runs_a_compiled_layer(embedding, bits):
     """Two runs of a compiled one-layer model, the inputs token ids (EMBED looks up their
-    rows in memory) or embedding vectors, against the golden model's hidden states."""
-    model, config = small_design(embedding)
+    rows in a 16- or 32-bit table) or embedding vectors, against the golden model's
+    hidden states."""
+    model, config = small_design(embedding, bits)
     compiled = compile_model(model, config)
     word_bytes = config.data_width // 8
     init = [0] * compiled.words
