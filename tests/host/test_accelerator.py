@@ -320,3 +320,16 @@ def test_the_simulator_build_reports_its_stages(tmp_path, monkeypatch):
         SimTransport(TINY, build_dir=tmp_path, harness=object, variant="test",
                      progress=stages.append)
     assert stages == ["generating Verilog", "compiling with Verilator"]
+
+
+def test_prefill_can_return_the_last_tokens_logits_only(accelerator, golden):
+    """``logits="last"`` runs the head once for the whole prompt (what greedy generation
+    asks for): the last row of every token's logits, bit for bit."""
+    ids = prompt(11, seed=8)                   # two runs of the token tile
+    expected = golden.forward(ids, golden.new_cache())
+    last = accelerator.prefill(ids, logits="last")
+    assert last.shape == (1, TINY.model.vocab_size)
+    assert np.array_equal(last, expected[-1:])
+    with pytest.raises(InputError, match="logits must be one of all, last, not 'first'"):
+        accelerator.prefill([1], logits="first")
+    assert accelerator.position == 11          # refused before anything ran
