@@ -15,8 +15,9 @@ __all__ = ["RunCommand", "DemoCommand"]
 
 DEMO_PROMPT = "Once upon a time"
 DEMO_TOKENS = 96
-DEVICE_TIMEOUT = 600          # seconds a device may take for one WRITE, READ or RUN (a first
-#                               sim load); INFO, GET and SET get host.link.SHORT_TIMEOUT
+DEVICE_TIMEOUT = 600          # seconds a device may take for one RUN (a long run on a
+#                               simulated top); WRITE and READ get host.link.FRAME_TIMEOUT,
+#                               INFO, GET and SET host.link.SHORT_TIMEOUT
 
 
 def load(source):
