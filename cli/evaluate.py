@@ -81,8 +81,8 @@ class EvalCommand(Command):
             ids = tokenizer.encode(read_text_file(Path(args.text)))
             with token_progress(f"perplexity on {args.backend}", len(ids)) as progress:
                 ppl, count = perplexity(backend, ids, args.window, progress)
-            return {"model": model.config.name, "backend": args.backend, "text": str(Path(args.text)),
-                    "perplexity": ppl, "tokens": count}
+            return {"model": model.config.name, "backend": args.backend,
+                    "text": str(Path(args.text)), "perplexity": ppl, "tokens": count}
         ids = parse_token_list(args.token_ids, model.config.vocab_size)
         logits = Session(backend).feed(ids)
         if args.logits:

@@ -54,10 +54,10 @@ from tritium.sim.golden.model import QuantizedModel, embed
 from .errors import InputError
 from .packer import pack_ternary
 
-__all__ = ["check_model", "run_inputs", "embedding_table", "ScratchRegion", "CompiledModel", "compile_model", "scratch_layout",
-           "MemoryPlan", "memory_plan", "program_fields", "program_length",
-           "encode_instruction", "decode_instruction", "instruction_words", "pack_scale",
-           "unpack_scale"]
+__all__ = ["check_model", "run_inputs", "embedding_table", "ScratchRegion",
+           "CompiledModel", "compile_model", "scratch_layout", "MemoryPlan",
+           "memory_plan", "program_fields", "program_length", "encode_instruction",
+           "decode_instruction", "instruction_words", "pack_scale", "unpack_scale"]
 
 FIELD_NAMES = tuple(name for name, _, _ in FIELDS)
 
@@ -200,9 +200,10 @@ class MemoryPlan:
     """Where everything below the KV cache goes, from the shapes alone.
 
     ``placement`` maps a region's name (``"layer0.wq"``, ``"layer0.attn_norm"``,
-    ``"embedding"``, ``"io"``, ``"program"``) to ``(word address, words)``, in address order from 0;
-    ``words`` is the total. A linear takes the whole words of its packed stream
-    (``ceil(chunks * blocks * word_bits / data_width)``), a norm those of its int16 gains.
+    ``"embedding"``, ``"io"``, ``"program"``) to ``(word address, words)``, in address
+    order from 0; ``words`` is the total. A linear takes the whole words of its packed
+    stream (``ceil(chunks * blocks * word_bits / data_width)``), a norm those of its
+    int16 gains.
     """
     placement: dict
     io_address: int

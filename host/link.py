@@ -147,8 +147,8 @@ class LinkClient:
 
     ``timeout`` (seconds) bounds RUN, which may be slow (a long run on a simulated
     top); WRITE and READ get ``frame_timeout``, and INFO, GET and SET, which a device
-    answers at once, ``short_timeout`` (both at most ``timeout``). Each sending of a request has its own
-    deadline; a request is sent at most ``attempts`` times.
+    answers at once, ``short_timeout`` (both at most ``timeout``). Each sending of a
+    request has its own deadline; a request is sent at most ``attempts`` times.
     """
 
     def __init__(self, transport, timeout: float = 10.0, short_timeout: float = SHORT_TIMEOUT,

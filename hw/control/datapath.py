@@ -33,10 +33,11 @@ class Datapath(wiring.Component):
     feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE); the
     attention block (ATTEND); LOAD and STORE stream between the memory and the
     scratchpad, and EMBED's fetcher reads the rows of the token ids that reader_a brings
-    from the scratchpad, into the scratchpad. A command of ``execute.commands`` goes to its unit, with a payload taken
-    from ``execute.instruction``, ``tokens`` and ``position``; ``execute.done`` says the
-    instruction's last result is stored: the writer is idle, every token's codes and
-    scale of a NORM are in, or a STORE's memory write is acknowledged.
+    from the scratchpad, into the scratchpad. A command of ``execute.commands`` goes to
+    its unit, with a payload taken from ``execute.instruction``, ``tokens`` and
+    ``position``; ``execute.done`` says the instruction's last result is stored: the
+    writer is idle, every token's codes and scale of a NORM are in, or a STORE's memory
+    write is acknowledged.
 
     The units' memory ports take turns on ``memory``: the one ``execute.client`` names
     is connected, the others see a port that never moves.
@@ -121,9 +122,10 @@ def _units(m, cfg):
         cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base)
 
     m.submodules.embed = u.embed = EmbedFetcher(cfg)
-    # A 16-bit table's words become two beats each; a 32-bit table's words are beats.
+    # A 16-bit table's words become two beats each; a 32-bit table's words are beats (a
+    # design without a table has no widener to pay for).
     u.widener = None
-    if cfg.embedding_bits == 16:
+    if cfg.embedding == "device" and cfg.embedding_bits == 16:
         m.submodules.widener = u.widener = HalfWordWidener(cfg)
 
     # LOAD and STORE use the port themselves, and EMBED through its fetcher's read
