@@ -138,7 +138,7 @@ class FaultyTransport(Transport):
         self.inner.close()
 
 
-def watch_deadlines(link, figures: dict, slack: float = 0.5) -> None:
+def watch_deadlines(link, figures: dict, slack: float = 5.0) -> None:
     """Make ``link``'s (a :class:`~tritium.host.link.LinkClient`) ``request`` and
     ``run`` check that every call ends, returning or raising, within the bound that
     its deadlines give (plus ``slack`` seconds of scheduling), and record the longest

@@ -27,7 +27,8 @@ from tritium.hw.link import protocol as p
 from tritium.sim.testing.faults import FAULTS, FaultyTransport, Silent, watch_deadlines
 
 TINY = ACCELERATOR_PRESETS["tiny"]
-SLACK = 0.5                     # seconds of scheduling slack on a loaded machine
+SLACK = 5.0     # seconds of scheduling slack on a loaded machine: the bounds show that no
+#                 request waits past its deadlines (a hang never ends), not how fast it fails
 
 
 @pytest.fixture(scope="module")
