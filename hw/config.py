@@ -33,6 +33,12 @@ def _check_positive(obj, *names):
             raise ValueError(f"{type(obj).__name__}.{name} must be a positive integer, not {value!r}")
 
 
+def _check_choice(obj, name: str, choices: tuple) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ValueError(f"{type(obj).__name__}.{name} must be one of {choices}, not {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of a BitNet b1.58 decoder (LLaMA-shaped, ternary linears).
@@ -67,12 +73,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.head_dim must be even for RoPE, not {self.head_dim}")
         if self.head_dim > 256:
             raise ValueError(f"ModelConfig.head_dim must be at most 256, not {self.head_dim}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"ModelConfig.activation must be one of {ACTIVATIONS}, "
-                             f"not {self.activation!r}")
-        if self.rope_pairing not in ROPE_PAIRINGS:
-            raise ValueError(f"ModelConfig.rope_pairing must be one of {ROPE_PAIRINGS}, "
-                             f"not {self.rope_pairing!r}")
+        _check_choice(self, "activation", ACTIVATIONS)
+        _check_choice(self, "rope_pairing", ROPE_PAIRINGS)
         for name in ("rope_theta", "norm_eps"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not (0 < value < float("inf")):
@@ -141,9 +143,7 @@ class HeadConfig:
     group: int = 64             # int4 only: hidden dims per scale
 
     def __post_init__(self):
-        if self.format not in HEAD_FORMATS:
-            raise ValueError(f"HeadConfig.format must be one of {HEAD_FORMATS}, "
-                             f"not {self.format!r}")
+        _check_choice(self, "format", HEAD_FORMATS)
         _check_positive(self, "group")
 
     @property
@@ -278,12 +278,8 @@ class TLMMConfig:
     def __post_init__(self):
         TileConfig(self.group, self.tables, self.rows)            # validates the tile
         _check_positive(self, "tokens", "max_k", "max_n", "acc_width")
-        if self.table_mode not in TABLE_MODES:
-            raise ValueError(f"TLMMConfig.table_mode must be one of {TABLE_MODES}, "
-                             f"not {self.table_mode!r}")
-        if self.table_storage not in TABLE_STORAGES:
-            raise ValueError(f"TLMMConfig.table_storage must be one of {TABLE_STORAGES}, "
-                             f"not {self.table_storage!r}")
+        _check_choice(self, "table_mode", TABLE_MODES)
+        _check_choice(self, "table_storage", TABLE_STORAGES)
         if self.max_k % self.k_per_word:
             raise ValueError(f"TLMMConfig.max_k ({self.max_k}) must be a multiple of "
                              f"group * tables ({self.k_per_word}): pad K to the tile")
@@ -524,12 +520,8 @@ class AcceleratorConfig:
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload")
-        if self.embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, not "
-                             f"{self.embedding!r}")
-        if self.embedding_bits not in EMBEDDING_BITS:
-            raise ValueError(f"embedding_bits must be one of "
-                             f"{', '.join(map(str, EMBEDDING_BITS))}, not {self.embedding_bits!r}")
+        _check_choice(self, "embedding", EMBEDDINGS)
+        _check_choice(self, "embedding_bits", EMBEDDING_BITS)
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)

@@ -1,6 +1,7 @@
 """The compiler: instruction encoding, the tiny model's program and memory image."""
 
 import dataclasses
+import re
 import struct
 
 import numpy as np
@@ -191,3 +192,20 @@ def test_a_16_bit_table_refuses_an_embedding_beyond_its_range(model):
     wide = dataclasses.replace(TINY, name="tiny-32", embedding_bits=32)
     check_model(large, wide)
     compile_model(large, wide)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"embedding": "fpga"}, "AcceleratorConfig.embedding must be one of ('device', 'host'), "
+                            "not 'fpga'"),
+    ({"embedding_bits": 8}, "AcceleratorConfig.embedding_bits must be one of (16, 32), not 8"),
+])
+def test_the_embedding_fields_are_checked(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(TINY, **fields)
+
+
+def test_a_16_bit_table_needs_two_beats_per_word():
+    odd = dataclasses.replace(TINY.model, hidden=136)       # 17 beats of 8 lanes
+    with pytest.raises(ValueError, match="hidden = 136 must be a multiple of 16"):
+        dataclasses.replace(TINY, model=odd, tlmm=dataclasses.replace(TINY.tlmm, max_k=408,
+                                                                      max_n=408))
