@@ -7,8 +7,9 @@
 
 How the constants of ``host/performance.py`` (``CALIBRATION``) were calibrated: the
 compiled model is loaded into the simulated top (Verilator), then for each instruction
-of the program's first layer, its inputs (LOAD, and EMBED with device embedding) and
-its STORE, a program of that one instruction
+of the program's first layer, its inputs (LOAD, and EMBED with device embedding), its
+STORE of the hidden states and, with the head on the device, the output norm, HEAD
+and the top-k's STORE, a program of that one instruction
 and END is written over the program and run at each token count (and, for ATTEND, each
 position; the KV cache holds whatever is there, which does not change the timing). The
 controller's counters of that run give the instruction's cycles, which are set next to
@@ -82,9 +83,13 @@ def main(argv=None):
     with Accelerator(config, transport(), timeout=3600) as accelerator:
         compiled = accelerator.load(model)
         program = compiled.instructions
-        first_layer = len(program) - 13 * config.model.layers - 2    # after the inputs
-        chosen = program[:first_layer + 13] + [program[-2]]      # inputs, layer 0, STORE
-        for index, instruction in enumerate(chosen):
+        tail = 1 + (3 if config.head == "device" else 0)   # STORE (NORM, HEAD, STORE)
+        first_layer = len(program) - 13 * config.model.layers - 1 - tail
+        # The inputs, layer 0 and the tail, by their index in the program (and so in
+        # the model's run of the same program).
+        chosen = [*range(first_layer + 13), *range(len(program) - 1 - tail, len(program) - 1)]
+        for index in chosen:
+            instruction = program[index]
             name = NAMES[instruction["opcode"]]
             code = encode_instruction(**instruction).ljust(step, b"\0")
             accelerator.link.write(compiled.program_address, code + end)
@@ -95,9 +100,7 @@ def main(argv=None):
                     status = accelerator.link.run()
                     counters = accelerator.counters()
                     model_run = estimate_run(config, memory, position, count)
-                    # The program's instruction at the same place in the model's run.
-                    where = index if index < first_layer + 13 else len(program) - 2
-                    estimate = model_run.instructions[where]
+                    estimate = model_run.instructions[index]
                     counter = COUNTER_OF_OPCODE[name]
                     rows.append({"instruction": index, "op": name, "flags": instruction["flags"],
                                  "beats": instruction["beats"], "blocks": instruction["blocks"],

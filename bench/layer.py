@@ -46,12 +46,13 @@ BOARD_MEMORY = {"kv260": "kv260", "tiny": "onchip", "ulx3s": "onchip"}
 
 def layer_slice(config, model_config):
     """``config`` serving one layer of ``model_config``: the same units, a one-layer KV
-    cache, its runs starting from hidden states (host embedding). ``ValueError`` says
-    what of the model the design cannot hold."""
+    cache, its runs starting from hidden states (host embedding) and ending with them
+    (host head: a layer's timing, without the LM head's pass). ``ValueError`` says what
+    of the model the design cannot hold."""
     one_layer = dataclasses.replace(model_config, layers=1)
     design = dataclasses.replace(config, name=f"{config.name}-layer",
                                  model=dataclasses.replace(config.model, layers=1),
-                                 embedding="host")
+                                 embedding="host", head="host")
     design.check_model(one_layer)
     return design, one_layer
 

@@ -21,12 +21,11 @@ of:
 - the old path: ``send`` of every request frame of a run over the window (WRITE the
   inputs, SET position, SET tokens, RUN, GET cycles, READ the hidden state) and
   ``receive`` of every reply, one register access per byte;
-- the new path: the four small frames (SET, SET, RUN, GET) over the window, and the
-  inputs and the hidden state through the buffer (``write_memory``, ``read_memory``);
+- the new path: the one small frame of protocol version 2 (RUN with its tag, position
+  and tokens; its 9-byte reply) over the window, and the inputs and the result through
+  the buffer (``write_memory``, ``read_memory``): with the config's head on the device
+  the argmax's word (``Accelerator.prefill_top(ids, 1)``), else the hidden state;
 - each of those parts alone, and ``send`` of one small frame.
-
-(The link's RUN recovery adds GETs of ``runs`` around RUN, two more small frames
-either way; they are not counted here.)
 
 Nothing is asserted; docs/boards.md ("KV260", "Host time per token") has the figures.
 """
@@ -82,11 +81,13 @@ class StandIn:
 
 
 def frames(config, embedding, tokens=1):
-    """The request frames and reply lengths of one run (``Accelerator``'s io region,
-    SET, SET, RUN, GET): ``(old, new, inputs, outputs)``, old and new each a list of
-    ``(frame, reply bytes)``, inputs the bytes written to the io region (``embedding``
-    ``"host"``: the tokens' embeddings, ``hidden`` int32 each; ``"device"``: one word
-    per token), outputs the hidden states' bytes read back."""
+    """The request frames and reply lengths of one run: ``(old, new, inputs, outputs,
+    result)``, old (protocol version 1: the io region's WRITE, SET, SET, RUN, GET and
+    the hidden states' READ) and new (version 2: RUN alone) each a list of ``(frame,
+    reply bytes)``, inputs the bytes written to the io region (``embedding`` ``"host"``:
+    the tokens' embeddings, ``hidden`` int32 each; ``"device"``: one word per token),
+    outputs the hidden states' bytes, result what the new path reads back (the
+    argmax's word with a device head, else the hidden states)."""
     word_bytes = config.data_width // 8
     outputs = tokens * config.model.hidden * 4
     size = outputs if embedding == "host" else tokens * word_bytes
@@ -101,6 +102,8 @@ def frames(config, embedding, tokens=1):
              (encode_frame(p.SET, 2, struct.pack("<BI", 2, tokens)), reply(0)),
              (encode_frame(p.RUN, 3, bytes(1)), reply(1)),
              (encode_frame(p.GET, 4, bytes(1)), reply(4))]
+    run = [(encode_frame(p.RUN, 3, struct.pack(p.RUN_SET_FORMAT, 1, 100, tokens)),
+            reply(p.RUN_REPLY_BYTES))]
     writes = [(encode_frame(p.WRITE, 5, struct.pack("<I", start // word_bytes)
                             + data[start:start + chunk]), reply(0))
               for start in range(0, len(data), chunk)]
@@ -108,7 +111,8 @@ def frames(config, embedding, tokens=1):
     reads = [(encode_frame(p.READ, 6, struct.pack("<IH", start, min(per_frame, words - start))),
               reply(min(per_frame, words - start) * word_bytes))
              for start in range(0, words, per_frame)]
-    return writes + small + reads, small, data, outputs
+    result = word_bytes if config.head == "device" else outputs
+    return writes + small + reads, run, data, outputs, result
 
 
 def best(function, repeat):
@@ -122,8 +126,8 @@ def best(function, repeat):
 
 
 def measure(config, embedding, repeat):
-    old, new, data, outputs = frames(config, embedding)
-    words = outputs // (config.data_width // 8)
+    old, new, data, outputs, result = frames(config, embedding)
+    words = result // (config.data_width // 8)
     with tempfile.TemporaryDirectory() as directory:
         bench = StandIn(config, directory)
         transport = bench.transport
@@ -169,8 +173,9 @@ def measure(config, embedding, repeat):
         bench.close()
     bytes_old = (sum(len(frame) for frame, _ in old), sum(reply for _, reply in old))
     bytes_new = (sum(len(frame) for frame, _ in new), sum(reply for _, reply in new))
-    return {"config": config.name, "embedding": embedding, "input_bytes": len(data),
-            "output_bytes": outputs, "repeat": repeat,
+    return {"config": config.name, "embedding": embedding, "head": config.head,
+            "input_bytes": len(data), "output_bytes": outputs, "result_bytes": result,
+            "repeat": repeat,
             "old_window_bytes": {"to_device": bytes_old[0], "from_device": bytes_old[1]},
             "new_window_bytes": {"to_device": bytes_new[0], "from_device": bytes_new[1]},
             "small_frame_bytes": len(new[0][0]),
@@ -196,9 +201,10 @@ def main(argv=None):
         print()
         return 0
     s, old, new = result["seconds"], result["old_window_bytes"], result["new_window_bytes"]
-    print(f"{result['config']} ({result['embedding']} embedding): one decode token, "
-          f"{result['input_bytes']} bytes in, {result['output_bytes']} out; best of "
-          f"{result['repeat']}, measured on this machine")
+    print(f"{result['config']} ({result['embedding']} embedding, {result['head']} head): one "
+          f"decode token, {result['input_bytes']} bytes in, {result['output_bytes']} out "
+          f"(the old path), {result['result_bytes']} (the new); best of {result['repeat']}, "
+          f"measured on this machine")
     print(f"  old: {old['to_device']} + {old['from_device']} window bytes      "
           f"{s['old_token'] * 1e3:8.3f} ms  (send {s['old_send'] * 1e3:.3f}, "
           f"receive {s['old_receive'] * 1e3:.3f})")

@@ -4,10 +4,14 @@
 transport (:mod:`.transports`), so it drives the software device, the
 cycle-accurate simulation and boards with the same bytes. Per run it writes the
 tokens' ids (a design with device embedding, which looks up their rows itself) or
-embeddings (host embedding) to the io region, sets ``position`` and ``tokens``, sends
-RUN and reads the final hidden states back; the host's embedding lookup and the LM head
-are the golden model's, so the logits are bit-identical to :meth:`GoldenModel.forward`
-(docs/program.md).
+embeddings (host embedding) to the io region, sends RUN with the run's ``position`` and
+``tokens`` (its reply carries the status and the cycles) and reads the final hidden
+states back; the host's embedding lookup and the LM head are the golden model's, so the
+logits are bit-identical to :meth:`GoldenModel.forward` (docs/program.md). A design with
+the head on the device (``config.head == "device"``) also returns the last token's
+top-k (:meth:`Accelerator.prefill_top`), reading those few words instead of the hidden
+states, and nothing after a prompt's earlier runs: what keeps greedy decoding's link
+traffic small.
 """
 
 import numpy as np
@@ -17,7 +21,7 @@ from tritium.hw.control.isa import REGISTERS, STATUS, WRITABLE_REGISTERS
 from tritium.hw.link.protocol import PROTOCOL_VERSION
 from tritium.sim.golden.model import final_logits
 from tritium.sim.reference import LOGIT_ROWS
-from .compiler import CompiledModel, compile_model, run_inputs
+from .compiler import CompiledModel, compile_model, decode_top, run_inputs
 from .errors import InputError, TritiumError
 from .link import DeviceInfo, LinkClient, LinkError, pad_to_words
 from .runtime import check_generation, check_token_ids, generate
@@ -48,9 +52,10 @@ class Accelerator:
         self.transport = transport
         self.link = LinkClient(transport, timeout)
         self.compiled: CompiledModel = None
-        self.run_cycles = []            # the ``cycles`` register after each run, in order
+        self.run_cycles = []            # each run's cycles (RUN's reply), in order
         self._model = None
         self._position = 0
+        self._program = None            # the ``program`` register, as last set
 
     def close(self) -> None:
         self.transport.close()
@@ -101,7 +106,8 @@ class Accelerator:
         else:
             for address, data in compiled.image:
                 self.link.write(address, data)
-        self.link.set(REGISTERS["program"], compiled.program_address)
+        self._program = None
+        self._use_program(compiled.program_address)
         self.compiled, self._model, self._position = compiled, model, 0
         return compiled
 
@@ -148,8 +154,7 @@ class Accelerator:
         if logits not in LOGIT_ROWS:
             raise InputError(f"logits must be one of {', '.join(LOGIT_ROWS)}, not {logits!r}")
         ids = self._checked(token_ids)
-        starts = range(0, len(ids), self.config.max_tokens)
-        states = [self._run(ids[start:start + self.config.max_tokens]) for start in starts]
+        states = [self._run(run) for run in self._runs(ids)]
         if logits == "last":
             return final_logits(self.compiled.qmodel, states[-1][-1:])
         return np.concatenate([final_logits(self.compiled.qmodel, run) for run in states])
@@ -157,6 +162,37 @@ class Accelerator:
     def decode(self, token_id) -> np.ndarray:
         """Append one token; return its logits, (vocab,)."""
         return self.prefill([token_id])[0]
+
+    @property
+    def head_on_device(self) -> bool:
+        """Whether the design scores the LM head itself (:meth:`prefill_top`)."""
+        return self.config.head == "device"
+
+    def prefill_top(self, token_ids, k: int = None):
+        """Append tokens to the conversation; return the device head's ``k`` best rows
+        for the last token, ``(indices (k,), scores (k,))`` int64, score descending and
+        equal scores by row ascending (``golden.model.final_top``), so ``indices[0]`` is
+        the greedy choice. ``k`` is 1 .. ``config.head_k`` (default ``head_k``): the
+        host reads ``k`` words after the last run and no hidden states at all.
+
+        The tokens go in runs of up to ``max_tokens``, as in :meth:`prefill`. Only for a
+        design with ``head = "device"``.
+        """
+        if not self.head_on_device:
+            raise InputError(f"accelerator {self.config.name!r} has its LM head on the "
+                             f"host: use prefill for logits")
+        k = self.config.head_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) \
+                or not 1 <= k <= self.config.head_k:
+            raise InputError(f"k must be an integer from 1 to the design's head_k of "
+                             f"{self.config.head_k}, not {k!r}")
+        ids = self._checked(token_ids)
+        runs = self._runs(ids)
+        for run in runs[:-1]:
+            self._run_io(run_inputs(self._model, self.config, run), len(run))
+        top = self._run_io(run_inputs(self._model, self.config, runs[-1]), len(runs[-1]),
+                           read=(self.compiled.top_address, int(k)), head=True)
+        return decode_top(top, self.config)
 
     @property
     def model_config(self):
@@ -193,10 +229,15 @@ class Accelerator:
                              f"{config.max_context} tokens of model {config.name!r}")
         return ids
 
+    def _runs(self, ids: np.ndarray) -> list:
+        """``ids`` cut into the runs of up to ``max_tokens`` tokens that carry them."""
+        size = self.config.max_tokens
+        return [ids[start:start + size] for start in range(0, len(ids), size)]
+
     def _run(self, ids: np.ndarray) -> np.ndarray:
         """One run of up to ``max_tokens`` tokens: token ids (device embedding) or their
         embeddings (host embedding) in, final hidden states out, (tokens, hidden)."""
-        return self._run_io(run_inputs(self._model, self.config, ids), len(ids))
+        return self._run_states(run_inputs(self._model, self.config, ids), len(ids))
 
     def run_states(self, states) -> np.ndarray:
         """One run of the device on hidden states: ``states`` (tokens, hidden), int32
@@ -214,28 +255,47 @@ class Accelerator:
                 or not 1 <= states.shape[0] <= self.config.max_tokens:
             raise InputError(f"a run takes (1 .. {self.config.max_tokens}, {hidden}) hidden "
                              f"states, not an array of shape {states.shape}")
-        return self._run_io(states.astype("<i4").tobytes(), states.shape[0])
+        return self._run_states(states.astype("<i4").tobytes(), states.shape[0])
 
-    def _run_io(self, inputs: bytes, tokens: int) -> np.ndarray:
+    def _run_states(self, inputs: bytes, tokens: int) -> np.ndarray:
+        """A run that reads its final hidden states back, (tokens, hidden) int64."""
+        hidden = self.config.model.hidden
+        data = self._run_io(inputs, tokens, read=(self.compiled.states_address,
+                                                  tokens * hidden // self.config.lanes))
+        return np.frombuffer(data, dtype="<i4").astype(np.int64).reshape(tokens, hidden)
+
+    def _run_io(self, inputs: bytes, tokens: int, read: tuple = None,
+                head: bool = False) -> bytes:
         """Write a run's inputs to the io region, run ``tokens`` tokens at the
-        conversation's position, read the final hidden states back, (tokens, hidden)."""
-        compiled, hidden = self.compiled, self.config.model.hidden
+        conversation's position and return the ``read = (word address, words)`` of its
+        results (the hidden states, or a device head's top-k), nothing for None: a run
+        before the last of a prompt needs no results at all. Only a ``head`` run takes
+        the program with the device head; the others skip its pass over the head."""
+        compiled = self.compiled
         if self._position + tokens > self._loaded().config.max_context:
             raise InputError(f"{self._position + tokens} tokens exceed the context of "
                              f"{self._model.config.max_context} tokens")
         self._write_memory(compiled.io_address, inputs)
-        self.link.set(REGISTERS["position"], self._position)
-        self.link.set(REGISTERS["tokens"], tokens)
-        status = self.link.run()
-        self.run_cycles.append(self.link.get(REGISTERS["cycles"]))
+        self._use_program(compiled.program_address if head
+                          else compiled.no_head_program_address)
+        status = self.link.run(position=self._position, tokens=tokens)
+        self.run_cycles.append(self.link.last_run.cycles)
         if status != STATUS["OK"]:
             name = STATUS_NAMES.get(status, "unknown")
             raise RunError(f"the device ended the run of {tokens} tokens at position "
                            f"{self._position} with status {status} ({name})")
-        words = tokens * hidden // self.config.lanes
-        states = np.frombuffer(self._read_memory(compiled.io_address, words), dtype="<i4")
+        data = b"" if read is None else self._read_memory(*read)
         self._position += tokens
-        return states.astype(np.int64).reshape(tokens, hidden)
+        return data
+
+    def _use_program(self, address: int) -> None:
+        """SET ``program`` to ``address`` unless it holds it already: a device-head
+        design switches programs only around a prompt of several runs, so a decode step
+        costs no frame for it."""
+        if address != self._program:
+            self._program = None            # unknown if the SET fails
+            self.link.set(REGISTERS["program"], address)
+            self._program = address
 
     def _write_memory(self, address: int, data: bytes) -> None:
         """Store ``data`` from word ``address`` of the device's memory: through the

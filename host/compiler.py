@@ -16,10 +16,19 @@ Memory (bus words of ``data_width / 8`` bytes, from address 0, everything below
   ``hidden`` values (exactly the host's ``embed`` of every id), int32 Q19.12 or, in a
   16-bit table (``embedding_bits``), int16 Q3.12, a row every
   ``config.embedding_row_words`` words;
-- the io region: ``max_tokens * hidden / lanes`` words, token after token: the run's
-  inputs (embedding vectors, or with device embedding one token id per word, in the
-  low 32 bits), then its final hidden states;
-- the program: one instruction per ``ceil(32 / word bytes)`` words.
+- with ``config.head == "device"``, the output norm's int16 gains and the LM head in
+  the head unit's layout (``host/head_packer.py``, docs/head.md);
+- the io region, three parts one after the other: the run's inputs, token after token
+  (embedding vectors, ``max_tokens * hidden / lanes`` words, or with device embedding
+  one token id per word, in the low 32 bits, ``max_tokens`` words); its final hidden
+  states (``max_tokens * hidden / lanes`` words, at ``states_address``); with a device
+  head ``head_k`` words, the run's top-k (:func:`decode_top`, at ``top_address``). A
+  run never writes its own inputs, so running it again computes the same values into
+  the same places (a RUN frame that a line duplicated does no harm);
+- the program: one instruction per ``ceil(32 / word bytes)`` words; with a device head
+  a second one after it, the same without the head (``"program_no_head"``), for the
+  runs whose top-k nobody reads: a prompt's runs before its last, and runs whose
+  logits the host computes from the hidden states.
 
 Scratchpad (beats of ``lanes`` int32): five token-major regions one after the other,
 ``x``, ``qkv``, ``attn``, ``gate``, ``up``. Region ``r`` holds ``max_tokens`` vectors of
@@ -30,6 +39,10 @@ over the gate vector in place (the element-wise unit reads a beat before it writ
 With device embedding the run's token ids are LOADed into the ``qkv`` region (one beat
 per token, the id in lane 0), which is free until the first layer's QKV linears, and
 EMBED reads them there.
+
+With a device head the program ends NORM (the output norm, of ``x``) -> HEAD (the last
+token's codes against the head, the top-k into ``qkv``) -> STORE of those ``head_k``
+beats (``FLAG_ONE_TOKEN``) after the hidden states' STORE.
 
 A layer is 13 instructions: docs/program.md's ten steps, with one LINEAR per matrix
 (the QKV and the gate/up steps are three and two LINEARs), because every linear has
@@ -47,16 +60,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from tritium.hw.config import AcceleratorConfig
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES,
-                                    SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS)
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
+                                    OPCODES, SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS)
+from tritium.hw.head_layout import HeadLayout
 from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import QuantizedModel, embed
 from .errors import InputError
+from .head_packer import pack_head
 from .packer import pack_ternary
 
 __all__ = ["check_model", "run_inputs", "embedding_table", "ScratchRegion",
            "CompiledModel", "compile_model", "scratch_layout", "MemoryPlan",
-           "memory_plan", "program_fields", "program_length", "encode_instruction",
+           "memory_plan", "program_fields", "program_length", "encode_instruction", "decode_top",
            "decode_instruction", "instruction_words", "pack_scale", "unpack_scale"]
 
 FIELD_NAMES = tuple(name for name, _, _ in FIELDS)
@@ -162,7 +177,14 @@ class CompiledModel:
         Name (``"layer0.wq"``, ``"layer0.attn_norm"``, ``"io"``, ``"program"``) ->
         ``(word address, words)`` of every region below ``kv_base``.
     program_address, io_address : int
-        Word addresses of the first instruction and of the io region.
+        Word addresses of the first instruction and of the io region (the run's inputs).
+    states_address : int
+        Word address of the run's final hidden states in the io region.
+    no_head_program_address : int
+        The program without the head (the same as ``program_address`` on a design
+        without a device head).
+    top_address : int or None
+        Word address of the run's top-k in the io region (a device head), else None.
     instructions : list of dict
         The program, decoded (:func:`decode_instruction`).
     qmodel : QuantizedModel
@@ -176,6 +198,9 @@ class CompiledModel:
     placement: dict
     program_address: int
     io_address: int
+    top_address: object
+    no_head_program_address: int
+    states_address: int
     instructions: list
     qmodel: QuantizedModel
     config: AcceleratorConfig
@@ -190,9 +215,19 @@ _NORM_FEATURES = {"attn_norm": "hidden", "attn_sub_norm": "q_dim", "ffn_norm": "
                   "ffn_sub_norm": "ffn"}
 
 
-def program_length(config: AcceleratorConfig) -> int:
-    """Instructions of the program: LOAD (and EMBED), 13 per layer, STORE, END."""
-    return len(_input_program(config, None)) + 13 * config.model.layers + 2
+def program_length(config: AcceleratorConfig, head: bool = None) -> int:
+    """Instructions of the program: LOAD (and EMBED), 13 per layer, STORE, (NORM, HEAD,
+    STORE: ``head``, by default whether the design has a device head), END."""
+    tail = 3 if _with_head(config, head) else 0
+    return len(_input_program(config, None)) + 13 * config.model.layers + 2 + tail
+
+
+def _with_head(config: AcceleratorConfig, head) -> bool:
+    """Whether a program ends with the head: ``head``, default the design's; never on a
+    design without a device head."""
+    if head and config.head != "device":
+        raise ValueError(f"accelerator {config.name!r} has no device head to program")
+    return config.head == "device" if head is None else bool(head)
 
 
 @dataclass(frozen=True)
@@ -200,15 +235,21 @@ class MemoryPlan:
     """Where everything below the KV cache goes, from the shapes alone.
 
     ``placement`` maps a region's name (``"layer0.wq"``, ``"layer0.attn_norm"``,
-    ``"embedding"``, ``"io"``, ``"program"``) to ``(word address, words)``, in address
-    order from 0; ``words`` is the total. A linear takes the whole words of its packed
-    stream (``ceil(chunks * blocks * word_bits / data_width)``), a norm those of its
-    int16 gains.
+    ``"embedding"``, ``"output_norm"``, ``"head"``, ``"io"``, ``"program"``) to ``(word
+    address, words)``, in address order from 0; ``words`` is the total; ``top_address``
+    is where a device head's top-k goes (None without one); ``no_head_program_address``
+    the program without the head (``program_address`` without a device head);
+    ``states_address`` where the run's hidden states go. A linear takes the whole words
+    of its packed stream (``ceil(chunks * blocks * word_bits / data_width)``), a norm
+    those of its int16 gains.
     """
     placement: dict
     io_address: int
     program_address: int
     words: int
+    top_address: object = None
+    no_head_program_address: int = None
+    states_address: int = None
 
     def layer(self, index: int) -> dict:
         """Region name -> word address of layer ``index``."""
@@ -237,11 +278,24 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
             reserve(f"layer{index}.{name}", -(-bits // word_bits))
     if config.embedding == "device":
         reserve("embedding", cfg.vocab_size * config.embedding_row_words)
+    if config.head == "device":
+        reserve("output_norm", -(-16 * cfg.hidden // word_bits))
+        reserve("head", HeadLayout(cfg.vocab_size, cfg.hidden, word_bits).words)
     io_address = address
-    reserve("io", config.max_tokens * cfg.hidden // config.lanes)
+    states = config.max_tokens * cfg.hidden // config.lanes
+    inputs = config.max_tokens if config.embedding == "device" else states
+    states_address = io_address + inputs
+    top_address = states_address + states if config.head == "device" else None
+    reserve("io", inputs + states + (config.head_k if config.head == "device" else 0))
     program_address = address
-    reserve("program", program_length(config) * instruction_words(word_bits // 8))
-    return MemoryPlan(placement, io_address, program_address, address)
+    per_instruction = instruction_words(word_bits // 8)
+    reserve("program", program_length(config) * per_instruction)
+    no_head_address = program_address
+    if config.head == "device":
+        no_head_address = address
+        reserve("program_no_head", program_length(config, head=False) * per_instruction)
+    return MemoryPlan(placement, io_address, program_address, address, top_address,
+                      no_head_address, states_address)
 
 
 class _Placeholders:
@@ -277,10 +331,12 @@ class _Constants:
 
 
 def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
-                   constants=None) -> list:
+                   constants=None, head: bool = None) -> list:
     """The program as instruction fields (dicts with the opcode's name under ``"op"``):
     the inputs into ``x`` (LOAD io -> ``x``; with device embedding LOAD io's token ids
-    -> ``qkv``, EMBED -> ``x``), 13 instructions per layer, STORE ``x`` -> io, END.
+    -> ``qkv``, EMBED -> ``x``), 13 instructions per layer, STORE ``x`` -> the io
+    region's states, with ``head`` (default: on a design with a device head) NORM,
+    HEAD and the top-k's STORE, END.
 
     Everything that sets the program's work (opcodes, flags, beats, blocks, strides,
     scratch and memory addresses) comes from ``config`` and ``plan`` (default:
@@ -295,10 +351,33 @@ def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
     program = _input_program(config, plan)
     for index in range(config.model.layers):
         program += _layer_program(index, plan.layer(index), config, scratch, constants)
-    program += [dict(op="STORE", address=plan.io_address, src=x.base, src_stride=x.stride,
-                     beats=x.beats),
-                dict(op="END")]
-    return program
+    program.append(dict(op="STORE", address=plan.states_address, src=x.base,
+                        src_stride=x.stride, beats=x.beats))
+    if _with_head(config, head):
+        program += _head_program(config, plan, scratch, constants)
+    return program + [dict(op="END")]
+
+
+def _head_program(config: AcceleratorConfig, plan: MemoryPlan, scratch, constants) -> list:
+    """The output norm of ``x``, the head on the last token's codes, its top-k to io."""
+    x, top = scratch["x"], scratch["qkv"]
+    hidden = config.model.hidden
+    return [dict(op="NORM", address=plan.placement["output_norm"][0], src=x.base,
+                 src_stride=x.stride, beats=hidden // config.lanes,
+                 eps=constants.eps("output_norm", hidden)),
+            dict(op="HEAD", address=plan.placement["head"][0], dst=top.base,
+                 dst_stride=top.stride, beats=config.head_k),
+            dict(op="STORE", flags=FLAG_ONE_TOKEN, address=plan.top_address, src=top.base,
+                 src_stride=top.stride, beats=config.head_k)]
+
+
+def decode_top(data: bytes, config: AcceleratorConfig):
+    """The top-k a device head stored: ``(indices, scores)``, int64 arrays of the entries
+    in ``data`` (whole words, best first): lane 0 of a word is the row, lanes 1 and 2
+    the score's low 32 bits and its sign-extended high bits (``isa.TOP_ENTRY_LANES``)."""
+    words = np.frombuffer(data, dtype="<u4").reshape(-1, config.lanes).astype(np.int64)
+    high = words[:, 2] - ((words[:, 2] >> 31) << 32)            # the signed high half
+    return words[:, 0], (high << 32) | words[:, 1]
 
 
 def _input_program(config: AcceleratorConfig, plan) -> list:
@@ -398,11 +477,19 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
         # A model with a smaller vocabulary than the design's leaves the rest zero.
         place("embedding", table + bytes(plan.placement["embedding"][1] * word_bytes
                                          - len(table)))
+    if config.head == "device":
+        place("output_norm", qmodel.output_norm.values.astype("<i2").tobytes())
+        place("head", pack_head(qmodel.head, config.data_width))
 
-    fields = program_fields(config, plan, _Constants(qmodel))
-    program = [_instruction(**instruction) for instruction in fields]
     padding = bytes(instruction_words(word_bytes) * word_bytes - INSTRUCTION_BYTES)
+    def encoded(head):
+        fields = program_fields(config, plan, _Constants(qmodel), head=head)
+        return [_instruction(**instruction) for instruction in fields]
+
+    program = encoded(None)
     place("program", b"".join(code + padding for code in program))
+    if "program_no_head" in plan.placement:
+        place("program_no_head", b"".join(code + padding for code in encoded(False)))
 
     if plan.words > config.kv_base:
         raise InputError(f"model {cfg.name!r} needs {plan.words} words of memory for its "
@@ -410,6 +497,9 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
                          f"has {config.kv_base} below its KV cache")
     return CompiledModel(image=image, placement=dict(plan.placement),
                          program_address=plan.program_address, io_address=plan.io_address,
+                         top_address=plan.top_address,
+                         no_head_program_address=plan.no_head_program_address,
+                         states_address=plan.states_address,
                          instructions=[decode_instruction(code) for code in program],
                          qmodel=qmodel, config=config, scratch=scratch_layout(config),
                          words=plan.words)

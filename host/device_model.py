@@ -15,9 +15,12 @@ Where the model is simpler than the hardware:
 - The cycle counters stay 0; there are no cycles to count.
 - An instruction whose memory or scratchpad range falls outside the memory or the
   scratchpad, or whose sizes do not match the design (a LINEAR with fewer columns
-  than the codes it reads, an ATTEND of the wrong width, a layer beyond the cache),
-  stops the run with ``BAD_OPCODE`` like an unknown opcode, since the status codes
-  have no better name for it. Effects of the instructions before it remain.
+  than the codes it reads, an ATTEND of the wrong width, a layer beyond the cache, a
+  HEAD of more entries than ``head_k`` or after a NORM of other than ``hidden``
+  features), stops the run with ``BAD_OPCODE`` like an unknown opcode, since the status
+  codes have no better name for it. Effects of the instructions before it remain. An
+  opcode the design has no unit for (EMBED with host embedding, HEAD with a host head:
+  ``isa.design_opcodes``) is unknown to it.
 - ``runs`` counts every RUN, including those refused with ``BAD_TOKENS`` or
   ``BAD_POSITION`` (which change nothing else).
 """
@@ -28,14 +31,18 @@ import zlib
 
 import numpy as np
 
-from tritium.hw.config import AcceleratorConfig
-from tritium.hw.control.isa import (FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES, REGISTERS,
-                                    STATUS, WRITABLE_REGISTERS)
+from tritium.hw.config import AcceleratorConfig, HeadConfig
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
+                                    REGISTERS, STATUS, TOP_ENTRY_LANES, WRITABLE_REGISTERS,
+                                    design_opcodes)
+from tritium.hw.head_layout import HeadLayout
 from tritium.hw.link import protocol as p
+from tritium.sim.golden.head import QuantizedHead, head_scores, head_topk
 from tritium.sim.golden.model import (GoldenCache, NormGain, QuantizedLinear, attention_step,
                                       ffn_activation, linear, norm_quant, rope_tables, saturate)
 from .compiler import decode_instruction, instruction_words, unpack_scale
 from .errors import ModelFormatError
+from .head_packer import unpack_head
 from .link import FrameDecoder, LinkTimeout, encode_frame
 from .packer import PackedTensor, unpack_ternary
 from .transport import Transport
@@ -151,16 +158,24 @@ class DeviceModel:
         return struct.pack("<I", self.registers[self._by_index[body[0]]])
 
     def _run_command(self, body):
-        if len(body) != 1:
+        # RUN's argument, or with the run's position and tokens, set before it runs.
+        if len(body) == p.RUN_SET_BYTES:
+            _, self.registers["position"], self.registers["tokens"] = \
+                struct.unpack(p.RUN_SET_FORMAT, body)
+        elif len(body) != p.RUN_BYTES:
             return None
-        return bytes([self.run()])
+        status = self.run(body[0])
+        return struct.pack(p.RUN_REPLY_FORMAT, status, self.registers["runs"],
+                           self.registers["cycles"])
 
     # -- the controller ---------------------------------------------------------------
 
-    def run(self) -> int:
-        """Run the program for ``tokens`` tokens at ``position``; return the status."""
+    def run(self, argument: int = 0) -> int:
+        """Run the program for ``tokens`` tokens at ``position``; return the status. The
+        ``argument`` (the host's tag for the run) is kept in ``run_tag``."""
         tokens, position = self.registers["tokens"], self.registers["position"]
         self.registers["runs"] = (self.registers["runs"] + 1) & 0xFFFFFFFF
+        self.registers["run_tag"] = argument
         if not 1 <= tokens <= self.config.max_tokens:
             status = STATUS["BAD_TOKENS"]
         elif position + tokens > self.config.attention.capacity:
@@ -177,10 +192,11 @@ class DeviceModel:
     def _execute(self, position: int, tokens: int):
         step = instruction_words(self.word_bytes)
         pc = self.registers["program"]
-        operations = {OPCODES["LOAD"]: self._load, OPCODES["STORE"]: self._store,
-                      OPCODES["NORM"]: self._norm, OPCODES["LINEAR"]: self._linear,
-                      OPCODES["GATE"]: self._gate, OPCODES["ATTEND"]: self._attend,
-                      OPCODES["EMBED"]: self._embed}
+        units = {"LOAD": self._load, "STORE": self._store, "NORM": self._norm,
+                 "LINEAR": self._linear, "GATE": self._gate, "ATTEND": self._attend,
+                 "EMBED": self._embed, "HEAD": self._head}
+        operations = {OPCODES[name]: units[name] for name in design_opcodes(self.config)
+                      if name in units}
         while True:
             fields = decode_instruction(self._memory_bytes(pc, INSTRUCTION_BYTES))
             if fields["opcode"] == OPCODES["END"]:
@@ -233,7 +249,9 @@ class DeviceModel:
                             np.stack(rows).astype(np.int64))
 
     def _store(self, f, position, tokens):
-        values = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
+        # FLAG_ONE_TOKEN: the top-k, one vector whatever the run's tokens.
+        count = 1 if f["flags"] & FLAG_ONE_TOKEN else tokens
+        values = self._read_scratch(f["src"], f["src_stride"], f["beats"], count)
         start = f["address"] * self.word_bytes
         data = values.astype("<i4").tobytes()
         if start + len(data) > len(self.memory):
@@ -247,6 +265,27 @@ class DeviceModel:
         # The gains' fractional bits are folded into the linears' output scales, so
         # norm_quant needs only their values.
         self._codes = norm_quant(x, NormGain(gains.astype(np.int64), 0), f["eps"])
+
+    def _head(self, f, position, tokens):
+        # The last token's codes against every row of the head in memory; the k best
+        # (score descending, equal scores by row ascending) as k beats from dst.
+        model, lanes = self.config.model, self.config.lanes
+        if self._codes is None or self._codes[0].shape[1] != model.hidden:
+            raise _Fault(f"HEAD needs the codes of a NORM of {model.hidden} features")
+        if not 1 <= f["beats"] <= self.config.head_k:
+            raise _Fault(f"HEAD of {f['beats']} entries; the design keeps 1 .. "
+                         f"{self.config.head_k}")
+        layout = HeadLayout(model.vocab_size, model.hidden, self.config.data_width)
+        codes, mantissas = unpack_head(
+            self._memory_bytes(f["address"], layout.words * self.word_bytes),
+            model.vocab_size, model.hidden, self.config.data_width)
+        head = QuantizedHead(HeadConfig("int8"), codes, mantissas, 0)
+        scores, rows = head_topk(head_scores(head, self._codes[0][tokens - 1:tokens]),
+                                 f["beats"])
+        entries = np.zeros((f["beats"], lanes), dtype=np.int64)
+        entries[:, :TOP_ENTRY_LANES] = np.stack(
+            [rows[0], _signed32(scores[0] & 0xFFFFFFFF), scores[0] >> 32], axis=1)
+        self._write_scratch(f["dst"], f["dst_stride"], 1, entries.reshape(1, -1))
 
     def _linear(self, f, position, tokens):
         tile = self.config.tlmm.tile
@@ -291,6 +330,11 @@ class DeviceModel:
                              values.reshape(tokens, model.kv_heads, model.head_dim),
                              unpack_scale(f["scale"]))
         self._write_scratch(f["dst"], f["dst_stride"], tokens, out.reshape(tokens, -1))
+
+
+def _signed32(values: np.ndarray) -> np.ndarray:
+    """Unsigned 32-bit values as the int32 lanes that hold their bits."""
+    return (values ^ 0x80000000) - 0x80000000
 
 
 class DeviceModelTransport(Transport):

@@ -11,7 +11,7 @@ import numpy as np
 from tritium.hw.head_layout import HeadLayout
 from tritium.sim.golden.head import QuantizedHead
 
-__all__ = ["head_layout", "pack_head"]
+__all__ = ["head_layout", "pack_head", "unpack_head"]
 
 
 def head_layout(qhead: QuantizedHead, data_width: int) -> HeadLayout:
@@ -34,13 +34,39 @@ def pack_head(qhead: QuantizedHead, data_width: int) -> bytes:
 
     codes = np.zeros((layout.vocab, layout.row_words * width), dtype=np.int8)
     codes[:, :layout.hidden] = qhead.codes
-    index = np.arange(layout.vocab)
-    first = (index // rows) * layout.block_words + 1 + (index % rows) * layout.row_words
-    addresses = first[:, None] + np.arange(layout.row_words)
-    words[addresses] = codes.view(np.uint8).reshape(layout.vocab, layout.row_words, width)
+    words[_row_addresses(layout)] = \
+        codes.view(np.uint8).reshape(layout.vocab, layout.row_words, width)
 
     lanes = np.zeros(layout.blocks * rows, dtype="<u2")
     lanes[:layout.vocab] = mantissas
-    words[np.arange(layout.blocks) * layout.block_words] = \
-        lanes.view(np.uint8).reshape(layout.blocks, width)
+    words[_mantissa_addresses(layout)] = lanes.view(np.uint8).reshape(layout.blocks, width)
     return words.tobytes()
+
+
+def unpack_head(data: bytes, vocab: int, hidden: int, data_width: int):
+    """The codes and mantissas that :func:`pack_head` packed into ``data``: ``(codes
+    (vocab, hidden) int8, mantissas (vocab,) int64)``. The device reads a head from its
+    memory with it (the software device's HEAD), so a packing error shows as a wrong
+    token there; the padding bytes are not looked at."""
+    layout = HeadLayout(vocab, hidden, data_width)
+    width = layout.codes_per_word
+    if len(data) != layout.words * width:
+        raise ValueError(f"a {vocab} x {hidden} head in {data_width}-bit words is "
+                         f"{layout.words * width} bytes, not {len(data)}")
+    words = np.frombuffer(data, dtype=np.uint8).reshape(layout.words, width)
+    codes = words[_row_addresses(layout)].reshape(vocab, -1)[:, :hidden].view(np.int8).copy()
+    lanes = words[_mantissa_addresses(layout)].reshape(-1).view("<u2")
+    return codes, lanes[:vocab].astype(np.int64)
+
+
+def _row_addresses(layout: HeadLayout) -> np.ndarray:
+    """Word addresses of every row's codes, (vocab, row_words)."""
+    index = np.arange(layout.vocab)
+    first = (index // layout.block_rows) * layout.block_words + 1 \
+        + (index % layout.block_rows) * layout.row_words
+    return first[:, None] + np.arange(layout.row_words)
+
+
+def _mantissa_addresses(layout: HeadLayout) -> np.ndarray:
+    """Word addresses of the blocks' mantissa words, (blocks,)."""
+    return np.arange(layout.blocks) * layout.block_words

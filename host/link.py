@@ -11,8 +11,13 @@ deadline, counted from its sending, however the reply's bytes trickle in; replie
 other requests, damaged frames and noise are discarded while it waits; a lost or
 damaged reply, or the device's report of a damaged frame, makes it send the request
 again, up to :data:`ATTEMPTS` times (every command but RUN is idempotent); RUN is sent
-again only once the ``runs`` register shows that the device did not run it. Every
+again only once the ``run_tag`` register shows that the device did not run it. Every
 reply is checked whole before use, so a failure is one :class:`LinkError` line.
+
+A decode step is one exchange: RUN carries the run's ``position`` and ``tokens`` and a
+tag (its argument, one more than the last RUN's), and its reply the status, the run
+counter and the run's cycles. The device keeps the last RUN's tag in ``run_tag``, which
+is what tells a RUN that never arrived from one whose reply was lost.
 """
 
 import collections
@@ -26,7 +31,7 @@ from tritium.hw.link import protocol as p
 from .errors import TritiumError
 
 __all__ = ["LinkError", "LinkTimeout", "DeviceError", "encode_frame", "FrameDecoder",
-           "parse_frame", "DeviceInfo", "LinkClient", "pad_to_words", "ATTEMPTS",
+           "parse_frame", "DeviceInfo", "RunResult", "LinkClient", "pad_to_words", "ATTEMPTS",
            "SHORT_TIMEOUT", "FRAME_TIMEOUT"]
 
 ATTEMPTS = 3            # sendings of one request before its failure is reported
@@ -39,7 +44,7 @@ SHORT_TIMEOUT = 2.0     # seconds for INFO (the first contact), GET and SET: a d
 #                         WRITE, READ and RUN get the client's (long) timeout.
 RESENT_ERRORS = (p.ERR_ESCAPE, p.ERR_LENGTH, p.ERR_CRC)   # the frame was damaged on the way
 NAMES = {kind: name.upper() for name, kind in p.COMMANDS.items()}
-REPLY_BYTES = {p.INFO: p.INFO_BYTES, p.WRITE: 0, p.SET: 0, p.GET: 4, p.RUN: 1}
+REPLY_BYTES = {p.INFO: p.INFO_BYTES, p.WRITE: 0, p.SET: 0, p.GET: 4, p.RUN: p.RUN_REPLY_BYTES}
 
 
 def pad_to_words(data: bytes, word_bytes: int) -> bytes:
@@ -142,6 +147,15 @@ class _Lost(Exception):
         self.timeout = timeout
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """How a RUN ended: its status, the device's ``runs`` counter after it and the run's
+    ``cycles`` (the registers of the same names)."""
+    status: int
+    runs: int
+    cycles: int
+
+
 class LinkClient:
     """The commands of the protocol over a byte transport, with recovery.
 
@@ -161,6 +175,8 @@ class LinkClient:
         self._decoder, self._frames = FrameDecoder(), collections.deque()
         self._tag, self._info = 0, None
         self.recovered = 0              # requests that needed more than one exchange
+        self.last_run = None            # the RunResult of the last RUN
+        self._run_tag = None            # the tag of this client's last RUN, when known
         self.discarded = 0              # damaged frames received
         self.sent_bytes = 0             # link bytes to the device, frames' ENDs included
         self.received_bytes = 0         # link bytes from the device
@@ -339,44 +355,56 @@ class LinkClient:
     def get(self, register: int) -> int:
         return struct.unpack("<I", self.request(p.GET, bytes([register]), expected=4))[0]
 
-    def run(self, argument: int = 0, timeout: float = None) -> int:
-        """Start the controller; return its status byte when it finishes.
+    def run(self, timeout: float = None, position: int = None, tokens: int = None) -> int:
+        """Start the controller; return its status byte when it finishes (the whole
+        :class:`RunResult` is :attr:`last_run`). With ``position`` and ``tokens`` the
+        device sets those registers first, in the same frame.
 
-        RUN is never sent twice blindly. The ``runs`` register is read before it; when
-        RUN's reply is late (nothing for ``short_timeout``) or damaged, ``runs`` is read
-        again (a probe, which the device answers only when it is not running): if it
-        advanced, the run happened and ``status`` holds its status; if not, RUN is sent
-        again (at most ``attempts`` times). While probes go unanswered the device may
-        still be running, so the client waits for either reply until RUN's deadline
-        (``timeout``, default the client's). After the run, ``runs`` must have advanced
-        by exactly one."""
+        RUN's argument is a tag, 1 .. 255, one more than the last RUN's (read from
+        ``run_tag`` before this client's first RUN, and after a RUN that failed), which
+        the device keeps in ``run_tag``. RUN is never sent twice blindly: when its reply
+        is late (nothing for ``short_timeout``) or damaged, ``run_tag`` is read (a probe,
+        which the device answers only when it is not running): this RUN's tag means the
+        run happened, and ``status``, ``runs`` and ``cycles`` hold its results; the tag
+        before it means the device never got RUN, which is sent again (at most
+        ``attempts`` times). While probes go unanswered the device may still be running,
+        so the client waits for either reply until RUN's deadline (``timeout``, default
+        the client's).
+
+        A RUN executed twice (a frame duplicated on the way) computes the same values
+        into the same places (a run never writes its own inputs, docs/program.md), so it
+        is harmless; its second reply is dropped as a stale frame."""
         timeout = self.timeout if timeout is None else timeout
-        runs = REGISTERS["runs"]
-        before = self.get(runs)
+        if (position is None) != (tokens is None):
+            raise ValueError("RUN sets position and tokens together, or neither")
+        before = self._run_tag
+        if before is None:
+            before = self.get(REGISTERS["run_tag"]) & 0xFF
+        mark = before % 255 + 1                     # 1 .. 255, never the tag before it
+        self._run_tag = None                        # unknown until this RUN is settled
+        payload = (bytes([mark]) if position is None else
+                   struct.pack(p.RUN_SET_FORMAT, mark, position, tokens))
         self._forget()
-        run_tags, problems = set(), []
+        frame_tags, problems = set(), []
         for sending in range(1, self.attempts + 1):
-            run_tags.add(self._send(p.RUN, bytes([argument])))
-            status = self._await_run(run_tags, before, time.monotonic() + timeout, timeout,
-                                     problems)
-            if status is not None:
+            frame_tags.add(self._send(p.RUN, payload))
+            result = self._await_run(frame_tags, mark, before, time.monotonic() + timeout,
+                                     timeout, problems)
+            if result is not None:
                 break
-            problems.append(_Lost("the device did not receive RUN (its run counter did not "
-                                  "advance)"))
+            problems.append(_Lost("the device did not receive RUN (its run tag did not "
+                                  "change)"))
         else:
             raise LinkError(f"{problems[-1]} (RUN sent {self.attempts} times)")
-        after = self.get(runs)
-        if after != (before + 1) & 0xFFFFFFFF:
-            raise LinkError(f"the device's run counter went from {before} to {after} for one "
-                            f"RUN: a RUN frame was executed more than once")
         self.recovered += bool(problems)
-        return status
+        self._run_tag, self.last_run = mark, result
+        return result.status
 
-    def _await_run(self, run_tags, before, deadline, timeout, problems):
-        """Wait for the reply to any sending of RUN (``run_tags``) until ``deadline``,
-        probing ``runs`` when it is late; the status, or None when a probe shows that
-        the device did not run (send RUN again)."""
-        runs = REGISTERS["runs"]
+    def _await_run(self, frame_tags, mark, before, deadline, timeout, problems):
+        """Wait for the reply to any sending of RUN (``frame_tags``) until ``deadline``,
+        probing ``run_tag`` when it is late; the :class:`RunResult`, or None when a probe
+        shows that the device did not run (send RUN again)."""
+        probe = bytes([REGISTERS["run_tag"]])
         probe_tags = set()              # probes sent since this sending of RUN
         interval = min(self.short_timeout, timeout / 2)
         probe_at = time.monotonic() + interval
@@ -386,13 +414,13 @@ class LinkClient:
                 # A last probe, with its own deadlines: a device still running (or
                 # gone) does not answer it.
                 try:
-                    value = self.get(runs)
+                    value = self.get(REGISTERS["run_tag"])
                 except LinkTimeout:
                     raise LinkTimeout(f"no reply to RUN within {timeout:g} s, nor to a GET "
-                                      f"of the run counter after it") from None
-                return self._ran(value, before, problems)
+                                      f"of the run tag after it") from None
+                return self._ran(value, mark, before, problems)
             if now >= probe_at:
-                probe_tags.add(self._send(p.GET, bytes([runs])))
+                probe_tags.add(self._send(p.GET, probe))
                 probe_at = now + interval
                 # A long run (minutes of simulation) answers no probe until it ends, and
                 # queued probes must stay few (tags wrap at 256): back off, to a minute.
@@ -411,7 +439,7 @@ class LinkClient:
                     problems.append(lost)
                     probe_at = time.monotonic()         # RUN's reply may be lost: probe
                 continue
-            if tag in run_tags:
+            if tag in frame_tags:
                 if reply == p.ERROR:
                     # Not a reason to send RUN again by itself: the error could be a
                     # stray frame's that happens to carry RUN's tag. The probe decides.
@@ -421,7 +449,8 @@ class LinkClient:
                     problems.append(error)
                     probe_at = time.monotonic()
                     continue
-                return self._checked(p.RUN, reply, body, 1)[0]
+                return RunResult(*struct.unpack(
+                    p.RUN_REPLY_FORMAT, self._checked(p.RUN, reply, body, p.RUN_REPLY_BYTES)))
             if tag in probe_tags:
                 if reply == p.ERROR:
                     error = self._error(body, "GET")
@@ -429,15 +458,17 @@ class LinkClient:
                         raise error
                     continue                    # a damaged probe: the next one decides
                 return self._ran(struct.unpack("<I", self._checked(p.GET, reply, body, 4))[0],
-                                 before, problems)
+                                 mark, before, problems)
 
-    def _ran(self, runs: int, before: int, problems: list):
-        """After RUN's reply was lost and the run counter read ``runs``: the run's
-        status if it ran, None if it did not."""
-        if runs == before:
+    def _ran(self, value: int, mark: int, before: int, problems: list):
+        """After RUN's reply was lost and ``run_tag`` read ``value``: the run's
+        :class:`RunResult` if it ran (``mark``, this RUN's tag), None if it did not
+        (``before``, the last RUN's)."""
+        if value == before:
             return None
-        if runs != (before + 1) & 0xFFFFFFFF:
-            raise LinkError(f"the device's run counter went from {before} to {runs} for one "
-                            f"RUN: a RUN frame was executed more than once")
-        problems.append(_Lost("RUN's reply was lost, and the run counter shows the run"))
-        return self.get(REGISTERS["status"]) & 0xFF
+        if value != mark:
+            raise LinkError(f"the device's run tag is {value}, neither this RUN's ({mark}) "
+                            f"nor the last one's ({before}): another host is running it")
+        problems.append(_Lost("RUN's reply was lost, and the run tag shows the run"))
+        return RunResult(self.get(REGISTERS["status"]) & 0xFF, self.get(REGISTERS["runs"]),
+                         self.get(REGISTERS["cycles"]))

@@ -12,8 +12,10 @@ rate for every word it moves (:class:`PortTiming`, from a
 bounds chunk by chunk (:func:`linear_cycles`), the scratchpad reader's three beats in
 four cycles, NORM's second pass, the attention block's passes
 (:func:`~tritium.hw.attention.block.pass_key_counts`) and its KV records
-(:class:`~tritium.hw.attention.kvcache.KVLayout`), and a few constant pipeline overheads
-calibrated against the cycle-accurate simulation (:data:`CALIBRATION`).
+(:class:`~tritium.hw.attention.kvcache.KVLayout`), the head unit's pass over the LM head
+(:func:`head_terms`, :class:`~tritium.hw.head_layout.HeadLayout`), and a few constant
+pipeline overheads calibrated against the cycle-accurate simulation (:data:`CALIBRATION`;
+HEAD's is derived from the unit's documented pipeline until a simulation fits it).
 
 - :func:`estimate_run` -> :class:`RunEstimate`: cycles per controller counter kind and in
   total, memory bytes read and written per kind, per instruction terms, for a run of
@@ -21,8 +23,9 @@ calibrated against the cycle-accurate simulation (:data:`CALIBRATION`).
 - :func:`compare_run` and :func:`simulated_cases`: the model against simulated counters
   (``bench/e2e.py``'s runs, ``docs/bench-layer-kv260.json``'s cases).
 - :func:`project`: a whole model on a board: decode tokens/s per context, time to first
-  token, the time per token split into linears, attention, element-wise, control, the LM
-  head and the host link (each figure labelled ``derived`` or ``assumed``), and the
+  token, the time per token split into linears, attention, element-wise, control, the
+  device's LM head (a design with ``head = "device"``), the host's LM head and the host
+  link (each figure labelled ``derived`` or ``assumed``), and the
   memory roofline of the same bytes. Host-side costs come from a :class:`HostModel`
   (:data:`HOSTS`), whose every figure is an explicit assumption.
 - :func:`fit_problems`, :func:`derive_config`, :func:`board_setup`: whether a model fits a
@@ -41,16 +44,17 @@ from tritium.hw.attention.core import SCORE_LATENCY
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
-from tritium.hw.control.isa import FLAG_ACCUMULATE
+from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Gating, NormQuant
 from tritium.hw.fixedpoint import RECIPROCAL_LATENCY
+from tritium.hw.head_layout import HeadLayout
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
 from .compiler import instruction_words, memory_plan, program_fields
 
 __all__ = ["KINDS", "CALIBRATION", "ONCHIP_READ_LATENCY", "PortTiming", "port_timing",
            "InstructionEstimate", "RunEstimate", "estimate_run", "linear_cycles",
-           "attention_key_cycles",
+           "attention_key_cycles", "head_terms", "head_words",
            "SimulatedCase", "simulated_cases", "report_cases", "recorded_cases",
            "RECORDED_REPORTS", "compare_run", "agreement",
            "HostModel", "HOSTS", "link_traffic", "host_run_seconds",
@@ -58,13 +62,13 @@ __all__ = ["KINDS", "CALIBRATION", "ONCHIP_READ_LATENCY", "PortTiming", "port_ti
            "format_projection", "plot_projection", "LABELS", "PARTS"]
 
 #: Counter kinds of the controller, in its order: ``fetch``, ``move``, ``norm``,
-#: ``linear``, ``gate``, ``attend`` (``<kind>_cycles`` in CONTROLLER_COUNTERS).
+#: ``linear``, ``gate``, ``attend``, ``head`` (``<kind>_cycles`` in CONTROLLER_COUNTERS).
 KINDS = tuple(name[:-len("_cycles")] for name in CONTROLLER_COUNTERS
               if name.endswith("_cycles") and name != "cycles")
 #: The kinds that move memory words (``<kind>_words`` in WORD_COUNTERS).
 WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
 _KIND_OF = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
-            "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend"}
+            "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend", "HEAD": "head"}
 
 #: Cycles from an OnChipMemory read command's transfer to its first word (docs/memory.md).
 ONCHIP_READ_LATENCY = 2
@@ -102,6 +106,13 @@ CALIBRATION = {
     # queries loaded, the core's pipeline filled and drained).
     "attend_job": 19,
     "attend_pass": 12,
+    # HEAD: the unit's score pipeline (4 + ceil(log2(n)) cycles after the last word) is a
+    # structural term of its own (:func:`head_terms`); the rest, fitted on the tiny
+    # design on chip (bench/instructions.py: 1,081 cycles simulated at 1 and at 8
+    # tokens), is the issue cycle, the codes reader's start and its queue, the head
+    # words' first read behind the codes, the keeper's register and state change
+    # before the first entry and the writer's last cycle.
+    "head": 12,
 }
 
 # The scratchpad's VectorReader keeps at most 3 beats in its FIFO and the read in
@@ -276,6 +287,33 @@ def _attend_terms(config, port, position, tokens):
     return terms, sum(counts) * words, tokens * a.kv_heads * words
 
 
+def head_words(config: AcceleratorConfig) -> int:
+    """Memory words one HEAD reads: the whole head in its layout (``HeadLayout.words``,
+    docs/head.md), whatever the run's tokens (it scores the last token only)."""
+    model = config.model
+    return HeadLayout(model.vocab_size, model.hidden, config.data_width).words
+
+
+def head_terms(config: AcceleratorConfig, port: PortTiming, k: int) -> dict:
+    """The named terms of one HEAD returning ``k`` entries (docs/head.md, "Cycles"):
+
+    ``codes``: the last token's ``hidden / lanes`` codes beats from the codes buffer, one
+    a cycle; ``latency``: what of the memory's read latency the codes do not hide (the
+    unit issues its first read when it takes the job, so the head's first words are on
+    their way while the codes arrive); ``words``: the head's :func:`head_words` at the
+    port's rate, at most one a cycle (the unit takes a word every cycle the memory
+    offers one); ``score``: the last score reaches the top-k ``4 + ceil(log2(n))``
+    cycles after the last word (walker, products, the adder tree's levels, row sum,
+    mantissa product; ``n = data_width / 8`` codes per word); ``results``: the ``k``
+    entries to the scratchpad writer, one a cycle; ``pipeline``: :data:`CALIBRATION`
+    ``"head"`` (fitted on the tiny design with its memory on chip)."""
+    codes = config.model.hidden // config.lanes
+    n = config.data_width // 8
+    return dict(codes=codes, latency=max(0, port.latency - codes),
+                words=head_words(config) * port.word_cycles,
+                score=4 + (n - 1).bit_length(), results=k, pipeline=CALIBRATION["head"])
+
+
 def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: int,
                  fetch: float) -> InstructionEstimate:
     op = instr["op"]
@@ -298,7 +336,8 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
                                pipeline=CALIBRATION["embed"])
         read = words
     elif op == "STORE":
-        n = beats * tokens
+        # FLAG_ONE_TOKEN: one vector (the device head's top-k), whatever the tokens.
+        n = beats if instr.get("flags", 0) & FLAG_ONE_TOKEN else beats * tokens
         cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * w + 1),
                                pipeline=CALIBRATION["store"])
         written = n
@@ -329,6 +368,9 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     elif op == "ATTEND":
         terms, read, written = _attend_terms(config, port, position, tokens)
         cycles, terms = _terms(**terms)
+    elif op == "HEAD":
+        cycles, terms = _terms(**head_terms(config, port, beats))
+        read = head_words(config)
     else:
         raise ValueError(f"unknown opcode {op!r}")
     return InstructionEstimate(op, _KIND_OF[op], cycles, fetch, read, written, terms)
@@ -391,10 +433,12 @@ class RunEstimate:
 
 
 def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
-                 tokens: int = 1, implementation: str = None, port: int = 0) -> RunEstimate:
+                 tokens: int = 1, implementation: str = None, port: int = 0,
+                 head: bool = None) -> RunEstimate:
     """The model of one run of ``config``'s program: ``tokens`` (1 .. max_tokens) tokens
     from ``position``, the memory on port ``port`` of ``memory`` (the top uses one port,
-    port 0). Needs no weights: the program comes from the shape
+    port 0); ``head`` False runs a device-head design's program without the head (a
+    prompt's runs before its last). Needs no weights: the program comes from the shape
     (:func:`~tritium.host.compiler.program_fields`)."""
     if not 1 <= tokens <= config.max_tokens:
         raise ValueError(f"a run takes 1 .. {config.max_tokens} tokens, not {tokens}")
@@ -405,7 +449,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     iw = instruction_words(timing.word_bytes)
     fetch = CALIBRATION["fetch"] + timing.latency + (iw - 1) * timing.word_cycles
     instructions = [_instruction(instr, config, timing, position, tokens, float(fetch))
-                    for instr in program_fields(config)]
+                    for instr in program_fields(config, head=head)]
     by_kind = {kind: 0.0 for kind in KINDS}
     words = {kind: {"read": 0, "written": 0} for kind in WORD_KINDS}
     for item in instructions:
@@ -427,7 +471,9 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
 
 @dataclass(frozen=True)
 class SimulatedCase:
-    """One simulated run: the design, its memory, the run, and the controller's counters."""
+    """One simulated run: the design, its memory, the run, and the controller's counters;
+    ``head`` False for a device-head design's program without the head (None: the
+    design's own program)."""
     name: str
     source: str
     config: AcceleratorConfig
@@ -436,6 +482,7 @@ class SimulatedCase:
     position: int
     tokens: int
     counters: dict
+    head: bool = None
 
     @property
     def phase(self) -> str:
@@ -445,12 +492,16 @@ class SimulatedCase:
 # Reports recorded before designs could embed on the device ran on host embedding
 # (their programs start with a LOAD of the embeddings); newer ones say which they ran.
 _RECORDED_EMBEDDING = "host"
+# Reports recorded before the HEAD instruction ran with the LM head on the host (their
+# programs end with the STORE of the hidden states); newer ones may say which they ran.
+_RECORDED_HEAD = "host"
 
 
 def _e2e_cases(report: dict, source: str) -> list:
     """The runs of a ``bench/e2e.py --json`` report."""
     config = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
-                                 embedding=report.get("embedding", _RECORDED_EMBEDDING))
+                                 embedding=report.get("embedding", _RECORDED_EMBEDDING),
+                                 head=report.get("head", _RECORDED_HEAD))
     memory = report.get("memory_model", "onchip")
     onchip = memory not in MEMORY_MODELS        # "onchip (in the top)": the top's own memory
     cases = []
@@ -466,7 +517,7 @@ def _e2e_cases(report: dict, source: str) -> list:
 def _layer_cases(report: dict, source: str) -> list:
     """The cases of ``docs/bench-layer-kv260.json`` (``bench/layer.py --json``)."""
     config = AcceleratorConfig.from_json(json.dumps(
-        {"embedding": _RECORDED_EMBEDDING, **report["config"]}))
+        {"embedding": _RECORDED_EMBEDDING, "head": _RECORDED_HEAD, **report["config"]}))
     if report.get("ports", 1) != 1:
         raise ValueError(f"{source}: the model covers designs on one memory port, not "
                          f"{report['ports']}")
@@ -532,9 +583,11 @@ def compare_run(case: SimulatedCase) -> dict:
     """The model next to one simulated case: total and per kind, simulated, model and the
     relative error (model / simulated - 1), and the memory words per kind."""
     estimate = estimate_run(case.config, case.memory, case.position, case.tokens,
-                            implementation=case.implementation)
+                            implementation=case.implementation, head=case.head)
     model = estimate.counters()
-    sim = case.counters
+    # A counter a report predates (``head_cycles`` before the HEAD instruction) counted
+    # nothing in that run: its design had no such unit.
+    sim = {name: 0 for name in model if name.endswith("_cycles")} | dict(case.counters)
 
     def entry(name):
         simulated, derived = sim[name], model[name]
@@ -574,10 +627,13 @@ class HostModel:
     Per run the host writes the run's inputs (token ids, or with host embedding the
     embeddings it looked up) to the io region, runs it with stop-and-wait frames (SET
     ``position`` and ``tokens``, RUN between two reads of the ``runs`` counter, GET
-    ``cycles``: ``host/link.py``) and reads the final hidden states back; the final norm
-    and the integer LM head then run on the host for the logit rows asked for (one per
+    ``cycles``: ``host/link.py``) and reads the result back. With the LM head on the host
+    (``config.head == "host"``) that is the final hidden states, and the final norm and
+    the integer LM head then run on the host for the logit rows asked for (one per
     prompt and per decode step in greedy generation: ``Accelerator.prefill(ids,
-    logits="last")``). Every figure here is an assumption, named in ``notes``:
+    logits="last")``); with the head on the device (the HEAD instruction) greedy
+    generation reads one word, the top-k's first entry, and runs no head on the host.
+    Every figure here is an assumption, named in ``notes``:
 
     ``stream_bytes_per_second``: NumPy streaming through memory on the host (the head's
     products and the io copies are bound by memory traffic, not arithmetic);
@@ -635,19 +691,35 @@ HOSTS = {
 
 
 def link_traffic(config: AcceleratorConfig, tokens: int,
-                 bulk_through_memory: bool = False) -> dict:
+                 bulk_through_memory: bool = False, read_words: int = None,
+                 program_sets: int = 0) -> dict:
     """Bytes and frames one run moves over the host link (``Accelerator._run_io`` and
     ``LinkClient.run``): WRITE the inputs (a word per token id with device embedding,
-    else the embeddings), SET position and tokens, GET ``runs``, RUN, GET ``runs``, GET
-    ``cycles``, READ the hidden states; frames as ``host/link.py`` encodes them (SLIP
-    escapes of the data not counted: a fraction of a percent for random data). With
-    ``bulk_through_memory`` the inputs and the hidden states go through the shared
-    buffer instead of WRITE and READ (``memory_bytes``)."""
+    else the embeddings), ``program_sets`` SETs of the ``program`` register (a
+    device-head design switches to its program without the head for a prompt's earlier
+    runs and back for its last), RUN carrying its tag, ``position`` and ``tokens`` (its
+    reply the status, the run counter and the cycles; the client reads ``run_tag``
+    before its first RUN only, not counted here), READ what the host reads back:
+    ``read_words`` bus words, by default the
+    run's final hidden states (``tokens * hidden / lanes`` words) with the LM head on
+    the host (``config.head == "host"``) and the whole top-k (``head_k`` words at the
+    compiler's ``top_address``) with the head on the device. Greedy decoding with a
+    device head reads 1 word, the argmax (the top-k's first entry), and nothing after
+    a prefill run that does not end the prompt: ``read_words`` 1 or 0. Frames as
+    ``host/link.py`` encodes them (SLIP escapes of the data not counted: a fraction of a
+    percent for random data). With ``bulk_through_memory`` the inputs and what the host
+    reads go through the shared buffer instead of WRITE and READ (``memory_bytes``).
+    ``read_bytes`` is what the host reads, ``payload`` that and the inputs."""
     from tritium.hw.link import protocol as p
     from .link import encode_frame
     word_bytes = config.data_width // 8
     data = tokens * config.model.hidden * 4
     inputs = tokens * word_bytes if config.embedding == "device" else data
+    if read_words is None:
+        read_words = data // word_bytes if config.head == "host" else config.head_k
+    if read_words < 0:
+        raise ValueError(f"read_words must be at least 0, not {read_words}")
+    read_bytes = read_words * word_bytes
     chunk = (config.max_payload - 4) // word_bytes * word_bytes
     per_frame = config.max_payload // word_bytes
 
@@ -663,40 +735,48 @@ def link_traffic(config: AcceleratorConfig, tokens: int,
             to_device += request(p.WRITE, 4 + min(chunk, inputs - start))
             from_device += reply(0)
             frames += 1
-    for kind, payload, answer in ((p.SET, 5, 0), (p.SET, 5, 0), (p.GET, 1, 4), (p.RUN, 1, 1),
-                                  (p.GET, 1, 4), (p.GET, 1, 4)):
+    exchanges = [(p.SET, 5, 0)] * program_sets + [(p.RUN, p.RUN_SET_BYTES, p.RUN_REPLY_BYTES)]
+    for kind, payload, answer in exchanges:
         to_device += request(kind, payload)
         from_device += reply(answer)
         frames += 1
     if not bulk_through_memory:
-        words = data // word_bytes
-        for start in range(0, words, per_frame):
+        for start in range(0, read_words, per_frame):
             to_device += request(p.READ, 6)
-            from_device += reply(min(per_frame, words - start) * word_bytes)
+            from_device += reply(min(per_frame, read_words - start) * word_bytes)
             frames += 1
     return {"to_device": to_device, "from_device": from_device, "frames": frames,
-            "payload": inputs + data,
-            "memory_bytes": inputs + data if bulk_through_memory else 0}
+            "payload": inputs + read_bytes, "read_bytes": read_bytes,
+            "memory_bytes": inputs + read_bytes if bulk_through_memory else 0}
 
 
 def host_run_seconds(model: ModelConfig, config: AcceleratorConfig, host: HostModel,
-                     tokens: int, head_rows: int = 0) -> dict:
-    """Host seconds around one run of ``tokens`` tokens: ``embed`` (rows to float64 and
-    back to int32; none with device embedding), ``lm_head`` (the integer head for
+                     tokens: int, head_rows: int = 0, program_sets: int = 0) -> dict:
+    """Host seconds around one run of ``tokens`` tokens that ends in ``head_rows``
+    tokens' logits or choices (greedy generation: 1 for the run that ends the prompt and
+    for each decode step, else 0): ``embed`` (rows to float64 and back to int32; none
+    with device embedding), ``lm_head`` (with the head on the host, the integer head for
     ``head_rows`` logit rows: :data:`HEAD_BYTES_PER_WEIGHT` bytes streamed per weight and
-    row) and ``link`` (:func:`link_traffic`: its bytes and frames, and the io region's
-    copy through a shared buffer at the streaming rate)."""
+    row; none with the head on the device, whose HEAD is fabric time) and ``link``
+    (:func:`link_traffic`: its bytes and frames, and the io region's copy through a
+    shared buffer at the streaming rate; with the head on the device the host reads
+    ``head_rows`` words, the argmax, instead of the hidden states)."""
     weights = model.vocab_size * model.hidden
-    link = link_traffic(config, tokens, host.bulk_through_memory)
+    device_head = config.head == "device"
+    link = link_traffic(config, tokens, host.bulk_through_memory,
+                        read_words=head_rows if device_head else None,
+                        program_sets=program_sets)
     return {
         "embed": (tokens * model.hidden * 20 / host.stream_bytes_per_second
                   if config.embedding == "host" else 0.0),
-        "lm_head": head_rows * HEAD_BYTES_PER_WEIGHT * weights / host.stream_bytes_per_second,
+        "lm_head": (0.0 if device_head else
+                    head_rows * HEAD_BYTES_PER_WEIGHT * weights / host.stream_bytes_per_second),
         "link": (link["to_device"] * host.write_byte_seconds
                  + link["from_device"] * host.read_byte_seconds
                  + link["frames"] * host.frame_seconds
                  + link["memory_bytes"] / host.stream_bytes_per_second),
-        "link_bytes": link["to_device"] + link["from_device"]}
+        "link_bytes": link["to_device"] + link["from_device"],
+        "memory_bytes": link["memory_bytes"]}
 
 
 # -- designs for models ----------------------------------------------------------------------
@@ -824,9 +904,20 @@ def board_setup(model: ModelConfig, board, config: AcceleratorConfig = None) -> 
 
 # -- projections -----------------------------------------------------------------------------
 
-#: The parts of a token's time (docs/performance.md), the counter kinds of the fabric's.
+#: The parts of a token's time (docs/performance.md), the counter kinds of the fabric's;
+#: ``head`` (the HEAD instruction) only for a design with the LM head on the device.
 PARTS = (("linears", ("linear",)), ("attention", ("attend",)),
-         ("element-wise", ("norm", "gate")), ("control", ("fetch", "move")))
+         ("element-wise", ("norm", "gate")), ("control", ("fetch", "move")),
+         ("head", ("head",)))
+
+
+def _parts_of(config: AcceleratorConfig) -> tuple:
+    """The fabric parts of ``config``'s time: :data:`PARTS`, without ``head`` for a design
+    whose LM head is on the host (it has no HEAD)."""
+    return tuple((name, kinds) for name, kinds in PARTS
+                 if name != "head" or config.head == "device")
+
+
 DEFAULT_CONTEXTS = (64, 512, 1024, 2048)
 DEFAULT_PROMPTS = (64, 128)
 
@@ -845,28 +936,40 @@ def _rooflines(setup: BoardSetup, config: AcceleratorConfig, moved: int) -> dict
 
 def _runs_figures(setup: BoardSetup, model: ModelConfig, runs) -> dict:
     """The time of a sequence of runs ``(position, tokens)`` that ends in one token's
-    logits: fabric parts (derived), the host's LM head and embedding and the link
-    (assumed), and the rooflines."""
+    logits (a host head) or choice (a device head: its argmax): fabric parts (derived;
+    with a device head the HEAD of the last run only), the host's LM head and embedding and the
+    link (assumed), and the rooflines."""
     config = setup.config
     kinds = {kind: 0.0 for kind in KINDS}
-    moved = link_bytes = 0
+    moved = link_bytes = buffer_bytes = 0
     host = {"embed": 0.0, "lm_head": 0.0, "link": 0.0}
+    device_head = config.head == "device"
     for index, (position, tokens) in enumerate(runs):
-        run = estimate_run(config, setup.memory, position, tokens)
+        last = index == len(runs) - 1
+        # A device-head design runs the head only in the last run (the one whose argmax
+        # is used): the earlier runs of a prompt take the program without it, which
+        # costs a SET of ``program`` when the prompt starts and one before its last run.
+        sets = int(device_head and len(runs) > 1 and (index == 0 or last))
+        run = estimate_run(config, setup.memory, position, tokens,
+                           head=last if device_head else None)
         for kind in KINDS:
             kinds[kind] += run.by_kind[kind] / config.clock_hz
         moved += run.bytes_moved
-        # Greedy generation asks for one logit row: the last run's last token's.
-        seconds = host_run_seconds(model, config, setup.host, tokens,
-                                   head_rows=int(index == len(runs) - 1))
+        # Greedy generation asks for one logit row (a device head: one argmax word): the
+        # last run's last token's.
+        seconds = host_run_seconds(model, config, setup.host, tokens, head_rows=int(last),
+                                   program_sets=sets)
         for key in host:
             host[key] += seconds[key]
         link_bytes += seconds["link_bytes"]
+        buffer_bytes += seconds["memory_bytes"]
+    fabric_parts = _parts_of(config)
     parts = {name: {"seconds": sum(kinds[k] for k in members), "label": "derived"}
-             for name, members in PARTS}
+             for name, members in fabric_parts}
     parts["lm_head"] = {"seconds": host["lm_head"] + host["embed"], "label": "assumed"}
-    parts["link"] = {"seconds": host["link"], "label": "assumed", "bytes": link_bytes}
-    fabric = sum(parts[name]["seconds"] for name, _ in PARTS)
+    parts["link"] = {"seconds": host["link"], "label": "assumed", "bytes": link_bytes,
+                     "memory_bytes": buffer_bytes}
+    fabric = sum(parts[name]["seconds"] for name, _ in fabric_parts)
     total = sum(part["seconds"] for part in parts.values())
     return {"seconds": total, "fabric_seconds": fabric, "host_seconds": total - fabric,
             "parts": parts, "memory_bytes": moved, "runs": len(runs),
@@ -878,12 +981,17 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
     """``model`` on ``setup``'s design and board, as one JSON-able dict:
 
     - ``decode``: per context ``c`` (a decode step at position ``c - 1``): seconds per
-      token split into :data:`PARTS`, the LM head (with the embedding) and the link,
-      tokens per second with the host and for the fabric alone, and the rooflines;
+      token split into :data:`PARTS` (``head``, the HEAD instruction, only with the LM
+      head on the device), the host's LM head (with the embedding; 0 with both on the
+      device) and the link, ``host_seconds`` (the host's share), tokens per second with
+      the host and for the fabric alone, and the rooflines;
     - ``ttft``: per prompt length, the prefill in runs of ``max_tokens`` (each with its
-      host work and link) until the first token's logits;
-    - ``simulated``: for each :class:`SimulatedCase` of a one-layer slice of this design
-      (``simulated``), the layer's simulated cycles per part next to the model's.
+      host work and link; with a device head each run's program ends with HEAD) until
+      the first token's logits or, with a device head, its argmax;
+    - ``head``: where the LM head runs and what the host reads per decode token;
+    - ``simulated``: for each :class:`SimulatedCase` of this design or its one-layer
+      slice (``simulated``; with the LM head where the case ran it), its simulated
+      cycles per part next to the model's.
     Labels: ``derived`` (the analytic model), ``assumed`` (the host, :data:`HOSTS`).
     """
     config = setup.config
@@ -908,16 +1016,23 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
         figures.update(prompt=prompt)
         ttft.append(figures)
     notes = list(setup.notes)
-    if setup.host.memory_bytes:
+    device_head = config.head == "device"
+    word_bytes = config.data_width // 8
+    if device_head:
+        notes.append(f"the LM head runs on the device (HEAD, top {config.head_k}; its time "
+                     f"is the fabric's \"{_PART_NAMES['head']}\"): greedy decoding runs no "
+                     f"LM head on the host (0 ms per token) and reads {word_bytes} bytes per "
+                     f"token, the argmax's word, instead of the hidden states")
+    if setup.host.memory_bytes and not device_head:
         # The float32 embedding and head (one array if tied), the integer head's float32
         # codes, and the accelerator's buffer in the same memory.
         weights = model.vocab_size * model.hidden
         need = ((1 if model.tied_embedding else 2) * 4 + HEAD_BYTES_PER_WEIGHT) * weights \
-            + config.memory_words * config.data_width // 8
+            + config.memory_words * word_bytes
         if need > setup.host.memory_bytes:
             notes.append(f"the host's arrays (embedding, head and its integer codes: "
-                         f"{_mb(need - config.memory_words * config.data_width // 8)}) and "
-                         f"the accelerator's buffer ({_mb(config.memory_words * config.data_width // 8)}) "
+                         f"{_mb(need - config.memory_words * word_bytes)}) and "
+                         f"the accelerator's buffer ({_mb(config.memory_words * word_bytes)}) "
                          f"need {_mb(need)}, more than the host's {_mb(setup.host.memory_bytes)}: "
                          f"the LM head on the host cannot run there")
     return {
@@ -934,36 +1049,49 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
                  "bulk_through_memory": setup.host.bulk_through_memory,
                  "notes": list(setup.host.notes), "label": "assumed"},
         "labels": LABELS,
+        "head": {"where": config.head, "k": config.head_k if device_head else None,
+                 "host_read_bytes_per_decode_token": (
+                     word_bytes if device_head else model.hidden * 4),
+                 "label": "derived"},
         "decode": decode, "ttft": ttft,
         "simulated": _simulated_checks(config, simulated),
     }
 
 
-def _layer_slice_of(case_config: AcceleratorConfig, config: AcceleratorConfig) -> bool:
-    """Whether ``case_config`` is ``config`` reduced to one layer (``bench/layer.py``:
-    its runs start from hidden states, so its embedding is the host's)."""
-    if case_config.model.layers != 1:
+def _ran_design(case_config: AcceleratorConfig, config: AcceleratorConfig) -> bool:
+    """Whether ``case_config`` is ``config`` or ``config`` reduced to one layer
+    (``bench/layer.py``: its runs start from hidden states, so its embedding is the
+    host's), either with the LM head where the case ran it (the reports recorded before
+    the HEAD instruction ran a host head: ``_RECORDED_HEAD``)."""
+    head = dict(head=case_config.head, head_k=case_config.head_k)
+    try:
+        if case_config.model.layers == config.model.layers:
+            return dataclasses.replace(config, **head) == case_config
+        if case_config.model.layers != 1:
+            return False
+        one = dataclasses.replace(config, name=case_config.name,
+                                  embedding=case_config.embedding,
+                                  model=dataclasses.replace(config.model, layers=1), **head)
+    except ValueError:                  # config cannot have the case's head
         return False
-    one = dataclasses.replace(config, name=case_config.name, embedding=case_config.embedding,
-                              model=dataclasses.replace(config.model, layers=1))
     return one == case_config
 
 
 def _simulated_checks(config: AcceleratorConfig, cases) -> list:
-    """The one-layer simulations of this design: per case, the simulated cycles of each
-    part and the model's for the same one-layer run."""
+    """The simulations of this design or of its one-layer slice: per case, the simulated
+    cycles of each part and the model's for the same run."""
     checks = []
     for case in cases:
-        if case.config != config and not _layer_slice_of(case.config, config):
+        if not _ran_design(case.config, config):
             continue
         row = compare_run(case)
         checks.append({
             "case": case.name, "source": case.source, "position": case.position,
             "tokens": case.tokens, "layers": case.config.model.layers,
-            "cycles": row["cycles"],
+            "head": case.config.head, "cycles": row["cycles"],
             "parts": {name: {"simulated": sum(row["kinds"][k]["simulated"] for k in members),
                              "model": sum(row["kinds"][k]["model"] for k in members)}
-                      for name, members in PARTS}})
+                      for name, members in _parts_of(case.config)}})
     return checks
 
 
@@ -971,6 +1099,7 @@ def _simulated_checks(config: AcceleratorConfig, cases) -> list:
 
 _PART_NAMES = {"linears": "linears", "attention": "attention",
                "element-wise": "element-wise (norm, gate)", "control": "control (fetch, move)",
+               "head": "LM head (device, HEAD)",
                "lm_head": "LM head + embedding (host)", "link": "host link"}
 
 
@@ -1000,6 +1129,8 @@ def format_projection(result: dict) -> str:
                                                    for i in items])
                 for name, part in items[0]["parts"].items()]
         rows.append(("total", "", [_ms(i["seconds"]) for i in items]))
+        rows.append(("host share (head, embedding, link)", "assumed",
+                     [_ms(i["host_seconds"]) for i in items]))
         return rows
 
     rows = part_rows(decode)
@@ -1024,12 +1155,18 @@ def format_projection(result: dict) -> str:
         lines += [""] + table("time to first token", [f"{i['prompt']} tokens" for i in ttft], rows)
     for check in result["simulated"]:
         layers = f"{check['layers']} layer{'s' if check['layers'] > 1 else ''}"
+        if check.get("head", result["head"]["where"]) != result["head"]["where"]:
+            layers += f", LM head on the {check['head']}"
         lines.append(f"simulated check: {check['case']} ({layers}): "
                      f"{check['cycles']['simulated']:,} cycles simulated, "
                      f"{check['cycles']['model']:,} modelled ({check['cycles']['error']:+.2%})")
     lines += ["", "derived: the analytic model (host/performance.py, calibrated against the "
               "cycle-accurate simulation); assumed: host and link figures "
               "(docs/performance.md, \"Host side\")"]
+    if result["head"]["where"] == "device":
+        lines.append("HEAD: fitted on the tiny design's simulation with its memory on chip; "
+                     "its time on a board memory is the head's words at the port's rate "
+                     "(no simulation of a board-size head)")
     return "\n".join(lines)
 
 
@@ -1054,7 +1191,7 @@ def plot_projection(result: dict, path) -> None:
     names = list(decode[0]["parts"])
     figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.5))
     for axis, chosen, title in ((axes[0], names, "per token, host included"),
-                                (axes[1], [n for n, _ in PARTS], "the fabric alone")):
+                                (axes[1], [n for n, _ in PARTS if n in names], "the fabric alone")):
         bottom = [0.0] * len(decode)
         for name in chosen:
             values = [i["parts"][name]["seconds"] * 1e3 for i in decode]

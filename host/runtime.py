@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from tritium.sim.golden.model import GoldenModel
+from tritium.sim.golden.model import GoldenModel, final_top
 from tritium.sim.reference import LOGIT_ROWS, ReferenceModel
 from .errors import InputError
 
@@ -123,19 +123,31 @@ def generate(runner, prompt_ids, count: int, check=None):
 
     ``runner`` is a :class:`Session` (a host backend), an
     :class:`~tritium.host.accelerator.Accelerator` (a device) or anything else with
-    ``prefill(ids, logits="all" | "last") -> logits (tokens or 1, vocab)``,
-    ``decode(id) -> logits (vocab,)``, ``position`` (tokens already in its cache) and ``model_config``. The checks of
-    :func:`check_generation` happen now, before anything runs; the tokens come as the
+    ``prefill(ids, logits="all" | "last") -> logits (tokens or 1, vocab)``, ``decode(id)
+    -> logits (vocab,)``, ``position`` (tokens already in its cache) and
+    ``model_config``. The checks of :func:`check_generation` happen now, before anything runs; the tokens come as the
     returned iterator is consumed. ``check(ids, logits)``, if given, sees every run's
     input ids and logits, (tokens, vocab): e.g. a :class:`GoldenCheck`. Without a check
     the prompt's logits are asked for its last token only (``prefill(ids, logits=
     "last")``), which every runner offers.
+
+    A runner whose ``head_on_device`` is true (an accelerator whose design scores the
+    LM head) is asked for its top-k instead, ``prefill_top(ids, k) -> (indices,
+    scores)``: without a check ``k = 1``, the argmax alone (one word over the link per
+    step); with one, the design's ``head_k`` best, given to ``check.top(ids, indices,
+    scores)``. Either way the token is the one the logits' argmax would be.
     """
     prompt_ids = check_generation(prompt_ids, count, runner.model_config, runner.position)
     return _greedy(runner, prompt_ids, count, check)
 
 
 def _greedy(runner, prompt_ids, count, check):
+    if getattr(runner, "head_on_device", False):
+        return _greedy_top(runner, prompt_ids, count, check)
+    return _greedy_logits(runner, prompt_ids, count, check)
+
+
+def _greedy_logits(runner, prompt_ids, count, check):
     # Greedy decoding needs the last prompt token's logits only, so the head runs once
     # per prompt; a golden check compares every token's.
     logits = runner.prefill(prompt_ids, logits="all" if check is not None else "last")
@@ -151,10 +163,23 @@ def _greedy(runner, prompt_ids, count, check):
                 check([token], logits[None])
 
 
+def _greedy_top(runner, prompt_ids, count, check):
+    # k = 1 reads the argmax alone, one word per step; a golden check compares the
+    # design's head_k best.
+    k, ids = (None if check is not None else 1), prompt_ids
+    for _ in range(count):
+        indices, scores = runner.prefill_top(ids, k)
+        if check is not None:
+            check.top(ids, indices, scores)
+        yield int(indices[0])
+        ids = [int(indices[0])]
+
+
 class GoldenCheck:
     """The golden comparison: called with each run's ``(ids, logits)``, it runs the same
     ids on the golden model (its own cache) and compares the logits bit for bit: every
-    token's, or the last token's if ``logits`` has one row for several ids.
+    token's, or the last token's if ``logits`` has one row for several ids. A device
+    head's top-k goes to :meth:`top` instead.
 
     Attributes: ``matches`` (every run so far equal), ``runs`` (each run's result),
     ``seconds`` (the time the comparisons took, to tell them apart from the run's own).
@@ -175,7 +200,20 @@ class GoldenCheck:
         logits = np.asarray(logits)
         which = "last" if logits.ndim == 2 and len(logits) == 1 else "all"
         expected = self.golden.forward(np.asarray(ids, dtype=np.int64), self.cache, which)
-        self.runs.append(bool(np.array_equal(logits, expected)))
+        return self._record(np.array_equal(logits, expected), started)
+
+    def top(self, ids, indices, scores) -> bool:
+        """Compare a device head's top-k for the last of ``ids``, ``(indices, scores)``,
+        with :func:`~tritium.sim.golden.model.final_top` of as many entries, both arrays
+        bit for bit."""
+        started = time.perf_counter()
+        hidden = self.golden.forward_hidden(np.asarray(ids, dtype=np.int64), self.cache)
+        expected = final_top(self.golden.qmodel, hidden, len(indices))
+        return self._record(np.array_equal(indices, expected[0])
+                            and np.array_equal(scores, expected[1]), started)
+
+    def _record(self, equal, started: float) -> bool:
+        self.runs.append(bool(equal))
         self.seconds += time.perf_counter() - started
         return self.runs[-1]
 

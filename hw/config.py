@@ -9,7 +9,7 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "EMBEDDINGS", "EMBEDDING_BITS", "ModelConfig", "HeadConfig",
+__all__ = ["kv_record_bits", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConfig", "HeadConfig",
            "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
            "TLMM_PRESETS", "tlmm_preset"]
@@ -486,6 +486,7 @@ MODEL_PRESETS = {
 # of the device table's values (AcceleratorConfig.embedding_bits).
 EMBEDDINGS = ("device", "host")
 EMBEDDING_BITS = (16, 32)
+HEADS = ("device", "host")
 
 
 @dataclass(frozen=True)
@@ -506,7 +507,12 @@ class AcceleratorConfig:
     board whose memory cannot hold the table, the ULX3S). ``embedding_bits`` is the width
     of the device table's values: 16 (Q3.12, the residual format's values in [-8, 8),
     which the lookup sign-extends exactly; half the bytes of 32) or 32 (the residual
-    format itself, for a model whose embedding leaves that range).
+    format itself, for a model whose embedding leaves that range). ``head`` says where
+    the final norm and the int8 LM head run: ``"device"`` (the HEAD instruction scores
+    every vocabulary row on the head unit and returns the ``head_k`` best, so the host
+    reads a token id, not a hidden state; docs/head.md) or ``"host"`` (the host reads the
+    final hidden states and applies the head: for a board whose memory cannot hold the
+    head, the ULX3S).
     """
     name: str
     model: ModelConfig
@@ -517,11 +523,15 @@ class AcceleratorConfig:
     max_payload: int = 1024
     embedding: str = "device"
     embedding_bits: int = 16
+    head: str = "device"
+    head_k: int = 4
 
     def __post_init__(self):
-        _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload")
+        _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload",
+                        "head_k")
         _check_choice(self, "embedding", EMBEDDINGS)
         _check_choice(self, "embedding_bits", EMBEDDING_BITS)
+        _check_choice(self, "head", HEADS)
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)
@@ -546,10 +556,26 @@ class AcceleratorConfig:
             raise ValueError(f"a 16-bit embedding table packs two beats per memory word: "
                              f"model {model.name!r}'s hidden = {model.hidden} must be a "
                              f"multiple of {2 * lanes}")
+        if self.head == "device":
+            self._check_device_head()
         self.attention                                  # validates the attention shape
         if self.kv_words >= self.memory_words:
             raise ValueError(f"the KV cache ({self.kv_words} words) does not fit in "
                              f"{self.memory_words} words of memory")
+
+    def _check_device_head(self):
+        model = self.model
+        if self.lanes < 3:
+            raise ValueError(f"a device head writes each top-k entry as one beat of 3 lanes "
+                             f"(row, score low, score high); accelerator {self.name!r} has "
+                             f"{self.lanes}: use head = \"host\"")
+        if self.head_k > model.vocab_size:
+            raise ValueError(f"head_k = {self.head_k} exceeds model {model.name!r}'s "
+                             f"vocabulary of {model.vocab_size}")
+        if self.head_k > self.max_tokens * model.q_dim // self.lanes:
+            raise ValueError(f"head_k = {self.head_k} top-k entries do not fit the "
+                             f"scratchpad's QKV region")
+        HeadConfig("int8").check(model.hidden)
 
     @property
     def lanes(self) -> int:
@@ -641,6 +667,10 @@ class AcceleratorConfig:
             if want != have:
                 raise ValueError(f"model {model.name!r} has {name} = {want!r}, but accelerator "
                                  f"{self.name!r} is built for {name} = {have!r}")
+        if self.head == "device" and model.vocab_size != self.model.vocab_size:
+            raise ValueError(f"model {model.name!r} has a vocabulary of {model.vocab_size} "
+                             f"tokens; accelerator {self.name!r}'s head scores exactly "
+                             f"{self.model.vocab_size} rows")
         if self.embedding == "device" and model.vocab_size > self.model.vocab_size:
             raise ValueError(f"model {model.name!r} has a vocabulary of {model.vocab_size} "
                              f"tokens; accelerator {self.name!r} looks up embeddings of at "
@@ -674,8 +704,9 @@ ACCELERATOR_PRESETS = {
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
                         max_k=384, max_n=384, acc_width=18),
         attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024,
-        # The table (128 KB) does not fit beside the weights and the KV cache.
-        embedding="host"),
+        # The table (128 KB) and the head (67 KB) do not fit beside the weights and the
+        # KV cache, and a 2-lane beat cannot hold a top-k entry.
+        embedding="host", head="host"),
     # BitNet-0.7B on the KV260 (docs/boards.md): T = 32 (TeLLMe's 28, raised so a K-chunk
     # of 96 divides 1536; docs/resources.md) with the tables in LUT-RAM, as TeLLMe keeps
     # them, at R = 8 rows. One 128-bit HP port at 250 MHz moves 4 GB/s, so the ~141 MB

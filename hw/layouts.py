@@ -13,8 +13,9 @@ from .config import AttentionConfig, TileConfig, TLMMConfig
 from .fixedpoint import scale_layout
 
 __all__ = ["weight_code_shape", "weight_word_layout", "act_beat_layout", "table_set_layout",
-           "tlmm_job_layout", "tlmm_result_layout", "vector_beat_layout", "code_beat_layout",
-           "layer_shape", "kv_head_shape", "position_shape", "kv_record_layout", "key_beat_layout", "attention_query_layout",
+           "tlmm_job_layout", "tlmm_result_layout", "run_result_layout", "vector_beat_layout",
+           "code_beat_layout", "layer_shape", "kv_head_shape", "position_shape",
+           "kv_record_layout", "key_beat_layout", "attention_query_layout",
            "attention_result_layout"]
 
 
@@ -61,6 +62,14 @@ def tlmm_result_layout(config: TLMMConfig) -> data.StructLayout:
         "acc": data.ArrayLayout(signed(config.acc_width), config.rows),
         "last": unsigned(1),
     })
+
+
+def run_result_layout() -> data.StructLayout:
+    """How a run ended, as the controller reports it and RUN's reply carries it (in
+    this order, little endian: ``hw/link/protocol.py`` ``RUN_REPLY_FORMAT``): its
+    status, the ``runs`` counter (this run included) and its ``cycles``."""
+    return data.StructLayout({"status": unsigned(8), "runs": unsigned(32),
+                              "cycles": unsigned(32)})
 
 
 def vector_beat_layout(lanes: int) -> data.StructLayout:

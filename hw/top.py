@@ -75,5 +75,6 @@ class Top(wiring.Component):
         for name in CONTROLLER_COUNTERS:
             m.d.comb += getattr(registers, name).eq(getattr(controller, name))
         m.d.comb += [registers.status.eq(controller.status),
+                     registers.run_tag.eq(controller.run_tag),
                      registers.design.eq(cfg.design_id)]
         return m

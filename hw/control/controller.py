@@ -31,9 +31,10 @@ class Controller(wiring.Component):
 
     Members
     -------
-    run : ``In(stream.Signature(8))``; finished : ``Out(stream.Signature(8))`` (the status)
+    run : ``In(stream.Signature(8))``
+    finished : ``Out(stream.Signature(run_result_layout()))`` (status, runs, cycles)
     position, tokens, program : ``In(32)`` (registers)
-    status : ``Out(8)``; busy : ``Out(1)``
+    status : ``Out(8)``; run_tag : ``Out(8)`` (the last RUN's argument); busy : ``Out(1)``
     cycles, ..., runs, fetch_words, ..., attend_words : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
     memory : ``Out(MemoryPortSignature(config.memory))``
     """
@@ -55,6 +56,6 @@ class Controller(wiring.Component):
         for name in ("position", "tokens"):
             m.d.comb += [getattr(sequencer, name).eq(getattr(self, name)),
                          getattr(datapath, name).eq(getattr(self, name))]
-        for name in ("status", "busy") + CONTROLLER_COUNTERS:
+        for name in ("status", "run_tag", "busy") + CONTROLLER_COUNTERS:
             m.d.comb += getattr(self, name).eq(getattr(sequencer, name))
         return m

@@ -18,8 +18,9 @@ from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
 from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
+from .head import HeadUnit
 from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates
-from .isa import OPCODES
+from .isa import FLAG_ONE_TOKEN, OPCODES
 from .vectors import VectorReader, VectorWriter
 
 __all__ = ["Datapath"]
@@ -33,9 +34,12 @@ class Datapath(wiring.Component):
     feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE); the
     attention block (ATTEND); LOAD and STORE stream between the memory and the
     scratchpad, and EMBED's fetcher reads the rows of the token ids that reader_a brings
-    from the scratchpad, into the scratchpad. A command of ``execute.commands`` goes to
-    its unit, with a payload taken from ``execute.instruction``, ``tokens`` and
-    ``position``; ``execute.done`` says the instruction's last result is stored: the
+    from the scratchpad, into the scratchpad; the head unit (HEAD, a design with
+    ``config.head == "device"``) scores the run's last token's codes from the codes
+    buffer and writes its top-k to the scratchpad. HEAD, and a STORE with
+    ``FLAG_ONE_TOKEN``, move one vector whatever the run's ``tokens``. A command of
+    ``execute.commands`` goes to its unit, with a payload taken from
+    ``execute.instruction``, ``tokens`` and ``position``; ``execute.done`` says the instruction's last result is stored: the
     writer is idle, every token's codes and scale of a NORM are in, or a STORE's memory
     write is acknowledged.
 
@@ -109,9 +113,8 @@ def _units(m, cfg):
     port = codes.write_port()
     m.d.comb += [port.addr.eq(u.codes_writer.write_addr), port.data.eq(u.codes_writer.write_data),
                  port.en.eq(u.codes_writer.write_en)]
-    port = codes.read_port()
-    m.d.comb += [port.addr.eq(u.feeder.read_addr), port.en.eq(u.feeder.read_en),
-                 u.feeder.read_data.eq(port.data)]
+    u.codes_read = codes.read_port()
+    m.d.comb += u.feeder.read_data.eq(u.codes_read.data)
 
     m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.memory)
     wiring.connect(m, u.feeder.acts, u.tlmm.acts)
@@ -128,11 +131,21 @@ def _units(m, cfg):
     if cfg.embedding == "device" and cfg.embedding_bits == 16:
         m.submodules.widener = u.widener = HalfWordWidener(cfg)
 
+    # The head unit reads the codes buffer in turn with the codes feeder (_route); a
+    # design without it gives its memory client a port that never moves.
+    if cfg.head == "device":
+        m.submodules.head = u.head = HeadUnit(cfg)
+        m.d.comb += u.head.read_data.eq(u.codes_read.data)
+        head_memory = u.head.memory
+    else:
+        u.head = None
+        head_memory = MemoryPortSignature(cfg.memory).create(path=("no_head_port",))
+
     # LOAD and STORE use the port themselves, and EMBED through its fetcher's read
     # commands (_route, _payloads, _hand_over).
     u.move = MemoryPortSignature(cfg.memory).create(path=("move_port",))
     u.memory = {"move": u.move, "norm": u.gains.memory, "linear": u.tlmm.memory,
-                "attend": u.attention.memory}
+                "attend": u.attention.memory, "head": head_memory}
     return u
 
 
@@ -166,6 +179,11 @@ def _route(m, cfg, u, execute, tokens):
                  u.attention.score_scale.eq(instruction.scale[:26])]
     head_beats = cfg.attention.beats_per_key
     head_beat = Signal(range(head_beats))
+    codes_reader = u.feeder
+    if u.head is not None:
+        codes_reader = _choose(opcode == OPCODES["HEAD"], u.head, u.feeder)
+    m.d.comb += [u.codes_read.addr.eq(codes_reader.read_addr),
+                 u.codes_read.en.eq(codes_reader.read_en)]
     with m.Switch(opcode):
         with m.Case(OPCODES["LOAD"]):
             _words_to_beats(m, u.move.read_data, u.writer.beats)
@@ -203,6 +221,16 @@ def _route(m, cfg, u, execute, tokens):
             with m.If(qkv.valid & qkv.ready):
                 m.d.sync += head_beat.eq(Mux(head_beat == head_beats - 1, 0, head_beat + 1))
             wiring.connect(m, u.attention.out, u.writer.beats)
+        if u.head is not None:
+            with m.Case(OPCODES["HEAD"]):
+                wiring.connect(m, u.head.beats, u.writer.beats)
+
+
+def _choose(condition, first, second):
+    """The codes buffer's read address and enable of ``first`` if ``condition``, else of
+    ``second``."""
+    return SimpleNamespace(read_addr=Mux(condition, first.read_addr, second.read_addr),
+                           read_en=Mux(condition, first.read_en, second.read_en))
 
 
 def _words_to_beats(m, words, beats):
@@ -217,9 +245,12 @@ def _payloads(m, cfg, u, execute, tokens, position):
     instruction, opcode = execute.instruction, execute.opcode
     is_op = {name: opcode == code for name, code in OPCODES.items()}
     w, a, b = u.writer.command.payload, u.reader_a.command.payload, u.reader_b.command.payload
-    words = instruction.beats * tokens
+    # HEAD writes one vector (the top-k), a STORE with FLAG_ONE_TOKEN stores one.
+    one_vector = is_op["HEAD"] | is_op["STORE"] & ((instruction.flags & FLAG_ONE_TOKEN) != 0)
+    vectors = Mux(one_vector, 1, tokens)
+    words = instruction.beats * vectors
     m.d.comb += [
-        w.base.eq(instruction.dst), w.stride.eq(instruction.dst_stride), w.tokens.eq(tokens),
+        w.base.eq(instruction.dst), w.stride.eq(instruction.dst_stride), w.tokens.eq(vectors),
         w.beats.eq(Mux(is_op["LINEAR"], instruction.blocks,
                        Mux(is_op["ATTEND"], cfg.model.q_dim // cfg.lanes, instruction.beats))),
         # A LINEAR's reader_a reads the destination it accumulates into.
@@ -228,7 +259,7 @@ def _payloads(m, cfg, u, execute, tokens, position):
         # An EMBED's reader_a reads one beat per token: the id in its lane 0.
         a.beats.eq(Mux(is_op["LINEAR"], instruction.blocks,
                        Mux(is_op["EMBED"], 1, instruction.beats))),
-        a.tokens.eq(tokens),
+        a.tokens.eq(vectors),
         b.base.eq(instruction.aux), b.stride.eq(instruction.src_stride),
         b.beats.eq(instruction.beats), b.tokens.eq(tokens),
         u.gains.command.payload.address.eq(instruction.address),
@@ -254,6 +285,9 @@ def _payloads(m, cfg, u, execute, tokens, position):
                      command.payload.words.eq(words)]
     with m.If(is_op["EMBED"]):
         m.d.comb += u.move.read_cmd.payload.eq(u.embed.read_cmd.payload)
+    if u.head is not None:
+        m.d.comb += [u.head.job.payload.base.eq(instruction.address),
+                     u.head.job.payload.token.eq(tokens - 1)]
 
 
 def _hand_over(m, u, execute):
@@ -263,9 +297,12 @@ def _hand_over(m, u, execute):
     embed = opcode == OPCODES["EMBED"]
     units = {"writer": u.writer.command, "reader_a": u.reader_a.command,
              "reader_b": u.reader_b.command, "gains": u.gains.command, "tlmm": u.tlmm.job,
-             "feeder": u.feeder.command, "attention": u.attention.job, "embed": u.embed.job}
+             "feeder": u.feeder.command, "attention": u.attention.job, "embed": u.embed.job,
+             "head": u.head.job if u.head is not None else None}
     for name in COMMANDS:
         command = getattr(execute.commands, name)
+        if units.get(name, True) is None:
+            continue                        # never offered: the sequencer refuses HEAD
         if name == "memory":
             load, store = opcode == OPCODES["LOAD"], opcode == OPCODES["STORE"]
             read, write = u.move.read_cmd, u.move.write_cmd

@@ -13,12 +13,21 @@ from ..fixedpoint import scale_layout
 from ..layouts import act_beat_layout, code_beat_layout
 from ..memory.port import MemoryPortSignature
 
-__all__ = ["GainFeeder", "CodesWriter", "CodesFeeder", "codes_row_beats"]
+__all__ = ["GainFeeder", "CodesWriter", "CodesFeeder", "codes_row_beats",
+           "codes_read_members"]
 
 
 def codes_row_beats(config: AcceleratorConfig) -> int:
     """Beats of the codes buffer per token: the widest padded K."""
     return config.tlmm.max_k // config.lanes
+
+
+def codes_read_members(config: AcceleratorConfig) -> dict:
+    """A reader's side of the codes buffer's read port: ``read_addr`` and ``read_en``
+    out, ``read_data`` (a beat of ``lanes`` int8 codes) in a cycle later."""
+    return {"read_addr": Out(range(config.max_tokens * codes_row_beats(config))),
+            "read_en": Out(1),
+            "read_data": In(8 * config.lanes)}
 
 
 def _command(width_beats: int, max_tokens: int) -> data.StructLayout:
@@ -161,14 +170,11 @@ class CodesFeeder(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        row = codes_row_beats(config)
         super().__init__({
             "command": In(stream.Signature(data.StructLayout({
                 "chunks": unsigned(config.tlmm.max_chunks.bit_length()),
                 "tokens": unsigned(config.max_tokens.bit_length())}))),
-            "read_addr": Out(range(config.max_tokens * row)),
-            "read_en": Out(1),
-            "read_data": In(8 * config.lanes),
+            **codes_read_members(config),
             "acts": Out(stream.Signature(act_beat_layout(config.tlmm))),
         })
 

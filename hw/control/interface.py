@@ -9,6 +9,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..layouts import run_result_layout
 from ..memory.port import MemoryPortSignature
 from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES
 
@@ -20,31 +21,31 @@ _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 
 #: The memory's clients: the instruction fetch, then the datapath's units. One has the
 #: port at a time; between instructions (and for GATE, which moves no words), the fetch.
-CLIENTS = ("fetch", "move", "norm", "linear", "attend")
+CLIENTS = ("fetch", "move", "norm", "linear", "attend", "head")
 UNIT_CLIENTS = CLIENTS[1:]
 #: Which unit client the executing instruction is.
 CLIENT_OF_OPCODE = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
-                    "LINEAR": "linear", "ATTEND": "attend"}
+                    "LINEAR": "linear", "ATTEND": "attend", "HEAD": "head"}
 #: Memory words (read and written) that each client moved in the last run.
 WORD_COUNTERS = tuple(f"{client}_words" for client in CLIENTS)
 CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
-                       "gate_cycles", "attend_cycles", "runs") + WORD_COUNTERS
+                       "gate_cycles", "attend_cycles", "head_cycles", "runs") + WORD_COUNTERS
 #: The cycle counter that an executing instruction of each opcode adds to.
 COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "EMBED": "move_cycles",
                      "NORM": "norm_cycles", "LINEAR": "linear_cycles", "GATE": "gate_cycles",
-                     "ATTEND": "attend_cycles"}
+                     "ATTEND": "attend_cycles", "HEAD": "head_cycles"}
 
 #: The commands of an instruction, one per unit that takes one ("memory" is the move
 #: client's read or write command); all of an instruction's are offered together.
 COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
-            "attention", "embed")
+            "attention", "embed", "head")
 #: The commands each opcode starts with (a LINEAR that accumulates also reads its
 #: destination through ``reader_a``: :func:`commands_of`).
 COMMANDS_OF = {
     "LOAD": ("writer", "memory"), "STORE": ("reader_a", "memory"),
     "NORM": ("reader_a", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
     "GATE": ("reader_a", "reader_b", "writer"), "ATTEND": ("attention", "reader_a", "writer"),
-    "EMBED": ("embed", "reader_a", "writer"),
+    "EMBED": ("embed", "reader_a", "writer"), "HEAD": ("head", "writer"),
 }
 
 
@@ -66,11 +67,14 @@ def commands_of(opcode_name: str) -> int:
 
 def controller_members(memory) -> dict:
     """The controller's ports (the sequencer has them too, plus its side of the datapath):
-    RUN and its status, the registers, the counters and the memory port of ``memory``."""
+    RUN and how it ended (:func:`~tritium.hw.layouts.run_result_layout`), the last RUN's
+    argument (``run_tag``: the host's tag for it, which tells a lost RUN from one whose
+    reply was lost), the registers, the counters and the memory port of ``memory``."""
     return {
-        "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
+        "run": In(stream.Signature(8)),
+        "finished": Out(stream.Signature(run_result_layout())),
         "position": In(32), "tokens": In(32), "program": In(32),
-        "status": Out(8), "busy": Out(1),
+        "status": Out(8), "run_tag": Out(8), "busy": Out(1),
         **{name: Out(32) for name in CONTROLLER_COUNTERS},
         "memory": Out(MemoryPortSignature(memory)),
     }

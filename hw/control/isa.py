@@ -7,8 +7,9 @@ controller decodes them.
 
 from ..numerics import EXPONENT_BITS, MANTISSA_BITS
 
-__all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "FLAG_ACCUMULATE", "SCALE_MANTISSA_BITS",
-           "SCALE_EXPONENT_BITS", "REGISTERS", "WRITABLE_REGISTERS", "STATUS"]
+__all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "FLAG_ACCUMULATE", "FLAG_ONE_TOKEN",
+           "SCALE_MANTISSA_BITS", "SCALE_EXPONENT_BITS", "REGISTERS", "WRITABLE_REGISTERS",
+           "STATUS", "design_opcodes", "TOP_ENTRY_LANES"]
 
 INSTRUCTION_BYTES = 32
 
@@ -31,9 +32,14 @@ FIELDS = (
 )
 
 OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6,
-           "EMBED": 7}
+           "EMBED": 7, "HEAD": 8}
 
 FLAG_ACCUMULATE = 0x01           # LINEAR adds its output to the destination (saturating)
+FLAG_ONE_TOKEN = 0x02            # STORE moves one vector (the top-k), not one per token
+
+# A HEAD writes each top-k entry as one scratchpad beat: lane 0 the row (token id),
+# lanes 1 and 2 the 48-bit score's low 32 bits and its high bits sign-extended.
+TOP_ENTRY_LANES = 3
 
 # An instruction's scale field holds a scale of docs/numerics.md: mantissa and signed exponent.
 SCALE_MANTISSA_BITS = MANTISSA_BITS
@@ -42,11 +48,20 @@ SCALE_EXPONENT_BITS = EXPONENT_BITS
 REGISTERS = {
     "position": 0, "tokens": 1, "program": 2,
     "status": 3, "cycles": 4, "fetch_cycles": 5, "move_cycles": 6, "norm_cycles": 7,
-    "linear_cycles": 8, "gate_cycles": 9, "attend_cycles": 10, "runs": 11,
+    "linear_cycles": 8, "gate_cycles": 9, "attend_cycles": 10, "runs": 11, "head_cycles": 12,
+    "run_tag": 15,
     "design": 16,
     "fetch_words": 17, "move_words": 18, "norm_words": 19, "linear_words": 20,
-    "attend_words": 21,
+    "attend_words": 21, "head_words": 22,
 }
 WRITABLE_REGISTERS = ("position", "tokens", "program")
 
 STATUS = {"OK": 0, "BAD_TOKENS": 1, "BAD_POSITION": 2, "BAD_OPCODE": 3}
+
+
+def design_opcodes(config) -> tuple:
+    """The opcodes a design of ``config`` (an ``AcceleratorConfig``) executes: EMBED only
+    with the embedding table on the device, HEAD only with the LM head there; any other
+    opcode ends a run with BAD_OPCODE."""
+    absent = {"EMBED": config.embedding != "device", "HEAD": config.head != "device"}
+    return tuple(name for name in OPCODES if not absent.get(name, False))

@@ -10,7 +10,7 @@ from ..memory.port import MemoryPortSignature
 from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUNTERS,
                         COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
                         accumulates, commands_of, controller_members)
-from .isa import INSTRUCTION_BYTES, OPCODES, STATUS
+from .isa import INSTRUCTION_BYTES, OPCODES, STATUS, design_opcodes
 
 __all__ = ["Sequencer"]
 
@@ -21,8 +21,9 @@ class Sequencer(wiring.Component):
     A RUN checks ``tokens`` and ``position`` (a bad value ends the run at once with its
     status, and nothing executes), then repeats: fetch an instruction's words over the
     memory port, decode it, offer its commands on ``execute.commands`` until each is
-    taken, wait for ``execute.done``; until END, or an unknown opcode, which ends the
-    run with BAD_OPCODE. The run's status then goes out on ``finished``.
+    taken, wait for ``execute.done``; until END, or an opcode the design does not have
+    (:func:`.isa.design_opcodes`), which ends the run with BAD_OPCODE. The run's
+    status, the ``runs`` counter and its ``cycles`` then go out on ``finished``.
 
     The memory port is the fetch's, except while an instruction that moves words
     executes (from d + 1 to w below): then it is ``unit_memory``, the datapath's, which
@@ -40,9 +41,10 @@ class Sequencer(wiring.Component):
 
     Members
     -------
-    run : ``In(stream.Signature(8))``; finished : ``Out(stream.Signature(8))`` (the status)
+    run : ``In(stream.Signature(8))``
+    finished : ``Out(stream.Signature(run_result_layout()))`` (status, runs, cycles)
     position, tokens, program : ``In(32)``
-    status : ``Out(8)``; busy : ``Out(1)``
+    status : ``Out(8)``; run_tag : ``Out(8)`` (the last RUN's argument); busy : ``Out(1)``
     cycles, ..., runs, fetch_words, ..., attend_words : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
     execute : ``Out(ExecuteSignature())``
     unit_memory : ``In(MemoryPortSignature(config.memory))``
@@ -126,7 +128,9 @@ class Sequencer(wiring.Component):
                 with m.Switch(instruction.opcode):
                     with m.Case(OPCODES["END"]):
                         m.next = "finish"
-                    for name in COMMANDS_OF:
+                    # Only the design's opcodes: EMBED or HEAD without their unit
+                    # are unknown (the default case).
+                    for name in (n for n in COMMANDS_OF if n in design_opcodes(cfg)):
                         with m.Case(OPCODES[name]):
                             bits = commands_of(name)
                             if name == "LINEAR":       # an accumulating one reads its destination
@@ -148,7 +152,10 @@ class Sequencer(wiring.Component):
                 with m.If(execute.done):
                     m.next = "fetch"
             with m.State("finish"):
-                m.d.comb += [self.finished.valid.eq(1), self.finished.payload.eq(self.status)]
+                m.d.comb += [self.finished.valid.eq(1),
+                             self.finished.payload.status.eq(self.status),
+                             self.finished.payload.runs.eq(self.runs),
+                             self.finished.payload.cycles.eq(self.cycles)]
                 with m.If(self.finished.ready):
                     m.d.sync += opcode.eq(OPCODES["END"])
                     m.next = "idle"
@@ -168,7 +175,7 @@ class Sequencer(wiring.Component):
         with m.If(self.run.valid & self.run.ready):
             m.d.sync += [getattr(self, name).eq(0) for name in CONTROLLER_COUNTERS
                          if name != "runs"]
-            m.d.sync += self.runs.eq(self.runs + 1)
+            m.d.sync += [self.runs.eq(self.runs + 1), self.run_tag.eq(self.run.payload)]
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(fetching):

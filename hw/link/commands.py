@@ -6,17 +6,20 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..control.isa import REGISTERS
+from ..layouts import run_result_layout
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from .movers import (BufferReader, ReadMover, WriteMover, fetch_layout, read_command_layout,
                      write_command_layout)
 from .protocol import (ADDRESS_BYTES, ERR_ARGUMENT, ERR_COMMAND, ERROR, GET, INFO, INFO_BYTES,
-                       READ, REPLY, RUN, SET, WRITE, info_bytes)
+                       READ, REPLY, RUN, RUN_BYTES, RUN_REPLY_BYTES, RUN_SET_BYTES, SET,
+                       WRITE, info_bytes)
 from .receiver import frame_header_layout
 from .sender import reply_layout
 
 __all__ = ["RegisterBusSignature", "CommandUnit", "Dispatcher", "Replier", "answer_layout"]
 
-ARGUMENT_BYTES = 6                       # the longest fixed argument list (READ)
+ARGUMENT_BYTES = 7                       # the longest fixed argument list (RUN's)
 
 
 class RegisterBusSignature(wiring.Signature):
@@ -69,8 +72,8 @@ class CommandUnit(wiring.Component):
     registers : ``Out(RegisterBusSignature())``
     run : ``Out(stream.Signature(8))``
         RUN's argument, to the controller.
-    finished : ``In(stream.Signature(8))``
-        The controller's status when the run ends; it becomes RUN's reply.
+    finished : ``In(stream.Signature(run_result_layout()))``
+        How the run ended (status, runs, cycles): RUN's reply.
     """
 
     def __init__(self, memory: MemoryConfig, memory_words: int, max_payload: int, design: int):
@@ -95,7 +98,7 @@ class CommandUnit(wiring.Component):
             "memory": Out(MemoryPortSignature(memory)),
             "registers": Out(RegisterBusSignature()),
             "run": Out(stream.Signature(8)),
-            "finished": In(stream.Signature(8)),
+            "finished": In(stream.Signature(run_result_layout())),
         })
 
     def elaborate(self, platform):
@@ -157,8 +160,9 @@ class Dispatcher(wiring.Component):
     A frame with a receiver error is rejected at once. Otherwise its first
     ARGUMENT_BYTES payload bytes are fetched (``fetch``; they are in ``arguments`` once
     ``fetched``), then the command is checked and started: INFO, SET and GET answer
-    at once; WRITE and READ go to their movers; RUN goes to the controller and answers
-    with its status. A bad argument or an unknown command is answered with ERROR.
+    at once; WRITE and READ go to their movers; RUN (with position and tokens, after
+    setting those two registers) goes to the controller and answers with how the run
+    ended. A bad argument or an unknown command is answered with ERROR.
 
     Members
     -------
@@ -166,7 +170,8 @@ class Dispatcher(wiring.Component):
     fetch : ``Out(stream.Signature(fetch_layout(max_payload, width)))``
     arguments : ``In(8 * ARGUMENT_BYTES)``; fetched : ``In(1)``
     registers : ``Out(RegisterBusSignature())``
-    run : ``Out(stream.Signature(8))``; finished : ``In(stream.Signature(8))``
+    run : ``Out(stream.Signature(8))``
+    finished : ``In(stream.Signature(run_result_layout()))``
     write : ``Out(stream.Signature(write_command_layout(memory, max_payload)))``
     written : ``In(stream.Signature(0))``
     read : ``Out(stream.Signature(read_command_layout()))``
@@ -186,7 +191,7 @@ class Dispatcher(wiring.Component):
             "fetched": In(1),
             "registers": Out(RegisterBusSignature()),
             "run": Out(stream.Signature(8)),
-            "finished": In(stream.Signature(8)),
+            "finished": In(stream.Signature(run_result_layout())),
             "write": Out(stream.Signature(write_command_layout(memory, max_payload))),
             "written": In(done),
             "read": Out(stream.Signature(read_command_layout())),
@@ -224,6 +229,14 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.read_done.ready.eq(1)
                 with m.If(self.read_done.valid):
                     m.next = "release"
+            # RUN with position and tokens: the two registers, then the run.
+            for state, name, value, then in (("position", "position", args[8:40], "tokens"),
+                                              ("tokens", "tokens", args[40:56], "run")):
+                with m.State(state):
+                    m.d.comb += [self.registers.index.eq(REGISTERS[name]),
+                                 self.registers.write_data.eq(value),
+                                 self.registers.write.eq(1)]
+                    m.next = then
             with m.State("run"):
                 m.d.comb += self.run.valid.eq(1)
                 with m.If(self.run.ready):
@@ -231,7 +244,7 @@ class Dispatcher(wiring.Component):
             with m.State("wait"):
                 m.d.comb += self.finished.ready.eq(self.answer.ready)
                 with m.If(self.finished.valid):
-                    self._answer(m, RUN | REPLY, 1, self.finished.payload)
+                    self._answer(m, RUN | REPLY, RUN_REPLY_BYTES, self.finished.payload)
             with m.State("reply"):
                 m.d.comb += self.answered.ready.eq(1)
                 with m.If(self.answered.valid):
@@ -298,8 +311,10 @@ class Dispatcher(wiring.Component):
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(RUN):
-                with m.If(frame.length == 1):
+                with m.If(frame.length == RUN_BYTES):
                     m.next = "run"
+                with m.Elif(frame.length == RUN_SET_BYTES):
+                    m.next = "position"
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Default():

@@ -41,7 +41,7 @@ class HostLink(wiring.Component):
     memory : ``Out(MemoryPortSignature(memory))``
     registers : ``Out(RegisterBusSignature())``
     run : ``Out(stream.Signature(8))``
-    finished : ``In(stream.Signature(8))``
+    finished : ``In(stream.Signature(run_result_layout()))``
     """
 
     _PASSED = ("memory", "registers", "run", "finished")

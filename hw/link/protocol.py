@@ -22,7 +22,7 @@ CRC_BYTES = 4
 # inversion): a frame is intact exactly when the receiver ends with this value.
 CRC_RESIDUE = 0xDEBB20E3
 MAGIC = b"TRIT"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2              # 2: RUN sets position and tokens, replies runs, cycles
 
 # Commands (host to device) and their payloads.
 INFO = 0x01      # ()                      -> magic[4] version u16 max_payload u16
@@ -31,7 +31,10 @@ WRITE = 0x02     # addr u32, words[n]      -> ()
 READ = 0x03      # addr u32, count u16     -> words[count]
 SET = 0x04       # register u8, value u32  -> ()
 GET = 0x05       # register u8             -> value u32
-RUN = 0x06       # argument u8             -> status u8 (when the controller finishes)
+RUN = 0x06       # argument u8 [position u32 tokens u16]
+#                                          -> status u8 runs u32 cycles u32 (when the
+#                                             controller finishes; with position and
+#                                             tokens, the device sets both first)
 COMMANDS = {"info": INFO, "write": WRITE, "read": READ, "set": SET, "get": GET, "run": RUN}
 
 REPLY = 0x80     # reply type = command | REPLY
@@ -48,6 +51,12 @@ ERR_ARGUMENT = 5  # payload of the wrong size for the command, address or regist
 ERRORS = {ERR_ESCAPE: "bad escape sequence", ERR_LENGTH: "bad length",
           ERR_CRC: "CRC mismatch", ERR_COMMAND: "unknown command",
           ERR_ARGUMENT: "bad argument"}
+
+RUN_BYTES = 1                     # RUN's argument alone
+RUN_SET_FORMAT = "<BIH"          # argument, position, tokens
+RUN_SET_BYTES = struct.calcsize(RUN_SET_FORMAT)
+RUN_REPLY_FORMAT = "<BII"        # status, the runs counter, the run's cycles
+RUN_REPLY_BYTES = struct.calcsize(RUN_REPLY_FORMAT)
 
 INFO_FORMAT = "<4sHHHIB"         # magic, version, max_payload, word bytes, design, addr width
 INFO_BYTES = struct.calcsize(INFO_FORMAT)

@@ -18,14 +18,15 @@ from tritium.hw.numerics import F_SCORE, GAIN_MAX, ROPE_FRAC, rope_table
 from .fixed import (F_ACT, normalize_even, reciprocal, rsqrt, saturate, scale_apply,
                     scale_from_float, scale_from_int, scale_mul, shift_round, exp2_neg,
                     sigmoid)
-from .head import head_logits, head_scores, quantize_head
+from .head import head_logits, head_scores, head_topk, quantize_head
 from .tlmm import int_matmul
 from ..reference import check_logit_rows, logit_rows, rope_pairs
 
 __all__ = ["NormGain", "QuantizedLayer", "QuantizedModel", "GoldenCache", "GoldenModel",
            "quantize_gain", "norm_quant", "act_codes", "rope", "rope_tables", "attention",
            "attention_step",
-           "ffn_activation", "embed", "final_scores", "final_logits", "F_SCORE", "ROPE_FRAC"]
+           "ffn_activation", "embed", "final_scores", "final_top", "final_logits", "F_SCORE",
+           "ROPE_FRAC"]
 
 LOG2E = 1.4426950408889634
 
@@ -190,6 +191,19 @@ def final_scores(qmodel: QuantizedModel, hidden: np.ndarray):
     (tokens, hidden): ``(scores (tokens, vocab) int64, token_scale)``."""
     codes, token_scale = norm_quant(hidden, qmodel.output_norm, qmodel.eps[qmodel.config.hidden])
     return head_scores(qmodel.head, codes), token_scale
+
+
+def final_top(qmodel: QuantizedModel, hidden: np.ndarray, k: int):
+    """What a device head returns for the last of ``hidden`` (tokens, hidden): the ``k``
+    best rows and their exact integer scores, ``(indices (k,), scores (k,))`` int64,
+    score descending, equal scores by row ascending (``head_topk``; docs/head.md)."""
+    hidden = np.asarray(hidden, dtype=np.int64)
+    if hidden.ndim != 2 or hidden.shape[1] != qmodel.config.hidden or len(hidden) == 0:
+        raise ValueError(f"final_top takes (tokens >= 1, {qmodel.config.hidden}) hidden "
+                         f"states, not an array of shape {hidden.shape}")
+    scores, _ = final_scores(qmodel, hidden[-1:])
+    best, order = head_topk(scores, k)
+    return order[0].astype(np.int64), best[0].astype(np.int64)
 
 
 def final_logits(qmodel: QuantizedModel, hidden: np.ndarray) -> np.ndarray:

@@ -15,10 +15,10 @@ from tritium.host.device_model import DeviceModel
 from tritium.host.errors import InputError
 from tritium.host.importers import load_model
 from tritium.host.link import FrameDecoder, encode_frame, parse_frame
-from tritium.host.runtime import Session, generate
+from tritium.host.runtime import GoldenCheck, Session, generate
 from tritium.host.device_model import DeviceModelTransport
 from tritium.host.transports import open_transport
-from tritium.sim.golden.model import GoldenModel
+from tritium.sim.golden.model import GoldenModel, final_top
 
 TINY = ACCELERATOR_PRESETS["tiny"]
 
@@ -107,6 +107,100 @@ def test_generate_equals_the_golden_runtime(accelerator, golden):
     assert accelerator.position == 6 + 9                  # the last token is not fed back
 
 
+# -- the LM head on the device ---------------------------------------------------------
+
+# The tiny design with the LM head on the host: it returns hidden states only.
+TINY_HOST_HEAD = dataclasses.replace(TINY, name="tiny-host-head", head="host")
+
+
+def spy_reads(accelerator) -> list:
+    """Record every READ of ``accelerator``'s link as ``(address, words)``."""
+    reads, read = [], accelerator.link.read
+
+    def recording(address, words):
+        reads.append((address, words))
+        return read(address, words)
+    accelerator.link.read = recording
+    return reads
+
+
+def test_prefill_top_is_final_top_of_the_last_token(accelerator, golden):
+    """A prompt of 13 tokens (runs of 8 and 5): the design's head_k best of its last
+    token, indices and exact scores, as the golden model's."""
+    ids = prompt(13, seed=6)
+    indices, scores = accelerator.prefill_top(ids)
+    hidden = golden.forward_hidden(ids, golden.new_cache())
+    expected = final_top(golden.qmodel, hidden, TINY.head_k)
+    assert np.array_equal(indices, expected[0]) and np.array_equal(scores, expected[1])
+    assert indices.dtype == scores.dtype == np.int64
+    assert accelerator.head_on_device and accelerator.position == 13
+
+
+def test_prefill_top_of_one_reads_one_word_and_no_hidden_state(accelerator, golden):
+    reads = spy_reads(accelerator)
+    ids = prompt(13, seed=7)
+    indices, scores = accelerator.prefill_top(ids, k=1)
+    assert reads == [(accelerator.compiled.top_address, 1)]
+    logits = golden.forward(ids, golden.new_cache(), "last")
+    assert indices.tolist() == [int(np.argmax(logits))] and len(scores) == 1
+
+
+def test_only_a_run_whose_top_k_is_read_takes_the_program_with_the_head(accelerator,
+                                                                       monkeypatch):
+    """A prompt's runs before its last, and every run whose hidden states the host reads
+    (prefill's logits), skip the head's pass; the ``program`` register is set only when
+    it changes, so a decode step after a decode step sends no SET."""
+    device, compiled = accelerator.transport.device, accelerator.compiled
+    heads, sets, head, set_register = [], [], device._head, accelerator.link.set
+    monkeypatch.setattr(device, "_head", lambda f, position, tokens: (
+        heads.append(tokens), head(f, position, tokens)))
+    monkeypatch.setattr(accelerator.link, "set", lambda register, value: (
+        sets.append(value), set_register(register, value)))
+    accelerator.prefill_top(prompt(13, seed=9))                  # runs of 8 and 5
+    assert heads == [5]
+    assert sets == [compiled.no_head_program_address, compiled.program_address]
+    accelerator.prefill_top([1], k=1)
+    accelerator.prefill_top([2], k=1)
+    assert heads == [5, 1, 1] and len(sets) == 2
+    accelerator.prefill([3, 4])
+    assert heads == [5, 1, 1] and sets[2:] == [compiled.no_head_program_address]
+
+
+@pytest.mark.parametrize("k", [0, TINY.head_k + 1, True, 1.0])
+def test_a_k_outside_the_design_is_refused_before_anything_is_sent(accelerator, k):
+    sent = accelerator.transport.sent
+    with pytest.raises(InputError, match=f"k must be an integer from 1 to the design's "
+                                         f"head_k of {TINY.head_k}"):
+        accelerator.prefill_top([1, 2], k=k)
+    assert accelerator.transport.sent == sent and accelerator.position == 0
+
+
+def test_a_host_head_design_has_no_top_k(model):
+    accelerator = Accelerator(TINY_HOST_HEAD, CountingTransport(TINY_HOST_HEAD))
+    accelerator.load(model)
+    assert not accelerator.head_on_device
+    sent = accelerator.transport.sent
+    with pytest.raises(InputError, match="has its LM head on the host: use prefill"):
+        accelerator.prefill_top([1, 2])
+    assert accelerator.transport.sent == sent
+
+
+def test_greedy_generation_from_the_device_head_equals_the_golden_runtime(model, golden):
+    """A prompt longer than max_tokens and five decode steps: the same tokens as the
+    golden runtime's logits, every step's top-k checked bit for bit; without a check
+    each step reads one word, the argmax."""
+    ids, count = prompt(13, seed=8), 6
+    expected = list(generate(Session(golden), ids, count))
+    golden_check = GoldenCheck(model)
+    for check, k in ((golden_check, TINY.head_k), (None, 1)):
+        accelerator = Accelerator(TINY, CountingTransport(TINY))
+        accelerator.load(model)
+        reads = spy_reads(accelerator)
+        assert list(accelerator.generate(ids, count, check)) == expected
+        assert reads == [(accelerator.compiled.top_address, k)] * count
+    assert golden_check.runs == [True] * count
+
+
 def test_counters_name_every_read_only_register(accelerator):
     counters = accelerator.counters()
     assert counters["design"] == TINY.design_id and counters["status"] == STATUS["OK"]
@@ -154,9 +248,12 @@ def test_a_device_of_another_design_is_refused(model):
 
 
 def test_a_failed_run_raises_with_its_status(accelerator):
-    # Overwrite the first instruction with an opcode the controller does not know.
+    # Overwrite the first instruction of both programs (with and without the device
+    # head) with an opcode the controller does not know.
     unknown = max(OPCODES.values()) + 1
-    accelerator.link.write(accelerator.compiled.program_address, bytes([unknown]))
+    for address in (accelerator.compiled.program_address,
+                    accelerator.compiled.no_head_program_address):
+        accelerator.link.write(address, bytes([unknown]))
     with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
         accelerator.prefill([1, 2])
     assert accelerator.position == 0
@@ -201,8 +298,8 @@ def raw_frame(kind, tag, payload, length=None):
     (raw_frame(p.READ, 1, struct.pack("<IH", 0, 1024 // 32 + 1)), p.ERR_ARGUMENT, p.READ),
     (raw_frame(p.READ, 1, struct.pack("<IH", TINY.memory_words, 1)), p.ERR_ARGUMENT, p.READ),
     (raw_frame(p.SET, 1, struct.pack("<BI", REGISTERS["status"], 1)), p.ERR_ARGUMENT, p.SET),
-    (raw_frame(p.SET, 1, struct.pack("<BI", 12, 1)), p.ERR_ARGUMENT, p.SET),
-    (raw_frame(p.GET, 1, bytes([12])), p.ERR_ARGUMENT, p.GET),
+    (raw_frame(p.SET, 1, struct.pack("<BI", 13, 1)), p.ERR_ARGUMENT, p.SET),
+    (raw_frame(p.GET, 1, bytes([13])), p.ERR_ARGUMENT, p.GET),
     (raw_frame(p.RUN, 1, b""), p.ERR_ARGUMENT, p.RUN),
 ])
 def test_bad_frames_get_the_gateware_error_codes(data, code, kind):
@@ -232,11 +329,17 @@ def test_info_matches_the_gateware():
     (2, TINY.model.max_context - 1, "BAD_POSITION"),
 ])
 def test_runs_the_device_refuses(tokens, position, status):
+    """With the registers set before, or by RUN itself; the reply is the status, the run
+    counter and the (software device's zero) cycles."""
     device = DeviceModel(TINY)
     device.registers.update(tokens=tokens, position=position)
-    assert replies(device, encode_frame(p.RUN, 1, bytes([0]))) == \
-        [(p.RUN | p.REPLY, 1, bytes([STATUS[status]]))]
+    reply = struct.pack(p.RUN_REPLY_FORMAT, STATUS[status], 1, 0)
+    assert replies(device, encode_frame(p.RUN, 1, bytes([0]))) == [(p.RUN | p.REPLY, 1, reply)]
     assert device.registers["status"] == STATUS[status] and device.registers["runs"] == 1
+    device = DeviceModel(TINY)
+    setting = struct.pack(p.RUN_SET_FORMAT, 0, position, tokens)
+    assert replies(device, encode_frame(p.RUN, 1, setting)) == [(p.RUN | p.REPLY, 1, reply)]
+    assert (device.registers["position"], device.registers["tokens"]) == (position, tokens)
 
 
 def test_open_transport_names_the_known_transports():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
-from tritium.hw.control.isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODES
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
+                                    OPCODES)
 from tritium.host.compiler import (check_model, compile_model, decode_instruction,
                                    encode_instruction,
                                    instruction_words, pack_scale, program_length,
@@ -65,16 +66,18 @@ def test_instructions_take_whole_words():
     assert [instruction_words(b) for b in (4, 16, 32, 64)] == [8, 2, 1, 1]
 
 
-def test_the_tiny_program_is_load_embed_layers_store_end(compiled):
+def test_the_tiny_program_is_load_embed_layers_store_head_end(compiled):
     o = OPCODES
     layer = [o["NORM"], o["LINEAR"], o["LINEAR"], o["LINEAR"], o["ATTEND"], o["NORM"],
              o["LINEAR"], o["NORM"], o["LINEAR"], o["LINEAR"], o["GATE"], o["NORM"],
              o["LINEAR"]]
     layers = TINY.model.layers
     opcodes = [i["opcode"] for i in compiled.instructions]
-    # Device embedding: the token ids come in by LOAD, EMBED looks up their rows.
-    assert opcodes == [o["LOAD"], o["EMBED"]] + layer * layers + [o["STORE"], o["END"]]
-    assert len(opcodes) == program_length(TINY) == 2 + 13 * layers + 2
+    # Device embedding: the token ids come in by LOAD, EMBED looks up their rows; the
+    # device head: the output norm, HEAD and the top-k's STORE after the hidden states'.
+    assert opcodes == [o["LOAD"], o["EMBED"]] + layer * layers + \
+        [o["STORE"], o["NORM"], o["HEAD"], o["STORE"], o["END"]]
+    assert len(opcodes) == program_length(TINY) == 2 + 13 * layers + 2 + 3
     load, embed = compiled.instructions[:2]
     qkv, x = compiled.scratch["qkv"], compiled.scratch["x"]
     table, words = compiled.placement["embedding"]
@@ -88,6 +91,30 @@ def test_the_tiny_program_is_load_embed_layers_store_end(compiled):
     accumulating = [i for i in compiled.instructions if i["flags"] & FLAG_ACCUMULATE]
     assert len(accumulating) == 2 * layers                         # wo and w_down into x
     assert all(i["dst"] == compiled.scratch["x"].base for i in accumulating)
+
+
+def test_the_device_head_tail_scores_the_last_norm_and_stores_the_top_k(compiled):
+    """NORM of ``x`` with the output norm's gains, HEAD of the packed head into ``qkv``,
+    one vector of ``head_k`` beats stored at ``top_address`` (after the hidden states)."""
+    norm, head, store = compiled.instructions[-4:-1]
+    x, qkv = compiled.scratch["x"], compiled.scratch["qkv"]
+    states = TINY.max_tokens * TINY.model.hidden // TINY.lanes
+    assert (norm["address"], norm["src"], norm["beats"]) == \
+        (compiled.placement["output_norm"][0], x.base, x.beats)
+    assert (head["opcode"], head["address"], head["dst"], head["beats"]) == \
+        (OPCODES["HEAD"], compiled.placement["head"][0], qkv.base, TINY.head_k)
+    assert (store["flags"], store["address"], store["src"], store["beats"]) == \
+        (FLAG_ONE_TOKEN, compiled.top_address, qkv.base, TINY.head_k)
+    assert compiled.top_address == compiled.states_address + states
+
+
+def test_a_host_head_design_has_no_head_in_memory_or_program(model):
+    config = dataclasses.replace(TINY, name="tiny-host-head", head="host")
+    compiled = compile_model(model, config)
+    assert "head" not in compiled.placement and "output_norm" not in compiled.placement
+    assert compiled.top_address is None
+    assert OPCODES["HEAD"] not in [i["opcode"] for i in compiled.instructions]
+    assert len(compiled.instructions) == program_length(config) == 2 + 13 * 4 + 2
 
 
 def test_the_program_in_the_image_decodes_to_the_instructions(compiled):
@@ -108,8 +135,11 @@ def test_the_image_lies_below_the_kv_cache_without_overlaps(compiled):
     placed = {address: words for address, words in compiled.placement.values()}
     for address, data in compiled.image:
         assert len(data) == placed[address] * word_bytes
+    # The inputs (a word per token id), the hidden states, the top-k.
+    states = TINY.max_tokens * TINY.model.hidden // TINY.lanes
     assert compiled.placement["io"] == (compiled.io_address,
-                                        TINY.max_tokens * TINY.model.hidden // TINY.lanes)
+                                        TINY.max_tokens + states + TINY.head_k)
+    assert compiled.states_address == compiled.io_address + TINY.max_tokens
 
 
 def test_weights_and_gains_in_the_image_read_back(compiled):
@@ -166,14 +196,15 @@ def test_a_host_embedding_program_loads_the_vectors(model):
     assert compiled.instructions[1]["opcode"] == OPCODES["NORM"]
     assert (first["beats"], first["dst"]) == (compiled.scratch["x"].beats,
                                               compiled.scratch["x"].base)
-    assert len(compiled.instructions) == program_length(config) == 1 + 13 * 4 + 2
+    assert len(compiled.instructions) == program_length(config) == 1 + 13 * 4 + 2 + 3
 
 
 @pytest.mark.parametrize("bits", [16, 32])
 def test_the_embedding_table_holds_the_hosts_embedding(model, bits):
     """Row ``i`` of the table is ``embed(model, [i])``, as int16 or int32: a device lookup
     is bit-exact; the 16-bit table takes half the words."""
-    config = dataclasses.replace(TINY, name=f"tiny-{bits}", embedding_bits=bits)
+    # (A 32-bit table and the head do not both fit in the tiny preset's memory.)
+    config = dataclasses.replace(TINY, name=f"tiny-{bits}", embedding_bits=bits, head="host")
     compiled = compile_model(model, config)
     table, words = compiled.placement["embedding"]
     assert words == TINY.model.vocab_size * TINY.model.hidden * bits // TINY.data_width
@@ -189,7 +220,7 @@ def test_a_16_bit_table_refuses_an_embedding_beyond_its_range(model):
     with pytest.raises(InputError, match="embedding values up to 19.7.*beyond a 16-bit "
                                          "table's \\[-8, 8\\).*embedding_bits = 32"):
         check_model(large, TINY)
-    wide = dataclasses.replace(TINY, name="tiny-32", embedding_bits=32)
+    wide = dataclasses.replace(TINY, name="tiny-32", embedding_bits=32, head="host")  # fits
     check_model(large, wide)
     compile_model(large, wide)
 

@@ -117,7 +117,7 @@ def test_a_request_damaged_every_time_is_reported():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda link: link.get(12), "0x05: bad argument$"),
+    (lambda link: link.get(13), "0x05: bad argument$"),
     (lambda link: link.request(0x42), "0x42: unknown command$"),
 ])
 def test_a_refused_command_is_reported_at_once(call, match):
@@ -129,7 +129,7 @@ def test_a_refused_command_is_reported_at_once(call, match):
 
 # -- RUN ----------------------------------------------------------------------------------
 
-def test_a_lost_run_reply_is_recovered_from_the_run_counter():
+def test_a_lost_run_reply_is_recovered_from_the_run_tag():
     def edit(kind, tag, payload):
         return b"" if kind == p.RUN | p.REPLY else reply(kind, tag, payload)
 
@@ -155,15 +155,65 @@ def test_a_lost_run_frame_is_sent_again_once():
     assert dropped and device.device.registers["runs"] == 1
 
 
-def test_a_run_executed_twice_is_reported():
+def test_a_run_executed_twice_is_harmless_and_not_failed():
+    """A duplicated RUN frame computes the same values into the same places: each RUN
+    succeeds, though the device ran every frame twice; each RUN carries the next tag."""
     class Twice(Scripted):
         def send(self, data):
             super().send(data + data if data[1] == p.RUN else data)
 
     device = Twice(TINY)
-    with pytest.raises(LinkError, match="went from 0 to 2 for one RUN: a RUN frame was "
-                                        "executed more than once"):
-        client(device, 0.05).run()
+    link = client(device, 0.05)
+    assert link.run() == STATUS["BAD_TOKENS"] and link.run() == STATUS["BAD_TOKENS"]
+    assert device.device.registers["runs"] == 4 and link.recovered == 0
+    # The second RUN's answer is its first execution's: the third run.
+    assert device.device.registers["run_tag"] == 2 and link.last_run.runs == 3
+
+
+def test_a_lost_run_after_a_duplicated_one_is_sent_again():
+    """The first RUN is duplicated (it runs twice, the second reply is stale) and the
+    second RUN's frame is lost: the probe finds the first RUN's tag, so the second is
+    sent again and runs once, never mistaken for the duplicate's run (a run counter
+    taken from the first reply would have been one behind, and would have)."""
+    sent = []
+
+    class Faults(Scripted):
+        def send(self, data):
+            if data[1] == p.RUN:
+                sent.append(data)
+                if len(sent) == 1:
+                    data = data + data                  # duplicated
+                elif len(sent) == 2:
+                    return                              # lost
+            super().send(data)
+
+    device = Faults(TINY)
+    link = client(device, 0.05)
+    assert link.run(position=0, tokens=0) == STATUS["BAD_TOKENS"]
+    assert link.run(position=0, tokens=0) == STATUS["BAD_TOKENS"]
+    assert len(sent) == 3 and device.device.registers["runs"] == 3
+    assert link.recovered == 1 and link.last_run.runs == 3
+
+
+def test_a_run_tag_of_another_host_is_reported():
+    """This client's second RUN frame is lost while another host runs the device: the
+    probe finds a tag that is neither this RUN's nor the last one's."""
+    class Other(Scripted):
+        runs_seen = 0
+
+        def send(self, data):
+            if data[1] == p.RUN:
+                self.runs_seen += 1
+                if self.runs_seen == 2:
+                    self.device.run(77)             # another host's RUN; ours is lost
+                    return
+            super().send(data)
+
+    link = client(Other(TINY), 0.05)
+    assert link.run(position=0, tokens=0) == STATUS["BAD_TOKENS"]
+    with pytest.raises(LinkError, match="run tag is 77, neither this RUN's \\(2\\) nor the "
+                                        "last one's \\(1\\): another host"):
+        link.run(position=0, tokens=0)
 
 
 class Busy(Transport):
@@ -289,8 +339,8 @@ def _short(kind, tag, payload):
     (p.GET, lambda link: link.get(0), "GET reply carries 3 payload bytes, not 4"),
     (p.SET, lambda link: link.set(0, 1), "SET reply carries 1 payload bytes, not 0"),
     (p.WRITE, lambda link: link.write(0, bytes(32)), "WRITE reply carries 1 payload bytes, not 0"),
-    (p.RUN, lambda link: link.run(), "RUN reply carries 0 payload bytes, not 1"),
-    (p.ERROR, lambda link: link.get(12), "error reply to GET carries 1 payload bytes, not 2"),
+    (p.RUN, lambda link: link.run(), "RUN reply carries 8 payload bytes, not 9"),
+    (p.ERROR, lambda link: link.get(13), "error reply to GET carries 1 payload bytes, not 2"),
 ])
 def test_a_reply_of_the_wrong_length_is_a_one_line_link_error(command, call, match):
     def edit(kind, tag, payload):

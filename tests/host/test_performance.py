@@ -16,13 +16,14 @@ from tritium.boards import BOARDS
 from tritium.host.compiler import compile_model, memory_plan, program_fields
 from tritium.host.importers import load_model, read_model_config
 from tritium.host.model import Model
-from tritium.host.performance import (HOSTS, KINDS, SimulatedCase, board_setup, compare_run,
-                                      derive_config, estimate_run, fit_problems, link_traffic,
-                                      port_timing, project, recorded_cases,
-                                      simulated_cases)
+from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, SimulatedCase, board_setup, compare_run,
+                                      derive_config, estimate_run, fit_problems,
+                                      host_run_seconds, link_traffic, port_timing, project,
+                                      recorded_cases, report_cases, simulated_cases)
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
 from tritium.hw.control.isa import OPCODES
+from tritium.hw.head_layout import HeadLayout
 from tritium.hw.memory_model import MEMORY_MODELS
 
 TINY = ACCELERATOR_PRESETS["tiny"]
@@ -62,8 +63,9 @@ def test_the_shape_only_program_of_a_gqa_model():
 def test_each_linear_reads_its_packed_matrix_and_each_norm_its_gains():
     plan = memory_plan(TINY)
     estimate = estimate_run(TINY, "onchip", 0, 1)
+    # The layers' regions, then (a device head) the output norm's gains.
     regions = sorted((address, words) for name, (address, words) in plan.placement.items()
-                     if name.startswith("layer"))
+                     if name.startswith("layer") or name == "output_norm")
     reads = [(i.op, i.read_words) for i in estimate.instructions if i.op in ("LINEAR", "NORM")]
     # One NORM reads its gains once per token: with one token, its whole region.
     assert [words for _, words in reads] == [words for _, words in regions]
@@ -114,6 +116,124 @@ def test_the_latency_follows_the_memory_implementation():
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3
 
 
+# -- the LM head on the device -----------------------------------------------------------------
+
+def head_of(estimate):
+    heads = [i for i in estimate.instructions if i.op == "HEAD"]
+    assert len(heads) == 1
+    return heads[0]
+
+
+def with_vocab(config, vocab):
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=vocab))
+
+
+@pytest.mark.parametrize("memory", ["onchip", "kv260"])
+def test_the_head_reads_its_region_and_grows_with_its_words(memory):
+    timing = port_timing(memory, TINY)
+    estimates = {}
+    for vocab in (TINY.model.vocab_size, 2 * TINY.model.vocab_size, 2 * TINY.model.vocab_size + 5):
+        config = with_vocab(TINY, vocab)
+        run = estimate_run(config, memory, 3, 2)
+        head = head_of(run)
+        words = HeadLayout(vocab, config.model.hidden, config.data_width).words
+        # The whole head, as the compiler places it, counted as the head's reads.
+        assert head.read_words == words == memory_plan(config).placement["head"][1]
+        assert head.kind == "head" and head.written_words == 0
+        assert run.words["head"] == {"read": words, "written": 0}
+        assert run.counters()["head_words"] == words
+        assert run.by_kind["head"] == head.cycles
+        estimates[words] = head.cycles
+    # Only the words term depends on the vocabulary: each more word costs the port's rate.
+    (w0, c0), (w1, c1), (w2, c2) = sorted(estimates.items())
+    assert w0 < w1 < w2 and c0 < c1 < c2
+    assert c1 - c0 == pytest.approx((w1 - w0) * timing.word_cycles)
+    assert c2 - c1 == pytest.approx((w2 - w1) * timing.word_cycles)
+
+
+def test_the_head_scores_the_last_token_only_and_returns_k_beats():
+    one, full = (head_of(estimate_run(TINY, "kv260", 0, t)) for t in (1, TINY.max_tokens))
+    assert one.cycles == full.cycles and one.read_words == full.read_words
+    more = dataclasses.replace(TINY, head_k=TINY.head_k + 3)
+    assert head_of(estimate_run(more, "kv260", 0, 1)).cycles == one.cycles + 3
+    # Its fixed part: the codes (hidden / lanes beats) hide the memory's latency at the
+    # kv260 shape, and the score pipeline is 4 + log2(32 codes per word) cycles.
+    assert head_of(estimate_run(KV260, "kv260", 63, 1)).terms == pytest.approx(
+        {"codes": 192, "latency": 0, "words": 1_538_097 * 32 / 15.84, "score": 9,
+         "results": KV260.head_k, "pipeline": CALIBRATION["head"]})
+
+
+@pytest.mark.parametrize("tokens", [1, 5, 8])
+def test_the_one_token_store_moves_one_vector(tokens):
+    run = estimate_run(TINY, "onchip", 0, tokens)
+    stores = [i for i in run.instructions if i.op == "STORE"]
+    states, top = stores
+    assert states.written_words == tokens * TINY.model.hidden // TINY.lanes
+    assert top.written_words == TINY.head_k                 # whatever the tokens
+    assert run.words["move"]["written"] == states.written_words + TINY.head_k
+    assert [i.op for i in run.instructions[-5:]] == ["STORE", "NORM", "HEAD", "STORE", "END"]
+
+
+@pytest.mark.parametrize("config", [ACCELERATOR_PRESETS["ulx3s"],
+                                    dataclasses.replace(TINY, head="host")],
+                         ids=["ulx3s", "tiny-host-head"])
+def test_a_host_head_design_has_no_head(config):
+    run = estimate_run(config, "onchip", 4, 1)
+    assert "HEAD" not in [i.op for i in run.instructions]
+    assert [i.op for i in run.instructions[-2:]] == ["STORE", "END"]
+    assert run.by_kind["head"] == 0 and run.words["head"] == {"read": 0, "written": 0}
+    assert "head" not in memory_plan(config).placement
+    result = project(board_setup(MODEL_PRESETS["tiny"], BOARDS["ulx3s-85f"], config),
+                     MODEL_PRESETS["tiny"], [64], [8])
+    assert result["head"]["where"] == "host"
+    for item in result["decode"] + result["ttft"]:
+        assert "head" not in item["parts"] and item["parts"]["lm_head"]["seconds"] > 0
+
+
+def test_a_device_head_leaves_the_host_one_word_per_decode_token():
+    tiny = MODEL_PRESETS["tiny"]
+    host = dataclasses.replace(HOSTS["ulx3s-85f"], bulk_through_memory=False)
+    device = host_run_seconds(tiny, TINY, host, 1, head_rows=1)
+    on_host = host_run_seconds(tiny, dataclasses.replace(TINY, head="host"), host, 1,
+                               head_rows=1)
+    assert device["lm_head"] == 0 and on_host["lm_head"] > 0
+    # The argmax's word instead of the 512 bytes of hidden state, everything else equal.
+    assert device["link_bytes"] < 1024
+    assert on_host["link_bytes"] - device["link_bytes"] == tiny.hidden * 4 - 32
+    assert device["link"] < on_host["link"]
+    # A prefill run that does not end the prompt reads nothing back: no READ frame.
+    silent = host_run_seconds(tiny, TINY, host, 1)
+    assert silent["link_bytes"] < device["link_bytes"] - 32
+    assert device["link"] - silent["link"] >= host.frame_seconds
+
+
+def test_the_kv260_projection_runs_no_head_on_the_host():
+    result = project(board_setup(LARGE, BOARDS["kv260"]), LARGE, [64])
+    assert result["head"] == {"where": "device", "k": KV260.head_k,
+                              "host_read_bytes_per_decode_token": 32, "label": "derived"}
+    decode = result["decode"][0]
+    parts = decode["parts"]
+    # Device embedding and head: nothing of the model runs on the host.
+    assert parts["lm_head"]["seconds"] == 0
+    assert decode["host_seconds"] == pytest.approx(parts["link"]["seconds"])
+    assert parts["link"]["memory_bytes"] == 32 + 32       # the id in, the argmax out
+    # HEAD streams the 49.2 MB head at the port's rate: more than its bytes' time.
+    head_bytes = HeadLayout(LARGE.vocab_size, LARGE.hidden, KV260.data_width).words * 32
+    assert parts["head"]["seconds"] > head_bytes / 3.96e9
+    assert decode["fabric_seconds"] == pytest.approx(sum(
+        parts[name]["seconds"] for name in ("linears", "attention", "element-wise", "control",
+                                            "head")))
+    assert any("runs no LM head on the host" in note for note in result["notes"])
+
+
+def test_the_recorded_reports_ran_a_host_head():
+    assert all(case.config.head == "host" for case in RECORDED)
+    report = {"config": "tiny", "runs": [{"kind": "decode", "position": 3, "tokens": 1,
+                                          "counters": {}}]}
+    assert report_cases(report)[0].config.head == "host"
+    assert report_cases({**report, "head": "device"})[0].config.head == "device"
+
+
 # -- against the simulation ------------------------------------------------------------------
 
 def assert_agrees(case):
@@ -138,7 +258,9 @@ def test_the_model_agrees_with_every_recorded_simulation(case):
 def test_the_model_agrees_with_the_simulated_tiny_top():
     """The tiny model on the simulated tiny top (Verilator, the same cached simulator as
     tests/cosim/test_accelerator_sim.py): full and partial prompt runs, then decode
-    steps, each run's counters against the model's within 5%."""
+    steps, each run's counters against the model's within 5%. The prompt's runs take
+    the program without the head (``prefill``), the decode steps the one with HEAD
+    (``prefill_top``)."""
     from tritium.host.accelerator import Accelerator
     from tritium.host.sim_transport import SimTransport
     rng = np.random.default_rng(5)
@@ -148,11 +270,13 @@ def test_the_model_agrees_with_the_simulated_tiny_top():
         runs = [(0, 8), (8, 8), (16, 3)] + [(19 + step, 1) for step in range(3)]
         for position, tokens in runs:
             assert accelerator.position == position
-            accelerator.prefill(rng.integers(0, 256, tokens).tolist())
+            ids = rng.integers(0, 256, tokens).tolist()
+            head = tokens == 1
+            accelerator.prefill_top(ids) if head else accelerator.prefill(ids)
             counters = accelerator.counters()
-            assert counters["status"] == 0
+            assert counters["status"] == 0 and (counters["head_cycles"] > 0) == head
             cases.append(SimulatedCase(f"tiny {tokens} at {position}", "simulation", TINY,
-                                       "onchip", "onchip", position, tokens, counters))
+                                       "onchip", "onchip", position, tokens, counters, head))
     rows = [assert_agrees(case) for case in cases]
     assert all(row["kinds"]["linear"]["error"] is not None for row in rows)
 
@@ -196,19 +320,35 @@ def test_board_setups():
 
 
 def test_link_traffic_is_the_runs_frames():
-    # Embeddings in (one WRITE), position, tokens, the run counter, RUN, the run counter
-    # again, cycles, hidden states out (one READ).
+    # Embeddings in (one WRITE), RUN with its tag, position and tokens (its reply the
+    # status, run counter and cycles), hidden states out (one READ).
     traffic = link_traffic(ACCELERATOR_PRESETS["ulx3s"], 1)
-    assert traffic["frames"] == 8 and traffic["payload"] == 2 * 128 * 4
+    assert traffic["frames"] == 3 and traffic["payload"] == 2 * 128 * 4
     assert traffic["payload"] < traffic["to_device"] + traffic["from_device"] < 1.2 * 1024
     # The kv260 preset embeds on the device: one word of token id in (one WRITE); its
     # 4 KiB frames take the 6 KiB of hidden states out in two READs.
-    traffic = link_traffic(KV260, 1)
-    assert traffic["frames"] == 9 and traffic["payload"] == 32 + 1536 * 4
-    # Through the Zynq's DDR buffer, the io region leaves the link: six small frames.
-    bulk = link_traffic(KV260, 1, bulk_through_memory=True)
-    assert bulk["frames"] == 6 and bulk["memory_bytes"] == traffic["payload"]
-    assert bulk["to_device"] + bulk["from_device"] == 141   # 6 frames of 9-15 bytes, both ways
+    # With the LM head on the host the run's hidden states come back.
+    host_head = dataclasses.replace(KV260, head="host")
+    traffic = link_traffic(host_head, 1)
+    assert traffic["frames"] == 4 and traffic["payload"] == 32 + 1536 * 4
+    # Through the Zynq's DDR buffer, the io region leaves the link: RUN alone, 17 bytes
+    # (END, header, 7 bytes, CRC, END) and its 18-byte reply.
+    bulk = link_traffic(host_head, 1, bulk_through_memory=True)
+    assert bulk["frames"] == 1 and bulk["memory_bytes"] == traffic["payload"]
+    assert bulk["to_device"] + bulk["from_device"] == 35
+    # A prompt's first and last runs also switch programs: a SET each (15 bytes, its
+    # reply 9).
+    switch = link_traffic(host_head, 1, bulk_through_memory=True, program_sets=1)
+    assert switch["frames"] == 2 and switch["to_device"] + switch["from_device"] == 35 + 24
+    # With the head on the device (the preset) the host reads the top-k: head_k words in
+    # one READ, or the argmax's word alone, or nothing after a prompt's earlier runs.
+    assert KV260.head == "device"
+    for read_words, frames in ((None, 3), (1, 3), (0, 2)):
+        top = link_traffic(KV260, 1, read_words=read_words)
+        words = KV260.head_k if read_words is None else read_words
+        assert top["read_bytes"] == words * 32 and top["payload"] == 32 + words * 32
+        assert top["frames"] == frames
+    assert link_traffic(KV260, 1, bulk_through_memory=True, read_words=1)["memory_bytes"] == 64
 
 
 def test_a_projection_labels_every_part():
@@ -220,8 +360,10 @@ def test_a_projection_labels_every_part():
     assert [t["prompt"] for t in result["ttft"]] == [64, 128]
     for item in result["decode"] + result["ttft"]:
         labels = {name: part["label"] for name, part in item["parts"].items()}
+        # The kv260 preset's LM head is on the device: HEAD is fabric time ("head").
         assert labels == {"linears": "derived", "attention": "derived", "element-wise": "derived",
-                          "control": "derived", "lm_head": "assumed", "link": "assumed"}
+                          "control": "derived", "head": "derived", "lm_head": "assumed",
+                          "link": "assumed"}
         assert item["seconds"] == pytest.approx(sum(p["seconds"] for p in item["parts"].values()))
         roof = item["roofline"]
         assert roof["all_ports"]["seconds"] < roof["ports_used"]["seconds"]

@@ -70,6 +70,19 @@ def test_generate_checks_before_anything_runs_and_feeds_the_golden_check(model):
     assert check.runs == [True] * 4 and check.matches
 
 
+def test_the_golden_check_compares_a_top_k_bit_for_bit(model):
+    """``GoldenCheck.top`` runs the ids on its own cache and compares the device head's
+    ``(indices, scores)`` with ``final_top`` of as many entries."""
+    from tritium.host.runtime import GoldenCheck
+    from tritium.sim.golden.model import final_top
+    check = GoldenCheck(model)
+    hidden = check.golden.forward_hidden([1, 2, 3], check.golden.new_cache())
+    indices, scores = final_top(check.golden.qmodel, hidden, 2)
+    assert check.top([1, 2, 3], indices, scores)
+    assert not check.top([7], indices, scores)                 # another token's top-k
+    assert check.runs == [True, False] and not check.matches and check.seconds > 0
+
+
 def test_perplexity_reports_its_progress(model):
     seen = []
     perplexity(make_backend("golden", model), list(range(1, 46)), 20,

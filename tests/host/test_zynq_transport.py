@@ -28,7 +28,6 @@ from tritium.host.link import FrameDecoder, encode_frame, parse_frame
 from tritium.host.device_model import DeviceModelTransport
 from tritium.host.transports import open_transport
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.control.isa import REGISTERS
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.model import GoldenModel
 
@@ -183,13 +182,13 @@ def test_the_tiny_model_runs_through_the_zynq_transport(board, dev_mem):
 
 
 def test_a_decode_token_moves_only_small_frames_through_the_window(board):
-    """Per decode token the window carries only small frames (SET position and tokens,
-    RUN, GETs: payloads of at most 5 bytes each way) and their replies, one register
-    access per byte (the window's FIFO registers take a byte per access), plus one
-    ``tx_space`` and one ``status`` read per request and one ``rx_count`` read per reply
-    (the device model answers at once). No byte of the io region (the run's inputs
-    in, the hidden state's ``hidden * 4`` = 512 bytes out) passes it: they go through
-    the buffer."""
+    """Per decode token the window carries one small frame, RUN with its tag and the
+    run's position and tokens, and its reply (status, run counter, cycles), one
+    register access per
+    byte (the window's FIFO registers take a byte per access), plus one ``tx_space`` and
+    one ``status`` read per request and one ``rx_count`` read per reply (the device
+    model answers at once). No byte of the io region (the run's inputs in, the hidden
+    state's ``hidden * 4`` = 512 bytes out) passes it: they go through the buffer."""
     model = load_model("tiny")
     with Accelerator(TINY, open_transport(f"zynq:0x{BUFFER:x}", TINY)) as accelerator:
         accelerator.load(model)
@@ -200,13 +199,11 @@ def test_a_decode_token_moves_only_small_frames_through_the_window(board):
         accelerator.decode(33)
     requests = [parse_frame(raw) for raw, _ in FrameDecoder().feed(board.to_device_bytes)]
     replies = [parse_frame(raw) for raw, _ in FrameDecoder().feed(board.from_device_bytes)]
-    assert {kind for kind, _, _ in requests} <= SMALL and \
-        [kind for kind, _, _ in requests].count(p.RUN) == 1
-    assert (p.SET, struct.pack("<BI", REGISTERS["position"], position)) in \
-        [(kind, payload) for kind, _, payload in requests]
+    assert [(kind, payload) for kind, _, payload in requests] == \
+        [(p.RUN, struct.pack(p.RUN_SET_FORMAT, 2, position, 1))]    # the prefill's was 1
     assert [(kind | p.REPLY, tag) for kind, tag, _ in requests] == \
         [(kind, tag) for kind, tag, _ in replies]
-    assert max(len(payload) for _, _, payload in requests + replies) <= 5
+    assert max(len(payload) for _, _, payload in requests + replies) <= p.RUN_REPLY_BYTES
     # The bytes that crossed are those frames' and nothing else (the device model, like
     # the host, puts an END before each frame as well as after it).
     sent = sum(len(encode_frame(*request)) for request in requests)
@@ -345,10 +342,11 @@ def test_the_tiny_model_runs_on_a_pynq_buffer(monkeypatch):
     # The io region's bytes only are flushed after the CPU wrote the run's inputs and
     # before SET and RUN, and invalidated after RUN answered and before the CPU reads
     # the 3 tokens' hidden states.
-    io, log = accelerator.compiled.io_address * WORD_BYTES, window.kinds
+    compiled, log = accelerator.compiled, window.kinds
+    io, states = compiled.io_address * WORD_BYTES, compiled.states_address * WORD_BYTES
     flush, start, length = log[0]
     assert (flush, start) == ("flush", io) and length and length % WORD_BYTES == 0
-    assert log[-1] == ("invalidate", io, 3 * TINY.model.hidden * 4)
+    assert log[-1] == ("invalidate", states, 3 * TINY.model.hidden * 4)
     assert set(log[1:-1]) <= SMALL and log.count(p.RUN) == 1
     assert cma[0].flushes == 1                  # never the whole 512 KiB again
 

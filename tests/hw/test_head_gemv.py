@@ -30,7 +30,7 @@ SMALL = AcceleratorConfig(
     model=ModelConfig(name="head-test", vocab_size=37, hidden=44, layers=1, heads=1,
                       kv_heads=1, head_dim=4, ffn=8, max_context=4),
     tlmm=TLMMConfig(group=3, tables=2, rows=2, max_k=48, max_n=48),
-    attention_lanes=1, memory_words=2 ** 10)
+    attention_lanes=1, memory_words=2 ** 10, head="host")     # the unit alone, at 2 lanes
 TINY = ACCELERATOR_PRESETS["tiny"]          # 8 lanes: 256-bit words, 32 multipliers
 BASE, K = 100, 4
 

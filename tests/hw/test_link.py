@@ -54,10 +54,15 @@ class LinkBench(wiring.Component):
         wiring.connect(m, link.memory, memory.port)
         wiring.connect(m, link.registers, registers.bus)
         m.d.comb += registers.cycles.eq(0xCAFEF00D)
-        timer = Signal(8)
+        timer, runs = Signal(8), Signal(32)
+        result = link.finished.payload
         m.d.comb += link.run.ready.eq(timer == 0)
         with m.If(link.run.valid & link.run.ready):
-            m.d.sync += [timer.eq(self._delay), link.finished.payload.eq(link.run.payload + 1)]
+            # The status is the argument + 1; "cycles" shows the position and mode (index
+            # 1, which a RUN with position and tokens sets as its tokens) the run saw.
+            m.d.sync += [timer.eq(self._delay), runs.eq(runs + 1),
+                         result.status.eq(link.run.payload + 1), result.runs.eq(runs + 1),
+                         result.cycles.eq(registers.position * 256 + registers.mode[:8])]
         with m.If(timer > 1):
             m.d.sync += timer.eq(timer - 1)
         with m.If(timer == 1):
@@ -125,13 +130,20 @@ def test_registers_and_run():
             + frame(p.GET, bytes([0]), tag=3) + frame(p.GET, bytes([5]), tag=4)
             + frame(p.RUN, bytes([9]), tag=5)
             + frame(p.SET, struct.pack("<BI", 5, 1), tag=6)    # read-only
-            + frame(p.GET, bytes([2]), tag=7))                 # no such register
-    assert exchange(wire, 7) == [
+            + frame(p.GET, bytes([2]), tag=7)                  # no such register
+            + frame(p.RUN, struct.pack(p.RUN_SET_FORMAT, 4, 77, 2), tag=8)
+            + frame(p.GET, bytes([0]), tag=9) + frame(p.GET, bytes([1]), tag=10)
+            + frame(p.RUN, bytes(3), tag=11))                  # neither RUN's length
+    assert exchange(wire, 11) == [
         (p.GET | p.REPLY, 1, struct.pack("<I", 3)), (p.SET | p.REPLY, 2, b""),
         (p.GET | p.REPLY, 3, struct.pack("<I", 1234)),
         (p.GET | p.REPLY, 4, struct.pack("<I", 0xCAFEF00D)),
-        (p.RUN | p.REPLY, 5, bytes([10])),
-        error(p.ERR_ARGUMENT, p.SET, 6), error(p.ERR_ARGUMENT, p.GET, 7)]
+        (p.RUN | p.REPLY, 5, struct.pack(p.RUN_REPLY_FORMAT, 10, 1, 1234 * 256 + 3)),
+        error(p.ERR_ARGUMENT, p.SET, 6), error(p.ERR_ARGUMENT, p.GET, 7),
+        # RUN with position and tokens sets both before the run starts.
+        (p.RUN | p.REPLY, 8, struct.pack(p.RUN_REPLY_FORMAT, 5, 2, 77 * 256 + 2)),
+        (p.GET | p.REPLY, 9, struct.pack("<I", 77)), (p.GET | p.REPLY, 10, struct.pack("<I", 2)),
+        error(p.ERR_ARGUMENT, p.RUN, 11)]
 
 
 def corrupt(wire: bytes, index: int) -> bytes:

@@ -26,6 +26,7 @@ from tritium.hw.control.interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_O
 from tritium.hw.control.isa import FLAG_ACCUMULATE, OPCODES, STATUS
 from tritium.hw.control.sequencer import Sequencer
 from tritium.hw.memory import OnChipMemory
+from tritium.hw.layouts import run_result_layout
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
@@ -50,7 +51,8 @@ class SequencerBench(wiring.Component):
         self._config, self._init = config, init
         self.sequencer = Sequencer(config)        # the testbench watches its memory port
         super().__init__({
-            "run": In(stream.Signature(8)), "finished": Out(stream.Signature(8)),
+            "run": In(stream.Signature(8)),
+            "finished": Out(stream.Signature(run_result_layout())),
             "position": In(32), "tokens": In(32), "program": In(32),
             "busy": Out(1), **{name: Out(32) for name in CONTROLLER_COUNTERS},
             "execute": Out(ExecuteSignature()),
@@ -213,10 +215,14 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, traffic):
             ctx.set(dut.program, program)
             ctx.set(dut.position, position)
             ctx.set(dut.tokens, count)
-            await stream_send(ctx, dut.run, [0], rng, traffic.idle)
-            assert await stream_receive(ctx, dut.finished, 1, rng, traffic.stall) == \
-                [STATUS[status]]
+            await stream_send(ctx, dut.run, [number + 7], rng, traffic.idle)
+            finished, = await stream_receive(ctx, dut.finished, 1, rng, traffic.stall)
+            # Every RUN, refused ones too, leaves its argument (the host's tag) behind.
+            assert ctx.get(dut.sequencer.run_tag) == number + 7
             got = {name: ctx.get(getattr(dut, name)) for name in CONTROLLER_COUNTERS}
+            # How the run ended: its status and the counters' final values.
+            assert (finished.status, finished.runs, finished.cycles) == \
+                (STATUS[status], got["runs"], got["cycles"])
             assert stub.executed == [fields["opcode"] for fields in ran]
             assert got["runs"] == number + 1
             assert got["cycles"] == stub.busy
