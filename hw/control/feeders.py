@@ -182,14 +182,19 @@ class CodesFeeder(wiring.Component):
         m = Module()
         cfg = self._config
         row, per_chunk = codes_row_beats(cfg), cfg.tlmm.k_per_word // cfg.lanes
-        m.submodules.queue = queue = SyncFIFOBuffered(width=8 * cfg.tlmm.k_per_word, depth=2)
+        # At most two activation beats are ever in the queue or on their way into it. A
+        # buffered queue refuses a write while its inner memory is full, even when its
+        # level shows room (an entry moving to its output register), so it has a spare
+        # entry: with one-beat chunks, a beat arriving every cycle, a queue of depth 2
+        # dropped one (the timing is the same either way).
+        m.submodules.queue = queue = SyncFIFOBuffered(width=8 * cfg.tlmm.k_per_word, depth=3)
         command = Signal.like(self.command.payload)
         chunk, token = Signal.like(command.chunks), Signal.like(command.tokens)
         part = Signal(range(per_chunk))              # word of the activation beat
         active, arriving, arriving_end = Signal(), Signal(), Signal()
         assembled = Signal(8 * cfg.tlmm.k_per_word)
         # Start an activation beat only when the queue will have room for it.
-        room = queue.level + arriving_end < queue.depth
+        room = queue.level + arriving_end < 2
         issue = active & ((part != 0) | room)
         m.d.comb += [
             self.command.ready.eq(~active),

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Controller parts (amaranth.sim): vector reader/writer, codes buffer, gain feeder."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -129,11 +130,17 @@ class CodesPath(wiring.Component):
         return m
 
 
+# A chunk of one beat (G2 T4 at 8 lanes): an activation beat is read every cycle.
+ONE_BEAT_CHUNKS = dataclasses.replace(
+    TINY, name="one-beat-chunks", tlmm=dataclasses.replace(TINY.tlmm, group=2, tables=4))
+
+
+@pytest.mark.parametrize("cfg", [TINY, ONE_BEAT_CHUNKS], ids=lambda c: c.name)
 @pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
-def test_codes_are_padded_and_fed_chunk_by_chunk(traffic):
+def test_codes_are_padded_and_fed_chunk_by_chunk(traffic, cfg):
     """Each token's codes (17 beats, not whole chunks) come back as activation beats in
-    (chunk, token) order, zero past the vector's end."""
-    cfg = TINY
+    (chunk, token) order, zero past the vector's end; with chunks of three beats (the
+    tiny preset) and of one."""
     lanes, per_chunk = cfg.lanes, cfg.tlmm.k_per_word
     features, tokens = 17 * lanes, 3
     chunks = -(-features // per_chunk)
@@ -158,7 +165,7 @@ def test_codes_are_padded_and_fed_chunk_by_chunk(traffic):
         acts = await stream_receive(ctx, dut.acts, len(expected), random.Random(6), traffic.stall)
         got.extend([int(v) for v in a] for a in acts)
 
-    run_simulation(dut, write, receive)
+    run_simulation(dut, write, receive, background=[watchdog(5_000)])
     assert got == expected
 
 
