@@ -61,8 +61,9 @@ import numpy as np
 
 from tritium.hw.config import AcceleratorConfig
 from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
-                                    OPCODES, SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS)
-from tritium.hw.head_layout import HeadLayout
+                                    OPCODES, SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS,
+                                    TOP_ENTRY_LANES)
+from tritium.hw.head_layout import head_layout_of
 from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import QuantizedModel, embed
 from .errors import InputError
@@ -71,7 +72,8 @@ from .packer import pack_ternary
 
 __all__ = ["check_model", "run_inputs", "embedding_table", "ScratchRegion",
            "CompiledModel", "compile_model", "scratch_layout", "MemoryPlan",
-           "memory_plan", "program_fields", "program_length", "encode_instruction", "decode_top",
+           "memory_plan", "program_fields", "program_length", "encode_instruction", "encode_top",
+           "decode_top",
            "decode_instruction", "instruction_words", "pack_scale", "unpack_scale"]
 
 FIELD_NAMES = tuple(name for name, _, _ in FIELDS)
@@ -280,7 +282,7 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
         reserve("embedding", cfg.vocab_size * config.embedding_row_words)
     if config.head == "device":
         reserve("output_norm", -(-16 * cfg.hidden // word_bits))
-        reserve("head", HeadLayout(cfg.vocab_size, cfg.hidden, word_bits).words)
+        reserve("head", head_layout_of(config).words)
     io_address = address
     states = config.max_tokens * cfg.hidden // config.lanes
     inputs = config.max_tokens if config.embedding == "device" else states
@@ -369,6 +371,18 @@ def _head_program(config: AcceleratorConfig, plan: MemoryPlan, scratch, constant
                  dst_stride=top.stride, beats=config.head_k),
             dict(op="STORE", flags=FLAG_ONE_TOKEN, address=plan.top_address, src=top.base,
                  src_stride=top.stride, beats=config.head_k)]
+
+
+def encode_top(indices, scores, config: AcceleratorConfig) -> np.ndarray:
+    """The scratchpad beats (``len(indices)``, ``lanes``) int64 of a device head's top-k,
+    as HEAD writes them and :func:`decode_top` reads them back: lane 0 the row, lanes 1
+    and 2 the score's low 32 bits (as the int32 that holds them) and its high bits."""
+    indices, scores = (np.asarray(a, dtype=np.int64) for a in (indices, scores))
+    low = scores & 0xFFFFFFFF
+    beats = np.zeros((len(indices), config.lanes), dtype=np.int64)
+    beats[:, :TOP_ENTRY_LANES] = np.stack(
+        [indices, (low ^ 0x80000000) - 0x80000000, scores >> 32], axis=1)
+    return beats
 
 
 def decode_top(data: bytes, config: AcceleratorConfig):

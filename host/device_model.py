@@ -33,14 +33,13 @@ import numpy as np
 
 from tritium.hw.config import AcceleratorConfig, HeadConfig
 from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
-                                    REGISTERS, STATUS, TOP_ENTRY_LANES, WRITABLE_REGISTERS,
-                                    design_opcodes)
-from tritium.hw.head_layout import HeadLayout
+                                    REGISTERS, STATUS, WRITABLE_REGISTERS, design_opcodes)
+from tritium.hw.head_layout import head_layout_of
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.head import QuantizedHead, head_scores, head_topk
 from tritium.sim.golden.model import (GoldenCache, NormGain, QuantizedLinear, attention_step,
                                       ffn_activation, linear, norm_quant, rope_tables, saturate)
-from .compiler import decode_instruction, instruction_words, unpack_scale
+from .compiler import decode_instruction, encode_top, instruction_words, unpack_scale
 from .errors import ModelFormatError
 from .head_packer import unpack_head
 from .link import FrameDecoder, LinkTimeout, encode_frame
@@ -269,22 +268,20 @@ class DeviceModel:
     def _head(self, f, position, tokens):
         # The last token's codes against every row of the head in memory; the k best
         # (score descending, equal scores by row ascending) as k beats from dst.
-        model, lanes = self.config.model, self.config.lanes
+        model = self.config.model
         if self._codes is None or self._codes[0].shape[1] != model.hidden:
             raise _Fault(f"HEAD needs the codes of a NORM of {model.hidden} features")
         if not 1 <= f["beats"] <= self.config.head_k:
             raise _Fault(f"HEAD of {f['beats']} entries; the design keeps 1 .. "
                          f"{self.config.head_k}")
-        layout = HeadLayout(model.vocab_size, model.hidden, self.config.data_width)
+        words = head_layout_of(self.config).words
         codes, mantissas = unpack_head(
-            self._memory_bytes(f["address"], layout.words * self.word_bytes),
+            self._memory_bytes(f["address"], words * self.word_bytes),
             model.vocab_size, model.hidden, self.config.data_width)
         head = QuantizedHead(HeadConfig("int8"), codes, mantissas, 0)
         scores, rows = head_topk(head_scores(head, self._codes[0][tokens - 1:tokens]),
                                  f["beats"])
-        entries = np.zeros((f["beats"], lanes), dtype=np.int64)
-        entries[:, :TOP_ENTRY_LANES] = np.stack(
-            [rows[0], _signed32(scores[0] & 0xFFFFFFFF), scores[0] >> 32], axis=1)
+        entries = encode_top(rows[0], scores[0], self.config)
         self._write_scratch(f["dst"], f["dst_stride"], 1, entries.reshape(1, -1))
 
     def _linear(self, f, position, tokens):
@@ -330,11 +327,6 @@ class DeviceModel:
                              values.reshape(tokens, model.kv_heads, model.head_dim),
                              unpack_scale(f["scale"]))
         self._write_scratch(f["dst"], f["dst_stride"], tokens, out.reshape(tokens, -1))
-
-
-def _signed32(values: np.ndarray) -> np.ndarray:
-    """Unsigned 32-bit values as the int32 lanes that hold their bits."""
-    return (values ^ 0x80000000) - 0x80000000
 
 
 class DeviceModelTransport(Transport):

@@ -47,7 +47,7 @@ from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Gating, NormQuant
 from tritium.hw.fixedpoint import RECIPROCAL_LATENCY
-from tritium.hw.head_layout import HeadLayout
+from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
 from .compiler import instruction_words, memory_plan, program_fields
@@ -290,8 +290,7 @@ def _attend_terms(config, port, position, tokens):
 def head_words(config: AcceleratorConfig) -> int:
     """Memory words one HEAD reads: the whole head in its layout (``HeadLayout.words``,
     docs/head.md), whatever the run's tokens (it scores the last token only)."""
-    model = config.model
-    return HeadLayout(model.vocab_size, model.hidden, config.data_width).words
+    return head_layout_of(config).words
 
 
 def head_terms(config: AcceleratorConfig, port: PortTiming, k: int) -> dict:

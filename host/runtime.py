@@ -125,8 +125,8 @@ def generate(runner, prompt_ids, count: int, check=None):
     :class:`~tritium.host.accelerator.Accelerator` (a device) or anything else with
     ``prefill(ids, logits="all" | "last") -> logits (tokens or 1, vocab)``, ``decode(id)
     -> logits (vocab,)``, ``position`` (tokens already in its cache) and
-    ``model_config``. The checks of :func:`check_generation` happen now, before anything runs; the tokens come as the
-    returned iterator is consumed. ``check(ids, logits)``, if given, sees every run's
+    ``model_config``. The checks of :func:`check_generation` happen now, before anything
+    runs; the tokens come as the returned iterator is consumed. ``check(ids, logits)``, if given, sees every run's
     input ids and logits, (tokens, vocab): e.g. a :class:`GoldenCheck`. Without a check
     the prompt's logits are asked for its last token only (``prefill(ids, logits=
     "last")``), which every runner offers.

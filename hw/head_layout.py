@@ -15,7 +15,7 @@ shorter. Words are ``data_width`` bits, addresses count words from the head's ba
 
 from dataclasses import dataclass
 
-__all__ = ["HeadLayout", "MANTISSA_LANE_BITS"]
+__all__ = ["HeadLayout", "MANTISSA_LANE_BITS", "head_layout_of"]
 
 MANTISSA_LANE_BITS = 16         # an unsigned 16-bit mantissa per row (docs/numerics.md 10)
 
@@ -91,3 +91,10 @@ class HeadLayout:
     def _check(value, count, name):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < count:
             raise ValueError(f"{name} must be an integer from 0 to {count - 1}, not {value!r}")
+
+
+def head_layout_of(config) -> HeadLayout:
+    """The head layout of an ``AcceleratorConfig``'s model in its memory words: what a
+    device head reads (the compiler places it, the unit and the software device read it,
+    the performance model times it)."""
+    return HeadLayout(config.model.vocab_size, config.model.hidden, config.data_width)

@@ -24,11 +24,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..config import AcceleratorConfig
-from ..head_layout import MANTISSA_LANE_BITS, HeadLayout
+from ..head_layout import MANTISSA_LANE_BITS, head_layout_of
 from ..layouts import code_beat_layout
 from ..memory.port import MemoryPortSignature, command_layout, read_data_layout
 
-__all__ = ["SCORE_BITS", "head_layout_of", "head_acc_bits", "head_job_layout",
+__all__ = ["SCORE_BITS", "head_acc_bits", "head_job_layout",
            "head_result_layout", "HeadReader", "CodesStore", "RowWalker", "WordDot",
            "RowScorer", "TopK", "HeadGEMV"]
 
@@ -37,11 +37,6 @@ SCORE_BITS = 48
 
 _mantissa = unsigned(MANTISSA_LANE_BITS)
 _row_tag = data.StructLayout({"end": unsigned(1), "mantissa": _mantissa})
-
-
-def head_layout_of(config: AcceleratorConfig) -> HeadLayout:
-    """The head layout of ``config``'s model in its memory words."""
-    return HeadLayout(config.model.vocab_size, config.model.hidden, config.data_width)
 
 
 def head_acc_bits(hidden: int) -> int:
