@@ -187,6 +187,7 @@ class MemoryUse:
     read_ports: int
     write_ports: int
     async_read: bool
+    ram_style: str = None       # the memory's ``ram_style`` attribute, if it has one
 
 
 def memories_from_rtlil(rtlil_text: str) -> list:
@@ -195,8 +196,13 @@ def memories_from_rtlil(rtlil_text: str) -> list:
     found = []
     for module in re.split(r"^module ", rtlil_text, flags=re.M)[1:]:
         module_name = module.split(None, 1)[0]
-        sizes = {name: (int(width), int(size)) for width, size, name in
-                 re.findall(r"^\s*memory width (\d+) size (\d+) (\S+)", module, flags=re.M)}
+        sizes, styles = {}, {}
+        for attributes, width, size, name in re.findall(
+                r"((?:^\s*attribute .*\n)*)^\s*memory width (\d+) size (\d+) (\S+)", module,
+                flags=re.M):
+            sizes[name] = (int(width), int(size))
+            style = re.search(r'attribute \\ram_style "(\w+)"', attributes)
+            styles[name] = style.group(1) if style else None
         ports = {name: {"reads": 0, "writes": 0, "async": False, "data": ""} for name in sizes}
         for kind, body in re.findall(r"^\s*cell \$(memrd_v2|memwr_v2|meminit_v2) \S+\n(.*?)^\s*end",
                                      module, flags=re.M | re.S):
@@ -217,7 +223,8 @@ def memories_from_rtlil(rtlil_text: str) -> list:
             if port["writes"] == 0 and port["data"]:
                 width = _varying_columns(port["data"], width)
             found.append(MemoryUse(f"{module_name}.{name}".replace("\\", ""), width, depth,
-                                   port["reads"], port["writes"], port["async"]))
+                                   port["reads"], port["writes"], port["async"],
+                                   styles[name]))
     return found
 
 
@@ -248,10 +255,14 @@ def _block_candidates(memory: MemoryUse):
             yield _BLOCK_COST * blocks + _MUX_FACTOR * mux, blocks
 
 
+# ``ram_style`` values that keep Yosys' memory_libmap off block RAM.
+_NOT_BLOCK_RAM = ("distributed", "lutram", "logic", "registers")
+
+
 def ebr_for_memory(memory: MemoryUse) -> int:
     """DP16KDs Yosys' ``synth_ecp5`` maps ``memory`` to (0 for LUT RAM or soft logic)."""
     w, d, reads, writes = memory.width, memory.depth, memory.read_ports, memory.write_ports
-    if reads == 0:
+    if reads == 0 or memory.ram_style in _NOT_BLOCK_RAM:
         return 0
     bits = w * d
     best_cost = bits * (_LOGIC_COST_ROM if writes == 0 else _LOGIC_COST_RAM)

@@ -256,7 +256,12 @@ def platform():
     except ImportError:
         raise ToolchainError("amaranth-boards is not installed (pip install amaranth-boards, "
                              "or pip install 'tritium[boards]')") from None
-    return ULX3S_85F_Platform()
+    board = ULX3S_85F_Platform()
+    # Attributes for the design's RAMs (``hw.weights.ram_attributes``): the attention
+    # block's two head quantizers keep their short rings in LUT RAM, as every block RAM
+    # is taken (docs/boards.md).
+    board.ram_attrs = {"attention_quant": {"ram_style": "distributed"}}
+    return board
 
 
 # Overrides of amaranth's Trellis build templates (amaranth/vendor/_lattice.py):

@@ -40,19 +40,21 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from tritium.hw.attention.block import pass_key_counts
-from tritium.hw.attention.core import SCORE_LATENCY
+from tritium.hw.attention.core import FINISH_WAIT, SCORE_LATENCY, dot_latency
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
-from tritium.hw.elementwise import Gating, NormQuant
-from tritium.hw.fixedpoint import RECIPROCAL_LATENCY
+from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
+from tritium.hw.memory.onchip import read_latency
+from tritium.hw.tlmm.core import TLMMCore
+from tritium.hw.weights import JOB_STAGES
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
 from .compiler import instruction_words, memory_plan, program_fields
 
-__all__ = ["KINDS", "CALIBRATION", "ONCHIP_READ_LATENCY", "PortTiming", "port_timing",
+__all__ = ["KINDS", "CALIBRATION", "onchip_read_latency", "PortTiming", "port_timing",
            "InstructionEstimate", "RunEstimate", "estimate_run", "linear_cycles",
            "attention_key_cycles", "head_terms", "head_words",
            "SimulatedCase", "simulated_cases", "report_cases", "recorded_cases",
@@ -70,8 +72,10 @@ WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
 _KIND_OF = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
             "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend", "HEAD": "head"}
 
-#: Cycles from an OnChipMemory read command's transfer to its first word (docs/memory.md).
-ONCHIP_READ_LATENCY = 2
+def onchip_read_latency(config: AcceleratorConfig) -> int:
+    """Cycles from an OnChipMemory read command's transfer to its first word
+    (docs/memory.md): 2, or 4 for a memory deep enough to be banked."""
+    return 1 + read_latency(config.memory_words)
 
 #: What every figure of a projection is (docs/performance.md).
 LABELS = {"simulated": "cycle-accurate simulation of the generated Verilog",
@@ -97,15 +101,17 @@ CALIBRATION = {
     "norm": 4,
     # GATE: issue and the reader's first beats; the gating latency is the unit's own.
     "gate": 5,
-    # LINEAR: issue, gearbox, chunk buffer, engine stages, Dequantize and the writer.
-    "linear": 9,
+    # LINEAR: issue, gearbox, chunk buffer, engine stages and the writer; Dequantize's
+    # latency is a structural term of its own.
+    "linear": 10,
     # LINEAR with ACCUMULATE: the residual add's stage.
     "accumulate": 1,
-    # ATTEND: per job (issue, the last head's RoPE and quantizer latencies, the writer's
-    # acknowledgement, the core's last drain) and per pass over the cache (the block's
-    # queries loaded, the core's pipeline filled and drained).
-    "attend_job": 19,
-    "attend_pass": 12,
+    # ATTEND: per job, besides the last head's RoPE and quantizer latencies (structural
+    # terms): issue, the writer's acknowledgement; per pass over the cache, besides the
+    # core's pipeline fill (a key's beats, the dot and score pipelines): the block's
+    # queries loaded and the pass's start and end.
+    "attend_job": 2,
+    "attend_pass": 11,
     # HEAD: the unit's score pipeline (4 + ceil(log2(n)) cycles after the last word) is a
     # structural term of its own (:func:`head_terms`); the rest, fitted on the tiny
     # design on chip (bench/instructions.py: 1,081 cycles simulated at 1 and at 8
@@ -124,6 +130,12 @@ READER_RATE = Fraction(3, 4)
 def _gating_latency(lanes: int, activation: str) -> int:
     """The Gating unit's latency for the model's activation (the unit's own figure)."""
     return Gating(lanes, activation).latency
+
+
+@functools.lru_cache(maxsize=None)
+def _dequantize_latency(lanes: int, acc_width: int) -> int:
+    """Dequantize's latency for the engine's accumulator width (the unit's own figure)."""
+    return Dequantize(lanes, acc_width).latency
 
 
 @functools.lru_cache(maxsize=None)
@@ -171,7 +183,8 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
     if implementation not in ("onchip", "board"):
         raise ValueError(f"implementation must be 'onchip' or 'board', not {implementation!r}")
     word_bytes = config.data_width // 8
-    pipeline = ONCHIP_READ_LATENCY if implementation == "onchip" else SIM_MEMORY_PIPELINE_CYCLES
+    pipeline = (onchip_read_latency(config) if implementation == "onchip"
+                else SIM_MEMORY_PIPELINE_CYCLES)
     return PortTiming(memory=model.name, implementation=implementation, word_bytes=word_bytes,
                       bytes_per_cycle=model.port_bytes_per_cycle(port, config.clock_hz,
                                                                  word_bytes),
@@ -235,32 +248,27 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
         paced = max(sweep, residual) if c == chunks - 1 else sweep
         first = max(replay_start + paced, load_end[c])
         replay_end[c] = first + (tokens - 1) * paced
-    first_word = port.latency + math.ceil(tlmm.tile.word_bits / config.data_width) * w
+    # The weight job waits JOB_STAGES cycles for its word count; each word then passes
+    # the core's WORD_STAGES registers on its way to the engine.
+    first_word = (JOB_STAGES + port.latency + math.ceil(tlmm.tile.word_bits / config.data_width)
+                  * w + TLMMCore.WORD_STAGES)
     table_ready = feeder + table
-    return (("latency", 1 + port.latency), ("stream", replay_end[-1]),
+    return (("latency", 1 + JOB_STAGES + port.latency), ("stream", replay_end[-1]),
             ("table_fill", max(0, table_ready - first_word)),
+            ("dequantize", _dequantize_latency(lanes, tlmm.acc_width)),
             ("pipeline", CALIBRATION["linear"] + (CALIBRATION["accumulate"] if accumulate else 0)))
 
 
 def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fraction:
     """Cycles per key of a pass over the KV cache, whichever is slower:
 
-    - the attention core: a key's ``beats_per_key`` beats, then its score pipeline
-      (``SCORE_LATENCY`` stages) hands the next key's update to the value stage. When the
-      core's value FIFO (``beats_per_key + SCORE_LATENCY + 4`` beats) holds two keys'
-      values, the next key waits right behind (one cycle); otherwise it enters the
-      pipeline only once the value stage takes the current one and crosses its other
-      stages (``SCORE_LATENCY - 1`` cycles);
+    - the attention core: a key's ``beats_per_key`` beats. Its value FIFO holds every
+      beat between a key's intake and its update reaching the value stage, and the
+      updates wait in a queue of their own, so the intake, the dot products, the score
+      pipeline and the value stage all keep a key every ``beats_per_key`` cycles
+      (docs/attention.md);
     - the KV reader: a record's ``words_per_record`` bus words at the port's rate."""
-    a = config.attention
-    beats = a.beats_per_key
-    fifo = beats + SCORE_LATENCY + _VALUE_FIFO_SLACK
-    core = beats + (1 if 2 * beats <= fifo else SCORE_LATENCY - 1)
-    return max(Fraction(core), _record_words(config) * port.word_cycles)
-
-
-# AttentionCore's value FIFO holds a key's beats, the score pipeline's and 4 more.
-_VALUE_FIFO_SLACK = 4
+    return max(Fraction(config.attention.beats_per_key), _record_words(config) * port.word_cycles)
 
 
 def _attend_terms(config, port, position, tokens):
@@ -280,9 +288,11 @@ def _attend_terms(config, port, position, tokens):
         intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * record),
         records=2 * record,
         keys=sum(counts) * attention_key_cycles(config, port),
-        passes=len(counts) * CALIBRATION["attend_pass"],
-        lanes=tokens * a.heads * (a.beats_per_key + RECIPROCAL_LATENCY + 1),
+        passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
+                              + dot_latency(a) + SCORE_LATENCY),
+        lanes=tokens * a.heads * (a.beats_per_key + FINISH_WAIT),
         drain=tokens * a.heads * a.beats_per_key,
+        job_latency=RoPE.LATENCY + NormQuant.codes_latency,
         pipeline=CALIBRATION["attend_job"])
     return terms, sum(counts) * words, tokens * a.kv_heads * words
 
@@ -348,7 +358,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         per_chunk = config.tlmm.k_per_word // config.lanes
         padded = -(-beats // per_chunk) * per_chunk
         cycles, terms = _terms(
-            latency=max(0, port.latency - ONCHIP_READ_LATENCY),
+            latency=max(0, port.latency - onchip_read_latency(config)),
             pass1=max(_reader_cycles(beats * tokens), tokens * gain_words * w),
             codes_latency=NormQuant.codes_latency, pass2=padded,
             pipeline=CALIBRATION["norm"])

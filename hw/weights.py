@@ -11,7 +11,7 @@ bank. Addresses follow from the job's shape alone: the matrix occupies
 
 from math import gcd
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -37,6 +37,11 @@ def weight_job_layout(tlmm: TLMMConfig, memory: MemoryConfig) -> data.StructLayo
 def _check_burst(memory: MemoryConfig, burst: int):
     if not 1 <= burst < 2 ** memory.len_width:
         raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
+
+
+# Cycles a weight job spends in WeightBufferManager's register before it can start: its
+# word count formed in three stages.
+JOB_STAGES = 3
 
 
 class BurstReader(wiring.Component):
@@ -303,16 +308,32 @@ class WeightBufferManager(wiring.Component):
         with m.If(self.memory.read_data.valid & self.memory.read_data.ready):
             m.d.sync += self.fetched_words.eq(self.fetched_words + 1)
 
-        # A job starts the reader and the chunk buffer together.
-        bits = self.job.payload.chunks * self.job.payload.row_blocks * cfg.tile.word_bits
+        # A job waits in a register while its word count is formed over three stages
+        # (the product of its shape, the bits, the words rounded up: one multiplier or
+        # carry chain each, docs/timing.md), then starts the reader and the chunk buffer
+        # together. The register takes the next job while the current one runs, so the
+        # stages overlap it.
+        job, held, formed = Signal.like(self.job.payload), Signal(), Signal(JOB_STAGES)
+        blocks = Signal(len(self.job.payload.chunks) + len(self.job.payload.row_blocks),
+                        name="job_blocks")
+        bits = Signal(len(blocks) + cfg.tile.word_bits.bit_length(), name="job_bits")
+        words = Signal(self._words_width, name="job_words")
+        start = held & formed[-1] & reader.request.ready & chunks.job.ready
+        m.d.comb += self.job.ready.eq(~held)
+        with m.If(self.job.valid & ~held):
+            m.d.sync += [job.eq(self.job.payload), held.eq(1), formed.eq(0)]
+        with m.Elif(held):
+            m.d.sync += [formed.eq(Cat(1, formed[:-1])), held.eq(~start),
+                         blocks.eq(job.chunks * job.row_blocks),
+                         bits.eq(blocks * cfg.tile.word_bits),
+                         words.eq((bits + mem.data_width - 1) // mem.data_width)]
         m.d.comb += [
-            reader.request.payload.base.eq(self.job.payload.base),
-            reader.request.payload.words.eq((bits + mem.data_width - 1) // mem.data_width),
-            chunks.job.payload.chunks.eq(self.job.payload.chunks),
-            chunks.job.payload.row_blocks.eq(self.job.payload.row_blocks),
-            chunks.job.payload.tokens.eq(self.job.payload.tokens),
-            self.job.ready.eq(reader.request.ready & chunks.job.ready),
-            reader.request.valid.eq(self.job.valid & self.job.ready),
-            chunks.job.valid.eq(self.job.valid & self.job.ready),
+            reader.request.payload.base.eq(job.base),
+            reader.request.payload.words.eq(words),
+            chunks.job.payload.chunks.eq(job.chunks),
+            chunks.job.payload.row_blocks.eq(job.row_blocks),
+            chunks.job.payload.tokens.eq(job.tokens),
+            reader.request.valid.eq(start),
+            chunks.job.valid.eq(start),
         ]
         return m

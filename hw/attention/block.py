@@ -111,8 +111,10 @@ class AttentionBlock(wiring.Component):
         lanes = cfg.dims_per_cycle
         quant_config = ElementwiseConfig(lanes=lanes, max_features=cfg.head_dim)
         m.submodules.rope = rope = RoPE(self._model, lanes)
-        m.submodules.qk_quant = qk_quant = NormQuant(quant_config, gain=False)
-        m.submodules.v_quant = v_quant = NormQuant(quant_config, gain=False)
+        m.submodules.qk_quant = qk_quant = NormQuant(quant_config, gain=False,
+                                                     ram_role="attention_quant")
+        m.submodules.v_quant = v_quant = NormQuant(quant_config, gain=False,
+                                                   ram_role="attention_quant")
         m.submodules.writer = writer = KVWriter(self._kv)
         m.submodules.reader = reader = KVReader(self._kv)
         m.submodules.core = core = AttentionCore(cfg)

@@ -1,6 +1,11 @@
-"""The attention core: a block of query lanes against one pass over the KV cache."""
+"""The attention core: a block of query lanes against one pass over the KV cache.
 
-from amaranth import Array, Module, Mux, Signal
+Every path is pipelined to carry at most one multiplier, wide carry chain, barrel
+shifter or block-RAM read (docs/timing.md); the latencies are the constants below and
+the functions of the config that name them, never literals in the testbenches.
+"""
+
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -8,19 +13,63 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import AttentionConfig
-from ..fixedpoint import (Pipeline, RECIPROCAL_LATENCY, exp2_table, reciprocal, saturate,
-                          scale_layout, scale_mul, shift_round, shift_round_signed)
+from ..elementwise.common import Handshake
+from ..fixedpoint import (NORMALIZE_LATENCY, Pipeline, RECIPROCAL_LATENCY, delay, exp2_table,
+                          normalize_scale_staged, reciprocal, saturate, scale_layout)
 from ..layouts import (attention_query_layout, attention_result_layout, key_beat_layout,
                        position_shape)
 from ..numerics import F_SCORE
+from ..staged import product_latency, round_latency, staged_product, staged_round
 
-__all__ = ["AttentionCore", "SCORE_LATENCY"]
+__all__ = ["AttentionCore", "SCORE_LATENCY", "FINISH_WAIT", "dot_latency",
+           "finish_latency", "ring_stages", "value_fifo_depth"]
 
 DOT_WIDTH = 24                  # |q . k| <= 128 * 128 * 256 < 2**23 for head_dim <= 256
 ACC_WIDTH = 64                  # o: |o| < 2**55 for contexts up to 2**16
 SUM_WIDTH = 48                  # l <= 2**15 * context
-SCORE_LATENCY = 6               # register stages of the score pipeline (ScoreUnit)
 MAX_RESCALE = 63                # a rescale shift this large already clears every o and l
+FACTOR_WIDTH = 32               # q_scale.m * k_scale.m
+
+_SCORE_PRODUCT = product_latency(signed(DOT_WIDTH), unsigned(FACTOR_WIDTH))
+_WEIGHT_PRODUCT = product_latency(unsigned(16), unsigned(16))
+# Register stages of the score pipeline (ScoreUnit), in order: the scale product; the
+# dot times scale product; its shift and rounding; saturation; the ceiling; the running
+# maximum (the recurrence, one stage); the rescale and the distance below the maximum;
+# the exponential table read and its data held; its shift and rounding; the value
+# weight's product, shift and rounding.
+SCORE_LATENCY = (1 + _SCORE_PRODUCT + round_latency() + 1 + 1 + 1 + 1 + 2
+                 + round_latency() + _WEIGHT_PRODUCT + round_latency())
+# Cycles from a lane's turn in the finish phase to its normaliser being ready: the lane's
+# ``127 l`` registered, then the reciprocal.
+FINISH_WAIT = 1 + RECIPROCAL_LATENCY
+_FINISH_PRODUCT = product_latency(signed(ACC_WIDTH), unsigned(16))
+
+
+def dot_latency(config: AttentionConfig) -> int:
+    """Register stages between a key beat taken and its partial dot products reaching the
+    accumulator: the products, then one per level of the adder tree over the beat."""
+    return 1 + (config.dims_per_cycle - 1).bit_length()
+
+
+def finish_latency() -> int:
+    """Register stages of the output: the word selected, the product with the
+    normaliser, its shift and rounding, saturation."""
+    return 1 + _FINISH_PRODUCT + round_latency() + 1
+
+
+def value_fifo_depth(config: AttentionConfig) -> int:
+    """Beats the value FIFO holds: a key's own, and one for each cycle a key spends
+    between its first beat taken and its update reaching the value stage (the dot
+    pipeline, the score pipeline, the update queue), plus slack; so the intake never
+    waits for the value stage in a pass (a key every ``beats_per_key`` cycles)."""
+    return 2 * config.beats_per_key + dot_latency(config) + SCORE_LATENCY + 4
+
+
+def ring_stages(config: AttentionConfig) -> int:
+    """Pipeline registers inside each lane's ring of ``o`` words (0 to 2): the rescale
+    shift, its rounding, and the weighted add each get a stage where the ring has the
+    words to spare (a word comes back every ``beats_per_key`` cycles)."""
+    return min(2, config.beats_per_key - 1)
 
 
 def _score_job_layout(config: AttentionConfig):
@@ -72,85 +121,90 @@ class ScoreUnit(wiring.Component):
         m = Module()
         pipe = Pipeline(m, self.jobs, self.updates, SCORE_LATENCY)
         job = self.jobs.payload
-        # Key-wide fields ride along the pipeline.
-        index, last, v_scale = job.index, job.last, job.v_scale
-        for stage in range(1, SCORE_LATENCY + 1):
-            index, last, v_scale = (self._delay(m, pipe, value, f"{name}{stage}")
-                                    for name, value in (("index", index), ("last", last),
-                                                        ("v_scale", v_scale)))
-            if stage == 3:
-                index3 = index
-            if stage == 5:
-                v_scale5 = v_scale
-        m.d.comb += self.updates.payload.last.eq(last)
         exp_rom = Memory(shape=unsigned(16), depth=256, init=exp2_table())
         m.submodules.exp2 = exp_rom
+        # The stage at which the running maximum is updated, and what rides to it.
+        at_max = 1 + _SCORE_PRODUCT + round_latency() + 3
+        index = delay(m, job.index, at_max - 2, pipe.advance, "index")
+        weight_at = SCORE_LATENCY - _WEIGHT_PRODUCT - round_latency()
+        v_scale = delay(m, job.v_scale, weight_at, pipe.advance, "v_scale")
+        m.d.comb += self.updates.payload.last.eq(
+            delay(m, job.last, SCORE_LATENCY, pipe.advance, "last"))
         for lane in range(self._config.lanes):
-            self._lane(m, pipe, lane, job, index3, v_scale5, exp_rom.read_port())
+            self._lane(m, pipe, lane, job, index, v_scale, exp_rom.read_port(), at_max)
         return m
 
-    @staticmethod
-    def _delay(m, pipe, value, name):
-        held = Signal.like(value, name=name)
-        with m.If(pipe.advance):
-            m.d.sync += held.eq(value)
-        return held
-
-    def _lane(self, m, pipe, lane, job, index3, v_scale5, exp_port):
+    def _lane(self, m, pipe, lane, job, index, v_scale, exp_port, at_max):
+        """One lane's stages; ``index`` is the key's index entering stage
+        ``at_max - 1`` and ``v_scale`` its value scale entering the weight product."""
+        go = pipe.advance
         out = self.updates.payload.lanes[lane]
         sq = self.lane_sq[lane]
         reg = lambda shape, name: Signal(shape, name=f"lane{lane}_{name}")
-        factor, exponent = reg(32, "factor"), reg(signed(12), "exponent")
-        dot1, product, shift = reg(signed(DOT_WIDTH), "dot1"), reg(signed(56), "product"), \
-            reg(signed(12), "shift")
-        score = reg(signed(32), "score")
-        running_max = reg(signed(25), "max")
-        rescale, distance = reg(6, "rescale"), reg(34, "distance")
-        active, first = reg(1, "active"), reg(1, "first")
-        prob = reg(16, "prob")
-        weight = reg(33, "weight")
-        active5, first5, rescale5 = reg(1, "active5"), reg(1, "first5"), reg(6, "rescale5")
-        active6, first6, rescale6, prob6 = reg(1, "active6"), reg(1, "first6"), \
-            reg(6, "rescale6"), reg(16, "prob6")
 
-        ceiling = Signal(signed(25), name=f"lane{lane}_ceiling")
-        new_max = Signal(signed(25), name=f"lane{lane}_new_max")
-        lane_active = Signal(name=f"lane{lane}_active")
-        m.d.comb += [
-            ceiling.eq((score + (1 << F_SCORE) - 1) >> F_SCORE),
-            lane_active.eq(self.lane_used[lane] & (index3 <= self.lane_position[lane])),
-        ]
-        m.d.comb += new_max.eq(Mux(index3 == 0, ceiling,
-                                   Mux(running_max > ceiling, running_max, ceiling)))
-        step = new_max - running_max
-        m.d.comb += [exp_port.en.eq(pipe.advance),
-                     exp_port.addr.eq(((new_max << F_SCORE) - score)[:F_SCORE])]
-        with m.If(pipe.advance):
+        # The score: S = sat32(shift_round(dot * (q_scale.m * k_scale.m), -e - F)).
+        factor = staged_product(m, sq.m, job.k_scale.m, go, f"lane{lane}_factor")
+        dot = delay(m, job.dot[lane], 1, go, f"lane{lane}_dot")
+        exponent = delay(m, sq.e + job.k_scale.e, 1, go, f"lane{lane}_exponent")
+        product = staged_product(m, dot, factor, go, f"lane{lane}_score_product")
+        # The shift, formed from the registered exponent the stage after it.
+        shift = delay(m, -exponent - F_SCORE, _SCORE_PRODUCT, go, f"lane{lane}_shift")
+        rounded = staged_round(m, product, shift, go, f"lane{lane}_score", max_left=4)
+        score = reg(signed(32), "score")
+        ceiling, score_c = reg(signed(25), "ceiling"), reg(signed(32), "score_c")
+        active, first = reg(1, "active"), reg(1, "first")
+        with m.If(go):
             m.d.sync += [
-                # stage 1: the two scale mantissas, and their exponents
-                factor.eq(sq.m * job.k_scale.m), exponent.eq(sq.e + job.k_scale.e),
-                dot1.eq(job.dot[lane]),
-                # stage 2: the exact score product and its shift
-                product.eq(dot1 * factor), shift.eq(-exponent - F_SCORE),
-                # stage 3: the score, saturated to int32 Q.8
-                score.eq(saturate(shift_round_signed(product, shift, max_left=4))),
-                # stage 4: running maximum, rescale and the distance below the maximum
-                active.eq(lane_active), first.eq(index3 == 0),
-                rescale.eq(Mux(step > MAX_RESCALE, MAX_RESCALE, step)),
-                distance.eq((new_max << F_SCORE) - score),
-                # stage 5: P = E[distance & 255] >> (distance >> 8), rounded
-                prob.eq(shift_round(exp_port.data, distance[F_SCORE:], max_shift=17)),
-                active5.eq(active), first5.eq(first), rescale5.eq(rescale),
-                # stage 6: W = P * absmax(v), Q.12
-                weight.eq(shift_round_signed(prob * v_scale5.m, 15 - v_scale5.e,
-                                             max_left=1, max_right=34)),
-                active6.eq(active5), first6.eq(first5), rescale6.eq(rescale5),
-                prob6.eq(prob),
+                score.eq(saturate(rounded)),
+                ceiling.eq((score + (1 << F_SCORE) - 1) >> F_SCORE), score_c.eq(score),
+                active.eq(self.lane_used[lane] & (index <= self.lane_position[lane])),
+                first.eq(index == 0),
             ]
-            with m.If(pipe.valid[3] & lane_active):
-                m.d.sync += running_max.eq(new_max)
-        m.d.comb += [out.active.eq(active6), out.first.eq(first6), out.rescale.eq(rescale6),
-                     out.prob.eq(prob6), out.weight.eq(weight)]
+
+        # The running maximum: the recurrence, alone in its stage.
+        running_max, before = reg(signed(25), "max"), reg(signed(25), "max_before")
+        new_max, score_m = reg(signed(25), "new_max"), reg(signed(32), "score_m")
+        active_m, first_m = reg(1, "active_m"), reg(1, "first_m")
+        higher = Signal(signed(25), name=f"lane{lane}_higher")
+        m.d.comb += higher.eq(Mux(first, ceiling,
+                                  Mux(running_max > ceiling, running_max, ceiling)))
+        with m.If(go):
+            m.d.sync += [new_max.eq(higher), before.eq(running_max), score_m.eq(score_c),
+                         active_m.eq(active), first_m.eq(first)]
+            with m.If(pipe.valid[at_max - 1] & active):
+                m.d.sync += running_max.eq(higher)
+
+        # The rescale and the distance below the maximum; the table read.
+        step = Signal(signed(26), name=f"lane{lane}_step")
+        m.d.comb += step.eq(new_max - before)
+        rescale, distance = reg(6, "rescale"), reg(34, "distance")
+        with m.If(go):
+            # Only a key that is not the lane's first uses the rescale: there the
+            # maximum never falls, so the step is never negative.
+            m.d.sync += [rescale.eq(Mux(step[6:].any(), MAX_RESCALE, step[:6])),
+                         distance.eq((new_max << F_SCORE) - score_m)]
+        m.d.comb += [exp_port.en.eq(go), exp_port.addr.eq(distance[:F_SCORE])]
+        # Stage by stage to the table data: the flags from the maximum's stage, the
+        # rescale from the one after.
+        flags = [delay(m, value, 3, go, f"lane{lane}_{name}_t")
+                 for name, value in (("active", active_m), ("first", first_m))]
+        flags.append(delay(m, rescale, 2, go, f"lane{lane}_rescale_t"))
+        exp_value = delay(m, exp_port.data, 1, go, f"lane{lane}_exp")
+        exp_shift = delay(m, distance[F_SCORE:], 2, go, f"lane{lane}_exp_shift")
+
+        # P = E[distance & 255] >> (distance >> 8), rounded; W = P * absmax(v), Q.12.
+        prob = staged_round(m, exp_value, exp_shift, go, f"lane{lane}_prob", max_right=17)
+        weight_product = staged_product(m, prob[:16], v_scale.m, go, f"lane{lane}_weight")
+        weight_shift = delay(m, 15 - v_scale.e, _WEIGHT_PRODUCT, go,
+                             f"lane{lane}_weight_shift")
+        weight = staged_round(m, weight_product, weight_shift, go, f"lane{lane}_weight",
+                              max_left=1, max_right=34)
+        tail = _WEIGHT_PRODUCT + round_latency()
+        flags = [delay(m, value, round_latency() + tail, go, f"lane{lane}_flag{k}_")
+                 for k, value in enumerate(flags)]
+        m.d.comb += [out.active.eq(flags[0]), out.first.eq(flags[1]), out.rescale.eq(flags[2]),
+                     out.prob.eq(delay(m, prob[:16], tail, go, f"lane{lane}_prob_")),
+                     out.weight.eq(weight)]
 
 
 class AttentionCore(wiring.Component):
@@ -202,147 +256,279 @@ class AttentionCore(wiring.Component):
         cfg = self._config
         m.submodules.scores = scores = ScoreUnit(cfg)
         m.submodules.values = values = SyncFIFOBuffered(
-            width=8 * cfg.dims_per_cycle, depth=cfg.beats_per_key + SCORE_LATENCY + 4)
+            width=8 * cfg.dims_per_cycle, depth=value_fifo_depth(cfg))
+        # Updates wait here for the value stage, so the score pipeline never stalls
+        # while the value FIFO has room for their keys' beats.
+        update_layout = _update_layout(cfg)
+        m.submodules.updates = updates = SyncFIFOBuffered(
+            width=update_layout.size, depth=-(-value_fifo_depth(cfg) // cfg.beats_per_key) + 1)
+        update = stream.Signature(update_layout).create(path=("update",))
+        m.d.comb += [updates.w_data.eq(scores.updates.payload), updates.w_en.eq(scores.updates.valid),
+                     scores.updates.ready.eq(updates.w_rdy),
+                     update.payload.eq(updates.r_data), update.valid.eq(updates.r_rdy),
+                     updates.r_en.eq(update.ready)]
         word = data.ArrayLayout(signed(8), cfg.dims_per_cycle)
         queries = [[Signal(word, name=f"q{lane}_{b}") for b in range(cfg.beats_per_key)]
                    for lane in range(cfg.lanes)]
-        sums = [[Signal(data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle),
-                        name=f"o{lane}_{b}") for b in range(cfg.beats_per_key)]
-                for lane in range(cfg.lanes)]
         totals = [Signal(SUM_WIDTH, name=f"l{lane}") for lane in range(cfg.lanes)]
 
-        # Registered stream outputs drop valid once taken, whatever the phase.
-        for source in (scores.jobs, self.results):
-            with m.If(source.ready):
-                m.d.sync += source.valid.eq(0)
+        # The job register drops valid once taken, whatever the phase.
+        with m.If(scores.jobs.ready):
+            m.d.sync += scores.jobs.valid.eq(0)
+        fire = Signal()                         # the value stage takes a value beat
+        emit = Signal(cfg.lanes)                # the finish phase takes a lane's word
+        sums = [self._ring(m, lane, update.payload.lanes[lane], values, fire,
+                           fire | emit[lane])
+                for lane in range(cfg.lanes)]
+        # The phases' logic lives outside the state machine: pipelines keep moving (the
+        # outputs drain while the next block loads); each phase's intake is gated.
+        loading, running, finishing = Signal(), Signal(), Signal()
+        loaded, scaling = self._load(m, scores, queries, loading)
+        keys_ended = self._dot_stage(m, scores, values, queries, running & ~scaling)
+        applied = self._value_stage(m, update, values, fire, totals, running)
+        finished = self._finish(m, scores.lane_used, sums, totals, emit, finishing)
         with m.FSM():
             with m.State("load"):
-                with m.If(self._load(m, scores, queries)):
+                m.d.comb += loading.eq(1)
+                with m.If(loaded):
                     m.next = "run"
             with m.State("run"):
-                keys_ended = self._dot_stage(m, scores, values, queries)
-                with m.If(self._value_stage(m, scores, values, sums, totals)):
+                m.d.comb += running.eq(1)
+                with m.If(applied):
                     m.d.sync += keys_ended.eq(0)
                     m.next = "finish"
             with m.State("finish"):
-                with m.If(self._finish(m, scores.lane_used, sums, totals)):
+                m.d.comb += finishing.eq(1)
+                with m.If(finished):
                     m.d.sync += scores.lane_used.eq(0)
                     m.next = "load"
         return m
 
-    def _load(self, m, scores, queries):
-        """Take query beats into lanes; true on the block's final query."""
+    def _load(self, m, scores, queries, loading):
+        """Take query beats into lanes while ``loading``; true on the block's final
+        query. A lane's ``q_scale * score_scale`` follows its query by the product's
+        and the normaliser's stages; returns also whether any is still on its way (the
+        keys wait for it)."""
         cfg = self._config
         count = Signal(range(cfg.lanes), name="loaded")
         query = self.queries.payload
-        done = Signal()
-        m.d.comb += [self.queries.ready.eq(1),
-                     done.eq(self.queries.valid & (query.last | (count == cfg.lanes - 1)))]
-        with m.If(self.queries.valid):
+        take, done = Signal(), Signal()
+        m.d.comb += [self.queries.ready.eq(loading), take.eq(self.queries.valid & loading),
+                     done.eq(take & (query.last | (count == cfg.lanes - 1)))]
+        product = Signal(32, name="query_sq_product")
+        exponent = Signal(signed(12), name="query_sq_exponent")
+        m.d.sync += [product.eq(query.scale.m * self.score_scale.m),
+                     exponent.eq(query.scale.e + self.score_scale.e)]
+        sq = normalize_scale_staged(m, product, exponent, 1, name="query_sq")
+        on_the_way = [take]
+        for stage in range(1, 2 + NORMALIZE_LATENCY):
+            on_the_way.append(delay(m, on_the_way[-1], 1, 1, f"query_sq_valid{stage}_"))
+        lane_at = delay(m, count, 1 + NORMALIZE_LATENCY, 1, "query_sq_lane")
+        for lane in range(cfg.lanes):
+            with m.If(on_the_way[-1] & (lane_at == lane)):
+                m.d.sync += scores.lane_sq[lane].eq(sq)
+        with m.If(take):
             m.d.sync += count.eq(Mux(done, 0, count + 1))
-            sq = scale_mul(m, query.scale, self.score_scale, name="query_sq")
             for lane in range(cfg.lanes):
                 with m.If(count == lane):
-                    m.d.sync += [scores.lane_sq[lane].eq(sq),
-                                 scores.lane_position[lane].eq(query.position),
+                    m.d.sync += [scores.lane_position[lane].eq(query.position),
                                  scores.lane_used[lane].eq(1)]
                     for b, held in enumerate(queries[lane]):
                         m.d.sync += held.eq(query.codes.as_value().word_select(
                             b, len(held.as_value())))
-        return done
+        pending = Signal(name="query_sq_pending")
+        m.d.comb += pending.eq(Cat(*on_the_way[1:]).any())
+        return done, pending
 
-    def _dot_stage(self, m, scores, values, queries):
+    def _dot_stage(self, m, scores, values, queries, running):
         """Stage A: per key, each lane's dot product over its beats; values to the FIFO.
-        Returns the flag that holds further keys once the pass's last beat is in."""
+        A beat's products, then each level of their adder tree, get a register stage
+        (:func:`dot_latency`); the accumulator holds a key's final beat until the
+        score unit can take the key. Returns the flag that holds further keys once the
+        pass's last beat is in."""
         cfg = self._config
+        latency = dot_latency(cfg)
         beat = Signal(range(cfg.beats_per_key), name="dot_beat")
-        partial = [Signal(signed(DOT_WIDTH), name=f"dot{lane}") for lane in range(cfg.lanes)]
         key = self.keys.payload
         job = scores.jobs
         final = beat == cfg.beats_per_key - 1
-        totals = [Mux(beat == 0, 0, partial[lane]) + sum(
-                      queries[lane][0][dim] * key.k[dim] for dim in range(cfg.dims_per_cycle))
-                  for lane in range(cfg.lanes)]
         # The pass ends with its `last` beat; the next pass's keys wait for the next block.
         ended = Signal(name="keys_ended")
-        take = Signal()
-        m.d.comb += [take.eq(self.keys.valid & ~ended & values.w_rdy &
-                             (~final | ~job.valid | job.ready)),
-                     self.keys.ready.eq(take),
-                     values.w_en.eq(take), values.w_data.eq(key.v)]
-        with m.If(take):
+        intake, sums = Handshake("dot_intake"), Handshake("dot_sums")
+        pipe = Pipeline(m, intake, sums, latency)
+        m.d.comb += [intake.valid.eq(running & self.keys.valid & ~ended & values.w_rdy),
+                     self.keys.ready.eq(pipe.accept),
+                     values.w_en.eq(pipe.accept), values.w_data.eq(key.v)]
+        with m.If(pipe.accept):
             m.d.sync += beat.eq(Mux(final, 0, beat + 1))
-            for lane in range(cfg.lanes):
-                ring = queries[lane]
-                _rotate(m, ring)
-                m.d.sync += partial[lane].eq(totals[lane])
+            for ring in queries:
+                _rotate(m, ring, 1)
             with m.If(key.last):
                 m.d.sync += ended.eq(1)
-            with m.If(final):
+
+        go = pipe.advance
+        fields = {"first": beat == 0, "final": final, "k_scale": key.k_scale,
+                  "v_scale": key.v_scale, "index": key.index, "last": key.last}
+        at_sums = {name: delay(m, value, latency, go, f"dot_{name}")
+                   for name, value in fields.items()}
+        partial = [Signal(signed(DOT_WIDTH), name=f"dot{lane}") for lane in range(cfg.lanes)]
+        totals = []
+        for lane in range(cfg.lanes):
+            terms = [delay(m, queries[lane][0][dim] * key.k[dim], 1, go,
+                           f"dot{lane}_product{dim}_")
+                     for dim in range(cfg.dims_per_cycle)]
+            level = 0
+            while len(terms) > 1:
+                level += 1
+                pairs = [a + b for a, b in zip(terms[::2], terms[1::2])]
+                terms = [delay(m, value, 1, go, f"dot{lane}_level{level}_{k}_")
+                         for k, value in enumerate(pairs + terms[len(pairs) * 2:])]
+            totals.append(Mux(at_sums["first"], 0, partial[lane]) + terms[0])
+
+        m.d.comb += sums.ready.eq(~at_sums["final"] | ~job.valid | job.ready)
+        with m.If(sums.transfer):
+            m.d.sync += [held.eq(total) for held, total in zip(partial, totals)]
+            with m.If(at_sums["final"]):
                 m.d.sync += [job.payload.dot[lane].eq(total) for lane, total in enumerate(totals)]
-                m.d.sync += [job.valid.eq(1), job.payload.k_scale.eq(key.k_scale),
-                             job.payload.v_scale.eq(key.v_scale),
-                             job.payload.index.eq(key.index), job.payload.last.eq(key.last)]
+                m.d.sync += [job.valid.eq(1), job.payload.k_scale.eq(at_sums["k_scale"]),
+                             job.payload.v_scale.eq(at_sums["v_scale"]),
+                             job.payload.index.eq(at_sums["index"]),
+                             job.payload.last.eq(at_sums["last"])]
         return ended
 
-    def _value_stage(self, m, scores, values, sums, totals):
-        """Stage C: apply each key's update to l and o, one value beat per cycle;
-        true when the pass's final key is applied."""
+    def _ring(self, m, lane, state, values, fire, rotate):
+        """The lane's ``o`` accumulator: ``beats_per_key`` words in a ring that moves one
+        word under ``rotate``; the word leaving the head is updated on its way to the
+        tail by the key's state when ``fire`` (a value beat), and passes unchanged
+        otherwise (the finish phase reading the ring out). The update,
+        ``(first ? 0 : shift_round(o, rescale)) + weight * v``, runs over
+        :func:`ring_stages` registers inside the ring. Returns the ring's stored words;
+        the head (index 0) is always fully updated."""
+        cfg = self._config
+        inside = ring_stages(cfg)
+        word = data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle)
+        stored = [Signal(word, name=f"o{lane}_{b}") for b in range(cfg.beats_per_key - inside)]
+        v = data.ArrayLayout(signed(8), cfg.dims_per_cycle)(values.r_data)
+        active = state.active & fire
+        rounds = active & ~state.first & (state.rescale != 0)
+
+        def stage(values, name):
+            """Register ``values`` (a dict) as one ring stage, if the ring has one left."""
+            nonlocal inside
+            if not inside:
+                return values
+            inside -= 1
+            held = {key: Signal.like(value, name=f"o{lane}_{name}_{key}")
+                    for key, value in values.items()}
+            with m.If(rotate):
+                m.d.sync += [held[key].eq(value) for key, value in values.items()]
+            return held
+
+        # 1: shift right by rescale - 1 (keeping the rounding bit); the weighted value.
+        first = {"zero": active & state.first, "rounds": rounds, "add": active}
+        for dim in range(cfg.dims_per_cycle):
+            o = stored[0][dim]
+            first[f"t{dim}"] = Mux(rounds, o >> (state.rescale - 1)[:6], o)
+            first[f"p{dim}"] = state.weight * v[dim]
+        second = stage(first, "shifted")
+        # 2: the rounding add; 3: the weighted add.
+        kept = {key: value for key, value in second.items() if key[0] in "pa"}
+        for dim in range(cfg.dims_per_cycle):
+            t = second[f"t{dim}"]
+            kept[f"k{dim}"] = Mux(second["zero"], 0, Mux(second["rounds"], (t + 1) >> 1, t))
+        third = stage(kept, "kept")
+        updated = [Mux(third["add"], third[f"k{dim}"] + third[f"p{dim}"], third[f"k{dim}"])
+                   for dim in range(cfg.dims_per_cycle)]
+        with m.If(rotate):
+            m.d.sync += [held.eq(after) for held, after in zip(stored, stored[1:])]
+            m.d.sync += [stored[-1][dim].eq(value) for dim, value in enumerate(updated)]
+        return stored
+
+    def _value_stage(self, m, update_stream, values, fire, totals, running):
+        """Stage C: each value beat moves the lanes' rings (:meth:`_ring`); each key
+        updates ``l`` over its first beats; true when the pass's final key is applied."""
         cfg = self._config
         beat = Signal(range(cfg.beats_per_key), name="value_beat")
-        update = scores.updates.payload
+        update = update_stream.payload
         final = beat == cfg.beats_per_key - 1
-        fire = Signal()
-        m.d.comb += [fire.eq(scores.updates.valid & values.r_rdy),
-                     values.r_en.eq(fire), scores.updates.ready.eq(fire & final)]
-        v = data.ArrayLayout(signed(8), cfg.dims_per_cycle)(values.r_data)
+        m.d.comb += [fire.eq(running & update_stream.valid & values.r_rdy),
+                     values.r_en.eq(fire), update_stream.ready.eq(fire & final)]
         with m.If(fire):
             m.d.sync += beat.eq(Mux(final, 0, beat + 1))
-            for lane in range(cfg.lanes):
-                state = update.lanes[lane]
-                ring = sums[lane]
-                _rotate(m, ring)
-                with m.If(state.active):
-                    for dim in range(cfg.dims_per_cycle):
-                        kept = Mux(state.first, 0, shift_round(ring[0][dim], state.rescale))
-                        m.d.sync += ring[-1][dim].eq(kept + state.weight * v[dim])
-                    with m.If(beat == 0):
-                        kept = Mux(state.first, 0, shift_round(totals[lane], state.rescale))
-                        m.d.sync += totals[lane].eq(kept + state.prob)
+        inside = ring_stages(cfg)
+        for lane in range(cfg.lanes):
+            self._total(m, lane, update.lanes[lane], totals[lane], fire, beat, inside)
         return fire & final & update.last
 
-    def _finish(self, m, used, sums, totals):
-        """Emit each loaded lane's normalised output; true after the block's last beat."""
+    @staticmethod
+    def _total(m, lane, state, total, fire, beat, inside):
+        """``l = (first ? 0 : shift_round(l, rescale)) + prob`` for an active lane, as the
+        ring's update: the shift on the key's beat 0, the rounding and the add on the
+        next beats while the ring has stages (the key's state holds for all its beats)."""
+        rounds = ~state.first & (state.rescale != 0)
+        shifted = Mux(rounds, total >> (state.rescale - 1)[:6], total)
+        if inside:
+            held = Signal.like(total, name=f"l{lane}_shifted")
+            with m.If(fire & (beat == 0)):
+                m.d.sync += held.eq(shifted)
+            shifted = held
+        kept = Mux(state.first, 0, Mux(rounds, (shifted + 1) >> 1, shifted))
+        if inside > 1:
+            held = Signal.like(total, name=f"l{lane}_kept")
+            with m.If(fire & (beat == 1)):
+                m.d.sync += held.eq(kept)
+            kept = held
+        with m.If(fire & (beat == inside) & state.active):
+            m.d.sync += total.eq(kept + state.prob)
+
+    def _finish(self, m, used, sums, totals, emit, finishing):
+        """Emit each loaded lane's normalised output; true once the block's last beat is
+        in the output pipeline (:func:`finish_latency`)."""
         cfg = self._config
         lane = Signal(range(cfg.lanes), name="finish_lane")
         beat = Signal(range(cfg.beats_per_key), name="finish_beat")
-        wait = Signal(range(RECIPROCAL_LATENCY + 1), name="finish_wait")
-        inverse = reciprocal(m, 127 * Array(totals)[lane], 1, name="normaliser")
-        heads = sums[0][0].shape()(Array(ring[0].as_value() for ring in sums)[lane])
-        shift = Signal(7, name="finish_shift")
-        m.d.comb += shift.eq(-(inverse.e + 15))       # >= 21: l >= 2**14 (numerics 6)
-        out = self.results
+        wait = Signal(range(FINISH_WAIT + 1), name="finish_wait")
+        scaled = Signal(SUM_WIDTH + 7, name="normaliser_in")
+        m.d.sync += scaled.eq(127 * Array(totals)[lane])
+        inverse = reciprocal(m, scaled, 1, name="normaliser")
         last_lane = (lane == cfg.lanes - 1) | ~(used >> (lane + 1)).any()
         final = beat == cfg.beats_per_key - 1
-        emit = Signal()
-        m.d.comb += emit.eq((wait == RECIPROCAL_LATENCY) & (~out.valid | out.ready))
-        with m.If(wait != RECIPROCAL_LATENCY):
+        issue = Handshake("finish_issue")
+        pipe = Pipeline(m, issue, self.results, finish_latency())
+        m.d.comb += issue.valid.eq(finishing & (wait == FINISH_WAIT))
+        with m.If(finishing & (wait != FINISH_WAIT)):
             m.d.sync += wait.eq(wait + 1)
-        with m.If(emit):
-            m.d.sync += [out.valid.eq(1), out.payload.last.eq(final & last_lane),
-                         beat.eq(Mux(final, 0, beat + 1))]
-            for dim in range(cfg.dims_per_cycle):
-                value = shift_round(heads[dim] * inverse.m, shift, max_shift=81)
-                m.d.sync += out.payload.values[dim].eq(saturate(value))
-            for index, ring in enumerate(sums):
-                with m.If(lane == index):
-                    _rotate(m, ring)
+        with m.If(pipe.accept):
+            m.d.comb += emit.eq(1 << lane)
+            m.d.sync += beat.eq(Mux(final, 0, beat + 1))
             with m.If(final):
                 m.d.sync += [wait.eq(0), lane.eq(Mux(last_lane, 0, lane + 1))]
-        return emit & final & last_lane
+        self._output(m, pipe, Array(ring[0].as_value() for ring in sums)[lane], inverse,
+                     final & last_lane)
+        return pipe.accept & final & last_lane
+
+    def _output(self, m, pipe, head, inverse, last):
+        """``sat32(shift_round(o * inverse.m, -(inverse.e + 15)))`` per dimension, over
+        :func:`finish_latency` stages; the shift is at least 21 (l >= 2**14, numerics 6)."""
+        cfg = self._config
+        go = pipe.advance
+        word = data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle)
+        selected, mantissa = Signal(word, name="finish_word"), Signal(16, name="finish_m")
+        shift, last1 = Signal(7, name="finish_shift"), Signal(name="finish_last")
+        with m.If(go):
+            m.d.sync += [selected.eq(head), mantissa.eq(inverse.m),
+                         shift.eq(-(inverse.e + 15)), last1.eq(last)]
+        shift_at = delay(m, shift, _FINISH_PRODUCT, go, "finish_shift_")
+        out = self.results.payload
+        for dim in range(cfg.dims_per_cycle):
+            product = staged_product(m, selected[dim], mantissa, go, f"finish{dim}")
+            value = staged_round(m, product, shift_at, go, f"finish{dim}", max_right=81)
+            with m.If(go):
+                m.d.sync += out.values[dim].eq(saturate(value))
+        m.d.comb += out.last.eq(delay(m, last1, finish_latency() - 1, go, "finish_last_"))
 
 
-
-def _rotate(m, ring):
-    """Shift a ring of registers by one word: the head moves to the back."""
-    m.d.sync += [held.eq(after) for held, after in zip(ring, ring[1:] + ring[:1])]
+def _rotate(m, ring, enable):
+    """Shift a ring of registers by one word under ``enable``: the head moves to the back."""
+    with m.If(enable):
+        m.d.sync += [held.eq(after) for held, after in zip(ring, ring[1:] + ring[:1])]

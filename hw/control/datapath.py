@@ -11,8 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..attention.block import AttentionBlock
 from ..config import AcceleratorConfig
-from ..elementwise import Dequantize, Gating, NormQuant, ResidualAdd
-from ..fixedpoint import scale_layout, scale_mul
+from ..elementwise import Dequantize, Gating, NormQuant, ResidualAdd, ScaleMultiply
 from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
@@ -119,6 +118,7 @@ def _units(m, cfg):
     m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.memory)
     wiring.connect(m, u.feeder.acts, u.tlmm.acts)
     m.submodules.dequant = u.dequant = Dequantize(lanes, cfg.tlmm.acc_width)
+    m.submodules.out_scale = u.out_scale = ScaleMultiply()
     m.submodules.residual = u.residual = ResidualAdd(lanes)
     m.submodules.gating = u.gating = Gating(lanes, cfg.model.activation)
     m.submodules.attention = u.attention = AttentionBlock(
@@ -162,14 +162,16 @@ def _route(m, cfg, u, execute, tokens):
     m.d.comb += [u.dequant.acc.payload.acc[i].eq(result.payload.acc[i]) for i in range(lanes)]
     with m.If(result.valid & result.ready):
         m.d.sync += block.eq(Mux(block == instruction.blocks - 1, 0, block + 1))
+    # The tokens' scales times out_scale, formed in a pipeline ahead of Dequantize (a
+    # NORM's scales are all in before the LINEAR that reads them starts).
     scale_token = Signal(range(cfg.max_tokens + 1))
-    out_scale = scale_layout(instruction.scale[:26])
+    operands = u.out_scale.operands
     m.d.comb += [u.codes_writer.token_scale.eq(scale_token),
-                 u.dequant.scale.payload.eq(
-                     scale_mul(m, u.codes_writer.selected_scale, out_scale, "out_scale")),
-                 u.dequant.scale.valid.eq((opcode == OPCODES["LINEAR"]) &
-                                          (scale_token != tokens))]
-    with m.If(u.dequant.scale.valid & u.dequant.scale.ready):
+                 operands.payload.a.eq(u.codes_writer.selected_scale),
+                 operands.payload.b.eq(instruction.scale[:26]),
+                 operands.valid.eq((opcode == OPCODES["LINEAR"]) & (scale_token != tokens))]
+    wiring.connect(m, u.out_scale.product, u.dequant.scale)
+    with m.If(operands.valid & operands.ready):
         m.d.sync += scale_token.eq(scale_token + 1)
     with m.If(execute.start):
         m.d.sync += [scale_token.eq(0), block.eq(0)]

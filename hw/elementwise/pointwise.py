@@ -1,19 +1,107 @@
 """Element-by-element joins of two vector streams: the residual add and the FFN gating."""
 
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import ACTIVATIONS
-from ..fixedpoint import Pipeline, saturate, shift_round, sigmoid
+from ..fixedpoint import SIGMOID_LATENCY, Pipeline, delay, sigmoid
 from ..layouts import vector_beat_layout
+from ..numerics import INT32_MAX, INT32_MIN
 from .common import join
 
-__all__ = ["ResidualAdd", "Gating"]
+__all__ = ["ResidualAdd", "Gating", "PRODUCT_LATENCY", "rounded_product", "saturate32"]
 
 F_ACT = 12                          # fractional bits of Q19.12
 F_SIGMOID = 15                      # the sigmoid table is Q1.15
+LIMB = 17                           # an unsigned 17-bit limb is a signed 18-bit DSP operand
+
+PRODUCT_LATENCY = 4                 # stages of :func:`rounded_product`
+
+
+def saturate32(value):
+    """``sat32(value)``, the clamp to int32, for a value of any width.
+
+    The clamp is decided by the bits from bit 31 up (all equal to the sign, or not): a
+    LUT reduction rather than the comparator carry chains of
+    :func:`~tritium.hw.fixedpoint.saturate`, so it can follow an adder in one stage.
+    """
+    is_signed = value.shape().signed
+    if len(value) <= (32 if is_signed else 31):
+        return value
+    top = value[31:]
+    if is_signed:
+        over, under = ~value[-1] & top.any(), value[-1] & ~top.all()
+    else:
+        over, under = top.any(), 0
+    return Mux(over, INT32_MAX, Mux(under, INT32_MIN, value[:32].as_signed()))
+
+
+def _limbs(value):
+    """(low 17 bits unsigned, the rest with ``value``'s signedness): ``high * 2**17 + low``."""
+    low = value[:LIMB]
+    if len(value) <= LIMB:
+        return (value.as_signed() if value.shape().signed else low), None
+    high = value[LIMB:]
+    if len(high) > LIMB + (1 if value.shape().signed else 0):
+        raise ValueError(f"rounded_product takes operands of at most 35 bits, not {len(value)}")
+    return low, high.as_signed() if value.shape().signed else high
+
+
+def _register(m: Module, value, enable, name: str):
+    held = Signal(value.shape(), name=name)
+    with m.If(enable):
+        m.d.sync += held.eq(value)
+    return held
+
+
+def rounded_product(m: Module, a, b, shift: int, enable, name: str):
+    """``shift_round(a * b, shift)`` for ``1 <= shift <= 17``, registered
+    :data:`PRODUCT_LATENCY` enabled cycles later. ``a is b`` squares.
+
+    Each operand is split into a 17-bit unsigned low limb and its high part, so each
+    partial product is one DSP multiplier with a register behind it (stage 1); then one
+    carry chain per stage sums them. With ``a * b = top * 2**17 + ll`` and ``top = hh *
+    2**17 + lh + hl``, the rounding half meets only ``ll``: the result is ``top *
+    2**(17-shift) + ((ll + 2**(shift-1)) >> shift)`` exactly. Stage 2 rounds ``ll`` and
+    adds the middle products, stage 3 adds ``hh`` into ``top``, stage 4 adds the two.
+    """
+    assert 1 <= shift <= LIMB
+    (a_low, a_high), (b_low, b_high) = _limbs(a), _limbs(b)
+    square = a is b
+
+    def product(x, y, part):
+        return None if x is None or y is None else _register(m, x * y, enable, f"{name}_{part}")
+
+    ll, lh, hh = product(a_low, b_low, "ll"), product(a_low, b_high, "lh"), \
+        product(a_high, b_high, "hh")
+    hl = None if square else product(a_high, b_low, "hl")
+    # Stage 2: the low product rounded beside the sum of the middle ones.
+    low = _register(m, (ll + (1 << (shift - 1))) >> shift, enable, f"{name}_low")
+    middle = [p for p in (lh, hl) if p is not None]
+    if square and lh is not None:
+        middle = [lh << 1]
+    elif len(middle) == 2:
+        middle = [middle[0] + middle[1]]
+    middle = [_register(m, value, enable, f"{name}_middle") for value in middle]
+    hh = _register(m, hh, enable, f"{name}_hh2") if hh is not None else None
+    # Stage 3: top = hh * 2**17 + middle; middle's low 17 bits pass through.
+    top = middle[0] if middle else None
+    if hh is not None:
+        top = _cat(top[:LIMB], hh + (top >> LIMB))
+    top = _register(m, top, enable, f"{name}_top") if top is not None else None
+    low = _register(m, low, enable, f"{name}_low3")
+    # Stage 4: top * 2**(17 - shift) + low; low's bits under top's LSB pass through.
+    step = LIMB - shift
+    result = low if top is None else _cat(low[:step], top + (low >> step))
+    return _register(m, result, enable, f"{name}_result")
+
+
+def _cat(low, high):
+    """``high * 2**len(low) + low`` with ``high``'s signedness."""
+    value = Cat(low, high)
+    return value.as_signed() if high.shape().signed else value
 
 
 class ResidualAdd(wiring.Component):
@@ -21,7 +109,8 @@ class ResidualAdd(wiring.Component):
 
     The two vectors are joined beat by beat; ``last`` is taken from ``residual``.
 
-    Latency 1 cycle; one beat per cycle.
+    Latency :attr:`LATENCY` (1) cycle: the adder's carry chain and the clamp that its
+    two top bits decide (:func:`saturate32`); one beat per cycle.
 
     Members
     -------
@@ -49,7 +138,7 @@ class ResidualAdd(wiring.Component):
         pairs = zip(self.out.payload.values, self.residual.payload.values,
                     self.update.payload.values)
         with m.If(pipe.advance):
-            m.d.sync += [out.eq(saturate(a + b)) for out, a, b in pairs]
+            m.d.sync += [out.eq(saturate32(a + b)) for out, a, b in pairs]
             m.d.sync += self.out.payload.last.eq(self.residual.payload.last)
         return m
 
@@ -63,9 +152,12 @@ class Gating(wiring.Component):
     ``h = sat32(shift_round(act * up, 12))`` (docs/numerics.md section 7). The two
     vectors are joined beat by beat; ``last`` is taken from ``gate``.
 
-    Latency :attr:`latency` cycles (3 for SiLU, 2 for ReLU^2); one beat per cycle.
-    Two multipliers per lane (32 x 17 and 33 x 32 bits for SiLU, 32 x 32 and 32 x 32
-    for ReLU^2).
+    Latency :attr:`latency` cycles; one beat per cycle. Each stage holds at most one
+    block-RAM read, multiplier or carry chain: SiLU takes the sigmoid's
+    ``SIGMOID_LATENCY``, then two rounded products (:func:`rounded_product`, each
+    ``PRODUCT_LATENCY``) and the clamp; ReLU^2 registers ``max(gate, 0)``, then the
+    square, its clamp, the product and its clamp. Per lane, the products are split into
+    17 x 17-bit partial products: 2 + 4 multipliers for SiLU, 3 + 4 for ReLU^2.
 
     Members
     -------
@@ -88,8 +180,16 @@ class Gating(wiring.Component):
         })
 
     @property
+    def activation_latency(self) -> int:
+        """Stages from a beat's transfer to its registered ``act``."""
+        if self._activation == "silu":
+            return SIGMOID_LATENCY + PRODUCT_LATENCY
+        return 1 + PRODUCT_LATENCY + 1
+
+    @property
     def latency(self) -> int:
-        return 3 if self._activation == "silu" else 2
+        """Cycles from a beat's transfer to its output: ``act``, ``act * up``, the clamp."""
+        return self.activation_latency + PRODUCT_LATENCY + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -97,28 +197,29 @@ class Gating(wiring.Component):
         pipe = Pipeline(m, beat, self.out, self.latency)
         lanes = zip(self.gate.payload.values, self.up.payload.values, self.out.payload.values)
         for lane, (gate, up, out) in enumerate(lanes):
-            act, up_held = self._activation_stages(m, pipe, lane, gate, up)
+            act = self._activation_stages(m, pipe, lane, gate)
+            up_held = delay(m, up, self.activation_latency, pipe.advance, f"up{lane}_")
+            h = rounded_product(m, act, up_held, F_ACT, pipe.advance, f"h{lane}")
             with m.If(pipe.advance):
-                m.d.sync += out.eq(saturate(shift_round(act * up_held, Const(F_ACT))))
-        lasts = [self.gate.payload.last] + [Signal(name=f"last{k}") for k in range(1, self.latency)]
+                m.d.sync += out.eq(saturate32(h))
+        last = delay(m, self.gate.payload.last, self.latency - 1, pipe.advance, "last")
         with m.If(pipe.advance):
-            m.d.sync += [b.eq(a) for a, b in zip(lasts, lasts[1:] + [self.out.payload.last])]
+            m.d.sync += self.out.payload.last.eq(last)
         return m
 
-    def _activation_stages(self, m, pipe, lane, gate, up):
-        """Registers of ``act(gate)`` and of ``up`` one stage before the output."""
-        act = Signal(signed(33), name=f"act{lane}")
-        ups = [Signal(signed(32), name=f"up{lane}_{k}") for k in range(self.latency - 1)]
-        with m.If(pipe.advance):
-            m.d.sync += [ups[0].eq(up)] + [b.eq(a) for a, b in zip(ups, ups[1:])]
+    def _activation_stages(self, m, pipe, lane, gate):
+        """``act(gate)``, registered ``activation_latency`` stages after ``gate``."""
         if self._activation == "silu":
-            gate_held = Signal(signed(32), name=f"gate{lane}")
             sig = sigmoid(m, gate, pipe.advance, name=f"sigmoid{lane}")
-            with m.If(pipe.advance):
-                m.d.sync += gate_held.eq(gate)
-                m.d.sync += act.eq(shift_round(gate_held * sig, Const(F_SIGMOID)))
-        else:
-            positive = Mux(gate > 0, gate, 0)
-            with m.If(pipe.advance):
-                m.d.sync += act.eq(saturate(shift_round(positive * positive, Const(F_ACT))))
-        return act, ups[-1]
+            gate_held = delay(m, gate, SIGMOID_LATENCY, pipe.advance, f"gate{lane}_")
+            act = rounded_product(m, gate_held, sig, F_SIGMOID, pipe.advance, f"act{lane}")
+            # |gate * sig| <= 2**31 * 2**15, so act fits 33 bits: a 16-bit high limb.
+            return act[:33].as_signed()
+        positive = Signal(31, name=f"positive{lane}")
+        with m.If(pipe.advance):
+            m.d.sync += positive.eq(Mux(gate > 0, gate[:31], 0))
+        square = rounded_product(m, positive, positive, F_ACT, pipe.advance, f"square{lane}")
+        act = Signal(signed(32), name=f"act{lane}")
+        with m.If(pipe.advance):
+            m.d.sync += act.eq(saturate32(square))
+        return act

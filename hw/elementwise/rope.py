@@ -1,16 +1,17 @@
 """Rotary position embedding of one head vector at a time (docs/numerics.md section 5)."""
 
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import ModelConfig
-from ..fixedpoint import Pipeline, saturate, shift_round
+from ..fixedpoint import Pipeline, delay
 from ..layouts import vector_beat_layout
 from ..numerics import ROPE_FRAC, rope_table as numerics_rope_table
 from .common import Handshake
+from .pointwise import LIMB, saturate32
 
 __all__ = ["ROPE_FRAC", "rope_table", "RoPE"]
 
@@ -33,9 +34,11 @@ class RoPE(wiring.Component):
     previous one is read out, so heads stream at one beat per cycle. The cos/sin ROM
     holds ``max_context x head_dim/2`` entry pairs, read one row per beat.
 
-    Latency: the first beat of a head leaves :attr:`LATENCY` (4) cycles after its last
-    beat is accepted; throughput one beat per cycle. Two multipliers (32 x 16 bits) per
-    lane.
+    Latency: the first beat of a head leaves :attr:`LATENCY` (9) cycles after its last
+    beat is accepted; throughput one beat per cycle. Each pipeline stage holds at most
+    one block-RAM read, multiplier or carry chain (the table's address and read data
+    are registered, and so are the multipliers' inputs and outputs). Four multipliers
+    (17 x 16 bits) per lane.
 
     Parameters
     ----------
@@ -56,8 +59,8 @@ class RoPE(wiring.Component):
         The rotated head, same element order; ``last`` on its final beat.
     """
 
-    LATENCY = 4                     # from a head's last beat in to its first beat out
-    _STAGES = 3                     # pipeline registers after a beat is read from the buffer
+    _STAGES = 8                     # pipeline registers after a beat is issued to the buffer
+    LATENCY = _STAGES + 1           # from a head's last beat in to its first beat out
 
     def __init__(self, model_config: ModelConfig, lanes: int):
         if not isinstance(model_config, ModelConfig):
@@ -119,7 +122,7 @@ class RoPE(wiring.Component):
                 m.d.sync += [addr.eq(0), bank.eq(~bank), full.bit_select(bank, 1).eq(1)]
                 for k in range(2):
                     with m.If(bank == k):
-                        m.d.sync += base[k].eq(self.position.payload * self._rows)
+                        m.d.sync += base[k].eq(_times(self.position.payload, self._rows))
 
     def _read_side(self, m, buffer, full, base):
         """Read the full bank beat by beat with each element's partner, and rotate."""
@@ -152,28 +155,55 @@ class RoPE(wiring.Component):
         rows = self._rows_init()
         table = m.submodules.table = Memory(shape=self._row_layout(), depth=len(rows), init=rows)
         entries = table.read_port()
-        m.d.comb += [entries.addr.eq(Mux(bank, base[1], base[0]) + row),
-                     entries.en.eq(pipe.advance)]
 
-        # Stage 1: read data. Stage 2: the two products. Stage 3: combine, round, saturate.
-        first1, last1, first2, last2 = Signal(), Signal(), Signal(), Signal()
+        # Each stage holds at most one block-RAM read, multiplier or carry chain:
+        # 1: buffer read, table address; 2: x, y held, table read; 3: cos, sin held;
+        # 4: the partial products; 5: their sums; 6: rounding; 7: the sums joined;
+        # 8: the clamp, into the output register.
+        table_addr = Signal.like(entries.addr)
         with m.If(pipe.advance):
-            m.d.sync += [last1.eq(addr == words - 1), last2.eq(last1), first2.eq(first1),
-                         self.out.payload.last.eq(last2)]
-            if first is not None:
-                m.d.sync += first1.eq(first)
+            m.d.sync += table_addr.eq(Mux(bank, base[1], base[0]) + row)
+        m.d.comb += [entries.addr.eq(table_addr), entries.en.eq(pipe.advance)]
+        last = delay(m, addr == words - 1, self._STAGES - 1, pipe.advance, "last")
+        with m.If(pipe.advance):
+            m.d.sync += self.out.payload.last.eq(last)
+        if first is not None:                                     # for stage 5's sums
+            first = delay(m, first, 4, pipe.advance, "first")
         for lane in range(lanes):
-            x = own.data[lane]
-            y = partner.data[lane ^ 1] if same_word else partner.data[lane]
-            entry = entries.data[lane // 2 if same_word else lane if half else 0]
-            is_first = Const(lane % 2 == 0) if same_word else first2
-            xc = Signal(signed(48), name=f"xc{lane}")
-            ys = Signal(signed(48), name=f"ys{lane}")
-            total = Mux(is_first, xc - ys, xc + ys)
+            x = delay(m, own.data[lane], 2, pipe.advance, f"x{lane}_")
+            y = delay(m, partner.data[lane ^ 1] if same_word else partner.data[lane], 2,
+                      pipe.advance, f"y{lane}_")
+            entry = delay(m, entries.data[lane // 2 if same_word else lane if half else 0],
+                          1, pipe.advance, f"entry{lane}_")
+            is_first = Const(lane % 2 == 0) if same_word else first
+            value = self._rotate(m, pipe.advance, lane, x, y, entry, is_first)
             with m.If(pipe.advance):
-                m.d.sync += [xc.eq(x * entry.cos), ys.eq(y * entry.sin)]
-                m.d.sync += self.out.payload.values[lane].eq(
-                    saturate(shift_round(total, Const(ROPE_FRAC))))
+                m.d.sync += self.out.payload.values[lane].eq(saturate32(value))
+
+    @staticmethod
+    def _rotate(m, enable, lane, x, y, entry, is_first):
+        """``shift_round(x*C -+ y*S, 14)`` from stage 3's registers, in stage 7's register.
+
+        ``x`` and ``y`` are split as ``high * 2**17 + low`` so each partial product is
+        one multiplier; the rounding half then meets only the low sum: the result is
+        ``high_sum * 2**3 + ((low_sum + 2**13) >> 14)`` exactly.
+        """
+        def register(value, name):
+            held = Signal(value.shape(), name=f"{name}{lane}")
+            with m.If(enable):
+                m.d.sync += held.eq(value)
+            return held
+
+        xc_low, xc_high = (register(part * entry.cos, f"xc_{k}_")
+                           for k, part in (("low", x[:LIMB]), ("high", x[LIMB:].as_signed())))
+        ys_low, ys_high = (register(part * entry.sin, f"ys_{k}_")
+                           for k, part in (("low", y[:LIMB]), ("high", y[LIMB:].as_signed())))
+        low = register(Mux(is_first, xc_low - ys_low, xc_low + ys_low), "low")
+        high = register(Mux(is_first, xc_high - ys_high, xc_high + ys_high), "high")
+        rounded = register((low + (1 << (ROPE_FRAC - 1))) >> ROPE_FRAC, "rounded")
+        high = register(high, "high_held")
+        step = LIMB - ROPE_FRAC
+        return register(Cat(rounded[:step], high + (rounded >> step)).as_signed(), "total")
 
     def _row_layout(self):
         pair = data.StructLayout({"cos": signed(16), "sin": signed(16)})
@@ -185,3 +215,10 @@ class RoPE(wiring.Component):
         return [[{"cos": cos[p][r * self._freqs + e], "sin": sin[p][r * self._freqs + e]}
                  for e in range(self._freqs)]
                 for p in range(self._config.max_context) for r in range(self._rows)]
+
+
+def _times(value, constant: int):
+    """``value * constant`` as a sum of shifted copies: adders, not a multiplier that
+    synthesis might put in a DSP without registers."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    return sum(terms[1:], terms[0]) if terms else 0

@@ -5,9 +5,11 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixedpoint import (EXPONENT_BITS, MANTISSA_BITS, Pipeline, apply_shift, normalize_scale,
-                          scale_layout)
+from ..fixedpoint import (APPLY_SHIFT_LATENCY, EXPONENT_BITS, MANTISSA_BITS, SCALE_MUL_LATENCY,
+                          Pipeline, apply_shift, delay, scale_layout, scale_mul_staged,
+                          shift_control_layout, shift_controls)
 from ..layouts import vector_beat_layout
+from ..staged import product_latency, staged_product
 from .common import acc_beat_layout, join, scale_pair_layout
 
 __all__ = ["ScaleMultiply", "Dequantize"]
@@ -20,7 +22,9 @@ class ScaleMultiply(wiring.Component):
     with the one rounding rule. The exponent of the result must fit the 10 bits of
     ``scale_layout``, as it does for every product the design forms.
 
-    Latency 2 cycles; one pair per cycle.
+    Latency :attr:`LATENCY` cycles (the operands registered, so that no path runs from
+    an input port into the multiplier block; the multiplier; the normaliser's priority
+    encoder, shifter and rounding add), one pair per cycle.
 
     Members
     -------
@@ -30,7 +34,7 @@ class ScaleMultiply(wiring.Component):
         Their product.
     """
 
-    LATENCY = 2
+    LATENCY = 1 + SCALE_MUL_LATENCY
 
     operands: In(stream.Signature(scale_pair_layout))
     product: Out(stream.Signature(scale_layout))
@@ -38,12 +42,9 @@ class ScaleMultiply(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pipe = Pipeline(m, self.operands, self.product, self.LATENCY)
-        a, b = self.operands.payload.a, self.operands.payload.b
-        mantissa = Signal(unsigned(2 * MANTISSA_BITS))
-        exponent = Signal(signed(EXPONENT_BITS + 1))
-        with m.If(pipe.advance):
-            m.d.sync += [mantissa.eq(a.m * b.m), exponent.eq(a.e + b.e)]
-            m.d.sync += self.product.payload.eq(normalize_scale(mantissa, exponent))
+        a, b = (delay(m, v, 1, pipe.advance, n)
+                for v, n in ((self.operands.payload.a, "a"), (self.operands.payload.b, "b")))
+        m.d.comb += self.product.payload.eq(scale_mul_staged(m, a, b, pipe.advance))
         return m
 
 
@@ -58,7 +59,10 @@ class Dequantize(wiring.Component):
     The scale of a vector must be valid while the vector's beats are accepted: each beat
     waits for it, and it is taken together with the vector's ``last`` beat.
 
-    Latency 2 cycles; one beat per cycle.
+    Latency :attr:`latency` cycles: the multipliers' input registers, the multipliers
+    (partial products of at most 18 x 18 bits, registered, then summed a level a stage;
+    the shift's controls are formed beside them), the shifter, the rounding add and the
+    saturation; one beat per cycle.
 
     Parameters
     ----------
@@ -77,8 +81,6 @@ class Dequantize(wiring.Component):
     out : ``Out(stream.Signature(vector_beat_layout(lanes)))``
         The dequantized vector, beat for beat.
     """
-
-    LATENCY = 2
 
     def __init__(self, lanes: int, acc_width: int):
         if not isinstance(lanes, int) or lanes < 1:
@@ -101,19 +103,35 @@ class Dequantize(wiring.Component):
     def acc_width(self) -> int:
         return self._acc_width
 
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat in to its result out."""
+        return self._product_latency + APPLY_SHIFT_LATENCY
+
+    @property
+    def _product_latency(self) -> int:
+        # The operands are registered in front of the multipliers, so that no path runs
+        # from an input port into a multiplier block; meanwhile the shift's controls
+        # take two stages (the negation, then the clamps).
+        return 1 + product_latency(signed(self._acc_width), unsigned(MANTISSA_BITS))
+
     def elaborate(self, platform):
         m = Module()
         beat = join(m, "beat", self.acc, held=[(self.scale, self.acc.payload.last)])
-        pipe = Pipeline(m, beat, self.out, self.LATENCY)
-        products = [Signal(signed(self._acc_width + MANTISSA_BITS + 1), name=f"product{lane}")
-                    for lane in range(self._lanes)]
+        pipe = Pipeline(m, beat, self.out, self.latency)
+        advance, stages = pipe.advance, self._product_latency
+        mantissa = delay(m, self.scale.payload.m, 1, advance, "mantissa")
+        products = [staged_product(m, delay(m, acc, 1, advance, f"acc{lane}_"), mantissa,
+                                   advance, f"product{lane}")
+                    for lane, acc in enumerate(self.acc.payload.acc)]
+        width = len(products[0])
         shift = Signal(signed(EXPONENT_BITS + 1))
-        last = Signal()
-        with m.If(pipe.advance):
-            m.d.sync += [p.eq(acc * self.scale.payload.m)
-                         for p, acc in zip(products, self.acc.payload.acc)]
-            m.d.sync += [shift.eq(-self.scale.payload.e), last.eq(self.acc.payload.last)]
-            m.d.sync += [out.eq(apply_shift(p, shift))
-                         for out, p in zip(self.out.payload.values, products)]
-            m.d.sync += self.out.payload.last.eq(last)
+        control = Signal(shift_control_layout(width))
+        with m.If(advance):
+            m.d.sync += [shift.eq(-self.scale.payload.e), control.eq(shift_controls(shift, width))]
+        control = delay(m, control, stages - 2, advance, "control")
+        m.d.comb += [out.eq(apply_shift(m, p, control, advance, name=f"lane{lane}"))
+                     for lane, (out, p) in enumerate(zip(self.out.payload.values, products))]
+        m.d.comb += self.out.payload.last.eq(delay(m, self.acc.payload.last, self.latency,
+                                                   pipe.advance, "last"))
         return m

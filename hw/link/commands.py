@@ -210,6 +210,7 @@ class Dispatcher(wiring.Component):
                      self.run.payload.eq(args[:8]),
                      self.fetch.payload.at.eq(0), self.fetch.payload.count.eq(ARGUMENT_BYTES),
                      self.fetch.payload.resume.eq(0)]
+        checks = self._checks(m)
         with m.FSM():
             with m.State("idle"):
                 with m.If(self.frame.valid & (frame.error != 0)):
@@ -218,9 +219,13 @@ class Dispatcher(wiring.Component):
                     m.d.comb += self.fetch.valid.eq(1)
                     with m.If(self.fetch.ready):
                         m.next = "dispatch"
+            # The arguments' range checks (adders and comparators as wide as an address)
+            # are registered in the cycle after the fetch, apart from the dispatch.
             with m.State("dispatch"):
                 with m.If(self.fetched):
-                    self._dispatch(m)
+                    m.next = "decide"
+            with m.State("decide"):
+                self._dispatch(m, checks)
             with m.State("write"):
                 m.d.comb += self.written.ready.eq(self.answer.ready)
                 with m.If(self.written.valid):
@@ -269,15 +274,36 @@ class Dispatcher(wiring.Component):
         code = Const(code, 8) if isinstance(code, int) else code
         self._answer(m, ERROR, 2, Cat(code, self.frame.payload.type))
 
-    def _dispatch(self, m):
-        """Check the command's arguments and start it, or reject it."""
-        frame, registers = self.frame.payload, self.registers
+    def _checks(self, m):
+        """The WRITE and READ argument checks and WRITE's word count, registered every
+        cycle from the frame and its arguments (stable from the fetch to the reply)."""
+        frame = self.frame.payload
         word_bytes = self._memory.bytes_per_word
         address, count = self.arguments[:32], self.arguments[32:48]
         payload_words = (frame.length - ADDRESS_BYTES) >> (word_bytes.bit_length() - 1)
 
         def in_memory(words):
             return (address < self._memory_words) & (address + words <= self._memory_words)
+
+        whole = ((frame.length - ADDRESS_BYTES) & (word_bytes - 1)) == 0
+        checks = Signal(data.StructLayout({"write_ok": 1, "read_ok": 1,
+                                           "payload_words": len(payload_words)}),
+                        name="argument_checks")
+        m.d.sync += [
+            checks.write_ok.eq((frame.length >= ADDRESS_BYTES + word_bytes) & whole &
+                               in_memory(payload_words)),
+            checks.read_ok.eq((frame.length == 6) & (count != 0) &
+                              (count <= self._max_payload // word_bytes) & in_memory(count)),
+            checks.payload_words.eq(payload_words),
+        ]
+        return checks
+
+    def _dispatch(self, m, checks):
+        """Start the command whose arguments ``checks`` (:meth:`_checks`) accepted, or
+        reject it."""
+        frame, registers = self.frame.payload, self.registers
+        word_bytes = self._memory.bytes_per_word
+        address, count = self.arguments[:32], self.arguments[32:48]
 
         with m.Switch(frame.type):
             with m.Case(INFO):
@@ -288,15 +314,13 @@ class Dispatcher(wiring.Component):
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(WRITE):
-                whole = ((frame.length - ADDRESS_BYTES) & (word_bytes - 1)) == 0
-                with m.If((frame.length >= ADDRESS_BYTES + word_bytes) & whole &
-                          in_memory(payload_words)):
-                    self._start(m, self.write, "write", address=address, words=payload_words)
+                with m.If(checks.write_ok):
+                    self._start(m, self.write, "write", address=address,
+                                words=checks.payload_words)
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(READ):
-                with m.If((frame.length == 6) & (count != 0) &
-                          (count <= self._max_payload // word_bytes) & in_memory(count)):
+                with m.If(checks.read_ok):
                     self._start(m, self.read, "read", address=address, count=count)
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)

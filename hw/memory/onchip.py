@@ -1,6 +1,6 @@
 """On-chip memory behind the memory port: block RAM holding, e.g., a whole small model."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -9,7 +9,8 @@ from amaranth.utils import ceil_log2
 
 from .port import MemoryConfig, MemoryPortSignature, command_layout, read_data_layout
 
-__all__ = ["OnChipMemory", "WordReader", "WordWriter", "check_memory_args"]
+__all__ = ["OnChipMemory", "WordReader", "WordWriter", "BankedStorage", "BANK_ROWS",
+           "BANKS_PER_GROUP", "read_latency", "check_memory_args"]
 
 # Pending write acknowledgements a WordWriter can hold before it stops taking commands.
 _MAX_PENDING_DONES = 7
@@ -59,8 +60,8 @@ class WordReader(wiring.Component):
 
     Latency
     -------
-    The first word of a command is valid 2 cycles after the cycle the command transfers
-    (when ``word_grant`` stays high). Throughput: 1 word/cycle.
+    The first word of a command is valid ``1 + read_latency`` cycles after the cycle the
+    command transfers (when ``word_grant`` stays high). Throughput: 1 word/cycle.
 
     Members
     -------
@@ -78,9 +79,10 @@ class WordReader(wiring.Component):
         ``word_request`` combinationally.
     """
 
-    def __init__(self, config: MemoryConfig, depth: int):
+    def __init__(self, config: MemoryConfig, depth: int, read_latency: int = 1):
         self._config = config
         self._depth = depth
+        self._read_latency = read_latency
         super().__init__({
             "cmd":          In(stream.Signature(command_layout(config))),
             "read_data":    Out(stream.Signature(read_data_layout(config))),
@@ -116,10 +118,16 @@ class WordReader(wiring.Component):
 
         row, in_range = _decode_address(m, self._config, self._depth, next_addr, "read")
         m.d.comb += [self.mem.addr.eq(row), self.mem.en.eq(advance)]
+        # The word's valid, last and range bits move with its read, stage by stage; the
+        # whole read pipeline holds while the output is refused.
+        valid, last, ranged = issue, words_left == 1, in_range
+        for stage in range(1, self._read_latency):
+            valid, last, ranged = (
+                _held(m, advance, value, f"read_{name}{stage}")
+                for name, value in (("valid", valid), ("last", last), ("in_range", ranged)))
         with m.If(advance):
-            m.d.sync += [self.read_data.valid.eq(issue),
-                         last_word.eq(words_left == 1),
-                         row_in_range.eq(in_range)]
+            m.d.sync += [self.read_data.valid.eq(valid), last_word.eq(last),
+                         row_in_range.eq(ranged)]
         m.d.comb += [
             self.read_data.payload.data.eq(Mux(row_in_range, self.mem.data, 0)),
             self.read_data.payload.last.eq(last_word),
@@ -206,19 +214,99 @@ class WordWriter(wiring.Component):
         return m
 
 
-def attach_storage(m, port, config, depth, init, read_commands):
+def _held(m, enable, value, name):
+    held = Signal.like(value, name=name)
+    with m.If(enable):
+        m.d.sync += held.eq(value)
+    return held
+
+
+#: Rows per bank of a large on-chip memory: the deepest 9-bit-wide configuration of an
+#: 18 Kbit block RAM (ECP5 DP16KD, Xilinx RAMB18), so a bank needs no multiplexer of its own.
+BANK_ROWS = 2048
+#: Banks whose outputs one register stage of a banked memory selects among (one LUT).
+BANKS_PER_GROUP = 4
+
+
+def read_latency(depth: int) -> int:
+    """Cycles from a read address to its data for on-chip storage of ``depth`` words:
+    one for a single memory, three when it is banked (:class:`BankedStorage`)."""
+    return 1 if depth <= BANK_ROWS else 3
+
+
+class BankedStorage(wiring.Component):
+    """``depth`` words in banks of :data:`BANK_ROWS` rows, read in three cycles.
+
+    One memory of many block RAMs leaves its synthesis to select the read word through a
+    tree of multiplexers spread over the whole device, after the block RAMs' own
+    clock-to-output delay: the slowest path of a large on-chip memory (docs/timing.md).
+    Here the banks are separate memories, each with a register on its output (placed
+    beside it: the block RAM's delay and a short route); a register after each group of
+    :data:`BANKS_PER_GROUP` banks' selection cuts the tree, and the group is selected in
+    the next cycle. Writes go to the bank their address selects.
+
+    Members
+    -------
+    read : ``Out(ReadPort.Signature(...))``
+        Data ``3`` enabled cycles after the address (every stage moves under ``en``).
+    write : ``Out(WritePort.Signature(...))``
+    """
+
+    def __init__(self, shape, depth: int, init=()):
+        self._shape, self._depth, self._init = shape, depth, list(init)
+        super().__init__({
+            "read": Out(ReadPort.Signature(addr_width=ceil_log2(depth), shape=shape)),
+            "write": Out(WritePort.Signature(addr_width=ceil_log2(depth), shape=shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        row_bits = ceil_log2(BANK_ROWS)
+        read_bank, write_bank = self.read.addr[row_bits:], self.write.addr[row_bits:]
+        datas = []
+        for bank, first in enumerate(range(0, self._depth, BANK_ROWS)):
+            rows = min(BANK_ROWS, self._depth - first)
+            memory = Memory(shape=self._shape, depth=rows,
+                            init=self._init[first:first + rows])
+            m.submodules[f"bank{bank}"] = memory
+            reader, writer = memory.read_port(), memory.write_port()
+            m.d.comb += [reader.addr.eq(self.read.addr), reader.en.eq(self.read.en),
+                         writer.addr.eq(self.write.addr), writer.data.eq(self.write.data),
+                         writer.en.eq(self.write.en & (write_bank == bank))]
+            datas.append(_held(m, self.read.en, reader.data, f"bank{bank}_data"))
+        bank = _held(m, self.read.en, _held(m, self.read.en, read_bank, "read_bank0"),
+                     "read_bank")
+        groups = [datas[k:k + BANKS_PER_GROUP] for k in range(0, len(datas), BANKS_PER_GROUP)]
+        within = ceil_log2(BANKS_PER_GROUP)
+        selected = [_held(m, self.read.en, Array(group)[bank[:within]], f"group{g}")
+                    for g, group in enumerate(groups)]
+        group = _held(m, self.read.en, bank[within:], "read_group")
+        m.d.comb += self.read.data.eq(Array(selected)[group])
+        return m
+
+
+def attach_storage(m, port, config, depth, init, read_commands, *, banked: bool = True):
     """Add the storage, a WordReader and a WordWriter to ``m``, serving ``port``.
 
     Read commands come from ``read_commands`` (the port's own, or a delayed copy);
-    everything else connects straight to the port. Returns (reader, writer), whose
+    everything else connects straight to the port. More than :data:`BANK_ROWS` words are
+    banked (:class:`BankedStorage`) unless ``banked`` is false (a simulation model, whose
+    latency is its own). Returns (reader, writer), whose
     ``word_grant`` inputs the caller drives: that is where bandwidth models differ.
     """
-    m.submodules.storage = storage = Memory(shape=unsigned(config.data_width), depth=depth,
-                                            init=init)
-    m.submodules.reader = reader = WordReader(config, depth)
+    latency = read_latency(depth) if banked else 1
+    m.submodules.reader = reader = WordReader(config, depth, latency)
     m.submodules.writer = writer = WordWriter(config, depth)
-    connect(m, reader.mem, storage.read_port())
-    connect(m, writer.mem, storage.write_port())
+    if latency == 1:
+        m.submodules.storage = storage = Memory(shape=unsigned(config.data_width),
+                                                depth=depth, init=init)
+        connect(m, reader.mem, storage.read_port())
+        connect(m, writer.mem, storage.write_port())
+    else:
+        m.submodules.storage = storage = BankedStorage(unsigned(config.data_width), depth,
+                                                       init)
+        connect(m, reader.mem, storage.read)
+        connect(m, writer.mem, storage.write)
     connect(m, read_commands, reader.cmd)
     connect(m, reader.read_data, flipped(port.read_data))
     connect(m, flipped(port.write_cmd), writer.cmd)
@@ -245,9 +333,10 @@ class OnChipMemory(wiring.Component):
 
     Latency
     -------
-    First read word valid 2 cycles after the command's transfer cycle; 1 word/cycle
-    after that, back to back across commands. ``write_done`` 1 cycle after the last
-    word's transfer.
+    First read word valid ``1 + read_latency(depth)`` cycles after the command's
+    transfer cycle (2; 4 for more than :data:`BANK_ROWS` words, which are banked:
+    :class:`BankedStorage`); 1 word/cycle after that, back to back across commands.
+    ``write_done`` 1 cycle after the last word's transfer.
 
     Parameters
     ----------

@@ -240,8 +240,10 @@ class SimMemory(wiring.Component):
         m.submodules.bandwidth = bandwidth = BandwidthLimiter(
             config.bytes_per_word, self._bytes_per_cycle)
         connect(m, flipped(self.port.read_cmd), command_delay.i)
+        # A simulation model, never built into a board: one memory, whatever its depth,
+        # so its latency is the one it models.
         reader, writer = attach_storage(m, self.port, config, depth, self._init,
-                                        command_delay.o)
+                                        command_delay.o, banked=False)
         m.d.comb += [
             bandwidth.read_request.eq(reader.word_request),
             bandwidth.write_request.eq(writer.word_request),

@@ -1,11 +1,11 @@
 """The matmul core: weight buffer manager and TLMM engine behind one job stream."""
 
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
-from ..layouts import act_beat_layout, tlmm_result_layout
+from ..layouts import act_beat_layout, tlmm_result_layout, weight_word_layout
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from ..stream import Broadcast
 from ..weights import COUNTER_WIDTH, WeightBufferManager, weight_job_layout
@@ -33,7 +33,9 @@ class TLMMCore(wiring.Component):
     A job names the packed matrix (``base`` bus word, ``chunks``, ``row_blocks``) and
     the number of ``tokens``; the activation and result streams are the engine's
     (:class:`TLMMEngine`). The weight buffer manager fetches each weight word once
-    and replays it for every token of the tile.
+    and replays it for every token of the tile; each word reaches the engine
+    :attr:`WORD_STAGES` cycles after the buffer's read port gives it, so the engine's
+    table look-up starts from a register rather than from the buffer's block RAM.
 
     Members
     -------
@@ -45,6 +47,10 @@ class TLMMCore(wiring.Component):
     fetched_words : ``Out(32)``
         The engine's and the buffer manager's counters (see those classes).
     """
+
+    #: Register stages (skid buffers) on the weight words between the buffer's block RAM
+    #: and the engine: the block-RAM read and the table read take a cycle each.
+    WORD_STAGES = 1
 
     def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64):
         self._config, self._memory, self._burst = config, memory, burst
@@ -70,9 +76,32 @@ class TLMMCore(wiring.Component):
             self.fetched_words.eq(buffer.fetched_words),
         ]
         wiring.connect(m, wiring.flipped(self.memory), buffer.memory)
-        wiring.connect(m, buffer.words, engine.weights)
+        words = buffer.words
+        for stage in range(self.WORD_STAGES):
+            held = stream.Signature(weight_word_layout(self._config.tile)).create(
+                path=(f"word{stage}",))
+            _register_stage(m, words, held, f"word{stage}")
+            words = held
+        wiring.connect(m, words, engine.weights)
         wiring.connect(m, wiring.flipped(self.acts), engine.acts)
         wiring.connect(m, engine.results, wiring.flipped(self.results))
         for name in COUNTERS:
             m.d.comb += getattr(self, name).eq(getattr(engine, name))
         return m
+
+
+def _register_stage(m: Module, source, sink, name: str):
+    """``source`` to ``sink`` through one register stage of full throughput whose
+    ``ready`` to ``source`` is a register too (a skid buffer): a payload that arrives
+    while ``sink`` refuses waits in the skid register. The engine's accept logic then
+    ends at this stage rather than running on into the weight buffer's replay logic."""
+    skid = Signal.like(source.payload, name=f"{name}_skid")
+    skid_valid = Signal(name=f"{name}_skid_valid")
+    m.d.comb += source.ready.eq(~skid_valid)
+    with m.If(~sink.valid | sink.ready):
+        with m.If(skid_valid):
+            m.d.sync += [sink.valid.eq(1), sink.payload.eq(skid), skid_valid.eq(0)]
+        with m.Else():
+            m.d.sync += [sink.valid.eq(source.valid), sink.payload.eq(source.payload)]
+    with m.Elif(source.valid & ~skid_valid):
+        m.d.sync += [skid.eq(source.payload), skid_valid.eq(1)]

@@ -234,6 +234,18 @@ def test_ebr_estimate_of_memories():
     assert estimate["ebr"] == 174 + 44
 
 
+def test_a_memory_styled_distributed_takes_no_block_ram():
+    """``ram_style = "distributed"`` (the ULX3S platform's attention quantizer rings)
+    keeps a memory that would take block RAM in LUT RAM, and the estimate follows."""
+    styled = RTLIL.replace("  memory width 256 size 1280 \\scratch",
+                           '  attribute \\ram_style "distributed"\n'
+                           "  memory width 256 size 1280 \\scratch")
+    assert styled != RTLIL
+    estimate = ecp5.ebr_estimate(styled)
+    assert {memory["name"] for memory in estimate["memories"]} == {"top.storage"}
+    assert estimate["ebr"] == 174
+
+
 def test_ebr_estimate_of_roms():
     # A ROM loses its constant bit columns first (Yosys' opt_mem): 41-bit words whose
     # top 6 bits never change fit one 36-bit block.

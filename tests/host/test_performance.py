@@ -20,6 +20,7 @@ from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, SimulatedCase, 
                                       derive_config, estimate_run, fit_problems,
                                       host_run_seconds, link_traffic, port_timing, project,
                                       recorded_cases, report_cases, simulated_cases)
+from tritium.hw.memory.onchip import read_latency
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
 from tritium.hw.control.isa import OPCODES
@@ -110,7 +111,9 @@ def test_runs_outside_the_design_are_refused():
 
 
 def test_the_latency_follows_the_memory_implementation():
-    assert port_timing("onchip", TINY).latency == 2          # OnChipMemory
+    # OnChipMemory: its first word after 1 + read_latency(depth) cycles; tiny's 16,384
+    # words are banked (hw/memory/onchip.py), two cycles more than a single memory.
+    assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) == 4
     board = port_timing("kv260", KV260)
     assert board.latency == 40 + 3 and board.word_cycles == pytest.approx(32 / 15.84)
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3

@@ -374,12 +374,16 @@ def test_pipelines_take_and_give_one_beat_per_cycle():
     zero = {"values": [0, 0], "last": 0}
     pair = {"a": {"m": 40000, "e": 3}, "b": {"m": 50000, "e": 1}}
     cases = [
-        (ScaleMultiply(), {"operands": [pair] * 20}, "product", 2),
+        (ScaleMultiply(), {"operands": [pair] * 20}, "product", ScaleMultiply.LATENCY),
         (Dequantize(2, 20), {"acc": [{"acc": [5, -5], "last": k % 4 == 3} for k in range(20)],
-                             "scale": [{"m": 40000, "e": -4}] * 5}, "out", 2),
-        (ResidualAdd(2), {"residual": [zero] * 20, "update": [zero] * 20}, "out", 1),
-        (Gating(2, "silu"), {"gate": [zero] * 20, "up": [zero] * 20}, "out", 3),
-        (Gating(2, "relu2"), {"gate": [zero] * 20, "up": [zero] * 20}, "out", 2),
+                             "scale": [{"m": 40000, "e": -4}] * 5}, "out",
+         Dequantize(2, 20).latency),
+        (ResidualAdd(2), {"residual": [zero] * 20, "update": [zero] * 20}, "out",
+         ResidualAdd.LATENCY),
+        (Gating(2, "silu"), {"gate": [zero] * 20, "up": [zero] * 20}, "out",
+         Gating(2, "silu").latency),
+        (Gating(2, "relu2"), {"gate": [zero] * 20, "up": [zero] * 20}, "out",
+         Gating(2, "relu2").latency),
     ]
     for dut, inputs, output, latency in cases:
         first = next(iter(inputs))
@@ -396,7 +400,28 @@ def test_rope_streams_heads_back_to_back(pairing, lanes):
     cycles = transfer_cycles(RoPE(cfg, lanes), {"head": beats, "position": list(range(heads))},
                              {"out": len(beats)})
     assert consecutive(cycles["head"]) and consecutive(cycles["out"])
-    assert cycles["out"][0] - cycles["head"][8 // lanes - 1] == RoPE.LATENCY == 4
+    assert cycles["out"][0] - cycles["head"][8 // lanes - 1] == RoPE.LATENCY
+
+
+@pytest.mark.parametrize("make, inputs, latency", [
+    (lambda: ResidualAdd(2), ("residual", "update"), lambda dut: dut.LATENCY),
+    (lambda: Gating(2, "silu"), ("gate", "up"), lambda dut: dut.latency),
+    (lambda: Gating(2, "relu2"), ("gate", "up"), lambda dut: dut.latency),
+], ids=["residual", "silu", "relu2"])
+def test_one_beat_into_an_idle_unit_takes_its_latency(make, inputs, latency):
+    dut = make()
+    beat = {"values": [1 << 12, -3 << 12], "last": 1}
+    cycles = transfer_cycles(dut, {name: [beat] for name in inputs}, {"out": 1})
+    assert cycles["out"][0] - cycles[inputs[0]][0] == latency(dut)
+
+
+@pytest.mark.parametrize("pairing, lanes", [("half", 2), ("interleaved", 1)])
+def test_one_head_into_an_idle_rope_takes_its_latency(pairing, lanes):
+    cfg = small_model(head_dim=8, pairing=pairing, max_context=8)
+    beats = vector_beats(np.arange(8) << 12, lanes)
+    cycles = transfer_cycles(RoPE(cfg, lanes), {"head": beats, "position": [3]},
+                             {"out": len(beats)})
+    assert cycles["out"][0] - cycles["head"][-1] == RoPE.LATENCY
 
 
 @pytest.mark.parametrize("gain", [True, False])
@@ -416,8 +441,37 @@ def test_norm_quant_streams_vectors_back_to_back(gain):
     # The second vector's codes cannot start before it has all arrived; from then on the
     # codes leave as fast as the input came.
     assert consecutive(cycles["codes"][:first]) and consecutive(cycles["codes"][first:])
-    assert cycles["codes"][0] - cycles["values"][first - 1] == dut.codes_latency == 9
+    assert cycles["codes"][0] - cycles["values"][first - 1] == dut.codes_latency
     assert cycles["scale"][0] - cycles["values"][first - 1] == dut.scale_latency
+
+
+@pytest.mark.parametrize("make, inputs, output, latency", [
+    (ScaleMultiply, {"operands": [{"a": {"m": 40000, "e": 3}, "b": {"m": 50000, "e": 1}}]},
+     "product", lambda dut: dut.LATENCY),
+    (lambda: Dequantize(2, 24), {"acc": [{"acc": [5, -5], "last": 1}],
+                                 "scale": [{"m": 40000, "e": -4}]}, "out",
+     lambda dut: dut.latency),
+    (lambda: Dequantize(1, 18), {"acc": [{"acc": [7], "last": 1}],
+                                 "scale": [{"m": 40000, "e": 4}]}, "out",
+     lambda dut: dut.latency),
+], ids=["scale_multiply", "dequantize24", "dequantize18"])
+def test_one_beat_into_an_idle_scale_unit_takes_its_latency(make, inputs, output, latency):
+    dut = make()
+    cycles = transfer_cycles(dut, inputs, {output: 1})
+    assert cycles[output][0] - cycles[next(iter(inputs))][0] == latency(dut)
+
+
+@pytest.mark.parametrize("gain", [True, False])
+@pytest.mark.parametrize("beats", [1, 3])
+def test_one_vector_into_an_idle_norm_quant_takes_its_latencies(gain, beats):
+    dut = NormQuant(ElementwiseConfig(2, 16), gain)
+    inputs = {"values": vector_beats(np.arange(2 * beats) - 3, 2)}
+    if gain:
+        inputs["gains"] = [[1000, -1000]] * beats
+        inputs["eps"] = [1]
+    cycles = transfer_cycles(dut, inputs, {"codes": beats, "scale": 1})
+    assert cycles["codes"][0] - cycles["values"][-1] == dut.codes_latency
+    assert cycles["scale"][0] - cycles["values"][-1] == dut.scale_latency
 
 
 # -- The fixed-point helpers NormQuant adds -------------------------------------------
@@ -431,12 +485,13 @@ def test_normalize_even_and_rsqrt_over_76_bit_sums():
                for k in range(0, 15)]
     m = Module()
     value = Signal(77)
-    top, shift = fixedpoint.normalize_even(m, value)
+    top, shift = fixedpoint.normalize_even(m, value, Const(1))
     result = fixedpoint.rsqrt(m, top, shift, Const(1))
 
     async def bench(ctx):
         for v in values:
             ctx.set(value, v)
+            await ctx.tick().repeat(fixedpoint.NORMALIZE_EVEN_LATENCY)
             want_top, want_shift = fixed.normalize_even(v)
             assert (ctx.get(top), ctx.get(shift)) == (want_top, want_shift), v
             await ctx.tick().repeat(fixedpoint.RSQRT_LATENCY)

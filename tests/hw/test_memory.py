@@ -18,6 +18,7 @@ from tritium.hw.memory import (
 from tritium.hw.memory_model import MemoryModel, PortModel
 from tritium.hw.memory.axi import (AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE,
                                    AXI_RESP_SLVERR as AXI_SLVERR)
+from tritium.hw.memory.onchip import BANK_ROWS, BANKS_PER_GROUP, read_latency
 from tritium.hw.memory.simmodel import as_rate
 from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
@@ -410,11 +411,36 @@ def measure_read(dut, commands, *, stall=0.0, seed=0, max_cycles=40000, backgrou
     return stamps["commands"], stamps["words"]
 
 
-def test_onchip_memory_latency_and_throughput():
-    dut = OnChipMemory(CONFIG, DEPTH)
+@pytest.mark.parametrize("depth", [DEPTH, BANK_ROWS * BANKS_PER_GROUP + 3 * BANK_ROWS + 100],
+                         ids=["single", "banked"])
+def test_onchip_memory_latency_and_throughput(depth):
+    dut = OnChipMemory(CONFIG, depth)
     issued, arrivals = measure_read(dut, [(0, 1), (100, 30), (7, 1), (2000, 40)])
-    assert arrivals[0] - issued[0] == 2
+    assert arrivals[0] - issued[0] == 1 + read_latency(depth)
     assert arrivals[-1] - arrivals[0] == 71          # one word per cycle across commands
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_banked_onchip_memory_reads_and_writes_every_bank(traffic):
+    """More than BANK_ROWS words: banks in groups (the last group and bank partial),
+    reads and writes across bank and group boundaries, under gaps and back-pressure."""
+    depth = BANK_ROWS * BANKS_PER_GROUP + 2 * BANK_ROWS + 100
+    assert read_latency(depth) > 1                  # banked
+    rng = random.Random(f"banked-{traffic}")
+    init = random_words(rng, depth)
+    contents = dict(enumerate(init))
+    edges = [BANK_ROWS - 3, BANK_ROWS * BANKS_PER_GROUP - 5, depth - 7]
+    writes = [(addr, random_words(rng, 10)) for addr in edges[:2]]
+    writes.append((depth - 7, random_words(rng, 7)))
+    for addr, words in writes:
+        contents.update(zip(range(addr, addr + len(words)), words))
+    reads = ([(addr, len(words)) for addr, words in writes] + random_reads(rng, 4, depth)
+             + [(BANK_ROWS * k - 2, 4) for k in range(1, depth // BANK_ROWS + 1)])
+    harness = Harness("onchip", init=init, seed=rng.randrange(1000), traffic=traffic,
+                      depth=depth)
+    got, dones = run_port(harness, traffic=traffic, seed=6, writes=writes, reads=reads)
+    assert dones == len(writes)
+    assert got == expected_reads(contents, reads)
 
 
 @pytest.mark.parametrize("data_width, bytes_per_cycle", [

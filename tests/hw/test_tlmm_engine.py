@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import TLMMConfig
+from tritium.hw.memory.port import MemoryConfig
+from tritium.hw.tlmm.core import TLMMCore
 from tritium.hw.tlmm.engine import TLMMEngine
 from tritium.hw.tlmm.lookup import LookupTree
 from tritium.hw.tlmm.table import TableBuilder
 from tritium.host.packer import word_codes
 from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.harness import TLMMHarness
 from tritium.sim.golden.tlmm import build_tables, int_matmul
 
 CONFIGS = [
@@ -149,6 +152,40 @@ def test_lookup_tree_latency_and_sums():
         assert [int(v) for v in ctx.get(dut.sums)] == expected     # held while disabled
 
     run_simulation(dut, bench)
+
+
+def first_result_cycle(cfg):
+    """Cycles from a one-word job's transfer into an idle core (on a memory model of
+    fixed latency, results always taken) to its result."""
+    dut = TLMMHarness(cfg, MemoryConfig(data_width=64, addr_width=16, len_width=10), depth=64,
+                      bytes_per_cycle=8, latency=2, burst=8)
+    cycles = {}
+
+    async def bench(ctx):
+        ctx.set(dut.acts.payload, [1] * cfg.k_per_word)
+        ctx.set(dut.acts.valid, 1)
+        ctx.set(dut.results.ready, 1)
+        ctx.set(dut.job.payload, {"base": 0, "chunks": 1, "row_blocks": 1, "tokens": 1})
+        ctx.set(dut.job.valid, 1)
+        await ctx.tick().until(dut.job.ready)
+        ctx.set(dut.job.valid, 0)
+        for cycle in range(1, 200):
+            _, _, valid = await ctx.tick().sample(dut.results.valid)
+            if valid:
+                cycles["result"] = cycle
+                return
+
+    run_simulation(dut, bench)
+    return cycles["result"]
+
+
+def test_core_word_stages_are_its_extra_latency(monkeypatch):
+    """TLMMCore.WORD_STAGES is what its weight-word registers add to a result's latency
+    (the tables are built long before the first word arrives)."""
+    cfg, stages = CONFIGS[0], TLMMCore.WORD_STAGES
+    staged = first_result_cycle(cfg)
+    monkeypatch.setattr(TLMMCore, "WORD_STAGES", 0)
+    assert staged - first_result_cycle(cfg) == stages
 
 
 @pytest.mark.parametrize("group", [2, 3])
