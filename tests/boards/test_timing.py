@@ -5,11 +5,9 @@ netlists and reports, no Yosys), the bench's registry and its input errors, and 
 ``synth``) a real ECP5 place and route of a tiny component."""
 
 import gc
-import importlib.util
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 from amaranth import Module
@@ -20,15 +18,9 @@ from amaranth.lib.wiring import In, Out
 from tritium.boards.timing import (ScanHarness, _chain, _deepest_path, _read_ecp5_report,
                                    ecp5_timing, path_owner, port_flows, port_label)
 from tritium.sim.testing.amaranth_tb import run_simulation
+from tritium.sim.testing.bench_scripts import bench_script, load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "timing.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("timing_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCH = bench_script("timing")
 
 
 class Adder(wiring.Component):
@@ -291,7 +283,7 @@ def test_chain_joins_runs():
 # The bench --------------------------------------------------------------------------------
 
 def test_registry_follows_the_presets():
-    bench = load_bench()
+    bench = load_bench("timing")
     with warnings.catch_warnings():        # parents elaborated for their units (_uncovered)
         warnings.simplefilter("ignore", UnusedElaboratable)
         ulx3s = {e.name: e for e in bench.modules("ulx3s")}

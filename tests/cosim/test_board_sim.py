@@ -7,30 +7,20 @@ Every output equals the golden layer's; the counters add up to the words each ki
 instruction must move.
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from tritium.host.compiler import compile_model, instruction_words
 from tritium.host.model import Model
 from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.sim.testing.bench_scripts import load_bench
 
 pytestmark = pytest.mark.cosim
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "layer.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("layer_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
-    bench = load_bench()
+    bench = load_bench("layer")
     status = bench.main(["--config", "tiny", "--memory", "kv260", "--contexts", "12,40",
                          "--prefill", "8", "--json"])
     report = json.loads(capsys.readouterr().out)
@@ -65,7 +55,7 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
 
 
 def test_layer_bench_refuses_a_model_the_design_cannot_hold(capsys):
-    status = load_bench().main(["--model", "bitnet-b1.58-2b-4t", "--config", "kv260"])
+    status = load_bench("layer").main(["--model", "bitnet-b1.58-2b-4t", "--config", "kv260"])
     error = capsys.readouterr().err
     assert status == 2
     assert error.startswith("bench/layer.py: error: bitnet-b1.58-2b-4t on kv260: model")
