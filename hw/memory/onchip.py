@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import ceil_log2
 
+from ..fixedpoint import delay
 from .port import MemoryConfig, MemoryPortSignature, command_layout, read_data_layout
 
 __all__ = ["OnChipMemory", "WordReader", "WordWriter", "BankedStorage", "BANK_ROWS",
@@ -120,11 +121,10 @@ class WordReader(wiring.Component):
         m.d.comb += [self.mem.addr.eq(row), self.mem.en.eq(advance)]
         # The word's valid, last and range bits move with its read, stage by stage; the
         # whole read pipeline holds while the output is refused.
-        valid, last, ranged = issue, words_left == 1, in_range
-        for stage in range(1, self._read_latency):
-            valid, last, ranged = (
-                _held(m, advance, value, f"read_{name}{stage}")
-                for name, value in (("valid", valid), ("last", last), ("in_range", ranged)))
+        valid, last, ranged = (
+            delay(m, value, self._read_latency - 1, advance, f"read_{name}")
+            for name, value in (("valid", issue), ("last", words_left == 1),
+                                ("in_range", in_range)))
         with m.If(advance):
             m.d.sync += [self.read_data.valid.eq(valid), last_word.eq(last),
                          row_in_range.eq(ranged)]
@@ -214,13 +214,6 @@ class WordWriter(wiring.Component):
         return m
 
 
-def _held(m, enable, value, name):
-    held = Signal.like(value, name=name)
-    with m.If(enable):
-        m.d.sync += held.eq(value)
-    return held
-
-
 #: Rows per bank of a large on-chip memory: the deepest 9-bit-wide configuration of an
 #: 18 Kbit block RAM (ECP5 DP16KD, Xilinx RAMB18), so a bank needs no multiplexer of its own.
 BANK_ROWS = 2048
@@ -273,14 +266,14 @@ class BankedStorage(wiring.Component):
             m.d.comb += [reader.addr.eq(self.read.addr), reader.en.eq(self.read.en),
                          writer.addr.eq(self.write.addr), writer.data.eq(self.write.data),
                          writer.en.eq(self.write.en & (write_bank == bank))]
-            datas.append(_held(m, self.read.en, reader.data, f"bank{bank}_data"))
-        bank = _held(m, self.read.en, _held(m, self.read.en, read_bank, "read_bank0"),
-                     "read_bank")
+            datas.append(delay(m, reader.data, 1, self.read.en, f"bank{bank}_data"))
+        # The bank index beside the block RAMs' data and then their registers.
+        bank = delay(m, read_bank, 2, self.read.en, "read_bank")
         groups = [datas[k:k + BANKS_PER_GROUP] for k in range(0, len(datas), BANKS_PER_GROUP)]
         within = ceil_log2(BANKS_PER_GROUP)
-        selected = [_held(m, self.read.en, Array(group)[bank[:within]], f"group{g}")
+        selected = [delay(m, Array(group)[bank[:within]], 1, self.read.en, f"group{g}")
                     for g, group in enumerate(groups)]
-        group = _held(m, self.read.en, bank[within:], "read_group")
+        group = delay(m, bank[within:], 1, self.read.en, "read_group")
         m.d.comb += self.read.data.eq(Array(selected)[group])
         return m
 
