@@ -89,11 +89,16 @@ def top_index(value):
 
 
 def saturate_bits(value, width: int):
-    """``saturate(value, -2**(width-1), 2**(width-1) - 1)`` for a signed ``value``.
+    """``saturate(value, -2**(width-1), 2**(width-1) - 1)``, as a signed ``width``-bit value.
 
-    The value fits where its bits from ``width - 1`` up are all equal: reductions (LUTs)
-    rather than the two comparators (carry chains) of :func:`saturate`.
+    The value fits where its bits from ``width - 1`` up are all equal to its sign (all
+    zero for an unsigned value): reductions (LUTs) rather than the two comparators
+    (carry chains) of :func:`saturate`, so it can follow an adder in one stage.
     """
+    if not value.shape().signed:
+        if len(value) < width:
+            return value
+        return Mux(value[width - 1:].any(), (1 << (width - 1)) - 1, value[:width]).as_signed()
     if len(value) <= width:
         return value.as_signed()
     sign, top = value[-1], value[width - 1:]

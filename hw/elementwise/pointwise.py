@@ -6,36 +6,17 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import ACTIVATIONS
-from ..fixedpoint import SIGMOID_LATENCY, Pipeline, delay, sigmoid
+from ..fixedpoint import SIGMOID_LATENCY, Pipeline, delay, saturate_bits, sigmoid
 from ..layouts import vector_beat_layout
-from ..numerics import INT32_MAX, INT32_MIN
 from .common import join
 
-__all__ = ["ResidualAdd", "Gating", "PRODUCT_LATENCY", "rounded_product", "saturate32"]
+__all__ = ["ResidualAdd", "Gating", "PRODUCT_LATENCY", "rounded_product"]
 
 F_ACT = 12                          # fractional bits of Q19.12
 F_SIGMOID = 15                      # the sigmoid table is Q1.15
 LIMB = 17                           # an unsigned 17-bit limb is a signed 18-bit DSP operand
 
 PRODUCT_LATENCY = 4                 # stages of :func:`rounded_product`
-
-
-def saturate32(value):
-    """``sat32(value)``, the clamp to int32, for a value of any width.
-
-    The clamp is decided by the bits from bit 31 up (all equal to the sign, or not): a
-    LUT reduction rather than the comparator carry chains of
-    :func:`~tritium.hw.fixedpoint.saturate`, so it can follow an adder in one stage.
-    """
-    is_signed = value.shape().signed
-    if len(value) <= (32 if is_signed else 31):
-        return value
-    top = value[31:]
-    if is_signed:
-        over, under = ~value[-1] & top.any(), value[-1] & ~top.all()
-    else:
-        over, under = top.any(), 0
-    return Mux(over, INT32_MAX, Mux(under, INT32_MIN, value[:32].as_signed()))
 
 
 def _limbs(value):
@@ -47,13 +28,6 @@ def _limbs(value):
     if len(high) > LIMB + (1 if value.shape().signed else 0):
         raise ValueError(f"rounded_product takes operands of at most 35 bits, not {len(value)}")
     return low, high.as_signed() if value.shape().signed else high
-
-
-def _register(m: Module, value, enable, name: str):
-    held = Signal(value.shape(), name=name)
-    with m.If(enable):
-        m.d.sync += held.eq(value)
-    return held
 
 
 def rounded_product(m: Module, a, b, shift: int, enable, name: str):
@@ -72,30 +46,30 @@ def rounded_product(m: Module, a, b, shift: int, enable, name: str):
     square = a is b
 
     def product(x, y, part):
-        return None if x is None or y is None else _register(m, x * y, enable, f"{name}_{part}")
+        return None if x is None or y is None else delay(m, x * y, 1, enable, f"{name}_{part}")
 
     ll, lh, hh = product(a_low, b_low, "ll"), product(a_low, b_high, "lh"), \
         product(a_high, b_high, "hh")
     hl = None if square else product(a_high, b_low, "hl")
     # Stage 2: the low product rounded beside the sum of the middle ones.
-    low = _register(m, (ll + (1 << (shift - 1))) >> shift, enable, f"{name}_low")
+    low = delay(m, (ll + (1 << (shift - 1))) >> shift, 1, enable, f"{name}_low")
     middle = [p for p in (lh, hl) if p is not None]
     if square and lh is not None:
         middle = [lh << 1]
     elif len(middle) == 2:
         middle = [middle[0] + middle[1]]
-    middle = [_register(m, value, enable, f"{name}_middle") for value in middle]
-    hh = _register(m, hh, enable, f"{name}_hh2") if hh is not None else None
+    middle = [delay(m, value, 1, enable, f"{name}_middle") for value in middle]
+    hh = delay(m, hh, 1, enable, f"{name}_hh2") if hh is not None else None
     # Stage 3: top = hh * 2**17 + middle; middle's low 17 bits pass through.
     top = middle[0] if middle else None
     if hh is not None:
         top = _cat(top[:LIMB], hh + (top >> LIMB))
-    top = _register(m, top, enable, f"{name}_top") if top is not None else None
-    low = _register(m, low, enable, f"{name}_low3")
+    top = delay(m, top, 1, enable, f"{name}_top") if top is not None else None
+    low = delay(m, low, 1, enable, f"{name}_low3")
     # Stage 4: top * 2**(17 - shift) + low; low's bits under top's LSB pass through.
     step = LIMB - shift
     result = low if top is None else _cat(low[:step], top + (low >> step))
-    return _register(m, result, enable, f"{name}_result")
+    return delay(m, result, 1, enable, f"{name}_result")
 
 
 def _cat(low, high):
@@ -110,7 +84,7 @@ class ResidualAdd(wiring.Component):
     The two vectors are joined beat by beat; ``last`` is taken from ``residual``.
 
     Latency :attr:`LATENCY` (1) cycle: the adder's carry chain and the clamp that its
-    two top bits decide (:func:`saturate32`); one beat per cycle.
+    top bits decide (:func:`~tritium.hw.fixedpoint.saturate_bits`); one beat per cycle.
 
     Members
     -------
@@ -138,7 +112,7 @@ class ResidualAdd(wiring.Component):
         pairs = zip(self.out.payload.values, self.residual.payload.values,
                     self.update.payload.values)
         with m.If(pipe.advance):
-            m.d.sync += [out.eq(saturate32(a + b)) for out, a, b in pairs]
+            m.d.sync += [out.eq(saturate_bits(a + b, 32)) for out, a, b in pairs]
             m.d.sync += self.out.payload.last.eq(self.residual.payload.last)
         return m
 
@@ -201,7 +175,7 @@ class Gating(wiring.Component):
             up_held = delay(m, up, self.activation_latency, pipe.advance, f"up{lane}_")
             h = rounded_product(m, act, up_held, F_ACT, pipe.advance, f"h{lane}")
             with m.If(pipe.advance):
-                m.d.sync += out.eq(saturate32(h))
+                m.d.sync += out.eq(saturate_bits(h, 32))
         last = delay(m, self.gate.payload.last, self.latency - 1, pipe.advance, "last")
         with m.If(pipe.advance):
             m.d.sync += self.out.payload.last.eq(last)
@@ -221,5 +195,5 @@ class Gating(wiring.Component):
         square = rounded_product(m, positive, positive, F_ACT, pipe.advance, f"square{lane}")
         act = Signal(signed(32), name=f"act{lane}")
         with m.If(pipe.advance):
-            m.d.sync += act.eq(saturate32(square))
+            m.d.sync += act.eq(saturate_bits(square, 32))
         return act

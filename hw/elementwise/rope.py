@@ -7,11 +7,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import ModelConfig
-from ..fixedpoint import Pipeline, delay
+from ..fixedpoint import Pipeline, delay, saturate_bits
 from ..layouts import vector_beat_layout
 from ..numerics import ROPE_FRAC, rope_table as numerics_rope_table
 from .common import Handshake
-from .pointwise import LIMB, saturate32
+from .pointwise import LIMB
 
 __all__ = ["ROPE_FRAC", "rope_table", "RoPE"]
 
@@ -178,7 +178,7 @@ class RoPE(wiring.Component):
             is_first = Const(lane % 2 == 0) if same_word else first
             value = self._rotate(m, pipe.advance, lane, x, y, entry, is_first)
             with m.If(pipe.advance):
-                m.d.sync += self.out.payload.values[lane].eq(saturate32(value))
+                m.d.sync += self.out.payload.values[lane].eq(saturate_bits(value, 32))
 
     @staticmethod
     def _rotate(m, enable, lane, x, y, entry, is_first):
@@ -189,10 +189,7 @@ class RoPE(wiring.Component):
         ``high_sum * 2**3 + ((low_sum + 2**13) >> 14)`` exactly.
         """
         def register(value, name):
-            held = Signal(value.shape(), name=f"{name}{lane}")
-            with m.If(enable):
-                m.d.sync += held.eq(value)
-            return held
+            return delay(m, value, 1, enable, f"{name}{lane}_")
 
         xc_low, xc_high = (register(part * entry.cos, f"xc_{k}_")
                            for k, part in (("low", x[:LIMB]), ("high", x[LIMB:].as_signed())))

@@ -178,9 +178,10 @@ def _values(rng, width, count):
 def test_top_index_and_saturate_bits_for_every_operand():
     m = Module()
     value, small = Signal(7), Signal(signed(7))
-    index, clamped = Signal(3), Signal(signed(4))
+    index, clamped, clamped_unsigned = Signal(3), Signal(signed(4)), Signal(signed(4))
     m.d.comb += [index.eq(fixedpoint.top_index(value)),
-                 clamped.eq(fixedpoint.saturate_bits(small, 4))]
+                 clamped.eq(fixedpoint.saturate_bits(small, 4)),
+                 clamped_unsigned.eq(fixedpoint.saturate_bits(value, 4))]
 
     async def bench(ctx):
         for v in range(1 << 7):
@@ -188,6 +189,7 @@ def test_top_index_and_saturate_bits_for_every_operand():
             ctx.set(small, v - 64)
             assert ctx.get(index) == max(v.bit_length() - 1, 0), v
             assert ctx.get(clamped) == min(max(v - 64, -8), 7), v
+            assert ctx.get(clamped_unsigned) == min(v, 7), v
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
