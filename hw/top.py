@@ -10,7 +10,7 @@ from .control.isa import REGISTERS, WRITABLE_REGISTERS
 from .link.host_link import HostLink
 from .link.registers import Register, RegisterFile
 from .memory import OnChipMemory
-from .memory.mux import PortMux
+from .memory.mux import PortMux, PortRegisters
 from .memory.port import MemoryPortSignature
 
 __all__ = ["Top", "register_map"]
@@ -29,7 +29,8 @@ class Top(wiring.Component):
     model and move embeddings and hidden states) and the controller while it runs.
     With ``onchip=True`` the memory is an :class:`OnChipMemory` of ``memory_words``
     words inside the top; otherwise the port is the top's ``memory`` member, for a
-    board's DRAM or a simulation model.
+    board's DRAM or a simulation model. Either way the port is registered on every
+    channel on its way out (:class:`PortRegisters`).
 
     Members
     -------
@@ -64,11 +65,14 @@ class Top(wiring.Component):
         wiring.connect(m, controller.finished, link.finished)
         wiring.connect(m, link.memory, ports.link)
         wiring.connect(m, controller.memory, ports.controller)
+        # Every channel registered between the clients and the memory (PortRegisters).
+        m.submodules.port_registers = port_registers = PortRegisters(cfg.memory)
+        wiring.connect(m, ports.memory, port_registers.client)
         if self._onchip:
             m.submodules.memory = memory = OnChipMemory(cfg.memory, cfg.memory_words)
-            wiring.connect(m, ports.memory, memory.port)
+            wiring.connect(m, port_registers.memory, memory.port)
         else:
-            wiring.connect(m, ports.memory, wiring.flipped(self.memory))
+            wiring.connect(m, port_registers.memory, wiring.flipped(self.memory))
         m.d.comb += ports.select.eq(controller.busy)
         for name in WRITABLE_REGISTERS:
             m.d.comb += getattr(controller, name).eq(getattr(registers, name))

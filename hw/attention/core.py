@@ -20,6 +20,7 @@ from ..layouts import (attention_query_layout, attention_result_layout, key_beat
                        position_shape)
 from ..numerics import F_SCORE
 from ..staged import product_latency, round_latency, staged_product, staged_round
+from ..stream import skid
 
 __all__ = ["AttentionCore", "SCORE_LATENCY", "FINISH_WAIT", "dot_latency",
            "finish_latency", "ring_stages", "value_fifo_depth"]
@@ -40,8 +41,9 @@ _WEIGHT_PRODUCT = product_latency(unsigned(16), unsigned(16))
 SCORE_LATENCY = (1 + _SCORE_PRODUCT + round_latency() + 1 + 1 + 1 + 1 + 2
                  + round_latency() + _WEIGHT_PRODUCT + round_latency())
 # Cycles from a lane's turn in the finish phase to its normaliser being ready: the lane's
-# ``127 l`` registered, then the reciprocal.
-FINISH_WAIT = 1 + RECIPROCAL_LATENCY
+# ``l`` selected and registered, ``127 l`` (a shift and a subtraction) registered, then
+# the reciprocal.
+FINISH_WAIT = 2 + RECIPROCAL_LATENCY
 _FINISH_PRODUCT = product_latency(signed(ACC_WIDTH), unsigned(16))
 
 
@@ -257,14 +259,18 @@ class AttentionCore(wiring.Component):
         m.submodules.scores = scores = ScoreUnit(cfg)
         m.submodules.values = values = SyncFIFOBuffered(
             width=8 * cfg.dims_per_cycle, depth=value_fifo_depth(cfg))
-        # Updates wait here for the value stage, so the score pipeline never stalls
-        # while the value FIFO has room for their keys' beats.
+        # Updates wait here for the value stage. This queue never fills: an update
+        # leaves it with its key's final value beat, so each update in it has its key's
+        # beats in the value FIFO (all but the head's: all of them), and it holds
+        # value_fifo_depth / beats_per_key + 1. So the score pipeline takes no ready from
+        # it: the score pipeline's and the dot stage's enables are constant, and no
+        # ready runs from the value stage back to the key intake.
         update_layout = _update_layout(cfg)
         m.submodules.updates = updates = SyncFIFOBuffered(
             width=update_layout.size, depth=-(-value_fifo_depth(cfg) // cfg.beats_per_key) + 1)
         update = stream.Signature(update_layout).create(path=("update",))
         m.d.comb += [updates.w_data.eq(scores.updates.payload), updates.w_en.eq(scores.updates.valid),
-                     scores.updates.ready.eq(updates.w_rdy),
+                     scores.updates.ready.eq(1),
                      update.payload.eq(updates.r_data), update.valid.eq(updates.r_rdy),
                      updates.r_en.eq(update.ready)]
         word = data.ArrayLayout(signed(8), cfg.dims_per_cycle)
@@ -488,26 +494,40 @@ class AttentionCore(wiring.Component):
         lane = Signal(range(cfg.lanes), name="finish_lane")
         beat = Signal(range(cfg.beats_per_key), name="finish_beat")
         wait = Signal(range(FINISH_WAIT + 1), name="finish_wait")
+        total = Signal(SUM_WIDTH, name="finish_l")
         scaled = Signal(SUM_WIDTH + 7, name="normaliser_in")
-        m.d.sync += scaled.eq(127 * Array(totals)[lane])
+        m.d.sync += [total.eq(Array(totals)[lane]), scaled.eq((total << 7) - total)]
         inverse = reciprocal(m, scaled, 1, name="normaliser")
         last_lane = (lane == cfg.lanes - 1) | ~(used >> (lane + 1)).any()
         final = beat == cfg.beats_per_key - 1
         issue = Handshake("finish_issue")
-        pipe = Pipeline(m, issue, self.results, finish_latency())
+        # The results leave through a skid register, so the finish pipeline's enable
+        # (and the ring rotation it drives) starts at flip-flops, not at the consumer.
+        finished = stream.Signature(self.results.payload.shape()).create(path=("finished",))
+        skid(m, finished, self.results, "results")
+        pipe = Pipeline(m, issue, finished, finish_latency())
         m.d.comb += issue.valid.eq(finishing & (wait == FINISH_WAIT))
         with m.If(finishing & (wait != FINISH_WAIT)):
             m.d.sync += wait.eq(wait + 1)
         with m.If(pipe.accept):
-            m.d.comb += emit.eq(1 << lane)
             m.d.sync += beat.eq(Mux(final, 0, beat + 1))
             with m.If(final):
                 m.d.sync += [wait.eq(0), lane.eq(Mux(last_lane, 0, lane + 1))]
-        self._output(m, pipe, Array(ring[0].as_value() for ring in sums)[lane], inverse,
-                     final & last_lane)
+        # A taken word rotates its lane's ring the next cycle: ``emit`` is a register, so
+        # the ring's enable (every word of the ring) starts at a flip-flop. Until then
+        # the next word is the ring's second, not its head. (A ring of one stored word
+        # has no second word: it rotates at once.)
+        if len(sums[0]) >= 2:
+            m.d.sync += emit.eq(Mux(pipe.accept, 1 << lane, 0))
+            heads = [Mux(emit[index], ring[1].as_value(), ring[0].as_value())
+                     for index, ring in enumerate(sums)]
+        else:
+            m.d.comb += emit.eq(Mux(pipe.accept, 1 << lane, 0))
+            heads = [ring[0].as_value() for ring in sums]
+        self._output(m, pipe, finished.payload, Array(heads)[lane], inverse, final & last_lane)
         return pipe.accept & final & last_lane
 
-    def _output(self, m, pipe, head, inverse, last):
+    def _output(self, m, pipe, out, head, inverse, last):
         """``sat32(shift_round(o * inverse.m, -(inverse.e + 15)))`` per dimension, over
         :func:`finish_latency` stages; the shift is at least 21 (l >= 2**14, numerics 6)."""
         cfg = self._config
@@ -519,7 +539,6 @@ class AttentionCore(wiring.Component):
             m.d.sync += [selected.eq(head), mantissa.eq(inverse.m),
                          shift.eq(-(inverse.e + 15)), last1.eq(last)]
         shift_at = delay(m, shift, _FINISH_PRODUCT, go, "finish_shift_")
-        out = self.results.payload
         for dim in range(cfg.dims_per_cycle):
             product = staged_product(m, selected[dim], mantissa, go, f"finish{dim}")
             value = staged_round(m, product, shift_at, go, f"finish{dim}", max_right=81)

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..attention.block import AttentionBlock
 from ..config import AcceleratorConfig
 from ..elementwise import Dequantize, Gating, NormQuant, ResidualAdd, ScaleMultiply
-from ..memory.mux import PortMux
+from ..memory.mux import PortMux, PortRegisters
 from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
 from .embed import EmbedFetcher, HalfWordWidener
@@ -66,7 +66,11 @@ class Datapath(wiring.Component):
         units = _units(m, cfg)
         m.submodules.ports = ports = PortMux(cfg.memory, UNIT_CLIENTS)
         for client in UNIT_CLIENTS:
-            wiring.connect(m, units.memory[client], getattr(ports, client))
+            # Each unit's port registered before the multiplexer: a unit's command and
+            # read-data logic ends at these registers, not in the memory (PortRegisters).
+            registers = m.submodules[f"{client}_port_registers"] = PortRegisters(cfg.memory)
+            wiring.connect(m, units.memory[client], registers.client)
+            wiring.connect(m, registers.memory, getattr(ports, client))
         wiring.connect(m, ports.memory, wiring.flipped(self.memory))
         m.d.comb += ports.select.eq(execute.client)
         _route(m, cfg, units, execute, self.tokens)

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..layouts import run_result_layout
 from ..memory.port import MemoryPortSignature
-from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES
+from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODE_BITS
 
 __all__ = ["instruction_layout", "accumulates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
            "WORD_COUNTERS", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE", "COMMANDS",
@@ -87,7 +87,7 @@ class ExecuteSignature(wiring.Signature):
     -------
     instruction : ``Out(instruction_layout())``
         The last fetched instruction (a register; it shifts while the next one arrives).
-    opcode : ``Out(8)``
+    opcode : ``Out(OPCODE_BITS)``
         The opcode of the last decoded instruction, END when none: the datapath routes
         its streams by it, and keeps doing so while the next instruction is fetched.
     start : ``Out(1)``
@@ -111,7 +111,7 @@ class ExecuteSignature(wiring.Signature):
     def __init__(self):
         super().__init__({
             "instruction": Out(instruction_layout()),
-            "opcode": Out(8),
+            "opcode": Out(OPCODE_BITS),
             "start": Out(1),
             "commands": Out(wiring.Signature({
                 name: Out(stream.Signature(unsigned(0))) for name in COMMANDS})),

@@ -7,9 +7,9 @@ controller decodes them.
 
 from ..numerics import EXPONENT_BITS, MANTISSA_BITS
 
-__all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "FLAG_ACCUMULATE", "FLAG_ONE_TOKEN",
-           "SCALE_MANTISSA_BITS", "SCALE_EXPONENT_BITS", "REGISTERS", "WRITABLE_REGISTERS",
-           "STATUS", "design_opcodes", "TOP_ENTRY_LANES"]
+__all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "OPCODE_BITS", "FLAG_ACCUMULATE",
+           "FLAG_ONE_TOKEN", "SCALE_MANTISSA_BITS", "SCALE_EXPONENT_BITS", "REGISTERS",
+           "WRITABLE_REGISTERS", "STATUS", "design_opcodes", "TOP_ENTRY_LANES"]
 
 INSTRUCTION_BYTES = 32
 
@@ -33,6 +33,10 @@ FIELDS = (
 
 OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6,
            "EMBED": 7, "HEAD": 8}
+# Bits the executing opcode is held in. The instruction's field is a byte, but the
+# sequencer turns any other value into END (BAD_OPCODE), so the datapath's decode of an
+# opcode is one 4-input compare rather than an 8-input one.
+OPCODE_BITS = max(OPCODES.values()).bit_length()
 
 FLAG_ACCUMULATE = 0x01           # LINEAR adds its output to the destination (saturating)
 FLAG_ONE_TOKEN = 0x02            # STORE moves one vector (the top-k), not one per token

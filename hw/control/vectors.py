@@ -103,21 +103,25 @@ class VectorWriter(wiring.Component):
 
 def _walk(m, command_stream, step):
     """Walk a command's beats: returns (address, last beat of a vector, active). Takes a
-    command while inactive; ``step`` moves to the next beat."""
+    command while inactive; ``step`` moves to the next beat. The last-beat and
+    last-token flags are registers kept in step with the counters, so ``step`` (which
+    may come from a consumer's ``ready``) meets no comparator on its way to them."""
     command = Signal.like(command_stream.payload)
     row = Signal.like(command.base)             # the current token's first beat
     beat, token = Signal.like(command.beats), Signal.like(command.tokens)
-    active = Signal()
-    last_beat = beat == command.beats - 1
+    active, last_beat, last_token = Signal(), Signal(), Signal()
     m.d.comb += command_stream.ready.eq(~active)
     with m.If(command_stream.valid & command_stream.ready):
         payload = command_stream.payload
         m.d.sync += [command.eq(payload), row.eq(payload.base), beat.eq(0), token.eq(0),
-                     active.eq((payload.tokens != 0) & (payload.beats != 0))]
+                     active.eq((payload.tokens != 0) & (payload.beats != 0)),
+                     last_beat.eq(payload.beats == 1), last_token.eq(payload.tokens == 1)]
     with m.If(step):
-        m.d.sync += beat.eq(beat + 1)
+        m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 2 == command.beats)]
         with m.If(last_beat):
-            m.d.sync += [beat.eq(0), token.eq(token + 1), row.eq(row + command.stride)]
-            with m.If(token == command.tokens - 1):
+            m.d.sync += [beat.eq(0), last_beat.eq(command.beats == 1),
+                         token.eq(token + 1), last_token.eq(token + 2 == command.tokens),
+                         row.eq(row + command.stride)]
+            with m.If(last_token):
                 m.d.sync += active.eq(0)
     return row + beat, last_beat, active

@@ -3,7 +3,7 @@
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -107,7 +107,9 @@ class NormQuant(wiring.Component):
     _FACTOR_LATENCY = RECIPROCAL_LATENCY + SCALE_MUL_LATENCY
     _PEAK_LATENCY = NORMALIZE_LATENCY
     _TOKEN_SCALE_LATENCY = 1 + NORMALIZE_EVEN_LATENCY + RSQRT_LATENCY + SCALE_MUL_LATENCY
-    _QUEUE_LATENCY = 1
+    # The factor and scale queues' registered outputs: what pass 2 and the scale's
+    # consumer read starts at a flip-flop, not at a FIFO's read multiplexer.
+    _QUEUE_LATENCY = 2
     _CODE_PRODUCT_LATENCY = product_latency(signed(48), unsigned(MANTISSA_BITS))
     _PASS2_LATENCY = 2 + _CODE_PRODUCT_LATENCY + APPLY_SHIFT_LATENCY
 
@@ -166,9 +168,9 @@ class NormQuant(wiring.Component):
         buffer = m.submodules.buffer = Memory(
             shape=data.ArrayLayout(self._u_shape, lanes), depth=self.capacity, init=[],
             attrs=ram_attributes(platform, self._ram_role) if self._ram_role else None)
-        m.submodules.factors = factors = SyncFIFO(width=scale_layout.size + words.width,
+        m.submodules.factors = factors = SyncFIFOBuffered(width=scale_layout.size + words.width,
                                                   depth=depth)
-        m.submodules.scales = scales = SyncFIFO(width=scale_layout.size, depth=depth)
+        m.submodules.scales = scales = SyncFIFOBuffered(width=scale_layout.size, depth=depth)
         m.d.comb += [self.scale.valid.eq(scales.r_rdy), self.scale.payload.eq(scales.r_data),
                      scales.r_en.eq(self.scale.ready)]
 

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ..control.isa import REGISTERS
 from ..layouts import run_result_layout
 from ..memory.port import MemoryConfig, MemoryPortSignature
+from ..stream import register_stage
 from .movers import (BufferReader, ReadMover, WriteMover, fetch_layout, read_command_layout,
                      write_command_layout)
 from .protocol import (ADDRESS_BYTES, ERR_ARGUMENT, ERR_COMMAND, ERROR, GET, INFO, INFO_BYTES,
@@ -136,7 +137,9 @@ class CommandUnit(wiring.Component):
         wiring.connect(m, reader.done, dispatcher.read_done)
         for channel in ("read_cmd", "read_data"):
             wiring.connect(m, getattr(reader, channel), getattr(port, channel))
-        wiring.connect(m, dispatcher.answer, replier.answer)
+        # Registered: an answer's content is read combinationally (a register, the run's
+        # result), and would otherwise run on into the replier's header logic.
+        register_stage(m, dispatcher.answer, replier.answer, "answer")
         wiring.connect(m, replier.done, dispatcher.answered)
 
         # READ's reply is the read mover's, every other the replier's.
@@ -211,6 +214,12 @@ class Dispatcher(wiring.Component):
                      self.fetch.payload.at.eq(0), self.fetch.payload.count.eq(ARGUMENT_BYTES),
                      self.fetch.payload.resume.eq(0)]
         checks = self._checks(m)
+        result = Signal.like(self.finished.payload, name="run_result")
+        # GET answers with the register's value registered every cycle: the index has
+        # been the argument since the fetch, so it is the value as of the cycle before,
+        # and the register file's read multiplexer ends at a flip-flop.
+        read_value = Signal.like(self.registers.read_data, name="get_value")
+        m.d.sync += read_value.eq(self.registers.read_data)
         with m.FSM():
             with m.State("idle"):
                 with m.If(self.frame.valid & (frame.error != 0)):
@@ -225,7 +234,7 @@ class Dispatcher(wiring.Component):
                 with m.If(self.fetched):
                     m.next = "decide"
             with m.State("decide"):
-                self._dispatch(m, checks)
+                self._dispatch(m, checks, read_value)
             with m.State("write"):
                 m.d.comb += self.written.ready.eq(self.answer.ready)
                 with m.If(self.written.valid):
@@ -246,10 +255,15 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.run.valid.eq(1)
                 with m.If(self.run.ready):
                     m.next = "wait"
+            # The run's result is registered before the answer, which then starts at
+            # flip-flops rather than at the controller's result logic.
             with m.State("wait"):
-                m.d.comb += self.finished.ready.eq(self.answer.ready)
+                m.d.comb += self.finished.ready.eq(1)
                 with m.If(self.finished.valid):
-                    self._answer(m, RUN | REPLY, RUN_REPLY_BYTES, self.finished.payload)
+                    m.d.sync += result.eq(self.finished.payload)
+                    m.next = "finished"
+            with m.State("finished"):
+                self._answer(m, RUN | REPLY, RUN_REPLY_BYTES, result)
             with m.State("reply"):
                 m.d.comb += self.answered.ready.eq(1)
                 with m.If(self.answered.valid):
@@ -298,13 +312,12 @@ class Dispatcher(wiring.Component):
         ]
         return checks
 
-    def _dispatch(self, m, checks):
+    def _dispatch(self, m, checks, read_value):
         """Start the command whose arguments ``checks`` (:meth:`_checks`) accepted, or
-        reject it."""
+        reject it; GET answers ``read_value``."""
         frame, registers = self.frame.payload, self.registers
         word_bytes = self._memory.bytes_per_word
         address, count = self.arguments[:32], self.arguments[32:48]
-
         with m.Switch(frame.type):
             with m.Case(INFO):
                 info = info_bytes(self._max_payload, word_bytes, self._design,
@@ -331,7 +344,7 @@ class Dispatcher(wiring.Component):
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(GET):
                 with m.If((frame.length == 1) & registers.exists):
-                    self._answer(m, GET | REPLY, 4, registers.read_data)
+                    self._answer(m, GET | REPLY, 4, read_value)
                 with m.Else():
                     self._reject(m, ERR_ARGUMENT)
             with m.Case(RUN):

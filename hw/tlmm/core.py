@@ -1,13 +1,13 @@
 """The matmul core: weight buffer manager and TLMM engine behind one job stream."""
 
-from amaranth import Module, Signal
+from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
 from ..layouts import act_beat_layout, tlmm_result_layout, weight_word_layout
 from ..memory.port import MemoryConfig, MemoryPortSignature
-from ..stream import Broadcast
+from ..stream import Broadcast, register_stage
 from ..weights import COUNTER_WIDTH, WeightBufferManager, weight_job_layout
 from .engine import TLMMEngine
 
@@ -80,7 +80,7 @@ class TLMMCore(wiring.Component):
         for stage in range(self.WORD_STAGES):
             held = stream.Signature(weight_word_layout(self._config.tile)).create(
                 path=(f"word{stage}",))
-            _register_stage(m, words, held, f"word{stage}")
+            register_stage(m, words, held, f"word{stage}")
             words = held
         wiring.connect(m, words, engine.weights)
         wiring.connect(m, wiring.flipped(self.acts), engine.acts)
@@ -89,19 +89,3 @@ class TLMMCore(wiring.Component):
             m.d.comb += getattr(self, name).eq(getattr(engine, name))
         return m
 
-
-def _register_stage(m: Module, source, sink, name: str):
-    """``source`` to ``sink`` through one register stage of full throughput whose
-    ``ready`` to ``source`` is a register too (a skid buffer): a payload that arrives
-    while ``sink`` refuses waits in the skid register. The engine's accept logic then
-    ends at this stage rather than running on into the weight buffer's replay logic."""
-    skid = Signal.like(source.payload, name=f"{name}_skid")
-    skid_valid = Signal(name=f"{name}_skid_valid")
-    m.d.comb += source.ready.eq(~skid_valid)
-    with m.If(~sink.valid | sink.ready):
-        with m.If(skid_valid):
-            m.d.sync += [sink.valid.eq(1), sink.payload.eq(skid), skid_valid.eq(0)]
-        with m.Else():
-            m.d.sync += [sink.valid.eq(source.valid), sink.payload.eq(source.payload)]
-    with m.Elif(source.valid & ~skid_valid):
-        m.d.sync += [skid.eq(source.payload), skid_valid.eq(1)]

@@ -7,14 +7,18 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
-from ..layouts import (act_beat_layout, table_set_layout, tlmm_job_layout, tlmm_result_layout,
-                       weight_word_layout)
+from ..layouts import act_beat_layout, tlmm_job_layout, tlmm_result_layout, weight_word_layout
+from ..stream import skid
 from ..weights import COUNTER_WIDTH
-from .lookup import LookupTree, TableRAMLookup
-from .table import TableBuilder
+from .lookup import TableRAMLookup, TableRegLookup
 
-__all__ = ["TLMMEngine"]
+__all__ = ["TLMMEngine", "table_lookup"]
 
+
+def table_lookup(config: TLMMConfig) -> type:
+    """The look-up component of the engine's table storage; its ``LATENCY`` is the
+    register stages from a weight word to its row sums."""
+    return TableRAMLookup if config.table_storage == "lutram" else TableRegLookup
 
 
 class TLMMEngine(wiring.Component):
@@ -31,14 +35,15 @@ class TLMMEngine(wiring.Component):
     - ``results``: ``tokens * row_blocks`` beats, order (p, rb), the R accumulators of
       row block rb for token p; ``last`` marks the job's final beat.
 
-    The tables of the next (kb, p) are built while the current ones serve their
-    ``row_blocks`` look-ups, so rebuilding never stalls the look-ups once the next
-    activation beat is there (in LUT-RAM, ``table_storage="lutram"``, a set takes
+    The tables of the next (kb, p) are built into a second bank while the current ones
+    serve their ``row_blocks`` look-ups, so rebuilding never stalls the look-ups once
+    the next activation beat is there (in registers a set takes a cycle; in LUT-RAM, ``table_storage="lutram"``, a set takes
     ``entries + 1`` cycles to write, hidden behind sweeps of at least that many row
     blocks). Partial sums live in an on-chip accumulator memory of
     ``tokens * max_row_blocks`` entries. Throughput: one weight word, i.e. R*T*G MACs
     per token, per cycle; an accumulator read-after-write hazard (only when
-    ``tokens * row_blocks < 2``) inserts one bubble.
+    ``tokens * row_blocks < 2``) inserts one bubble, and the results' skid register
+    costs a cycle after each cycle a result beat is refused.
 
     Members
     -------
@@ -76,21 +81,33 @@ class TLMMEngine(wiring.Component):
             shape=self.results.payload.acc.shape(), depth=self._depth, init=[])
 
         lookup, current_valid, release = self._tables(m)
-        # The whole pipeline advances unless a result beat is refused.
+        # The whole pipeline advances unless a result beat is refused. The results leave
+        # through a skid register, so that enable (on every stage, and through the
+        # accept on the table swap) starts at flip-flops, not at the consumer's ready.
+        emitted = stream.Signature(self.results.payload.shape()).create(path=("emitted",))
+        skid(m, emitted, self.results, "results")
         advance = Signal()
-        m.d.comb += [advance.eq(~self.results.valid | self.results.ready),
-                     lookup.enable.eq(advance)]
+        m.d.comb += [advance.eq(~emitted.valid | emitted.ready), lookup.enable.eq(advance)]
 
-        stage0, stage1, stage2 = (Signal(self._stage_layout, name=f"stage{i}") for i in range(3))
+        # A word's description, stage by stage beside the look-up: stage k is k cycles
+        # after its acceptance; the row sums arrive with it in the last stage.
+        stages = [Signal(self._stage_layout, name=f"stage{i}")
+                  for i in range(lookup.LATENCY + 1)]
+        stage0, stage1, last = stages[0], stages[1], stages[-1]
         hazard = Signal()
-        accept = self._word_sequencer(m, stage0, current_valid, advance, hazard)
+        accept, active, single = self._word_sequencer(m, stage0, current_valid, advance,
+                                                      hazard)
         m.d.comb += lookup.codes.eq(self.weights.payload)
         with m.If(advance):
-            m.d.sync += [stage1.eq(stage0), stage1.valid.eq(accept), stage2.eq(stage1)]
+            m.d.sync += [stage1.eq(stage0), stage1.valid.eq(accept)]
+            m.d.sync += [later.eq(earlier) for earlier, later in zip(stages[1:], stages[2:])]
 
-        # Accumulate: read at accept, add when the sums arrive two cycles later, then
-        # write back, or emit on the last K-chunk. The read port is transparent to the
-        # write, so only an access to the address one stage ahead (stage 1) must wait.
+        # Accumulate: read two stages before the sums arrive, add them in the last stage,
+        # then write back, or emit on the last K-chunk. The read port is transparent to
+        # the write, so only a word one stage ahead of the reading one, which writes the
+        # cycle after the read, must not share its address: consecutive words share one
+        # only in a job of one token and one row block (``single``, known from the job,
+        # so no address compare on the path), and then the word waits a cycle.
         write = accumulators.write_port()
         read = accumulators.read_port(transparent_for=(write,))
         previous = Signal.like(read.data)
@@ -98,18 +115,18 @@ class TLMMEngine(wiring.Component):
         with m.If(advance):
             m.d.sync += previous.eq(read.data)
         m.d.comb += [
-            read.addr.eq(stage0.addr), read.en.eq(advance),
-            hazard.eq(stage1.valid & (stage1.addr == stage0.addr)),
-            write.addr.eq(stage2.addr), write.data.eq(total),
-            write.en.eq(advance & stage2.valid & ~stage2.emit),
-            self.results.valid.eq(stage2.valid & stage2.emit),
-            self.results.payload.acc.eq(total), self.results.payload.last.eq(stage2.end),
+            read.addr.eq(stages[-3].addr), read.en.eq(advance),
+            hazard.eq(stage1.valid & single),
+            write.addr.eq(last.addr), write.data.eq(total),
+            write.en.eq(advance & last.valid & ~last.emit),
+            emitted.valid.eq(last.valid & last.emit),
+            emitted.payload.acc.eq(total), emitted.payload.last.eq(last.end),
             release.eq(accept & stage0.sweep_end),
         ]
         for r in range(cfg.rows):
-            m.d.comb += total[r].eq(Mux(stage2.first, lookup.sums[r],
+            m.d.comb += total[r].eq(Mux(last.first, lookup.sums[r],
                                         previous[r] + lookup.sums[r]))
-        self._count(m, advance, current_valid, hazard)
+        self._count(m, active, advance, current_valid, hazard)
         return m
 
     @property
@@ -125,42 +142,32 @@ class TLMMEngine(wiring.Component):
         })
 
     def _tables(self, m):
-        """The look-up stage and its tables: (lookup, a set is there, release the set).
-
-        In registers, the builder's output register holds the next set: when the
-        current set serves its last look-up (``release``), the next moves in in the
-        same cycle and the builder takes the next activation beat (no bubble). In
-        LUT-RAM, :class:`TableRAMLookup` keeps both sets itself.
-        """
+        """The look-up stage and its two table banks: (lookup, a set is there, release
+        the set). A set is built into the free bank while the other serves look-ups
+        (:class:`TableRegLookup` in registers, :class:`TableRAMLookup` in LUT-RAM)."""
         release = Signal()
-        if self._config.table_storage == "lutram":
-            m.submodules.lookup = lookup = TableRAMLookup(self._config)
-            wiring.connect(m, wiring.flipped(self.acts), lookup.acts)
-            m.d.comb += lookup.release.eq(release)
-            return lookup, lookup.loaded, release
-        m.submodules.builder = builder = TableBuilder(self._config)
-        m.submodules.lookup = lookup = LookupTree(self._config)
-        wiring.connect(m, wiring.flipped(self.acts), builder.acts)
-        current = Signal(table_set_layout(self._config))
-        current_valid = Signal()
-        current_free = ~current_valid | release
-        m.d.comb += [builder.tables.ready.eq(current_free), lookup.tables.eq(current)]
-        with m.If(current_free):
-            m.d.sync += [current.eq(builder.tables.payload),
-                         current_valid.eq(builder.tables.valid)]
-        return lookup, current_valid, release
+        m.submodules.lookup = lookup = table_lookup(self._config)(self._config)
+        wiring.connect(m, wiring.flipped(self.acts), lookup.acts)
+        m.d.comb += lookup.release.eq(release)
+        return lookup, lookup.loaded, release
 
     def _word_sequencer(self, m, stage0, current_valid, advance, hazard):
-        """Accept jobs, then weight words in (kb, p, rb) order; describe each in stage0."""
+        """Accept jobs, then weight words in (kb, p, rb) order; describe each in stage0.
+
+        Returns ``(accept, active, single)``: a word is taken, a job is in flight, the
+        job has one accumulator address (one token, one row block)."""
         cfg = self._config
         job = Signal.like(self.job.payload)
-        active = Signal()
+        active, single = Signal(), Signal()
         chunk, token, block = (Signal(range(n + 1), name=name) for name, n in
                                (("chunk", cfg.max_chunks), ("token", cfg.tokens),
                                 ("block", cfg.max_row_blocks)))
         token_base = Signal.like(stage0.addr)
         accept = Signal()
-        token_end, chunk_last, sweep_end = Signal(), Signal(), Signal()
+        token_end, chunk_last = Signal(), Signal()
+        # block == row_blocks - 1, kept in step with block: a register ahead of the
+        # table release (accept & sweep_end), whose fan-out is every table register.
+        sweep_end = Signal()
         m.d.comb += [
             self.job.ready.eq(~active),
             accept.eq(active & current_valid & self.weights.valid & advance & ~hazard),
@@ -170,18 +177,20 @@ class TLMMEngine(wiring.Component):
             stage0.addr.eq(token_base + block),
             stage0.first.eq(chunk == 0),
             stage0.emit.eq(chunk_last),
-            sweep_end.eq(block == job.row_blocks - 1),
             stage0.sweep_end.eq(sweep_end),
             stage0.end.eq(chunk_last & token_end & sweep_end),
         ]
         with m.If(self.job.valid & self.job.ready):
-            m.d.sync += [job.eq(self.job.payload), active.eq(1), chunk.eq(0), token.eq(0),
-                         block.eq(0), token_base.eq(0)]
+            payload = self.job.payload
+            m.d.sync += [job.eq(payload), active.eq(1), chunk.eq(0), token.eq(0),
+                         block.eq(0), token_base.eq(0),
+                         single.eq((payload.tokens == 1) & (payload.row_blocks == 1)),
+                         sweep_end.eq(payload.row_blocks == 1)]
         with m.If(accept):
             with m.If(~sweep_end):
-                m.d.sync += block.eq(block + 1)
+                m.d.sync += [block.eq(block + 1), sweep_end.eq(block + 2 == job.row_blocks)]
             with m.Else():
-                m.d.sync += block.eq(0)
+                m.d.sync += [block.eq(0), sweep_end.eq(job.row_blocks == 1)]
                 with m.If(~token_end):
                     m.d.sync += [token.eq(token + 1),
                                  token_base.eq(token_base + cfg.max_row_blocks)]
@@ -189,13 +198,12 @@ class TLMMEngine(wiring.Component):
                     m.d.sync += [token.eq(0), token_base.eq(0), chunk.eq(chunk + 1)]
                     with m.If(chunk_last):
                         m.d.sync += active.eq(0)
-        self._active = active
-        return accept
+        return accept, active, single
 
-    def _count(self, m, advance, current_valid, hazard):
-        ready_to_look_up = self._active & advance & ~hazard
+    def _count(self, m, active, advance, current_valid, hazard):
+        ready_to_look_up = active & advance & ~hazard
         events = [
-            (self.busy_cycles, self._active | self.results.valid),
+            (self.busy_cycles, active | self.results.valid),
             (self.weight_stall_cycles, ready_to_look_up & current_valid & ~self.weights.valid),
             (self.table_stall_cycles, ready_to_look_up & ~current_valid),
             (self.output_stall_cycles, ~advance),

@@ -1,9 +1,10 @@
 """Table look-up and per-row reduction: the arithmetic core of the TLMM engine.
 
-Two ways to hold the tables, one pipeline behind them (``TLMMConfig.table_storage``):
+Two ways to hold the tables, one pipeline behind them (``TLMMConfig.table_storage``),
+each with two table sets (banks): one serves look-ups while the next is built:
 
-- :class:`LookupTree` reads a table set held in registers through R x T multiplexers;
-  the engine builds a whole set per cycle (:class:`~.table.TableBuilder`).
+- :class:`TableRegLookup` builds a whole set per cycle into registers and reads it
+  through R x T multiplexers (:class:`LookupTree` is that read on its own, for one set).
 - :class:`TableRAMLookup` holds two table sets in distributed RAM (LUT-RAM) with one
   read port per row, as TeLLMe does, and writes one entry of every table per cycle.
   From registers a 10-bit look-up is ten 27:1 multiplexers, about 100 LUT6; from
@@ -11,17 +12,18 @@ Two ways to hold the tables, one pipeline behind them (``TLMMConfig.table_storag
   and the sets need no flip-flops (docs/tlmm.md).
 """
 
-from amaranth import Cat, Module, Mux, Signal
-from amaranth.hdl import signed
+from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
 from ..layouts import act_beat_layout, table_set_layout, weight_word_layout
-from .table import pattern_weights
+from .table import load_table_set, pattern_weights
 
-__all__ = ["LookupTree", "TableRAMLookup", "partial_sum_width", "table_index"]
+__all__ = ["LookupTree", "TableRAMLookup", "TableRegLookup", "partial_sum_width",
+           "table_index"]
 
 # Read ports per LUT-RAM. Yosys 0.70's memory_libmap crashes (a WebAssembly exception)
 # on a 64-deep memory with 12 or more asynchronous read ports for UltraScale+, and a
@@ -48,18 +50,62 @@ def table_index(config: TLMMConfig, code):
     return index, below
 
 
-def _reduce(m: Module, config: TLMMConfig, entry_of, codes, enable, sums):
+def _reduce(m: Module, config: TLMMConfig, entry_of, negate_of, enable, sums):
     """The 2-stage pipeline behind the tables: register the R*T looked-up entries
-    (negated where half mode says so), then the R row sums; both only on ``enable``."""
+    (``entry_of(r, t)``, negated where ``negate_of(r, t)``: half mode's lower codes),
+    then the R row sums; both only on ``enable``."""
     looked_up = Signal(data.ArrayLayout(
         data.ArrayLayout(signed(config.entry_width), config.tables), config.rows))
     with m.If(enable):
         for r in range(config.rows):
             for t in range(config.tables):
-                _, negate = table_index(config, codes[r][t])
                 entry = entry_of(r, t)
-                m.d.sync += looked_up[r][t].eq(Mux(negate, -entry, entry))
+                m.d.sync += looked_up[r][t].eq(Mux(negate_of(r, t), -entry, entry))
             m.d.sync += sums[r].eq(sum(looked_up[r][t] for t in range(config.tables)))
+
+
+def _negate_of(config: TLMMConfig, codes):
+    """Whether look-up (r, t) of ``codes`` is negated (half mode's lower codes)."""
+    return lambda r, t: table_index(config, codes[r][t])[1]
+
+
+def _banks(m: Module, filled, release):
+    """Which of two table banks is read and which is filled, and which hold a set.
+
+    ``filled`` is high in the cycle a set's last entry is written (into ``fill_bank``),
+    ``release`` in the cycle of the last look-up in the set being read (``read_bank``);
+    each then moves to the other bank. A bank fills only while empty and is read only
+    while full, so a fill and a release never touch the same bank. Returns
+    ``(full, read_bank, fill_bank)``; ``full[read_bank]`` says a set is there to read.
+    """
+    full = Signal(2, name="banks_full")
+    read_bank, fill_bank = Signal(name="read_bank"), Signal(name="fill_bank")
+    with m.If(filled):
+        m.d.sync += fill_bank.eq(~fill_bank)
+    with m.If(release):
+        m.d.sync += read_bank.eq(~read_bank)
+    for bank in range(2):
+        with m.If(filled & (fill_bank == bank)):
+            m.d.sync += full[bank].eq(1)
+        with m.Elif(release & (read_bank == bank)):
+            m.d.sync += full[bank].eq(0)
+    return full, read_bank, fill_bank
+
+
+class _BankedLookup(wiring.Component):
+    """The members of a look-up that builds its own two table banks (see
+    :class:`TableRAMLookup`)."""
+
+    def __init__(self, config: TLMMConfig):
+        self._config = config
+        super().__init__({
+            "acts": In(stream.Signature(act_beat_layout(config))),
+            "loaded": Out(1),
+            "release": In(1),
+            "codes": In(weight_word_layout(config.tile)),
+            "enable": In(1),
+            "sums": Out(_sums_layout(config)),
+        })
 
 
 class LookupTree(wiring.Component):
@@ -79,6 +125,9 @@ class LookupTree(wiring.Component):
         Valid two enabled cycles after its codes.
     """
 
+    #: Register stages from a word's codes to its row sums.
+    LATENCY = 2
+
     def __init__(self, config: TLMMConfig):
         self._config = config
         super().__init__({
@@ -96,11 +145,78 @@ class LookupTree(wiring.Component):
             index, _ = table_index(cfg, self.codes[r][t])
             return self.tables[t][index]
 
-        _reduce(m, cfg, entry_of, self.codes, self.enable, self.sums)
+        _reduce(m, cfg, entry_of, _negate_of(cfg, self.codes), self.enable, self.sums)
         return m
 
 
-class TableRAMLookup(wiring.Component):
+class TableRegLookup(_BankedLookup):
+    """Build tables into two banks of registers, look up R x T codes in them and sum
+    each row: :attr:`LATENCY` stages.
+
+    An accepted activation beat becomes a whole table set in the free bank in one
+    cycle (as :class:`~.table.TableBuilder` builds it); ``loaded`` then says a set is
+    there to read, and ``release`` (the last look-up of the set, with its codes) frees
+    its bank for the next beat. The bank a beat fills and the bank the look-ups read
+    are registers, so neither the build's enable nor the look-up's bank select depends
+    on the release in the same cycle: only the two small bank flags do. A new set can
+    follow every look-up (one set per cycle, with a beat per cycle).
+
+    A look-up is cut in two stages: the entry at the index's low :data:`GROUP_BITS` bits
+    in each group of ``2**GROUP_BITS`` entries of the read bank, then the group by the
+    index's high bits. Every code bit drives both banks' multiplexers, a high fan-out
+    that routing makes slow; after the cut each stage is about half the depth. Then the
+    row sums (:class:`LookupTree`'s last two stages, on ``enable``).
+
+    Members: as :class:`TableRAMLookup`'s.
+    """
+
+    #: Register stages from a word's codes to its row sums.
+    LATENCY = 3
+    #: Index bits the first look-up stage resolves.
+    GROUP_BITS = 3
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        banks = [Signal(table_set_layout(cfg), name=f"bank{b}") for b in range(2)]
+        take = Signal()
+        full, read_bank, fill_bank = _banks(m, take, self.release)
+        m.d.comb += [self.acts.ready.eq(~full.bit_select(fill_bank, 1)),
+                     take.eq(self.acts.valid & self.acts.ready),
+                     self.loaded.eq(full.bit_select(read_bank, 1))]
+        for b, bank in enumerate(banks):
+            with m.If(take & (fill_bank == b)):
+                m.d.sync += load_table_set(bank, cfg, self.acts.payload)
+
+        # Stage 1: each group's entry at the low index bits, from the read bank; the
+        # group and the negation ride along.
+        index_bits = max(1, (cfg.entries - 1).bit_length())
+        low_bits = min(self.GROUP_BITS, index_bits)
+        size = 1 << low_bits
+        groups = -(-cfg.entries // size)
+        per_lookup = lambda layout: data.ArrayLayout(data.ArrayLayout(layout, cfg.tables),
+                                                     cfg.rows)
+        candidates = Signal(per_lookup(data.ArrayLayout(signed(cfg.entry_width), groups)),
+                            name="candidates")
+        group = Signal(per_lookup(unsigned(max(1, index_bits - low_bits))), name="group")
+        negate = Signal(per_lookup(unsigned(1)), name="negate")
+        with m.If(self.enable):
+            for r in range(cfg.rows):
+                for t in range(cfg.tables):
+                    index, below = table_index(cfg, self.codes[r][t])
+                    low = index[:low_bits]
+                    for g in range(groups):
+                        entries = range(g * size, min(cfg.entries, (g + 1) * size))
+                        read = [Array(bank[t][e] for e in entries)[low] for bank in banks]
+                        m.d.sync += candidates[r][t][g].eq(Mux(read_bank, read[1], read[0]))
+                    m.d.sync += [group[r][t].eq(index[low_bits:index_bits]),
+                                 negate[r][t].eq(below)]
+        _reduce(m, cfg, lambda r, t: candidates[r][t][group[r][t]],
+                lambda r, t: negate[r][t], self.enable, self.sums)
+        return m
+
+
+class TableRAMLookup(_BankedLookup):
     """Build tables into LUT-RAM, look up R x T codes in them and sum each row.
 
     Each of the T tables is a distributed RAM of two banks (a table set each), written
@@ -128,16 +244,8 @@ class TableRAMLookup(wiring.Component):
     sums : ``Out(ArrayLayout(signed(partial_sum_width), R))``
     """
 
-    def __init__(self, config: TLMMConfig):
-        self._config = config
-        super().__init__({
-            "acts": In(stream.Signature(act_beat_layout(config))),
-            "loaded": Out(1),
-            "release": In(1),
-            "codes": In(weight_word_layout(config.tile)),
-            "enable": In(1),
-            "sums": Out(_sums_layout(config)),
-        })
+    #: Register stages from a word's codes to its row sums (the read is asynchronous).
+    LATENCY = 2
 
     def elaborate(self, platform):
         m = Module()
@@ -151,19 +259,10 @@ class TableRAMLookup(wiring.Component):
             for t, table in enumerate(copy):
                 m.submodules[f"table{t}_copy{c}"] = table
 
-        full = Signal(2)                 # which banks hold a set
-        read_bank, fill_bank = Signal(), Signal()
-        filled = self._fill(m, tables, full, fill_bank, index_bits)
-        m.d.comb += self.loaded.eq(full.bit_select(read_bank, 1))
-        with m.If(self.release):
-            m.d.sync += read_bank.eq(~read_bank)
-        # A bank fills only while empty and is read only while full, so a fill and a
-        # release never touch the same bank.
-        for bank in range(2):
-            with m.If(filled & (fill_bank == bank)):
-                m.d.sync += full[bank].eq(1)
-            with m.Elif(self.release & (read_bank == bank)):
-                m.d.sync += full[bank].eq(0)
+        filled = Signal()
+        full, read_bank, fill_bank = _banks(m, filled, self.release)
+        m.d.comb += [filled.eq(self._fill(m, tables, full, fill_bank, index_bits)),
+                     self.loaded.eq(full.bit_select(read_bank, 1))]
 
         reads = [[table.read_port(domain="comb") for table in tables[r // ROWS_PER_COPY]]
                  for r in range(cfg.rows)]
@@ -171,7 +270,8 @@ class TableRAMLookup(wiring.Component):
             for t in range(cfg.tables):
                 index, _ = table_index(cfg, self.codes[r][t])
                 m.d.comb += reads[r][t].addr.eq(Cat(index[:index_bits], read_bank))
-        _reduce(m, cfg, lambda r, t: reads[r][t].data, self.codes, self.enable, self.sums)
+        _reduce(m, cfg, lambda r, t: reads[r][t].data, _negate_of(cfg, self.codes),
+                self.enable, self.sums)
         return m
 
     def _fill(self, m, tables, full, fill_bank, index_bits):
@@ -190,7 +290,7 @@ class TableRAMLookup(wiring.Component):
         with m.If(writing):
             m.d.sync += entry.eq(entry + 1)
         with m.If(finished):
-            m.d.sync += [writing.eq(0), fill_bank.eq(~fill_bank)]
+            m.d.sync += writing.eq(0)
 
         # The pattern of each entry as G weight selects; the sums are exact, as the
         # register builder's (``TableBuilder``) are.

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import TLMMConfig
 from ..layouts import act_beat_layout, table_set_layout
 
-__all__ = ["TableBuilder", "pattern_weights"]
+__all__ = ["TableBuilder", "load_table_set", "pattern_weights"]
 
 
 def pattern_weights(group: int, code: int) -> list:
@@ -41,20 +41,27 @@ class TableBuilder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._config
-        first_code = 3 ** cfg.group - cfg.entries        # 0 in full mode, the centre in half
-
         with m.If(self.acts.valid & (~self.tables.valid | self.tables.ready)):
             m.d.comb += self.acts.ready.eq(1)
-            m.d.sync += self.tables.valid.eq(1)
-            for t in range(cfg.tables):
-                group = [self.acts.payload[t * cfg.group + k] for k in range(cfg.group)]
-                for e in range(cfg.entries):
-                    weights = pattern_weights(cfg.group, first_code + e)
-                    m.d.sync += self.tables.payload[t][e].eq(_signed_sum(group, weights))
+            m.d.sync += [self.tables.valid.eq(1),
+                         *load_table_set(self.tables.payload, self._config, self.acts.payload)]
         with m.Elif(self.tables.ready):
             m.d.sync += self.tables.valid.eq(0)
         return m
+
+
+def load_table_set(target, config: TLMMConfig, beat) -> list:
+    """Assignments of the table set of one activation ``beat`` to ``target`` (a value of
+    ``table_set_layout(config)``): entry e of table t is ``sum_k w_k(code) *
+    beat[t*G + k]``, without multipliers."""
+    first_code = 3 ** config.group - config.entries  # 0 in full mode, the centre in half
+    statements = []
+    for t in range(config.tables):
+        group = [beat[t * config.group + k] for k in range(config.group)]
+        for e in range(config.entries):
+            weights = pattern_weights(config.group, first_code + e)
+            statements.append(target[t][e].eq(_signed_sum(group, weights)))
+    return statements
 
 
 def _signed_sum(values, weights):

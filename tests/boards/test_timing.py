@@ -15,8 +15,9 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tritium.boards.timing import (ScanHarness, _chain, _deepest_path, _read_ecp5_report,
-                                   ecp5_timing, path_owner, port_flows, port_label)
+from tritium.boards.timing import (ECP5, ScanHarness, _chain, _deepest_path, _read_ecp5_report,
+                                   deepest_paths, ecp5_timing, path_owner, port_flows,
+                                   port_label)
 from tritium.sim.testing.amaranth_tb import run_simulation
 from tritium.sim.testing.bench_scripts import bench_script, load_bench
 
@@ -275,6 +276,44 @@ def test_depth_walker_ends_at_a_registered_dsp():
     assert result["dsp_unregistered"] == 0
 
 
+def test_depth_walker_reads_ecp5_cells_and_ranks_paths_per_register_pair():
+    # ECP5: r0 -> LUT4 -> PFUMX -> CCU2C x2 -> MULT18X18D -> r1 (4 levels, 4 carry
+    # bits); r0 -> LUT4 -> r2 twice over (bits 0 and 1 of one register: one pair);
+    # DP16KD -> LUT4 -> r3.
+    cells = {
+        "r0": cell("TRELLIS_FF", {"DI": [1]}, {"Q": [10]}),
+        "a": cell("LUT4", {"A": [10], "B": [3], "C": [3], "D": [3]}, {"Z": [11]}),
+        "b": cell("PFUMX", {"ALUT": [11], "BLUT": [3], "C0": [10]}, {"Z": [12]}),
+        "c1": cell("CCU2C", {"A0": [12], "CIN": [3]}, {"S0": [13], "S1": [30], "COUT": [14]}),
+        "c2": cell("CCU2C", {"A0": [3], "CIN": [14]}, {"S0": [15], "S1": [31], "COUT": [32]}),
+        "m": cell("MULT18X18D", {"A0": [15]}, {"P0": [16]}),
+        "r1": cell("TRELLIS_FF", {"DI": [16]}, {"Q": [1]}),
+        "l0": cell("LUT4", {"A": [10], "B": [3], "C": [3], "D": [3]}, {"Z": [20]}),
+        "l1": cell("LUT4", {"A": [10], "B": [3], "C": [3], "D": [3]}, {"Z": [21]}),
+        "q0": cell("TRELLIS_FF", {"DI": [20]}, {"Q": [22]}),
+        "q1": cell("TRELLIS_FF", {"DI": [21]}, {"Q": [23]}),
+        "ram": cell("DP16KD", {"ADA0": [10]}, {"DOA0": [24]}),
+        "l2": cell("LUT4", {"A": [24], "B": [3], "C": [3], "D": [3]}, {"Z": [25]}),
+        "r3": cell("TRELLIS_FF", {"DI": [25]}, {"Q": [26]}),
+    }
+    netnames = {
+        "dut.count": {"hide_name": 0, "bits": [10], "attributes": {}},
+        "dut.total": {"hide_name": 0, "bits": [1], "attributes": {}},
+        "dut.flags": {"hide_name": 0, "bits": [22, 23], "attributes": {}},
+        "dut.word": {"hide_name": 0, "bits": [24], "attributes": {}},
+        "dut.held": {"hide_name": 0, "bits": [26], "attributes": {}},
+    }
+    module = {"cells": cells, "netnames": netnames}
+    deepest = _deepest_path(module, model=ECP5)
+    assert (deepest["levels"], deepest["carry_bits"]) == (4, 4)
+    assert deepest["chain"] == "LUT4 PFUMX CCU2Cx2 MULT18X18D"
+    ranked = deepest_paths(module, ECP5, 10)
+    pairs = [(p["from"], p["to"].split("[")[0], p["levels"]) for p in ranked]
+    assert pairs[0] == ("dut.count", "dut.total", 4)
+    assert sorted(pairs[1:]) == [("dut.count", "dut.flags", 1), ("dut.word", "dut.held", 1)]
+    assert len(deepest_paths(module, ECP5, 1)) == 1
+
+
 def test_chain_joins_runs():
     assert _chain(["LUT6", "CARRY4", "CARRY4", "CARRY4", "LUT3"]) == "LUT6 CARRY4x3 LUT3"
     assert _chain([]) == ""
@@ -319,6 +358,7 @@ def test_registry_follows_the_presets():
     (["--shape", "ulx3s", "kv260", "--module", "rope", "ropes"], "unknown module 'ropes'"),
     (["--jobs", "0"], "--jobs must be at least 1"),
     (["--out", "/nonexistent-dir/timing.json"], "not a file in an existing directory"),
+    (["--in-context", "--paths", "0"], "--paths must be at least 1"),
 ])
 def test_bench_bad_input_is_one_line_and_status_2(argv, message):
     done = subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True,

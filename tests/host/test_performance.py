@@ -20,6 +20,7 @@ from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, SimulatedCase, 
                                       derive_config, estimate_run, fit_problems,
                                       host_run_seconds, link_traffic, port_timing, project,
                                       recorded_cases, report_cases, simulated_cases)
+from tritium.hw.memory.mux import UNIT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
@@ -112,11 +113,14 @@ def test_runs_outside_the_design_are_refused():
 
 def test_the_latency_follows_the_memory_implementation():
     # OnChipMemory: its first word after 1 + read_latency(depth) cycles; tiny's 16,384
-    # words are banked (hw/memory/onchip.py), two cycles more than a single memory.
-    assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) == 4
+    # words are banked (hw/memory/onchip.py), two cycles more than a single memory. A
+    # unit sees 4 cycles more: the port registers on its port and on the top's, a cycle
+    # each way (hw/memory/mux.py).
+    assert UNIT_PORT_LATENCY == 4
+    assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 8
     board = port_timing("kv260", KV260)
-    assert board.latency == 40 + 3 and board.word_cycles == pytest.approx(32 / 15.84)
-    assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3
+    assert board.latency == 40 + 3 + 4 and board.word_cycles == pytest.approx(32 / 15.84)
+    assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3 + 4
 
 
 # -- the LM head on the device -----------------------------------------------------------------

@@ -227,3 +227,19 @@ def test_job_shape_checks_the_buffers():
         cfg.job_shape(16, 16, 9)
     with pytest.raises(ValueError, match="positive sizes"):
         cfg.job_shape(16, 16, 0)
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_engine_single_address_jobs(traffic):
+    """A job of one token and one row block adds every K-chunk into the same accumulator
+    word, one word after the other (the read-after-write hazard); next to jobs that
+    do not, in both orders."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(11)
+    jobs = [random_job(cfg, rng, chunks=cfg.max_chunks, row_blocks=1),
+            random_job(cfg, rng, chunks=2, row_blocks=3),
+            random_job(cfg, rng, chunks=cfg.max_chunks, row_blocks=1),
+            random_job(cfg, rng, chunks=1, row_blocks=1),
+            random_job(cfg, rng, chunks=3, row_blocks=1)]
+    received, expected = run_engine(cfg, jobs, traffic, 17)
+    assert received == expected
