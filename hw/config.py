@@ -697,16 +697,16 @@ ACCELERATOR_PRESETS = {
     # tile of 1 the rest of the design takes the other 40 (a tile of 2 would need 44).
     # The UART's 3 Mbaud (about 3.4 ms per token of embeddings in and hidden states
     # out) is far slower than 2 lanes compute, so the narrow design costs no speed.
-    # Clock: 45 MHz from the PLL (25 MHz * 9 / 5), 15 cycles per bit at 3 Mbaud exactly.
-    # Issue 16's pipelining took the whole design from 19.97 MHz (routed, 15 MHz clock)
-    # to an estimated 47 to 51 MHz at a 75 MHz target (nextpnr after placement); the
-    # routed build at this clock is in docs/boards.md. 60 and 75 MHz (20 and 25 cycles
-    # per bit) are the next exact clocks, once the paths in docs/timing.md are cut.
+    # Clock: 15 MHz from the PLL (25 MHz * 3 / 5), 5 cycles per bit at 3 Mbaud exactly;
+    # the last whole-design build that routed (before issue 16) reached 19.97 MHz. Issue
+    # 16's pipelining places at an estimated 47 to 51 MHz (nextpnr, after placement), but
+    # no build since has finished routing (docs/boards.md): the clock rises to 45 MHz
+    # (25 MHz * 9 / 5, 15 cycles per bit) or more once one does.
     "ulx3s": AcceleratorConfig(
         name="ulx3s", model=MODEL_PRESETS["tiny"],
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
                         max_k=384, max_n=384, acc_width=18),
-        attention_lanes=2, memory_words=43_008, clock_hz=45_000_000, max_payload=1024,
+        attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024,
         # The table (128 KB) and the head (67 KB) do not fit beside the weights and the
         # KV cache, and a 2-lane beat cannot hold a top-k entry.
         embedding="host", head="host"),
