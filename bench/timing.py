@@ -277,6 +277,16 @@ def _commit() -> str:
     return f"{head}{' (hw/ modified)' if dirty else ''}" if head else "unknown"
 
 
+def _provenance(kind, argv) -> dict:
+    """What every report of this script starts with: the figures' kind, when, from which
+    commit and package, by which command."""
+    return {"kind": kind,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _commit(), "tritium": str(_package_root()),
+            "command": " ".join(["python", "bench/timing.py",
+                                 *(sys.argv[1:] if argv is None else argv)])}
+
+
 def _row(entry: dict) -> str:
     e, x = entry.get("ecp5", {}), entry.get("xcup", {})
     if "skipped" in entry:
@@ -374,11 +384,7 @@ def main(argv=None):
           f"runs, {args.jobs} at once; work in {work}", file=sys.stderr)
     started = time.monotonic()
     header = {
-        "kind": {"ecp5": MEASURED, "xcup": DERIVED},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(), "tritium": str(_package_root()),
-        "command": " ".join(["python", "bench/timing.py", *(sys.argv[1:] if argv is None
-                                                            else argv)]),
+        **_provenance({"ecp5": MEASURED, "xcup": DERIVED}, argv),
         "target_mhz": args.target_mhz, "seed": args.seed, "router": "router2",
         "device": "LFE5U-85F-CABGA381 (nextpnr-ecp5 --85k), xcup: synth_xilinx -family xcup",
         "jobs": args.jobs, "work_dir": str(work),
@@ -444,11 +450,7 @@ def _in_context(args, argv) -> int:
     ulx3s.generate(config, work)
     result = board_depth(work, ulx3s.NAME, args.paths, args.timeout)
     report = {
-        "kind": IN_CONTEXT,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(), "tritium": str(_package_root()),
-        "command": " ".join(["python", "bench/timing.py", *(sys.argv[1:] if argv is None
-                                                            else argv)]),
+        **_provenance(IN_CONTEXT, argv),
         "board": "ulx3s", "config": config.name, "work_dir": str(work),
         "tools": _versions(), **result}
     for path in result["paths"]:

@@ -80,7 +80,7 @@ class TLMMEngine(wiring.Component):
         m.submodules.accumulators = accumulators = Memory(
             shape=self.results.payload.acc.shape(), depth=self._depth, init=[])
 
-        lookup, current_valid, release = self._tables(m)
+        lookup, loaded, release = self._tables(m)
         # The whole pipeline advances unless a result beat is refused. The results leave
         # through a skid register, so that enable (on every stage, and through the
         # accept on the table swap) starts at flip-flops, not at the consumer's ready.
@@ -95,7 +95,7 @@ class TLMMEngine(wiring.Component):
                   for i in range(lookup.LATENCY + 1)]
         stage0, stage1, last = stages[0], stages[1], stages[-1]
         hazard = Signal()
-        accept, active, single = self._word_sequencer(m, stage0, current_valid, advance,
+        accept, active, single = self._word_sequencer(m, stage0, loaded, advance,
                                                       hazard)
         m.d.comb += lookup.codes.eq(self.weights.payload)
         with m.If(advance):
@@ -126,7 +126,7 @@ class TLMMEngine(wiring.Component):
         for r in range(cfg.rows):
             m.d.comb += total[r].eq(Mux(last.first, lookup.sums[r],
                                         previous[r] + lookup.sums[r]))
-        self._count(m, active, advance, current_valid, hazard)
+        self._count(m, active, advance, loaded, hazard)
         return m
 
     @property
@@ -142,8 +142,8 @@ class TLMMEngine(wiring.Component):
         })
 
     def _tables(self, m):
-        """The look-up stage and its two table banks: (lookup, a set is there, release
-        the set). A set is built into the free bank while the other serves look-ups
+        """The look-up stage and its two table banks: (lookup, a set is there to read,
+        release the set). A set is built into the free bank while the other serves look-ups
         (:class:`TableRegLookup` in registers, :class:`TableRAMLookup` in LUT-RAM)."""
         release = Signal()
         m.submodules.lookup = lookup = table_lookup(self._config)(self._config)
@@ -151,7 +151,7 @@ class TLMMEngine(wiring.Component):
         m.d.comb += lookup.release.eq(release)
         return lookup, lookup.loaded, release
 
-    def _word_sequencer(self, m, stage0, current_valid, advance, hazard):
+    def _word_sequencer(self, m, stage0, loaded, advance, hazard):
         """Accept jobs, then weight words in (kb, p, rb) order; describe each in stage0.
 
         Returns ``(accept, active, single)``: a word is taken, a job is in flight, the
@@ -170,7 +170,7 @@ class TLMMEngine(wiring.Component):
         sweep_end = Signal()
         m.d.comb += [
             self.job.ready.eq(~active),
-            accept.eq(active & current_valid & self.weights.valid & advance & ~hazard),
+            accept.eq(active & loaded & self.weights.valid & advance & ~hazard),
             self.weights.ready.eq(accept),
             token_end.eq(token == job.tokens - 1),
             chunk_last.eq(chunk == job.chunks - 1),
@@ -200,12 +200,12 @@ class TLMMEngine(wiring.Component):
                         m.d.sync += active.eq(0)
         return accept, active, single
 
-    def _count(self, m, active, advance, current_valid, hazard):
+    def _count(self, m, active, advance, loaded, hazard):
         ready_to_look_up = active & advance & ~hazard
         events = [
             (self.busy_cycles, active | self.results.valid),
-            (self.weight_stall_cycles, ready_to_look_up & current_valid & ~self.weights.valid),
-            (self.table_stall_cycles, ready_to_look_up & ~current_valid),
+            (self.weight_stall_cycles, ready_to_look_up & loaded & ~self.weights.valid),
+            (self.table_stall_cycles, ready_to_look_up & ~loaded),
             (self.output_stall_cycles, ~advance),
         ]
         for counter, event in events:
