@@ -164,8 +164,10 @@ class TableRegLookup(_BankedLookup):
     A look-up is cut in two stages: the entry at the index's low :data:`GROUP_BITS` bits
     in each group of ``2**GROUP_BITS`` entries of the read bank, then the group by the
     index's high bits. Every code bit drives both banks' multiplexers, a high fan-out
-    that routing makes slow; after the cut each stage is about half the depth. Then the
-    row sums (:class:`LookupTree`'s last two stages, on ``enable``).
+    that routing makes slow; after the cut each stage is about half the depth, though
+    out of context the ``ulx3s`` core was no faster for it (74.3 against 78.7 MHz, one
+    seed each: docs/timing.md), since the fan-out stays. Then the row sums
+    (:class:`LookupTree`'s last two stages, on ``enable``).
 
     Members: as :class:`TableRAMLookup`'s.
     """
