@@ -260,9 +260,9 @@ class AttentionCore(wiring.Component):
         m.submodules.values = values = SyncFIFOBuffered(
             width=8 * cfg.dims_per_cycle, depth=value_fifo_depth(cfg))
         # Updates wait here for the value stage. This queue never fills: an update
-        # leaves it with its key's final value beat, so each update in it has its key's
-        # beats in the value FIFO (all but the head's: all of them), and it holds
-        # value_fifo_depth / beats_per_key + 1. So the score pipeline takes no ready from
+        # leaves it with its key's final value beat, so every update in it still has
+        # beats in the value FIFO (all of its key's beats, but for the head), and it
+        # holds value_fifo_depth / beats_per_key + 1. So the score pipeline takes no ready from
         # it: the score pipeline's and the dot stage's enables are constant, and no
         # ready runs from the value stage back to the key intake.
         update_layout = _update_layout(cfg)

@@ -137,8 +137,9 @@ class CommandUnit(wiring.Component):
         wiring.connect(m, reader.done, dispatcher.read_done)
         for channel in ("read_cmd", "read_data"):
             wiring.connect(m, getattr(reader, channel), getattr(port, channel))
-        # Registered: an answer's content is read combinationally (a register, the run's
-        # result), and would otherwise run on into the replier's header logic.
+        # Registered: an answer's type, length and content are chosen by the
+        # dispatcher's state and the frame's type and arguments, which would otherwise
+        # run on into the replier's header logic in the same cycle.
         register_stage(m, dispatcher.answer, replier.answer, "answer")
         wiring.connect(m, replier.done, dispatcher.answered)
 
