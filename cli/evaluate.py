@@ -9,7 +9,7 @@ import numpy as np
 from tritium.host.errors import InputError
 from .command import Command
 from .console import token_progress
-from .options import add_backend, add_model, output_file
+from .options import add_backend, add_i2s_layout, add_model, output_file
 from .run import load
 
 __all__ = ["EvalCommand", "InfoCommand"]
@@ -55,6 +55,7 @@ class EvalCommand(Command):
 
     def arguments(self, parser):
         add_model(parser)
+        add_i2s_layout(parser)
         add_backend(parser, default="golden", host_only=True)
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--text", help="a UTF-8 text file: report its perplexity")
@@ -74,7 +75,9 @@ class EvalCommand(Command):
 
     def run(self, args):
         from tritium.host.runtime import Session, check_window, make_backend, perplexity
-        model, tokenizer = load(args.model)
+        # Token ids need no tokenizer: a model without one is evaluated all the same.
+        model, tokenizer = load(args.model, args.i2s_layout,
+                                tokenizer_needed=args.text is not None)
         check_window(args.window, model.config)
         backend = make_backend(args.backend, model)
         if args.text is not None:
@@ -107,11 +110,12 @@ class InfoCommand(Command):
 
     def arguments(self, parser):
         add_model(parser)
+        add_i2s_layout(parser)
 
     def run(self, args):
         from tritium.host.packer import PackedTensor
         from tritium.hw.config import TileConfig
-        model, tokenizer = load(args.model)
+        model, tokenizer = load(args.model, args.i2s_layout, tokenizer_needed=False)
         config, tile = model.config, TileConfig()
         packed_bits = sum(PackedTensor(b"", shape, tile).bits
                           for shape in config.linear_shapes().values()) * config.layers
@@ -119,11 +123,15 @@ class InfoCommand(Command):
         info.update({
             "ternary_weights": config.ternary_weights_per_layer * config.layers,
             "packed_weight_bits": packed_bits,
-            "tokenizer": type(tokenizer).__name__,
+            "tokenizer": None if tokenizer is None else type(tokenizer).__name__,
         })
         return info
 
     def render(self, result, args):
         width = max(map(len, result))
         for key, value in result.items():
+            if key == "tokenizer" and value is None:
+                value = ("none found (no tokenizer.json beside the model, no tokenizer in "
+                         "its GGUF metadata): run and eval --text need one, eval --tokens "
+                         "does not")
             yield f"{key:<{width}}  {value}"

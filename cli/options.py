@@ -10,12 +10,22 @@ from pathlib import Path
 from tritium.boards import BOARDS
 from tritium.host.errors import InputError
 
-__all__ = ["add_model", "add_backend", "add_accelerator_config", "add_board", "backend_help",
+__all__ = ["add_model", "add_i2s_layout", "add_backend", "add_accelerator_config", "add_board", "backend_help",
            "on_host", "accelerator_config", "device_config", "check_text", "output_file"]
 
 
 def add_model(parser, help="'tiny', or a .npz / .gguf file or a Hugging Face directory"):
     parser.add_argument("--model", required=True, help=help)
+
+
+def add_i2s_layout(parser) -> None:
+    """``--i2s-layout``: how a GGUF's I2_S tensors are packed, which the file does not
+    record (docs/model_import.md, "I2_S")."""
+    from tritium.host.importers.i2s import I2S_LAYOUTS
+    parser.add_argument("--i2s-layout", choices=list(I2S_LAYOUTS), default=None,
+                        help="the machine that quantized a GGUF's I2_S tensors (bitnet.cpp "
+                             "packs 128-value blocks on x86, 64 on ARM; default: x86 for "
+                             "the 2B-4T architectures, whose released files are x86's)")
 
 
 def backend_help(choices=None) -> str:

@@ -9,10 +9,13 @@ from contextlib import ExitStack
 from tritium.host.errors import InputError
 from .command import Command
 from .console import TextStream, build_progress, status
-from .options import add_accelerator_config, add_backend, add_model, check_text, device_config
+from .options import (add_accelerator_config, add_backend, add_i2s_layout, add_model, check_text,
+                      device_config)
 
 __all__ = ["RunCommand", "DemoCommand"]
 
+STOP_REASONS = {"eos": " (end of sequence)", "stop_string": " (a --stop string)",
+                "max_tokens": ""}
 DEMO_PROMPT = "Once upon a time"
 DEMO_TOKENS = 96
 DEVICE_TIMEOUT = 600          # seconds a device may take for one RUN (a long run on a
@@ -20,12 +23,19 @@ DEVICE_TIMEOUT = 600          # seconds a device may take for one RUN (a long ru
 #                               INFO, GET and SET host.link.SHORT_TIMEOUT
 
 
-def load(source):
-    """A model and its tokenizer, from a name or a path."""
-    from tritium.host.importers import load_model
-    from tritium.host.tokenizer import load_tokenizer
-    model = load_model(source)
-    return model, load_tokenizer(source, model)
+def load(source, i2s_layout=None, tokenizer_needed=True):
+    """A model and its tokenizer, from a name or a path; without ``tokenizer_needed``,
+    a model that has none comes with None. A checkpoint's tokenizer is found from the
+    model's shape alone, so a bad one is refused before the weights load."""
+    from pathlib import Path
+    from tritium.host.importers import load_model, read_model_config
+    from tritium.host.tokenizer import find_tokenizer, load_tokenizer
+    find = load_tokenizer if tokenizer_needed else find_tokenizer
+    if Path(source).exists():
+        tokenizer = find(source, read_model_config(source))
+        return load_model(source, i2s_layout), tokenizer
+    model = load_model(source, i2s_layout)       # a preset, or the error naming the path
+    return model, find(source, model)
 
 
 def open_accelerator(backend: str, config):
@@ -53,7 +63,8 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
     on the host (a :class:`Session`), or on a device (an :class:`Accelerator`, every
     run's logits, or with the head on the device its top-k, checked against the golden
     model; cycles from the device's counters)."""
-    from tritium.host.runtime import GoldenCheck, Session, check_generation, generate, make_backend
+    from tritium.host.runtime import (GoldenCheck, Session, StopStrings, check_generation,
+                                      generate, make_backend)
     on_device = config is not None
     if on_device:
         from tritium.host.compiler import check_model
@@ -61,7 +72,8 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
     prompt_ids = tokenizer.encode(args.prompt)
     # The prompt and -n against the context, also before anything is opened or built.
     check_generation(prompt_ids, args.tokens, model.config)
-    text_stream, pieces, ids = tokenizer.stream_decoder(), [], []
+    eos_ids = frozenset() if args.ignore_eos else tokenizer.eos_ids
+    text, pieces, ids = StopStrings(tokenizer.stream_decoder(), args.stop), [], []
     out = TextStream(args.prompt) if stream else None
     with ExitStack() as resources:
         if on_device:
@@ -75,7 +87,7 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
         link = runner.link if on_device else None
         marks = [_link_mark(link, check)]
         start = time.perf_counter()
-        tokens = generate(runner, prompt_ids, args.tokens, check)
+        tokens = generate(runner, prompt_ids, args.tokens, check, eos_ids)
         with status(f"prefilling {len(prompt_ids)} tokens on {args.backend}"):
             first = next(tokens)                    # the prefill runs here
         prefill_runs = len(runner.run_cycles) if on_device else 0
@@ -83,19 +95,24 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
         marks.append(_link_mark(link, check))
         for token in itertools.chain([first], tokens):
             ids.append(token)
-            pieces.append(text_stream.push(token))
+            if token in eos_ids:                # ends the text, as llama.cpp, unprinted
+                break
+            pieces.append(text.push(token))
             if out:
                 out.write(pieces[-1])
+            if text.stopped:
+                break
         decode_seconds = time.perf_counter() - first_token_at
         marks.append(_link_mark(link, check))
-    pieces.append(text_stream.flush())
+    pieces.append(text.finish())
     if out:
         out.end(pieces[-1])
     result = {"model": model.config.name, "backend": args.backend}
     if on_device:
         result.update({"config": config.name, "head": config.head})
+    stop = "stop_string" if text.stopped else "eos" if ids[-1] in eos_ids else "max_tokens"
     result.update({"prompt": args.prompt, "prompt_tokens": len(prompt_ids),
-                   "text": "".join(pieces), "tokens": ids})
+                   "text": "".join(pieces), "tokens": ids, "stop": stop})
     if on_device:
         prefill_cycles = sum(runner.run_cycles[:prefill_runs])
         decode_cycles = runner.run_cycles[prefill_runs:]
@@ -150,8 +167,9 @@ def summary(result: dict) -> str:
     """The lines on stderr after the generated text: speed, cycles, golden agreement."""
     rate = result["decode_tokens_per_s"]
     rate_text = f", {rate:.1f} tokens/s decode" if rate else ""
+    why = STOP_REASONS[result["stop"]]
     text = (f"[{result['model']} on {result['backend']}: {result['prompt_tokens']} prompt "
-            f"tokens, {len(result['tokens'])} generated, first token after "
+            f"tokens, {len(result['tokens'])} generated{why}, first token after "
             f"{result['time_to_first_token_s']:.3f} s{rate_text}]")
     if "prefill_cycles" in result:
         checked = "top-k" if result.get("head") == "device" else "logit"
@@ -175,18 +193,25 @@ def summary(result: dict) -> str:
 class RunCommand(Command):
     name = "run"
     help = "prefill a prompt and decode tokens"
-    description = ("Greedy generation: the prompt's tokens are prefilled, then -n tokens "
-                   "decoded. On a device backend every run's logits (with the head on the "
+    description = ("Greedy generation: the prompt's tokens are prefilled, then up to -n "
+                   "tokens decoded, ending early at the model's end-of-sequence token (unless "
+                   "--ignore-eos) or a --stop string. On a device backend every run's logits (with the head on the "
                    "device, its top-k) are checked against the golden model, unless --no-check; "
                    "the exit status is 1 if any differ.")
 
     def arguments(self, parser):
         add_model(parser)
+        add_i2s_layout(parser)
         add_backend(parser, default="golden")
         add_accelerator_config(parser, "ulx3s for serial:, kv260 for zynq, else tiny")
         parser.add_argument("--prompt", required=True, help="the text to continue")
         parser.add_argument("-n", dest="tokens", type=int, default=32,
-                            help="tokens to generate")
+                            help="tokens to generate at most")
+        parser.add_argument("--stop", action="append", default=[], metavar="STRING",
+                            help="stop when the generated text contains STRING, which is "
+                                 "cut off (repeatable)")
+        parser.add_argument("--ignore-eos", action="store_true",
+                            help="go on past the model's end-of-sequence token")
         parser.add_argument("--no-check", action="store_true",
                             help="on a device, skip the golden comparison: greedy decoding "
                                  "then reads the device head's argmax alone, one word a "
@@ -194,13 +219,16 @@ class RunCommand(Command):
 
     def check(self, args):
         check_text(args.prompt, "--prompt")
+        for stop in args.stop:
+            if not check_text(stop, "--stop"):
+                raise InputError("--stop needs a non-empty string")
         if args.tokens < 1:
             raise InputError(f"-n must be at least 1, not {args.tokens}")
         args.accelerator = device_config(args)
 
     def run(self, args):
         with status(f"loading {args.model}"):
-            model, tokenizer = load(args.model)
+            model, tokenizer = load(args.model, args.i2s_layout)
         return generate_text(args, model, tokenizer, args.accelerator, stream=not args.json)
 
     def show(self, result, args):
@@ -233,7 +261,8 @@ class DemoCommand(RunCommand):
                             help="tokens to generate")
 
     def check(self, args):
-        args.model, args.prompt, args.json = "tiny", DEMO_PROMPT, False
+        args.model, args.prompt, args.json, args.i2s_layout = "tiny", DEMO_PROMPT, False, None
+        args.stop, args.ignore_eos = [], False
         super().check(args)
 
     def run(self, args):

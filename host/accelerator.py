@@ -199,10 +199,11 @@ class Accelerator:
         """The loaded model's config (its context and vocabulary)."""
         return self._loaded().config
 
-    def generate(self, prompt_ids, count: int, check=None):
+    def generate(self, prompt_ids, count: int, check=None, eos_ids=()):
         """Greedily generate ``count`` token ids after the prompt, yielding each as it
-        comes: :func:`tritium.host.runtime.generate` on this device, its checks made now."""
-        return generate(self, prompt_ids, count, check)
+        comes and stopping after one of ``eos_ids``: :func:`tritium.host.runtime.generate`
+        on this device, its checks made now."""
+        return generate(self, prompt_ids, count, check, eos_ids)
 
     def check_generation(self, prompt_ids, count: int) -> np.ndarray:
         """Raise :class:`InputError` unless ``count`` tokens can be generated after the

@@ -16,7 +16,8 @@ from tritium.sim.reference import LOGIT_ROWS, ReferenceModel
 from .errors import InputError
 
 __all__ = ["BACKENDS", "BACKEND_DESCRIPTIONS", "make_backend", "Session", "generate",
-           "GoldenCheck", "perplexity", "check_token_ids", "check_generation", "check_window"]
+           "StopStrings", "GoldenCheck", "perplexity", "check_token_ids", "check_generation",
+           "check_window"]
 
 BACKENDS = {"golden": GoldenModel, "reference": ReferenceModel}
 BACKEND_DESCRIPTIONS = {
@@ -117,9 +118,10 @@ def check_window(window, config) -> int:
     return window
 
 
-def generate(runner, prompt_ids, count: int, check=None):
+def generate(runner, prompt_ids, count: int, check=None, eos_ids=()):
     """Greedy generation, the one loop of every backend: prefill the prompt, then yield
-    ``count`` new token ids, decoding each but the last.
+    ``count`` new token ids, decoding each but the last. A token of ``eos_ids`` (the
+    tokenizer's ``eos_ids``: end of sequence) is yielded and ends the generation early.
 
     ``runner`` is a :class:`Session` (a host backend), an
     :class:`~tritium.host.accelerator.Accelerator` (a device) or anything else with
@@ -138,7 +140,16 @@ def generate(runner, prompt_ids, count: int, check=None):
     scores)``. Either way the token is the one the logits' argmax would be.
     """
     prompt_ids = check_generation(prompt_ids, count, runner.model_config, runner.position)
-    return _greedy(runner, prompt_ids, count, check)
+    return _until_eos(_greedy(runner, prompt_ids, count, check), frozenset(eos_ids))
+
+
+def _until_eos(tokens, eos_ids: frozenset):
+    # Closing the greedy loop after an end-of-sequence token spares its decode step.
+    for token in tokens:
+        yield token
+        if token in eos_ids:
+            tokens.close()
+            return
 
 
 def _greedy(runner, prompt_ids, count, check):
@@ -173,6 +184,49 @@ def _greedy_top(runner, prompt_ids, count, check):
             check.top(ids, indices, scores)
         yield int(indices[0])
         ids = [int(indices[0])]
+
+
+class StopStrings:
+    """The text of generated tokens, ended at the first of ``stops`` (strings), which is
+    cut off with what follows it, as llama.cpp's server does.
+
+    ``push(token)`` returns the text that can be shown now: text that might be the
+    start of a stop string is held back until the next tokens tell. ``finish()``
+    returns the rest. ``stopped`` says whether a stop string ended the text (generating
+    further is then pointless). ``decoder`` is a tokenizer's ``stream_decoder()``.
+    """
+
+    def __init__(self, decoder, stops=()):
+        self.decoder, self.stops = decoder, [stop for stop in stops if stop]
+        self.pending, self.stopped = "", False
+
+    def push(self, token_id: int) -> str:
+        if self.stopped:
+            return ""
+        self.pending += self.decoder.push(token_id)
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        if self.stopped:
+            return ""
+        self.pending += self.decoder.flush()
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> str:
+        found = [(self.pending.find(stop), stop) for stop in self.stops if stop in self.pending]
+        if found:
+            self.stopped = True
+            text, self.pending = self.pending[:min(found)[0]], ""
+            return text
+        keep = 0 if final else self._held()
+        text, self.pending = self.pending[:len(self.pending) - keep], \
+            self.pending[len(self.pending) - keep:]
+        return text
+
+    def _held(self) -> int:
+        """Length of the longest end of the pending text that begins a stop string."""
+        return max((n for stop in self.stops for n in range(1, len(stop))
+                    if self.pending.endswith(stop[:n])), default=0)
 
 
 class GoldenCheck:

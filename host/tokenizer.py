@@ -1,17 +1,20 @@
-"""Tokenizers: bytes for the shipped tiny model, Hugging Face ``tokenizer.json`` otherwise.
+"""Tokenizers: bytes for the shipped tiny model, a Hugging Face ``tokenizer.json``, or
+the vocabulary in a GGUF file's metadata.
 
-Both offer the same interface: ``encode(text) -> list[int]``, ``decode(ids) -> str``,
-``vocab_size``, and ``stream_decoder()`` for printing text while tokens arrive.
+All offer the same interface: ``encode(text) -> list[int]``, ``decode(ids) -> str``,
+``vocab_size``, ``eos_ids`` (the ids that end generation) and ``stream_decoder()`` for
+printing text while tokens arrive.
 """
 
+import json
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from .errors import InputError, ModelFormatError
 
-__all__ = ["StreamDecoder", "ByteTokenizer", "HFTokenizer", "load_tokenizer",
-           "BYTE_VOCAB_SIZE", "check_text"]
+__all__ = ["StreamDecoder", "ByteTokenizer", "HFTokenizer", "GGUFTokenizer",
+           "find_tokenizer", "load_tokenizer", "BYTE_VOCAB_SIZE", "check_text"]
 
 BYTE_VOCAB_SIZE = 256
 REPLACEMENT_CHARACTER = "\ufffd"
@@ -74,6 +77,7 @@ class ByteTokenizer:
     """One token per UTF-8 byte: ids 0..255, no special tokens."""
 
     vocab_size = BYTE_VOCAB_SIZE
+    eos_ids = frozenset()
 
     def encode(self, text: str) -> list:
         return list(check_text(text).encode("utf-8"))
@@ -91,17 +95,27 @@ class ByteTokenizer:
 
 
 class HFTokenizer:
-    """A Hugging Face ``tokenizer.json`` (BPE, SentencePiece-style, ...) via ``tokenizers``."""
+    """A Hugging Face ``tokenizer.json`` (BPE, SentencePiece-style, ...) via ``tokenizers``.
 
-    def __init__(self, path):
+    ``eos_ids`` are the ``eos_token_id`` (a number or a list) of the
+    ``generation_config.json`` beside it, else of its ``config.json``; given, they win.
+    """
+
+    def __init__(self, path, eos_ids=None):
         self.path = Path(path)
         try:
-            self._tokenizer = Tokenizer.from_file(str(self.path))
+            tokenizer = Tokenizer.from_file(str(self.path))
         except Exception as exc:    # tokenizers raises plain Exception for bad files
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelFormatError(f"{self.path}: not a readable tokenizer.json "
                                    f"({reason})") from None
-        self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        self._use(tokenizer, _configured_eos_ids(self.path.parent) if eos_ids is None
+                  else eos_ids)
+
+    def _use(self, tokenizer: Tokenizer, eos_ids):
+        self._tokenizer = tokenizer
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+        self.eos_ids = frozenset(int(i) for i in eos_ids)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list:
         """Token ids of ``text``, with the BOS token etc. the tokenizer's template adds."""
@@ -120,38 +134,102 @@ class HFTokenizer:
         return StreamDecoder(self.decode)
 
 
+class GGUFTokenizer(HFTokenizer):
+    """The vocabulary in a GGUF file's metadata (``tokenizer.ggml.*``), built into a
+    ``tokenizers`` object that splits text as llama.cpp does
+    (:mod:`tritium.host.gguf_tokenizer`)."""
+
+    def __init__(self, path, vocabulary):
+        from .gguf_tokenizer import build_tokenizer, end_of_generation_ids
+        self.path = Path(path)
+        self._use(build_tokenizer(vocabulary), end_of_generation_ids(vocabulary))
+
+
 def load_tokenizer(source, model):
-    """The tokenizer for ``model`` loaded from ``source`` (as given to ``load_model``).
+    """The tokenizer for ``model`` (a model or its config) loaded from ``source`` (as
+    given to ``load_model``): :func:`find_tokenizer`'s, and an error naming what is
+    missing if there is none."""
+    tokenizer = find_tokenizer(source, model)
+    if tokenizer is not None:
+        return tokenizer
+    path = Path(source)
+    if not path.exists():
+        raise ModelFormatError(f"{source}: no such file or directory, so no tokenizer "
+                               f"(only models with {BYTE_VOCAB_SIZE} tokens use bytes)")
+    vocab_size = _vocab_size(model)
+    gguf = " nor tokenizer metadata in the GGUF," if path.suffix == ".gguf" else ""
+    raise ModelFormatError(f"{source}: no tokenizer: {_tokenizer_json(path)} is missing,"
+                           f"{gguf} and the model's vocabulary of {vocab_size} tokens is not "
+                           f"bytes ({BYTE_VOCAB_SIZE})")
+
+
+def find_tokenizer(source, model):
+    """The tokenizer for ``model`` (a model or its config) from ``source``, or None.
 
     The byte-level presets (``tiny``) use :class:`ByteTokenizer`; otherwise a
     ``tokenizer.json`` in the source directory (or next to the source file) is loaded,
-    and without one a model with a 256-token vocabulary uses :class:`ByteTokenizer`.
-    A tokenizer whose vocabulary is larger than the model's could produce ids the
-    model has no embedding for, so it is an error.
+    else the vocabulary in a GGUF source's metadata, and without either a model with
+    a 256-token vocabulary uses :class:`ByteTokenizer`. A tokenizer whose vocabulary is
+    larger than the model's could produce ids the model has no embedding for, so it is
+    an error.
     """
-    vocab_size = model.config.vocab_size
+    vocab_size = _vocab_size(model)
     tokenizer = _find_tokenizer(source, vocab_size)
-    if tokenizer.vocab_size > vocab_size:
+    if tokenizer is not None and tokenizer.vocab_size > vocab_size:
         raise ModelFormatError(f"{source}: the tokenizer has {tokenizer.vocab_size} tokens, "
                                f"more than the model's vocabulary of {vocab_size}")
     return tokenizer
+
+
+def _vocab_size(model) -> int:
+    return getattr(model, "config", model).vocab_size
 
 
 def _find_tokenizer(source, vocab_size: int):
     # Like load_model, a preset name wins over a path of the same name.
     if isinstance(source, str) and source in BYTE_TOKENIZER_PRESETS:
         return ByteTokenizer()
-    tokenizer_json = _tokenizer_json(Path(source))
+    path = Path(source)
+    tokenizer_json = _tokenizer_json(path)
     if tokenizer_json is not None and tokenizer_json.is_file():
-        return HFTokenizer(tokenizer_json)
+        eos_ids = _gguf_eos_ids(path) if path.suffix == ".gguf" else None
+        return HFTokenizer(tokenizer_json, eos_ids)
+    if path.suffix == ".gguf" and path.is_file():
+        from .importers.gguf_vocab import read_gguf_vocabulary
+        vocabulary = read_gguf_vocabulary(path)
+        if vocabulary is not None:
+            return GGUFTokenizer(path, vocabulary)
     if vocab_size == BYTE_VOCAB_SIZE:
         return ByteTokenizer()
-    if tokenizer_json is None:
-        raise ModelFormatError(f"{source}: no such file or directory, so no tokenizer "
-                               f"(only models with {BYTE_VOCAB_SIZE} tokens use bytes)")
-    raise ModelFormatError(f"{source}: no tokenizer: {tokenizer_json} is missing, and "
-                           f"the model's vocabulary of {vocab_size} tokens is not bytes "
-                           f"({BYTE_VOCAB_SIZE})")
+    return None
+
+
+def _gguf_eos_ids(path: Path):
+    """A GGUF's end-of-generation ids when a tokenizer.json beside it holds the
+    vocabulary (None if the GGUF has no vocabulary: the configs decide)."""
+    from .gguf_tokenizer import end_of_generation_ids
+    from .importers.gguf_vocab import read_gguf_vocabulary
+    vocabulary = read_gguf_vocabulary(path)
+    return None if vocabulary is None else end_of_generation_ids(vocabulary)
+
+
+def _configured_eos_ids(directory: Path) -> frozenset:
+    """``eos_token_id`` of a Hugging Face directory's generation_config.json, else of
+    its config.json (a number or a list); none if neither says."""
+    from .importers.common import read_json_object
+    for name in ("generation_config.json", "config.json"):
+        path = directory / name
+        if not path.is_file():
+            continue
+        value = read_json_object(path).get("eos_token_id")
+        if value is None:
+            continue
+        ids = value if isinstance(value, list) else [value]
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise ModelFormatError(f"{path}: eos_token_id must be a token id or a list of "
+                                   f"them, not {json.dumps(value)}")
+        return frozenset(ids)
+    return frozenset()
 
 
 def _tokenizer_json(path: Path):

@@ -28,11 +28,13 @@ SHIPPED_MODELS = {"tiny": MODELS_DIR / "tiny.npz"}
 """Preset name -> the weights shipped inside the package."""
 
 
-def load_model(source) -> Model:
+def load_model(source, i2s_layout: str = None) -> Model:
     """Load and validate a model from a shipped preset name or a checkpoint path.
 
     A shipped preset's name wins over a file or directory of the same name, so that
     ``tiny`` means the same model wherever it is run from (write ``./tiny`` for the path).
+    ``i2s_layout`` (``"x86"`` or ``"arm"``) says how a GGUF's I2_S tensors are packed,
+    which the file does not record (:func:`~.gguf_file.load_gguf`).
     """
     if isinstance(source, str) and source in SHIPPED_MODELS:
         return _load_shipped(source)
@@ -42,7 +44,7 @@ def load_model(source) -> Model:
     if path.is_dir():
         return _load_hf_directory(path)
     if path.suffix == ".gguf":
-        return validated(load_gguf(path), path)
+        return validated(load_gguf(path, i2s_layout), path)
     if path.suffix == ".npz":
         return _load_npz(path)
     if path.suffix == ".safetensors" or path.name == "config.json":

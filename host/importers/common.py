@@ -4,7 +4,9 @@ Each function takes ``where`` (the file or directory being read) so that every e
 names it, as the CLI prints errors as one line without a traceback.
 """
 
+import json
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -13,7 +15,7 @@ from ..errors import ModelFormatError
 from ..model import Model, TernaryTensor, weight_quant
 
 __all__ = ["make_config", "float_tensor", "check_shape", "ternary_from_values",
-           "quantize_latent", "errors_naming", "validated"]
+           "quantize_latent", "errors_naming", "validated", "read_json_object"]
 
 
 def make_config(where, **fields) -> ModelConfig:
@@ -87,3 +89,23 @@ def validated(model: Model, where) -> Model:
     """``model.validate()``, with errors naming the file the model comes from."""
     with errors_naming(where):
         return model.validate()
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file holding an object (config.json and the like), every problem a
+    ModelFormatError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{path}: is a directory, expected a JSON file") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{path}: not valid JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object")
+    return data

@@ -1,4 +1,5 @@
-"""GGUF files of llama.cpp's BitNet architectures, read with ``gguf.GGUFReader``.
+"""GGUF files of llama.cpp's BitNet architectures, read with tritium's own GGUF reader
+(:mod:`.gguf_reader`).
 
 Architectures and their FFN activation, as llama.cpp builds them:
 
@@ -9,30 +10,36 @@ Architectures and their FFN activation, as llama.cpp builds them:
 
 All three use NeoX-style (rotate-half) RoPE on unpermuted Q/K rows. Ternary linears
 hold {-s, 0, +s} in any type the ``gguf`` package can decode (F32, F16, BF16, TQ1_0,
-TQ2_0, ...); an optional one-element ``blk.N.<linear>.scale`` tensor multiplies the
-linear's output, as llama.cpp's ``build_lora_mm(w, x, w_s)`` does. Without an
-``output`` tensor the LM head is the embedding (tied).
+TQ2_0, ...), or bitnet.cpp's I2_S (:mod:`.i2s`); an optional one-element
+``blk.N.<linear>.scale`` tensor multiplies the linear's output, as llama.cpp's
+``build_lora_mm(w, x, w_s)`` does. Without an ``output`` tensor the LM head is the
+embedding (tied).
 
 GGUF records dimensions fastest-first (ggml's ``ne``), the reverse of NumPy's order;
-the reader's arrays are already in NumPy order, and every shape here and in error
-messages is NumPy's (rows, columns) = (out_features, in_features).
+the reader gives shapes in NumPy order, and every shape here and in error messages is
+NumPy's (rows, columns) = (out_features, in_features).
 """
 
-import struct
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
-from gguf.quants import dequantize
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+from gguf.quants import dequantize, quant_shape_to_byte_shape
 
 from tritium.hw.config import ModelConfig
-from ..errors import ModelFormatError
+from ..errors import InputError, ModelFormatError
 from ..model import Layer, Model, TernaryTensor
 from .common import check_shape, float_tensor, make_config, ternary_from_values
+from .gguf_reader import GGUFFile, GGUFTensor, open_gguf
+from .i2s import I2S_LAYOUTS, I2S_TYPE, decode_i2s, i2s_bytes
 
-__all__ = ["load_gguf", "read_gguf_config", "GGUF_ACTIVATIONS"]
+__all__ = ["load_gguf", "read_gguf_config", "GGUF_ACTIVATIONS", "I2S_RELEASED_ARCHITECTURES"]
 
 GGUF_ACTIVATIONS = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2"}
+# The architectures of the 2B-4T family, whose GGUFs Microsoft releases with I2_S
+# tensors written on x86; a `bitnet` file with I2_S tensors was quantized on whatever
+# machine ran bitnet.cpp's converter, so its layout cannot be told.
+I2S_RELEASED_ARCHITECTURES = ("bitnet-b1.58", "bitnet-25")
 LINEAR_TENSORS = {"wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output",
                   "w_gate": "ffn_gate", "w_up": "ffn_up", "w_down": "ffn_down"}
 NORM_TENSORS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")
@@ -47,27 +54,33 @@ _FP16_TOLERANCE = 2.0 ** -10
 _EXACT_TYPES = (GGMLQuantizationType.F32, GGMLQuantizationType.F64)
 
 
-def load_gguf(path) -> Model:
-    """Read a BitNet GGUF file (not yet validated: see ``load_model``)."""
+def load_gguf(path, i2s_layout: str = None) -> Model:
+    """Read a BitNet GGUF file (not yet validated: see ``load_model``).
+
+    ``i2s_layout`` (``"x86"`` or ``"arm"``) says how its I2_S tensors are packed, which
+    the file does not record; without it, the 2B-4T architectures are read as x86 (the
+    layout of Microsoft's released files) and any other is refused.
+    """
     path = Path(path)
-    reader = _open(path)
-    tensors = {tensor.name: tensor for tensor in reader.tensors}
-    config = _config(path, reader, tensors)
+    gguf = _open(path)
+    tensors = gguf.tensors
+    config = _config(path, gguf, tensors)
+    layout = _I2SLayoutChoice(path, _string(path, gguf, "general.architecture"), i2s_layout)
 
     embedding_shape = (config.vocab_size, config.hidden)
-    embedding = _float(path, tensors, "token_embd.weight", embedding_shape)
+    embedding = _float(gguf, "token_embd.weight", embedding_shape)
     lm_head = None if config.tied_embedding else \
-        _float(path, tensors, "output.weight", embedding_shape)
+        _float(gguf, "output.weight", embedding_shape)
     norm_sizes = {"attn_norm": config.hidden, "attn_sub_norm": config.q_dim,
                   "ffn_norm": config.hidden, "ffn_sub_norm": config.ffn}
     layers = []
     for i in range(config.layers):
-        parts = {name: _float(path, tensors, f"blk.{i}.{name}.weight", (norm_sizes[name],))
+        parts = {name: _float(gguf, f"blk.{i}.{name}.weight", (norm_sizes[name],))
                  for name in NORM_TENSORS}
         for field, shape in config.linear_shapes().items():
-            parts[field] = _ternary(path, tensors, f"blk.{i}.{LINEAR_TENSORS[field]}", shape)
+            parts[field] = _ternary(gguf, f"blk.{i}.{LINEAR_TENSORS[field]}", shape, layout)
         layers.append(Layer(**parts))
-    output_norm = _float(path, tensors, "output_norm.weight", (config.hidden,))
+    output_norm = _float(gguf, "output_norm.weight", (config.hidden,))
     return Model(config, embedding, layers, output_norm, lm_head)
 
 
@@ -75,157 +88,55 @@ def read_gguf_config(path) -> ModelConfig:
     """The ModelConfig of a BitNet GGUF file, from its metadata and tensor shapes alone
     (no tensor data is read)."""
     path = Path(path)
-    reader = _open(path)
-    return _config(path, reader, {tensor.name: tensor for tensor in reader.tensors})
+    gguf = _open(path)
+    return _config(path, gguf, gguf.tensors)
 
 
-def _config(path: Path, reader: GGUFReader, tensors: dict) -> ModelConfig:
-    arch = _string(path, reader, "general.architecture")
+def _config(path: Path, gguf: GGUFFile, tensors: dict) -> ModelConfig:
+    arch = _string(path, gguf, "general.architecture")
     if arch not in GGUF_ACTIVATIONS:
         raise ModelFormatError(f"{path}: architecture {arch!r} is not supported "
                                f"(expected one of {', '.join(GGUF_ACTIVATIONS)})")
-    vocab_size = _numpy_shape(_tensor(path, tensors, "token_embd.weight"))[0]
-    return _model_config(path, reader, arch, vocab_size, has_output="output.weight" in tensors)
+    vocab_size = _tensor(gguf, "token_embd.weight").shape[0]
+    return _model_config(path, gguf, arch, vocab_size, has_output="output.weight" in tensors)
 
 
-# Bytes of each fixed-size GGUF value type; strings (8) and arrays (9) have a length.
-_VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
-_MAX_DIMS = 4                                   # GGML_MAX_DIMS
+def _open(path: Path) -> GGUFFile:
+    return open_gguf(path)
 
 
-class _HeaderScan:
-    """Walks a GGUF header checking every count and length against the bytes left in
-    the file, before ``GGUFReader`` (which loops over, and allocates for, whatever
-    length the file claims) reads it. Allocates nothing in proportion to any length."""
-
-    def __init__(self, path: Path, data: bytes, order: str):
-        self.path, self.data, self.order, self.offset = path, data, order, 0
-
-    def fail(self, what: str):
-        raise ModelFormatError(f"{self.path}: corrupt GGUF header: {what} at byte "
-                               f"{self.offset}, the file has {len(self.data)} bytes")
-
-    def number(self, fmt: str) -> int:
-        size = struct.calcsize(fmt)
-        if self.offset + size > len(self.data):
-            self.fail("truncated")
-        (value,) = struct.unpack_from(self.order + fmt, self.data, self.offset)
-        self.offset += size
-        return value
-
-    def skip(self, count: int, size: int, what: str):
-        if count * size > len(self.data) - self.offset:
-            self.fail(f"{what} claims {count:,} elements of {size} bytes, more than the file "
-                      f"holds")
-        self.offset += count * size
-
-    def string(self, what: str):
-        self.skip(self.number("Q"), 1, what)
-
-    def value(self, kind: int, what: str):
-        if kind in _VALUE_SIZES:
-            self.skip(1, _VALUE_SIZES[kind], what)
-        elif kind == _STRING:
-            self.string(what)
-        elif kind == _ARRAY:
-            item, count = self.number("I"), self.number("Q")
-            if item in _VALUE_SIZES:
-                self.skip(count, _VALUE_SIZES[item], what)
-                return
-            if item not in (_STRING, _ARRAY):
-                self.fail(f"{what} has unknown array item type {item}")
-            # Each string or array item takes at least its 8-byte length: bound the count
-            # before walking the items.
-            if count * 8 > len(self.data) - self.offset:
-                self.fail(f"{what} claims {count:,} items, more than the file holds")
-            for _ in range(count):
-                self.value(item, what)
-        else:
-            self.fail(f"{what} has unknown value type {kind}")
-
-    def header(self):
-        self.offset = 8
-        tensor_count, kv_count = self.number("Q"), self.number("Q")
-        # A key-value pair takes at least 13 bytes, a tensor description 24.
-        if kv_count * 13 + tensor_count * 24 > len(self.data) - self.offset:
-            self.fail(f"{kv_count:,} keys and {tensor_count:,} tensors claimed, more than "
-                      f"the file holds")
-        for index in range(kv_count):
-            self.string(f"key {index}'s name")
-            self.value(self.number("I"), f"key {index}")
-        for index in range(tensor_count):
-            self.string(f"tensor {index}'s name")
-            dims = self.number("I")
-            if dims > _MAX_DIMS:
-                self.fail(f"tensor {index} claims {dims} dimensions (at most {_MAX_DIMS})")
-            self.skip(dims, 8, f"tensor {index}'s shape")
-            self.skip(1, 12, f"tensor {index}'s type and offset")
-
-
-def _check_header(path: Path):
-    """Refuse a GGUF file whose header claims more data than the file has."""
-    import mmap
-    try:
-        with open(path, "rb") as file:
-            if file.read(4) != b"GGUF":
-                return                          # GGUFReader names the bad magic
-            version = int.from_bytes(file.read(4), "little")
-            if version < 2:
-                return                          # ... and the unsupported version
-            order = ">" if version & 0xFFFF == 0 else "<"
-            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                _HeaderScan(path, data, order).header()
-    except OSError as exc:
-        raise ModelFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-def _open(path: Path) -> GGUFReader:
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: no such file")
-    _check_header(path)
-    try:
-        return GGUFReader(path, "r")
-    except (ValueError, IndexError, KeyError, TypeError, EOFError, OSError,
-            UnicodeDecodeError, struct.error) as exc:
-        raise ModelFormatError(f"{path}: not a readable GGUF file (truncated or "
-                               f"corrupt: {exc})") from None
-
-
-def _field(path: Path, reader: GGUFReader, key: str):
-    field = reader.fields.get(key)
+def _field(path: Path, gguf: GGUFFile, key: str):
+    field = gguf.fields.get(key)
     if field is None:
         raise ModelFormatError(f"{path}: key {key} is missing")
-    if not field.types or field.types[0] == GGUFValueType.ARRAY:
+    if field.type == GGUFValueType.ARRAY:
         raise ModelFormatError(f"{path}: key {key} is not a single value")
     return field
 
 
-def _string(path: Path, reader: GGUFReader, key: str) -> str:
-    field = _field(path, reader, key)
-    if field.types[0] != GGUFValueType.STRING:
+def _string(path: Path, gguf: GGUFFile, key: str) -> str:
+    field = _field(path, gguf, key)
+    if field.type != GGUFValueType.STRING:
         raise ModelFormatError(f"{path}: key {key} is not a string")
-    return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+    return field.value.decode("utf-8", errors="replace")
 
 
-def _number(path: Path, reader: GGUFReader, key: str):
-    field = _field(path, reader, key)
-    if field.types[0] in (GGUFValueType.STRING, GGUFValueType.BOOL):
+def _number(path: Path, gguf: GGUFFile, key: str):
+    field = _field(path, gguf, key)
+    if field.type in (GGUFValueType.STRING, GGUFValueType.BOOL):
         raise ModelFormatError(f"{path}: key {key} is not a number")
-    value = field.parts[field.data[0]][0]
-    if isinstance(value, np.floating):
+    if field.type == GGUFValueType.FLOAT32:
         # float32 keys store 1e-5 as 9.99999975e-06; its shortest repr recovers 1e-05.
-        return float(str(value))
-    return int(value)
+        return float(str(np.float32(field.value)))
+    return field.value
 
 
-def _model_config(path: Path, reader: GGUFReader, arch: str, vocab_size: int,
-                  has_output: bool):
+def _model_config(path: Path, gguf: GGUFFile, arch: str, vocab_size: int, has_output: bool):
     def key(name):
-        return _number(path, reader, f"{arch}.{name}")
+        return _number(path, gguf, f"{arch}.{name}")
 
     def optional_key(name, default):
-        return key(name) if f"{arch}.{name}" in reader.fields else default
+        return key(name) if f"{arch}.{name}" in gguf.fields else default
 
     hidden = key("embedding_length")
     heads = key("attention.head_count")
@@ -233,7 +144,7 @@ def _model_config(path: Path, reader: GGUFReader, arch: str, vocab_size: int,
     if head_dim is None:
         head_dim = _head_dim(path, arch, hidden, heads)
     return make_config(
-        path, name=_name(path, reader), vocab_size=vocab_size, hidden=hidden,
+        path, name=_name(path, gguf), vocab_size=vocab_size, hidden=hidden,
         layers=key("block_count"), heads=heads,
         kv_heads=optional_key("attention.head_count_kv", heads), head_dim=head_dim,
         ffn=key("feed_forward_length"), activation=GGUF_ACTIVATIONS[arch],
@@ -249,53 +160,121 @@ def _head_dim(path: Path, arch: str, hidden: int, heads: int) -> int:
     return hidden // heads
 
 
-def _name(path: Path, reader: GGUFReader) -> str:
-    if "general.name" in reader.fields:
-        return _string(path, reader, "general.name")
+def _name(path: Path, gguf: GGUFFile) -> str:
+    if "general.name" in gguf.fields:
+        return _string(path, gguf, "general.name")
     return path.stem
 
 
-def _tensor(path: Path, tensors: dict, name: str):
-    if name not in tensors:
-        raise ModelFormatError(f"{path}: tensor {name} is missing")
-    return tensors[name]
+def _tensor(gguf: GGUFFile, name: str) -> GGUFTensor:
+    if name not in gguf.tensors:
+        raise ModelFormatError(f"{gguf.path}: tensor {name} is missing")
+    return gguf.tensors[name]
 
 
-def _numpy_shape(tensor) -> tuple:
-    return tuple(int(dim) for dim in reversed(tensor.shape))
+def _type_name(kind: int) -> str:
+    if kind == I2S_TYPE:
+        return "I2_S"
+    try:
+        return GGMLQuantizationType(kind).name
+    except ValueError:
+        return f"number {kind}"
 
 
-def _values(path: Path, tensor) -> np.ndarray:
-    """The tensor as float32 in NumPy order, whatever its stored type."""
+def _stored(gguf: GGUFFile, tensor: GGUFTensor, size: int) -> np.ndarray:
+    """The ``size`` bytes of ``tensor``'s data, after checking the file holds them
+    before the next tensor's data starts."""
+    if size > tensor.space:
+        end = tensor.offset + size
+        if end > gguf.size:
+            raise ModelFormatError(f"{gguf.path}: truncated: tensor {tensor.name} ends at "
+                                   f"byte {end}, the file has {gguf.size} bytes")
+        raise ModelFormatError(f"{gguf.path}: tensor {tensor.name} of shape {tensor.shape} "
+                               f"and type {_type_name(tensor.type)} takes {size} bytes, but "
+                               f"the next tensor starts {tensor.space} bytes after it")
+    return gguf.data(tensor, size)
+
+
+def _values(gguf: GGUFFile, tensor: GGUFTensor) -> np.ndarray:
+    """The tensor as float32 in NumPy order, for any type the ``gguf`` package decodes."""
+    kind = _type_name(tensor.type)
+    if tensor.type not in GGML_QUANT_SIZES:
+        what = "I2_S holds ternary linears only" if tensor.type == I2S_TYPE else \
+            "which tritium cannot read"
+        raise ModelFormatError(f"{gguf.path}: tensor {tensor.name} has type {kind}, {what}")
+    qtype = GGMLQuantizationType(tensor.type)
+    block, block_bytes = GGML_QUANT_SIZES[qtype]
+    if tensor.elements % block or (tensor.shape and tensor.shape[-1] % block):
+        raise ModelFormatError(f"{gguf.path}: tensor {tensor.name} of shape {tensor.shape} "
+                               f"is not made of whole {kind} blocks of {block} values")
+    raw = _stored(gguf, tensor, tensor.elements // block * block_bytes)
     try:
         # A NaN or infinite block scale gives NaN or inf values, reported by the caller.
         with np.errstate(invalid="ignore", over="ignore"):
-            values = dequantize(tensor.data, tensor.tensor_type)
+            values = dequantize(raw.reshape(quant_shape_to_byte_shape(tensor.shape, qtype)),
+                                qtype)
     except (NotImplementedError, ValueError) as exc:
-        raise ModelFormatError(f"{path}: tensor {tensor.name} has type "
-                               f"{tensor.tensor_type.name}, which cannot be decoded "
-                               f"({exc})") from None
-    return values.reshape(_numpy_shape(tensor))
+        raise ModelFormatError(f"{gguf.path}: tensor {tensor.name} has type {kind}, which "
+                               f"cannot be decoded ({exc})") from None
+    return values.reshape(tensor.shape)
 
 
-def _float(path: Path, tensors: dict, name: str, shape: tuple) -> np.ndarray:
-    tensor = _tensor(path, tensors, name)
-    return float_tensor(path, name, _values(path, tensor), shape)
+def _float(gguf: GGUFFile, name: str, shape: tuple) -> np.ndarray:
+    return float_tensor(gguf.path, name, _values(gguf, _tensor(gguf, name)), shape)
 
 
-def _ternary(path: Path, tensors: dict, prefix: str, shape: tuple) -> TernaryTensor:
+def _ternary(gguf: GGUFFile, prefix: str, shape: tuple, layout) -> TernaryTensor:
     name = f"{prefix}.weight"
-    tensor = _tensor(path, tensors, name)
-    check_shape(path, name, _numpy_shape(tensor), shape)
-    ternary = ternary_from_values(path, name, _values(path, tensor),
-                                  _ternary_tolerance(tensor.tensor_type))
+    tensor = _tensor(gguf, name)
+    check_shape(gguf.path, name, tensor.shape, shape)
+    if tensor.type == I2S_TYPE:
+        ternary = _i2s(gguf, tensor, layout.get())
+    else:
+        ternary = ternary_from_values(gguf.path, name, _values(gguf, tensor),
+                                      _ternary_tolerance(tensor.type))
     scale_name = f"{prefix}.scale"
-    if scale_name in tensors:
-        ternary.scale *= _output_scale(path, tensors[scale_name])
+    if scale_name in gguf.tensors:
+        ternary.scale *= _output_scale(gguf, gguf.tensors[scale_name])
     return ternary
 
 
-def _ternary_tolerance(tensor_type) -> float:
+def _i2s(gguf: GGUFFile, tensor: GGUFTensor, layout) -> TernaryTensor:
+    size = i2s_bytes(tensor.elements)
+    # The fork pads each tensor to the file's alignment: more room than that means the
+    # tensor was written with another size (e.g. without the scale).
+    if tensor.space > -(-size // gguf.alignment) * gguf.alignment:
+        raise ModelFormatError(
+            f"{gguf.path}: tensor {tensor.name} of shape {tensor.shape} holds "
+            f"{tensor.space} bytes, but an I2_S tensor of {tensor.elements} values takes "
+            f"{tensor.elements} / 4 + 32 = {size}")
+    return decode_i2s(gguf.path, tensor.name, _stored(gguf, tensor, size), tensor.shape,
+                      layout)
+
+
+class _I2SLayoutChoice:
+    """The I2_S layout of a file, decided when its first I2_S tensor is read (a file
+    without one needs none): the one asked for, else x86 for the 2B-4T architectures,
+    whose released GGUFs are x86's; any other file is refused, as its bytes do not say."""
+
+    def __init__(self, path: Path, arch: str, requested: str = None):
+        if requested is not None and requested not in I2S_LAYOUTS:
+            raise InputError(f"unknown I2_S layout {requested!r}; choose one of "
+                             f"{', '.join(I2S_LAYOUTS)}")
+        self.path, self.arch, self.requested = path, arch, requested
+
+    def get(self):
+        if self.requested is not None:
+            return I2S_LAYOUTS[self.requested]
+        if self.arch in I2S_RELEASED_ARCHITECTURES:
+            return I2S_LAYOUTS["x86"]
+        raise ModelFormatError(
+            f"{self.path}: cannot tell the layout of its I2_S tensors: architecture "
+            f"{self.arch!r} files are quantized by bitnet.cpp on the user's machine, in "
+            f"128-value blocks on x86 and 64-value blocks on ARM, and the file records "
+            f"neither; give the layout (--i2s-layout x86 or arm)")
+
+
+def _ternary_tolerance(tensor_type: int) -> float:
     if tensor_type in _EXACT_TYPES:
         return _FLOAT32_TOLERANCE
     if tensor_type == GGMLQuantizationType.BF16:
@@ -303,13 +282,13 @@ def _ternary_tolerance(tensor_type) -> float:
     return _FP16_TOLERANCE
 
 
-def _output_scale(path: Path, tensor) -> float:
-    values = _values(path, tensor).reshape(-1)
+def _output_scale(gguf: GGUFFile, tensor: GGUFTensor) -> float:
+    values = _values(gguf, tensor).reshape(-1)
     if values.size != 1:
-        raise ModelFormatError(f"{path}: tensor {tensor.name} has {values.size} values, "
+        raise ModelFormatError(f"{gguf.path}: tensor {tensor.name} has {values.size} values, "
                                f"expected one scale")
     scale = float(values[0])
     if not (np.isfinite(scale) and scale > 0):
-        raise ModelFormatError(f"{path}: tensor {tensor.name} is {scale!r}, expected a "
+        raise ModelFormatError(f"{gguf.path}: tensor {tensor.name} is {scale!r}, expected a "
                                f"positive finite scale")
     return scale

@@ -18,7 +18,6 @@ Their ``weight_scale`` is a divisor for transformers' ``BitLinear`` (the default
 on unpermuted Q/K rows.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 from tritium.hw.config import ModelConfig
 from ..errors import ModelFormatError
 from ..model import Layer, Model, TernaryTensor
-from .common import check_shape, float_tensor, make_config, quantize_latent
+from .common import check_shape, float_tensor, make_config, quantize_latent, read_json_object
 from .safetensors_file import FLOAT_DTYPES, SafetensorsCheckpoint
 
 __all__ = ["load_hf", "read_hf_config", "unpack_codes", "HF_LAYOUTS"]
@@ -84,28 +83,10 @@ def load_hf(directory) -> Model:
 def _read_config(directory: Path) -> tuple:
     """(ModelConfig, HFLayout, whether weight_scale divides) from config.json."""
     config_path = directory / "config.json"
-    hf_config = _read_config_json(config_path)
+    hf_config = read_json_object(config_path)
     layout = _layout(config_path, hf_config)
     config = _model_config(config_path, hf_config, layout, name=directory.resolve().name)
     return config, layout, _weight_scale_is_divisor(hf_config)
-
-
-def _read_config_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFormatError(f"{path}: is a directory, expected a JSON file") from None
-    except OSError as exc:
-        raise ModelFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except RecursionError:
-        raise ModelFormatError(f"{path}: not valid JSON (nested too deeply)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path}: expected a JSON object")
-    return data
 
 
 def _layout(path: Path, hf_config: dict) -> HFLayout:

@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 import tritium.host.importers as importers
 from tritium.host.errors import ModelFormatError
-from tritium.host.importers import load_model
+from tritium.host.importers import load_model, read_model_config
 from tritium.host.importers.hf import read_hf_config, unpack_codes
 from tritium.host.model import Layer, Model, TernaryTensor
 from tritium.hw.config import MODEL_PRESETS, ModelConfig
@@ -227,18 +227,28 @@ def is_linear(name: str) -> bool:
     return any(f".{linear}." in name for linear in GGUF_LINEARS.values())
 
 
-def write_gguf(path, tensors: dict, keys: dict, arch="bitnet", ternary_type=Q.F32):
+def write_gguf(path, tensors: dict, keys: dict, arch="bitnet", ternary_type=Q.F32,
+               metadata=None):
     """Linears in ``ternary_type``, the rest in F32 (F16 for the embedding with F16).
 
-    A tensor given as ``(raw_bytes, type)`` is written as it is.
+    A tensor given as ``(raw_bytes, type)`` is written as it is, an :class:`I2S` as
+    I2_S. ``metadata(writer)``, if given, writes more keys (a tokenizer's).
     """
     writer = GGUFWriter(str(path), arch)
+    if metadata is not None:
+        metadata(writer)
     for key, value in keys.items():
         if isinstance(value, float):
             writer.add_float32(f"{arch}.{key}", value)
         else:
             writer.add_uint32(f"{arch}.{key}", value)
     for name, values in tensors.items():
+        if isinstance(values, I2S):
+            # The gguf package knows no type 36: give the shape, and bytes as int8 so the
+            # writer does not look the type up to turn a byte shape into it.
+            writer.add_tensor(name, values.raw.view(np.int8), raw_shape=values.shape,
+                              raw_dtype=I2S_TYPE)
+            continue
         if isinstance(values, tuple):
             raw, raw_type = values
         elif is_linear(name) or (name == "token_embd.weight" and ternary_type == Q.F16):
@@ -252,6 +262,45 @@ def write_gguf(path, tensors: dict, keys: dict, arch="bitnet", ternary_type=Q.F3
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+@dataclasses.dataclass
+class I2S:
+    """An I2_S tensor for ``write_gguf``: its bytes and its shape (NumPy order)."""
+    raw: np.ndarray
+    shape: tuple
+
+
+I2S_TYPE = 36
+I2S_BLOCKS = {"x86": 128, "arm": 64}
+
+
+def pack_i2s(tensor: TernaryTensor, layout="x86", scale=None) -> I2S:
+    """I2_S bytes as docs/model_import.md draws them, value by value as bitnet.cpp's
+    quantize_i2_s loops: value j of a block goes to byte j % g of the block, bits
+    6 - 2 (j // g) up, as code + 1 (g = a quarter of the block); then the float32
+    scale and 28 bytes of padding."""
+    block = I2S_BLOCKS[layout]
+    group = block // 4
+    codes = tensor.codes.reshape(-1)
+    index = np.arange(codes.size)
+    position = index % block
+    byte = index // block * group + position % group
+    shift = 6 - 2 * (position // group)
+    packed = np.zeros(codes.size // 4, dtype=np.uint8)
+    np.bitwise_or.at(packed, byte, ((codes + 1).astype(np.uint8) << shift).astype(np.uint8))
+    trailer = np.zeros(32, dtype=np.uint8)
+    trailer[:4] = np.array([tensor.scale if scale is None else scale], "<f4").view(np.uint8)
+    return I2S(np.concatenate([packed, trailer]), tensor.codes.shape)
+
+
+def i2s_tensors(model: Model, layout="x86") -> dict:
+    """``gguf_tensors`` with every linear as I2_S, as Microsoft's converter writes them."""
+    tensors = gguf_tensors(model)
+    for i, layer in enumerate(model.layers):
+        for field, name in GGUF_LINEARS.items():
+            tensors[f"blk.{i}.{name}.weight"] = pack_i2s(getattr(layer, field), layout)
+    return tensors
 
 
 def write_model_gguf(path, model: Model, ternary_type=Q.F32, arch=None):
@@ -309,6 +358,87 @@ def test_gguf_accepts_block_scales_one_fp16_step_apart(tmp_path):
     loaded = load_model(path)
     np.testing.assert_array_equal(loaded.layers[0].wq.codes, model.layers[0].wq.codes)
     assert loaded.layers[0].wq.scale == pytest.approx(float(scale), rel=2 ** -10)
+
+
+RELU2 = dataclasses.replace(CONFIG, activation="relu2")
+
+
+def assert_same_weights(loaded: Model, other: Model):
+    """Every code and scale, float tensor and the config (but the name) the same."""
+    assert dataclasses.replace(loaded.config, name=other.config.name) == other.config
+    for got, want in zip(loaded.layers, other.layers):
+        for name in CONFIG.linear_shapes():
+            np.testing.assert_array_equal(getattr(got, name).codes, getattr(want, name).codes)
+            assert getattr(got, name).scale == getattr(want, name).scale
+    np.testing.assert_array_equal(loaded.embedding, other.embedding)
+
+
+@pytest.mark.parametrize("arch", ["bitnet-b1.58", "bitnet-25"])
+def test_i2s_equals_its_tq2_twin(tmp_path, arch):
+    """Microsoft's 2B-4T architectures: I2_S read in the x86 layout of the released
+    files, equal to the same weights written as TQ2_0 (the scales are exact in fp16)."""
+    model = random_model(RELU2)
+    keys = gguf_keys(RELU2)
+    i2s = write_gguf(tmp_path / "i2s.gguf", i2s_tensors(model), keys, arch)
+    twin = write_gguf(tmp_path / "tq2.gguf", gguf_tensors(model), keys, arch, Q.TQ2_0)
+    loaded = load_model(i2s)
+    assert_same_weights(loaded, load_model(twin))
+    assert_same_model(loaded, model, scale_rtol=0)
+
+
+def test_i2s_arm_layout_when_asked(tmp_path):
+    """The ARM layout (64-value blocks) reads back when asked for; read as x86, the
+    same bytes give other codes, which is why the layout matters."""
+    model = random_model(RELU2)
+    path = write_gguf(tmp_path / "arm.gguf", i2s_tensors(model, "arm"), gguf_keys(RELU2),
+                      "bitnet-b1.58")
+    assert_same_model(load_model(path, i2s_layout="arm"), model, scale_rtol=0)
+    as_x86 = load_model(path).layers[0].wq.codes
+    assert not np.array_equal(as_x86, model.layers[0].wq.codes)
+    assert sorted(as_x86.reshape(-1)) == sorted(model.layers[0].wq.codes.reshape(-1))
+
+
+def test_i2s_block_drawing_byte_by_byte():
+    """The first bytes of an x86 block, as the drawing in docs/model_import.md says:
+    byte j holds values j, j + 32, j + 64, j + 96 in bits 7-6, 5-4, 3-2, 1-0."""
+    from tritium.host.importers.i2s import I2S_LAYOUTS, decode_i2s
+    raw = np.zeros(128 // 4 + 32, dtype=np.uint8)
+    raw[0] = 0b10_01_00_01          # values 0, 32, 64, 96: +1, 0, -1, 0
+    raw[1] = 0b01_10_01_00          # values 1, 33, 65, 97: 0, +1, 0, -1
+    raw[2:32] = 0b01_01_01_01       # the rest 0
+    raw[32:36] = np.array([0.5], "<f4").view(np.uint8)
+    tensor = decode_i2s("t.gguf", "w", raw, (2, 64), I2S_LAYOUTS["x86"])
+    values = tensor.codes.reshape(-1)
+    assert [values[i] for i in (0, 32, 64, 96, 1, 33, 65, 97)] == [1, 0, -1, 0, 0, 1, 0, -1]
+    assert np.count_nonzero(values) == 4 and tensor.scale == 0.5
+
+
+def test_i2s_in_a_bitnet_file_needs_its_layout(tmp_path):
+    """Architecture `bitnet` files are quantized wherever bitnet.cpp ran: no layout can
+    be assumed, so the file is refused until one is given."""
+    model = random_model()
+    path = write_gguf(tmp_path / "m.gguf", i2s_tensors(model, "arm"), gguf_keys(CONFIG))
+    with pytest.raises(ModelFormatError) as excinfo:
+        load_model(path)
+    assert_one_line_error(excinfo, "m.gguf", "cannot tell the layout of its I2_S tensors",
+                          "--i2s-layout")
+    assert_same_model(load_model(path, i2s_layout="arm"), model, scale_rtol=0)
+
+
+@pytest.mark.parametrize("layout, arch", [("x86", "bitnet-b1.58"), ("arm", "bitnet")])
+def test_i2s_twin_loaded_through_the_cli(tmp_path, capsys, layout, arch):
+    """`tritium eval --tokens` gives the same logits for an I2_S file (its layout named
+    where the architecture needs it) and its TQ2_0 twin."""
+    from tritium.cli import main
+    model = random_model(RELU2)
+    i2s = write_gguf(tmp_path / "i2s.gguf", i2s_tensors(model, layout), gguf_keys(RELU2), arch)
+    twin = write_gguf(tmp_path / "tq2.gguf", gguf_tensors(model), gguf_keys(RELU2), arch,
+                      Q.TQ2_0)
+    for name, path, extra in (("i2s", i2s, ["--i2s-layout", layout]), ("tq2", twin, [])):
+        assert main(["eval", "--model", str(path), "--tokens", "1,5,299,42", "--logits",
+                     str(tmp_path / f"{name}.npy"), *extra]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(np.load(tmp_path / "i2s.npy"), np.load(tmp_path / "tq2.npy"))
 
 
 @pytest.mark.parametrize("layout, float_dtype, tied", [
@@ -722,3 +852,175 @@ def test_gguf_bad_config(tmp_path, key, value, fragment):
     with pytest.raises(ModelFormatError) as excinfo:
         load_model(path)
     assert_one_line_error(excinfo, "model.gguf", fragment)
+
+
+# -- I2_S bad input -------------------------------------------------------------------
+
+def write_i2s_model(path, change):
+    """The random ReLU^2 model as an I2_S file, after ``change(tensors)``."""
+    tensors = i2s_tensors(random_model(RELU2))
+    change(tensors)
+    return write_gguf(path, tensors, gguf_keys(RELU2), "bitnet-b1.58")
+
+
+def load_error(path, *fragments, **options):
+    with pytest.raises(ModelFormatError) as excinfo:
+        load_model(path, **options)
+    assert_one_line_error(excinfo, path.name, *fragments)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (-32, "takes 16416 bytes, but the next tensor starts 16384 bytes after it"),
+    (16384, "holds 32800 bytes, but an I2_S tensor of 65536 values takes 65536 / 4 + 32 = "
+            "16416")])
+def test_i2s_tensor_of_the_wrong_size(tmp_path, extra, message):
+    """Without its 32-byte trailer (a writer that forgot the scale) or with room for
+    more than the trailer and its padding, the tensor is not an I2_S tensor."""
+    def change(tensors):
+        tensor = tensors["blk.0.attn_q.weight"]
+        raw = tensor.raw[:extra] if extra < 0 else \
+            np.concatenate([tensor.raw, np.zeros(extra, np.uint8)])
+        tensors["blk.0.attn_q.weight"] = I2S(raw, tensor.shape)
+    load_error(write_i2s_model(tmp_path / "size.gguf", change), "blk.0.attn_q.weight", message)
+
+
+def test_i2s_code_three(tmp_path):
+    def change(tensors):
+        tensors["blk.1.ffn_up.weight"].raw[40] |= 0b11_00_00_00
+    load_error(write_i2s_model(tmp_path / "three.gguf", change), "blk.1.ffn_up.weight",
+               "I2_S code 3 (block 1)")
+
+
+@pytest.mark.parametrize("scale", [np.nan, 0.0, -0.5])
+def test_i2s_scale_not_positive(tmp_path, scale):
+    def change(tensors):
+        tensor = tensors["blk.0.ffn_down.weight"]
+        tensor.raw[-32:-28] = np.array([scale], "<f4").view(np.uint8)
+    load_error(write_i2s_model(tmp_path / "scale.gguf", change), "blk.0.ffn_down.weight",
+               "expected a positive finite number")
+
+
+def test_i2s_only_for_ternary_linears(tmp_path):
+    def change(tensors):
+        tensors["blk.0.ffn_norm.weight"] = I2S(np.zeros(256 // 4 + 32, np.uint8), (256,))
+    load_error(write_i2s_model(tmp_path / "norm.gguf", change), "blk.0.ffn_norm.weight",
+               "type I2_S, I2_S holds ternary linears only")
+
+
+def test_i2s_values_not_whole_blocks():
+    from tritium.host.importers.i2s import I2S_LAYOUTS, decode_i2s
+    with pytest.raises(ModelFormatError) as excinfo:
+        decode_i2s("t.gguf", "w", np.zeros(48 + 32, np.uint8), (3, 64), I2S_LAYOUTS["x86"])
+    assert_one_line_error(excinfo, "t.gguf", "192 values", "x86 I2_S layout's 128-value "
+                                                           "blocks")
+
+
+def test_i2s_unknown_layout(tmp_path):
+    from tritium.host.errors import InputError
+    path = write_i2s_model(tmp_path / "m.gguf", lambda tensors: None)
+    with pytest.raises(InputError, match="unknown I2_S layout 'riscv'"):
+        load_model(path, i2s_layout="riscv")
+
+
+# -- a GGUF with its tokenizer: run, end of sequence, and models without a tokenizer ------
+
+def write_model_with_vocabulary(directory, vocabularies, **changes):
+    """A bitnet GGUF whose metadata holds a Llama-3-style vocabulary (written as
+    llama.cpp's converter does), alone in ``directory``; returns (path, the same
+    vocabulary's tokenizer.json tokenizer, the model)."""
+    from tritium.host.tokenizer import HFTokenizer
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "json").mkdir(exist_ok=True)
+    reference = HFTokenizer(vocabularies.byte_level(directory / "json" / "tokenizer.json"))
+    keys = vocabularies.metadata(directory / "json" / "tokenizer.json", "gpt2", "llama-bpe")
+    keys.update({f"tokenizer.ggml.{key}": value for key, value in changes.items()})
+    config = dataclasses.replace(CONFIG, vocab_size=reference.vocab_size)
+    model = random_model(config)
+    (directory / "gguf").mkdir(exist_ok=True)
+    path = write_gguf(directory / "gguf" / "model.gguf", gguf_tensors(model), gguf_keys(config),
+                      metadata=lambda writer: vocabularies.add(writer, keys))
+    return path, reference, model
+
+
+def run_json(capsys, *argv):
+    from tritium.cli.testing import run_cli
+    code, out, err = run_cli(capsys, "run", *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_run_a_bitnet_gguf_with_its_tokenizer_in_metadata(tmp_path, capsys, gguf_vocabularies):
+    """No other file: the prompt is split as the vocabulary's tokenizer.json splits it,
+    and the text is the generated ids decoded."""
+    path, reference, _ = write_model_with_vocabulary(tmp_path, gguf_vocabularies)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.gguf"]
+    prompt = "hello wörld, 123 done"
+    result = run_json(capsys, "--model", path, "--prompt", prompt, "-n", 6, "--ignore-eos")
+    assert result["prompt_tokens"] == len(reference.encode(prompt))
+    assert len(result["tokens"]) == 6 and result["stop"] == "max_tokens"
+    assert result["text"] == reference.decode(result["tokens"])
+    from tritium.cli.testing import run_cli
+    code, out, _ = run_cli(capsys, "info", "--model", path, "--json")
+    assert code == 0 and json.loads(out)["tokenizer"] == "GGUFTokenizer"
+
+
+def test_run_stops_at_the_end_of_sequence_token(tmp_path, capsys, gguf_vocabularies):
+    """A token of a free run, made the EOS token, ends the next run where it first comes
+    (it is counted, not printed); --ignore-eos runs on."""
+    from tritium.host.tokenizer import load_tokenizer
+    path, reference, _ = write_model_with_vocabulary(tmp_path / "free", gguf_vocabularies)
+    argv = ("--prompt", "Once upon", "-n", 8)
+    free = run_json(capsys, "--model", path, *argv, "--ignore-eos")["tokens"]
+    eos = free[max(free.index(token) for token in free)]      # the latest newcomer
+    path, _, _ = write_model_with_vocabulary(tmp_path / "eos", gguf_vocabularies,
+                                             eos_token_id=eos)
+    eos_ids = load_tokenizer(path, read_model_config(path)).eos_ids
+    assert eos in eos_ids
+    end = next(i for i, token in enumerate(free) if token in eos_ids)
+    stopped = run_json(capsys, "--model", path, *argv)
+    assert stopped["tokens"] == free[:end + 1] and stopped["stop"] == "eos"
+    assert stopped["text"] == reference.decode(free[:end])
+    ignored = run_json(capsys, "--model", path, *argv, "--ignore-eos")
+    assert ignored["tokens"] == free and ignored["stop"] == "max_tokens"
+
+
+def test_run_stops_at_a_stop_string(tmp_path, capsys, gguf_vocabularies):
+    """--stop: the text ends where the string begins; tokens stop once it is seen."""
+    path, _, _ = write_model_with_vocabulary(tmp_path, gguf_vocabularies)
+    argv = ("--model", path, "--prompt", "Once upon", "-n", 12, "--ignore-eos")
+    free = run_json(capsys, *argv)
+    stop = free["text"][len(free["text"]) // 3:][:3]
+    assert stop.strip()
+    result = run_json(capsys, *argv, "--stop", stop, "--stop", "\x00never")
+    assert result["stop"] == "stop_string"
+    assert result["text"] == free["text"][:free["text"].index(stop)]
+    assert result["tokens"] == free["tokens"][:len(result["tokens"])]
+    assert len(result["tokens"]) < 12
+
+
+def test_a_bad_gguf_tokenizer_is_refused_before_the_weights_load(tmp_path, capsys,
+                                                                 gguf_vocabularies, monkeypatch):
+    from tritium.cli.testing import assert_one_line_error as cli_error
+    path, _, _ = write_model_with_vocabulary(tmp_path, gguf_vocabularies, pre="qwen2")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the tokenizer was checked")
+    monkeypatch.setattr(importers, "load_model", refuse)
+    cli_error(capsys, "run", "--model", path, "--prompt", "hi",
+              match="byte-level pre-tokenizer 'qwen2' (tokenizer.ggml.pre) is not supported")
+
+
+def test_info_and_eval_tokens_need_no_tokenizer(tmp_path, capsys):
+    """A model with neither a tokenizer.json nor tokenizer metadata: info says so, eval
+    --tokens computes its logits, run and eval --text are refused in one line."""
+    from tritium.cli.testing import assert_one_line_error as cli_error, run_cli
+    path = write_model_gguf(tmp_path / "bare.gguf", random_model())
+    code, out, _ = run_cli(capsys, "info", "--model", path)
+    assert code == 0 and "tokenizer" in out and "none found" in out
+    code, out, _ = run_cli(capsys, "info", "--model", path, "--json")
+    assert json.loads(out)["tokenizer"] is None
+    code, out, _ = run_cli(capsys, "eval", "--model", path, "--tokens", "1,5,299", "--json")
+    assert code == 0 and json.loads(out)["positions"] == 3
+    cli_error(capsys, "run", "--model", path, "--prompt", "hi", match="no tokenizer")
+    (tmp_path / "t.txt").write_text("some text")
+    cli_error(capsys, "eval", "--model", path, "--text", tmp_path / "t.txt", match="no tokenizer")

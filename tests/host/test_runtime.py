@@ -88,3 +88,67 @@ def test_perplexity_reports_its_progress(model):
     perplexity(make_backend("golden", model), list(range(1, 46)), 20,
                lambda done, total: seen.append((done, total)))
     assert seen == [(20, 45), (40, 45), (45, 45)]
+
+
+def first_new(tokens) -> int:
+    """The index of the first token that did not come before it (past the first)."""
+    return next(i for i in range(1, len(tokens)) if tokens[i] not in tokens[:i])
+
+
+def test_generate_stops_at_an_end_of_sequence_token(model):
+    """The EOS token is yielded, then nothing: no decode step runs for it."""
+    tokens = list(generate(Session(make_backend("golden", model)), [1, 2, 3], 8))
+    k = first_new(tokens)
+    session = Session(make_backend("golden", model))
+    assert list(generate(session, [1, 2, 3], 8, eos_ids={tokens[k]})) == tokens[:k + 1]
+    assert session.position == 3 + k                      # the EOS token was not fed back
+
+
+def test_the_device_head_stops_at_an_end_of_sequence_token():
+    """The device's top-k loop (the tiny preset scores the head on the device) stops
+    as the host's does."""
+    from tritium.host.accelerator import Accelerator
+    from tritium.host.importers import load_model
+    from tritium.host.transports import open_transport
+    from tritium.hw.config import ACCELERATOR_PRESETS
+    tiny, config = load_model("tiny"), ACCELERATOR_PRESETS["tiny"]
+    prompt = list(b"Once")
+    tokens = list(generate(Session(make_backend("golden", tiny)), prompt, 8))
+    k = first_new(tokens)
+    with Accelerator(config, open_transport("model", config)) as device:
+        device.load(tiny)
+        assert device.head_on_device
+        assert list(device.generate(prompt, 8, eos_ids={tokens[k]})) == tokens[:k + 1]
+
+
+class Pieces:
+    """A stream decoder whose tokens are the strings themselves."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def push(self, index):
+        return self.pieces[index]
+
+    def flush(self):
+        return ""
+
+
+@pytest.mark.parametrize("pieces, stops, shown, rest, stopped", [
+    (["Hello", " wor", "ld", "!"], ["world"], ["Hello", " ", ""], "", True),
+    (["a<", "/s", "> b"], ["</s>"], ["a", "", ""], "", True),
+    (["a<", "b"], ["</s>"], ["a", "<b"], "", False),       # a false start is released
+    (["a", "</"], ["</s>"], ["a", ""], "</", False),        # ... at the end too
+    (["xy", "z"], ["yz", "xyz"], ["", ""], "", True),      # the earliest stop wins
+    (["one", "two"], [], ["one", "two"], "", False),
+])
+def test_stop_strings_hold_back_and_cut(pieces, stops, shown, rest, stopped):
+    """What each token shows, what finish() adds, and whether a stop string ended it."""
+    from tritium.host.runtime import StopStrings
+    text = StopStrings(Pieces(pieces), stops)
+    got = []
+    for index in range(len(pieces)):
+        got.append(text.push(index))
+        if text.stopped:
+            break
+    assert got == shown and text.finish() == rest and text.stopped == stopped

@@ -143,9 +143,10 @@ def test_byte_vocabulary_model_uses_bytes_without_tokenizer_json(tmp_path):
 
 
 @pytest.mark.parametrize("source", [".", "model.gguf", "tokenizer.json"])
-def test_tokenizer_json_in_the_directory_or_next_to_the_file(tmp_path, source):
+def test_tokenizer_json_in_the_directory_or_next_to_the_file(tmp_path, source,
+                                                             gguf_vocabularies):
     train_tokenizer(tmp_path / "tokenizer.json")
-    (tmp_path / "model.gguf").write_bytes(b"")
+    gguf_vocabularies.write(tmp_path / "model.gguf", {})      # no vocabulary of its own
     tokenizer = load_tokenizer(tmp_path / source, fake_model(320))
     assert isinstance(tokenizer, HFTokenizer)
     assert tokenizer.path == tmp_path / "tokenizer.json"
