@@ -46,7 +46,9 @@ def main():
     prompt = tokenizer.encode(args.prompt)
     if args.backend in BACKENDS:                        # on the host
         session = Session(make_backend(args.backend, model))
-        stream(generate(session, prompt, args.tokens), tokenizer, args.prompt)
+        # Ends early at the model's end-of-sequence token, if its tokenizer names one.
+        stream(generate(session, prompt, args.tokens, eos_ids=tokenizer.eos_ids), tokenizer,
+               args.prompt)
         print(f"[{args.backend} on the host; position {session.position}]")
         return
     config = ACCELERATOR_PRESETS[args.config]
@@ -54,7 +56,8 @@ def main():
         device.load(model)                              # weights travel once per model
         check = GoldenCheck(model)                      # every run against the golden model
         # Prefill in runs of up to max_tokens tokens, then one decode run per token.
-        stream(device.generate(prompt, args.tokens, check), tokenizer, args.prompt)
+        stream(device.generate(prompt, args.tokens, check, tokenizer.eos_ids), tokenizer,
+               args.prompt)
         cycles = device.run_cycles
         print(f"[{len(cycles)} runs, {sum(cycles)} cycles; position {device.position}; "
               f"matches golden: {check.matches}; counters {device.counters()}]")

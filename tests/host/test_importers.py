@@ -413,15 +413,17 @@ def test_i2s_block_drawing_byte_by_byte():
     assert np.count_nonzero(values) == 4 and tensor.scale == 0.5
 
 
-def test_i2s_in_a_bitnet_file_needs_its_layout(tmp_path):
+def test_i2s_in_a_bitnet_file_needs_its_layout(tmp_path, capsys):
     """Architecture `bitnet` files are quantized wherever bitnet.cpp ran: no layout can
-    be assumed, so the file is refused until one is given."""
+    be assumed, so the file is refused (one line, exit status 2) until one is given."""
+    from tritium.cli.testing import assert_one_line_error as cli_error
     model = random_model()
     path = write_gguf(tmp_path / "m.gguf", i2s_tensors(model, "arm"), gguf_keys(CONFIG))
     with pytest.raises(ModelFormatError) as excinfo:
         load_model(path)
     assert_one_line_error(excinfo, "m.gguf", "cannot tell the layout of its I2_S tensors",
                           "--i2s-layout")
+    cli_error(capsys, "info", "--model", path, match="cannot tell the layout")
     assert_same_model(load_model(path, i2s_layout="arm"), model, scale_rtol=0)
 
 
