@@ -10,8 +10,9 @@ from pathlib import Path
 from tritium.boards import BOARDS
 from tritium.host.errors import InputError
 
-__all__ = ["add_model", "add_i2s_layout", "add_backend", "add_accelerator_config", "add_board", "backend_help",
-           "on_host", "accelerator_config", "device_config", "check_text", "output_file"]
+__all__ = ["add_model", "add_i2s_layout", "add_backend", "add_accelerator_config", "add_board",
+           "backend_help", "on_host", "accelerator_config", "device_config", "check_text",
+           "output_file"]
 
 
 def add_model(parser, help="'tiny', or a .npz / .gguf file or a Hugging Face directory"):

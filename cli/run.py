@@ -5,6 +5,7 @@ import json
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from tritium.host.errors import InputError
 from .command import Command
@@ -27,7 +28,6 @@ def load(source, i2s_layout=None, tokenizer_needed=True):
     """A model and its tokenizer, from a name or a path; without ``tokenizer_needed``,
     a model that has none comes with None. A checkpoint's tokenizer is found from the
     model's shape alone, so a bad one is refused before the weights load."""
-    from pathlib import Path
     from tritium.host.importers import load_model, read_model_config
     from tritium.host.tokenizer import find_tokenizer, load_tokenizer
     find = load_tokenizer if tokenizer_needed else find_tokenizer
@@ -195,9 +195,9 @@ class RunCommand(Command):
     help = "prefill a prompt and decode tokens"
     description = ("Greedy generation: the prompt's tokens are prefilled, then up to -n "
                    "tokens decoded, ending early at the model's end-of-sequence token (unless "
-                   "--ignore-eos) or a --stop string. On a device backend every run's logits (with the head on the "
-                   "device, its top-k) are checked against the golden model, unless --no-check; "
-                   "the exit status is 1 if any differ.")
+                   "--ignore-eos) or a --stop string. On a device backend every run's logits "
+                   "(with the head on the device, its top-k) are checked against the golden "
+                   "model, unless --no-check; the exit status is 1 if any differ.")
 
     def arguments(self, parser):
         add_model(parser)

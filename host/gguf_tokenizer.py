@@ -5,8 +5,8 @@ splits text into the same ids as llama.cpp, whose ``llama-vocab.cpp`` this follo
   the text and after every special token (``add_space_prefix``, default true), then
   adjacent pieces merge, highest score first, into tokens of the vocabulary;
   characters no token holds become ``<0xXX>`` byte tokens. That is BPE with merges
-  ranked by the merged token's score, which is how the ``tokenizers`` library writes
-  SentencePiece vocabularies too.
+  ranked by the merged token's score, as transformers converts a SentencePiece model
+  into a tokenizer.json.
 - ``gpt2`` (byte-level BPE): the text is split by the regular expressions of its
   ``tokenizer.ggml.pre`` type (below), each piece's UTF-8 bytes are mapped to GPT-2's
   printable characters and merged by ``tokenizer.ggml.merges`` in order; Llama-3-style

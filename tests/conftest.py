@@ -106,8 +106,9 @@ class GGUFVocabularies:
                                          merges=merges, unk_token="<unk>", fuse_unk=True,
                                          byte_fallback=True))
         tokenizer.normalizer = trainer_tokenizer.normalizer
-        tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
-                                               decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+        tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "),
+                                               decoders.ByteFallback(), decoders.Fuse(),
+                                               decoders.Strip(" ", 1, 0)])
         tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                       for t in GGUFVocabularies.SPECIALS_SPM])
         tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A:0",

@@ -62,7 +62,7 @@ def load_gguf(path, i2s_layout: str = None) -> Model:
     layout of Microsoft's released files) and any other is refused.
     """
     path = Path(path)
-    gguf = _open(path)
+    gguf = open_gguf(path)
     tensors = gguf.tensors
     config = _config(path, gguf, tensors)
     layout = _I2SLayoutChoice(path, _string(path, gguf, "general.architecture"), i2s_layout)
@@ -88,7 +88,7 @@ def read_gguf_config(path) -> ModelConfig:
     """The ModelConfig of a BitNet GGUF file, from its metadata and tensor shapes alone
     (no tensor data is read)."""
     path = Path(path)
-    gguf = _open(path)
+    gguf = open_gguf(path)
     return _config(path, gguf, gguf.tensors)
 
 
@@ -99,10 +99,6 @@ def _config(path: Path, gguf: GGUFFile, tensors: dict) -> ModelConfig:
                                f"(expected one of {', '.join(GGUF_ACTIVATIONS)})")
     vocab_size = _tensor(gguf, "token_embd.weight").shape[0]
     return _model_config(path, gguf, arch, vocab_size, has_output="output.weight" in tensors)
-
-
-def _open(path: Path) -> GGUFFile:
-    return open_gguf(path)
 
 
 def _field(path: Path, gguf: GGUFFile, key: str):

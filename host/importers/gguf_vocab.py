@@ -48,7 +48,7 @@ class GGUFVocabulary:
     types: np.ndarray           # int32 per id (TOKEN_TYPES)
     merges: list                # (left, right) pairs, or None
     ids: dict                   # SPECIAL_IDS name -> token id (absent: not set)
-    add_bos: bool
+    add_bos: bool               # these three None when the file does not say
     add_eos: bool
     add_space_prefix: bool
 
@@ -58,12 +58,7 @@ class GGUFVocabulary:
 
 def read_gguf_vocabulary(path) -> GGUFVocabulary:
     """The vocabulary in ``path``'s metadata, or None if it has none."""
-    path = Path(path)
-    return vocabulary_of(open_gguf(path))
-
-
-def vocabulary_of(gguf: GGUFFile) -> GGUFVocabulary:
-    """The vocabulary of an opened GGUF file, or None if it has none."""
+    gguf = open_gguf(path)
     meta = _Metadata(gguf)
     model = meta.string("model")
     if model is None or model in NO_VOCABULARY:
@@ -111,13 +106,18 @@ class _Metadata:
     def wrong(self, name: str, what: str) -> ModelFormatError:
         return self.error(f"{PREFIX}{name} is not {what}")
 
-    def string(self, name: str) -> str:
-        value = self.get(name, "a string")
+    def single(self, name: str, kinds: tuple, what: str):
+        """A key holding one value of one of ``kinds``, or None if absent."""
+        value = self.get(name, what)
         if value is None:
             return None
-        if value.type != _V.STRING:
-            raise self.wrong(name, "a string")
-        return value.value.decode("utf-8", errors="replace")
+        if value.type not in kinds:
+            raise self.wrong(name, what)
+        return value.value
+
+    def string(self, name: str) -> str:
+        value = self.single(name, (_V.STRING,), "a string")
+        return None if value is None else value.decode("utf-8", errors="replace")
 
     def strings(self, name: str, required=False) -> list:
         value = self.get(name, "an array of strings", required)
@@ -143,20 +143,12 @@ class _Metadata:
         return np.asarray(value.value, dtype=dtype)
 
     def integer(self, name: str) -> int:
-        value = self.get(name, "an integer")
-        if value is None:
-            return None
-        if value.type not in _INTEGER_TYPES:
-            raise self.wrong(name, "an integer")
-        return int(value.value)
+        value = self.single(name, _INTEGER_TYPES, "an integer")
+        return None if value is None else int(value)
 
     def flag(self, name: str) -> bool:
-        value = self.get(name, "a boolean")
-        if value is None:
-            return None
-        if value.type != _V.BOOL:
-            raise self.wrong(name, "a boolean")
-        return bool(value.value)
+        value = self.single(name, (_V.BOOL,), "a boolean")
+        return None if value is None else bool(value)
 
 
 def _is_utf8(item: bytes) -> bool:

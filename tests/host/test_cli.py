@@ -198,3 +198,21 @@ def test_demo_names_each_backend_for_what_it_is(capsys):
     assert code == 0
     first = err.splitlines()[0]
     assert "software device" in first and "float" not in first and "golden" not in first
+
+
+def test_an_empty_stop_string_is_refused(capsys, model_file):
+    assert_one_line_error(capsys, "run", "--model", model_file, "--prompt", "Hi", "--stop", "",
+                          match="--stop needs a non-empty string")
+
+
+def test_run_says_why_it_stopped(capsys, model_file):
+    """A byte model has no end-of-sequence token: -n tokens, or a --stop string."""
+    code, out, err = run_cli(capsys, "run", "--model", model_file, "--prompt", "Hello", "-n", 4,
+                             "--json")
+    result = json.loads(out)
+    assert code == 0 and result["stop"] == "max_tokens" and len(result["tokens"]) == 4
+    stop = result["text"][1:3]
+    code, out, err = run_cli(capsys, "run", "--model", model_file, "--prompt", "Hello", "-n", 4,
+                             "--stop", stop)
+    assert code == 0 and out == "Hello" + result["text"][:result["text"].index(stop)] + "\n"
+    assert "generated (a --stop string)" in err
