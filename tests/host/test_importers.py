@@ -202,6 +202,17 @@ def write_hf(directory, model: Model, layout="microsoft", float_dtype="BF16", pa
 
 # -- GGUF writer ----------------------------------------------------------------------
 
+@dataclasses.dataclass
+class I2S:
+    """An I2_S tensor for ``write_gguf``: its bytes and its shape (NumPy order)."""
+    raw: np.ndarray
+    shape: tuple
+
+
+I2S_TYPE = 36
+I2S_BLOCKS = {"x86": 128, "arm": 64}
+
+
 def gguf_keys(config: ModelConfig) -> dict:
     return {"context_length": config.max_context, "embedding_length": config.hidden,
             "block_count": config.layers, "feed_forward_length": config.ffn,
@@ -264,18 +275,7 @@ def write_gguf(path, tensors: dict, keys: dict, arch="bitnet", ternary_type=Q.F3
     return path
 
 
-@dataclasses.dataclass
-class I2S:
-    """An I2_S tensor for ``write_gguf``: its bytes and its shape (NumPy order)."""
-    raw: np.ndarray
-    shape: tuple
-
-
-I2S_TYPE = 36
-I2S_BLOCKS = {"x86": 128, "arm": 64}
-
-
-def pack_i2s(tensor: TernaryTensor, layout="x86", scale=None) -> I2S:
+def pack_i2s(tensor: TernaryTensor, layout="x86") -> I2S:
     """I2_S bytes as docs/model_import.md draws them, value by value as bitnet.cpp's
     quantize_i2_s loops: value j of a block goes to byte j % g of the block, bits
     6 - 2 (j // g) up, as code + 1 (g = a quarter of the block); then the float32
@@ -290,7 +290,7 @@ def pack_i2s(tensor: TernaryTensor, layout="x86", scale=None) -> I2S:
     packed = np.zeros(codes.size // 4, dtype=np.uint8)
     np.bitwise_or.at(packed, byte, ((codes + 1).astype(np.uint8) << shift).astype(np.uint8))
     trailer = np.zeros(32, dtype=np.uint8)
-    trailer[:4] = np.array([tensor.scale if scale is None else scale], "<f4").view(np.uint8)
+    trailer[:4] = np.array([tensor.scale], "<f4").view(np.uint8)
     return I2S(np.concatenate([packed, trailer]), tensor.codes.shape)
 
 
