@@ -157,9 +157,9 @@ def load_tokenizer(source, model):
         raise ModelFormatError(f"{source}: no such file or directory, so no tokenizer "
                                f"(only models with {BYTE_VOCAB_SIZE} tokens use bytes)")
     vocab_size = _vocab_size(model)
-    gguf = " nor tokenizer metadata in the GGUF," if path.suffix == ".gguf" else ""
-    raise ModelFormatError(f"{source}: no tokenizer: {_tokenizer_json(path)} is missing,"
-                           f"{gguf} and the model's vocabulary of {vocab_size} tokens is not "
+    gguf = ", the GGUF holds no tokenizer.ggml.* metadata" if path.suffix == ".gguf" else ""
+    raise ModelFormatError(f"{source}: no tokenizer: {_tokenizer_json(path)} is missing"
+                           f"{gguf}, and the model's vocabulary of {vocab_size} tokens is not "
                            f"bytes ({BYTE_VOCAB_SIZE})")
 
 

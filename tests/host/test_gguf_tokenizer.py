@@ -166,7 +166,7 @@ def test_gguf_without_a_vocabulary(tmp_path, gguf_vocabularies, model):
     assert isinstance(find_tokenizer(path, fake_model(256)), ByteTokenizer)
     with pytest.raises(ModelFormatError) as excinfo:
         load_tokenizer(path, fake_model(300))
-    one_line_error(excinfo, "no tokenizer", "nor tokenizer metadata in the GGUF")
+    one_line_error(excinfo, "no tokenizer", "the GGUF holds no tokenizer.ggml.* metadata")
 
 
 def test_hf_eos_ids_from_generation_config(tmp_path, gguf_vocabularies):
