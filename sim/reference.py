@@ -9,16 +9,20 @@ formats; comparing the two measures what those formats cost.
 
 import numpy as np
 
+from .exact import ternary_matmul, ternary_operand
+
 __all__ = ["act_quant", "rms_norm", "rope_angles", "apply_rope", "lm_head", "logit_rows",
            "check_logit_rows", "LOGIT_ROWS", "ReferenceCache", "ReferenceModel"]
 
 LOGIT_ROWS = ("all", "last")
 
 
-def act_quant(x: np.ndarray) -> np.ndarray:
-    """Per-token absmax int8 quantization, returned dequantized (BitNet's activation_quant)."""
+def act_quant(x: np.ndarray):
+    """Per-token absmax int8 quantization (BitNet's activation_quant): the codes
+    ``clamp(round(x * s), -128, 127)`` and ``s = 127 / max(max|x|, 1e-5)`` per token,
+    (tokens, 1); the quantized activations are ``codes / s``."""
     scale = 127.0 / np.maximum(np.max(np.abs(x), axis=-1, keepdims=True), 1e-5)
-    return np.clip(np.rint(x * scale), -128, 127) / scale
+    return np.clip(np.rint(x * scale), -128, 127), scale
 
 
 def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
@@ -100,9 +104,27 @@ class ReferenceModel:
     def __init__(self, model):
         self.model = model
         self.config = model.config
-        self._weights = [{name: getattr(layer, name).dequantize()
-                          for name in model.config.linear_shapes()} for layer in model.layers]
-        self._head = model.head.astype(np.float64)      # once, not per call of lm_head
+        self._linears = []          # per layer, made by prepare()
+        self._head = None
+
+    def prepare(self, progress=None):
+        """Make what the forward pass multiplies with, once (it happens at the first
+        forward pass otherwise; a full-size model takes seconds): each linear as its
+        ternary codes in float32, for exact products, and its scale (4 bytes per weight,
+        where float64 weights would take 8), and the head in float64 (not recast by every
+        call of :func:`lm_head`). ``progress(done, total)``, if given, hears each layer,
+        then the head."""
+        total = len(self.model.layers) + 1
+        for layer in self.model.layers[len(self._linears):]:
+            self._linears.append({name: (ternary_operand(getattr(layer, name).codes),
+                                         getattr(layer, name).scale)
+                                  for name in self.config.linear_shapes()})
+            if progress is not None:
+                progress(len(self._linears), total)
+        if self._head is None:
+            self._head = self.model.head.astype(np.float64)
+            if progress is not None:
+                progress(total, total)
 
     def new_cache(self) -> ReferenceCache:
         return ReferenceCache(self.config)
@@ -111,6 +133,7 @@ class ReferenceModel:
         """Run ``token_ids`` after the cache's tokens; return the logits of every token
         (``"all"``, (tokens, vocab)) or of the last one (``"last"``, (1, vocab))."""
         check_logit_rows(logits)                        # before the cache changes
+        self.prepare()
         ids = np.asarray(token_ids, dtype=np.int64)
         positions = np.arange(cache.length, cache.length + len(ids))
         x = self.model.embedding[ids].astype(np.float64)
@@ -119,12 +142,16 @@ class ReferenceModel:
         return lm_head(self.model, logit_rows(x, logits), self._head)
 
     def _layer(self, i, layer, x, positions, cache):
-        cfg, w = self.config, self._weights[i]
+        cfg, linears = self.config, self._linears[i]
         eps = cfg.norm_eps
         tokens = x.shape[0]
 
         def linear(inp, name):
-            return act_quant(inp) @ w[name].T
+            # BitLinear = (codes / s) @ (W_codes * scale).T: the integer product of the
+            # codes is exact (tritium.sim.exact), then one rounding for the two scales.
+            codes, scale = act_quant(inp)
+            operand, weight_scale = linears[name]
+            return ternary_matmul(codes, operand) * (weight_scale / scale)
 
         h = rms_norm(x, layer.attn_norm, eps)
         q = linear(h, "wq").reshape(tokens, cfg.heads, cfg.head_dim)

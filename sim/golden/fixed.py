@@ -36,11 +36,18 @@ def shift_round(value, shift):
     saturate their operands first (see :func:`scale_apply`).
     """
     value = np.asarray(value, dtype=np.int64)
-    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), value.shape)
-    right = np.minimum(np.maximum(shift, 1), MAX_SHIFT)
-    rounded = (value + (np.int64(1) << (right - 1))) >> right
+    shift = np.asarray(shift, dtype=np.int64)
+    # Where every shift has the same sign, only that side is computed: the result is the
+    # same, and large arrays (a prefill's activations) take half the passes.
+    positive = shift > 0
+    if positive.all():
+        right = np.minimum(shift, MAX_SHIFT)
+        return (value + (np.int64(1) << (right - 1))) >> right
     left = value << np.minimum(np.maximum(-shift, 0), 62)
-    return np.where(shift > 0, rounded, left)
+    if not positive.any():
+        return left
+    right = np.minimum(np.maximum(shift, 1), MAX_SHIFT)
+    return np.where(positive, (value + (np.int64(1) << (right - 1))) >> right, left)
 
 
 def saturate(value, low=INT32_MIN, high=INT32_MAX):
@@ -48,14 +55,16 @@ def saturate(value, low=INT32_MIN, high=INT32_MAX):
 
 
 def bit_length(value):
-    """Bits needed for a non-negative int64 (0 for 0), like :meth:`int.bit_length`."""
-    value = np.asarray(value, dtype=np.int64).copy()
-    length = np.zeros(value.shape, dtype=np.int64)
-    for step in (32, 16, 8, 4, 2, 1):
-        big = value >= (np.int64(1) << step)
-        length += np.where(big, step, 0)
-        value = np.where(big, value >> step, value)
-    return length + (value > 0)
+    """Bits needed for a non-negative int64 (0 for 0 and below), like :meth:`int.bit_length`.
+
+    ``frexp`` of the value in float64 gives ``e`` with ``2**(e-1) <= float(v) < 2**e``;
+    the conversion rounds to nearest, so above 2**53 it can round ``v`` up to ``2**(e-1)``
+    exactly, one bit too many, which the shift test takes back.
+    """
+    value = np.asarray(value, dtype=np.int64)
+    exponent = np.frexp(value.astype(np.float64))[1].astype(np.int64)
+    exponent -= (value >> np.maximum(exponent - 1, 0)) == 0
+    return np.where(value > 0, exponent, 0)
 
 
 def scale_from_int(value, exponent=0):
@@ -101,9 +110,10 @@ def scale_apply(value, scale, frac_bits=0):
     """
     m, e = scale
     product = np.asarray(value, dtype=np.int64) * m
-    shift = -(e + frac_bits)
+    shift = np.asarray(-(e + frac_bits))
     # Left shifts only happen for scales >= 1 per LSB; pre-saturating keeps them exact.
-    product = np.where(shift < 0, saturate(product, -2 ** 31, 2 ** 31), product)
+    if (shift < 0).any():
+        product = np.where(shift < 0, saturate(product, -2 ** 31, 2 ** 31), product)
     return saturate(shift_round(product, np.maximum(shift, -31)))
 
 

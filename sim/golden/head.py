@@ -22,14 +22,11 @@ import numpy as np
 
 from tritium.hw.config import ACT_CODE_PEAK, HeadConfig
 from tritium.hw.numerics import MANTISSA_BITS
+from ..exact import exact_matmul
 
 __all__ = ["HeadConfig", "QuantizedHead", "quantize_head", "head_scores", "head_argmax",
            "head_topk", "head_logits", "token_factors"]
 
-# float32 holds every integer up to 2**24 exactly, so a float32 product of int8 codes
-# is exact as long as no partial sum can pass 2**24: at most this many inputs per
-# product (|activation code| <= 128, |weight code| <= 127): 1,032.
-_FLOAT32_EXACT_INPUTS = 2 ** 24 // (ACT_CODE_PEAK * HeadConfig("int8").code_max)
 _ROWS_PER_CHUNK = 4096          # quantize in row blocks: no float64 copy of a whole head
 
 
@@ -71,8 +68,10 @@ class QuantizedHead:
         """The codes, transposed to (hidden, vocab), in the float type whose BLAS product
         is exact; made once per head.
 
-        int8: float32 codes (4 bytes per weight), multiplied in slices of at most
-        ``_FLOAT32_EXACT_INPUTS`` inputs (contiguous row blocks of this layout). int4:
+        int8: float32 codes (4 bytes per weight), multiplied by
+        :func:`tritium.sim.exact.exact_matmul` in slices of at most 1,032 inputs
+        (|activation code| <= 128, |weight code| <= 127; contiguous row blocks of this
+        layout). int4:
         the codes times their group mantissas in float64 (every partial sum stays below
         2**47, far inside float64's 2**53).
         """
@@ -162,11 +161,7 @@ def head_scores(qhead: QuantizedHead, codes) -> np.ndarray:
     operand = qhead._operand
     if qhead.config.format == "int4":
         return np.rint(codes.astype(np.float64) @ operand).astype(np.int64)
-    activations = codes.astype(np.float32)
-    acc = np.zeros((len(codes), qhead.vocab), dtype=np.int64)
-    for start in range(0, qhead.hidden, _FLOAT32_EXACT_INPUTS):
-        stop = start + _FLOAT32_EXACT_INPUTS
-        acc += (activations[:, start:stop] @ operand[start:stop]).astype(np.int64)
+    acc = exact_matmul(codes.astype(np.float32), operand, ACT_CODE_PEAK, qhead.config.code_max)
     return acc * qhead.mantissas
 
 

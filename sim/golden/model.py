@@ -13,13 +13,13 @@ from functools import cached_property
 
 import numpy as np
 
-from tritium.hw.config import HeadConfig
+from tritium.hw.config import ACT_CODE_PEAK, HeadConfig
 from tritium.hw.numerics import F_SCORE, GAIN_MAX, ROPE_FRAC, rope_table
 from .fixed import (F_ACT, normalize_even, reciprocal, rsqrt, saturate, scale_apply,
                     scale_from_float, scale_from_int, scale_mul, shift_round, exp2_neg,
                     sigmoid)
 from .head import head_logits, head_scores, head_topk, quantize_head
-from .tlmm import int_matmul
+from ..exact import exact_matmul, ternary_matmul, ternary_operand
 from ..reference import check_logit_rows, logit_rows, rope_pairs
 
 __all__ = ["NormGain", "QuantizedLayer", "QuantizedModel", "GoldenCache", "GoldenModel",
@@ -49,10 +49,16 @@ def quantize_gain(gain: np.ndarray) -> NormGain:
     return NormGain(values.astype(np.int64), frac_bits)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QuantizedLinear:
-    weights: np.ndarray         # (N, K) int8 ternary codes
+    weights: np.ndarray         # (N, K) ternary codes (the model's int8 array, not a copy)
     out_scale: tuple            # scale: beta * sqrt(K) * 2**(F_ACT - gain frac) / 127
+
+    @cached_property
+    def operand(self) -> np.ndarray:
+        """The weights as the float32 operand of exact products (``tritium.sim.exact``),
+        made at the first product: the host's compiler never needs it."""
+        return ternary_operand(self.weights)
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,7 @@ class QuantizedModel:
                 features = tensor.codes.shape[1]
                 value = (tensor.scale * np.sqrt(features)
                          * 2.0 ** (F_ACT - gains[norm].frac_bits) / 127)
-                linears[name] = QuantizedLinear(tensor.codes.astype(np.int64),
-                                                scale_from_float(value))
+                linears[name] = QuantizedLinear(tensor.codes, scale_from_float(value))
             self.layers.append(QuantizedLayer(linears=linears, **gains))
         # The final norm before the LM head: a NORM like every other, eps of hidden.
         self.output_norm = quantize_gain(model.output_norm)
@@ -127,10 +132,12 @@ def attention_step(config, tables, cache, layer, positions, heads, keys, values,
     K, quantizes every head, stores K and V in ``cache`` and returns the attention
     output (T, heads, d), int32 Q.12.
     """
-    rotation = _Rotation(config, *tables)
-    q_codes, q_scale = act_codes(rope(heads, positions, rotation))
-    k_codes, k_scale = act_codes(rope(keys, positions, rotation))
-    v_codes, v_scale = act_codes(values)
+    # RoPE and the quantization work head by head, so Q, K and V go through each once.
+    split = [heads.shape[1], heads.shape[1] + keys.shape[1]]
+    rotated = rope(np.concatenate([heads, keys], axis=1), positions, _Rotation(config, *tables))
+    codes, scale = act_codes(np.concatenate([rotated, values], axis=1))
+    q_codes, k_codes, v_codes = np.split(codes, split, axis=1)
+    q_scale, k_scale, v_scale = zip(*(np.split(part, split, axis=1) for part in scale))
     cache.store(layer, positions, k_codes, k_scale, v_codes, v_scale)
     return attention(q_codes, q_scale, cache, layer, positions, score_scale)
 
@@ -158,6 +165,9 @@ def _sum_of_squares(x: np.ndarray) -> list:
     return [(int(a) << 32) + (int(b) << 17) + int(c) for a, b, c in zip(*parts)]
 
 
+_SCALE_127 = scale_from_int(127)           # the codes' full scale, as a scale
+
+
 def act_codes(values: np.ndarray):
     """Per-row absmax int8 quantization: codes and the row's absmax as a scale.
 
@@ -165,7 +175,7 @@ def act_codes(values: np.ndarray):
     the table; |values| < 2**46.
     """
     peak = np.max(np.abs(values), axis=-1)
-    inverse = scale_mul(reciprocal(peak), scale_from_int(127))
+    inverse = scale_mul(reciprocal(peak), _SCALE_127)
     codes = np.clip(shift_round(values * inverse[0][..., None], -inverse[1][..., None]),
                     -128, 127)
     return codes, scale_from_int(peak)
@@ -221,8 +231,9 @@ def final_logits(qmodel: QuantizedModel, hidden: np.ndarray) -> np.ndarray:
 
 
 def linear(codes: np.ndarray, token_scale, layer_linear: QuantizedLinear) -> np.ndarray:
-    """Ternary matmul of int8 codes, dequantized to int32 Q19.12."""
-    acc = int_matmul(codes, layer_linear.weights)
+    """Ternary matmul of int8 codes, dequantized to int32 Q19.12. The product is the
+    exact integer one (``tritium.sim.exact``), as the TLMM engine's."""
+    acc = ternary_matmul(codes, layer_linear.operand)
     m, e = scale_mul(token_scale, layer_linear.out_scale)
     return scale_apply(acc, (m[:, None], e[:, None]))
 
@@ -244,7 +255,7 @@ class GoldenCache:
     def __init__(self, config):
         self.config = config
         shape = (config.layers, config.max_context, config.kv_heads)
-        self.k_codes = np.zeros(shape + (config.head_dim,), dtype=np.int64)
+        self.k_codes = np.zeros(shape + (config.head_dim,), dtype=np.int8)
         self.v_codes = np.zeros_like(self.k_codes)
         self.k_scale = (np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64))
         self.v_scale = (np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64))
@@ -257,6 +268,11 @@ class GoldenCache:
             cached[0][layer, positions], cached[1][layer, positions] = new
 
 
+PREFILL_CHUNK = 128             # tokens per pass through the layers (GoldenModel.forward_hidden)
+_BLOCK_ELEMENTS = 2 ** 20       # (query, head, key) elements of a block's temporaries
+_SEGMENT_ELEMENTS = 2 ** 22     # (query, head, segment, key) elements of one value product
+
+
 def attention(q_codes, q_scale, cache: GoldenCache, layer: int, positions: np.ndarray,
               score_scale) -> np.ndarray:
     """Causal attention with an online softmax over keys in ascending order.
@@ -264,49 +280,141 @@ def attention(q_codes, q_scale, cache: GoldenCache, layer: int, positions: np.nd
     q_codes: (T, heads, d) int8; q_scale: scale per (T, heads). Returns (T, heads, d)
     int32 Q.12. Each (query, head) keeps a running integer max ``m`` (a multiple of
     1.0 in log2 units, so rescaling is a shift), a running sum ``l`` of Q1.15
-    probabilities and an accumulator ``o``; see docs/numerics.md section 6.
+    probabilities and an accumulator ``o``; see docs/numerics.md section 6, whose
+    key-by-key loop this computes for all keys at once (section 11 says how). Queries
+    go in blocks that bound the temporaries' memory.
+    """
+    heads = q_codes.shape[1]
+    keys = int(np.max(positions)) + 1
+    # The cached codes as the float operands of exact products, converted once: keys
+    # (kv heads, d, n) in float32, values (kv heads, n, d) in float64, as value weights
+    # reach 2**31 (_segment_sums).
+    operands = (cache.k_codes[layer, :keys].transpose(1, 2, 0).astype(np.float32),
+                cache.v_codes[layer, :keys].transpose(1, 0, 2).astype(np.float64))
+    qm, qe = scale_mul(q_scale, score_scale)                   # (T, H)
+    block = max(1, _BLOCK_ELEMENTS // (heads * keys))
+    out = np.empty(q_codes.shape, dtype=np.int64)
+    for start in range(0, len(positions), block):
+        rows = slice(start, start + block)
+        out[rows] = _attend(q_codes[rows], (qm[rows], qe[rows]), cache, layer, positions[rows],
+                            operands)
+    return out
+
+
+def _attend(q_codes, q_score_scale, cache: GoldenCache, layer: int, positions,
+            operands) -> np.ndarray:
+    """:func:`attention` for a block of queries, every key at once.
+
+    A key's score, the running maximum after it (a prefix maximum of the ceilings), its
+    probability and its value weight depend on the keys before it only through that
+    maximum, so all of them are computed together. What stays sequential is the rescale,
+    which rounds: it happens where the running maximum rises, splitting each (query,
+    head)'s keys into segments. Within a segment ``l`` and ``o`` only add, so a
+    segment's sums are exact sums and products; the rescale-then-add steps then run once
+    per segment, in order, as the key loop runs them.
     """
     cfg = cache.config
-    tokens, heads, _ = q_codes.shape
-    kv_of_head = np.arange(heads) // cfg.kv_group
-    qm, qe = scale_mul(q_scale, score_scale)                   # (T, H)
-    running_max = np.zeros((tokens, heads), dtype=np.int64)
-    total = np.zeros((tokens, heads), dtype=np.int64)
+    keys = int(np.max(positions)) + 1
+    active = (np.arange(keys) <= positions[:, None])[:, None, :]      # (T, 1, n): causal mask
+    kv_of_head = np.arange(q_codes.shape[1]) // cfg.kv_group
+
+    def per_head(table):                            # a scale table's (n, kv heads) -> (H, n)
+        return table[layer, :keys][:, kv_of_head].T
+
+    qm, qe = q_score_scale
+    dot = _per_kv_head(q_codes.astype(np.float32), operands[0][..., :keys], cfg.kv_group,
+                       ACT_CODE_PEAK)                          # (T, H, n), |dot| <= 2**22
+    score = saturate(shift_round(dot * qm[..., None] * per_head(cache.k_scale[0]),
+                                 -(qe[..., None] + per_head(cache.k_scale[1])) - F_SCORE))
+    ceiling = ((score + (1 << F_SCORE) - 1) >> F_SCORE) << F_SCORE
+    running = np.maximum.accumulate(ceiling, axis=-1)
+    prob = np.where(active, exp2_neg(running - score), 0)             # Q1.15
+    weight = np.where(active, shift_round(prob * per_head(cache.v_scale[0]),
+                                          15 - per_head(cache.v_scale[1])), 0)
+    rise = np.zeros_like(running)                   # the rescale's shift at each key
+    rise[..., 1:] = np.where(active[..., 1:], (running[..., 1:] - running[..., :-1]) >> F_SCORE, 0)
+    segment = np.cumsum(rise > 0, axis=-1)          # each key's segment, 0 from key 0
+    starts = _segment_starts(rise, segment)
+    # Per segment: the shift at its first key, and its probabilities' sum (a difference
+    # of prefix sums at its first key and the next segment's).
+    shifts = np.take_along_axis(np.pad(rise, ((0, 0), (0, 0), (0, 1))), starts[..., :-1], -1)
+    prefix = np.pad(np.cumsum(prob, axis=-1), ((0, 0), (0, 0), (1, 0)))
+    probs = np.diff(np.take_along_axis(prefix, starts, -1), axis=-1)
+    sums = _segment_sums(weight, segment, operands[1][:, :keys], cfg.kv_group)
+    total = np.zeros(prob.shape[:2], dtype=np.int64)
     acc = np.zeros(q_codes.shape, dtype=np.int64)
-    for key in range(int(positions.max()) + 1):
-        active = (positions >= key)[:, None]                  # (T, 1): causal mask
-        k_codes = cache.k_codes[layer, key][kv_of_head]        # (H, d)
-        km = cache.k_scale[0][layer, key][kv_of_head]
-        ke = cache.k_scale[1][layer, key][kv_of_head]
-        dot = np.sum(q_codes * k_codes[None], axis=-1)         # (T, H)
-        score = saturate(shift_round(dot * qm * km, -(qe + ke) - F_SCORE))
-        ceiling = ((score + (1 << F_SCORE) - 1) >> F_SCORE) << F_SCORE
-        new_max = np.where(key == 0, ceiling, np.maximum(running_max, ceiling))
-        rescale = (new_max - running_max) >> F_SCORE
-        total = np.where(active, shift_round(total, rescale), total)
-        acc = np.where(active[..., None], shift_round(acc, rescale[..., None]), acc)
-        running_max = np.where(active, new_max, running_max)
-        prob = exp2_neg(running_max - score)                  # Q1.15
-        vm = cache.v_scale[0][layer, key][kv_of_head]
-        ve = cache.v_scale[1][layer, key][kv_of_head]
-        weight = shift_round(prob * vm, 15 - ve)              # p * absmax(v), Q.12
-        v_codes = cache.v_codes[layer, key][kv_of_head]
-        total = np.where(active, total + prob, total)
-        acc = np.where(active[..., None], acc + weight[..., None] * v_codes[None], acc)
-    # out = acc * 2**15 / (127 * total): acc (< 2**55) times a 16-bit mantissa needs
-    # more than int64, so this one product is formed with Python integers.
+    for index in range(sums.shape[2]):
+        total = shift_round(total, shifts[..., index]) + probs[..., index]
+        acc = shift_round(acc, shifts[..., index, None]) + sums[:, :, index]
+    return _normalize(acc, total)
+
+
+def _segment_starts(rise, segment) -> np.ndarray:
+    """(T, H, S + 1): the first key of each of the S segments of the block, then the
+    number of keys (also where a (query, head) with fewer segments has none)."""
+    starts = np.full(segment.shape[:2] + (int(segment.max()) + 2,), segment.shape[-1])
+    starts[..., 0] = 0
+    token, head, key = np.nonzero(rise > 0)
+    starts[token, head, segment[token, head, key]] = key
+    return starts
+
+
+def _segment_sums(weight, segment, values, group: int) -> np.ndarray:
+    """Per (query, head) and segment, the exact sum of the value weights times the value
+    codes over the segment's keys, (T, H, S, d) int64 (zero where a (query, head) has
+    fewer segments). Each segment's weights form a row of a product with the values,
+    a few segments at a time to bound the rows' memory."""
+    count = int(segment.max()) + 1
+    step = max(1, _SEGMENT_ELEMENTS // segment.size)
+    # Weights are at most 2**15 * absmax(v) / 2**15 <= 2**31; the data gives the bound.
+    weight_peak = max(1, int(weight.max()))
+    weight = weight.astype(np.float64)
+    parts = []
+    for first in range(0, count, step):
+        members = segment[..., None, :] == np.arange(first, min(first + step, count))[:, None]
+        parts.append(_per_kv_head(np.where(members, weight[..., None, :], 0.0), values, group,
+                                  weight_peak))
+    return np.concatenate(parts, axis=2)
+
+
+def _per_kv_head(rows, matrix, group: int, rows_peak: int) -> np.ndarray:
+    """``rows`` (T, H, ..., K) times each head's kv head's ``matrix`` ((kv heads, K, M),
+    int8 codes in the rows' float type), exactly (:func:`tritium.sim.exact.exact_matmul`):
+    (T, H, ..., M) int64."""
+    tokens, heads = rows.shape[:2]
+    kv_heads, inner = heads // group, rows.shape[2:-1]
+    grouped = rows.reshape(tokens, kv_heads, -1, rows.shape[-1]).transpose(1, 0, 2, 3)
+    product = exact_matmul(grouped.reshape(kv_heads, -1, rows.shape[-1]), matrix, rows_peak,
+                           ACT_CODE_PEAK)
+    product = product.reshape(kv_heads, tokens, -1, product.shape[-1]).transpose(1, 0, 2, 3)
+    return product.reshape(tokens, heads, *inner, product.shape[-1])
+
+
+def _normalize(acc, total) -> np.ndarray:
+    """``out = sat32(shift_round(acc * z.m, -(z.e + 15)))`` with ``z = reciprocal(127 * l)``:
+    Q.12. ``acc * z.m`` (|acc| < 2**55, a 16-bit mantissa) needs up to 71 bits, so it is
+    split at bit 16: with ``acc = hi * 2**16 + lo`` (0 <= lo < 2**16) and a shift s >= 17,
+    ``(acc * m + 2**(s-1)) >> s == (hi * m + ((lo * m) >> 16) + 2**(s-17)) >> (s - 16)``,
+    every term inside int64. A shift below 17 needs ``l <= 516``, which a query never has
+    (the key that sets its final maximum adds P > 2**14, so s >= 21); such elements go
+    through Python integers."""
     inv_m, inv_e = reciprocal(127 * total)
-    product = acc.astype(object) * inv_m[..., None].astype(object)
-    shift = -(inv_e[..., None] + 15)
-    out = np.vectorize(_shift_round_int, otypes=[np.int64])(product, shift)
+    mantissa = np.broadcast_to(inv_m[..., None], acc.shape)
+    shift = np.broadcast_to(-(inv_e[..., None] + 15), acc.shape)
+    out = shift_round((acc >> 16) * mantissa + (((acc & 0xFFFF) * mantissa) >> 16), shift - 16)
+    wide = shift < 17
+    if wide.any():
+        out[wide] = [_shift_round_int(int(a) * int(m), s)
+                     for a, m, s in zip(acc[wide], mantissa[wide], shift[wide])]
     return saturate(out)
 
 
 def _shift_round_int(value: int, shift: int) -> int:
+    """shift_round on Python integers of any width, kept within +-2**40 (it saturates to
+    int32 next)."""
     value, shift = int(value), int(shift)
-    if shift <= 0:
-        return max(min(value << min(-shift, 40), 2 ** 40), -2 ** 40)
-    return (value + (1 << (shift - 1))) >> shift
+    value = value << min(-shift, 40) if shift <= 0 else (value + (1 << (shift - 1))) >> shift
+    return max(min(value, 2 ** 40), -2 ** 40)
 
 
 def ffn_activation(gate: np.ndarray, up: np.ndarray, activation: str) -> np.ndarray:
@@ -330,9 +438,32 @@ class GoldenModel:
     def new_cache(self) -> GoldenCache:
         return GoldenCache(self.config)
 
+    def prepare(self, progress=None):
+        """Make the weights' float32 operands and the quantized LM head now rather than
+        at the first token (a full-size model takes seconds). ``progress(done, total)``,
+        if given, hears each layer, then the head."""
+        total = len(self.qmodel.layers) + 1
+        for index, layer in enumerate(self.qmodel.layers):
+            for quantized in layer.linears.values():
+                quantized.operand               # made at its first use, then kept
+            if progress is not None:
+                progress(index + 1, total)
+        self.qmodel.head._operand
+        if progress is not None:
+            progress(total, total)
+
     def forward_hidden(self, token_ids, cache: GoldenCache) -> np.ndarray:
-        """Run tokens after the cache's; return the final int32 Q.12 hidden states."""
+        """Run tokens after the cache's; return the final int32 Q.12 hidden states.
+
+        A long prompt runs in chunks of :data:`PREFILL_CHUNK` tokens through every layer:
+        the results are the same bit for bit (a token sees the cache of every token
+        before it either way), and a chunk's activations stay in the CPU's caches."""
         ids = np.asarray(token_ids, dtype=np.int64)
+        chunks = [self._run(ids[start:start + PREFILL_CHUNK], cache)
+                  for start in range(0, len(ids), PREFILL_CHUNK)]
+        return np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
+
+    def _run(self, ids, cache: GoldenCache) -> np.ndarray:
         positions = np.arange(cache.length, cache.length + len(ids))
         x = embed(self.model, ids)
         for i, layer in enumerate(self.qmodel.layers):

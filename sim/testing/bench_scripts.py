@@ -1,9 +1,12 @@
-"""The scripts of ``bench/`` as modules, for the tests that call their ``main``."""
+"""The scripts of ``bench/`` as modules, for the tests that call their ``main``, and
+the provenance every bench report starts with."""
 
+import datetime
 import importlib.util
+import subprocess
 from pathlib import Path
 
-__all__ = ["BENCH_DIR", "bench_script", "load_bench"]
+__all__ = ["BENCH_DIR", "bench_script", "load_bench", "provenance"]
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
@@ -19,3 +22,22 @@ def load_bench(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def provenance(kind: str, script: str, argv) -> dict:
+    """What a bench report starts with: its figures' kind, when, from which commit (with
+    ``(modified)`` if the working tree differs from it) and by which command."""
+    root = BENCH_DIR.parent
+
+    def git(*args) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    head = git("rev-parse", "HEAD")
+    commit = f"{head}{' (modified)' if git('status', '--porcelain') else ''}" if head else "unknown"
+    return {"kind": kind,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit, "command": " ".join(["python", f"bench/{script}.py", *argv])}

@@ -25,6 +25,35 @@ def test_bit_length_matches_python():
     assert bit_length(np.array(values)).tolist() == [v.bit_length() for v in values]
 
 
+def test_bit_length_at_every_power_of_two_and_beyond_float64():
+    # Above 2**53 a value's float64 can round up to the next power of two.
+    values = [(1 << k) + d for k in range(63) for d in (-1, 0, 1) if 0 <= (1 << k) + d < 2 ** 63]
+    values += [2 ** 63 - 1, 2 ** 53 + 1, 2 ** 54 - 1]
+    values += [int(v) for v in np.random.default_rng(4).integers(0, 2 ** 63 - 1, 2000)]
+    assert bit_length(np.array(values)).tolist() == [v.bit_length() for v in values]
+    assert bit_length(np.array([-1, -2 ** 40])).tolist() == [0, 0]
+
+
+def test_shift_round_matches_the_rule_on_python_integers():
+    rng = np.random.default_rng(5)
+    values = rng.integers(-2 ** 40, 2 ** 40, 3000)
+    shifts = rng.integers(-20, 70, 3000)
+
+    def rule(value, shift):
+        shift = min(int(shift), 62)
+        return value << -shift if shift <= 0 else (value + (1 << (shift - 1))) >> shift
+
+    expected = [rule(int(v), s) for v, s in zip(values, shifts)]
+    assert shift_round(values, shifts).tolist() == expected                  # mixed signs
+    positive = shifts > 0
+    assert shift_round(values[positive], shifts[positive]).tolist() == \
+        [e for e, p in zip(expected, positive) if p]                          # all right shifts
+    assert shift_round(values[~positive], shifts[~positive]).tolist() == \
+        [e for e, p in zip(expected, positive) if not p]                      # all left shifts
+    for shift in (-3, 0, 1, 17, 62, 70):                                     # one shift for all
+        assert shift_round(values, shift).tolist() == [rule(int(v), shift) for v in values]
+
+
 def test_scale_from_int_is_exact_up_to_16_bits_and_rounds_above():
     for value in (1, 3, 127, 65535):
         assert scale_value(scale_from_int(np.int64(value))) == value
