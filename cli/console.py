@@ -7,8 +7,8 @@ import os
 import sys
 from contextlib import contextmanager, nullcontext
 
-__all__ = ["status", "token_progress", "build_progress", "TextStream", "end_partial_line",
-           "StdoutFailed", "GuardedStdout", "silence_stdout"]
+__all__ = ["status", "count_progress", "token_progress", "build_progress", "TextStream",
+           "end_partial_line", "StdoutFailed", "GuardedStdout", "silence_stdout"]
 
 
 def _console():
@@ -24,18 +24,24 @@ def status(message: str):
 
 
 @contextmanager
-def token_progress(what: str, total: int):
-    """On a terminal, a transient bar on stderr, tokens done of ``total``; yields its
-    ``progress(done, total)`` callback (None elsewhere)."""
+def count_progress(what: str, unit: str, total: int = None):
+    """On a terminal, a transient bar on stderr, ``unit`` done of ``total`` (which the
+    callback may give later: a checkpoint's layers are known once it is opened); yields
+    its ``progress(done, total)`` callback (None elsewhere)."""
     if not sys.stderr.isatty():
         yield None
         return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
-    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                   TimeElapsedColumn(), console=_console(), transient=True) as bar:
         task = bar.add_task(what, total=total)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def token_progress(what: str, total: int):
+    """:func:`count_progress` of tokens."""
+    return count_progress(what, "tokens", total)
 
 
 @contextmanager

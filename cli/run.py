@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tritium.host.errors import InputError
 from .command import Command
-from .console import TextStream, build_progress, status
+from .console import TextStream, build_progress, count_progress, status
 from .options import (add_accelerator_config, add_backend, add_i2s_layout, add_model, check_text,
                       device_config)
 
@@ -24,17 +24,18 @@ DEVICE_TIMEOUT = 600          # seconds a device may take for one RUN (a long ru
 #                               INFO, GET and SET host.link.SHORT_TIMEOUT
 
 
-def load(source, i2s_layout=None, tokenizer_needed=True):
+def load(source, i2s_layout=None, tokenizer_needed=True, progress=None):
     """A model and its tokenizer, from a name or a path; without ``tokenizer_needed``,
     a model that has none comes with None. A checkpoint's tokenizer is found from the
-    model's shape alone, so a bad one is refused before the weights load."""
+    model's shape alone, so a bad one is refused before the weights load.
+    ``progress(done, total)`` hears the layers read (``load_model``)."""
     from tritium.host.importers import load_model, read_model_config
     from tritium.host.tokenizer import find_tokenizer, load_tokenizer
     find = load_tokenizer if tokenizer_needed else find_tokenizer
     if Path(source).exists():
         tokenizer = find(source, read_model_config(source))
-        return load_model(source, i2s_layout), tokenizer
-    model = load_model(source, i2s_layout)       # a preset, or the error naming the path
+        return load_model(source, i2s_layout, progress), tokenizer
+    model = load_model(source, i2s_layout, progress)   # a preset, or the error naming it
     return model, find(source, model)
 
 
@@ -83,7 +84,9 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
             # Without --no-check every run is compared with the golden model.
             check = None if getattr(args, "no_check", False) else GoldenCheck(model)
         else:
-            runner, check = Session(make_backend(args.backend, model)), None
+            with count_progress(f"preparing {model.config.name} on {args.backend}",
+                                "layers") as progress:
+                runner, check = Session(make_backend(args.backend, model, progress)), None
         link = runner.link if on_device else None
         marks = [_link_mark(link, check)]
         start = time.perf_counter()
@@ -227,8 +230,8 @@ class RunCommand(Command):
         args.accelerator = device_config(args)
 
     def run(self, args):
-        with status(f"loading {args.model}"):
-            model, tokenizer = load(args.model, args.i2s_layout)
+        with count_progress(f"loading {args.model}", "layers") as progress:
+            model, tokenizer = load(args.model, args.i2s_layout, progress=progress)
         return generate_text(args, model, tokenizer, args.accelerator, stream=not args.json)
 
     def show(self, result, args):

@@ -1,10 +1,11 @@
 """Running a model on a backend: sessions, greedy generation and perplexity.
 
 The backends here compute on the host: ``golden`` (the bit-exact integer model of the
-hardware) and ``reference`` (float64). Every backend offers ``new_cache()`` and
+hardware) and ``reference`` (float64). Every backend offers ``new_cache()``,
 ``forward(token_ids, cache, logits="all" | "last") -> logits`` (every token's, or the
-last token's only: the LM head is the costly part for a large vocabulary); a
-:class:`Session` adds the checks that keep bad input from reaching them.
+last token's only: the LM head is the costly part for a large vocabulary) and
+``prepare(progress=None)`` (make its weight operands now rather than at the first
+forward pass); a :class:`Session` adds the checks that keep bad input from reaching them.
 """
 
 import time
@@ -26,10 +27,14 @@ BACKEND_DESCRIPTIONS = {
 }
 
 
-def make_backend(name: str, model):
+def make_backend(name: str, model, progress=None):
+    """The host backend ``name`` for ``model``, prepared (``prepare(progress)``: its
+    weight operands made, which takes seconds for a full-size model)."""
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[name](model)
+    backend = BACKENDS[name](model)
+    backend.prepare(progress)
+    return backend
 
 
 def check_token_ids(ids, vocab_size: int) -> np.ndarray:

@@ -28,13 +28,15 @@ SHIPPED_MODELS = {"tiny": MODELS_DIR / "tiny.npz"}
 """Preset name -> the weights shipped inside the package."""
 
 
-def load_model(source, i2s_layout: str = None) -> Model:
+def load_model(source, i2s_layout: str = None, progress=None) -> Model:
     """Load and validate a model from a shipped preset name or a checkpoint path.
 
     A shipped preset's name wins over a file or directory of the same name, so that
     ``tiny`` means the same model wherever it is run from (write ``./tiny`` for the path).
     ``i2s_layout`` (``"x86"`` or ``"arm"``) says how a GGUF's I2_S tensors are packed,
-    which the file does not record (:func:`~.gguf_file.load_gguf`).
+    which the file does not record (:func:`~.gguf_file.load_gguf`). ``progress(done,
+    total)``, if given, hears each decoder layer read from a Hugging Face directory or a
+    GGUF file (a full-size checkpoint takes a while; a ``.npz`` is read at once).
     """
     if isinstance(source, str) and source in SHIPPED_MODELS:
         return _load_shipped(source)
@@ -42,13 +44,13 @@ def load_model(source, i2s_layout: str = None) -> Model:
     if not path.exists():
         raise _not_found(str(source))
     if path.is_dir():
-        return _load_hf_directory(path)
+        return _load_hf_directory(path, progress)
     if path.suffix == ".gguf":
-        return validated(load_gguf(path, i2s_layout), path)
+        return validated(load_gguf(path, i2s_layout, progress), path)
     if path.suffix == ".npz":
         return _load_npz(path)
     if path.suffix == ".safetensors" or path.name == "config.json":
-        return _load_hf_directory(path.parent)
+        return _load_hf_directory(path.parent, progress)
     raise ModelFormatError(
         f"{path}: unknown model format (expected a Hugging Face directory with "
         f"config.json, a .gguf file, a .npz file, or a preset name: "
@@ -103,8 +105,8 @@ def _load_npz(path: Path) -> Model:
         return Model.load_npz(path)
 
 
-def _load_hf_directory(directory: Path) -> Model:
+def _load_hf_directory(directory: Path, progress=None) -> Model:
     if not (directory / "config.json").is_file():
         raise ModelFormatError(f"{directory}: unknown model format: a directory needs "
                                f"config.json and *.safetensors (Hugging Face layout)")
-    return validated(load_hf(directory), directory)
+    return validated(load_hf(directory, progress), directory)

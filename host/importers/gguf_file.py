@@ -54,12 +54,13 @@ _FP16_TOLERANCE = 2.0 ** -10
 _EXACT_TYPES = (GGMLQuantizationType.F32, GGMLQuantizationType.F64)
 
 
-def load_gguf(path, i2s_layout: str = None) -> Model:
+def load_gguf(path, i2s_layout: str = None, progress=None) -> Model:
     """Read a BitNet GGUF file (not yet validated: see ``load_model``).
 
     ``i2s_layout`` (``"x86"`` or ``"arm"``) says how its I2_S tensors are packed, which
     the file does not record; without it, the 2B-4T architectures are read as x86 (the
-    layout of Microsoft's released files) and any other is refused.
+    layout of Microsoft's released files) and any other is refused. ``progress(done,
+    total)``, if given, hears each decoder layer read.
     """
     path = Path(path)
     gguf = open_gguf(path)
@@ -80,6 +81,8 @@ def load_gguf(path, i2s_layout: str = None) -> Model:
         for field, shape in config.linear_shapes().items():
             parts[field] = _ternary(gguf, f"blk.{i}.{LINEAR_TENSORS[field]}", shape, layout)
         layers.append(Layer(**parts))
+        if progress is not None:
+            progress(i + 1, config.layers)
     output_norm = _float(gguf, "output_norm.weight", (config.hidden,))
     return Model(config, embedding, layers, output_norm, lm_head)
 

@@ -64,8 +64,9 @@ def read_hf_config(directory) -> ModelConfig:
     return _read_config(Path(directory))[0]
 
 
-def load_hf(directory) -> Model:
-    """Read a Hugging Face BitNet directory (not yet validated: see ``load_model``)."""
+def load_hf(directory, progress=None) -> Model:
+    """Read a Hugging Face BitNet directory (not yet validated: see ``load_model``);
+    ``progress(done, total)``, if given, hears each decoder layer read."""
     directory = Path(directory)
     config, layout, scale_is_divisor = _read_config(directory)
     checkpoint = SafetensorsCheckpoint(directory)
@@ -74,8 +75,11 @@ def load_hf(directory) -> Model:
     embedding = _float(checkpoint, "model.embed_tokens.weight", embedding_shape)
     lm_head = None if config.tied_embedding else \
         _float(checkpoint, "lm_head.weight", embedding_shape)
-    layers = [_layer(checkpoint, config, layout, i, scale_is_divisor)
-              for i in range(config.layers)]
+    layers = []
+    for i in range(config.layers):
+        layers.append(_layer(checkpoint, config, layout, i, scale_is_divisor))
+        if progress is not None:
+            progress(i + 1, config.layers)
     output_norm = _float(checkpoint, "model.norm.weight", (config.hidden,))
     return Model(config, embedding, layers, output_norm, lm_head)
 

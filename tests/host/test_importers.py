@@ -7,7 +7,10 @@ compare codes, scales, float tensors and the reference model's logits.
 """
 
 import dataclasses
+import io
 import json
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -114,29 +117,49 @@ def assert_one_line_error(excinfo, *fragments):
         assert str(fragment) in message, message
 
 
+@dataclasses.dataclass
+class Lazy:
+    """A tensor made only when it is written, so that a full-size checkpoint is written
+    one tensor at a time: its dtype and shape, and ``make()``."""
+    dtype: type
+    shape: tuple
+    make: object
+
+    @staticmethod
+    def value(tensor) -> np.ndarray:
+        return tensor.make() if isinstance(tensor, Lazy) else tensor
+
+
 # -- Hugging Face writers -------------------------------------------------------------
+
+SAFETENSORS_STORAGE = {"U8": "u1", "BF16": "<u2", "F16": "<f2", "F32": "<f4"}
+CHUNK_ELEMENTS = 2 ** 22        # elements converted at a time (a full-size embedding)
+
 
 def write_safetensors(path, tensors: dict, float_dtype: str = "BF16"):
     """Our own writer, as the safetensors package cannot write bf16 from NumPy.
 
-    Float tensors are stored as ``float_dtype``; uint8 tensors as U8.
+    Float tensors are stored as ``float_dtype``; uint8 tensors as U8. The header comes
+    from the shapes, then each tensor is made (:class:`Lazy`) and written in turn.
     """
-    header, chunks, offset = {}, [], 0
-    for name, array in tensors.items():
-        if array.dtype == np.uint8:
-            dtype, raw = "U8", array.tobytes()
-        elif float_dtype == "BF16":
-            dtype, raw = "BF16", to_bf16_bits(array).tobytes()
-        else:
-            storage = {"F16": "<f2", "F32": "<f4"}[float_dtype]
-            dtype, raw = float_dtype, array.astype(storage).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
+    header, kinds, offset = {}, {}, 0
+    for name, tensor in tensors.items():
+        kinds[name] = "U8" if np.dtype(tensor.dtype) == np.uint8 else float_dtype
+        size = int(np.prod(tensor.shape)) * np.dtype(SAFETENSORS_STORAGE[kinds[name]]).itemsize
+        header[name] = {"dtype": kinds[name], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
     header_bytes = json.dumps(header).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
-    path.write_bytes(len(header_bytes).to_bytes(8, "little") + header_bytes + b"".join(chunks))
+    with open(path, "wb") as file:
+        file.write(len(header_bytes).to_bytes(8, "little") + header_bytes)
+        for name, tensor in tensors.items():
+            flat = Lazy.value(tensor).reshape(-1)
+            for start in range(0, flat.size, CHUNK_ELEMENTS):
+                chunk = flat[start:start + CHUNK_ELEMENTS]
+                raw = to_bf16_bits(chunk) if kinds[name] == "BF16" else \
+                    chunk.astype(SAFETENSORS_STORAGE[kinds[name]])
+                file.write(raw.tobytes())
 
 
 def pack_codes(codes: np.ndarray) -> np.ndarray:
@@ -159,7 +182,9 @@ def hf_config(model: Model, layout: str, **overrides) -> dict:
             **overrides}
 
 
-def hf_tensors(model: Model, layout: str, packed=False, scale_is_divisor=True) -> dict:
+def hf_tensors(model: Model, layout: str, packed=False, scale_is_divisor=True,
+               lazy=False) -> dict:
+    """Hugging Face tensor name -> array; with ``lazy``, the linears as :class:`Lazy`."""
     _, attn_sub_norm, ffn_sub_norm = HF_LAYOUTS[layout]
     tensors = {"model.embed_tokens.weight": model.embedding,
                "model.norm.weight": model.output_norm}
@@ -173,16 +198,23 @@ def hf_tensors(model: Model, layout: str, packed=False, scale_is_divisor=True) -
         tensors[f"{prefix}.{ffn_sub_norm}.weight"] = layer.ffn_sub_norm
         for field, name in HF_LINEARS.items():
             tensor = getattr(layer, field)
+            rows, columns = tensor.codes.shape
             if packed:
-                tensors[f"{prefix}.{name}.weight"] = pack_codes(tensor.codes)
+                weight = Lazy(np.uint8, (-(-rows // 4), columns),
+                              lambda tensor=tensor: pack_codes(tensor.codes))
                 weight_scale = 1 / tensor.scale if scale_is_divisor else tensor.scale
                 tensors[f"{prefix}.{name}.weight_scale"] = np.array([weight_scale], np.float32)
             else:
-                # Latent weights whose mean |W| is the scale and that quantize to the codes.
-                nonzero = np.mean(np.abs(tensor.codes))
-                tensors[f"{prefix}.{name}.weight"] = (tensor.codes * (tensor.scale / nonzero)
-                                                      ).astype(np.float32)
+                weight = Lazy(np.float32, (rows, columns),
+                              lambda tensor=tensor: latent_weights(tensor))
+            tensors[f"{prefix}.{name}.weight"] = weight if lazy else weight.make()
     return tensors
+
+
+def latent_weights(tensor: TernaryTensor) -> np.ndarray:
+    """Latent weights whose mean |W| is the scale and that quantize to the codes."""
+    nonzero = np.mean(np.abs(tensor.codes))
+    return (tensor.codes * (tensor.scale / nonzero)).astype(np.float32)
 
 
 def write_hf(directory, model: Model, layout="microsoft", float_dtype="BF16", packed=False,
@@ -221,8 +253,9 @@ def gguf_keys(config: ModelConfig) -> dict:
             "rope.freq_base": config.rope_theta}
 
 
-def gguf_tensors(model: Model) -> dict:
-    """GGUF tensor name -> float values (ternary linears as codes * scale)."""
+def gguf_tensors(model: Model, lazy=False) -> dict:
+    """GGUF tensor name -> float values (ternary linears as codes * scale; with ``lazy``,
+    as :class:`Lazy`)."""
     tensors = {"token_embd.weight": model.embedding, "output_norm.weight": model.output_norm}
     if model.lm_head is not None:
         tensors["output.weight"] = model.lm_head
@@ -230,7 +263,9 @@ def gguf_tensors(model: Model) -> dict:
         for name in ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"):
             tensors[f"blk.{i}.{name}.weight"] = getattr(layer, name)
         for field, name in GGUF_LINEARS.items():
-            tensors[f"blk.{i}.{name}.weight"] = getattr(layer, field).dequantize()
+            tensor = getattr(layer, field)
+            weight = Lazy(np.float64, tensor.codes.shape, tensor.dequantize)
+            tensors[f"blk.{i}.{name}.weight"] = weight if lazy else weight.make()
     return tensors
 
 
@@ -243,9 +278,10 @@ def write_gguf(path, tensors: dict, keys: dict, arch="bitnet", ternary_type=Q.F3
     """Linears in ``ternary_type``, the rest in F32 (F16 for the embedding with F16).
 
     A tensor given as ``(raw_bytes, type)`` is written as it is, an :class:`I2S` as
-    I2_S. ``metadata(writer)``, if given, writes more keys (a tokenizer's).
+    I2_S, a :class:`Lazy` made then. ``metadata(writer)``, if given, writes more keys (a
+    tokenizer's). Tensors go to a temporary file as they are added, not into memory.
     """
-    writer = GGUFWriter(str(path), arch)
+    writer = GGUFWriter(str(path), arch, use_temp_file=True)
     if metadata is not None:
         metadata(writer)
     for key, value in keys.items():
@@ -254,6 +290,7 @@ def write_gguf(path, tensors: dict, keys: dict, arch="bitnet", ternary_type=Q.F3
         else:
             writer.add_uint32(f"{arch}.{key}", value)
     for name, values in tensors.items():
+        values = Lazy.value(values)
         if isinstance(values, I2S):
             # The gguf package knows no type 36: give the shape, and bytes as int8 so the
             # writer does not look the type up to turn a byte shape into it.
@@ -441,6 +478,116 @@ def test_i2s_twin_loaded_through_the_cli(tmp_path, capsys, layout, arch):
                      str(tmp_path / f"{name}.npy"), *extra]) == 0
     capsys.readouterr()
     np.testing.assert_array_equal(np.load(tmp_path / "i2s.npy"), np.load(tmp_path / "tq2.npy"))
+
+
+# -- tritium run on a random checkpoint of each named shape -----------------------------
+
+# The layouts each named shape's published checkpoints come in: Hugging Face (latent fp16
+# weights for 1bitLLM's 0.7B, packed ternary for Microsoft's 2B-4T) and llama.cpp's GGUF.
+NAMED_CHECKPOINTS = {
+    "bitnet-b1.58-large": {"layout": "1bitllm", "float_dtype": "F16", "packed": False,
+                           "arch": "bitnet"},
+    "bitnet-b1.58-2b-4t": {"layout": "microsoft", "float_dtype": "BF16", "packed": True,
+                           "arch": "bitnet-b1.58"},
+}
+SHAPE_FIELDS = ("vocab_size", "hidden", "layers", "heads", "kv_heads", "head_dim", "ffn",
+                "activation", "tied_embedding", "max_context")
+
+
+def named_shape_cases():
+    """Each named shape at full size (slow), and a small one with its head grouping,
+    activation, tying and layouts in the default run."""
+    for name, preset in MODEL_PRESETS.items():
+        if name not in NAMED_CHECKPOINTS:
+            continue
+        yield pytest.param(name, preset, marks=pytest.mark.slow, id=name)
+        small = dataclasses.replace(preset, name=f"small-{name}", vocab_size=1000, hidden=256,
+                                    layers=2, heads=4, kv_heads=4 * preset.kv_heads // preset.heads,
+                                    head_dim=64, ffn=512, max_context=64)
+        yield pytest.param(name, small, id=f"small-{name}")
+
+
+def write_vocabulary(path, size: int):
+    """A byte-level BPE tokenizer.json of exactly ``size`` tokens, the 256 byte tokens
+    then fillers, so that every id a random model picks decodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    vocab = {token: i for i, token in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab.update({f"filler{i}": i for i in range(len(vocab), size)})
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.save(str(path))
+
+
+def write_named_checkpoints(directory, config: ModelConfig, style: str):
+    """A random model of ``config`` as a Hugging Face directory and a TQ2_0 GGUF file in
+    the layouts of the named shape ``style``, each with a tokenizer.json of the model's
+    vocabulary beside it, written one tensor at a time: (directory, GGUF path). The
+    model itself is not kept."""
+    how = NAMED_CHECKPOINTS[style]
+    model = Model.random(config, seed=0)
+    hf = write_hf(directory / "hf", model, how["layout"], how["float_dtype"], how["packed"],
+                  tensors=hf_tensors(model, how["layout"], how["packed"], lazy=True))
+    (directory / "gguf").mkdir()
+    gguf = write_gguf(directory / "gguf" / "model.gguf", gguf_tensors(model, lazy=True),
+                      gguf_keys(config), how["arch"], Q.TQ2_0)
+    for place in (hf, gguf.parent):
+        write_vocabulary(place / "tokenizer.json", config.vocab_size)
+    return hf, gguf
+
+
+@pytest.mark.parametrize("style, config", list(named_shape_cases()))
+def test_run_on_a_random_checkpoint_of_each_named_shape(tmp_path, capsys, style, config):
+    """`tritium run` end to end on the golden and the reference backends, from a
+    checkpoint of the shape in each layout it is published in (written here: nothing is
+    downloaded). On the small shapes the golden run is also the golden model's own
+    greedy choice."""
+    from tritium.cli.testing import run_cli
+    from tritium.host.runtime import Session, generate, make_backend
+    from tritium.host.tokenizer import load_tokenizer
+    for path in write_named_checkpoints(tmp_path, config, style):
+        code, out, _ = run_cli(capsys, "info", "--model", path, "--json")
+        info = json.loads(out)
+        assert code == 0
+        assert {field: info[field] for field in SHAPE_FIELDS} == \
+            {field: getattr(config, field) for field in SHAPE_FIELDS}
+        for backend in ("golden", "reference"):
+            code, out, _ = run_cli(capsys, "run", "--model", path, "--prompt", "Hello", "-n", 3,
+                                   "--backend", backend, "--ignore-eos", "--json")
+            result = json.loads(out)
+            assert code == 0 and result["prompt_tokens"] == 5 and len(result["tokens"]) == 3
+            assert all(0 <= token < config.vocab_size for token in result["tokens"])
+            if backend == "golden" and config.layers == 2:
+                model = load_model(path)
+                prompt = load_tokenizer(path, model).encode("Hello")
+                assert result["tokens"] == list(generate(Session(make_backend("golden", model)),
+                                                         prompt, 3))
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, for what the CLI shows only on one."""
+
+    def isatty(self):
+        return True
+
+
+def test_run_shows_its_loading_progress_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    from tritium.cli import main
+    from tritium.cli.testing import run_cli
+    style = "bitnet-b1.58-2b-4t"
+    config = dict((case.id, case.values[1]) for case in named_shape_cases())[f"small-{style}"]
+    monkeypatch.setenv("COLUMNS", "500")        # the bar's line holds the whole path
+    for path in write_named_checkpoints(tmp_path, config, style):
+        argv = ["run", "--model", str(path), "--prompt", "Hi", "-n", "2", "--json"]
+        with monkeypatch.context() as terminal:
+            terminal.setattr(sys, "stderr", Terminal())
+            assert main(argv) == 0
+            shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", sys.stderr.getvalue())   # no colours
+        json.loads(capsys.readouterr().out)     # stdout holds the JSON object alone
+        assert f"loading {path}" in shown and "2/2 layers" in shown
+        assert re.search(r"preparing \S+ on golden \S+ 3/3 layers", shown), shown
+        code, out, err = run_cli(capsys, *argv)  # not a terminal: nothing on stderr
+        assert code == 0 and json.loads(out) and err == ""
 
 
 @pytest.mark.parametrize("layout, float_dtype, tied", [
