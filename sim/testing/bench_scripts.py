@@ -24,9 +24,10 @@ def load_bench(name: str):
     return module
 
 
-def provenance(kind: str, script: str, argv) -> dict:
+def provenance(kind: str, script: str, argv, sources=("hw", "sim", "host")) -> dict:
     """What a bench report starts with: its figures' kind, when, from which commit (with
-    ``(modified)`` if the working tree differs from it) and by which command."""
+    ``(modified)`` if the ``sources`` the figures come from differ from it in the working
+    tree) and by which command."""
     root = BENCH_DIR.parent
 
     def git(*args) -> str:
@@ -37,7 +38,8 @@ def provenance(kind: str, script: str, argv) -> dict:
             return ""
 
     head = git("rev-parse", "HEAD")
-    commit = f"{head}{' (modified)' if git('status', '--porcelain') else ''}" if head else "unknown"
+    modified = git("status", "--porcelain", "--", *sources)
+    commit = f"{head}{' (modified)' if modified else ''}" if head else "unknown"
     return {"kind": kind,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": commit, "command": " ".join(["python", f"bench/{script}.py", *argv])}
