@@ -10,8 +10,8 @@ bit-exact integer model of the accelerator. Per context ``c`` of ``--contexts``:
 prefill of ``c`` random tokens into an empty cache (the last token's logits, as
 ``tritium run`` asks for), then ``--decode`` greedy decode steps at positions ``c``,
 ``c + 1``, ... Reported: prefill tokens/s, decode tokens/s (the median step), the
-one-time costs (making the random model; preparing the golden model at its first token:
-the float32 weight operands and the quantized LM head), and the peak resident memory of
+one-time costs (making the random model; preparing the golden model,
+``GoldenModel.prepare``: the float32 weight operands and the quantized LM head), and the peak resident memory of
 the process that ran the model. Each model runs in a process of its own, so each peak
 is its own; ``--threads`` sets the BLAS threads of those processes (default: the BLAS's
 own choice, every core).
@@ -53,7 +53,7 @@ def measure(name: str, contexts: list, decode: int) -> dict:
     model = Model.random(config, seed=0)
     made = time.perf_counter()
     golden = GoldenModel(model)
-    golden.forward([0], golden.new_cache(), "last")         # operands and head, once
+    golden.prepare()                                        # operands and head, once
     prepared = time.perf_counter()
     rng = np.random.default_rng(1)
     runs = []

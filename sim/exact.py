@@ -1,7 +1,7 @@
 """Exact integer matrix products on floating-point BLAS.
 
-NumPy multiplies integer matrices without BLAS, one to two orders of magnitude slower
-than float. A float product of integer-valued matrices is nevertheless exact when every
+NumPy multiplies integer matrices without BLAS, several times slower than a float
+product of the same shape. A float product of integer-valued matrices is nevertheless exact when every
 partial sum that BLAS forms is an integer the float type holds exactly: at most
 ``2**24`` in magnitude for float32, ``2**53`` for float64. Each addition (or fused
 multiply-add) then rounds an exact integer to itself. Whatever order BLAS adds in, a
@@ -57,7 +57,8 @@ def ternary_operand(codes: np.ndarray) -> np.ndarray:
     """Ternary weight codes W (N, K) in {-1, 0, 1} as the operand of
     :func:`ternary_matmul`: ``W.T`` in float32, contiguous (4 bytes per weight; made once
     and kept by the caller). A matrix-vector product streams this layout about a fifth
-    faster than ``W`` itself (OpenBLAS, measured: docs/performance.md)."""
+    faster than ``W`` itself (OpenBLAS; docs/performance.md, "The golden model on the
+    host")."""
     return np.ascontiguousarray(np.asarray(codes).T, dtype=np.float32)
 
 

@@ -71,9 +71,8 @@ class QuantizedHead:
         int8: float32 codes (4 bytes per weight), multiplied by
         :func:`tritium.sim.exact.exact_matmul` in slices of at most 1,032 inputs
         (|activation code| <= 128, |weight code| <= 127; contiguous row blocks of this
-        layout). int4:
-        the codes times their group mantissas in float64 (every partial sum stays below
-        2**47, far inside float64's 2**53).
+        layout). int4: the codes times their group mantissas in float64 (every partial
+        sum stays below 2**47, far inside float64's 2**53).
         """
         if self.config.format == "int8":
             return np.ascontiguousarray(self.codes.T, dtype=np.float32)
