@@ -30,7 +30,6 @@ docs/timing.md. Nothing here is asserted.
 
 import argparse
 import concurrent.futures
-import datetime
 import json
 import multiprocessing
 import resource
@@ -265,26 +264,13 @@ def _package_root() -> Path:
     return Path(tritium.hw.__file__).resolve().parent.parent
 
 
-def _commit() -> str:
-    root = _package_root()
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "hw"],
-                               capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return f"{head}{' (hw/ modified)' if dirty else ''}" if head else "unknown"
-
-
 def _provenance(kind, argv) -> dict:
     """What every report of this script starts with: the figures' kind, when, from which
-    commit and package, by which command."""
-    return {"kind": kind,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": _commit(), "tritium": str(_package_root()),
-            "command": " ".join(["python", "bench/timing.py",
-                                 *(sys.argv[1:] if argv is None else argv)])}
+    commit (``(modified)`` if ``hw/`` differs from it) and package, by which command."""
+    from tritium.sim.testing.bench_scripts import provenance
+    return {**provenance(kind, "timing", sys.argv[1:] if argv is None else argv,
+                         sources=("hw",)),
+            "tritium": str(_package_root())}
 
 
 def _row(entry: dict) -> str:

@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from tritium.hw.errors import InputError
 
-__all__ = ["Device", "DEVICES", "PLLParameters", "pll_parameters", "ECP5PLL",
+__all__ = ["Device", "DEVICES", "PLLParameters", "pll_parameters", "ECP5PLL", "GlobalBuffer",
            "MemoryUse", "memories_from_rtlil", "ebr_for_memory", "ebr_estimate", "check_fit",
            "read_nextpnr_report"]
 
@@ -157,6 +157,31 @@ class ECP5PLL(wiring.Component):
             i_CLKI=self.clk_in, i_CLKFB=self.clk_out, o_CLKOP=self.clk_out,
             o_LOCK=self.locked, i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0,
             i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0)
+        return m
+
+
+class GlobalBuffer(wiring.Component):
+    """One DCCA: ``o`` is ``i`` carried on one of the device's global networks.
+
+    nextpnr-ecp5 puts only clocks on the global networks by itself. A synchronous reset
+    reaches every flip-flop that has one (35,300 of the ULX3S design's 38,700); in the
+    general routing it was the most congested net at nextpnr's first routing pass
+    (docs/boards.md). On a global network it takes no general routing: the networks
+    reach every slice's reset input, and LUT inputs too. The clock enables of the
+    widest fan-out go the same way after synthesis (:mod:`tritium.boards.globals`).
+
+    Members
+    -------
+    i : ``In(1)``
+    o : ``Out(1)``
+    """
+
+    i: In(1)
+    o: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dcca = Instance("DCCA", i_CLKI=self.i, i_CE=1, o_CLKO=self.o)
         return m
 
 

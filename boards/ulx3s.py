@@ -24,7 +24,7 @@ from pathlib import Path
 
 from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -33,8 +33,8 @@ from tritium.hw.config import AcceleratorConfig
 from tritium.hw.link import protocol
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from tritium.hw.top import Top
-from .ecp5 import (DEVICES, ECP5PLL, MemoryUse, check_fit, ebr_estimate, ebr_for_memory,
-                   pll_parameters, read_nextpnr_report)
+from .ecp5 import (DEVICES, ECP5PLL, GlobalBuffer, MemoryUse, check_fit, ebr_estimate,
+                   ebr_for_memory, pll_parameters, read_nextpnr_report)
 
 __all__ = ["summary_lines", "BOARD", "BAUD", "DEVICE", "NAME", "LEDS", "ActivityLight", "CommandLight",
            "BoardCore", "ULX3STop", "clocking", "platform", "generate", "find_tool",
@@ -234,7 +234,13 @@ class ULX3STop(Elaboratable):
         m.d.comb += [pll.clk_in.eq(clk25.i), sync.clk.eq(pll.clk_out)]
 
         m.submodules.fire = fire = io.Buffer("i", platform.request("button_fire", 0, dir="-"))
-        m.submodules.reset_sync = ResetSynchronizer(~pll.locked | fire.i, domain="sync")
+        # What amaranth's ResetSynchronizer does, with the reset then carried to the
+        # design's flip-flops on a global network (GlobalBuffer says why).
+        reset = Signal()
+        m.submodules.reset_sync = AsyncFFSynchronizer(~pll.locked | fire.i, reset,
+                                                      o_domain="sync")
+        m.submodules.reset_buffer = reset_buffer = GlobalBuffer()
+        m.d.comb += [reset_buffer.i.eq(reset), sync.rst.eq(reset_buffer.o)]
 
         light_cycles = round(self.config.clock_hz * LIGHT_SECONDS)
         m.submodules.core = core = BoardCore(self.config, self.divisor, light_cycles)
@@ -261,7 +267,16 @@ def platform():
     # block's two head quantizers keep their short rings in LUT RAM, as every block RAM
     # is taken (docs/boards.md).
     board.ram_attrs = {"attention_quant": {"ram_style": "distributed"}}
+    # Between Yosys and nextpnr: the widest clock enables onto global networks
+    # (boards/globals.py). An instance attribute over amaranth's class-level list.
+    yosys, *rest = board._trellis_command_templates
+    board._trellis_command_templates = [yosys, _PROMOTE_ENABLES, *rest]
     return board
+
+
+# The netlist pass of boards/globals.py, run by this interpreter in generate()'s build
+# (by the first ``python`` on PATH in the script for a build by hand).
+_PROMOTE_ENABLES = f"python -m tritium.boards.globals {NAME}.json"
 
 
 # Overrides of amaranth's Trellis build templates (amaranth/vendor/_lattice.py):
@@ -414,12 +429,14 @@ def _build(out_dir: Path, plan, timeout) -> dict:
     """Run the plan's commands (``build_NAME.json``) one by one, checking the fit after
     synthesis; return the build section of the report."""
     commands = json.loads(plan.files[f"build_{NAME}.json"])["commands"]
-    tools = {argv[0]: find_tool(argv[0]) for argv in commands}   # all found before any runs
+    tools = {argv[0]: sys.executable if argv[0] == "python" else find_tool(argv[0])
+             for argv in commands}                              # all found before any runs
     seconds, versions = {}, {}
     result = {}
     for argv in commands:
         name = argv[0]
-        versions[name] = _version(tools[name])
+        if name != "python":
+            versions[name] = _version(tools[name])
         start = time.monotonic()
         _run(name, [tools[name], *argv[1:]], out_dir, timeout)
         seconds[name] = round(time.monotonic() - start, 1)

@@ -308,6 +308,10 @@ def test_generate_writes_the_board_files(generated):
     assert 'FREQUENCY PORT "clk25_0__io" 25000000' in lpf         # nextpnr derives the rest
     verilog = (out / f"{name}.debug.v").read_text()
     assert "EHXPLLL" in verilog and f"module {name}" in verilog
+    assert "DCCA" in verilog                                    # the reset's global buffer
+    script = (out / f"build_{name}.sh").read_text()
+    assert script.index("$YOSYS") < script.index(f"python -m tritium.boards.globals "
+                                                  f"{name}.json") < script.index("$NEXTPNR_ECP5")
     ys = (out / f"{name}.ys").read_text()
     assert "opt_clean -purge" in ys and f"-o {name}.stat.json" in ys
 
