@@ -699,8 +699,8 @@ ACCELERATOR_PRESETS = {
     # out) is far slower than 2 lanes compute, so the narrow design costs no speed.
     # Clock: 15 MHz from the PLL (25 MHz * 3 / 5), 5 cycles per bit at 3 Mbaud exactly;
     # the last whole-design build that routed (before issue 16) reached 19.97 MHz. Issue
-    # 16's pipelining places at an estimated 47 to 51 MHz (nextpnr, after placement), but
-    # no build since has finished routing (docs/boards.md): the clock rises to 45 MHz
+    # 16's pipelining places at an estimated 45 to 55 MHz (nextpnr, after placement), but
+    # no build since has routed, at any clock (docs/boards.md): the clock rises to 45 MHz
     # (25 MHz * 9 / 5, 15 cycles per bit) or more once one does.
     "ulx3s": AcceleratorConfig(
         name="ulx3s", model=MODEL_PRESETS["tiny"],
