@@ -45,12 +45,14 @@ def promote_enables(netlist: dict, top: str, min_fanout: int = MIN_FANOUT) -> li
               if fanout >= min_fanout]
     names = _net_names(module)
     next_bit = 1 + max(_all_bits(module))
+    buffered_bits = {bit: next_bit + index for index, (bit, _) in enumerate(chosen)}
+    for cell in cells.values():                     # every chosen enable's CEs in one pass
+        enable = _bits(cell, "CE")
+        if cell["type"] == "TRELLIS_FF" and enable and enable[0] in buffered_bits:
+            cell["connections"]["CE"] = [buffered_bits[enable[0]]]
     promoted = []
     for index, (bit, fanout) in enumerate(chosen):
-        buffered = next_bit + index
-        for cell in cells.values():
-            if cell["type"] == "TRELLIS_FF" and _bits(cell, "CE") == [bit]:
-                cell["connections"]["CE"] = [buffered]
+        buffered = buffered_bits[bit]
         name = names.get(bit, f"net{bit}")
         cells[f"$enable_gbuf{index}"] = {
             "hide_name": 1, "type": "DCCA", "parameters": {}, "attributes": {},
