@@ -8,19 +8,23 @@ return Amaranth values; the staged ones (the table look-ups, the normalisers,
 :func:`apply_shift`) add their registers to a module under an ``enable`` (the
 pipeline advance of the caller), one multiplier, carry chain, shifter or block-RAM read
 per stage (docs/timing.md), and state their latency as a constant beside them.
-:class:`Pipeline` is the valid/ready skeleton that every fixed-latency stream stage of
-the element-wise and attention units is built on.
+:class:`QueuedPipeline` (stages that move every cycle, a queue behind them) and
+:class:`Pipeline` (stages that hold together under one enable, for short pipelines and
+sinks without a payload) are the valid/ready skeletons that every fixed-latency stream
+stage of the element-wise and attention units is built on.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 
 from .numerics import (EXP2_TABLE, EXPONENT_BITS, INT32_MAX, INT32_MIN, MANTISSA_BITS,
                        RECIP_TABLE, RSQRT_TABLE, SIGMOID_TABLE)
 
-__all__ = ["MANTISSA_BITS", "EXPONENT_BITS", "scale_layout", "Pipeline", "bit_length",
+__all__ = ["MANTISSA_BITS", "EXPONENT_BITS", "scale_layout", "Pipeline", "QueuedPipeline",
+           "bit_length",
            "shift_round", "shift_round_signed", "saturate", "normalize_scale",
            "InterpolatedTable", "exp2_table", "RECIPROCAL_LATENCY", "reciprocal",
            "scale_mul", "apply_shift", "normalize_even", "RSQRT_LATENCY", "rsqrt",
@@ -58,6 +62,49 @@ class Pipeline:
     def accept(self):
         """The input beat is taken this cycle."""
         return self.valid[0] & self.advance
+
+
+class QueuedPipeline:
+    """A fixed-latency pipeline between two streams whose stages move every cycle, with
+    a queue behind it that holds its results while ``sink`` refuses.
+
+    No enable reaches the stage registers (``advance`` is the constant 1, so the stage
+    helpers take it as their ``enable``): on an FPGA a pipeline-wide enable is a net of
+    hundreds or thousands of loads that routing must reach and timing must cross
+    (docs/timing.md). A beat is taken only while the queue has room for it and for
+    every beat in flight: a credit count, so ``source.ready`` comes from a register and
+    never from ``sink.ready``. A result leaves straight from the last stage when the
+    queue is empty and ``sink`` takes it, so the latency is the stages' alone; otherwise
+    it waits in the queue (``latency + 1`` entries of LUT RAM, enough for the pipeline
+    to carry one beat per cycle).
+
+    The stages write their result into :attr:`payload` (shaped like ``sink.payload``),
+    not into ``sink.payload``. ``valid[k]`` is the valid bit after k stages
+    (``valid[0]`` is the input transfer, also :attr:`accept`).
+    """
+
+    advance = Const(1)
+
+    def __init__(self, m: Module, source, sink, latency: int, name: str = "pipeline"):
+        self.valid = [Signal(name=f"valid{k}") for k in range(latency + 1)]
+        self.payload = Signal(sink.payload.shape(), name=f"{name}_result", reset_less=True)
+        depth = latency + 1
+        queue = m.submodules[f"{name}_queue"] = SyncFIFO(
+            width=Shape.cast(sink.payload.shape()).width, depth=depth)
+        room = Signal(range(depth + 1), init=depth, name=f"{name}_room")
+        arrives = self.valid[latency]
+        self.accept = self.valid[0]                   # the input beat is taken this cycle
+        m.d.comb += [
+            source.ready.eq(room != 0),
+            self.valid[0].eq(source.valid & source.ready),
+            sink.valid.eq(queue.r_rdy | arrives),
+            sink.payload.eq(Mux(queue.r_rdy, queue.r_data, self.payload)),
+            queue.r_en.eq(sink.ready),
+            queue.w_data.eq(self.payload),
+            queue.w_en.eq(arrives & (queue.r_rdy | ~sink.ready)),
+        ]
+        m.d.sync += [self.valid[k + 1].eq(self.valid[k]) for k in range(latency)]
+        m.d.sync += room.eq(room - self.accept + (sink.valid & sink.ready))
 
 
 def bit_length(value):
@@ -147,7 +194,7 @@ def normalize_scale(value, exponent, m: Module = None, name: str = "normalize"):
     table interpolation) is built once and not once per use in the normaliser.
     """
     if m is not None:
-        held = Signal(len(value), name=f"{name}_value")
+        held = Signal(len(value), name=f"{name}_value", reset_less=True)
         m.d.comb += held.eq(value)
         value = held
     if len(value) <= MANTISSA_BITS:
@@ -199,11 +246,13 @@ class InterpolatedTable:
         m.submodules[self.name] = rom
         port = rom.read_port()
         name = self.name
-        frac1, frac2 = (Signal(self.frac_bits, name=f"{name}_frac{k}") for k in (1, 2))
-        row = Signal(self._layout, name=f"{name}_row")
-        low3 = Signal(self.value_width + self.frac_bits, name=f"{name}_low3")
-        product = Signal(signed(self.delta_width + self.frac_bits + 1), name=f"{name}_product")
-        result = Signal(self.value_width + 1, name=f"{name}_result")
+        frac1, frac2 = (Signal(self.frac_bits, name=f"{name}_frac{k}", reset_less=True)
+                        for k in (1, 2))
+        row = Signal(self._layout, name=f"{name}_row", reset_less=True)
+        low3 = Signal(self.value_width + self.frac_bits, name=f"{name}_low3", reset_less=True)
+        product = Signal(signed(self.delta_width + self.frac_bits + 1),
+                         name=f"{name}_product", reset_less=True)
+        result = Signal(self.value_width + 1, name=f"{name}_result", reset_less=True)
         m.d.comb += [port.addr.eq(index), port.en.eq(enable)]
         with m.If(enable):
             m.d.sync += [frac1.eq(frac),                                        # 1: read
@@ -220,10 +269,15 @@ def exp2_table():
     return [int(v) for v in EXP2_TABLE]
 
 
-def delay(m: Module, value, stages: int, enable, name: str):
-    """``value`` through ``stages`` registers that move under ``enable``."""
+def delay(m: Module, value, stages: int, enable, name: str, *, reset_less: bool = True):
+    """``value`` through ``stages`` registers that move under ``enable``.
+
+    The registers are reset-less unless ``reset_less`` is false: data in a pipeline
+    means nothing without its valid bit, and a reset that reaches every data register
+    is a net of tens of thousands of loads (docs/timing.md). A valid bit or any other
+    control state passes ``reset_less=False``."""
     for stage in range(1, stages + 1):
-        held = Signal.like(value, name=f"{name}{stage}")
+        held = Signal.like(value, name=f"{name}{stage}", reset_less=reset_less)
         with m.If(enable):
             m.d.sync += held.eq(value)
         value = held
@@ -248,15 +302,15 @@ def normalize_scale_staged(m: Module, value, exponent, enable, name: str = "norm
     """
     value = Value.cast(value).as_unsigned()
     index = top_index(value)
-    value1 = Signal(len(value), name=f"{name}_value1")
-    index1 = Signal(len(index), name=f"{name}_index1")
-    zero1, zero2 = Signal(name=f"{name}_zero1"), Signal(name=f"{name}_zero2")
+    value1 = Signal(len(value), name=f"{name}_value1", reset_less=True)
+    index1 = Signal(len(index), name=f"{name}_index1", reset_less=True)
+    zero1, zero2 = (Signal(name=f"{name}_zero{k}", reset_less=True) for k in (1, 2))
     # The exponent wraps at EXPONENT_BITS, as the result's field does; stage 2 forms it
     # with and without the rounding carry, so that stage 3 only selects.
-    exp1, exp2, exp2_up = (Signal(EXPONENT_BITS, name=f"{name}_{n}")
+    exp1, exp2, exp2_up = (Signal(EXPONENT_BITS, name=f"{name}_{n}", reset_less=True)
                            for n in ("exp1", "exp2", "exp2_up"))
-    aligned = Signal(MANTISSA_BITS + 1, name=f"{name}_aligned")
-    result = Signal(scale_layout, name=f"{name}_result")
+    aligned = Signal(MANTISSA_BITS + 1, name=f"{name}_aligned", reset_less=True)
+    result = Signal(scale_layout, name=f"{name}_result", reset_less=True)
     carry = aligned.all()
     mantissa = Mux(carry, 1 << (MANTISSA_BITS - 1), ((aligned + 1) >> 1)[:MANTISSA_BITS])
     with m.If(enable):
@@ -283,11 +337,11 @@ def reciprocal(m: Module, value, enable, name: str = "reciprocal"):
     """
     value = Value.cast(value).as_unsigned()
     index = top_index(value)
-    value1 = Signal(len(value), name=f"{name}_value1")
-    index1 = Signal(len(index), name=f"{name}_index1")
-    zero1, zero2 = Signal(name=f"{name}_zero1"), Signal(name=f"{name}_zero2")
-    top2 = Signal(MANTISSA_BITS, name=f"{name}_top2")
-    exp2 = Signal(EXPONENT_BITS, name=f"{name}_exp2")
+    value1 = Signal(len(value), name=f"{name}_value1", reset_less=True)
+    index1 = Signal(len(index), name=f"{name}_index1", reset_less=True)
+    zero1, zero2 = (Signal(name=f"{name}_zero{k}", reset_less=True) for k in (1, 2))
+    top2 = Signal(MANTISSA_BITS, name=f"{name}_top2", reset_less=True)
+    exp2 = Signal(EXPONENT_BITS, name=f"{name}_exp2", reset_less=True)
     with m.If(enable):
         m.d.sync += [value1.eq(value), index1.eq(index), zero1.eq(value == 0),
                      # Zero reads the table at 1.0; its result is dropped.
@@ -311,7 +365,7 @@ def scale_mul(m: Module, a, b, name: str = "scale_mul"):
     pipelined form. The product is a named signal of ``m`` so the normaliser does not
     copy the multiplier.
     """
-    product = Signal(2 * MANTISSA_BITS, name=f"{name}_product")
+    product = Signal(2 * MANTISSA_BITS, name=f"{name}_product", reset_less=True)
     m.d.comb += product.eq(a.m * b.m)
     return normalize_scale(product, a.e + b.e)
 
@@ -323,8 +377,8 @@ def scale_mul_staged(m: Module, a, b, enable, name: str = "scale_mul"):
     """``fixed.scale_mul(a, b)`` as a registered scale, :data:`SCALE_MUL_LATENCY` enabled
     cycles after ``a`` and ``b``: the multiplier into a register, then
     :func:`normalize_scale_staged`."""
-    product = Signal(2 * MANTISSA_BITS, name=f"{name}_product")
-    exponent = Signal(signed(EXPONENT_BITS + 1), name=f"{name}_exponent")
+    product = Signal(2 * MANTISSA_BITS, name=f"{name}_product", reset_less=True)
+    exponent = Signal(signed(EXPONENT_BITS + 1), name=f"{name}_exponent", reset_less=True)
     with m.If(enable):
         m.d.sync += [product.eq(a.m * b.m), exponent.eq(a.e + b.e)]
     return normalize_scale_staged(m, product, exponent, enable, name)
@@ -373,12 +427,12 @@ def apply_shift(m: Module, product, control, enable, name: str = "apply_shift",
     range: the saturated result is the same).
     """
     max_left = (1 << len(control.up)) - 1
-    down = Signal(signed(len(product)), name=f"{name}_down")
-    right = Signal(name=f"{name}_right")
-    rounded = Signal(signed(len(product) + max_left), name=f"{name}_rounded")
-    result = Signal(signed(bits), name=f"{name}_result")
+    down = Signal(signed(len(product)), name=f"{name}_down", reset_less=True)
+    right = Signal(name=f"{name}_right", reset_less=True)
+    rounded = Signal(signed(len(product) + max_left), name=f"{name}_rounded", reset_less=True)
+    result = Signal(signed(bits), name=f"{name}_result", reset_less=True)
     if max_left:
-        up = Signal(signed(len(product) + max_left), name=f"{name}_up")
+        up = Signal(signed(len(product) + max_left), name=f"{name}_up", reset_less=True)
         with m.If(enable):
             m.d.sync += up.eq(product << control.up)
     else:
@@ -404,11 +458,11 @@ def normalize_even(m: Module, value, enable, name: str = "normalize_even"):
     """
     value = Value.cast(value).as_unsigned()
     index = top_index(value)
-    value1 = Signal(len(value), name=f"{name}_value1")
-    index1 = Signal(len(index), name=f"{name}_index1")
-    zero1 = Signal(name=f"{name}_zero1")
-    top = Signal(MANTISSA_BITS, name=f"{name}_top")
-    shift = Signal(signed(len(index) + 2), name=f"{name}_shift")
+    value1 = Signal(len(value), name=f"{name}_value1", reset_less=True)
+    index1 = Signal(len(index), name=f"{name}_index1", reset_less=True)
+    zero1 = Signal(name=f"{name}_zero1", reset_less=True)
+    top = Signal(MANTISSA_BITS, name=f"{name}_top", reset_less=True)
+    shift = Signal(signed(len(index) + 2), name=f"{name}_shift", reset_less=True)
     odd = index1 | 1
     with m.If(enable):
         m.d.sync += [value1.eq(value), index1.eq(index), zero1.eq(value == 0),
@@ -430,7 +484,7 @@ def rsqrt(m: Module, top, shift, enable, name: str = "rsqrt"):
     """
     table = InterpolatedTable(name, RSQRT_TABLE)
     approx = table.add(m, (top >> 8) - 64, top[:8], enable)
-    exponent = Signal(EXPONENT_BITS, name=f"{name}_exp1")
+    exponent = Signal(EXPONENT_BITS, name=f"{name}_exp1", reset_less=True)
     with m.If(enable):
         m.d.sync += exponent.eq(-34 - (shift >> 1))
     exponent = delay(m, exponent, table.LATENCY - 1, enable, f"{name}_exp")
@@ -452,7 +506,7 @@ def sigmoid(m: Module, x, enable, name: str = "sigmoid"):
     offset = 16 << 12
     clamped = saturate(x, -offset, offset - 1)
     # clamped is 17 bits signed in [-2**16, 2**16): adding 2**16 flips its sign bit.
-    index = Signal(17, name=f"{name}_index")
+    index = Signal(17, name=f"{name}_index", reset_less=True)
     with m.If(enable):
         m.d.sync += index.eq(Cat(clamped[:16], ~clamped[16]))
     return InterpolatedTable(name, SIGMOID_TABLE).add(m, index[8:], index[:8], enable)

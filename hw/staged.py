@@ -3,7 +3,8 @@ one wide carry chain or one barrel shifter (docs/timing.md).
 
 Every function here adds its registers to a module under an ``enable`` (the advance
 of the caller's pipeline) and states its latency in enabled cycles; its results are
-bit-identical to the one-cycle expression it replaces.
+bit-identical to the one-cycle expression it replaces. The registers hold data only,
+so they are reset-less (the caller's valid bits say when they mean something).
 """
 
 from amaranth import Module, Mux, Signal
@@ -53,7 +54,7 @@ def staged_product(m: Module, a, b, enable, name: str):
             b_part = b_part.as_signed() if b_signed else b_part
             held = Signal(signed(a_width + b_width + 1) if a_signed or b_signed
                           else unsigned(a_width + b_width),
-                          name=f"{name}_p{len(partials)}")
+                          name=f"{name}_p{len(partials)}", reset_less=True)
             with m.If(enable):
                 m.d.sync += held.eq(a_part * b_part)
             partials.append((a_off + b_off, held))
@@ -66,13 +67,13 @@ def staged_product(m: Module, a, b, enable, name: str):
         for k in range(0, len(partials) - 1, 2):
             (low_off, low), (high_off, high) = partials[k], partials[k + 1]
             base = min(low_off, high_off)
-            held = Signal(full, name=f"{name}_s{level}_{k // 2}")
+            held = Signal(full, name=f"{name}_s{level}_{k // 2}", reset_less=True)
             with m.If(enable):
                 m.d.sync += held.eq((low << (low_off - base)) + (high << (high_off - base)))
             paired.append((base, held))
         if len(partials) % 2:
             offset, odd = partials[-1]
-            held = Signal(full, name=f"{name}_s{level}_{len(partials) // 2}")
+            held = Signal(full, name=f"{name}_s{level}_{len(partials) // 2}", reset_less=True)
             with m.If(enable):
                 m.d.sync += held.eq(odd)
             paired.append((offset, held))
@@ -112,10 +113,10 @@ def staged_round(m: Module, value, shift, enable, name: str, *, max_left: int = 
     # Stage 1: which way, and by how much (a right shift by s - 1 keeps the rounding bit).
     is_signed = shift.shape().signed
     negative = shift[-1] if is_signed else 0
-    right = Signal(name=f"{name}_right")
-    right_by = Signal(range(limit), name=f"{name}_right_by")
-    left_by = Signal(range(max_left + 1), name=f"{name}_left_by")
-    held = Signal.like(value, name=f"{name}_value")
+    right = Signal(name=f"{name}_right", reset_less=True)
+    right_by = Signal(range(limit), name=f"{name}_right_by", reset_less=True)
+    left_by = Signal(range(max_left + 1), name=f"{name}_left_by", reset_less=True)
+    held = Signal.like(value, name=f"{name}_value", reset_less=True)
     with m.If(enable):
         m.d.sync += [right.eq(~negative & (shift != 0)),
                      right_by.eq(Mux(shift > limit, limit - 1, shift - 1)),
@@ -123,9 +124,9 @@ def staged_round(m: Module, value, shift, enable, name: str, *, max_left: int = 
         if max_left:
             m.d.sync += left_by.eq(Mux(negative, -shift, 0))
     # Stage 2: the shift. Stage 3: add the rounding bit and drop it.
-    halfway = Signal(out_shape, name=f"{name}_halfway")
-    rounds = Signal(name=f"{name}_rounds")
-    result = Signal(out_shape, name=f"{name}_rounded")
+    halfway = Signal(out_shape, name=f"{name}_halfway", reset_less=True)
+    rounds = Signal(name=f"{name}_rounds", reset_less=True)
+    result = Signal(out_shape, name=f"{name}_rounded", reset_less=True)
     with m.If(enable):
         m.d.sync += [halfway.eq(Mux(right, held >> right_by, held << left_by)),
                      rounds.eq(right),

@@ -4,7 +4,20 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Broadcast", "register_stage", "skid"]
+__all__ = ["Broadcast", "Handshake", "register_stage", "skid"]
+
+
+class Handshake:
+    """A ``valid``/``ready`` pair standing for a condition, as the source of a pipeline
+    (:class:`~tritium.hw.fixedpoint.Pipeline`, :class:`~tritium.hw.fixedpoint.QueuedPipeline`)."""
+
+    def __init__(self, name: str):
+        self.valid = Signal(name=f"{name}_valid")
+        self.ready = Signal(name=f"{name}_ready")
+
+    @property
+    def transfer(self):
+        return self.valid & self.ready
 
 
 class Broadcast(wiring.Component):

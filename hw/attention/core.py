@@ -13,14 +13,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import AttentionConfig
-from ..elementwise.common import Handshake
-from ..fixedpoint import (NORMALIZE_LATENCY, Pipeline, RECIPROCAL_LATENCY, delay, exp2_table,
-                          normalize_scale_staged, reciprocal, saturate, scale_layout)
+from ..fixedpoint import (NORMALIZE_LATENCY, RECIPROCAL_LATENCY, Pipeline, QueuedPipeline,
+                          delay, exp2_table, normalize_scale_staged, reciprocal, saturate,
+                          scale_layout)
 from ..layouts import (attention_query_layout, attention_result_layout, key_beat_layout,
                        position_shape)
 from ..numerics import F_SCORE
 from ..staged import product_latency, round_latency, staged_product, staged_round
-from ..stream import skid
+from ..stream import Handshake
 
 __all__ = ["AttentionCore", "SCORE_LATENCY", "FINISH_WAIT", "dot_latency",
            "finish_latency", "ring_stages", "value_fifo_depth"]
@@ -274,7 +274,8 @@ class AttentionCore(wiring.Component):
                      update.payload.eq(updates.r_data), update.valid.eq(updates.r_rdy),
                      updates.r_en.eq(update.ready)]
         word = data.ArrayLayout(signed(8), cfg.dims_per_cycle)
-        queries = [[Signal(word, name=f"q{lane}_{b}") for b in range(cfg.beats_per_key)]
+        queries = [[Signal(word, name=f"q{lane}_{b}", reset_less=True)
+                     for b in range(cfg.beats_per_key)]
                    for lane in range(cfg.lanes)]
         totals = [Signal(SUM_WIDTH, name=f"l{lane}") for lane in range(cfg.lanes)]
 
@@ -328,7 +329,8 @@ class AttentionCore(wiring.Component):
         sq = normalize_scale_staged(m, product, exponent, 1, name="query_sq")
         on_the_way = [take]
         for stage in range(1, 2 + NORMALIZE_LATENCY):
-            on_the_way.append(delay(m, on_the_way[-1], 1, 1, f"query_sq_valid{stage}_"))
+            on_the_way.append(delay(m, on_the_way[-1], 1, 1, f"query_sq_valid{stage}_",
+                                    reset_less=False))
         lane_at = delay(m, count, 1 + NORMALIZE_LATENCY, 1, "query_sq_lane")
         for lane in range(cfg.lanes):
             with m.If(on_the_way[-1] & (lane_at == lane)):
@@ -413,7 +415,8 @@ class AttentionCore(wiring.Component):
         cfg = self._config
         inside = ring_stages(cfg)
         word = data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle)
-        stored = [Signal(word, name=f"o{lane}_{b}") for b in range(cfg.beats_per_key - inside)]
+        stored = [Signal(word, name=f"o{lane}_{b}", reset_less=True)
+                  for b in range(cfg.beats_per_key - inside)]
         v = data.ArrayLayout(signed(8), cfg.dims_per_cycle)(values.r_data)
         active = state.active & fire
         rounds = active & ~state.first & (state.rescale != 0)
@@ -424,7 +427,7 @@ class AttentionCore(wiring.Component):
             if not inside:
                 return values
             inside -= 1
-            held = {key: Signal.like(value, name=f"o{lane}_{name}_{key}")
+            held = {key: Signal.like(value, name=f"o{lane}_{name}_{key}", reset_less=True)
                     for key, value in values.items()}
             with m.If(rotate):
                 m.d.sync += [held[key].eq(value) for key, value in values.items()]
@@ -501,11 +504,10 @@ class AttentionCore(wiring.Component):
         last_lane = (lane == cfg.lanes - 1) | ~(used >> (lane + 1)).any()
         final = beat == cfg.beats_per_key - 1
         issue = Handshake("finish_issue")
-        # The results leave through a skid register, so the finish pipeline's enable
-        # (and the ring rotation it drives) starts at flip-flops, not at the consumer.
-        finished = stream.Signature(self.results.payload.shape()).create(path=("finished",))
-        skid(m, finished, self.results, "results")
-        pipe = Pipeline(m, issue, finished, finish_latency())
+        # The finish stages move every cycle and a queue holds the results while the
+        # consumer refuses, so the issue's ready (and the ring rotation it drives)
+        # starts at flip-flops, not at the consumer.
+        pipe = QueuedPipeline(m, issue, self.results, finish_latency(), name="finish")
         m.d.comb += issue.valid.eq(finishing & (wait == FINISH_WAIT))
         with m.If(finishing & (wait != FINISH_WAIT)):
             m.d.sync += wait.eq(wait + 1)
@@ -524,7 +526,7 @@ class AttentionCore(wiring.Component):
         else:
             m.d.comb += emit.eq(Mux(pipe.accept, 1 << lane, 0))
             heads = [ring[0].as_value() for ring in sums]
-        self._output(m, pipe, finished.payload, Array(heads)[lane], inverse, final & last_lane)
+        self._output(m, pipe, pipe.payload, Array(heads)[lane], inverse, final & last_lane)
         return pipe.accept & final & last_lane
 
     def _output(self, m, pipe, out, head, inverse, last):

@@ -1,12 +1,13 @@
 """Payload layouts and handshake helpers shared by the element-wise components."""
 
-from amaranth import Module, Signal
+from amaranth import Module
 from amaranth.hdl import signed
 from amaranth.lib import data
 
 from ..fixedpoint import scale_layout
+from ..stream import Handshake
 
-__all__ = ["acc_beat_layout", "gain_beat_layout", "scale_pair_layout", "Handshake", "join"]
+__all__ = ["acc_beat_layout", "gain_beat_layout", "scale_pair_layout", "join"]
 
 
 def acc_beat_layout(lanes: int, acc_width: int) -> data.StructLayout:
@@ -23,20 +24,8 @@ def gain_beat_layout(lanes: int) -> data.ArrayLayout:
 scale_pair_layout = data.StructLayout({"a": scale_layout, "b": scale_layout})
 
 
-class Handshake:
-    """A ``valid``/``ready`` pair standing for a condition, as a :class:`Pipeline` source."""
-
-    def __init__(self, name: str):
-        self.valid = Signal(name=f"{name}_valid")
-        self.ready = Signal(name=f"{name}_ready")
-
-    @property
-    def transfer(self):
-        return self.valid & self.ready
-
-
 def join(m: Module, name: str, *streams, held=()):
-    """Join streams beat by beat into one :class:`Handshake`.
+    """Join streams beat by beat into one :class:`~tritium.hw.stream.Handshake`.
 
     A transfer happens when every stream in ``streams`` is valid; each of them is then
     taken. Each ``(stream, take)`` in ``held`` is a per-vector side input: it must be

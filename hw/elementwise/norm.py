@@ -10,13 +10,14 @@ from amaranth.lib.wiring import In, Out
 from ..config import ElementwiseConfig
 from ..fixedpoint import (APPLY_SHIFT_LATENCY, MANTISSA_BITS, NORMALIZE_EVEN_LATENCY,
                           NORMALIZE_LATENCY, RECIPROCAL_LATENCY, RSQRT_LATENCY,
-                          SCALE_MUL_LATENCY, Pipeline, apply_shift, delay, normalize_even,
+                          SCALE_MUL_LATENCY, QueuedPipeline, apply_shift, delay, normalize_even,
                           normalize_scale_staged, reciprocal, rsqrt, scale_layout,
                           scale_mul_staged, shift_control_layout, shift_controls)
 from ..layouts import code_beat_layout, vector_beat_layout
 from ..staged import product_latency, staged_product
+from ..stream import Handshake
 from ..weights import ram_attributes
-from .common import Handshake, gain_beat_layout
+from .common import gain_beat_layout
 
 __all__ = ["EPS_BITS", "NormQuant"]
 
@@ -213,7 +214,7 @@ class NormQuant(wiring.Component):
         # an input port into a multiplier block), then the staged multipliers.
         always, stages = Const(1), self._PRODUCT_LATENCY
         valid_a, first_a, last_a, eps_a = (
-            delay(m, s, stages, always, f"{n}_a")
+            delay(m, s, stages, always, f"{n}_a", reset_less=n != "valid")
             for s, n in ((ready, "valid"), (~in_vector, "first"), (last, "last"),
                          (self.eps.payload if gain else Const(0, EPS_BITS), "eps")))
         x = [delay(m, v, 1, always, f"x{k}_") for k, v in enumerate(x)]
@@ -242,7 +243,7 @@ class NormQuant(wiring.Component):
         beat_peak = _tree(m, magnitudes, lambda a, b: Mux(a > b, a, b), self.TREE_STAGES, "peak")
         beat_sum = _tree(m, squares, lambda a, b: a + b, self.TREE_STAGES, "sum") if gain else 0
         valid_t, first_t, last_t, eps_t = (
-            delay(m, s, 1 + self.TREE_STAGES, always, f"{n}_t")
+            delay(m, s, 1 + self.TREE_STAGES, always, f"{n}_t", reset_less=n != "valid")
             for s, n in ((valid_a, "valid"), (first_a, "first"), (last_a, "last"),
                          (eps_a, "eps")))
 
@@ -303,7 +304,7 @@ class NormQuant(wiring.Component):
                          factors.r_data)
         issue = Handshake("issue")
         m.d.comb += issue.valid.eq(factors.r_rdy)
-        pipe = Pipeline(m, issue, self.codes, self._PASS2_LATENCY)
+        pipe = QueuedPipeline(m, issue, self.codes, self._PASS2_LATENCY)
         rptr, addr = Signal(range(self.capacity)), Signal(words)
         final = addr == head.words - 1
         m.d.comb += [freed.eq(pipe.accept), factors.r_en.eq(pipe.accept & final)]
@@ -326,16 +327,15 @@ class NormQuant(wiring.Component):
         shift2 = Signal(range(MAX_SHIFT + 1))
         width = len(products[0])
         control3 = Signal(shift_control_layout(width, max_left=0))
-        with m.If(advance):
-            m.d.sync += [factor1.eq(head.factor), held.eq(port.data), factor2.eq(factor1),
-                         shift2.eq(Mux(factor1.e < -MAX_SHIFT, MAX_SHIFT,
-                                       Mux(factor1.e < 0, -factor1.e, 0))),
-                         control3.eq(shift_controls(shift2, width, max_left=0))]
+        m.d.sync += [factor1.eq(head.factor), held.eq(port.data), factor2.eq(factor1),
+                     shift2.eq(Mux(factor1.e < -MAX_SHIFT, MAX_SHIFT,
+                                   Mux(factor1.e < 0, -factor1.e, 0))),
+                     control3.eq(shift_controls(shift2, width, max_left=0))]
         control = delay(m, control3, self._CODE_PRODUCT_LATENCY - 1, advance, "control")
         m.d.comb += [code.eq(apply_shift(m, p, control, advance, f"code{k}", bits=8))
-                     for k, (code, p) in enumerate(zip(self.codes.payload.codes, products))]
-        m.d.comb += self.codes.payload.last.eq(delay(m, final, self._PASS2_LATENCY,
-                                                     advance, "last"))
+                     for k, (code, p) in enumerate(zip(pipe.payload.codes, products))]
+        m.d.comb += pipe.payload.last.eq(delay(m, final, self._PASS2_LATENCY, advance,
+                                               "last"))
 
 
 def _tree(m, values, combine, stages, name):

@@ -6,7 +6,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import ACTIVATIONS
-from ..fixedpoint import SIGMOID_LATENCY, Pipeline, delay, saturate_bits, sigmoid
+from ..fixedpoint import SIGMOID_LATENCY, Pipeline, QueuedPipeline, delay, saturate_bits, sigmoid
 from ..layouts import vector_beat_layout
 from .common import join
 
@@ -126,7 +126,9 @@ class Gating(wiring.Component):
     ``h = sat32(shift_round(act * up, 12))`` (docs/numerics.md section 7). The two
     vectors are joined beat by beat; ``last`` is taken from ``gate``.
 
-    Latency :attr:`latency` cycles; one beat per cycle. Each stage holds at most one
+    Latency :attr:`latency` cycles; one beat per cycle. The stages move every cycle
+    and a queue holds the results while ``out`` refuses (:class:`QueuedPipeline`), so no
+    enable fans out over the pipeline. Each stage holds at most one
     block-RAM read, multiplier or carry chain: SiLU takes the sigmoid's
     ``SIGMOID_LATENCY``, then two rounded products (:func:`rounded_product`, each
     ``PRODUCT_LATENCY``) and the clamp; ReLU^2 registers ``max(gate, 0)``, then the
@@ -168,17 +170,15 @@ class Gating(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beat = join(m, "beat", self.gate, self.up)
-        pipe = Pipeline(m, beat, self.out, self.latency)
-        lanes = zip(self.gate.payload.values, self.up.payload.values, self.out.payload.values)
+        pipe = QueuedPipeline(m, beat, self.out, self.latency)
+        lanes = zip(self.gate.payload.values, self.up.payload.values, pipe.payload.values)
         for lane, (gate, up, out) in enumerate(lanes):
             act = self._activation_stages(m, pipe, lane, gate)
             up_held = delay(m, up, self.activation_latency, pipe.advance, f"up{lane}_")
             h = rounded_product(m, act, up_held, F_ACT, pipe.advance, f"h{lane}")
-            with m.If(pipe.advance):
-                m.d.sync += out.eq(saturate_bits(h, 32))
+            m.d.sync += out.eq(saturate_bits(h, 32))
         last = delay(m, self.gate.payload.last, self.latency - 1, pipe.advance, "last")
-        with m.If(pipe.advance):
-            m.d.sync += self.out.payload.last.eq(last)
+        m.d.sync += pipe.payload.last.eq(last)
         return m
 
     def _activation_stages(self, m, pipe, lane, gate):
@@ -190,10 +190,8 @@ class Gating(wiring.Component):
             # |gate * sig| <= 2**31 * 2**15, so act fits 33 bits: a 16-bit high limb.
             return act[:33].as_signed()
         positive = Signal(31, name=f"positive{lane}")
-        with m.If(pipe.advance):
-            m.d.sync += positive.eq(Mux(gate > 0, gate[:31], 0))
+        m.d.sync += positive.eq(Mux(gate > 0, gate[:31], 0))
         square = rounded_product(m, positive, positive, F_ACT, pipe.advance, f"square{lane}")
         act = Signal(signed(32), name=f"act{lane}")
-        with m.If(pipe.advance):
-            m.d.sync += act.eq(saturate_bits(square, 32))
+        m.d.sync += act.eq(saturate_bits(square, 32))
         return act

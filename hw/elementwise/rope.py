@@ -7,10 +7,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import ModelConfig
-from ..fixedpoint import Pipeline, delay, saturate_bits
+from ..fixedpoint import QueuedPipeline, delay, saturate_bits
 from ..layouts import vector_beat_layout
 from ..numerics import ROPE_FRAC, rope_table as numerics_rope_table
-from .common import Handshake
+from ..stream import Handshake
 from .pointwise import LIMB
 
 __all__ = ["ROPE_FRAC", "rope_table", "RoPE"]
@@ -130,7 +130,7 @@ class RoPE(wiring.Component):
         bank, addr = Signal(), Signal(range(words))
         issue = Handshake("issue")
         m.d.comb += issue.valid.eq(full.bit_select(bank, 1))
-        pipe = Pipeline(m, issue, self.out, self._STAGES)
+        pipe = QueuedPipeline(m, issue, self.out, self._STAGES)
         with m.If(pipe.accept):
             m.d.sync += addr.eq(addr + 1)
             with m.If(addr == words - 1):
@@ -161,12 +161,10 @@ class RoPE(wiring.Component):
         # 4: the partial products; 5: their sums; 6: rounding; 7: the sums joined;
         # 8: the clamp, into the output register.
         table_addr = Signal.like(entries.addr)
-        with m.If(pipe.advance):
-            m.d.sync += table_addr.eq(Mux(bank, base[1], base[0]) + row)
+        m.d.sync += table_addr.eq(Mux(bank, base[1], base[0]) + row)
         m.d.comb += [entries.addr.eq(table_addr), entries.en.eq(pipe.advance)]
         last = delay(m, addr == words - 1, self._STAGES - 1, pipe.advance, "last")
-        with m.If(pipe.advance):
-            m.d.sync += self.out.payload.last.eq(last)
+        m.d.sync += pipe.payload.last.eq(last)
         if first is not None:                                     # for stage 5's sums
             first = delay(m, first, 4, pipe.advance, "first")
         for lane in range(lanes):
@@ -177,8 +175,7 @@ class RoPE(wiring.Component):
                           1, pipe.advance, f"entry{lane}_")
             is_first = Const(lane % 2 == 0) if same_word else first
             value = self._rotate(m, pipe.advance, lane, x, y, entry, is_first)
-            with m.If(pipe.advance):
-                m.d.sync += self.out.payload.values[lane].eq(saturate_bits(value, 32))
+            m.d.sync += pipe.payload.values[lane].eq(saturate_bits(value, 32))
 
     @staticmethod
     def _rotate(m, enable, lane, x, y, entry, is_first):

@@ -6,8 +6,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixedpoint import (APPLY_SHIFT_LATENCY, EXPONENT_BITS, MANTISSA_BITS, SCALE_MUL_LATENCY,
-                          Pipeline, apply_shift, delay, scale_layout, scale_mul_staged,
-                          shift_control_layout, shift_controls)
+                          Pipeline, QueuedPipeline, apply_shift, delay, scale_layout,
+                          scale_mul_staged, shift_control_layout, shift_controls)
 from ..layouts import vector_beat_layout
 from ..staged import product_latency, staged_product
 from .common import acc_beat_layout, join, scale_pair_layout
@@ -118,7 +118,7 @@ class Dequantize(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beat = join(m, "beat", self.acc, held=[(self.scale, self.acc.payload.last)])
-        pipe = Pipeline(m, beat, self.out, self.latency)
+        pipe = QueuedPipeline(m, beat, self.out, self.latency)
         advance, stages = pipe.advance, self._product_latency
         mantissa = delay(m, self.scale.payload.m, 1, advance, "mantissa")
         products = [staged_product(m, delay(m, acc, 1, advance, f"acc{lane}_"), mantissa,
@@ -127,11 +127,10 @@ class Dequantize(wiring.Component):
         width = len(products[0])
         shift = Signal(signed(EXPONENT_BITS + 1))
         control = Signal(shift_control_layout(width))
-        with m.If(advance):
-            m.d.sync += [shift.eq(-self.scale.payload.e), control.eq(shift_controls(shift, width))]
+        m.d.sync += [shift.eq(-self.scale.payload.e), control.eq(shift_controls(shift, width))]
         control = delay(m, control, stages - 2, advance, "control")
         m.d.comb += [out.eq(apply_shift(m, p, control, advance, name=f"lane{lane}"))
-                     for lane, (out, p) in enumerate(zip(self.out.payload.values, products))]
-        m.d.comb += self.out.payload.last.eq(delay(m, self.acc.payload.last, self.latency,
-                                                   pipe.advance, "last"))
+                     for lane, (out, p) in enumerate(zip(pipe.payload.values, products))]
+        m.d.comb += pipe.payload.last.eq(delay(m, self.acc.payload.last, self.latency,
+                                               advance, "last"))
         return m

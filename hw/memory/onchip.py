@@ -7,7 +7,8 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import ceil_log2
 
-from ..fixedpoint import delay
+from ..fixedpoint import QueuedPipeline, delay
+from ..stream import Handshake
 from .port import MemoryConfig, MemoryPortSignature, command_layout, read_data_layout
 
 __all__ = ["OnChipMemory", "WordReader", "WordWriter", "BankedStorage", "BANK_ROWS",
@@ -69,8 +70,9 @@ class WordReader(wiring.Component):
     cmd : ``In(stream.Signature(command_layout(config)))``
         Read commands.
     read_data : ``Out(stream.Signature(read_data_layout(config)))``
-        The words, ``last`` on the final word of each command. Back-pressure holds the
-        word (the read port's ``en`` freezes its data register).
+        The words, ``last`` on the final word of each command. The reads move every
+        cycle (the read port's ``en`` is constant); words refused wait in a queue of
+        ``read_latency + 1`` words, and no word is read while it is full.
     mem : ``In(ReadPort.Signature(addr_width=ceil_log2(depth), shape=unsigned(data_width)))``
         The memory read port this reader drives.
     word_request : ``Out(1)``
@@ -98,16 +100,15 @@ class WordReader(wiring.Component):
 
         next_addr = Signal(self._config.addr_width)
         words_left = Signal(self._config.len_width)
-        last_word = Signal()
-        row_in_range = Signal()
 
-        # The output register (read port data + `last`) advances when it is empty or drained.
-        advance = Signal()
-        issue = Signal()
+        # The reads move every cycle; words the output refuses wait in the pipeline's
+        # queue, and a word is read only while the queue has room for it.
+        word = Handshake("word")
+        pipe = QueuedPipeline(m, word, self.read_data, self._read_latency, name="read")
+        issue = pipe.accept
         m.d.comb += [
-            advance.eq(~self.read_data.valid | self.read_data.ready),
-            self.word_request.eq((words_left != 0) & advance),
-            issue.eq(self.word_request & self.word_grant),
+            self.word_request.eq((words_left != 0) & word.ready),
+            word.valid.eq((words_left != 0) & self.word_grant),
             self.cmd.ready.eq((words_left == 0) | (issue & (words_left == 1))),
         ]
 
@@ -118,20 +119,12 @@ class WordReader(wiring.Component):
                          words_left.eq(self.cmd.payload.words)]
 
         row, in_range = _decode_address(m, self._config, self._depth, next_addr, "read")
-        m.d.comb += [self.mem.addr.eq(row), self.mem.en.eq(advance)]
-        # The word's valid, last and range bits move with its read, stage by stage; the
-        # whole read pipeline holds while the output is refused.
-        valid, last, ranged = (
-            delay(m, value, self._read_latency - 1, advance, f"read_{name}")
-            for name, value in (("valid", issue), ("last", words_left == 1),
-                                ("in_range", in_range)))
-        with m.If(advance):
-            m.d.sync += [self.read_data.valid.eq(valid), last_word.eq(last),
-                         row_in_range.eq(ranged)]
-        m.d.comb += [
-            self.read_data.payload.data.eq(Mux(row_in_range, self.mem.data, 0)),
-            self.read_data.payload.last.eq(last_word),
-        ]
+        m.d.comb += [self.mem.addr.eq(row), self.mem.en.eq(pipe.advance)]
+        # The word's last and range bits move with its read, stage by stage.
+        last, ranged = (delay(m, value, self._read_latency, pipe.advance, f"read_{name}")
+                        for name, value in (("last", words_left == 1), ("in_range", in_range)))
+        m.d.comb += [pipe.payload.data.eq(Mux(ranged, self.mem.data, 0)),
+                     pipe.payload.last.eq(last)]
         return m
 
 

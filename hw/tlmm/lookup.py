@@ -55,7 +55,8 @@ def _reduce(m: Module, config: TLMMConfig, entry_of, negate_of, enable, sums):
     (``entry_of(r, t)``, negated where ``negate_of(r, t)``: half mode's lower codes),
     then the R row sums; both only on ``enable``."""
     looked_up = Signal(data.ArrayLayout(
-        data.ArrayLayout(signed(config.entry_width), config.tables), config.rows))
+        data.ArrayLayout(signed(config.entry_width), config.tables), config.rows),
+        reset_less=True)
     with m.If(enable):
         for r in range(config.rows):
             for t in range(config.tables):
@@ -180,7 +181,7 @@ class TableRegLookup(_BankedLookup):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        banks = [Signal(table_set_layout(cfg), name=f"bank{b}") for b in range(2)]
+        banks = [Signal(table_set_layout(cfg), name=f"bank{b}", reset_less=True) for b in range(2)]
         take = Signal()
         full, read_bank, fill_bank = _banks(m, take, self.release)
         m.d.comb += [self.acts.ready.eq(~full.bit_select(fill_bank, 1)),
@@ -199,7 +200,7 @@ class TableRegLookup(_BankedLookup):
         per_lookup = lambda layout: data.ArrayLayout(data.ArrayLayout(layout, cfg.tables),
                                                      cfg.rows)
         candidates = Signal(per_lookup(data.ArrayLayout(signed(cfg.entry_width), groups)),
-                            name="candidates")
+                            name="candidates", reset_less=True)
         group = Signal(per_lookup(unsigned(max(1, index_bits - low_bits))), name="group")
         negate = Signal(per_lookup(unsigned(1)), name="negate")
         with m.If(self.enable):
