@@ -697,6 +697,10 @@ ACCELERATOR_PRESETS = {
     # tile of 1 the rest of the design takes the other 40 (a tile of 2 would need 44).
     # The UART's 3 Mbaud (about 3.4 ms per token of embeddings in and hidden states
     # out) is far slower than 2 lanes compute, so the narrow design costs no speed.
+    # The tables are in LUT RAM (docs/tlmm.md): out of context on ECP5 the engine takes
+    # 2,167 LUTs, 192 DPR16X4 and 690 flip-flops, against 9,604 LUTs and 5,096 flip-flops
+    # with register tables, and a table set's 28 cycles of writing hide behind the
+    # shortest sweep (64 outputs of k and v at R = 2: 32 look-ups).
     # Clock: 15 MHz from the PLL (25 MHz * 3 / 5), 5 cycles per bit at 3 Mbaud exactly;
     # the last whole-design build that routed (before issue 16) reached 19.97 MHz. Issue
     # 16's pipelining places at an estimated 45 to 55 MHz (nextpnr, after placement), but
@@ -705,7 +709,7 @@ ACCELERATOR_PRESETS = {
     "ulx3s": AcceleratorConfig(
         name="ulx3s", model=MODEL_PRESETS["tiny"],
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
-                        max_k=384, max_n=384, acc_width=18),
+                        max_k=384, max_n=384, acc_width=18, table_storage="lutram"),
         attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024,
         # The table (128 KB) and the head (67 KB) do not fit beside the weights and the
         # KV cache, and a 2-lane beat cannot hold a top-k entry.

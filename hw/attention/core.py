@@ -410,13 +410,23 @@ class AttentionCore(wiring.Component):
         tail by the key's state when ``fire`` (a value beat), and passes unchanged
         otherwise (the finish phase reading the ring out). The update,
         ``(first ? 0 : shift_round(o, rescale)) + weight * v``, runs over
-        :func:`ring_stages` registers inside the ring. Returns the ring's stored words;
-        the head (index 0) is always fully updated."""
+        :func:`ring_stages` registers inside the ring.
+
+        The stored words are a LUT RAM with a read pointer at the head: a rotation
+        writes the tail's word where the head was and moves the pointer, so the ring's
+        words need no flip-flops and its enable reaches a write port and a few stage
+        registers rather than every bit of every word. Returns the head word, the word
+        after it (None for a ring of one stored word), both fully updated."""
         cfg = self._config
         inside = ring_stages(cfg)
         word = data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle)
-        stored = [Signal(word, name=f"o{lane}_{b}", reset_less=True)
-                  for b in range(cfg.beats_per_key - inside)]
+        stored = cfg.beats_per_key - inside
+        memory = m.submodules[f"o{lane}"] = Memory(shape=word, depth=stored, init=[])
+        pointer = Signal(range(stored), name=f"o{lane}_head")
+        head_port, next_port = (memory.read_port(domain="comb") for _ in range(2))
+        m.d.comb += [head_port.addr.eq(pointer),
+                     next_port.addr.eq(Mux(pointer == stored - 1, 0, pointer + 1))]
+        head = head_port.data
         v = data.ArrayLayout(signed(8), cfg.dims_per_cycle)(values.r_data)
         active = state.active & fire
         rounds = active & ~state.first & (state.rescale != 0)
@@ -436,8 +446,7 @@ class AttentionCore(wiring.Component):
         # 1: shift right by rescale - 1 (keeping the rounding bit); the weighted value.
         first = {"zero": active & state.first, "rounds": rounds, "add": active}
         for dim in range(cfg.dims_per_cycle):
-            o = stored[0][dim]
-            first[f"t{dim}"] = Mux(rounds, o >> (state.rescale - 1)[:6], o)
+            first[f"t{dim}"] = Mux(rounds, head[dim] >> (state.rescale - 1)[:6], head[dim])
             first[f"p{dim}"] = state.weight * v[dim]
         second = stage(first, "shifted")
         # 2: the rounding add; 3: the weighted add.
@@ -448,10 +457,12 @@ class AttentionCore(wiring.Component):
         third = stage(kept, "kept")
         updated = [Mux(third["add"], third[f"k{dim}"] + third[f"p{dim}"], third[f"k{dim}"])
                    for dim in range(cfg.dims_per_cycle)]
+        tail = memory.write_port()
+        m.d.comb += [tail.addr.eq(pointer), tail.en.eq(rotate)]
+        m.d.comb += [tail.data[dim].eq(value) for dim, value in enumerate(updated)]
         with m.If(rotate):
-            m.d.sync += [held.eq(after) for held, after in zip(stored, stored[1:])]
-            m.d.sync += [stored[-1][dim].eq(value) for dim, value in enumerate(updated)]
-        return stored
+            m.d.sync += pointer.eq(Mux(pointer == stored - 1, 0, pointer + 1))
+        return head, (next_port.data if stored >= 2 else None)
 
     def _value_stage(self, m, update_stream, values, fire, totals, running):
         """Stage C: each value beat moves the lanes' rings (:meth:`_ring`); each key
@@ -519,13 +530,13 @@ class AttentionCore(wiring.Component):
         # the ring's enable (every word of the ring) starts at a flip-flop. Until then
         # the next word is the ring's second, not its head. (A ring of one stored word
         # has no second word: it rotates at once.)
-        if len(sums[0]) >= 2:
+        if sums[0][1] is not None:
             m.d.sync += emit.eq(Mux(pipe.accept, 1 << lane, 0))
-            heads = [Mux(emit[index], ring[1].as_value(), ring[0].as_value())
-                     for index, ring in enumerate(sums)]
+            heads = [Mux(emit[index], after.as_value(), head.as_value())
+                     for index, (head, after) in enumerate(sums)]
         else:
             m.d.comb += emit.eq(Mux(pipe.accept, 1 << lane, 0))
-            heads = [ring[0].as_value() for ring in sums]
+            heads = [head.as_value() for head, _ in sums]
         self._output(m, pipe, pipe.payload, Array(heads)[lane], inverse, final & last_lane)
         return pipe.accept & final & last_lane
 
