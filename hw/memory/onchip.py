@@ -1,6 +1,9 @@
 """On-chip memory behind the memory port: block RAM holding, e.g., a whole small model."""
 
-from amaranth import Array, Module, Mux, Signal
+import functools
+import operator
+
+from amaranth import Module, Mux, Signal, Value
 from amaranth.hdl import unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -260,15 +263,28 @@ class BankedStorage(wiring.Component):
                          writer.addr.eq(self.write.addr), writer.data.eq(self.write.data),
                          writer.en.eq(self.write.en & (write_bank == bank))]
             datas.append(delay(m, reader.data, 1, self.read.en, f"bank{bank}_data"))
-        # The bank index beside the block RAMs' data and then their registers.
-        bank = delay(m, read_bank, 2, self.read.en, "read_bank")
-        groups = [datas[k:k + BANKS_PER_GROUP] for k in range(0, len(datas), BANKS_PER_GROUP)]
+        # Each bank and each group has a select register of its own (the address
+        # compared with its index, one-hot), beside the block RAMs' data and then their
+        # registers, so no register drives multiplexers all over the device: a shared
+        # bank index was the whole ULX3S design's critical path, 13.4 ns of routing
+        # (docs/boards.md).
         within = ceil_log2(BANKS_PER_GROUP)
-        selected = [delay(m, Array(group)[bank[:within]], 1, self.read.en, f"group{g}")
-                    for g, group in enumerate(groups)]
-        group = delay(m, bank[within:], 1, self.read.en, "read_group")
-        m.d.comb += self.read.data.eq(Array(selected)[group])
+        hits = [delay(m, read_bank == bank, 2, self.read.en, f"bank{bank}_hit")
+                for bank in range(len(datas))]
+        starts = range(0, len(datas), BANKS_PER_GROUP)
+        selected = [delay(m, _one_hot(datas[k:k + BANKS_PER_GROUP], hits[k:k + BANKS_PER_GROUP]),
+                          1, self.read.en, f"group{k // BANKS_PER_GROUP}") for k in starts]
+        group_hits = [delay(m, read_bank[within:] == k // BANKS_PER_GROUP, 3, self.read.en,
+                            f"group{k // BANKS_PER_GROUP}_hit") for k in starts]
+        m.d.comb += self.read.data.eq(_one_hot(selected, group_hits))
         return m
+
+
+def _one_hot(values, selects):
+    """The value whose select is high (0 if none is): an AND-OR, one LUT level per four
+    values, with no select shared between the values."""
+    chosen = [Mux(select, Value.cast(value), 0) for value, select in zip(values, selects)]
+    return functools.reduce(operator.or_, chosen)
 
 
 def attach_storage(m, port, config, depth, init, read_commands, *, banked: bool = True):
