@@ -219,12 +219,12 @@ BANKS_PER_GROUP = 4
 
 def read_latency(depth: int) -> int:
     """Cycles from a read address to its data for on-chip storage of ``depth`` words:
-    one for a single memory, three when it is banked (:class:`BankedStorage`)."""
-    return 1 if depth <= BANK_ROWS else 3
+    one for a single memory, four when it is banked (:class:`BankedStorage`)."""
+    return 1 if depth <= BANK_ROWS else 4
 
 
 class BankedStorage(wiring.Component):
-    """``depth`` words in banks of :data:`BANK_ROWS` rows, read in three cycles.
+    """``depth`` words in banks of :data:`BANK_ROWS` rows, read in four cycles.
 
     One memory of many block RAMs leaves its synthesis to select the read word through a
     tree of multiplexers spread over the whole device, after the block RAMs' own
@@ -232,12 +232,15 @@ class BankedStorage(wiring.Component):
     Here the banks are separate memories, each with a register on its output (placed
     beside it: the block RAM's delay and a short route); a register after each group of
     :data:`BANKS_PER_GROUP` banks' selection cuts the tree, and the group is selected in
-    the next cycle. Writes go to the bank their address selects.
+    the next cycle. Before all that, each bank takes its read and write addresses into
+    registers of its own, so that no one register drives every block RAM's address
+    pins across the device. Writes go to the bank their address selects, a cycle after
+    they are offered, as reads do, so their order holds.
 
     Members
     -------
     read : ``Out(ReadPort.Signature(...))``
-        Data ``3`` enabled cycles after the address (every stage moves under ``en``).
+        Data ``4`` enabled cycles after the address (every stage moves under ``en``).
     write : ``Out(WritePort.Signature(...))``
     """
 
@@ -252,6 +255,12 @@ class BankedStorage(wiring.Component):
         m = Module()
         row_bits = ceil_log2(BANK_ROWS)
         read_bank, write_bank = self.read.addr[row_bits:], self.write.addr[row_bits:]
+        # A write reaches the banks a cycle later, as the reads do, so their order holds.
+        write_data = Signal.like(self.write.data, name="write_data", reset_less=True)
+        write_bank_held = Signal.like(write_bank, name="write_bank", reset_less=True)
+        write_en = Signal(name="write_en")
+        m.d.sync += [write_data.eq(self.write.data), write_bank_held.eq(write_bank),
+                     write_en.eq(self.write.en)]
         datas = []
         for bank, first in enumerate(range(0, self._depth, BANK_ROWS)):
             rows = min(BANK_ROWS, self._depth - first)
@@ -259,9 +268,20 @@ class BankedStorage(wiring.Component):
                             init=self._init[first:first + rows])
             m.submodules[f"bank{bank}"] = memory
             reader, writer = memory.read_port(), memory.write_port()
-            m.d.comb += [reader.addr.eq(self.read.addr), reader.en.eq(self.read.en),
-                         writer.addr.eq(self.write.addr), writer.data.eq(self.write.data),
-                         writer.en.eq(self.write.en & (write_bank == bank))]
+            # The addresses reach each bank through registers of its own, loaded only
+            # for that bank: one address register for every block RAM was the whole
+            # ULX3S design's critical path, 19.5 ns of routing (docs/boards.md).
+            read_addr = Signal.like(reader.addr, name=f"bank{bank}_read_addr",
+                                    reset_less=True)
+            write_addr = Signal.like(writer.addr, name=f"bank{bank}_write_addr",
+                                     reset_less=True)
+            with m.If(self.read.en & (read_bank == bank)):
+                m.d.sync += read_addr.eq(self.read.addr)
+            with m.If(self.write.en & (write_bank == bank)):
+                m.d.sync += write_addr.eq(self.write.addr)
+            m.d.comb += [reader.addr.eq(read_addr), reader.en.eq(self.read.en),
+                         writer.addr.eq(write_addr), writer.data.eq(write_data),
+                         writer.en.eq(write_en & (write_bank_held == bank))]
             datas.append(delay(m, reader.data, 1, self.read.en, f"bank{bank}_data"))
         # Each bank and each group has a select register of its own (the address
         # compared with its index, one-hot), beside the block RAMs' data and then their
@@ -269,12 +289,12 @@ class BankedStorage(wiring.Component):
         # bank index was the whole ULX3S design's critical path, 13.4 ns of routing
         # (docs/boards.md).
         within = ceil_log2(BANKS_PER_GROUP)
-        hits = [delay(m, read_bank == bank, 2, self.read.en, f"bank{bank}_hit")
+        hits = [delay(m, read_bank == bank, 3, self.read.en, f"bank{bank}_hit")
                 for bank in range(len(datas))]
         starts = range(0, len(datas), BANKS_PER_GROUP)
         selected = [delay(m, _one_hot(datas[k:k + BANKS_PER_GROUP], hits[k:k + BANKS_PER_GROUP]),
                           1, self.read.en, f"group{k // BANKS_PER_GROUP}") for k in starts]
-        group_hits = [delay(m, read_bank[within:] == k // BANKS_PER_GROUP, 3, self.read.en,
+        group_hits = [delay(m, read_bank[within:] == k // BANKS_PER_GROUP, 4, self.read.en,
                             f"group{k // BANKS_PER_GROUP}_hit") for k in starts]
         m.d.comb += self.read.data.eq(_one_hot(selected, group_hits))
         return m
@@ -336,7 +356,7 @@ class OnChipMemory(wiring.Component):
     Latency
     -------
     First read word valid ``1 + read_latency(depth)`` cycles after the command's
-    transfer cycle (2; 4 for more than :data:`BANK_ROWS` words, which are banked:
+    transfer cycle (2; 5 for more than :data:`BANK_ROWS` words, which are banked:
     :class:`BankedStorage`); 1 word/cycle after that, back to back across commands.
     ``write_done`` 1 cycle after the last word's transfer.
 
