@@ -113,11 +113,11 @@ def test_runs_outside_the_design_are_refused():
 
 def test_the_latency_follows_the_memory_implementation():
     # OnChipMemory: its first word after 1 + read_latency(depth) cycles; tiny's 16,384
-    # words are banked (hw/memory/onchip.py), three cycles more than a single memory. A
+    # words are banked (hw/memory/onchip.py), two cycles more than a single memory. A
     # unit sees 4 cycles more: the port registers on its port and on the top's, a cycle
     # each way (hw/memory/mux.py).
     assert UNIT_PORT_LATENCY == 4
-    assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 9
+    assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 8
     board = port_timing("kv260", KV260)
     assert board.latency == 40 + 3 + 4 and board.word_cycles == pytest.approx(32 / 15.84)
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3 + 4
