@@ -527,7 +527,7 @@ class AttentionCore(wiring.Component):
             with m.If(final):
                 m.d.sync += [wait.eq(0), lane.eq(Mux(last_lane, 0, lane + 1))]
         # A taken word rotates its lane's ring the next cycle: ``emit`` is a register, so
-        # the ring's enable (every word of the ring) starts at a flip-flop. Until then
+        # the ring's enable (its pointer, write port and stages) starts at a flip-flop. Until then
         # the next word is the ring's second, not its head. (A ring of one stored word
         # has no second word: it rotates at once.)
         if sums[0][1] is not None:

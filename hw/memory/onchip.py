@@ -1,9 +1,6 @@
 """On-chip memory behind the memory port: block RAM holding, e.g., a whole small model."""
 
-import functools
-import operator
-
-from amaranth import Module, Mux, Signal, Value
+from amaranth import Array, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -15,7 +12,7 @@ from ..stream import Handshake
 from .port import MemoryConfig, MemoryPortSignature, command_layout, read_data_layout
 
 __all__ = ["OnChipMemory", "WordReader", "WordWriter", "BankedStorage", "BANK_ROWS",
-           "BANKS_PER_GROUP", "ADDRESSED_BANKS", "read_latency", "check_memory_args"]
+           "BANKS_PER_GROUP", "read_latency", "check_memory_args"]
 
 # Pending write acknowledgements a WordWriter can hold before it stops taking commands.
 _MAX_PENDING_DONES = 7
@@ -217,27 +214,14 @@ BANK_ROWS = 2048
 BANKS_PER_GROUP = 4
 
 
-#: Banks beyond which each bank takes its addresses into registers of its own (a cycle
-#: more): a memory that large spreads its block RAMs over much of the device.
-ADDRESSED_BANKS = 8
-
-
 def read_latency(depth: int) -> int:
     """Cycles from a read address to its data for on-chip storage of ``depth`` words:
-    one for a single memory, three when it is banked (:class:`BankedStorage`), four
-    when it has more than :data:`ADDRESSED_BANKS` banks."""
-    if depth <= BANK_ROWS:
-        return 1
-    return 4 if _banks(depth) > ADDRESSED_BANKS else 3
-
-
-def _banks(depth: int) -> int:
-    return -(-depth // BANK_ROWS)
+    one for a single memory, three when it is banked (:class:`BankedStorage`)."""
+    return 1 if depth <= BANK_ROWS else 3
 
 
 class BankedStorage(wiring.Component):
-    """``depth`` words in banks of :data:`BANK_ROWS` rows, read in three cycles (four
-    beyond :data:`ADDRESSED_BANKS` banks).
+    """``depth`` words in banks of :data:`BANK_ROWS` rows, read in three cycles.
 
     One memory of many block RAMs leaves its synthesis to select the read word through a
     tree of multiplexers spread over the whole device, after the block RAMs' own
@@ -245,17 +229,12 @@ class BankedStorage(wiring.Component):
     Here the banks are separate memories, each with a register on its output (placed
     beside it: the block RAM's delay and a short route); a register after each group of
     :data:`BANKS_PER_GROUP` banks' selection cuts the tree, and the group is selected in
-    the next cycle. Writes go to the bank their address selects. Beyond
-    :data:`ADDRESSED_BANKS` banks, each bank first takes its read and write addresses
-    into registers of its own, so that no one register drives every block RAM's
-    address pins across the device; writes then reach the banks a cycle after they are
-    offered, as reads do, so their order holds.
+    the next cycle. Writes go to the bank their address selects.
 
     Members
     -------
     read : ``Out(ReadPort.Signature(...))``
-        Data :func:`read_latency` enabled cycles after the address (every stage moves
-        under ``en``).
+        Data ``3`` enabled cycles after the address (every stage moves under ``en``).
     write : ``Out(WritePort.Signature(...))``
     """
 
@@ -269,17 +248,7 @@ class BankedStorage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         row_bits = ceil_log2(BANK_ROWS)
-        addressed = _banks(self._depth) > ADDRESSED_BANKS
-        read, write = self.read, self.write
-        read_bank = read.addr[row_bits:]
-        if addressed:
-            # A write reaches the banks a cycle later, as the reads do (below), so their
-            # order holds.
-            write = WritePort.Signature(addr_width=len(write.addr),
-                                        shape=self._shape).create(path=("write_held",))
-            m.d.sync += [write.addr.eq(self.write.addr), write.data.eq(self.write.data),
-                         write.en.eq(self.write.en)]
-        write_bank = write.addr[row_bits:]
+        read_bank, write_bank = self.read.addr[row_bits:], self.write.addr[row_bits:]
         datas = []
         for bank, first in enumerate(range(0, self._depth, BANK_ROWS)):
             rows = min(BANK_ROWS, self._depth - first)
@@ -287,46 +256,19 @@ class BankedStorage(wiring.Component):
                             init=self._init[first:first + rows])
             m.submodules[f"bank{bank}"] = memory
             reader, writer = memory.read_port(), memory.write_port()
-            read_addr, write_addr = read.addr, write.addr
-            if addressed:
-                # The addresses through registers of the bank's own, loaded only for
-                # it: one address register for all 168 block RAMs of the ULX3S's memory
-                # was its design's critical path, 19.5 ns of routing (docs/boards.md).
-                read_addr = Signal.like(reader.addr, name=f"bank{bank}_read_addr",
-                                        reset_less=True)
-                write_addr = Signal.like(writer.addr, name=f"bank{bank}_write_addr",
-                                         reset_less=True)
-                with m.If(read.en & (read_bank == bank)):
-                    m.d.sync += read_addr.eq(read.addr)
-                with m.If(self.write.en & (self.write.addr[row_bits:] == bank)):
-                    m.d.sync += write_addr.eq(self.write.addr)
-            m.d.comb += [reader.addr.eq(read_addr), reader.en.eq(read.en),
-                         writer.addr.eq(write_addr), writer.data.eq(write.data),
-                         writer.en.eq(write.en & (write_bank == bank))]
-            datas.append(delay(m, reader.data, 1, read.en, f"bank{bank}_data"))
-        # Each bank and each group has a select register of its own (the address
-        # compared with its index, one-hot), beside the block RAMs' data and then their
-        # registers, so no register drives multiplexers all over the device: a shared
-        # bank index was the whole ULX3S design's critical path, 13.4 ns of routing
-        # (docs/boards.md).
-        to_data = read_latency(self._depth) - 1
+            m.d.comb += [reader.addr.eq(self.read.addr), reader.en.eq(self.read.en),
+                         writer.addr.eq(self.write.addr), writer.data.eq(self.write.data),
+                         writer.en.eq(self.write.en & (write_bank == bank))]
+            datas.append(delay(m, reader.data, 1, self.read.en, f"bank{bank}_data"))
+        # The bank index beside the block RAMs' data and then their registers.
+        bank = delay(m, read_bank, 2, self.read.en, "read_bank")
+        groups = [datas[k:k + BANKS_PER_GROUP] for k in range(0, len(datas), BANKS_PER_GROUP)]
         within = ceil_log2(BANKS_PER_GROUP)
-        hits = [delay(m, read_bank == bank, to_data, read.en, f"bank{bank}_hit")
-                for bank in range(len(datas))]
-        starts = range(0, len(datas), BANKS_PER_GROUP)
-        selected = [delay(m, _one_hot(datas[k:k + BANKS_PER_GROUP], hits[k:k + BANKS_PER_GROUP]),
-                          1, read.en, f"group{k // BANKS_PER_GROUP}") for k in starts]
-        group_hits = [delay(m, read_bank[within:] == k // BANKS_PER_GROUP, to_data + 1,
-                            read.en, f"group{k // BANKS_PER_GROUP}_hit") for k in starts]
-        m.d.comb += read.data.eq(_one_hot(selected, group_hits))
+        selected = [delay(m, Array(group)[bank[:within]], 1, self.read.en, f"group{g}")
+                    for g, group in enumerate(groups)]
+        group = delay(m, bank[within:], 1, self.read.en, "read_group")
+        m.d.comb += self.read.data.eq(Array(selected)[group])
         return m
-
-
-def _one_hot(values, selects):
-    """The value whose select is high (0 if none is): an AND-OR, one LUT level per four
-    values, with no select shared between the values."""
-    chosen = [Mux(select, Value.cast(value), 0) for value, select in zip(values, selects)]
-    return functools.reduce(operator.or_, chosen)
 
 
 def attach_storage(m, port, config, depth, init, read_commands, *, banked: bool = True):
@@ -378,7 +320,7 @@ class OnChipMemory(wiring.Component):
     Latency
     -------
     First read word valid ``1 + read_latency(depth)`` cycles after the command's
-    transfer cycle (2; 4 or 5 for more than :data:`BANK_ROWS` words, which are banked:
+    transfer cycle (2; 4 for more than :data:`BANK_ROWS` words, which are banked:
     :class:`BankedStorage`); 1 word/cycle after that, back to back across commands.
     ``write_done`` 1 cycle after the last word's transfer.
 

@@ -18,7 +18,7 @@ from tritium.hw.memory import (
 from tritium.hw.memory_model import MemoryModel, PortModel
 from tritium.hw.memory.axi import (AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE,
                                    AXI_RESP_SLVERR as AXI_SLVERR)
-from tritium.hw.memory.onchip import ADDRESSED_BANKS, BANK_ROWS, BANKS_PER_GROUP, read_latency
+from tritium.hw.memory.onchip import BANK_ROWS, BANKS_PER_GROUP, read_latency
 from tritium.hw.memory.simmodel import as_rate
 from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
                                       watchdog)
@@ -27,8 +27,6 @@ SMOOTH = TRAFFIC[0]
 
 # One geometry for the functional tests: 4-byte words, so 4 KiB is 1024 words.
 CONFIG = MemoryConfig(data_width=32, addr_width=14, len_width=10)
-# Room for more than ADDRESSED_BANKS banks.
-WIDE = MemoryConfig(data_width=32, addr_width=15, len_width=10)
 DEPTH = 2048
 KINDS = ["onchip", "sim", "axi", "board"]
 # A two-port board model for the functional tests: 3.25 and 2 bytes per cycle at 1 Hz,
@@ -413,24 +411,21 @@ def measure_read(dut, commands, *, stall=0.0, seed=0, max_cycles=40000, backgrou
     return stamps["commands"], stamps["words"]
 
 
-@pytest.mark.parametrize("depth", [DEPTH, BANK_ROWS * BANKS_PER_GROUP + 3 * BANK_ROWS + 100,
-                                   BANK_ROWS * (ADDRESSED_BANKS + 1) + 100],
-                         ids=["single", "banked", "addressed"])
+@pytest.mark.parametrize("depth", [DEPTH, BANK_ROWS * BANKS_PER_GROUP + 3 * BANK_ROWS + 100],
+                         ids=["single", "banked"])
 def test_onchip_memory_latency_and_throughput(depth):
-    dut = OnChipMemory(WIDE, depth)
+    dut = OnChipMemory(CONFIG, depth)
     issued, arrivals = measure_read(dut, [(0, 1), (100, 30), (7, 1), (2000, 40)])
     assert arrivals[0] - issued[0] == 1 + read_latency(depth)
     assert arrivals[-1] - arrivals[0] == 71          # one word per cycle across commands
 
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
-@pytest.mark.parametrize("banks", [BANKS_PER_GROUP + 3, ADDRESSED_BANKS + 2])
-def test_banked_onchip_memory_reads_and_writes_every_bank(traffic, banks):
+def test_banked_onchip_memory_reads_and_writes_every_bank(traffic):
     """More than BANK_ROWS words: banks in groups (the last group and bank partial),
-    reads and writes across bank and group boundaries, under gaps and back-pressure;
-    beyond ADDRESSED_BANKS banks, with the addresses registered per bank."""
-    depth = BANK_ROWS * (banks - 1) + 100
-    assert read_latency(depth) == (4 if banks > ADDRESSED_BANKS else 3)
+    reads and writes across bank and group boundaries, under gaps and back-pressure."""
+    depth = BANK_ROWS * BANKS_PER_GROUP + 2 * BANK_ROWS + 100
+    assert read_latency(depth) > 1                  # banked
     rng = random.Random(f"banked-{traffic}")
     init = random_words(rng, depth)
     contents = dict(enumerate(init))
@@ -442,7 +437,7 @@ def test_banked_onchip_memory_reads_and_writes_every_bank(traffic, banks):
     reads = ([(addr, len(words)) for addr, words in writes] + random_reads(rng, 4, depth)
              + [(BANK_ROWS * k - 2, 4) for k in range(1, depth // BANK_ROWS + 1)])
     harness = Harness("onchip", init=init, seed=rng.randrange(1000), traffic=traffic,
-                      config=WIDE, depth=depth)
+                      depth=depth)
     got, dones = run_port(harness, traffic=traffic, seed=6, writes=writes, reads=reads)
     assert dones == len(writes)
     assert got == expected_reads(contents, reads)
