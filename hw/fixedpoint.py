@@ -194,7 +194,7 @@ def normalize_scale(value, exponent, m: Module = None, name: str = "normalize"):
     table interpolation) is built once and not once per use in the normaliser.
     """
     if m is not None:
-        held = Signal(len(value), name=f"{name}_value", reset_less=True)
+        held = Signal(len(value), name=f"{name}_value")
         m.d.comb += held.eq(value)
         value = held
     if len(value) <= MANTISSA_BITS:
@@ -365,7 +365,7 @@ def scale_mul(m: Module, a, b, name: str = "scale_mul"):
     pipelined form. The product is a named signal of ``m`` so the normaliser does not
     copy the multiplier.
     """
-    product = Signal(2 * MANTISSA_BITS, name=f"{name}_product", reset_less=True)
+    product = Signal(2 * MANTISSA_BITS, name=f"{name}_product")
     m.d.comb += product.eq(a.m * b.m)
     return normalize_scale(product, a.e + b.e)
 
