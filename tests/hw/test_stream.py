@@ -111,7 +111,6 @@ def test_queued_pipeline_streams_at_full_rate_after_its_latency():
 
     async def bench(ctx):
         ctx.set(dut.o.ready, 1)
-        ctx.set(dut.i.valid, 1)
         for cycle in range(count + latency + 5):
             ctx.set(dut.i.payload, len(taken))
             ctx.set(dut.i.valid, len(taken) < count)
