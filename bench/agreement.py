@@ -9,7 +9,8 @@ simulated ``tiny`` top, a prompt of ``--prompt`` tokens in runs of the token til
 ``--decode`` decode steps), simulated afresh unless ``--e2e`` names its JSON, and the
 recorded full-size simulations of ``--reports`` (default: ``docs/bench-layer-kv260.json``,
 one BitNet-0.7B layer from ``bench/layer.py``, and ``docs/bench-e2e-kv260.json``, the whole
-model from ``bench/e2e.py --config kv260 --memory kv260``, those that exist). For each
+model from ``bench/e2e.py --config kv260 --memory kv260``, and their ``-hp0`` versions
+recorded on one HP port before the preset read through two; those that exist). For each
 run, the controller's counters next to :func:`tritium.host.performance.estimate_run` of
 the same run: total cycles and cycles per kind, and memory words per kind. Writes
 ``docs/bench-agreement.json`` and the table between the ``agreement`` markers of
@@ -28,7 +29,8 @@ from tritium.hw.config import ACCELERATOR_PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-REPORTS = (DOCS / "bench-layer-kv260.json", DOCS / "bench-e2e-kv260.json")
+REPORTS = (DOCS / "bench-layer-kv260.json", DOCS / "bench-e2e-kv260.json",
+           DOCS / "bench-layer-kv260-hp0.json", DOCS / "bench-e2e-kv260-hp0.json")
 BEGIN, END = "<!-- agreement:begin -->", "<!-- agreement:end -->"
 
 

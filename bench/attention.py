@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tritium.boards import preset_memory
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, AttentionConfig
@@ -38,7 +39,6 @@ from tritium.sim.backend.cosim import run_cocotb, stdout_to_stderr
 from tritium.sim.testing.harness import AttentionHarness
 
 # The memory model of each accelerator preset's board (the small presets' is on chip).
-BOARD_MEMORY = {"kv260": "kv260", "tiny": "onchip", "ulx3s": "onchip"}
 
 
 def derived(cfg: AttentionConfig, layout: KVLayout, bytes_per_cycle, start, tokens) -> dict:
@@ -91,7 +91,7 @@ def cases(prefills, contexts) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(BOARD_MEMORY), default="kv260",
+    parser.add_argument("--config", choices=sorted(ACCELERATOR_PRESETS), default="kv260",
                         help="accelerator preset whose attention unit to simulate")
     parser.add_argument("--memory", choices=sorted(MEMORY_MODELS), default=None,
                         help="board memory model (default: the preset's board)")
@@ -109,7 +109,7 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     preset = ACCELERATOR_PRESETS[args.config]
-    memory_model = MEMORY_MODELS[args.memory or BOARD_MEMORY[args.config]]
+    memory_model = MEMORY_MODELS[args.memory or preset_memory(args.config)]
     todo = cases(args.prefill, args.decode)
     longest = max(c["start"] + c["tokens"] for c in todo)
     base = MODEL_PRESETS[args.model] if args.model else preset.model

@@ -9,8 +9,9 @@ A model (``--model``: ``tiny``, a checkpoint path, or a named shape with random 
 default: the design's own model, ``tiny`` with its shipped weights) runs on the simulated
 top of an accelerator preset (``--config``). The top keeps its model in on-chip memory,
 as the ``sim`` transport builds it, or with ``--memory`` (needed where the memory is too
-large to be on chip, e.g. ``kv260``) on port 0 of that board memory model, loaded
-through the backdoor. A prompt of ``--prompt`` tokens, then ``--decode`` decode steps,
+large to be on chip, e.g. ``kv260``) on that board memory model (its first
+``memory_ports`` ports, the design's port striped across them), loaded through the
+backdoor. A prompt of ``--prompt`` tokens, then ``--decode`` decode steps,
 every logit checked against the golden model. Per run it reads the controller's counters
 (cycles in total and per kind of instruction, memory words per kind) and sets them next
 to the *derived* ideal of each instruction: a LINEAR's compute or weight-read bound, an
@@ -130,7 +131,8 @@ def open_model(source, config):
 
 def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> dict:
     """Run ``prompt`` tokens and ``decode`` steps of ``model`` on the simulated top of
-    ``config`` (on chip, or on ``memory_model``'s port 0); the report of the module
+    ``config`` (on chip, or on ``memory_model``'s first ``config.memory_ports`` ports); the
+    report of the module
     docstring, every run checked against golden."""
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -172,6 +174,7 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
             "head": "host",
             "model": model.config.name, "clock_hz": config.clock_hz,
             "memory_model": memory_model.name if memory_model else "onchip (in the top)",
+            "memory_ports": config.memory_ports if memory_model else 1,
             "matches_golden": all(r["matches_golden"] for r in runs),
             "prefill": totals("prefill"), "decode": totals("decode"),
             "wall_seconds": {"build_or_cache": round(built - started, 1),

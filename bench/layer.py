@@ -8,7 +8,8 @@ The real top (controller, TLMM engine, element-wise unit, attention, memory port
 accelerator preset ``--config``, reduced to the one decoder layer it simulates (the same
 units and dimensions; the KV cache holds one layer), runs on Verilator with its memory
 port on the board's memory model (``--memory``, default the board's: ``kv260`` is the
-KV260's HP ports as measured, port HP0 used). The model (random weights of the true
+KV260's HP ports as measured; the preset's ``memory_ports`` of them, or ``--ports``, the
+design's port striped across them). The model (random weights of the true
 shape) and a KV cache of random records are stored through the simulation's backdoor,
 not the link. Cases, in this order: a prefill run of ``--prefill`` tokens at position 0,
 then a decode step at each context of ``--contexts`` (position = context - 1, the
@@ -29,6 +30,7 @@ import time
 
 import numpy as np
 
+from tritium.boards import preset_memory
 from tritium.host.accelerator import Accelerator
 from tritium.host.model import Model
 from tritium.host.sim_transport import BoardSimTransport
@@ -41,7 +43,6 @@ from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import GoldenModel, act_codes
 
 # The memory model of each accelerator preset's board (the small presets' is on chip).
-BOARD_MEMORY = {"kv260": "kv260", "tiny": "onchip", "ulx3s": "onchip"}
 
 
 def layer_slice(config, model_config):
@@ -102,12 +103,15 @@ def run_case(accelerator, transport, golden, cache, name, phase, position, x):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(BOARD_MEMORY), default="kv260",
+    parser.add_argument("--config", choices=sorted(ACCELERATOR_PRESETS), default="kv260",
                         help="accelerator preset (default: kv260)")
     parser.add_argument("--model", choices=sorted(MODEL_PRESETS), default=None,
                         help="model shape (random weights; default: the preset's model)")
     parser.add_argument("--memory", choices=sorted(MEMORY_MODELS), default=None,
                         help="board memory model (default: the preset's board)")
+    parser.add_argument("--ports", type=int, default=None,
+                        help="memory ports the design reads through, striped (default: the "
+                             "preset's memory_ports)")
     parser.add_argument("--contexts", default="64,512,1024,2048",
                         help="decode contexts, comma-separated (default: 64,512,1024,2048)")
     parser.add_argument("--prefill", type=int, default=None,
@@ -117,7 +121,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     preset = ACCELERATOR_PRESETS[args.config]
     args.model = args.model or preset.model.name
+    memory = MEMORY_MODELS[args.memory or preset_memory(args.config)]
     try:
+        if args.ports is not None:
+            if not 1 <= args.ports <= len(memory.ports):
+                raise ValueError(f"--ports {args.ports}: memory model {memory.name!r} has "
+                                 f"{len(memory.ports)} ports")
+            preset = dataclasses.replace(preset, memory_ports=args.ports)
         config, model_config = layer_slice(preset, MODEL_PRESETS[args.model])
         contexts = sorted(int(c) for c in args.contexts.split(","))
     except ValueError as error:
@@ -130,7 +140,6 @@ def main(argv=None):
               f"and the contexts must lie in {prefill + 1} .. {config.attention.capacity}",
               file=sys.stderr)
         return 2
-    memory = MEMORY_MODELS[args.memory or BOARD_MEMORY[args.config]]
     rng = np.random.default_rng(args.seed)
 
     started = time.perf_counter()
@@ -157,7 +166,7 @@ def main(argv=None):
 
     report = {"kind": "simulated (cycle-accurate, Verilator)", "config": json.loads(config.to_json()),
               "preset": args.config, "model": args.model, "memory_model": memory.name,
-              "ports": 1, "clock_hz": config.clock_hz, "word_bytes": config.data_width // 8,
+              "ports": config.memory_ports, "clock_hz": config.clock_hz, "word_bytes": config.data_width // 8,
               "matches_golden": all(case["matches_golden"] for case in cases),
               "wall_seconds": {"build_or_cache": round(built - started, 1),
                                "load": round(loaded - built, 1),

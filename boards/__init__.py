@@ -25,7 +25,7 @@ import importlib
 
 from tritium.hw.errors import InputError
 
-__all__ = ["Board", "BOARDS", "get_board"]
+__all__ = ["Board", "BOARDS", "get_board", "preset_memory"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +43,9 @@ class Board:
     # preset's memory_words, what the board's block RAM was sized to hold).
     memory: str = "onchip"
     memory_bytes: int = None
+    # Other accelerator presets made for this board (each for a model the default does
+    # not hold), tried in this order after ``config`` (``tritium estimate``).
+    presets: tuple = ()
 
     def load(self):
         return importlib.import_module(self.module)
@@ -68,10 +71,19 @@ BOARDS = {board.name: board for board in (
                     "(at most 87% of any resource); the Vivado script was never run (no "
                     "Vivado here); never on a board"),
           module="tritium.boards.kv260", estimate=True,
-          # PS DDR through HP0; one contiguous buffer of at most 2 GiB
+          # PS DDR through the HP ports; one contiguous buffer of at most 2 GiB
           # (tritium.boards.kv260.MAX_BUFFER_BYTES).
-          memory="kv260", memory_bytes=2 ** 31),
+          memory="kv260", memory_bytes=2 ** 31, presets=("kv260-2b",)),
 )}
+
+
+def preset_memory(preset: str) -> str:
+    """The memory model of the board an accelerator preset is made for (``"onchip"`` for
+    a preset of no board, such as ``tiny``)."""
+    for board in BOARDS.values():
+        if preset == board.config or preset in board.presets:
+            return board.memory
+    return "onchip"
 
 
 def get_board(name: str) -> Board:

@@ -4,9 +4,11 @@ The KV260's fabric has no clock of its own: ``pl_clk0`` and the reset come from 
 processing system (PS). The board top is therefore a module of the Vivado block
 design (a module reference) rather than a whole bitstream's top:
 
-- ``m_axi``: the accelerator's memory port as an AXI4 master
-  (:class:`~tritium.hw.memory.AXI4Master`), offset by a base address and widened to 49
-  bits, for the PS's ``S_AXI_HP0_FPD`` port: the model lives in PS DDR;
+- ``m_axi`` (and ``m_axi1`` .. ``m_axi3`` for a design with ``memory_ports`` > 1): the
+  accelerator's memory port as AXI4 masters (:class:`~tritium.hw.memory.AXI4Master`),
+  offset by a base address and widened to 49 bits, for the PS's ``S_AXI_HP0_FPD`` ..
+  ``S_AXI_HP3_FPD`` ports: the model lives in PS DDR. With several, the port is striped
+  across them (:class:`~tritium.hw.memory.stripe.PortStriper`, one burst per chunk);
 - ``s_axi_lite``: the register window of :mod:`tritium.hw.link.window_map` on the PS's
   ``M_AXI_HPM0_LPD`` port: the host link's SLIP frames as a byte FIFO in each
   direction, and the base address of the DDR buffer;
@@ -24,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from amaranth import ClockDomain, Module
+from amaranth import Cat, ClockDomain, Module
 from amaranth.build import Attrs, PinsN, Resource
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -34,6 +36,7 @@ from tritium.hw.config import AcceleratorConfig
 from tritium.hw.errors import InputError, TritiumError
 from tritium.hw.link import window_map
 from tritium.hw.memory.axi import AXI4Master, AXI4Signature
+from tritium.hw.memory.stripe import PortStriper
 from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.hw.top import Top
 
@@ -55,16 +58,23 @@ LINK_WINDOW_ADDRESS = 0x8000_0000
 #: PS DDR on the KV260 is 4 GiB in two 2 GiB regions (0x0 and 0x8_0000_0000) that are
 #: not adjacent, so one contiguous buffer holds at most 2 GiB.
 MAX_BUFFER_BYTES = 2 ** 31
-#: The KV260's memory as measured (tritium.hw.memory_model): HP0 is the port the design uses.
-HP0 = MEMORY_MODELS["kv260"].ports[0]
+#: The KV260's memory as measured (tritium.hw.memory_model): the HP ports, HP0 first.
+HP_PORTS = MEMORY_MODELS["kv260"].ports
+HP0 = HP_PORTS[0]
 # HP0's data width on the PS side; SmartConnect converts the master's width to it.
 HP_DATA_WIDTH = 8 * HP0.bus_bytes
 
 
+def axi_names(config) -> list:
+    """The board top's AXI4 master interfaces, one per HP port the design uses:
+    ``m_axi`` (HP0), then ``m_axi1`` .. ``m_axi3``."""
+    return ["m_axi"] + [f"m_axi{index}" for index in range(1, config.memory_ports)]
+
+
 def master_burst(config) -> int:
-    """The AXI master's longest burst, in the design's bus words: HP0 takes bursts of at
-    most ``HP0.max_burst`` beats of its own width into the PS (the memory model)."""
-    return max(1, HP0.max_burst * HP0.bus_bytes // config.memory.bytes_per_word)
+    """The AXI master's longest burst, in the design's bus words: an HP port takes bursts
+    of at most ``HP0.max_burst`` beats of its own width into the PS (the memory model)."""
+    return MEMORY_MODELS["kv260"].burst_words(0, config.memory.bytes_per_word)
 FIFO_DEPTH = 512
 
 
@@ -111,17 +121,19 @@ class KV260Top(wiring.Component):
     """The accelerator as a module of the KV260's block design (see the module docstring).
 
     ``Top(config, onchip=False)``'s memory port goes through an :class:`AXI4Master` and an
-    :class:`AXI4AddressOffset` to ``m_axi``; its link bytes through a
+    :class:`AXI4AddressOffset` to ``m_axi``, or, with ``config.memory_ports`` > 1, through
+    a :class:`PortStriper` to a master and an offset per port (``m_axi``, ``m_axi1``, ...:
+    :func:`axi_names`); its link bytes through a
     :class:`LinkWindow` behind an :class:`AXI4LiteTarget` on ``s_axi_lite``. All of it
     runs in one clock domain on ``aclk``, reset while ``aresetn`` is low.
 
     Raises ``ValueError`` when the config's bus word is not a power-of-two number of
-    bytes (AXI4 needs one).
+    bytes (AXI4 needs one) or it asks for more memory ports than the four HP ports.
 
     Members
     -------
     aclk : ``In(1)``; aresetn : ``In(1)``
-    m_axi : ``Out(AXI4Signature(49, config.data_width, 1))``
+    m_axi, m_axi1, ... : ``Out(AXI4Signature(49, config.data_width, 1))`` each
     s_axi_lite : ``In(AXI4LiteSignature(12))``
     """
 
@@ -129,17 +141,23 @@ class KV260Top(wiring.Component):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         check_fifo_depth(fifo_depth)
+        if config.memory_ports > len(HP_PORTS):
+            raise ValueError(f"config {config.name!r} reads through {config.memory_ports} "
+                             f"memory ports; the KV260 has {len(HP_PORTS)} HP ports")
         self._config = config
         self._fifo_depth = fifo_depth
+        masters = axi_names(config)
         super().__init__({
             "aclk": In(1),
             "aresetn": In(1),
-            "m_axi": Out(AXI4Signature(window_map.BASE_ADDRESS_BITS, config.data_width, 1)),
+            **{name: Out(AXI4Signature(window_map.BASE_ADDRESS_BITS, config.data_width, 1))
+               for name in masters},
             "s_axi_lite": In(AXI4LiteSignature(LITE_ADDR_WIDTH)),
         })
-        annotate_axi(self.m_axi, "m_axi", "AXI4", "master")
+        for name in masters:
+            annotate_axi(getattr(self, name), name, "AXI4", "master")
         annotate_axi(self.s_axi_lite, "s_axi_lite", "AXI4LITE", "slave")
-        annotate_clock(self.aclk, "aclk", ("m_axi", "s_axi_lite"), "aresetn")
+        annotate_clock(self.aclk, "aclk", (*masters, "s_axi_lite"), "aresetn")
         annotate_reset(self.aresetn, "aresetn")
 
     @property
@@ -152,20 +170,31 @@ class KV260Top(wiring.Component):
         m.d.comb += [sync.clk.eq(self.aclk), sync.rst.eq(~self.aresetn)]
         config = self._config
         m.submodules.core = core = Top(config, onchip=False)
-        m.submodules.master = master = AXI4Master(config.memory, max_burst=master_burst(config))
-        inner = master.signature.members["axi"].signature
-        m.submodules.offset = offset = AXI4AddressOffset(inner, window_map.BASE_ADDRESS_BITS)
         m.submodules.target = target = AXI4LiteTarget(LITE_ADDR_WIDTH)
         m.submodules.window = window = LinkWindow(config.design_id, addr_width=LITE_ADDR_WIDTH,
                                                   fifo_depth=self._fifo_depth)
-        wiring.connect(m, core.memory, master.port)
-        wiring.connect(m, master.axi, offset.inner)
-        wiring.connect(m, offset.outer, wiring.flipped(self.m_axi))
+        ports = [core.memory]
+        if config.memory_ports > 1:
+            m.submodules.striper = striper = PortStriper(config.memory, config.memory_ports,
+                                                         master_burst(config))
+            wiring.connect(m, core.memory, striper.client)
+            ports = list(striper.memory)
+        errors = []
+        for index, (port, name) in enumerate(zip(ports, axi_names(config))):
+            master = AXI4Master(config.memory, max_burst=master_burst(config))
+            offset = AXI4AddressOffset(master.signature.members["axi"].signature,
+                                       window_map.BASE_ADDRESS_BITS)
+            m.submodules[f"master{index}"], m.submodules[f"offset{index}"] = master, offset
+            wiring.connect(m, port, master.port)
+            wiring.connect(m, master.axi, offset.inner)
+            wiring.connect(m, offset.outer, wiring.flipped(getattr(self, name)))
+            m.d.comb += offset.base.eq(window.base)
+            errors.append(master.error)
         wiring.connect(m, wiring.flipped(self.s_axi_lite), target.axi)
         wiring.connect(m, target.access, window.access)
         wiring.connect(m, window.to_device, core.rx)
         wiring.connect(m, core.tx, window.from_device)
-        m.d.comb += [offset.base.eq(window.base), window.memory_error.eq(master.error)]
+        m.d.comb += window.memory_error.eq(Cat(*errors).any())
         return m
 
 
@@ -183,7 +212,8 @@ set_property BITSTREAM.GENERAL.COMPRESS TRUE [current_design]
 
 # The block design: zynq_ultra_ps_e with the board preset; pl_clk0 clocks everything;
 # M_AXI_HPM0_LPD -> SmartConnect (AXI4 -> AXI4-Lite) -> s_axi_lite at LINK_WINDOW_ADDRESS;
-# m_axi -> SmartConnect (width conversion) -> S_AXI_HP0_FPD, which sees PS DDR only.
+# m_axi -> SmartConnect (width conversion) -> S_AXI_HP0_FPD, which sees PS DDR only; a
+# design on several HP ports has m_axi1 -> S_AXI_HP1_FPD and so on, a SmartConnect each.
 _TCL = r"""# Generated by tritium (boards/kv260.py) for accelerator config {config_name!r},
 # design id 0x{design_id:08x}. Builds the KV260 block design around the board top
 # {top}.v, then synthesis, implementation, the bitstream and the .xsa hardware handoff.
@@ -231,18 +261,23 @@ create_bd_design $project
 set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e zynq_ultra_ps_e_0]
 apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e \
   -config {{apply_board_preset "1"}} $ps
-# M_AXI_GP2 = M_AXI_HPM0_LPD (the window); S_AXI_GP2 = S_AXI_HP0_FPD (PS DDR).
+# M_AXI_GP2 = M_AXI_HPM0_LPD (the window); S_AXI_GP2 .. GP5 = S_AXI_HP0_FPD .. HP3_FPD
+# (PS DDR): the masters' HP ports, in the order of this list.
+set masters {{{masters}}}
 set_property -dict [list \
   CONFIG.PSU__USE__M_AXI_GP0 {{0}} \
   CONFIG.PSU__USE__M_AXI_GP1 {{0}} \
   CONFIG.PSU__USE__M_AXI_GP2 {{1}} \
-  CONFIG.PSU__USE__S_AXI_GP2 {{1}} \
-  CONFIG.PSU__SAXIGP2__DATA_WIDTH {{{hp_width}}} \
   CONFIG.PSU__FPGA_PL0_ENABLE {{1}} \
   CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ $pl_clk_mhz \
   CONFIG.PSU__TTC0__WAVEOUT__ENABLE {{1}} \
   CONFIG.PSU__TTC0__WAVEOUT__IO {{EMIO}} \
 ] $ps
+for {{set hp 0}} {{$hp < [llength $masters]}} {{incr hp}} {{
+  set gp [expr {{$hp + 2}}]
+  set_property -dict [list CONFIG.PSU__USE__S_AXI_GP$gp {{1}} \
+    CONFIG.PSU__SAXIGP${{gp}}__DATA_WIDTH {{{hp_width}}}] $ps
+}}
 set actual_mhz [get_property CONFIG.PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ $ps]
 puts "tritium: pl_clk0 requested $pl_clk_mhz MHz, the PS makes $actual_mhz MHz"
 
@@ -250,8 +285,10 @@ set core [create_bd_cell -type module -reference $top tritium_0]
 set reset [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset reset_pl_clk0]
 set lite_sc [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect smartconnect_lite]
 set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $lite_sc
-set memory_sc [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect smartconnect_memory]
-set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $memory_sc
+foreach master $masters {{
+  set memory_sc [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect smartconnect_$master]
+  set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $memory_sc
+}}
 set fan [create_bd_cell -type ip -vlnv xilinx.com:ip:xlslice fan_slice]
 set_property -dict [list CONFIG.DIN_WIDTH {{3}} CONFIG.DIN_FROM {{2}} CONFIG.DIN_TO {{2}} \
   CONFIG.DOUT_WIDTH {{1}}] $fan
@@ -259,29 +296,35 @@ create_bd_port -dir O -from 0 -to 0 fan_en_b
 
 set clock [get_bd_pins zynq_ultra_ps_e_0/pl_clk0]
 connect_bd_net $clock [get_bd_pins zynq_ultra_ps_e_0/maxihpm0_lpd_aclk] \
-  [get_bd_pins zynq_ultra_ps_e_0/saxihp0_fpd_aclk] [get_bd_pins tritium_0/aclk] \
-  [get_bd_pins reset_pl_clk0/slowest_sync_clk] [get_bd_pins smartconnect_lite/aclk] \
-  [get_bd_pins smartconnect_memory/aclk]
+  [get_bd_pins tritium_0/aclk] \
+  [get_bd_pins reset_pl_clk0/slowest_sync_clk] [get_bd_pins smartconnect_lite/aclk]
 connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_resetn0] \
   [get_bd_pins reset_pl_clk0/ext_reset_in]
 connect_bd_net [get_bd_pins reset_pl_clk0/peripheral_aresetn] [get_bd_pins tritium_0/aresetn]
 connect_bd_net [get_bd_pins reset_pl_clk0/interconnect_aresetn] \
-  [get_bd_pins smartconnect_lite/aresetn] [get_bd_pins smartconnect_memory/aresetn]
+  [get_bd_pins smartconnect_lite/aresetn]
 connect_bd_intf_net [get_bd_intf_pins zynq_ultra_ps_e_0/M_AXI_HPM0_LPD] \
   [get_bd_intf_pins smartconnect_lite/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins smartconnect_lite/M00_AXI] \
   [get_bd_intf_pins tritium_0/s_axi_lite]
-connect_bd_intf_net [get_bd_intf_pins tritium_0/m_axi] \
-  [get_bd_intf_pins smartconnect_memory/S00_AXI]
-connect_bd_intf_net [get_bd_intf_pins smartconnect_memory/M00_AXI] \
-  [get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HP0_FPD]
+for {{set hp 0}} {{$hp < [llength $masters]}} {{incr hp}} {{
+  set master [lindex $masters $hp]
+  connect_bd_net $clock [get_bd_pins zynq_ultra_ps_e_0/saxihp${{hp}}_fpd_aclk] \
+    [get_bd_pins smartconnect_$master/aclk]
+  connect_bd_net [get_bd_pins reset_pl_clk0/interconnect_aresetn] \
+    [get_bd_pins smartconnect_$master/aresetn]
+  connect_bd_intf_net [get_bd_intf_pins tritium_0/$master] \
+    [get_bd_intf_pins smartconnect_$master/S00_AXI]
+  connect_bd_intf_net [get_bd_intf_pins smartconnect_$master/M00_AXI] \
+    [get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HP${{hp}}_FPD]
+}}
 connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/emio_ttc0_wave_o] [get_bd_pins fan_slice/Din]
 connect_bd_net [get_bd_pins fan_slice/Dout] [get_bd_ports fan_en_b]
 
 # The module reference must carry pl_clk0's real frequency, or validation fails.
 set clock_hz [get_property CONFIG.FREQ_HZ $clock]
 set_property CONFIG.FREQ_HZ $clock_hz [get_bd_pins tritium_0/aclk]
-foreach interface {{m_axi s_axi_lite}} {{
+foreach interface [concat $masters s_axi_lite] {{
   set_property CONFIG.FREQ_HZ $clock_hz [get_bd_intf_pins tritium_0/$interface]
 }}
 
@@ -295,8 +338,10 @@ if {{[llength $window] != 1}} {{
 set_property offset {window_address} $window
 set_property range {window_range} $window
 # The accelerator reaches PS DDR only (the buffer the host gives it lies there).
-foreach segment [get_bd_addr_segs -of_objects [get_bd_addr_spaces tritium_0/m_axi]] {{
-  if {{![string match *DDR* [get_property NAME $segment]]}} {{ exclude_bd_addr_seg $segment }}
+foreach master $masters {{
+  foreach segment [get_bd_addr_segs -of_objects [get_bd_addr_spaces tritium_0/$master]] {{
+    if {{![string match *DDR* [get_property NAME $segment]]}} {{ exclude_bd_addr_seg $segment }}
+  }}
 }}
 validate_bd_design
 save_bd_design
@@ -355,7 +400,7 @@ def vivado_script(config: AcceleratorConfig) -> str:
         config_name=config.name, design_id=config.design_id, top=toplevel_name(config),
         script=SCRIPT, project=PROJECT, clock_mhz=f"{config.clock_hz / 1e6:g}",
         part=platform.part, board_pattern=KV260Platform.board_part_pattern,
-        hp_width=HP_DATA_WIDTH, xdc=XDC, window_address=f"0x{LINK_WINDOW_ADDRESS:08X}",
+        hp_width=HP_DATA_WIDTH, masters=" ".join(axi_names(config)), xdc=XDC, window_address=f"0x{LINK_WINDOW_ADDRESS:08X}",
         window_range=f"{window_map.WINDOW_BYTES // 1024}K")
 
 
@@ -422,6 +467,9 @@ def _check_config(config) -> None:
                          f"(tlmm.rows = {config.lanes}); the KV260's AXI master needs a "
                          f"power of two of bytes, at most 1024 bits")
     memory_bytes = config.memory_words * word_bytes
+    if config.memory_ports > len(HP_PORTS):
+        raise InputError(f"config {config.name!r} reads through {config.memory_ports} memory "
+                         f"ports; the KV260 has {len(HP_PORTS)} HP ports")
     if memory_bytes > MAX_BUFFER_BYTES:
         raise InputError(f"config {config.name!r} needs a {memory_bytes:,}-byte memory "
                          f"buffer; the KV260's largest contiguous DDR region holds "

@@ -51,8 +51,10 @@ from tritium.hw.memory.mux import UNIT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
 from tritium.hw.tlmm.core import TLMMCore
 from tritium.hw.tlmm.engine import table_lookup
+from tritium.hw.tlmm.lookup import fill_cycles
 from tritium.hw.weights import JOB_STAGES
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
+from tritium.hw.memory.stripe import PortStriper
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
 from .compiler import instruction_words, memory_plan, program_fields
 
@@ -160,18 +162,27 @@ class PortTiming:
     after its command. ``memory`` names the model, ``implementation`` the gateware:
     ``"onchip"`` (the top's OnChipMemory, :func:`onchip_read_latency`) or ``"board"``
     (a BoardMemory simulation of the model: the model's latency plus
-    ``SIM_MEMORY_PIPELINE_CYCLES``); either way plus the port registers on the unit's
+    ``SIM_MEMORY_PIPELINE_CYCLES``, plus ``PortStriper.LATENCY`` when the design's port
+    is striped across several); either way plus the port registers on the unit's
     port and on the top's (``UNIT_PORT_LATENCY``)."""
     memory: str
     implementation: str
     word_bytes: int
     bytes_per_cycle: Fraction
     latency: int
+    write_bytes_per_cycle: Fraction = None
 
     @property
     def word_cycles(self) -> Fraction:
         """Cycles per bus word when words stream (at least one)."""
         return max(Fraction(1), Fraction(self.word_bytes) / self.bytes_per_cycle)
+
+    @property
+    def write_word_cycles(self) -> Fraction:
+        """Cycles per bus word written: a striped port writes through its first port
+        alone (``write_bytes_per_cycle``; ``None``: as fast as it reads)."""
+        rate = self.write_bytes_per_cycle or self.bytes_per_cycle
+        return max(Fraction(1), Fraction(self.word_bytes) / rate)
 
 
 def port_timing(memory, config: AcceleratorConfig, port: int = 0,
@@ -180,7 +191,9 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
 
     ``implementation`` defaults to ``"onchip"`` for the ``onchip`` model (the top keeps its
     memory inside) and ``"board"`` for any other (a board memory behind the top's port,
-    simulated by BoardMemory)."""
+    simulated by BoardMemory). A board design with ``memory_ports`` > 1 reads through
+    the model's first ``memory_ports`` ports, striped (``port`` must then be 0): their
+    sustained rate together, port 0's latency and the striper's."""
     model = MEMORY_MODELS[memory] if isinstance(memory, str) else memory
     if implementation is None:
         implementation = "onchip" if model is MEMORY_MODELS["onchip"] else "board"
@@ -189,10 +202,18 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
     word_bytes = config.data_width // 8
     pipeline = (onchip_read_latency(config) if implementation == "onchip"
                 else SIM_MEMORY_PIPELINE_CYCLES) + UNIT_PORT_LATENCY
+    rate = write_rate = model.port_bytes_per_cycle(port, config.clock_hz, word_bytes)
+    striped = implementation == "board" and config.memory_ports > 1
+    if striped:
+        if port != 0:
+            raise ValueError(f"a design striped across {config.memory_ports} ports uses "
+                             f"ports 0 .. {config.memory_ports - 1}, not port {port} alone")
+        rate = model.sustained_bytes_per_cycle(config.memory_ports, config.clock_hz, word_bytes)
+        pipeline += PortStriper.LATENCY
     return PortTiming(memory=model.name, implementation=implementation, word_bytes=word_bytes,
-                      bytes_per_cycle=model.port_bytes_per_cycle(port, config.clock_hz,
-                                                                 word_bytes),
-                      latency=model.latency_cycles(port, config.clock_hz) + pipeline)
+                      bytes_per_cycle=rate,
+                      latency=model.latency_cycles(port, config.clock_hz) + pipeline,
+                      write_bytes_per_cycle=write_rate)
 
 
 # -- instructions ---------------------------------------------------------------------------
@@ -226,7 +247,7 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     ``tokens - 1`` passes replay it at one word per cycle; a pass lasts at least a
     sweep (``blocks`` cycles), an activation beat (the codes feeder reads
     ``k_per_word / lanes`` codes beats per beat) and, with LUT-RAM tables, a table
-    set's write (``entries + 1`` cycles). With ACCUMULATE every result beat also needs
+    set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). With ACCUMULATE every result beat also needs
     a residual beat from the scratchpad reader (3 per 4 cycles), which paces the last
     chunk's passes. ``latency``: the issue cycle and the memory's read latency before
     the first word. ``table_fill``: the first table set when it is ready after the first
@@ -240,7 +261,7 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
     w = port.word_cycles
     k = max(Fraction(1), Fraction(tlmm.tile.word_bits, config.data_width) * w)
     feeder = max(1, tlmm.k_per_word // lanes)
-    table = tlmm.entries + 1 if tlmm.table_storage == "lutram" else 1
+    table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
     sweep = max(blocks, feeder, table)
     residual = Fraction(blocks) / READER_RATE if accumulate else 0
     load_end = [Fraction(0)] * chunks
@@ -285,13 +306,13 @@ def _attend_terms(config, port, position, tokens):
     scratchpad."""
     a = config.attention
     words = _record_words(config)
-    record = words * port.word_cycles
+    record, written = words * port.word_cycles, words * port.write_word_cycles
     qkv_beats = (a.heads + 2 * a.kv_heads) * a.beats_per_key
     counts = pass_key_counts(a, position, tokens)
     terms = dict(
         latency=port.latency,
-        intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * record),
-        records=2 * record,
+        intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * written),
+        records=record + written,
         keys=sum(counts) * attention_key_cycles(config, port),
         passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
                               + dot_latency(a) + SCORE_LATENCY),
@@ -352,7 +373,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     elif op == "STORE":
         # FLAG_ONE_TOKEN: one vector (the device head's top-k), whatever the tokens.
         n = beats if instr.get("flags", 0) & FLAG_ONE_TOKEN else beats * tokens
-        cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * w + 1),
+        cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * port.write_word_cycles + 1),
                                pipeline=CALIBRATION["store"])
         written = n
     elif op == "NORM":
@@ -511,17 +532,26 @@ _RECORDED_EMBEDDING = "host"
 _RECORDED_HEAD = "host"
 
 
+def _on_ports(config: AcceleratorConfig) -> str:
+    """A case name's note of the memory ports a board design read through."""
+    ports = config.memory_ports
+    return f" on {ports} port{'s' if ports > 1 else ''}"
+
+
 def _e2e_cases(report: dict, source: str) -> list:
-    """The runs of a ``bench/e2e.py --json`` report."""
+    """The runs of a ``bench/e2e.py --json`` report (the reports recorded before designs
+    could read through several memory ports ran on one)."""
     config = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
-                                 head=report.get("head", _RECORDED_HEAD))
+                                 head=report.get("head", _RECORDED_HEAD),
+                                 memory_ports=report.get("memory_ports", 1))
     memory = report.get("memory_model", "onchip")
     onchip = memory not in MEMORY_MODELS        # "onchip (in the top)": the top's own memory
     cases = []
     for index, run in enumerate(report["runs"]):
         cases.append(SimulatedCase(
-            name=f"{config.name} e2e run {index} ({run['kind']})", source=source, config=config,
+            name=f"{config.name} e2e run {index} ({run['kind']})"
+                 + ("" if onchip else _on_ports(config)), source=source, config=config,
             memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=run["position"],
             tokens=run["tokens"], counters=run["counters"]))
@@ -532,10 +562,11 @@ def _layer_cases(report: dict, source: str) -> list:
     """The cases of ``docs/bench-layer-kv260.json`` (``bench/layer.py --json``)."""
     config = AcceleratorConfig.from_json(json.dumps(
         {"embedding": _RECORDED_EMBEDDING, "head": _RECORDED_HEAD, **report["config"]}))
-    if report.get("ports", 1) != 1:
-        raise ValueError(f"{source}: the model covers designs on one memory port, not "
-                         f"{report['ports']}")
-    return [SimulatedCase(name=f"{config.name} {case['name']}", source=source, config=config,
+    if report.get("ports", 1) != config.memory_ports:
+        raise ValueError(f"{source}: the report ran on {report['ports']} memory ports, its "
+                         f"design reads through {config.memory_ports}")
+    return [SimulatedCase(name=f"{config.name} {case['name']}{_on_ports(config)}",
+                          source=source, config=config,
                           memory=report["memory_model"], implementation="board",
                           position=case["position"], tokens=case["tokens"],
                           counters=case["counters"])
@@ -575,7 +606,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 
 
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
-RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json")
+RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
+                    "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
@@ -881,8 +913,9 @@ class BoardSetup:
 def board_setup(model: ModelConfig, board, config: AcceleratorConfig = None) -> BoardSetup:
     """The design that runs ``model`` on ``board`` (a :class:`~tritium.boards.Board`):
     ``config`` if given (``ValueError`` naming what it cannot hold), else the board's
-    preset if it holds the model, else the preset's units resized to the model
-    (:func:`derive_config`) if the board's memory holds them, else ``ValueError``."""
+    preset if it holds the model, else the first of the board's other presets that
+    does, else the preset's units resized to the model (:func:`derive_config`) if the
+    board's memory holds them, else ``ValueError``."""
     memory = MEMORY_MODELS[board.memory]
     host = HOSTS[board.name]
     if config is not None:
@@ -895,6 +928,9 @@ def board_setup(model: ModelConfig, board, config: AcceleratorConfig = None) -> 
     problems = fit_problems(model, preset)
     if not problems:
         return BoardSetup(board, preset, "preset", memory, host)
+    for other in board.presets:
+        if not fit_problems(model, ACCELERATOR_PRESETS[other]):
+            return BoardSetup(board, ACCELERATOR_PRESETS[other], "board preset", memory, host)
     try:
         derived = derive_config(preset, model)
     except ValueError as error:
@@ -938,10 +974,10 @@ DEFAULT_PROMPTS = (64, 128)
 
 def _rooflines(setup: BoardSetup, config: AcceleratorConfig, moved: int) -> dict:
     """Seconds the memory needs for ``moved`` bytes at the sustained rate of the ports
-    the design uses (one) and of all the board's ports."""
+    the design uses and of all the board's ports."""
     word_bytes = config.data_width // 8
     result = {}
-    for key, ports in (("ports_used", 1), ("all_ports", len(setup.memory.ports))):
+    for key, ports in (("ports_used", config.memory_ports), ("all_ports", len(setup.memory.ports))):
         rate = setup.memory.sustained_bytes_per_cycle(ports, config.clock_hz, word_bytes)
         result[key] = {"ports": ports, "bytes_per_second": float(rate * config.clock_hz),
                        "seconds": float(moved / (rate * config.clock_hz)), "label": "derived"}
@@ -1054,7 +1090,7 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
         "config_kind": setup.config_kind, "notes": notes,
         "design": json.loads(config.to_json()),
         "memory_model": setup.memory.name, "memory_source": setup.memory.source,
-        "ports_used": 1, "clock_hz": config.clock_hz,
+        "ports_used": config.memory_ports, "clock_hz": config.clock_hz,
         "host": {"name": setup.host.name, "link": setup.host.link,
                  "stream_bytes_per_second": setup.host.stream_bytes_per_second,
                  "write_byte_seconds": setup.host.write_byte_seconds,
@@ -1125,7 +1161,9 @@ def format_projection(result: dict) -> str:
     """:func:`project`'s result as a readable table."""
     lines = [f"{result['model']} on {result['board']}: accelerator {result['config']!r} "
              f"({_KIND_TEXT[result['config_kind']]}), {result['clock_hz'] / 1e6:g} MHz, "
-             f"memory model {result['memory_model']} on 1 port"]
+             f"memory model {result['memory_model']} on {result['ports_used']} "
+             f"port{'s' if result['ports_used'] > 1 else ''}"
+             + (", striped" if result['ports_used'] > 1 else "")]
     lines += [f"  {note}" for note in result["notes"]]
     host = result["host"]
     lines.append(f"host (assumed): {host['name']}; link: {host['link']}")
@@ -1185,12 +1223,14 @@ def format_projection(result: dict) -> str:
 
 
 def _roof_keys(item) -> tuple:
-    """The rooflines worth a row: all of the board's ports only if it has more than one."""
+    """The rooflines worth a row: all of the board's ports only if the design uses fewer."""
     roof = item["roofline"]
-    return ("ports_used", "all_ports") if roof["all_ports"]["ports"] > 1 else ("ports_used",)
+    return (("ports_used", "all_ports") if roof["all_ports"]["ports"] > roof["ports_used"]["ports"]
+            else ("ports_used",))
 
 
-_KIND_TEXT = {"preset": "the board's preset", "given": "as given",
+_KIND_TEXT = {"preset": "the board's preset", "board preset": "the board's preset for it",
+              "given": "as given",
               "derived": "derived from the board's preset"}
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import TritiumError
+from .errors import InputError, TritiumError
 from .link import LinkTimeout
 from .transport import Transport
 
@@ -245,16 +245,20 @@ class SimTransport(Transport):
 
 
 class BoardSimTransport(SimTransport):
-    """The ``sim`` transport on a board's memory: the top's memory port on port 0 of a
-    :class:`~tritium.hw.memory.BoardMemory` that follows memory model ``model``
-    (:data:`~tritium.hw.memory_model.MEMORY_MODELS`), with a backdoor to load images.
+    """The ``sim`` transport on a board's memory: the top's memory port on the first
+    ``config.memory_ports`` ports of a :class:`~tritium.hw.memory.BoardMemory` that
+    follows memory model ``model`` (:data:`~tritium.hw.memory_model.MEMORY_MODELS`),
+    striped across them when there are several, with a backdoor to load images.
     """
 
-    def __init__(self, config, model, ports: int = 1, build_dir=None, log=None,
-                 progress=None):
+    def __init__(self, config, model, build_dir=None, log=None, progress=None):
         from tritium.sim.backend.harness import BoardSimTop
+        ports = config.memory_ports
+        if ports > len(model.ports):
+            raise InputError(f"accelerator {config.name!r} reads through {ports} memory "
+                             f"ports; memory model {model.name!r} has {len(model.ports)}")
         super().__init__(config, build_dir=build_dir, log=log,
-                         harness=lambda: BoardSimTop(config, model, ports),
+                         harness=lambda: BoardSimTop(config, model),
                          variant=f"board-{model.name}-{ports}", backdoor=ports,
                          progress=progress)
         self.port_names = tuple(port.name for port in model.ports[:ports])

@@ -501,6 +501,10 @@ class AcceleratorConfig:
     also the attention unit's ``dims_per_cycle`` and, at 32 bits each, the memory's bus
     word (``data_width`` bits, ``memory_words`` words). ``max_payload`` is the host
     link's frame buffer in bytes; ``clock_hz`` the clock the design is built for.
+    ``memory_ports`` is how many ports of a board's external memory the design reads
+    through: its one memory port striped across them (``hw/memory/stripe.py``; the
+    ``kv260`` board top gets an AXI4 master per port). A design whose memory is on chip
+    has one.
     ``embedding`` says where the token embedding is looked up: ``"device"`` (the table
     sits in the accelerator's memory and the host sends token ids; the EMBED
     instruction) or ``"host"`` (the host sends each token's embedding vector: for a
@@ -519,6 +523,7 @@ class AcceleratorConfig:
     tlmm: TLMMConfig
     attention_lanes: int = 4
     memory_words: int = 2 ** 14
+    memory_ports: int = 1
     clock_hz: int = 100_000_000
     max_payload: int = 1024
     embedding: str = "device"
@@ -527,8 +532,8 @@ class AcceleratorConfig:
     head_k: int = 4
 
     def __post_init__(self):
-        _check_positive(self, "attention_lanes", "memory_words", "clock_hz", "max_payload",
-                        "head_k")
+        _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
+                        "max_payload", "head_k")
         _check_choice(self, "embedding", EMBEDDINGS)
         _check_choice(self, "embedding_bits", EMBEDDING_BITS)
         _check_choice(self, "head", HEADS)
@@ -699,7 +704,7 @@ ACCELERATOR_PRESETS = {
     # out) is far slower than 2 lanes compute, so the narrow design costs no speed.
     # The tables are in LUT RAM (docs/tlmm.md): out of context on ECP5 the engine takes
     # 2,167 LUTs, 192 DPR16X4 and 690 flip-flops, against 9,604 LUTs and 5,096 flip-flops
-    # with register tables, and a table set's 28 cycles of writing hide behind the
+    # with register tables, and a table set's 29 cycles of writing hide behind the
     # shortest sweep (64 outputs of k and v at R = 2: 32 look-ups).
     # Clock: 45 MHz from the PLL (25 MHz * 9 / 5), 15 cycles per bit at 3 Mbaud exactly.
     # The whole design routes at 49.34 MHz for it (nextpnr, issue 16: enable-free
@@ -716,17 +721,35 @@ ACCELERATOR_PRESETS = {
     # BitNet-0.7B on the KV260 (docs/boards.md): T = 32 (TeLLMe's 28, raised so a K-chunk
     # of 96 divides 1536; docs/resources.md) with the tables in LUT-RAM, as TeLLMe keeps
     # them, at R = 8 rows. One 128-bit HP port at 250 MHz moves 4 GB/s, so the ~141 MB
-    # of packed weights take 35 ms per decode token and 4.4 ms per prompt token at a
-    # tile of 8, while G3 T32 R8 (768 MACs per cycle) computes a token's 0.68 G MACs in
-    # 3.5 ms: R = 16 would double the compute, the lanes and the attention datapath for
-    # no speed. The yosys estimate of R = 16 with 8 attention lanes was 220% of the
-    # XCK26's LUTs (docs/boards.md).
+    # of packed weights take 35 ms per decode token (18 ms on two ports) and 4.4 ms per
+    # prompt token at a tile of 8, while G3 T32 R8 (768 MACs per cycle) computes a
+    # token's 0.68 G MACs in 3.5 ms. The yosys estimate of R = 16 with 8 attention lanes
+    # was 220% of the XCK26's LUTs (docs/boards.md).
     # 2**24 words of 256 bits (512 MiB) hold the weights and a 2048-token KV cache.
+    # Two HP ports (HP0, HP1), the memory port striped across them: together they sustain
+    # 7.89 GB/s, 99% of what the 256-bit bus takes at 250 MHz (8 GB/s), so a decode layer
+    # takes 1.91 times fewer cycles than on one port (simulated, docs/performance.md). Four
+    # ports would add 0.9% for two more AXI masters and SmartConnects: they pay once the
+    # bus is wider (R = 16, 512 bits).
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
-        attention_lanes=4, memory_words=2 ** 24, clock_hz=250_000_000, max_payload=4096),
+        attention_lanes=4, memory_words=2 ** 24, memory_ports=2, clock_hz=250_000_000,
+        max_payload=4096),
+    # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
+    # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`
+    # derives from the kv260 preset; tests/host/test_performance.py holds them equal):
+    # TLMM K and N up to the FFN's 6912, a 4096-token KV cache (5 kv heads of 128, 30
+    # layers: 177 MB), 2**26 words (2 GiB, the KV260's largest contiguous DDR region)
+    # for the weights (about 0.5 GB packed), the 16-bit embedding and the int8 head
+    # (0.66 and 0.33 GB: a vocabulary of 128,256 rows of 2,560) and the cache.
+    "kv260-2b": AcceleratorConfig(
+        name="kv260-2b", model=MODEL_PRESETS["bitnet-b1.58-2b-4t"],
+        tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
+                        max_k=6912, max_n=6912, table_storage="lutram"),
+        attention_lanes=4, memory_words=2 ** 26, memory_ports=2, clock_hz=250_000_000,
+        max_payload=4096),
 }
 
 

@@ -111,6 +111,14 @@ class MemoryModel:
             rate = min(rate, _per_cycle(port.bytes_per_second, clock_hz))
         return rate
 
+    def burst_words(self, index: int, word_bytes: int) -> int:
+        """The longest burst port ``index`` takes, in words of ``word_bytes`` bytes (at
+        least one; 256, AXI4's longest, for a port without a limit)."""
+        port = self.ports[index]
+        if port.max_burst is None:
+            return 256
+        return max(1, port.max_burst * (port.bus_bytes or word_bytes) // word_bytes)
+
     def latency_cycles(self, index: int, clock_hz: int) -> int:
         """Cycles from a read command on port ``index`` to its first word (rounded up)."""
         return math.ceil(self.ports[index].latency_ns * clock_hz / 1e9 - 1e-9)

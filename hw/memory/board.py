@@ -130,9 +130,12 @@ class SharedBandwidth(wiring.Component):
             for bucket in mine:
                 allowed = allowed & (left[id(bucket)] >= bucket[2])
             m.d.comb += self.allow[port].eq(allowed)
+            # The later ports' terms use ``allowed`` itself, not ``self.allow``: each case of
+            # the visiting order reads ``allow`` bits that another case drives, which
+            # Verilog conversion would take for a combinational loop.
             for bucket in mine:
-                left[id(bucket)] = left[id(bucket)] - Mux(self.allow[port], bucket[2], 0)
-                taken[id(bucket)] = taken[id(bucket)] + self.allow[port]
+                left[id(bucket)] = left[id(bucket)] - Mux(allowed, bucket[2], 0)
+                taken[id(bucket)] = taken[id(bucket)] + allowed
         for bucket in buckets:
             m.d.comb += bucket[5].eq(taken[id(bucket)])
 

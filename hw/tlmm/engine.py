@@ -37,9 +37,10 @@ class TLMMEngine(wiring.Component):
 
     The tables of the next (kb, p) are built into a second bank while the current ones
     serve their ``row_blocks`` look-ups, so rebuilding never stalls the look-ups once
-    the next activation beat is there (in registers a set takes a cycle; in LUT-RAM, ``table_storage="lutram"``, a set takes
-    ``entries + 1`` cycles to write, hidden behind sweeps of at least that many row
-    blocks). Partial sums live in an on-chip accumulator memory of
+    the next activation beat is there (in registers a set takes a cycle; in LUT-RAM,
+    ``table_storage="lutram"``, a set takes ``entries + 2`` cycles to write
+    (:func:`~tritium.hw.tlmm.lookup.fill_cycles`), hidden behind sweeps of at least that
+    many row blocks). Partial sums live in an on-chip accumulator memory of
     ``tokens * max_row_blocks`` entries. Throughput: one weight word, i.e. R*T*G MACs
     per token, per cycle; an accumulator read-after-write hazard (only when
     ``tokens * row_blocks < 2``) inserts one bubble, and the results' skid register

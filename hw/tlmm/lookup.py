@@ -65,6 +65,12 @@ def _reduce(m: Module, config: TLMMConfig, entry_of, negate_of, enable, sums):
             m.d.sync += sums[r].eq(sum(looked_up[r][t] for t in range(config.tables)))
 
 
+def fill_cycles(config: TLMMConfig) -> int:
+    """Cycles a LUT-RAM table set takes from its activation beat to ``loaded``
+    (:class:`TableRAMLookup`): the beat, one entry per cycle, the write register."""
+    return config.entries + 2
+
+
 def _negate_of(config: TLMMConfig, codes):
     """Whether look-up (r, t) of ``codes`` is negated (half mode's lower codes)."""
     return lambda r, t: table_index(config, codes[r][t])[1]
@@ -227,10 +233,17 @@ class TableRAMLookup(_BankedLookup):
     at most :data:`ROWS_PER_COPY` read ports, written alike). An accepted
     activation beat fills the free bank, entry e of every table in cycle e, so a set
     takes ``entries`` cycles (27 in full mode, 14 in half) plus the cycle that takes
-    the beat; ``loaded`` then says the set is there, and ``release`` (the last look-up
-    of the set, with its codes) frees its bank for the next beat. While one set serves
-    a sweep of at least ``entries + 1`` look-ups, the next is written behind it and the
-    engine never waits.
+    the beat and the cycle of the write register (:func:`fill_cycles`); ``loaded`` then
+    says the set is there, and ``release`` (the last look-up of the set, with its codes)
+    frees its bank for the next beat. While one set serves a sweep of at least
+    :func:`fill_cycles` look-ups, the next is written behind it and the engine never
+    waits.
+
+    Each table's write (its entry's value, address and enable) is registered beside the
+    table: the value's sum of G activations, and the entry counter it comes from, would
+    otherwise run combinationally to the write port of every copy of every table, all
+    over the engine (the `kv260` engine's slowest path out of context on ECP5, 29 MHz,
+    31 ns of it routing; docs/timing.md).
 
     The look-up pipeline is :class:`LookupTree`'s (two stages on ``enable``).
 
@@ -287,7 +300,11 @@ class TableRAMLookup(_BankedLookup):
         writing = Signal()
         entry = Signal(range(cfg.entries))
         finished = writing & (entry == cfg.entries - 1)
-        m.d.comb += self.acts.ready.eq(~writing & ~full.bit_select(fill_bank, 1))
+        # The set's last write lands a cycle after ``finished``; until then its bank is
+        # neither free nor full.
+        landing = Signal(name="fill_landing")
+        m.d.sync += landing.eq(finished)
+        m.d.comb += self.acts.ready.eq(~writing & ~landing & ~full.bit_select(fill_bank, 1))
         with m.If(self.acts.valid & self.acts.ready):
             m.d.sync += [beat.eq(self.acts.payload), writing.eq(1), entry.eq(0)]
         with m.If(writing):
@@ -308,10 +325,12 @@ class TableRAMLookup(_BankedLookup):
             group = [beat[t * cfg.group + k] for k in range(cfg.group)]
             terms = [Mux(pattern[k] == 0, 0, Mux(pattern[k] > 0, value, -value))
                      for k, value in enumerate(group)]
-            value = Signal(signed(cfg.entry_width), name=f"entry{t}")
-            m.d.comb += value.eq(sum(terms))
+            value = Signal(signed(cfg.entry_width), name=f"entry{t}", reset_less=True)
+            addr = Signal(index_bits + 1, name=f"entry{t}_addr", reset_less=True)
+            enable = Signal(name=f"entry{t}_write")
+            m.d.sync += [value.eq(sum(terms)), addr.eq(Cat(entry[:index_bits], fill_bank)),
+                         enable.eq(writing)]
             for copy in tables:
                 port = copy[t].write_port()
-                m.d.comb += [port.addr.eq(Cat(entry[:index_bits], fill_bank)),
-                             port.data.eq(value), port.en.eq(writing)]
-        return finished
+                m.d.comb += [port.addr.eq(addr), port.data.eq(value), port.en.eq(enable)]
+        return landing

@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter
 from tritium.hw.memory import BoardMemory
+from tritium.hw.memory.stripe import PortStriper
 from tritium.hw.top import Top
 
 __all__ = ["ChunkFeeder", "SimTop", "BoardSimTop", "UartSimTop", "CHUNK_BYTES"]
@@ -79,23 +80,30 @@ class SimTop(wiring.Component):
 
 class BoardSimTop(wiring.Component):
     """The accelerator's :class:`~tritium.hw.top.Top` on a board's memory: its memory port
-    on port 0 of a :class:`~tritium.hw.memory.BoardMemory` of ``config.memory_words``
-    words with the bandwidth and latency of ``model`` at the design's clock, filled
-    through the backdoor (the full-size simulations; ``sim/backend/bridge.py`` drives it).
+    on the first ``config.memory_ports`` ports of a
+    :class:`~tritium.hw.memory.BoardMemory` of ``config.memory_words`` words with the
+    bandwidth and latency of ``model`` at the design's clock (through a
+    :class:`~tritium.hw.memory.stripe.PortStriper` in chunks of the port's longest burst
+    when there are several, as on the board), filled through the backdoor (the
+    full-size simulations; ``sim/backend/bridge.py`` drives it).
 
     Members
     -------
     rx_chunks, tx : as :class:`SimTop`
     backdoor_load : ``In(1)``
         Load the image file named by ``+tritium_memory_image=PATH`` at this clock edge.
-    read_words, written_words : ``Out(32).array(ports)``
+    read_words, written_words : ``Out(32).array(config.memory_ports)``
         Words through each port of the memory model since reset.
     """
 
-    def __init__(self, config, model, ports: int = 1):
+    def __init__(self, config, model):
+        ports = config.memory_ports
         self._top = Top(config, onchip=False)
         self._memory = BoardMemory(config.memory, config.memory_words, model, config.clock_hz,
                                    ports=ports, storage="backdoor")
+        self._striper = (PortStriper(config.memory, ports,
+                                     model.burst_words(0, config.memory.bytes_per_word))
+                         if ports > 1 else None)
         #: Verilog that the generated Verilog instantiates (``sim.backend.cosim`` builds it too).
         self.verilog_library = self._memory.verilog_library
         super().__init__({**_bridge_members(), "backdoor_load": In(1),
@@ -110,7 +118,13 @@ class BoardSimTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rx_chunks), feeder.chunks)
         wiring.connect(m, feeder.bytes, top.rx)
         wiring.connect(m, top.tx, wiring.flipped(self.tx))
-        wiring.connect(m, top.memory, memory.port[0])
+        if self._striper is None:
+            wiring.connect(m, top.memory, memory.port[0])
+        else:
+            m.submodules.striper = striper = self._striper
+            wiring.connect(m, top.memory, striper.client)
+            for inner, outer in zip(striper.memory, memory.port):
+                wiring.connect(m, inner, outer)
         m.d.comb += memory.load.eq(self.backdoor_load)
         for i in range(len(self.read_words)):
             m.d.comb += [self.read_words[i].eq(memory.read_words[i]),

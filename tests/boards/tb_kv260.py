@@ -6,7 +6,8 @@ passes the config and the buffer's base address in ``KV260_TB_SETTINGS``. The ho
 is the real :class:`~tritium.host.zynq_transport.ZynqTransport` and
 :class:`~tritium.host.link.LinkClient`, running in a cocotb bridge thread: its
 ``read32``/``write32`` are AXI-Lite transactions of ``AxiLiteMaster`` on ``s_axi_lite``
-(:class:`SimRegisters`), its DDR buffer is the ``AxiRam`` on ``m_axi`` (:class:`SimBuffer`).
+(:class:`SimRegisters`), its DDR buffer is the ``AxiRam`` on ``m_axi`` (:class:`SimBuffer`);
+a design on several HP ports has an ``AxiRam`` on each master, all on one memory.
 """
 
 import dataclasses
@@ -18,9 +19,10 @@ import struct
 import cocotb
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
 
+from tritium.boards.kv260 import axi_names
 from tritium.hw.link import window_map as reg
 from tritium.host.errors import TritiumError
 from tritium.host.link import DeviceError, FrameDecoder, LinkClient, encode_frame, parse_frame
@@ -76,19 +78,37 @@ class SimBuffer(Buffer):
 
 
 class KV260TB:
-    """Clock, reset, the AXI-Lite master on ``s_axi_lite`` and the AxiRam on ``m_axi``."""
+    """Clock, reset, the AXI-Lite master on ``s_axi_lite`` and an AxiRam on each AXI4
+    master (``m_axi``, ``m_axi1``, ...), all on the first one's memory."""
 
     def __init__(self, dut):
         self.dut = dut
         self.config, self.base = settings()
         Clock(dut.aclk, 10, unit="ns").start()
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.aclk,
-                          dut.aresetn, reset_active_level=False, size=2 ** reg.BASE_ADDRESS_BITS)
+        self.rams = []
+        for name in axi_names(self.config):
+            self.rams.append(AxiRam(AxiBus.from_prefix(dut, name, bus_separator="__"), dut.aclk,
+                                    dut.aresetn, reset_active_level=False,
+                                    size=2 ** reg.BASE_ADDRESS_BITS,
+                                    mem=self.rams[0].mem if self.rams else None))
+        self.ram = self.rams[0]
+        # Read bursts each master issues (its AR handshakes).
+        self.bursts = {name: 0 for name in axi_names(self.config)}
+        for name in self.bursts:
+            cocotb.start_soon(self._count_bursts(name))
         self.lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_lite", bus_separator="__"),
                                   dut.aclk, dut.aresetn, reset_active_level=False)
-        for bfm in (self.ram.read_if, self.ram.write_if, self.lite.read_if, self.lite.write_if):
+        for bfm in [self.lite.read_if, self.lite.write_if,
+                    *(bfm for ram in self.rams for bfm in (ram.read_if, ram.write_if))]:
             bfm.log.setLevel(logging.WARNING)
         self.registers = SimRegisters(self.lite)
+
+    async def _count_bursts(self, name):
+        valid, ready = getattr(self.dut, f"{name}__arvalid"), getattr(self.dut, f"{name}__arready")
+        while True:
+            await RisingEdge(self.dut.aclk)
+            if valid.value and ready.value:
+                self.bursts[name] += 1
 
     async def reset(self):
         self.dut.aresetn.value = 0
@@ -204,4 +224,7 @@ async def frames_and_memory_through_the_window(dut):
         return tb.registers.accesses
 
     accesses = await bridge(host)()
-    dut._log.info("host program done: %d register accesses", accesses)
+    dut._log.info("host program done: %d register accesses; read bursts per master: %s",
+                  accesses, tb.bursts)
+    # The link's reads (2,500 bytes and more) span several chunks: every master served some.
+    assert all(tb.bursts.values()), tb.bursts

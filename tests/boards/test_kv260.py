@@ -20,7 +20,7 @@ from cocotb_tools.runner import get_results
 from tritium.boards import BOARDS, get_board
 from tritium.hw.link import window_map as reg
 from tritium.boards.kv260 import (LINK_WINDOW_ADDRESS, master_burst, XCK26, KV260Platform, KV260Top,
-                                  check_fit, generate, toplevel_name)
+                                  check_fit, generate, toplevel_name, vivado_script)
 from tritium.boards.zynq import AXI4AddressOffset, AXI4LiteSignature, AXI4LiteTarget, LinkWindow
 from tritium.host import zynq_transport
 from tritium.cli import main
@@ -223,6 +223,18 @@ def test_board_top_members_and_interface_attributes():
     assert zynq_transport.LINK_WINDOW_ADDRESS == LINK_WINDOW_ADDRESS
 
 
+def test_a_board_top_on_four_hp_ports_has_a_master_each():
+    top = KV260Top(dataclasses.replace(SMALL, memory_ports=4))
+    masters = ["m_axi", "m_axi1", "m_axi2", "m_axi3"]
+    assert [name for name in top.signature.members if name.startswith("m_axi")] == masters
+    assert top.m_axi3.rdata.attrs["X_INTERFACE_INFO"] == \
+        "xilinx.com:interface:aximm:1.0 m_axi3 RDATA"
+    assert "ASSOCIATED_BUSIF m_axi:m_axi1:m_axi2:m_axi3:s_axi_lite" in \
+        top.aclk.attrs["X_INTERFACE_PARAMETER"]
+    script = vivado_script(dataclasses.replace(SMALL, memory_ports=4))
+    assert "set masters {m_axi m_axi1 m_axi2 m_axi3}" in script
+
+
 def test_the_master_bursts_fit_the_hp_port():
     """Bursts into the PS are at most 16 beats of 128 bits (the kv260 memory model): 8
     words of the preset's 256-bit bus, 16 of a 128-bit one."""
@@ -274,10 +286,11 @@ def test_generate_writes_the_verilog_and_the_vivado_project(tmp_path):
                      "create_project $project $here/vivado -part xck26-sfvc784-2LV-c",
                      "get_board_parts -quiet -latest_file_version {*:kv260_som:*}",
                      "apply_board_preset", "CONFIG.PSU__USE__M_AXI_GP2 {1}",
-                     "CONFIG.PSU__USE__S_AXI_GP2 {1}", "CONFIG.PSU__SAXIGP2__DATA_WIDTH {128}",
+                     "set masters {m_axi}", "CONFIG.PSU__USE__S_AXI_GP$gp {1}",
+                     "CONFIG.PSU__SAXIGP${gp}__DATA_WIDTH {128}",
                      "set pl_clk_mhz 100", f"set top {top}",
                      "create_bd_cell -type module -reference $top tritium_0",
-                     "zynq_ultra_ps_e_0/M_AXI_HPM0_LPD", "zynq_ultra_ps_e_0/S_AXI_HP0_FPD",
+                     "zynq_ultra_ps_e_0/M_AXI_HPM0_LPD", "zynq_ultra_ps_e_0/S_AXI_HP${hp}_FPD",
                      "set_property offset 0x80000000 $window", "set_property range 4K $window",
                      "exclude_bd_addr_seg", "launch_runs synth_1", "-to_step write_bitstream",
                      "write_hw_platform -fixed -include_bit"):
@@ -307,6 +320,8 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, monkeypatch):
     huge = dataclasses.replace(KV260, memory_words=2 ** 27)           # 4 GiB of 32-byte words
     assert "4,294,967,296-byte memory buffer" in refused(InputError, huge)
     assert "accelerator config" in refused(InputError, "kv260")
+    five = dataclasses.replace(SMALL, memory_ports=5)
+    assert "5 memory ports; the KV260 has 4 HP ports" in refused(InputError, five)
     assert "fpgautil" in refused(InputError, SMALL, program=True)
     monkeypatch.setenv("PATH", str(tmp_path))                           # no vivado here
     message = refused(TritiumError, SMALL, build=True)
@@ -478,13 +493,16 @@ def test_dev_mem_mappings_through_a_file(tmp_path):
 # -- the board top under cocotb, PS DDR modelled ---------------------------------------------
 
 @pytest.mark.cosim
-def test_kv260_top_with_the_zynq_transport(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ports", [pytest.param(1, marks=pytest.mark.slow), 4])
+def test_kv260_top_with_the_zynq_transport(tmp_path, monkeypatch, ports):
     """``tb_kv260``: the zynq transport's register protocol and the link's frames over
-    AXI-Lite against the tiny accelerator's KV260 top, PS DDR as an AxiRam."""
+    AXI-Lite against the tiny accelerator's KV260 top, PS DDR as an AxiRam on each of its
+    HP ports (four: the memory port striped across them; one: the single master)."""
     # The runner hands the simulator our sys.path: make tb_kv260 importable there.
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    settings = {"config": TINY.to_json(), "base": 0x8_0010_0000}
-    results = run_cocotb(KV260Top(TINY), toplevel=toplevel_name(TINY), test_module="tb_kv260",
+    config = dataclasses.replace(TINY, memory_ports=ports)
+    settings = {"config": config.to_json(), "base": 0x8_0010_0000}
+    results = run_cocotb(KV260Top(config), toplevel=toplevel_name(config), test_module="tb_kv260",
                          build_dir=tmp_path, optimize="-O2",
                          extra_env={"KV260_TB_SETTINGS": json.dumps(settings)})
     assert get_results(results) == (2, 0)

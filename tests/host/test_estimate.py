@@ -9,13 +9,13 @@ import pytest
 from tritium.cli.testing import assert_one_line_error, run_cli
 
 MODELS = ("tiny", "bitnet-b1.58-large", "bitnet-b1.58-2b-4t")
-# What each (model, board) gets: the board's preset, the preset resized to the model,
-# or a refusal naming the resource.
+# What each (model, board) gets: the board's preset, its preset for that model, the
+# preset resized to the model, or a refusal naming the resource.
 EXPECTED = {
     ("tiny", "ulx3s-85f"): "preset",
     ("tiny", "kv260"): "derived",
     ("bitnet-b1.58-large", "kv260"): "preset",
-    ("bitnet-b1.58-2b-4t", "kv260"): "derived",
+    ("bitnet-b1.58-2b-4t", "kv260"): "board preset",
     ("bitnet-b1.58-large", "ulx3s-85f"): "need 299.3 MB of memory, the board holds 0.3 MB",
     ("bitnet-b1.58-2b-4t", "ulx3s-85f"): "need 598.3 MB of memory, the board holds 0.3 MB",
 }
@@ -24,7 +24,7 @@ EXPECTED = {
 @pytest.mark.parametrize("model, board", EXPECTED, ids="{0[0]}@{0[1]}".format)
 def test_every_model_on_every_board(capsys, model, board):
     expected = EXPECTED[model, board]
-    if expected not in ("preset", "derived"):
+    if expected not in ("preset", "board preset", "derived"):
         assert_one_line_error(capsys, "estimate", "--model", model, "--board", board,
                               match=expected)
         return
@@ -37,6 +37,8 @@ def test_every_model_on_every_board(capsys, model, board):
     assert code == 0 and "tokens/s" in out and "time to first token" in out
     if expected == "derived":
         assert "derived from the board's preset" in out and "unchecked" in out
+    if expected == "board preset":
+        assert "the board's preset for it" in out and "unchecked" not in out
 
 
 def test_the_table_names_every_part_and_its_label(capsys):
@@ -48,7 +50,8 @@ def test_the_table_names_every_part_and_its_label(capsys):
     for line in ("LM head + embedding (host)", "host link"):
         assert any(row.strip().startswith(line) and "assumed" in row for row in out.splitlines())
     assert "context 64" in out and "context 1024" in out and "64 tokens" in out
-    assert "memory roofline, 1 port (3.96 GB/s)" in out and "4 ports (13.33 GB/s)" in out
+    assert "memory model kv260 on 2 ports, striped" in out
+    assert "memory roofline, 2 ports (7.92 GB/s)" in out and "4 ports (13.33 GB/s)" in out
 
 
 def test_json_is_one_object_with_the_requested_contexts(capsys):

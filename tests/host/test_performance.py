@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from tritium.boards import BOARDS
+from tritium.boards import BOARDS, preset_memory
 from tritium.host.compiler import compile_model, memory_plan, program_fields
 from tritium.host.importers import load_model, read_model_config
 from tritium.host.model import Model
@@ -22,6 +22,7 @@ from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, SimulatedCase, 
                                       recorded_cases, report_cases, simulated_cases)
 from tritium.hw.memory.mux import UNIT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
+from tritium.hw.memory.stripe import PortStriper
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
 from tritium.hw.control.isa import OPCODES
@@ -118,9 +119,17 @@ def test_the_latency_follows_the_memory_implementation():
     # each way (hw/memory/mux.py).
     assert UNIT_PORT_LATENCY == 4
     assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 8
-    board = port_timing("kv260", KV260)
-    assert board.latency == 40 + 3 + 4 and board.word_cycles == pytest.approx(32 / 15.84)
+    one_port = port_timing("kv260", dataclasses.replace(KV260, memory_ports=1))
+    assert one_port.latency == 40 + 3 + 4 and one_port.word_cycles == pytest.approx(32 / 15.84)
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3 + 4
+    # Striped across two HP ports (the kv260 preset): both ports' rate (7.92 GB/s, so a
+    # 256-bit word every 1.01 cycles) and the striper's 3 cycles of latency.
+    assert KV260.memory_ports == 2
+    striped = port_timing("kv260", KV260)
+    assert striped.latency == 40 + 3 + PortStriper.LATENCY + 4
+    assert striped.word_cycles == pytest.approx(32 / (2 * 15.84))
+    with pytest.raises(ValueError, match="uses ports 0 .. 1, not port 1 alone"):
+        port_timing("kv260", KV260, port=1)
 
 
 # -- the LM head on the device -----------------------------------------------------------------
@@ -164,9 +173,10 @@ def test_the_head_scores_the_last_token_only_and_returns_k_beats():
     more = dataclasses.replace(TINY, head_k=TINY.head_k + 3)
     assert head_of(estimate_run(more, "kv260", 0, 1)).cycles == one.cycles + 3
     # Its fixed part: the codes (hidden / lanes beats) hide the memory's latency at the
-    # kv260 shape, and the score pipeline is 4 + log2(32 codes per word) cycles.
+    # kv260 shape, and the score pipeline is 4 + log2(32 codes per word) cycles; its words
+    # come at the two HP ports' rate.
     assert head_of(estimate_run(KV260, "kv260", 63, 1)).terms == pytest.approx(
-        {"codes": 192, "latency": 0, "words": 1_538_097 * 32 / 15.84, "score": 9,
+        {"codes": 192, "latency": 0, "words": 1_538_097 * 32 / (2 * 15.84), "score": 9,
          "results": KV260.head_k, "pipeline": CALIBRATION["head"]})
 
 
@@ -224,9 +234,9 @@ def test_the_kv260_projection_runs_no_head_on_the_host():
     assert parts["lm_head"]["seconds"] == 0
     assert decode["host_seconds"] == pytest.approx(parts["link"]["seconds"])
     assert parts["link"]["memory_bytes"] == 32 + 32       # the id in, the argmax out
-    # HEAD streams the 49.2 MB head at the port's rate: more than its bytes' time.
+    # HEAD streams the 49.2 MB head at the two HP ports' rate: more than its bytes' time.
     head_bytes = HeadLayout(LARGE.vocab_size, LARGE.hidden, KV260.data_width).words * 32
-    assert parts["head"]["seconds"] > head_bytes / 3.96e9
+    assert parts["head"]["seconds"] > head_bytes / 7.92e9
     assert decode["fabric_seconds"] == pytest.approx(sum(
         parts[name]["seconds"] for name in ("linears", "attention", "element-wise", "control",
                                             "head")))
@@ -309,6 +319,8 @@ def test_a_config_derived_for_the_2b_model_holds_it():
     assert derived.tlmm.max_k == derived.tlmm.max_n == 6912
     # 616 MB of model and cache, and the 0.66 GB 16-bit embedding table (device embedding).
     assert derived.memory_words == 2 ** 26
+    # The kv260-2b preset is that design, written out in hw/config.py.
+    assert derive_config(KV260, TWO_B, name="kv260-2b") == ACCELERATOR_PRESETS["kv260-2b"]
 
 
 def test_board_setups():
@@ -318,7 +330,13 @@ def test_board_setups():
     assert ulx3s.memory == "onchip" and ulx3s.memory_bytes is None
     assert board_setup(LARGE, kv260).config_kind == "preset"
     assert board_setup(MODEL_PRESETS["tiny"], ulx3s).config is ACCELERATOR_PRESETS["ulx3s"]
-    derived = board_setup(TWO_B, kv260)
+    # The 2B model gets the board's preset for it; a shape no preset holds, a derived one.
+    two_b = board_setup(TWO_B, kv260)
+    assert two_b.config is ACCELERATOR_PRESETS["kv260-2b"] and two_b.config_kind == "board preset"
+    assert kv260.presets == ("kv260-2b",) and preset_memory("kv260-2b") == "kv260"
+    assert preset_memory("tiny") == preset_memory("ulx3s") == "onchip"
+    wider = dataclasses.replace(TWO_B, name="wider", ffn=7680)
+    derived = board_setup(wider, kv260)
     assert derived.config_kind == "derived" and "unchecked" in derived.notes[0]
     with pytest.raises(ValueError, match=r"need 299\.3 MB of memory, the board holds 0\.3 MB"):
         board_setup(LARGE, ulx3s)
