@@ -10,7 +10,9 @@ simulated ``tiny`` top, a prompt of ``--prompt`` tokens in runs of the token til
 recorded full-size simulations of ``--reports`` (default: ``docs/bench-layer-kv260.json``,
 one BitNet-0.7B layer from ``bench/layer.py``, and ``docs/bench-e2e-kv260.json``, the whole
 model from ``bench/e2e.py --config kv260 --memory kv260``, and their ``-hp0`` versions
-recorded on one HP port before the preset read through two; those that exist). For each
+recorded on one HP port before the preset read through two, and
+``docs/bench-layer-kv260-2b.json``, BitNet-2B-4T's layer on ``kv260-2b``; those that
+exist). For each
 run, the controller's counters next to :func:`tritium.host.performance.estimate_run` of
 the same run: total cycles and cycles per kind, and memory words per kind. Writes
 ``docs/bench-agreement.json`` and the table between the ``agreement`` markers of
@@ -30,7 +32,8 @@ from tritium.hw.config import ACCELERATOR_PRESETS
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 REPORTS = (DOCS / "bench-layer-kv260.json", DOCS / "bench-e2e-kv260.json",
-           DOCS / "bench-layer-kv260-hp0.json", DOCS / "bench-e2e-kv260-hp0.json")
+           DOCS / "bench-layer-kv260-hp0.json", DOCS / "bench-e2e-kv260-hp0.json",
+           DOCS / "bench-layer-kv260-2b.json")
 BEGIN, END = "<!-- agreement:begin -->", "<!-- agreement:end -->"
 
 

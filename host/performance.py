@@ -607,7 +607,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
-                    "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json")
+                    "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json",
+                    "bench-layer-kv260-2b.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
