@@ -183,7 +183,7 @@ def ecp5_timing(component, *, name: str = "top", target_mhz: float = 150.0, seed
         synthesised = time.monotonic()
         (scratch / "harness.lpf").write_text(_HARNESS_LPF)
         _run([_NEXTPNR, "--85k", "--package", "CABGA381", "--json", "mapped.json",
-              "--lpf", "harness.lpf",
+              "--lpf", "harness.lpf", "--lpf-allow-unconstrained",
               "--freq", f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
               "--router", router,
               "--report", "report.json", "--log", "nextpnr.log", "-q"],

@@ -50,19 +50,35 @@ def table_index(config: TLMMConfig, code):
     return index, below
 
 
+#: Looked-up entries one register stage of a row's sum adds (three adder levels).
+SUM_GROUP = 8
+#: Register stages of :func:`_reduce`: the entries, the sums of each group of
+#: :data:`SUM_GROUP`, the row sums.
+REDUCE_LATENCY = 3
+
+
 def _reduce(m: Module, config: TLMMConfig, entry_of, negate_of, enable, sums):
-    """The 2-stage pipeline behind the tables: register the R*T looked-up entries
-    (``entry_of(r, t)``, negated where ``negate_of(r, t)``: half mode's lower codes),
-    then the R row sums; both only on ``enable``."""
+    """The :data:`REDUCE_LATENCY`-stage pipeline behind the tables: register the R*T
+    looked-up entries (``entry_of(r, t)``, negated where ``negate_of(r, t)``: half mode's
+    lower codes), then each row's sums of :data:`SUM_GROUP` of them, then the R row sums;
+    all only on ``enable``. A row of T = 32 entries summed in one stage was 12 logic
+    levels for UltraScale+ (docs/timing.md); in two, each stage adds at most 8 or 4."""
+    groups = -(-config.tables // SUM_GROUP)
     looked_up = Signal(data.ArrayLayout(
         data.ArrayLayout(signed(config.entry_width), config.tables), config.rows),
         reset_less=True)
+    partial = Signal(data.ArrayLayout(
+        data.ArrayLayout(signed(partial_sum_width(config)), groups), config.rows),
+        name="group_sums", reset_less=True)
     with m.If(enable):
         for r in range(config.rows):
             for t in range(config.tables):
                 entry = entry_of(r, t)
                 m.d.sync += looked_up[r][t].eq(Mux(negate_of(r, t), -entry, entry))
-            m.d.sync += sums[r].eq(sum(looked_up[r][t] for t in range(config.tables)))
+            for g in range(groups):
+                members = range(g * SUM_GROUP, min(config.tables, (g + 1) * SUM_GROUP))
+                m.d.sync += partial[r][g].eq(sum(looked_up[r][t] for t in members))
+            m.d.sync += sums[r].eq(sum(partial[r][g] for g in range(groups)))
 
 
 def fill_cycles(config: TLMMConfig) -> int:
@@ -116,11 +132,12 @@ class _BankedLookup(wiring.Component):
 
 
 class LookupTree(wiring.Component):
-    """Look up R x T codes in T tables held in registers and sum each row: 2 stages.
+    """Look up R x T codes in T tables held in registers and sum each row: 3 stages.
 
     Stage 1 registers the R*T looked-up entries (in half mode, negated for codes
-    below the centre); stage 2 registers the R row sums. Both stages advance only
-    when ``enable`` is high, so the engine can stall the whole pipeline at once.
+    below the centre); stage 2 the sums of each group of :data:`SUM_GROUP`; stage 3 the
+    R row sums. All stages advance only when ``enable`` is high, so the engine can stall
+    the whole pipeline at once.
 
     Members
     -------
@@ -129,11 +146,11 @@ class LookupTree(wiring.Component):
     codes : ``In(weight_word_layout(config.tile))``
     enable : ``In(1)``
     sums : ``Out(ArrayLayout(signed(partial_sum_width), R))``
-        Valid two enabled cycles after its codes.
+        Valid :attr:`LATENCY` enabled cycles after its codes.
     """
 
     #: Register stages from a word's codes to its row sums.
-    LATENCY = 2
+    LATENCY = REDUCE_LATENCY
 
     def __init__(self, config: TLMMConfig):
         self._config = config
@@ -174,13 +191,13 @@ class TableRegLookup(_BankedLookup):
     that routing makes slow; after the cut each stage is about half the depth, though
     out of context the ``ulx3s`` core was no faster for it (74.3 against 78.7 MHz, one
     seed each: docs/timing.md), since the fan-out stays. Then the row sums
-    (:class:`LookupTree`'s last two stages, on ``enable``).
+    (:class:`LookupTree`'s stages after the look-up, on ``enable``).
 
     Members: as :class:`TableRAMLookup`'s.
     """
 
     #: Register stages from a word's codes to its row sums.
-    LATENCY = 3
+    LATENCY = 1 + REDUCE_LATENCY
     #: Index bits the first look-up stage resolves.
     GROUP_BITS = 3
 
@@ -245,7 +262,8 @@ class TableRAMLookup(_BankedLookup):
     over the engine (the `kv260` engine's slowest path out of context on ECP5, 29 MHz,
     31 ns of it routing; docs/timing.md).
 
-    The look-up pipeline is :class:`LookupTree`'s (two stages on ``enable``).
+    The look-up pipeline is :class:`LookupTree`'s (:data:`REDUCE_LATENCY` stages on
+    ``enable``).
 
     Members
     -------
@@ -261,7 +279,7 @@ class TableRAMLookup(_BankedLookup):
     """
 
     #: Register stages from a word's codes to its row sums (the read is asynchronous).
-    LATENCY = 2
+    LATENCY = REDUCE_LATENCY
 
     def elaborate(self, platform):
         m = Module()

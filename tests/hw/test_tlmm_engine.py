@@ -143,7 +143,8 @@ def test_lookup_tree_latency_and_sums():
         ctx.set(dut.tables, tables.tolist())
         ctx.set(dut.codes, codes.tolist())
         ctx.set(dut.enable, 1)
-        await ctx.tick()
+        await ctx.tick().repeat(LookupTree.LATENCY - 1)
+        assert [int(v) for v in ctx.get(dut.sums)] == [0] * cfg.rows != expected
         await ctx.tick()
         assert [int(v) for v in ctx.get(dut.sums)] == expected
         ctx.set(dut.enable, 0)
