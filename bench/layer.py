@@ -166,7 +166,8 @@ def main(argv=None):
 
     report = {"kind": "simulated (cycle-accurate, Verilator)", "config": json.loads(config.to_json()),
               "preset": args.config, "model": args.model, "memory_model": memory.name,
-              "ports": config.memory_ports, "clock_hz": config.clock_hz, "word_bytes": config.data_width // 8,
+              "ports": config.memory_ports, "clock_hz": config.clock_hz,
+              "word_bytes": config.data_width // 8,
               "matches_golden": all(case["matches_golden"] for case in cases),
               "wall_seconds": {"build_or_cache": round(built - started, 1),
                                "load": round(loaded - built, 1),

@@ -400,7 +400,8 @@ def vivado_script(config: AcceleratorConfig) -> str:
         config_name=config.name, design_id=config.design_id, top=toplevel_name(config),
         script=SCRIPT, project=PROJECT, clock_mhz=f"{config.clock_hz / 1e6:g}",
         part=platform.part, board_pattern=KV260Platform.board_part_pattern,
-        hp_width=HP_DATA_WIDTH, masters=" ".join(axi_names(config)), xdc=XDC, window_address=f"0x{LINK_WINDOW_ADDRESS:08X}",
+        hp_width=HP_DATA_WIDTH, masters=" ".join(axi_names(config)), xdc=XDC,
+        window_address=f"0x{LINK_WINDOW_ADDRESS:08X}",
         window_range=f"{window_map.WINDOW_BYTES // 1024}K")
 
 

@@ -203,8 +203,7 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
     pipeline = (onchip_read_latency(config) if implementation == "onchip"
                 else SIM_MEMORY_PIPELINE_CYCLES) + UNIT_PORT_LATENCY
     rate = write_rate = model.port_bytes_per_cycle(port, config.clock_hz, word_bytes)
-    striped = implementation == "board" and config.memory_ports > 1
-    if striped:
+    if implementation == "board" and config.memory_ports > 1:
         if port != 0:
             raise ValueError(f"a design striped across {config.memory_ports} ports uses "
                              f"ports 0 .. {config.memory_ports - 1}, not port {port} alone")
@@ -247,8 +246,8 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     ``tokens - 1`` passes replay it at one word per cycle; a pass lasts at least a
     sweep (``blocks`` cycles), an activation beat (the codes feeder reads
     ``k_per_word / lanes`` codes beats per beat) and, with LUT-RAM tables, a table
-    set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). With ACCUMULATE every result beat also needs
-    a residual beat from the scratchpad reader (3 per 4 cycles), which paces the last
+    set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). With ACCUMULATE every
+    result beat also needs a residual beat from the scratchpad reader (3 per 4 cycles), which paces the last
     chunk's passes. ``latency``: the issue cycle and the memory's read latency before
     the first word. ``table_fill``: the first table set when it is ready after the first
     weight word. ``pipeline``: calibrated (:data:`CALIBRATION`)."""
@@ -373,8 +372,8 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     elif op == "STORE":
         # FLAG_ONE_TOKEN: one vector (the device head's top-k), whatever the tokens.
         n = beats if instr.get("flags", 0) & FLAG_ONE_TOKEN else beats * tokens
-        cycles, terms = _terms(words=max(_reader_cycles(n), (n - 1) * port.write_word_cycles + 1),
-                               pipeline=CALIBRATION["store"])
+        words = max(_reader_cycles(n), (n - 1) * port.write_word_cycles + 1)
+        cycles, terms = _terms(words=words, pipeline=CALIBRATION["store"])
         written = n
     elif op == "NORM":
         # Pass 1 joins each value beat (the reader) with a gain beat (two per memory

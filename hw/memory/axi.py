@@ -134,7 +134,6 @@ class BurstSplitter(wiring.Component):
 
     def __init__(self, config: MemoryConfig, max_burst: int):
         self._config = config
-        self._max_burst = max_burst
         boundary_words = min(_AXI_BOUNDARY_BYTES // config.bytes_per_word, 2 ** config.addr_width)
         self._align_words = min(1 << (max_burst.bit_length() - 1), boundary_words)
         super().__init__({

@@ -154,7 +154,8 @@ class PortStriper(wiring.Component):
         buffers = []
         for index in range(self._ports):
             source = self.memory[index].read_data
-            buffer = SyncFIFOBuffered(width=len(source.payload.as_value()), depth=self._buffer_words)
+            buffer = SyncFIFOBuffered(width=len(source.payload.as_value()),
+                                      depth=self._buffer_words)
             m.submodules[f"buffer{index}"] = buffer
             m.d.comb += [buffer.w_data.eq(source.payload), buffer.w_en.eq(source.valid),
                          source.ready.eq(buffer.w_rdy)]

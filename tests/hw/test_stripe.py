@@ -47,7 +47,8 @@ class StripedMemory(wiring.Component):
 
 def random_reads(rng, count, depth, longest):
     """Commands of 0 .. ``longest`` words at any address (some wrap past the end)."""
-    return [{"addr": rng.randrange(depth), "words": rng.choice([0, 1, 2, rng.randrange(longest + 1)])}
+    return [{"addr": rng.randrange(depth),
+             "words": rng.choice([0, 1, 2, rng.randrange(longest + 1)])}
             for _ in range(count)]
 
 
