@@ -68,7 +68,7 @@ BOARDS = {board.name: board for board in (
           config="kv260",
           verified=("the board top with the Zynq transport in Verilator, with a model of "
                     "the PS DDR; the kv260 preset fits the XCK26 by the yosys estimate "
-                    "(at most 87% of any resource); the Vivado script was never run (no "
+                    "(at most 87.2% of any resource); the Vivado script was never run (no "
                     "Vivado here); never on a board"),
           module="tritium.boards.kv260", estimate=True,
           # PS DDR through the HP ports; one contiguous buffer of at most 2 GiB
