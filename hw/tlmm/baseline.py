@@ -3,8 +3,9 @@
 Both compute, per enabled cycle, R row sums of G*T int8 activations times ternary
 weights (R*G*T MACs), with the same ports apart from the weights' encoding and the
 same registers: the activation beat's reusable form (tables, or the activations
-themselves) is loaded on ``load`` and held while N/R weight words stream past; then a
-2-stage pipeline registers R*T group partial sums and the R row sums.
+themselves) is loaded on ``load`` and held while N/R weight words stream past; then the
+same :data:`~tritium.hw.tlmm.lookup.REDUCE_LATENCY`-stage pipeline registers the R*T
+group partial sums, their sums in groups of 8, and the R row sums.
 :func:`tritium.boards.report.report_block` synthesises the two side by side.
 """
 
@@ -15,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
 from ..layouts import act_beat_layout, weight_word_layout
-from .lookup import LookupTree, partial_sum_width
+from .lookup import REDUCE_LATENCY, LookupTree, _reduce, partial_sum_width
 from .table import TableBuilder
 
 __all__ = ["TLMMDatapath", "AdderTreeDatapath", "ternary_word_layout"]
@@ -47,9 +48,12 @@ class TLMMDatapath(wiring.Component):
     codes : ``In(weight_word_layout(config.tile))``
     enable : ``In(1)``
     sums : ``Out(ArrayLayout(signed(partial_sum_width), R))``
-        Row sums of the loaded activations times ``codes``, valid two enabled cycles
-        after the codes (the tables loaded at least one cycle before them).
+        Row sums of the loaded activations times ``codes``, valid :attr:`LATENCY`
+        enabled cycles after the codes (the tables loaded at least one cycle before them).
     """
+
+    #: Enabled cycles from the codes to their row sums.
+    LATENCY = LookupTree.LATENCY
 
     def __init__(self, config: TLMMConfig):
         if not isinstance(config, TLMMConfig):
@@ -90,9 +94,10 @@ class AdderTreeDatapath(wiring.Component):
 
     Each weight selects +a, 0 or -a of its activation; each row sums its G*T selected
     values. ``load`` registers the activation beat, which is then held (the adder
-    tree's counterpart of the tables). The pipeline cuts where the lookup tree's does:
-    stage 1 registers the R*T sums of G products (what one table look-up yields),
-    stage 2 the R row sums; both advance only when ``enable`` is high.
+    tree's counterpart of the tables). The pipeline cuts where the lookup tree's does
+    (the same stages): stage 1 registers the R*T sums of G products (what one table
+    look-up yields), then the row sums in two stages; all advance only when ``enable``
+    is high.
 
     Members
     -------
@@ -103,9 +108,12 @@ class AdderTreeDatapath(wiring.Component):
         ``weights[r][k]`` multiplies activation k into row r. The unused code -2 reads as 0.
     enable : ``In(1)``
     sums : ``Out(ArrayLayout(signed(partial_sum_width), R))``
-        Valid two enabled cycles after the weights (the activations loaded at least
-        one cycle before them).
+        Valid :attr:`LATENCY` enabled cycles after the weights (the activations loaded at
+        least one cycle before them).
     """
+
+    #: Enabled cycles from the weights to their row sums.
+    LATENCY = REDUCE_LATENCY
 
     def __init__(self, config: TLMMConfig):
         if not isinstance(config, TLMMConfig):
@@ -127,18 +135,14 @@ class AdderTreeDatapath(wiring.Component):
         m = Module()
         cfg = self._config
         held_acts = Signal(act_beat_layout(cfg))
-        group_sums = Signal(data.ArrayLayout(
-            data.ArrayLayout(signed(cfg.entry_width), cfg.tables), cfg.rows))
-
         with m.If(self.load):
             m.d.sync += held_acts.eq(self.acts)
-        with m.If(self.enable):
-            for r in range(cfg.rows):
-                for t in range(cfg.tables):
-                    features = range(t * cfg.group, (t + 1) * cfg.group)
-                    m.d.sync += group_sums[r][t].eq(sum(
-                        _ternary_product(held_acts[k], self.weights[r][k]) for k in features))
-                m.d.sync += self.sums[r].eq(sum(group_sums[r][t] for t in range(cfg.tables)))
+
+        def group_sum(r, t):
+            features = range(t * cfg.group, (t + 1) * cfg.group)
+            return sum(_ternary_product(held_acts[k], self.weights[r][k]) for k in features)
+
+        _reduce(m, cfg, group_sum, lambda r, t: 0, self.enable, self.sums)
         return m
 
 

@@ -30,8 +30,8 @@ def datapath_run(dut, cfg, beats, words, seed):
     """Load each beat, then stream its words with random enable gaps; return the sums.
 
     ``beats`` (B, G*T) activations; ``words`` (B, W, R, G*T) ternary weights. The word
-    presented at enabled cycle i has its sums on ``sums`` after enabled cycle i + 1; a
-    zero word after the last one flushes the pipeline.
+    presented at enabled cycle i has its sums on ``sums`` after enabled cycle
+    i + ``dut.LATENCY`` - 1; zero words after the last one flush the pipeline.
     """
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
@@ -50,8 +50,8 @@ def datapath_run(dut, cfg, beats, words, seed):
             ctx.set(dut.enable, 0)
             await ctx.tick()
             ctx.set(dut.load, 0)
-            flush = np.zeros_like(beat_words[0])
-            for index, word in enumerate([*beat_words, flush]):
+            flush = [np.zeros_like(beat_words[0])] * (dut.LATENCY - 1)
+            for index, word in enumerate([*beat_words, *flush]):
                 while rng.random() < 0.3:       # disabled cycles must ignore their input
                     ctx.set(dut.enable, 0)
                     present(ctx, nprng.integers(-1, 2, word.shape))
@@ -59,7 +59,7 @@ def datapath_run(dut, cfg, beats, words, seed):
                 ctx.set(dut.enable, 1)
                 present(ctx, word)
                 await ctx.tick()
-                if index > 0:
+                if index >= dut.LATENCY - 1:
                     received.append([int(v) for v in ctx.get(dut.sums)])
             ctx.set(dut.enable, 0)
 
@@ -207,7 +207,7 @@ def test_report_mid_preset_datapaths():
     (["--block", "attention"], "unknown block 'attention'"),
     (["--block", "tlmm", "--family", "ice40"], "unknown FPGA family 'ice40'"),
     (["--block", "tlmm", "--config", "{tables: 8}"], "preset .* or a JSON object"),
-    (["--block", "tlmm", "--config", "huge"], "preset \\(small, mid, t32r16, tiny, ulx3s, kv260\\)"),
+    (["--block", "tlmm", "--config", "huge"], "preset \\(small, mid, t32r16, tiny, ulx3s, kv260, kv260-2b\\)"),
     (["--block", "tlmm", "--config", "[3, 4, 4]"], "must be an object"),
     (["--block", "tlmm", "--config", '{"tabels": 8}'], "unknown field\\(s\\) tabels"),
     (["--block", "tlmm", "--config", '{"group": 4}'], "invalid --config: .*group"),
