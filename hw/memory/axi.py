@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import exact_log2
 
 from ..stream import register_stage
-from .port import MemoryConfig, MemoryPortSignature, command_layout, read_data_layout
+from .port import (MemoryConfig, MemoryPortSignature, aligned_piece, command_layout,
+                   read_data_layout)
 
 __all__ = ["AXI4Signature", "AXI4Master", "BurstSplitter", "burst_layout",
            "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR", "AXI_CACHE_NORMAL_BUFFERABLE"]
@@ -149,14 +150,12 @@ class BurstSplitter(wiring.Component):
         words_left = Signal(config.len_width)
         busy = Signal()
 
-        offset_bits = exact_log2(self._align_words)
-        room = Signal(range(self._align_words + 1))      # words to the next alignment
+        piece, final = aligned_piece(m, next_addr, words_left, self._align_words, "burst")
         beats = Signal(9)
         final_burst = Signal()
         m.d.comb += [
-            room.eq(self._align_words - next_addr[:offset_bits]),
-            final_burst.eq(words_left <= room),
-            beats.eq(Mux(final_burst, words_left, room)),
+            final_burst.eq(final),
+            beats.eq(piece),
             self.burst.valid.eq(busy),
             self.burst.payload.addr.eq(next_addr),
             self.burst.payload.beats.eq(beats),

@@ -9,19 +9,34 @@ command on ``write_done`` once all of them are stored. Addresses count bus words
 bandwidth and latency, AXI4 master) serves this same signature.
 """
 
+from amaranth import Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..config import MemoryConfig
 
 # MemoryConfig (the port geometry, a plain config) is defined in hw/config.py and re-exported.
-__all__ = ["MemoryConfig", "MemoryPortSignature", "command_layout", "read_data_layout"]
+__all__ = ["MemoryConfig", "MemoryPortSignature", "command_layout", "read_data_layout",
+           "aligned_piece"]
 
 
 def command_layout(config: MemoryConfig) -> data.StructLayout:
     return data.StructLayout({"addr": unsigned(config.addr_width),
                               "words": unsigned(config.len_width)})
+
+
+def aligned_piece(m: Module, addr, left, align_words: int, name: str) -> tuple:
+    """The next piece of a command at word ``addr`` with ``left`` words to go, cut at
+    the next multiple of ``align_words`` (a power of two): ``(words, final)``, where
+    ``final`` says the piece is the command's last. The AXI master's bursts
+    (``BurstSplitter``) and the port striper's chunks (``PortStriper``) are cut so; the
+    words to the cut are the named signal ``<name>_room``."""
+    room = Signal(range(align_words + 1), name=f"{name}_room")
+    m.d.comb += room.eq(align_words - addr[:exact_log2(align_words)])
+    final = left <= room
+    return Mux(final, left, room), final
 
 
 def read_data_layout(config: MemoryConfig) -> data.StructLayout:

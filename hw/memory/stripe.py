@@ -22,10 +22,10 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import ceil_log2
 
 from ..stream import register_stage
-from .port import MemoryConfig, MemoryPortSignature, command_layout
+from .port import MemoryConfig, MemoryPortSignature, aligned_piece, command_layout
 
 __all__ = ["PortStriper"]
 
@@ -116,7 +116,6 @@ class PortStriper(wiring.Component):
         (port, final chunk of the command) to ``routes``."""
         config, ports = self._config, self._ports
         command = self.client.read_cmd
-        offset_bits = exact_log2(self._chunk_words)
         # The command being cut: its next address and words left. A command's first chunk
         # is cut straight from the client's payload, so a short command costs no cycle more.
         held_addr = Signal(config.addr_width, name="held_addr")
@@ -124,10 +123,7 @@ class PortStriper(wiring.Component):
         busy = Signal(name="cutting")
         addr = Mux(busy, held_addr, command.payload.addr)
         left = Mux(busy, held_left, command.payload.words)
-        room = Signal(offset_bits + 1, name="room")          # words to the chunk's end
-        m.d.comb += room.eq(self._chunk_words - addr[:offset_bits])
-        final = left <= room
-        words = Mux(final, left, room)
+        words, final = aligned_piece(m, addr, left, self._chunk_words, "chunk")
         port = Signal(range(ports), name="next_port")
         chunks = [stream.Signature(command_layout(config)).create(path=(f"chunk{p}",))
                   for p in range(ports)]
