@@ -71,6 +71,14 @@ def axi_names(config) -> list:
     return ["m_axi"] + [f"m_axi{index}" for index in range(1, config.memory_ports)]
 
 
+def _too_many_ports(config) -> str:
+    """Why the KV260 cannot give ``config`` its memory ports, or ``""``."""
+    if config.memory_ports <= len(HP_PORTS):
+        return ""
+    return (f"config {config.name!r} reads through {config.memory_ports} memory ports; "
+            f"the KV260 has {len(HP_PORTS)} HP ports")
+
+
 def master_burst(config) -> int:
     """The AXI master's longest burst, in the design's bus words: an HP port takes bursts
     of at most ``HP0.max_burst`` beats of its own width into the PS (the memory model)."""
@@ -141,9 +149,8 @@ class KV260Top(wiring.Component):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         check_fifo_depth(fifo_depth)
-        if config.memory_ports > len(HP_PORTS):
-            raise ValueError(f"config {config.name!r} reads through {config.memory_ports} "
-                             f"memory ports; the KV260 has {len(HP_PORTS)} HP ports")
+        if problem := _too_many_ports(config):
+            raise ValueError(problem)
         self._config = config
         self._fifo_depth = fifo_depth
         masters = axi_names(config)
@@ -468,9 +475,8 @@ def _check_config(config) -> None:
                          f"(tlmm.rows = {config.lanes}); the KV260's AXI master needs a "
                          f"power of two of bytes, at most 1024 bits")
     memory_bytes = config.memory_words * word_bytes
-    if config.memory_ports > len(HP_PORTS):
-        raise InputError(f"config {config.name!r} reads through {config.memory_ports} memory "
-                         f"ports; the KV260 has {len(HP_PORTS)} HP ports")
+    if problem := _too_many_ports(config):
+        raise InputError(problem)
     if memory_bytes > MAX_BUFFER_BYTES:
         raise InputError(f"config {config.name!r} needs a {memory_bytes:,}-byte memory "
                          f"buffer; the KV260's largest contiguous DDR region holds "

@@ -737,20 +737,18 @@ ACCELERATOR_PRESETS = {
                         max_k=4128, max_n=4096, table_storage="lutram"),
         attention_lanes=4, memory_words=2 ** 24, memory_ports=2, clock_hz=250_000_000,
         max_payload=4096),
-    # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
-    # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`
-    # derives from the kv260 preset; tests/host/test_performance.py holds them equal):
-    # TLMM K and N up to the FFN's 6912, a 4096-token KV cache (5 kv heads of 128, 30
-    # layers: 177 MB), 2**26 words (2 GiB, the KV260's largest contiguous DDR region)
-    # for the weights (about 0.5 GB packed), the 16-bit embedding and the int8 head
-    # (0.66 and 0.33 GB: a vocabulary of 128,256 rows of 2,560) and the cache.
-    "kv260-2b": AcceleratorConfig(
-        name="kv260-2b", model=MODEL_PRESETS["bitnet-b1.58-2b-4t"],
-        tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
-                        max_k=6912, max_n=6912, table_storage="lutram"),
-        attention_lanes=4, memory_words=2 ** 26, memory_ports=2, clock_hz=250_000_000,
-        max_payload=4096),
 }
+# BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
+# lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`
+# derives from the kv260 preset; tests/host/test_performance.py holds them equal):
+# TLMM K and N up to the FFN's 6912, a 4096-token KV cache (5 kv heads of 128, 30
+# layers: 177 MB), 2**26 words (2 GiB, the KV260's largest contiguous DDR region) for
+# the weights (about 0.5 GB packed), the 16-bit embedding and the int8 head (0.66 and
+# 0.33 GB: a vocabulary of 128,256 rows of 2,560) and the cache.
+ACCELERATOR_PRESETS["kv260-2b"] = dataclasses.replace(
+    ACCELERATOR_PRESETS["kv260"], name="kv260-2b", model=MODEL_PRESETS["bitnet-b1.58-2b-4t"],
+    tlmm=dataclasses.replace(ACCELERATOR_PRESETS["kv260"].tlmm, max_k=6912, max_n=6912),
+    memory_words=2 ** 26)
 
 
 # TLMM engines studied on their own (`tritium report --config`, `bench/tlmm.py --engine`).

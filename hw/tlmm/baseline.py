@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
 from ..layouts import act_beat_layout, weight_word_layout
-from .lookup import REDUCE_LATENCY, LookupTree, _reduce, partial_sum_width
+from .lookup import REDUCE_LATENCY, LookupTree, partial_sum_width, reduce_rows
 from .table import TableBuilder
 
 __all__ = ["TLMMDatapath", "AdderTreeDatapath", "ternary_word_layout"]
@@ -142,7 +142,7 @@ class AdderTreeDatapath(wiring.Component):
             features = range(t * cfg.group, (t + 1) * cfg.group)
             return sum(_ternary_product(held_acts[k], self.weights[r][k]) for k in features)
 
-        _reduce(m, cfg, group_sum, lambda r, t: 0, self.enable, self.sums)
+        reduce_rows(m, cfg, group_sum, lambda r, t: 0, self.enable, self.sums)
         return m
 
 

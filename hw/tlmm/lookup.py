@@ -23,7 +23,7 @@ from ..layouts import act_beat_layout, table_set_layout, weight_word_layout
 from .table import load_table_set, pattern_weights
 
 __all__ = ["LookupTree", "TableRAMLookup", "TableRegLookup", "partial_sum_width",
-           "table_index"]
+           "table_index", "reduce_rows", "fill_cycles", "REDUCE_LATENCY", "SUM_GROUP"]
 
 # Read ports per LUT-RAM. Yosys 0.70's memory_libmap crashes (a WebAssembly exception)
 # on a 64-deep memory with 12 or more asynchronous read ports for UltraScale+, and a
@@ -52,12 +52,12 @@ def table_index(config: TLMMConfig, code):
 
 #: Looked-up entries one register stage of a row's sum adds (three adder levels).
 SUM_GROUP = 8
-#: Register stages of :func:`_reduce`: the entries, the sums of each group of
+#: Register stages of :func:`reduce_rows`: the entries, the sums of each group of
 #: :data:`SUM_GROUP`, the row sums.
 REDUCE_LATENCY = 3
 
 
-def _reduce(m: Module, config: TLMMConfig, entry_of, negate_of, enable, sums):
+def reduce_rows(m: Module, config: TLMMConfig, entry_of, negate_of, enable, sums):
     """The :data:`REDUCE_LATENCY`-stage pipeline behind the tables: register the R*T
     looked-up entries (``entry_of(r, t)``, negated where ``negate_of(r, t)``: half mode's
     lower codes), then each row's sums of :data:`SUM_GROUP` of them, then the R row sums;
@@ -169,7 +169,7 @@ class LookupTree(wiring.Component):
             index, _ = table_index(cfg, self.codes[r][t])
             return self.tables[t][index]
 
-        _reduce(m, cfg, entry_of, _negate_of(cfg, self.codes), self.enable, self.sums)
+        reduce_rows(m, cfg, entry_of, _negate_of(cfg, self.codes), self.enable, self.sums)
         return m
 
 
@@ -237,7 +237,7 @@ class TableRegLookup(_BankedLookup):
                         m.d.sync += candidates[r][t][g].eq(Mux(read_bank, read[1], read[0]))
                     m.d.sync += [group[r][t].eq(index[low_bits:index_bits]),
                                  negate[r][t].eq(below)]
-        _reduce(m, cfg, lambda r, t: candidates[r][t][group[r][t]],
+        reduce_rows(m, cfg, lambda r, t: candidates[r][t][group[r][t]],
                 lambda r, t: negate[r][t], self.enable, self.sums)
         return m
 
@@ -304,7 +304,7 @@ class TableRAMLookup(_BankedLookup):
             for t in range(cfg.tables):
                 index, _ = table_index(cfg, self.codes[r][t])
                 m.d.comb += reads[r][t].addr.eq(Cat(index[:index_bits], read_bank))
-        _reduce(m, cfg, lambda r, t: reads[r][t].data, _negate_of(cfg, self.codes),
+        reduce_rows(m, cfg, lambda r, t: reads[r][t].data, _negate_of(cfg, self.codes),
                 self.enable, self.sums)
         return m
 
