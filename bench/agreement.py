@@ -9,10 +9,11 @@ simulated ``tiny`` top, a prompt of ``--prompt`` tokens in runs of the token til
 ``--decode`` decode steps), simulated afresh unless ``--e2e`` names its JSON, and the
 recorded full-size simulations of ``--reports`` (default: ``docs/bench-layer-kv260.json``,
 one BitNet-0.7B layer from ``bench/layer.py``, and ``docs/bench-e2e-kv260.json``, the whole
-model from ``bench/e2e.py --config kv260 --memory kv260``, and their ``-hp0`` versions
-recorded on one HP port before the preset read through two, and
-``docs/bench-layer-kv260-2b.json``, BitNet-2B-4T's layer on ``kv260-2b``; those that
-exist). For each
+model from ``bench/e2e.py --config kv260 --memory kv260``, their ``-2p`` versions
+recorded on two HP ports without a weight port and their ``-hp0`` versions on one,
+before the preset read through four, and
+``docs/bench-layer-kv260-2b.json``, BitNet-2B-4T's layer on ``kv260-2b`` (and its
+``-2p`` version on two ports); those that exist). For each
 run, the controller's counters next to :func:`tritium.host.performance.estimate_run` of
 the same run: total cycles and cycles per kind, and memory words per kind. Writes
 ``docs/bench-agreement.json`` and the table between the ``agreement`` markers of
@@ -32,8 +33,9 @@ from tritium.hw.config import ACCELERATOR_PRESETS
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 REPORTS = (DOCS / "bench-layer-kv260.json", DOCS / "bench-e2e-kv260.json",
+           DOCS / "bench-layer-kv260-2p.json", DOCS / "bench-e2e-kv260-2p.json",
            DOCS / "bench-layer-kv260-hp0.json", DOCS / "bench-e2e-kv260-hp0.json",
-           DOCS / "bench-layer-kv260-2b.json")
+           DOCS / "bench-layer-kv260-2b.json", DOCS / "bench-layer-kv260-2b-2p.json")
 BEGIN, END = "<!-- agreement:begin -->", "<!-- agreement:end -->"
 
 

@@ -175,6 +175,8 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
             "model": model.config.name, "clock_hz": config.clock_hz,
             "memory_model": memory_model.name if memory_model else "onchip (in the top)",
             "memory_ports": config.memory_ports if memory_model else 1,
+            "weight_port_words": config.weight_port_words if memory_model else 1,
+            "attention_lanes": config.attention_lanes,
             "matches_golden": all(r["matches_golden"] for r in runs),
             "prefill": totals("prefill"), "decode": totals("decode"),
             "wall_seconds": {"build_or_cache": round(built - started, 1),

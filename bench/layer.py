@@ -112,6 +112,9 @@ def main(argv=None):
     parser.add_argument("--ports", type=int, default=None,
                         help="memory ports the design reads through, striped (default: the "
                              "preset's memory_ports)")
+    parser.add_argument("--weight-port-words", type=int, default=None,
+                        help="bus words per word of the TLMM's own weight port, 1 for none "
+                             "(default: the preset's weight_port_words, at most --ports)")
     parser.add_argument("--contexts", default="64,512,1024,2048",
                         help="decode contexts, comma-separated (default: 64,512,1024,2048)")
     parser.add_argument("--prefill", type=int, default=None,
@@ -127,7 +130,11 @@ def main(argv=None):
             if not 1 <= args.ports <= len(memory.ports):
                 raise ValueError(f"--ports {args.ports}: memory model {memory.name!r} has "
                                  f"{len(memory.ports)} ports")
-            preset = dataclasses.replace(preset, memory_ports=args.ports)
+            preset = dataclasses.replace(
+                preset, memory_ports=args.ports,
+                weight_port_words=min(preset.weight_port_words, args.ports))
+        if args.weight_port_words is not None:
+            preset = dataclasses.replace(preset, weight_port_words=args.weight_port_words)
         config, model_config = layer_slice(preset, MODEL_PRESETS[args.model])
         contexts = sorted(int(c) for c in args.contexts.split(","))
     except ValueError as error:

@@ -8,7 +8,8 @@ design (a module reference) rather than a whole bitstream's top:
   accelerator's memory port as AXI4 masters (:class:`~tritium.hw.memory.AXI4Master`),
   offset by a base address and widened to 49 bits, for the PS's ``S_AXI_HP0_FPD`` ..
   ``S_AXI_HP3_FPD`` ports: the model lives in PS DDR. With several, the port is striped
-  across them (:class:`~tritium.hw.memory.stripe.PortStriper`, one burst per chunk);
+  across them, one burst per chunk, and so is the TLMM's own weight port if the design
+  has one (:class:`~tritium.hw.memory.fabric.BoardPorts`);
 - ``s_axi_lite``: the register window of :mod:`tritium.hw.link.window_map` on the PS's
   ``M_AXI_HPM0_LPD`` port: the host link's SLIP frames as a byte FIFO in each
   direction, and the base address of the DDR buffer;
@@ -36,7 +37,7 @@ from tritium.hw.config import AcceleratorConfig
 from tritium.hw.errors import InputError, TritiumError
 from tritium.hw.link import window_map
 from tritium.hw.memory.axi import AXI4Master, AXI4Signature
-from tritium.hw.memory.stripe import PortStriper
+from tritium.hw.memory.fabric import BoardPorts
 from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.hw.top import Top
 
@@ -128,10 +129,10 @@ def toplevel_name(config: AcceleratorConfig) -> str:
 class KV260Top(wiring.Component):
     """The accelerator as a module of the KV260's block design (see the module docstring).
 
-    ``Top(config, onchip=False)``'s memory port goes through an :class:`AXI4Master` and an
-    :class:`AXI4AddressOffset` to ``m_axi``, or, with ``config.memory_ports`` > 1, through
-    a :class:`PortStriper` to a master and an offset per port (``m_axi``, ``m_axi1``, ...:
-    :func:`axi_names`); its link bytes through a
+    ``Top(config, onchip=False)``'s memory port (and weight port, if it has one) goes
+    through :class:`BoardPorts` to an :class:`AXI4Master` and an
+    :class:`AXI4AddressOffset` per port (``m_axi``, ``m_axi1``, ...: :func:`axi_names`,
+    ``config.memory_ports`` of them); its link bytes through a
     :class:`LinkWindow` behind an :class:`AXI4LiteTarget` on ``s_axi_lite``. All of it
     runs in one clock domain on ``aclk``, reset while ``aresetn`` is low.
 
@@ -180,14 +181,12 @@ class KV260Top(wiring.Component):
         m.submodules.target = target = AXI4LiteTarget(LITE_ADDR_WIDTH)
         m.submodules.window = window = LinkWindow(config.design_id, addr_width=LITE_ADDR_WIDTH,
                                                   fifo_depth=self._fifo_depth)
-        ports = [core.memory]
-        if config.memory_ports > 1:
-            m.submodules.striper = striper = PortStriper(config.memory, config.memory_ports,
-                                                         master_burst(config))
-            wiring.connect(m, core.memory, striper.client)
-            ports = list(striper.memory)
+        m.submodules.ports = ports = BoardPorts(config, master_burst(config))
+        wiring.connect(m, core.memory, ports.units)
+        if config.weight_port:
+            wiring.connect(m, core.weights, ports.weights)
         errors = []
-        for index, (port, name) in enumerate(zip(ports, axi_names(config))):
+        for index, (port, name) in enumerate(zip(ports.memory, axi_names(config))):
             master = AXI4Master(config.memory, max_burst=master_burst(config))
             offset = AXI4AddressOffset(master.signature.members["axi"].signature,
                                        window_map.BASE_ADDRESS_BITS)

@@ -270,19 +270,27 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
         placement[name] = (address, words)
         address += words
 
+    # With a weight port (AcceleratorConfig.weight_port) the TLMM and the head read whole
+    # words of it: each matrix and the head start at one and fill their last (the
+    # datapath divides LINEAR's and HEAD's addresses).
+    align = config.weight_port_words
     for index in range(cfg.layers):
         for name in _LAYER_REGIONS:
             if name in shapes:
                 rows, cols = tile.padded_shape(*shapes[name])
                 bits = rows // tile.rows * (cols // tile.k_per_word) * tile.word_bits
+                address = -(-address // align) * align
+                reserve(f"layer{index}.{name}", -(-bits // (align * word_bits)) * align)
             else:
-                bits = 16 * getattr(cfg, _NORM_FEATURES[name])
-            reserve(f"layer{index}.{name}", -(-bits // word_bits))
+                reserve(f"layer{index}.{name}",
+                        -(-16 * getattr(cfg, _NORM_FEATURES[name]) // word_bits))
     if config.embedding == "device":
         reserve("embedding", cfg.vocab_size * config.embedding_row_words)
     if config.head == "device":
         reserve("output_norm", -(-16 * cfg.hidden // word_bits))
-        reserve("head", head_layout_of(config).words)
+        # Read through the weight port: aligned to its words, as the matrices are.
+        address = -(-address // align) * align
+        reserve("head", head_layout_of(config).words * align)
     io_address = address
     states = config.max_tokens * cfg.hidden // config.lanes
     inputs = config.max_tokens if config.embedding == "device" else states
@@ -475,8 +483,10 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
 
     def place(name, data):
         address, words = plan.placement[name]
-        data = bytes(data) + bytes(-len(data) % word_bytes)
-        assert len(data) == words * word_bytes, (name, len(data), words)
+        # Padded with zeros to the region's whole words (a weight-port word, for a matrix).
+        assert words * word_bytes - word_bytes * config.weight_port_words < len(data) \
+            <= words * word_bytes, (name, len(data), words)
+        data = bytes(data) + bytes(words * word_bytes - len(data))
         image.append((address, data))
 
     for index, layer in enumerate(qmodel.layers):
@@ -493,7 +503,7 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
                                          - len(table)))
     if config.head == "device":
         place("output_norm", qmodel.output_norm.values.astype("<i2").tobytes())
-        place("head", pack_head(qmodel.head, config.data_width))
+        place("head", pack_head(qmodel.head, config.weight_memory.data_width))
 
     padding = bytes(instruction_words(word_bytes) * word_bytes - INSTRUCTION_BYTES)
     def encoded(head):

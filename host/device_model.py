@@ -274,10 +274,11 @@ class DeviceModel:
         if not 1 <= f["beats"] <= self.config.head_k:
             raise _Fault(f"HEAD of {f['beats']} entries; the design keeps 1 .. "
                          f"{self.config.head_k}")
-        words = head_layout_of(self.config).words
+        # The head's layout is in the words of the port it is read through.
+        head_width = self.config.weight_memory.data_width
         codes, mantissas = unpack_head(
-            self._memory_bytes(f["address"], words * self.word_bytes),
-            model.vocab_size, model.hidden, self.config.data_width)
+            self._memory_bytes(f["address"], head_layout_of(self.config).words * head_width // 8),
+            model.vocab_size, model.hidden, head_width)
         head = QuantizedHead(HeadConfig("int8"), codes, mantissas, 0)
         scores, rows = head_topk(head_scores(head, self._codes[0][tokens - 1:tokens]),
                                  f["beats"])

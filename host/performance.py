@@ -47,14 +47,14 @@ from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
-from tritium.hw.memory.mux import UNIT_PORT_LATENCY
+from tritium.hw.memory.mux import UNIT_PORT_LATENCY, WEIGHT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
 from tritium.hw.tlmm.core import TLMMCore
 from tritium.hw.tlmm.engine import table_lookup
 from tritium.hw.tlmm.lookup import fill_cycles
 from tritium.hw.weights import JOB_STAGES
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
-from tritium.hw.memory.stripe import PortStriper
+from tritium.hw.memory.fabric import BoardPorts
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
 from .compiler import instruction_words, memory_plan, program_fields
 
@@ -162,20 +162,32 @@ class PortTiming:
     after its command. ``memory`` names the model, ``implementation`` the gateware:
     ``"onchip"`` (the top's OnChipMemory, :func:`onchip_read_latency`) or ``"board"``
     (a BoardMemory simulation of the model: the model's latency plus
-    ``SIM_MEMORY_PIPELINE_CYCLES``, plus ``PortStriper.LATENCY`` when the design's port
-    is striped across several); either way plus the port registers on the unit's
-    port and on the top's (``UNIT_PORT_LATENCY``)."""
+    ``SIM_MEMORY_PIPELINE_CYCLES``, plus the board ports' latency when the design's port
+    is striped across several, :meth:`BoardPorts.latency`); either way plus the port
+    registers on the unit's port and on the top's (``UNIT_PORT_LATENCY``). The TLMM's
+    weights and the head come through a port ``weight_words`` bus words wide (1: the
+    units' port) at ``weight_bytes_per_cycle`` (``None``: ``bytes_per_cycle``), its first
+    word ``weight_latency`` cycles after its command."""
     memory: str
     implementation: str
     word_bytes: int
     bytes_per_cycle: Fraction
     latency: int
     write_bytes_per_cycle: Fraction = None
+    weight_words: int = 1
+    weight_latency: int = None
+    weight_bytes_per_cycle: Fraction = None
 
     @property
     def word_cycles(self) -> Fraction:
         """Cycles per bus word when words stream (at least one)."""
         return max(Fraction(1), Fraction(self.word_bytes) / self.bytes_per_cycle)
+
+    @property
+    def weight_word_cycles(self) -> Fraction:
+        """Cycles per word of the weight port when words stream (at least one)."""
+        rate = self.weight_bytes_per_cycle or self.bytes_per_cycle
+        return max(Fraction(1), Fraction(self.word_bytes * self.weight_words) / rate)
 
     @property
     def write_word_cycles(self) -> Fraction:
@@ -192,8 +204,9 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
     ``implementation`` defaults to ``"onchip"`` for the ``onchip`` model (the top keeps its
     memory inside) and ``"board"`` for any other (a board memory behind the top's port,
     simulated by BoardMemory). A board design with ``memory_ports`` > 1 reads through
-    the model's first ``memory_ports`` ports, striped (``port`` must then be 0): their
-    sustained rate together, port 0's latency and the striper's."""
+    the model's first ``memory_ports`` ports, striped (``port`` must then be 0): the
+    units' port at the sustained rate of its ``units_ports``, the weight port at all
+    of theirs, port 0's latency and the board ports' (:meth:`BoardPorts.latency`)."""
     model = MEMORY_MODELS[memory] if isinstance(memory, str) else memory
     if implementation is None:
         implementation = "onchip" if model is MEMORY_MODELS["onchip"] else "board"
@@ -201,18 +214,29 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
         raise ValueError(f"implementation must be 'onchip' or 'board', not {implementation!r}")
     word_bytes = config.data_width // 8
     pipeline = (onchip_read_latency(config) if implementation == "onchip"
-                else SIM_MEMORY_PIPELINE_CYCLES) + UNIT_PORT_LATENCY
-    rate = write_rate = model.port_bytes_per_cycle(port, config.clock_hz, word_bytes)
+                else SIM_MEMORY_PIPELINE_CYCLES)
+    rate = write_rate = weight_rate = model.port_bytes_per_cycle(port, config.clock_hz,
+                                                                 word_bytes)
+    fabric = {"units": 0, "weights": 0}
     if implementation == "board" and config.memory_ports > 1:
         if port != 0:
             raise ValueError(f"a design striped across {config.memory_ports} ports uses "
                              f"ports 0 .. {config.memory_ports - 1}, not port {port} alone")
-        rate = model.sustained_bytes_per_cycle(config.memory_ports, config.clock_hz, word_bytes)
-        pipeline += PortStriper.LATENCY
+        rate = model.sustained_bytes_per_cycle(config.units_ports, config.clock_hz, word_bytes)
+        weight_rate = model.sustained_bytes_per_cycle(config.memory_ports, config.clock_hz,
+                                                      word_bytes)
+        fabric = BoardPorts.latency(config)
+        # A weight-port word waits for its last bus word from one port.
+        fabric["weights"] += (config.weight_port_words - 1) * round(word_bytes / write_rate)
+    latency = model.latency_cycles(port, config.clock_hz) + pipeline
+    weights = WEIGHT_PORT_LATENCY if config.weight_port else UNIT_PORT_LATENCY
     return PortTiming(memory=model.name, implementation=implementation, word_bytes=word_bytes,
                       bytes_per_cycle=rate,
-                      latency=model.latency_cycles(port, config.clock_hz) + pipeline,
-                      write_bytes_per_cycle=write_rate)
+                      latency=latency + UNIT_PORT_LATENCY + fabric["units"],
+                      write_bytes_per_cycle=write_rate,
+                      weight_words=config.weight_port_words,
+                      weight_latency=latency + weights + fabric["weights"],
+                      weight_bytes_per_cycle=weight_rate)
 
 
 # -- instructions ---------------------------------------------------------------------------
@@ -257,8 +281,10 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
 @functools.lru_cache(maxsize=4096)
 def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
     tlmm, lanes = config.tlmm, config.lanes
-    w = port.word_cycles
-    k = max(Fraction(1), Fraction(tlmm.tile.word_bits, config.data_width) * w)
+    # The weights' port: the units' own, or the TLMM's wider one.
+    w, port_bits = port.weight_word_cycles, config.data_width * port.weight_words
+    latency = port.latency if port.weight_latency is None else port.weight_latency
+    k = max(Fraction(1), Fraction(tlmm.tile.word_bits, port_bits) * w)
     feeder = max(1, tlmm.k_per_word // lanes)
     table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
     sweep = max(blocks, feeder, table)
@@ -274,10 +300,10 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
         replay_end[c] = first + (tokens - 1) * paced
     # The weight job waits JOB_STAGES cycles for its word count; each word then passes
     # the core's WORD_STAGES registers on its way to the engine.
-    first_word = (JOB_STAGES + port.latency + math.ceil(tlmm.tile.word_bits / config.data_width)
-                  * w + TLMMCore.WORD_STAGES)
+    first_word = (JOB_STAGES + latency + math.ceil(tlmm.tile.word_bits / port_bits) * w
+                  + TLMMCore.WORD_STAGES)
     table_ready = feeder + table
-    return (("latency", 1 + JOB_STAGES + port.latency), ("stream", replay_end[-1]),
+    return (("latency", 1 + JOB_STAGES + latency), ("stream", replay_end[-1]),
             ("table_fill", max(0, table_ready - first_word)),
             ("lookup", table_lookup(tlmm).LATENCY),
             ("dequantize", _dequantize_latency(lanes, tlmm.acc_width)),
@@ -323,8 +349,9 @@ def _attend_terms(config, port, position, tokens):
 
 
 def head_words(config: AcceleratorConfig) -> int:
-    """Memory words one HEAD reads: the whole head in its layout (``HeadLayout.words``,
-    docs/head.md), whatever the run's tokens (it scores the last token only)."""
+    """Words of the weight port (the bus's on a design without one) one HEAD reads: the
+    whole head in its layout (``HeadLayout.words``, docs/head.md), whatever the run's
+    tokens (it scores the last token only)."""
     return head_layout_of(config).words
 
 
@@ -335,16 +362,17 @@ def head_terms(config: AcceleratorConfig, port: PortTiming, k: int) -> dict:
     a cycle; ``latency``: what of the memory's read latency the codes do not hide (the
     unit issues its first read when it takes the job, so the head's first words are on
     their way while the codes arrive); ``words``: the head's :func:`head_words` at the
-    port's rate, at most one a cycle (the unit takes a word every cycle the memory
-    offers one); ``score``: the last score reaches the top-k ``4 + ceil(log2(n))``
+    weight port's rate, at most one a cycle (the unit takes a word every cycle the
+    memory offers one); ``score``: the last score reaches the top-k ``4 + ceil(log2(n))``
     cycles after the last word (walker, products, the adder tree's levels, row sum,
-    mantissa product; ``n = data_width / 8`` codes per word); ``results``: the ``k``
+    mantissa product; ``n`` codes per weight-port word); ``results``: the ``k``
     entries to the scratchpad writer, one a cycle; ``pipeline``: :data:`CALIBRATION`
     ``"head"`` (fitted on the tiny design with its memory on chip)."""
     codes = config.model.hidden // config.lanes
-    n = config.data_width // 8
-    return dict(codes=codes, latency=max(0, port.latency - codes),
-                words=head_words(config) * port.word_cycles,
+    n = config.weight_memory.data_width // 8
+    latency = port.latency if port.weight_latency is None else port.weight_latency
+    return dict(codes=codes, latency=max(0, latency - codes),
+                words=head_words(config) * port.weight_word_cycles,
                 score=4 + (n - 1).bit_length(), results=k, pipeline=CALIBRATION["head"])
 
 
@@ -398,13 +426,16 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
                               bool(instr.get("flags", 0) & FLAG_ACCUMULATE))
         cycles = float(sum(terms.values()))
         terms = {name: float(value) for name, value in terms.items()}
-        read = -(-chunks * blocks * config.tlmm.tile.word_bits // config.data_width)
+        # In bus words: the weight port's words are weight_port_words of them each.
+        port_bits = config.data_width * config.weight_port_words
+        read = (-(-chunks * blocks * config.tlmm.tile.word_bits // port_bits)
+                * config.weight_port_words)
     elif op == "ATTEND":
         terms, read, written = _attend_terms(config, port, position, tokens)
         cycles, terms = _terms(**terms)
     elif op == "HEAD":
         cycles, terms = _terms(**head_terms(config, port, beats))
-        read = head_words(config)
+        read = head_words(config) * config.weight_port_words        # in bus words
     else:
         raise ValueError(f"unknown opcode {op!r}")
     return InstructionEstimate(op, _KIND_OF[op], cycles, fetch, read, written, terms)
@@ -529,6 +560,9 @@ _RECORDED_EMBEDDING = "host"
 # Reports recorded before the HEAD instruction ran with the LM head on the host (their
 # programs end with the STORE of the hidden states); newer ones may say which they ran.
 _RECORDED_HEAD = "host"
+# End-to-end reports recorded before they named the attention lanes ran on designs of 4
+# (every preset had 4 then but the ULX3S's, which has no end-to-end report).
+_RECORDED_ATTENTION_LANES = 4
 
 
 def _on_ports(config: AcceleratorConfig) -> str:
@@ -539,11 +573,16 @@ def _on_ports(config: AcceleratorConfig) -> str:
 
 def _e2e_cases(report: dict, source: str) -> list:
     """The runs of a ``bench/e2e.py --json`` report (the reports recorded before designs
-    could read through several memory ports ran on one)."""
+    could read through several memory ports ran on one, those recorded before the
+    TLMM could have a weight port of its own read through the units' port, and those
+    that do not name their attention lanes had 4)."""
     config = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
                                  head=report.get("head", _RECORDED_HEAD),
-                                 memory_ports=report.get("memory_ports", 1))
+                                 memory_ports=report.get("memory_ports", 1),
+                                 weight_port_words=report.get("weight_port_words", 1),
+                                 attention_lanes=report.get("attention_lanes",
+                                                            _RECORDED_ATTENTION_LANES))
     memory = report.get("memory_model", "onchip")
     onchip = memory not in MEMORY_MODELS        # "onchip (in the top)": the top's own memory
     cases = []
@@ -606,8 +645,9 @@ def simulated_cases(e2e=None, layer=None) -> list:
 
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
+                    "bench-e2e-kv260-2p.json", "bench-layer-kv260-2p.json",
                     "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json",
-                    "bench-layer-kv260-2b.json")
+                    "bench-layer-kv260-2b.json", "bench-layer-kv260-2b-2p.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:

@@ -244,6 +244,21 @@ class MemoryConfig:
     def bytes_per_word(self) -> int:
         return self.data_width // 8
 
+    def widened(self, ratio: int) -> "MemoryConfig":
+        """The geometry of a port over the same memory whose words are ``ratio`` (a power
+        of two) of these words side by side, the lowest-addressed in the low bits: word
+        ``a`` of the wide port is words ``ratio * a`` .. ``ratio * a + ratio - 1`` here, so
+        its addresses and command lengths are ``log2(ratio)`` bits narrower."""
+        if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1 \
+                or ratio & (ratio - 1):
+            raise ValueError(f"a widening ratio must be a power of two, not {ratio!r}")
+        shift = ratio.bit_length() - 1
+        if shift >= min(self.addr_width, self.len_width):
+            raise ValueError(f"a port of {self.addr_width} address and {self.len_width} "
+                             f"length bits cannot be widened {ratio} times")
+        return MemoryConfig(data_width=self.data_width * ratio,
+                            addr_width=self.addr_width - shift, len_width=self.len_width - shift)
+
 
 TABLE_MODES = ("full", "half")
 TABLE_STORAGES = ("registers", "lutram")
@@ -504,7 +519,13 @@ class AcceleratorConfig:
     ``memory_ports`` is how many ports of a board's external memory the design reads
     through: its one memory port striped across them (``hw/memory/stripe.py``; the
     ``kv260`` board top gets an AXI4 master per port). A design whose memory is on chip
-    has one.
+    has one. ``weight_port_words`` (a power of two dividing ``memory_ports``) gives the
+    two bulk streams, the TLMM's weights and the device head's rows, a port of their
+    own, that many bus words wide (:attr:`weight_memory`), striped across all the board
+    ports, while the units' port takes the first :attr:`units_ports` of them
+    (``hw/memory/fabric.py``): the 256-bit bus takes one word per cycle, 8 GB/s at
+    250 MHz, which two HP ports already fill; a 512-bit weight port lets those streams
+    use four. 1 (the default) keeps them on the units' port.
     ``embedding`` says where the token embedding is looked up: ``"device"`` (the table
     sits in the accelerator's memory and the host sends token ids; the EMBED
     instruction) or ``"host"`` (the host sends each token's embedding vector: for a
@@ -524,6 +545,7 @@ class AcceleratorConfig:
     attention_lanes: int = 4
     memory_words: int = 2 ** 14
     memory_ports: int = 1
+    weight_port_words: int = 1
     clock_hz: int = 100_000_000
     max_payload: int = 1024
     embedding: str = "device"
@@ -533,7 +555,12 @@ class AcceleratorConfig:
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
-                        "max_payload", "head_k")
+                        "max_payload", "head_k", "weight_port_words")
+        ratio = self.weight_port_words
+        if ratio & (ratio - 1) or ratio > self.memory_ports or self.memory_ports % ratio:
+            raise ValueError(f"weight_port_words must be a power of two that divides "
+                             f"memory_ports ({self.memory_ports}), not {ratio}: a weight port "
+                             f"wider than the ports it is striped across brings nothing")
         _check_choice(self, "embedding", EMBEDDINGS)
         _check_choice(self, "embedding_bits", EMBEDDING_BITS)
         _check_choice(self, "head", HEADS)
@@ -624,6 +651,27 @@ class AcceleratorConfig:
         """The memory port's :class:`MemoryConfig`."""
         return MemoryConfig(data_width=self.data_width, addr_width=self.addr_width,
                             len_width=12)
+
+    @property
+    def weight_port(self) -> bool:
+        """Whether the TLMM and the head stream through a port of their own
+        (``weight_port_words`` > 1) rather than the units' port."""
+        return self.weight_port_words > 1
+
+    @property
+    def units_ports(self) -> int:
+        """Board ports the units' port reads through: all ``memory_ports``, or with a
+        weight port ``memory_ports / weight_port_words`` of them (the first), as a bus
+        word per cycle needs that share of what a weight-port word per cycle does; the
+        weight port reads through them all."""
+        return self.memory_ports // self.weight_port_words
+
+    @property
+    def weight_memory(self) -> "MemoryConfig":
+        """The weight port (the TLMM's weights, the device head's rows): :attr:`memory`
+        ``weight_port_words`` words wide (:meth:`MemoryConfig.widened`); the units' port
+        itself when that is 1."""
+        return self.memory.widened(self.weight_port_words)
 
     @property
     def scratch_words(self) -> int:
@@ -721,22 +769,27 @@ ACCELERATOR_PRESETS = {
     # BitNet-0.7B on the KV260 (docs/boards.md): T = 32 (TeLLMe's 28, raised so a K-chunk
     # of 96 divides 1536; docs/resources.md) with the tables in LUT-RAM, as TeLLMe keeps
     # them, at R = 8 rows. One 128-bit HP port at 250 MHz moves 4 GB/s, so the ~141 MB
-    # of packed weights take 35 ms per decode token (18 ms on two ports) and 4.4 ms per
-    # prompt token at a tile of 8, while G3 T32 R8 (768 MACs per cycle) computes a
-    # token's 0.68 G MACs in 3.5 ms. The yosys estimate of R = 16 with 8 attention lanes
-    # was 220% of the XCK26's LUTs (docs/boards.md).
+    # of packed weights take 35 ms per decode token (10.6 ms on all four ports) and
+    # 4.4 ms per prompt token at a tile of 8 (1.3 ms on four), while G3 T32 R8 (768 MACs
+    # per cycle) computes a token's 0.68 G MACs in 3.5 ms. The yosys estimate of R = 16
+    # with 8 attention lanes was 220% of the XCK26's LUTs (docs/boards.md).
     # 2**24 words of 256 bits (512 MiB) hold the weights and a 2048-token KV cache.
-    # Two HP ports (HP0, HP1), the memory port striped across them: together they sustain
-    # 7.89 GB/s, 99% of what the 256-bit bus takes at 250 MHz (8 GB/s), so a decode layer
-    # takes 1.91 times fewer cycles than on one port (simulated, docs/performance.md). Four
-    # ports would add 0.9% for two more AXI masters and SmartConnects: they pay once the
-    # bus is wider (R = 16, 512 bits).
+    # All four HP ports (HP0..HP3), 13.33 GB/s together (docs/performance.md). The units'
+    # 256-bit port takes a word per cycle (8 GB/s at 250 MHz), which two ports already
+    # fill (a decode layer took 1.91 times fewer cycles on two than on one); the two bulk
+    # streams, the weights and the head, most of a decode token's bytes, have a 512-bit
+    # port of their own (weight_port_words = 2), striped across the four ports beside the
+    # units' (a decode layer at context 64: 1.58 times fewer cycles than on two ports).
+    # Two attention lanes, not four: BitNet-0.7B's 16 KV heads serve one query head each,
+    # so decode uses one lane whatever the count, and each further lane cost about 8,000
+    # of the XCK26's LUTs (yosys; with four the whole design estimated at 92.4% of them);
+    # two lanes double only the prefill's passes over the cache (docs/boards.md).
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
-        attention_lanes=4, memory_words=2 ** 24, memory_ports=2, clock_hz=250_000_000,
-        max_payload=4096),
+        attention_lanes=2, memory_words=2 ** 24, memory_ports=4, weight_port_words=2,
+        clock_hz=250_000_000, max_payload=4096),
 }
 # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
 # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`

@@ -94,7 +94,9 @@ class HeadLayout:
 
 
 def head_layout_of(config) -> HeadLayout:
-    """The head layout of an ``AcceleratorConfig``'s model in its memory words: what a
-    device head reads (the compiler places it, the unit and the software device read it,
-    the performance model times it)."""
-    return HeadLayout(config.model.vocab_size, config.model.hidden, config.data_width)
+    """The head layout of an ``AcceleratorConfig``'s model in the words of the port the
+    head unit reads through, the weight port (``config.weight_memory``: the bus
+    word on a design without one): what a device head reads (the compiler places it,
+    the unit and the software device read it, the performance model times it)."""
+    return HeadLayout(config.model.vocab_size, config.model.hidden,
+                      config.weight_memory.data_width)

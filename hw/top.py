@@ -30,20 +30,31 @@ class Top(wiring.Component):
     With ``onchip=True`` the memory is an :class:`OnChipMemory` of ``memory_words``
     words inside the top; otherwise the port is the top's ``memory`` member, for a
     board's DRAM or a simulation model. Either way the port is registered on every
-    channel on its way out (:class:`PortRegisters`).
+    channel on its way out (:class:`PortRegisters`). A design whose TLMM has a weight
+    port of its own (``config.weight_port``, a board design) has it as ``weights``,
+    registered likewise; :class:`~tritium.hw.memory.fabric.BoardPorts` puts both on
+    the board's memory ports.
 
     Members
     -------
     rx : ``In(stream.Signature(8))``; tx : ``Out(stream.Signature(8))``
         The host link's bytes.
     memory : ``Out(MemoryPortSignature(config.memory))`` (only without ``onchip``)
+    weights : ``Out(MemoryPortSignature(config.weight_memory))`` (only with ``config.weight_port``)
     """
 
     def __init__(self, config: AcceleratorConfig, onchip: bool = True):
+        if onchip and config.weight_port:
+            raise ValueError(f"accelerator {config.name!r} streams its weights through a "
+                             f"port of its own (weight_port_words = "
+                             f"{config.weight_port_words}): it needs a board's memory, "
+                             f"not the on-chip one")
         self._config, self._onchip = config, onchip
         members = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
         if not onchip:
             members["memory"] = Out(MemoryPortSignature(config.memory))
+        if config.weight_port:
+            members["weights"] = Out(MemoryPortSignature(config.weight_memory))
         super().__init__(members)
 
     @property
@@ -73,6 +84,10 @@ class Top(wiring.Component):
             wiring.connect(m, port_registers.memory, memory.port)
         else:
             wiring.connect(m, port_registers.memory, wiring.flipped(self.memory))
+        if cfg.weight_port:
+            m.submodules.weight_registers = weight_registers = PortRegisters(cfg.weight_memory)
+            wiring.connect(m, controller.weights, weight_registers.client)
+            wiring.connect(m, weight_registers.memory, wiring.flipped(self.weights))
         m.d.comb += ports.select.eq(controller.busy)
         for name in WRITABLE_REGISTERS:
             m.d.comb += getattr(controller, name).eq(getattr(registers, name))

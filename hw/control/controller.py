@@ -37,11 +37,13 @@ class Controller(wiring.Component):
     status : ``Out(8)``; run_tag : ``Out(8)`` (the last RUN's argument); busy : ``Out(1)``
     cycles, ..., runs, fetch_words, ..., attend_words : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
     memory : ``Out(MemoryPortSignature(config.memory))``
+    weights : ``Out(MemoryPortSignature(config.weight_memory))`` (only with
+        ``config.weight_port``: the TLMM's and the head's port)
     """
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        super().__init__(controller_members(config.memory))
+        super().__init__(controller_members(config))
 
     def elaborate(self, platform):
         m = Module()
@@ -50,6 +52,9 @@ class Controller(wiring.Component):
         wiring.connect(m, sequencer.execute, datapath.execute)
         wiring.connect(m, datapath.memory, sequencer.unit_memory)
         wiring.connect(m, sequencer.memory, wiring.flipped(self.memory))
+        if self._config.weight_port:
+            wiring.connect(m, datapath.weights, sequencer.unit_weights)
+            wiring.connect(m, sequencer.weights, wiring.flipped(self.weights))
         wiring.connect(m, wiring.flipped(self.run), sequencer.run)
         wiring.connect(m, sequencer.finished, wiring.flipped(self.finished))
         m.d.comb += [sequencer.program.eq(self.program)]

@@ -8,6 +8,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..attention.block import AttentionBlock
 from ..config import AcceleratorConfig
@@ -43,13 +44,18 @@ class Datapath(wiring.Component):
     write is acknowledged.
 
     The units' memory ports take turns on ``memory``: the one ``execute.client`` names
-    is connected, the others see a port that never moves.
+    is connected, the others see a port that never moves. With ``config.weight_port``
+    the TLMM core and the head unit, the two bulk streams, take turns on ``weights``
+    instead, a port ``weight_port_words`` bus words wide; LINEAR's and HEAD's
+    ``address`` stay in bus words (the compiler aligns every matrix and the head to a
+    weight-port word).
 
     Members
     -------
     execute : ``In(ExecuteSignature())``
     position, tokens : ``In(32)`` (the run's registers)
     memory : ``Out(MemoryPortSignature(config.memory))``
+    weights : ``Out(MemoryPortSignature(config.weight_memory))`` (only with ``config.weight_port``)
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -58,6 +64,8 @@ class Datapath(wiring.Component):
             "execute": In(ExecuteSignature()),
             "position": In(32), "tokens": In(32),
             "memory": Out(MemoryPortSignature(config.memory)),
+            **({"weights": Out(MemoryPortSignature(config.weight_memory))}
+               if config.weight_port else {}),
         })
 
     def elaborate(self, platform):
@@ -73,6 +81,17 @@ class Datapath(wiring.Component):
             wiring.connect(m, registers.memory, getattr(ports, client))
         wiring.connect(m, ports.memory, wiring.flipped(self.memory))
         m.d.comb += ports.select.eq(execute.client)
+        if cfg.weight_port:
+            # The TLMM and the head take turns on the weight port likewise, unregistered
+            # here: a 2:1 multiplexer in front of the top's registers (WEIGHT_PORT_LATENCY;
+            # a register stage of 513 bits each way costs about 560 LUTs on the XCK26).
+            clients = tuple(units.weight_memory)
+            m.submodules.weight_ports = weight_ports = PortMux(cfg.weight_memory, clients)
+            for client in clients:
+                wiring.connect(m, units.weight_memory[client], getattr(weight_ports, client))
+            wiring.connect(m, weight_ports.memory, wiring.flipped(self.weights))
+            if "head" in clients:
+                m.d.comb += weight_ports.select.eq(execute.client == UNIT_CLIENTS.index("head"))
         _route(m, cfg, units, execute, self.tokens)
         _payloads(m, cfg, units, execute, self.tokens, self.position)
         _hand_over(m, units, execute)
@@ -87,7 +106,9 @@ class Datapath(wiring.Component):
 
 def _units(m, cfg):
     """The units as submodules of ``m``, with their memories; a namespace of them, and
-    ``memory``: each client's memory port."""
+    ``memory``: each client's port on the units' port; with a weight port,
+    ``weight_memory``: the TLMM's and the head's ports on it (their clients on the units'
+    port then never move)."""
     lanes, tokens = cfg.lanes, cfg.max_tokens
     u = SimpleNamespace()
     m.submodules.scratch = scratch = Memory(shape=unsigned(32 * lanes), depth=cfg.scratch_words,
@@ -119,7 +140,7 @@ def _units(m, cfg):
     u.codes_read = codes.read_port()
     m.d.comb += u.feeder.read_data.eq(u.codes_read.data)
 
-    m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.memory)
+    m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.weight_memory)
     wiring.connect(m, u.feeder.acts, u.tlmm.acts)
     m.submodules.dequant = u.dequant = Dequantize(lanes, cfg.tlmm.acc_width)
     m.submodules.out_scale = u.out_scale = ScaleMultiply()
@@ -143,13 +164,20 @@ def _units(m, cfg):
         head_memory = u.head.memory
     else:
         u.head = None
-        head_memory = MemoryPortSignature(cfg.memory).create(path=("no_head_port",))
+        head_memory = None
 
     # LOAD and STORE use the port themselves, and EMBED through its fetcher's read
     # commands (_route, _payloads, _hand_over).
     u.move = MemoryPortSignature(cfg.memory).create(path=("move_port",))
-    u.memory = {"move": u.move, "norm": u.gains.memory, "linear": u.tlmm.memory,
-                "attend": u.attention.memory, "head": head_memory}
+    u.memory = {"move": u.move, "norm": u.gains.memory, "attend": u.attention.memory}
+    streams = {"linear": u.tlmm.memory, "head": head_memory}
+    u.weight_memory = {}
+    if cfg.weight_port:
+        u.weight_memory = {name: port for name, port in streams.items() if port is not None}
+    for name, port in streams.items():
+        if port is None or cfg.weight_port:     # a port that never moves
+            port = MemoryPortSignature(cfg.memory).create(path=(f"no_{name}_port",))
+        u.memory[name] = port
     return u
 
 
@@ -245,6 +273,12 @@ def _words_to_beats(m, words, beats):
                  words.ready.eq(beats.ready)]
 
 
+def _weight_address(cfg, address):
+    """A LINEAR's or HEAD's address (bus words) in the words of the port it reads
+    through: the compiler aligned the matrix or head to that port's words."""
+    return address[exact_log2(cfg.weight_port_words):] if cfg.weight_port else address
+
+
 def _payloads(m, cfg, u, execute, tokens, position):
     """The commands' payloads from the instruction (a field a command does not use for
     this opcode is a don't-care)."""
@@ -271,7 +305,7 @@ def _payloads(m, cfg, u, execute, tokens, position):
         u.gains.command.payload.address.eq(instruction.address),
         u.gains.command.payload.beats.eq(instruction.beats),
         u.gains.command.payload.tokens.eq(tokens),
-        u.tlmm.job.payload.base.eq(instruction.address),
+        u.tlmm.job.payload.base.eq(_weight_address(cfg, instruction.address)),
         u.tlmm.job.payload.chunks.eq(instruction.beats),
         u.tlmm.job.payload.row_blocks.eq(instruction.blocks),
         u.tlmm.job.payload.tokens.eq(tokens),
@@ -292,7 +326,7 @@ def _payloads(m, cfg, u, execute, tokens, position):
     with m.If(is_op["EMBED"]):
         m.d.comb += u.move.read_cmd.payload.eq(u.embed.read_cmd.payload)
     if u.head is not None:
-        m.d.comb += [u.head.job.payload.base.eq(instruction.address),
+        m.d.comb += [u.head.job.payload.base.eq(_weight_address(cfg, instruction.address)),
                      u.head.job.payload.token.eq(tokens - 1)]
 
 

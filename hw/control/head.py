@@ -19,7 +19,7 @@ __all__ = ["head_unit_job_layout", "CodesRowReader", "HeadUnit"]
 
 def head_unit_job_layout(config: AcceleratorConfig) -> data.StructLayout:
     """The head's word address and the token whose codes it scores."""
-    return data.StructLayout({"base": unsigned(config.memory.addr_width),
+    return data.StructLayout({"base": unsigned(config.weight_memory.addr_width),
                               "token": unsigned(config.max_tokens.bit_length())})
 
 
@@ -87,7 +87,7 @@ class HeadUnit(wiring.Component):
     -------
     job : ``In(stream.Signature(head_unit_job_layout(config)))``
     read_addr, read_en : ``Out``; read_data : ``In(8 * lanes)`` (the codes buffer)
-    memory : ``Out(MemoryPortSignature(config.memory))`` (reads only)
+    memory : ``Out(MemoryPortSignature(config.weight_memory))`` (reads only)
     beats : ``Out(stream.Signature(vector_beat_layout(lanes)))`` (``last`` unused: 0)
     """
 
@@ -96,7 +96,7 @@ class HeadUnit(wiring.Component):
         super().__init__({
             "job": In(stream.Signature(head_unit_job_layout(config))),
             **codes_read_members(config),
-            "memory": Out(MemoryPortSignature(config.memory)),
+            "memory": Out(MemoryPortSignature(config.weight_memory)),
             "beats": Out(stream.Signature(vector_beat_layout(config.lanes))),
         })
 

@@ -65,18 +65,22 @@ def commands_of(opcode_name: str) -> int:
     return sum(1 << COMMANDS.index(name) for name in COMMANDS_OF.get(opcode_name, ()))
 
 
-def controller_members(memory) -> dict:
+def controller_members(config) -> dict:
     """The controller's ports (the sequencer has them too, plus its side of the datapath):
     RUN and how it ended (:func:`~tritium.hw.layouts.run_result_layout`), the last RUN's
     argument (``run_tag``: the host's tag for it, which tells a lost RUN from one whose
-    reply was lost), the registers, the counters and the memory port of ``memory``."""
+    reply was lost), the registers, the counters and the memory port of the
+    :class:`~tritium.hw.config.AcceleratorConfig` ``config``, and its weight port
+    (``weights``) if it has one of its own (``config.weight_port``)."""
     return {
         "run": In(stream.Signature(8)),
         "finished": Out(stream.Signature(run_result_layout())),
         "position": In(32), "tokens": In(32), "program": In(32),
         "status": Out(8), "run_tag": Out(8), "busy": Out(1),
         **{name: Out(32) for name in CONTROLLER_COUNTERS},
-        "memory": Out(MemoryPortSignature(memory)),
+        "memory": Out(MemoryPortSignature(config.memory)),
+        **({"weights": Out(MemoryPortSignature(config.weight_memory))}
+           if config.weight_port else {}),
     }
 
 

@@ -49,13 +49,20 @@ class Sequencer(wiring.Component):
     execute : ``Out(ExecuteSignature())``
     unit_memory : ``In(MemoryPortSignature(config.memory))``
     memory : ``Out(MemoryPortSignature(config.memory))``
+    unit_weights : ``In(MemoryPortSignature(config.weight_memory))``;
+    weights : ``Out(MemoryPortSignature(config.weight_memory))``
+        Only with ``config.weight_port``: the TLMM's and the head's port, passed through
+        so its words count in ``linear_words`` or ``head_words`` (in bus words,
+        ``weight_port_words`` each).
     """
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        super().__init__({**controller_members(config.memory),
+        super().__init__({**controller_members(config),
                           "execute": Out(ExecuteSignature()),
-                          "unit_memory": In(MemoryPortSignature(config.memory))})
+                          "unit_memory": In(MemoryPortSignature(config.memory)),
+                          **({"unit_weights": In(MemoryPortSignature(config.weight_memory))}
+                             if config.weight_port else {})})
 
     def elaborate(self, platform):
         m = Module()
@@ -65,6 +72,8 @@ class Sequencer(wiring.Component):
         wiring.connect(m, fetch, ports.fetch)
         wiring.connect(m, wiring.flipped(self.unit_memory), ports.units)
         wiring.connect(m, ports.memory, wiring.flipped(self.memory))
+        if self._config.weight_port:
+            wiring.connect(m, wiring.flipped(self.unit_weights), wiring.flipped(self.weights))
         pending = self._issue(m)
         fetching, executing = self._sequence(m, fetch, pending)
         units, client = self._owner(m, executing)
@@ -196,3 +205,12 @@ class Sequencer(wiring.Component):
                 for index, name in enumerate(unit_words):
                     with m.Case(index):
                         m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
+        if self._config.weight_port:
+            # The TLMM and the head read the weight port, one at a time as the units
+            # do; each of its words is weight_port_words bus words.
+            weights, step = self.weights.read_data, self._config.weight_port_words
+            with m.If(weights.valid & weights.ready):
+                with m.If(client == UNIT_CLIENTS.index("head")):
+                    m.d.sync += self.head_words.eq(self.head_words + step)
+                with m.Else():
+                    m.d.sync += self.linear_words.eq(self.linear_words + step)

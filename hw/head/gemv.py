@@ -47,7 +47,7 @@ def head_acc_bits(hidden: int) -> int:
 
 def head_job_layout(config: AcceleratorConfig) -> data.StructLayout:
     """One job: the head's word address and its rows (1 .. the model's vocabulary)."""
-    return data.StructLayout({"base": unsigned(config.memory.addr_width),
+    return data.StructLayout({"base": unsigned(config.weight_memory.addr_width),
                               "rows": unsigned(config.model.vocab_size.bit_length())})
 
 
@@ -76,7 +76,7 @@ class HeadReader(wiring.Component):
         job = head_job_layout(config)
         super().__init__({
             "start": In(1), "base": In(job.members["base"]), "rows": In(job.members["rows"]),
-            "read_cmd": Out(stream.Signature(command_layout(config.memory))),
+            "read_cmd": Out(stream.Signature(command_layout(config.weight_memory))),
         })
 
     def elaborate(self, platform):
@@ -169,7 +169,7 @@ class RowWalker(wiring.Component):
         self._layout = layout = head_layout_of(config)
         super().__init__({
             "start": In(1), "rows": In(head_job_layout(config).members["rows"]),
-            "words": In(stream.Signature(read_data_layout(config.memory))),
+            "words": In(stream.Signature(read_data_layout(config.weight_memory))),
             "enable": In(1),
             "codes_addr": Out(range(layout.row_words)),
             "valid": Out(1),
@@ -350,12 +350,12 @@ class HeadGEMV(wiring.Component):
     -------
     job : ``In(stream.Signature(head_job_layout(config)))``
     codes : ``In(stream.Signature(code_beat_layout(lanes)))``
-    memory : ``Out(MemoryPortSignature(config.memory))`` (reads only)
+    memory : ``Out(MemoryPortSignature(config.weight_memory))`` (reads only)
     result : ``Out(stream.Signature(head_result_layout(config)))``
     """
 
     def __init__(self, config: AcceleratorConfig, k: int = 4, max_read_words: int = None):
-        longest = 2 ** config.memory.len_width - 1
+        longest = 2 ** config.weight_memory.len_width - 1
         max_read_words = longest if max_read_words is None else max_read_words
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"the head's top-k needs a positive integer k, not {k!r}")
@@ -370,7 +370,7 @@ class HeadGEMV(wiring.Component):
         super().__init__({
             "job": In(stream.Signature(head_job_layout(config))),
             "codes": In(stream.Signature(code_beat_layout(config.lanes))),
-            "memory": Out(MemoryPortSignature(config.memory)),
+            "memory": Out(MemoryPortSignature(config.weight_memory)),
             "result": Out(stream.Signature(head_result_layout(config))),
         })
 

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from ..stream import register_stage
 from .port import MemoryConfig, MemoryPortSignature
 
-__all__ = ["PortMux", "PortRegisters", "UNIT_PORT_LATENCY"]
+__all__ = ["PortMux", "PortRegisters", "UNIT_PORT_LATENCY", "WEIGHT_PORT_LATENCY"]
 
 CHANNELS = ("read_cmd", "read_data", "write_cmd", "write_data", "write_done")
 # The channels from the client to the memory; the others run back.
@@ -86,3 +86,7 @@ class PortRegisters(wiring.Component):
 #: PortRegisters on the unit's port (hw/control/datapath.py) and one on the top's
 #: (hw/top.py), each a cycle out and a cycle back.
 UNIT_PORT_LATENCY = 2 * 2 * PortRegisters.LATENCY
+
+#: The same for the weight port's clients (the TLMM and the head, a design with
+#: ``weight_port``): the top's PortRegisters alone, a cycle out and a cycle back.
+WEIGHT_PORT_LATENCY = 2 * PortRegisters.LATENCY

@@ -15,9 +15,15 @@ million words of weights read), and one port keeps each write command one stream
 bursts with one acknowledgement: the port's ``write_done`` is the command's. A client
 that reads what it wrote waits for ``write_done`` first (the port's contract,
 ``hw/memory/port.py``), so a read on another port sees the data.
+
+A client may also read words ``ratio`` times as wide as the ports' (``ratio`` > 1): each
+wide word is ``ratio`` port words side by side (:meth:`MemoryConfig.widened`), so a wide
+stream gets all the ports' bandwidth while the other units keep the port width. The
+KV260 design streams its ternary weights so, 512 bits wide over four 256-bit HP ports.
+Such a client only reads (the TLMM's weight reader).
 """
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, C, Cat, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -42,7 +48,17 @@ class PortStriper(wiring.Component):
     returns nothing, as the memories do. Write commands, their data and acknowledgements
     pass to and from port 0 unchanged.
 
-    Throughput: one word per cycle to the client, when the ports deliver it. With
+    With ``ratio`` > 1 the client's words are ``ratio`` port words wide (its port is
+    ``config.widened(ratio)``): a read of ``words`` wide words at wide address ``addr``
+    reads port words ``ratio * addr`` .. ``ratio * (addr + words) - 1``, cut into chunks
+    as above, and wide word ``i`` is port words ``ratio * i`` .. ``ratio * i + ratio - 1``,
+    the lowest-addressed in the low bits. A chunk then holds whole wide words, so each
+    port's words are packed into wide words before its buffer and the client still takes
+    one buffer entry, one wide word, per cycle. Such a client only reads: its write
+    channels are never ready, ``write_done`` never valid, and the ports' write channels
+    stay idle.
+
+    Throughput: one (wide) word per cycle to the client, when the ports deliver it. With
     ``chunk_words`` the ports' longest burst (one burst per chunk) and ``buffer_words``
     a few chunks, every port streams while the client drains another.
 
@@ -54,22 +70,25 @@ class PortStriper(wiring.Component):
     chunk_words : int
         Words per chunk: a power of two, at most what a command can carry.
     buffer_words : int
-        Words buffered per port (default ``4 * chunk_words``).
+        Port words buffered per port (default ``4 * chunk_words``; with ``ratio`` > 1
+        rounded up to whole wide words).
     chunks_in_flight : int
         Chunks issued and not yet delivered (default 32).
+    ratio : int
+        Port words per client word: a power of two, at most ``chunk_words`` (default 1).
 
     Members
     -------
-    client : ``In(MemoryPortSignature(config))``
+    client : ``In(MemoryPortSignature(config.widened(ratio)))``
     memory : ``Out(MemoryPortSignature(config)).array(ports)``
     """
 
     #: Cycles the striper adds to a read, command to first word: the chunk's command
-    #: register, then the port's buffer.
+    #: register, then the port's buffer (with ``ratio`` > 1, see :attr:`latency`).
     LATENCY = 3
 
     def __init__(self, config: MemoryConfig, ports: int, chunk_words: int,
-                 buffer_words: int = None, chunks_in_flight: int = 32):
+                 buffer_words: int = None, chunks_in_flight: int = 32, ratio: int = 1):
         if not isinstance(config, MemoryConfig):
             raise TypeError(f"config must be a MemoryConfig, not {config!r}")
         if not isinstance(ports, int) or isinstance(ports, bool) or ports < 2:
@@ -79,14 +98,21 @@ class PortStriper(wiring.Component):
                 or chunk_words >= 2 ** config.len_width):
             raise ValueError(f"chunk_words must be a power of two below "
                              f"2**{config.len_width}, not {chunk_words!r}")
+        if (not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1
+                or ratio & (ratio - 1)):
+            raise ValueError(f"ratio must be a power of two, not {ratio!r}")
+        if chunk_words < ratio:
+            raise ValueError(f"chunk_words ({chunk_words}) must be at least ratio ({ratio}): "
+                             f"a chunk carries whole wide words")
         buffer_words = 4 * chunk_words if buffer_words is None else buffer_words
         for name, value in (("buffer_words", buffer_words), ("chunks_in_flight", chunks_in_flight)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self._config, self._ports, self._chunk_words = config, ports, chunk_words
         self._buffer_words, self._chunks_in_flight = buffer_words, chunks_in_flight
+        self._ratio = ratio
         super().__init__({
-            "client": In(MemoryPortSignature(config)),
+            "client": In(MemoryPortSignature(config.widened(ratio))),
             "memory": Out(MemoryPortSignature(config)).array(ports),
         })
 
@@ -98,6 +124,18 @@ class PortStriper(wiring.Component):
     def ports(self) -> int:
         return self._ports
 
+    @property
+    def ratio(self) -> int:
+        return self._ratio
+
+    @property
+    def latency(self) -> int:
+        """Cycles this striper adds to a read, command to first word: :attr:`LATENCY`,
+        plus with ``ratio`` > 1 the ``ratio - 1`` cycles the rest of the first wide word's
+        port words take after its first when the port delivers one per cycle (a slower
+        port takes its word time for each)."""
+        return self.LATENCY + self._ratio - 1
+
     def elaborate(self, platform):
         m = Module()
         route_layout = data.StructLayout({"port": unsigned(ceil_log2(self._ports)),
@@ -106,9 +144,12 @@ class PortStriper(wiring.Component):
                                                         depth=self._chunks_in_flight)
         self._split(m, routes, route_layout)
         self._merge(m, routes, route_layout)
-        client, first = flipped(self.client), flipped(self.memory[0])
-        for channel in ("write_cmd", "write_data", "write_done"):
-            connect(m, getattr(client, channel), getattr(first, channel))
+        if self._ratio == 1:
+            client, first = flipped(self.client), flipped(self.memory[0])
+            for channel in ("write_cmd", "write_data", "write_done"):
+                connect(m, getattr(client, channel), getattr(first, channel))
+        # A wide client only reads: its write channels and the ports' stay at their
+        # reset values (never ready, never valid).
         return m
 
     def _split(self, m, routes, route_layout):
@@ -121,8 +162,13 @@ class PortStriper(wiring.Component):
         held_addr = Signal(config.addr_width, name="held_addr")
         held_left = Signal(config.len_width, name="held_left")
         busy = Signal(name="cutting")
-        addr = Mux(busy, held_addr, command.payload.addr)
-        left = Mux(busy, held_left, command.payload.words)
+        # A wide command in port words: its address and length times ``ratio``.
+        shift = self._ratio.bit_length() - 1
+        start, length = command.payload.addr, command.payload.words
+        if shift:
+            start, length = Cat(C(0, shift), start), Cat(C(0, shift), length)
+        addr = Mux(busy, held_addr, start)
+        left = Mux(busy, held_left, length)
         words, final = aligned_piece(m, addr, left, self._chunk_words, "chunk")
         port = Signal(range(ports), name="next_port")
         chunks = [stream.Signature(command_layout(config)).create(path=(f"chunk{p}",))
@@ -147,18 +193,23 @@ class PortStriper(wiring.Component):
 
     def _merge(self, m, routes, route_layout):
         """Each port's words into its buffer; the client takes them in the routes' order."""
+        sink = self.client.read_data
+        layout = sink.payload.shape()
         buffers = []
         for index in range(self._ports):
             source = self.memory[index].read_data
-            buffer = SyncFIFOBuffered(width=len(source.payload.as_value()),
-                                      depth=self._buffer_words)
+            if self._ratio == 1:
+                buffer = SyncFIFOBuffered(width=len(source.payload.as_value()),
+                                          depth=self._buffer_words)
+                m.d.comb += [buffer.w_data.eq(source.payload), buffer.w_en.eq(source.valid),
+                             source.ready.eq(buffer.w_rdy)]
+            else:
+                buffer = SyncFIFOBuffered(width=layout.size,
+                                          depth=-(-self._buffer_words // self._ratio))
+                self._pack(m, source, buffer, layout, index)
             m.submodules[f"buffer{index}"] = buffer
-            m.d.comb += [buffer.w_data.eq(source.payload), buffer.w_en.eq(source.valid),
-                         source.ready.eq(buffer.w_rdy)]
             buffers.append(buffer)
         route = route_layout(routes.r_data)
-        sink = self.client.read_data
-        layout = sink.payload.shape()
         word = layout(Array(buffer.r_data for buffer in buffers)[route.port])
         ready = Array(buffer.r_rdy for buffer in buffers)[route.port]
         taken = Signal(name="merge_taken")
@@ -169,3 +220,22 @@ class PortStriper(wiring.Component):
                      routes.r_en.eq(taken & word.last)]
         for index, buffer in enumerate(buffers):
             m.d.comb += buffer.r_en.eq(taken & (route.port == index))
+
+    def _pack(self, m, source, buffer, layout, index):
+        """Port ``index``'s words into its buffer ``ratio`` at a time, the first in the low
+        bits. A chunk holds whole wide words, so its ``last`` ends one. The wide word
+        enters the buffer with its last port word, so packing adds no register stage."""
+        ratio, width = self._ratio, self._config.data_width
+        held = Signal((ratio - 1) * width, name=f"pack{index}_held")
+        count = Signal(range(ratio), name=f"pack{index}_count")
+        complete = count == ratio - 1
+        word = Signal(layout, name=f"pack{index}_word")
+        m.d.comb += [word.data.eq(Cat(held, source.payload.data)),
+                     word.last.eq(source.payload.last),
+                     buffer.w_data.eq(word), buffer.w_en.eq(source.valid & complete),
+                     source.ready.eq(~complete | buffer.w_rdy)]
+        with m.If(source.valid & source.ready):
+            # Each word enters at the top and moves down one word per word after it;
+            # the count wraps to 0 with the wide word's last (ratio is a power of two).
+            m.d.sync += [held.eq(Cat(held[width:], source.payload.data)),
+                         count.eq(count + 1)]

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from tritium.hw.link.uart import UARTReceiver, UARTTransmitter
 from tritium.hw.memory import BoardMemory
-from tritium.hw.memory.stripe import PortStriper
+from tritium.hw.memory.fabric import BoardPorts
 from tritium.hw.top import Top
 
 __all__ = ["ChunkFeeder", "SimTop", "BoardSimTop", "UartSimTop", "CHUNK_BYTES"]
@@ -82,9 +82,9 @@ class BoardSimTop(wiring.Component):
     """The accelerator's :class:`~tritium.hw.top.Top` on a board's memory: its memory port
     on the first ``config.memory_ports`` ports of a
     :class:`~tritium.hw.memory.BoardMemory` of ``config.memory_words`` words with the
-    bandwidth and latency of ``model`` at the design's clock (through a
-    :class:`~tritium.hw.memory.stripe.PortStriper` in chunks of the port's longest burst
-    when there are several, as on the board), filled through the backdoor (the
+    bandwidth and latency of ``model`` at the design's clock (through
+    :class:`~tritium.hw.memory.fabric.BoardPorts`, striped in chunks of the port's longest
+    burst when there are several, as on the board), filled through the backdoor (the
     full-size simulations; ``sim/backend/bridge.py`` drives it).
 
     Members
@@ -101,9 +101,7 @@ class BoardSimTop(wiring.Component):
         self._top = Top(config, onchip=False)
         self._memory = BoardMemory(config.memory, config.memory_words, model, config.clock_hz,
                                    ports=ports, storage="backdoor")
-        self._striper = (PortStriper(config.memory, ports,
-                                     model.burst_words(0, config.memory.bytes_per_word))
-                         if ports > 1 else None)
+        self._ports = BoardPorts(config, model.burst_words(0, config.memory.bytes_per_word))
         #: Verilog that the generated Verilog instantiates (``sim.backend.cosim`` builds it too).
         self.verilog_library = self._memory.verilog_library
         super().__init__({**_bridge_members(), "backdoor_load": In(1),
@@ -118,13 +116,12 @@ class BoardSimTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rx_chunks), feeder.chunks)
         wiring.connect(m, feeder.bytes, top.rx)
         wiring.connect(m, top.tx, wiring.flipped(self.tx))
-        if self._striper is None:
-            wiring.connect(m, top.memory, memory.port[0])
-        else:
-            m.submodules.striper = striper = self._striper
-            wiring.connect(m, top.memory, striper.client)
-            for inner, outer in zip(striper.memory, memory.port):
-                wiring.connect(m, inner, outer)
+        m.submodules.ports = ports = self._ports
+        wiring.connect(m, top.memory, ports.units)
+        if self._top.config.weight_port:
+            wiring.connect(m, top.weights, ports.weights)
+        for inner, outer in zip(ports.memory, memory.port):
+            wiring.connect(m, inner, outer)
         m.d.comb += memory.load.eq(self.backdoor_load)
         for i in range(len(self.read_words)):
             m.d.comb += [self.read_words[i].eq(memory.read_words[i]),

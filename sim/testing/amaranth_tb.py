@@ -9,7 +9,8 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["Traffic", "stream_send", "stream_receive", "run_simulation", "watchdog", "TRAFFIC"]
+__all__ = ["Traffic", "stream_send", "stream_receive", "run_simulation", "watchdog", "TRAFFIC",
+           "first_word_latency"]
 
 
 class Traffic:
@@ -86,3 +87,28 @@ def run_simulation(dut, *testbenches, background=(), vcd: str = None, deadline: 
             sim.run_until(deadline) if deadline else sim.run()
     else:
         sim.run_until(deadline) if deadline else sim.run()
+
+
+def first_word_latency(dut, port):
+    """Cycles from a read command's transfer to its first word on memory port ``port`` of
+    ``dut`` (a two-word read from word 5)."""
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(port.read_cmd.payload, {"addr": 5, "words": 2})
+        ctx.set(port.read_cmd.valid, 1)
+        ctx.set(port.read_data.ready, 1)
+        cycle, issued = 0, None
+        while True:
+            _, _, taken, arrived = await ctx.tick().sample(port.read_cmd.ready,
+                                                           port.read_data.valid)
+            cycle += 1
+            if taken and issued is None:
+                issued = cycle
+                ctx.set(port.read_cmd.valid, 0)
+            if arrived:
+                result["latency"] = cycle - issued
+                return
+
+    run_simulation(dut, bench, background=[watchdog(500)])
+    return result["latency"]

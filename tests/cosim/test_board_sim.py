@@ -1,20 +1,29 @@
 """Tier 3: the top on a board memory model (Verilator), loaded through the backdoor.
 
-``bench/layer.py`` at the ``tiny`` shape, on two ports of the KV260 memory model (the
-design's port striped across HP0 and HP1, as the ``kv260`` preset's): the representative
-in the default run of the full-size layer simulation (the same harness, backdoor, bridge
-and bench code; ``python bench/layer.py --json`` runs BitNet-0.7B's layer on ``kv260``).
-Every output equals the golden layer's; the counters add up to the words each kind of
-instruction must move, and both ports carry their share.
+``bench/layer.py`` at the ``tiny`` shape, on the four ports of the KV260 memory model
+with a weight port two bus words wide (the units' port and the TLMM's striped across
+HP0..HP3, as the ``kv260`` preset's): the representative in the default run of the
+full-size layer simulation (the same harness, backdoor, bridge and bench code;
+``python bench/layer.py --json`` runs BitNet-0.7B's layer on ``kv260``). Every output
+equals the golden layer's; the counters add up to the words each kind of instruction
+must move, and every port carries its share.
 """
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
+from tritium.host.accelerator import Accelerator
 from tritium.host.compiler import compile_model, instruction_words
+from tritium.host.importers import load_model
 from tritium.host.model import Model
+from tritium.host.sim_transport import BoardSimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.head_layout import HeadLayout
+from tritium.hw.memory_model import MEMORY_MODELS
+from tritium.sim.golden.model import GoldenModel, final_top
 from tritium.sim.testing.bench_scripts import load_bench
 
 pytestmark = pytest.mark.cosim
@@ -22,10 +31,12 @@ pytestmark = pytest.mark.cosim
 
 def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
     bench = load_bench("layer")
-    status = bench.main(["--config", "tiny", "--memory", "kv260", "--ports", "2",
-                         "--contexts", "12,40", "--prefill", "8", "--json"])
+    status = bench.main(["--config", "tiny", "--memory", "kv260", "--ports", "4",
+                         "--weight-port-words", "2", "--contexts", "12,40", "--prefill", "8",
+                         "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert status == 0 and report["matches_golden"] and report["ports"] == 2
+    assert status == 0 and report["matches_golden"] and report["ports"] == 4
+    assert report["config"]["weight_port_words"] == 2
     assert [case["name"] for case in report["cases"]] == ["prefill-8", "decode-12", "decode-40"]
     assert all(case["matches_golden"] for case in report["cases"])
 
@@ -49,11 +60,11 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
         if case["phase"] == "decode":
             assert counters["attend_words"] == kv.kv_heads * (context + 1) * record_words
         # The ports saw the run's words plus the link's io write and read-back: reads on
-        # both (the weights alone are many chunks), writes all through HP0.
+        # all (the weights alone are many chunks), writes all through HP0.
         ports = case["port_words"]
-        assert sorted(ports) == ["HP0", "HP1"]
-        assert ports["HP1"]["written_words"] == 0
-        assert min(ports["HP0"]["read_words"], ports["HP1"]["read_words"]) > weights // 3
+        assert sorted(ports) == ["HP0", "HP1", "HP2", "HP3"]
+        assert all(ports[name]["written_words"] == 0 for name in ("HP1", "HP2", "HP3"))
+        assert min(port["read_words"] for port in ports.values()) > weights // 5
         assert case["link_words"] == 2 * tokens * io_words
         assert sum(p["read_words"] + p["written_words"] for p in ports.values()) == \
             sum(counters[name] for name in counters if name.endswith("_words")) + case["link_words"]
@@ -65,3 +76,30 @@ def test_layer_bench_refuses_a_model_the_design_cannot_hold(capsys):
     assert status == 2
     assert error.startswith("bench/layer.py: error: bitnet-b1.58-2b-4t on kv260: model")
     assert error.count("\n") == 1
+
+
+def test_the_weight_port_carries_the_linears_and_the_head_bit_exact():
+    """The whole tiny model on the kv260 preset's memory arrangement (four HP ports of the
+    KV260 memory model, a 512-bit weight port beside the units' port): a 12-token prompt
+    and greedy decode steps return the golden model's top-k, and the TLMM and the head
+    read all their words through the weight port (counted in bus words)."""
+    config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], memory_ports=4,
+                                 weight_port_words=2)
+    model = load_model("tiny")
+    golden = GoldenModel(model)
+    cache = golden.new_cache()
+    ids = np.random.default_rng(5).integers(0, 256, 12).tolist()
+    transport = BoardSimTransport(config, MEMORY_MODELS["kv260"])
+    with Accelerator(config, transport, timeout=600) as accelerator:
+        compiled = accelerator.load(model)
+        for step in range(3):
+            indices, scores = accelerator.prefill_top(ids)
+            want = final_top(golden.qmodel, golden.forward_hidden(ids, cache), config.head_k)
+            assert np.array_equal(indices, want[0]) and np.array_equal(scores, want[1]), step
+            ids = [int(indices[0])]
+        counters = accelerator.counters()
+    head = HeadLayout(config.model.vocab_size, config.model.hidden, 512)
+    assert counters["head_words"] == 2 * head.words
+    matrices = sum(words for name, (_, words) in compiled.placement.items()
+                   if name.split(".")[-1].startswith("w"))
+    assert counters["linear_words"] == matrices

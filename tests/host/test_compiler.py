@@ -240,3 +240,45 @@ def test_a_16_bit_table_needs_two_beats_per_word():
     with pytest.raises(ValueError, match="hidden = 136 must be a multiple of 16"):
         dataclasses.replace(TINY, model=odd, tlmm=dataclasses.replace(TINY.tlmm, max_k=408,
                                                                       max_n=408))
+
+
+# A one-layer model whose norms take an odd number of 256-bit words (hidden 144: 9 words
+# of gains), so its matrices start at odd words unless aligned.
+ODD_MODEL = dataclasses.replace(MODEL_PRESETS["tiny"], name="odd", hidden=144, heads=9,
+                                head_dim=16, kv_heads=3, layers=1)
+
+
+def test_a_weight_port_of_two_words_gets_its_matrices_aligned():
+    """With a TLMM weight port two bus words wide, every matrix starts at an even word and
+    fills whole pairs, zero-padded (the datapath halves LINEAR's address); the weights'
+    bytes are the same as on a design without one."""
+    narrow = dataclasses.replace(TINY, model=ODD_MODEL)
+    wide = dataclasses.replace(narrow, memory_ports=2, weight_port_words=2)
+    assert wide.weight_memory.data_width == 2 * TINY.data_width
+    assert wide.weight_memory.addr_width == TINY.memory.addr_width - 1
+    model = Model.random(ODD_MODEL, seed=1)
+    before, after = compile_model(model, narrow), compile_model(model, wide)
+    matrices = [name for name in before.placement if re.search(r"\.w\w+$", name)]
+    assert len(matrices) == 7
+    assert any(before.placement[name][0] % 2 for name in matrices)
+    word_bytes = TINY.data_width // 8
+    before_image, after_image = dict(before.image), dict(after.image)
+    for name in matrices:
+        address, words = after.placement[name]
+        assert address % 2 == 0 and words % 2 == 0
+        was_address, was_words = before.placement[name]
+        assert words - was_words in (0, 1)
+        assert after_image[address] == (before_image[was_address]
+                                        + bytes((words - was_words) * word_bytes))
+    linears = [i for i in after.instructions if i["opcode"] == OPCODES["LINEAR"]]
+    assert [i["address"] for i in linears] == [after.placement[name][0] for name in matrices]
+
+
+def test_a_weight_port_must_be_a_power_of_two_within_the_ports():
+    for ports, words in ((2, 3), (2, 4), (1, 2), (4, 0)):
+        with pytest.raises(ValueError, match="weight_port_words"):
+            dataclasses.replace(TINY, memory_ports=ports, weight_port_words=words)
+    with pytest.raises(ValueError, match="cannot be widened 4096 times"):
+        TINY.memory.widened(4096)
+    with pytest.raises(ValueError, match="power of two, not 3"):
+        TINY.memory.widened(3)

@@ -22,6 +22,7 @@ from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, SimulatedCase, 
                                       recorded_cases, report_cases, simulated_cases)
 from tritium.hw.memory.mux import UNIT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
+from tritium.hw.memory.arbiter import PortArbiter
 from tritium.hw.memory.stripe import PortStriper
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
@@ -96,13 +97,15 @@ def test_decode_slows_with_the_context_and_prefill_with_the_tokens(config, memor
 @pytest.mark.parametrize("config, memory", [(TINY, "onchip"), (TINY, "kv260"),
                                             (KV260, "kv260")], ids=["tiny", "tiny-kv260", "kv260"])
 def test_no_run_beats_the_port_it_moves_its_bytes_through(config, memory):
-    """What can be asserted of a roofline: every word a run moves goes through its one
-    port, so the run takes at least the port's time for them. (The rooflines of all of a
-    board's ports may well be faster than the design, and are not asserted.)"""
+    """What can be asserted of a roofline: every word a run moves goes through the
+    design's ports, so the run takes at least their time for them (the faster port's,
+    the weight port's, for all of them). (The rooflines of all of a board's ports may
+    well be faster than the design, and are not asserted.)"""
     timing = port_timing(memory, config)
+    fastest = max(timing.bytes_per_cycle, timing.weight_bytes_per_cycle or 0)
     for position, tokens in ((0, config.max_tokens), (40, 1), (config.attention.capacity - 1, 1)):
         run = estimate_run(config, memory, position, tokens)
-        assert run.cycles >= run.bytes_moved / timing.bytes_per_cycle
+        assert run.cycles >= run.bytes_moved / fastest
 
 
 def test_runs_outside_the_design_are_refused():
@@ -119,17 +122,31 @@ def test_the_latency_follows_the_memory_implementation():
     # each way (hw/memory/mux.py).
     assert UNIT_PORT_LATENCY == 4
     assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 8
-    one_port = port_timing("kv260", dataclasses.replace(KV260, memory_ports=1))
+    one_port = port_timing("kv260", dataclasses.replace(KV260, memory_ports=1, weight_port_words=1))
     assert one_port.latency == 40 + 3 + 4 and one_port.word_cycles == pytest.approx(32 / 15.84)
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3 + 4
-    # Striped across two HP ports (the kv260 preset): both ports' rate (7.92 GB/s, so a
-    # 256-bit word every 1.01 cycles) and the striper's 3 cycles of latency.
-    assert KV260.memory_ports == 2
-    striped = port_timing("kv260", KV260)
-    assert striped.latency == 40 + 3 + PortStriper.LATENCY + 4
+    # Striped across two HP ports: both ports' rate (7.92 GB/s, so a 256-bit word every
+    # 1.01 cycles) and the striper's 3 cycles of latency.
+    two = dataclasses.replace(KV260, memory_ports=2, weight_port_words=1)
+    striped = port_timing("kv260", two)
+    assert striped.latency == striped.weight_latency == 40 + 3 + PortStriper.LATENCY + 4
     assert striped.word_cycles == pytest.approx(32 / (2 * 15.84))
+    assert striped.weight_words == 1 and striped.weight_word_cycles == striped.word_cycles
     with pytest.raises(ValueError, match="uses ports 0 .. 1, not port 1 alone"):
-        port_timing("kv260", KV260, port=1)
+        port_timing("kv260", two, port=1)
+    # The kv260 preset: four HP ports (13.33 GB/s) for the 512-bit weight port, the
+    # first two of them for the units' 256-bit port (7.92 GB/s, 1.01 cycles a word);
+    # both through a striper and an arbiter; the weight port has the top's port
+    # registers only, and a weight word waits for its second bus word from one port
+    # (2.02 cycles a word).
+    assert (KV260.memory_ports, KV260.weight_port_words, KV260.units_ports) == (4, 2, 2)
+    four = port_timing("kv260", KV260)
+    assert four.latency == 40 + 3 + PortStriper.LATENCY + PortArbiter.LATENCY + 4
+    assert four.weight_latency == 40 + 3 + PortStriper.LATENCY + PortArbiter.LATENCY + 2 + 2
+    assert four.word_cycles == pytest.approx(32 / (2 * 15.84))
+    assert four.weight_word_cycles == pytest.approx(64 / MEMORY_MODELS["kv260"]
+                                                    .sustained_bytes_per_cycle(4, 250e6, 32))
+    assert 1.19 < four.weight_word_cycles < 1.21
 
 
 # -- the LM head on the device -----------------------------------------------------------------
@@ -173,10 +190,13 @@ def test_the_head_scores_the_last_token_only_and_returns_k_beats():
     more = dataclasses.replace(TINY, head_k=TINY.head_k + 3)
     assert head_of(estimate_run(more, "kv260", 0, 1)).cycles == one.cycles + 3
     # Its fixed part: the codes (hidden / lanes beats) hide the memory's latency at the
-    # kv260 shape, and the score pipeline is 4 + log2(32 codes per word) cycles; its words
-    # come at the two HP ports' rate.
+    # kv260 shape, and the score pipeline is 4 + log2(64 codes per word) cycles; its
+    # 512-bit words (the weight port's: 1001 mantissa words and 24 per row) come at the
+    # four HP ports' rate.
+    four_ports = MEMORY_MODELS["kv260"].sustained_bytes_per_cycle(4, 250e6, 32)
+    assert HeadLayout(LARGE.vocab_size, LARGE.hidden, 512).words == 1001 + 32_002 * 24
     assert head_of(estimate_run(KV260, "kv260", 63, 1)).terms == pytest.approx(
-        {"codes": 192, "latency": 0, "words": 1_538_097 * 32 / (2 * 15.84), "score": 9,
+        {"codes": 192, "latency": 0, "words": 769_049 * 64 / four_ports, "score": 10,
          "results": KV260.head_k, "pipeline": CALIBRATION["head"]})
 
 
@@ -234,9 +254,10 @@ def test_the_kv260_projection_runs_no_head_on_the_host():
     assert parts["lm_head"]["seconds"] == 0
     assert decode["host_seconds"] == pytest.approx(parts["link"]["seconds"])
     assert parts["link"]["memory_bytes"] == 32 + 32       # the id in, the argmax out
-    # HEAD streams the 49.2 MB head at the two HP ports' rate: more than its bytes' time.
-    head_bytes = HeadLayout(LARGE.vocab_size, LARGE.hidden, KV260.data_width).words * 32
-    assert parts["head"]["seconds"] > head_bytes / 7.92e9
+    # HEAD streams the 49.2 MB head through the 512-bit weight port at the four HP ports'
+    # rate (13.33 GB/s): more than its bytes' time.
+    head_bytes = HeadLayout(LARGE.vocab_size, LARGE.hidden, 512).words * 64
+    assert parts["head"]["seconds"] > head_bytes / 13.33e9
     assert decode["fabric_seconds"] == pytest.approx(sum(
         parts[name]["seconds"] for name in ("linears", "attention", "element-wise", "control",
                                             "head")))
@@ -390,8 +411,8 @@ def test_a_projection_labels_every_part():
                           "control": "derived", "head": "derived", "lm_head": "assumed",
                           "link": "assumed"}
         assert item["seconds"] == pytest.approx(sum(p["seconds"] for p in item["parts"].values()))
-        roof = item["roofline"]
-        assert roof["all_ports"]["seconds"] < roof["ports_used"]["seconds"]
+        roof = item["roofline"]       # the preset uses all four HP ports
+        assert roof["all_ports"]["seconds"] == roof["ports_used"]["seconds"] < item["seconds"]
     assert result["decode"][0]["tokens_per_s"] > result["decode"][1]["tokens_per_s"]
     assert result["ttft"][1]["runs"] == 16
     with pytest.raises(ValueError, match="beyond model 'bitnet-b1.58-large'"):
