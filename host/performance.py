@@ -1197,13 +1197,22 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.2f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
+def _weight_port_text(result: dict) -> str:
+    """The header's note of a design's weight port (docs/memory.md, "BoardPorts")."""
+    design = AcceleratorConfig.from_json(json.dumps(result["design"]))
+    if not design.weight_port:
+        return ""
+    return (f"; the weights and the head through a {design.weight_memory.data_width}-bit "
+            f"port on all of them, the other units through {design.units_ports}")
+
+
 def format_projection(result: dict) -> str:
     """:func:`project`'s result as a readable table."""
     lines = [f"{result['model']} on {result['board']}: accelerator {result['config']!r} "
              f"({_KIND_TEXT[result['config_kind']]}), {result['clock_hz'] / 1e6:g} MHz, "
              f"memory model {result['memory_model']} on {result['ports_used']} "
              f"port{'s' if result['ports_used'] > 1 else ''}"
-             + (", striped" if result['ports_used'] > 1 else "")]
+             + (", striped" if result['ports_used'] > 1 else "") + _weight_port_text(result)]
     lines += [f"  {note}" for note in result["notes"]]
     host = result["host"]
     lines.append(f"host (assumed): {host['name']}; link: {host['link']}")
