@@ -108,8 +108,13 @@ class KV260Platform(XilinxPlatform):
     #: Attributes for the design's large RAMs (``hw.weights.ram_attributes``): the TLMM
     #: chunk buffer (1,280 bits x 1,024 at the kv260 preset) in UltraRAM, 18 URAM288
     #: instead of 36 of the 144 BRAM36, most of which the RoPE table's ROM needs (URAM
-    #: cannot be initialised, so ROMs stay in block RAM).
-    ram_attrs = {"tlmm_chunks": {"ram_style": "ultra"}}
+    #: cannot be initialised, so ROMs stay in block RAM). The gating unit's sigmoid
+    #: tables (one 512 x 27-bit ROM per lane) in LUTs rather than 4 BRAM36: about 1,600
+    #: LUTs (yosys), and the block RAM falls under 85%. ``ram_style = "logic"`` is
+    #: Yosys' word for it, ``rom_style = "distributed"`` Vivado's (each ignores the
+    #: other's; Yosys cannot map these ROMs to LUT-RAM).
+    ram_attrs = {"tlmm_chunks": {"ram_style": "ultra"},
+                 "sigmoid": {"ram_style": "logic", "rom_style": "distributed"}}
 
     #: The Vivado board part's name pattern (its version depends on the Vivado release).
     board_part_pattern = "*:kv260_som:*"

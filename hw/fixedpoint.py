@@ -241,8 +241,10 @@ class InterpolatedTable:
         self._layout = data.StructLayout({"low": unsigned(self.value_width),
                                           "delta": signed(self.delta_width)})
 
-    def add(self, m: Module, index, frac, enable):
-        rom = Memory(shape=self._layout, depth=self.entries, init=self._rows)
+    def add(self, m: Module, index, frac, enable, attrs=None):
+        """``attrs``: the ROM's attributes (a platform's choice of RAM, e.g.
+        ``hw.weights.ram_attributes``)."""
+        rom = Memory(shape=self._layout, depth=self.entries, init=self._rows, attrs=attrs)
         m.submodules[self.name] = rom
         port = rom.read_port()
         name = self.name
@@ -495,9 +497,9 @@ def rsqrt(m: Module, top, shift, enable, name: str = "rsqrt"):
 SIGMOID_LATENCY = 1 + InterpolatedTable.LATENCY
 
 
-def sigmoid(m: Module, x, enable, name: str = "sigmoid"):
+def sigmoid(m: Module, x, enable, name: str = "sigmoid", attrs=None):
     """``fixed.sigmoid(x)`` for a signed Q.12 ``x``: Q1.15 (17 bits), registered,
-    ``SIGMOID_LATENCY`` enabled cycles later.
+    ``SIGMOID_LATENCY`` enabled cycles later; ``attrs`` go on the table's ROM.
 
     Cycle 0 saturates ``x`` to [-16, 16) and offsets it by 16 into the 513-entry
     table's index register (the comparators stay out of the ROM's address path); the
@@ -509,4 +511,4 @@ def sigmoid(m: Module, x, enable, name: str = "sigmoid"):
     index = Signal(17, name=f"{name}_index", reset_less=True)
     with m.If(enable):
         m.d.sync += index.eq(Cat(clamped[:16], ~clamped[16]))
-    return InterpolatedTable(name, SIGMOID_TABLE).add(m, index[8:], index[:8], enable)
+    return InterpolatedTable(name, SIGMOID_TABLE).add(m, index[8:], index[:8], enable, attrs)

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import ACTIVATIONS
 from ..fixedpoint import SIGMOID_LATENCY, Pipeline, QueuedPipeline, delay, saturate_bits, sigmoid
 from ..layouts import vector_beat_layout
+from ..weights import ram_attributes
 from .common import join
 
 __all__ = ["ResidualAdd", "Gating", "PRODUCT_LATENCY", "rounded_product"]
@@ -172,8 +173,11 @@ class Gating(wiring.Component):
         beat = join(m, "beat", self.gate, self.up)
         pipe = QueuedPipeline(m, beat, self.out, self.latency)
         lanes = zip(self.gate.payload.values, self.up.payload.values, pipe.payload.values)
+        # A platform may ask for the sigmoid tables in distributed RAM (the KV260's
+        # block RAM is short; hw.weights.ram_attributes).
+        table_attrs = ram_attributes(platform, "sigmoid")
         for lane, (gate, up, out) in enumerate(lanes):
-            act = self._activation_stages(m, pipe, lane, gate)
+            act = self._activation_stages(m, pipe, lane, gate, table_attrs)
             up_held = delay(m, up, self.activation_latency, pipe.advance, f"up{lane}_")
             h = rounded_product(m, act, up_held, F_ACT, pipe.advance, f"h{lane}")
             m.d.sync += out.eq(saturate_bits(h, 32))
@@ -181,10 +185,10 @@ class Gating(wiring.Component):
         m.d.sync += pipe.payload.last.eq(last)
         return m
 
-    def _activation_stages(self, m, pipe, lane, gate):
+    def _activation_stages(self, m, pipe, lane, gate, table_attrs):
         """``act(gate)``, registered ``activation_latency`` stages after ``gate``."""
         if self._activation == "silu":
-            sig = sigmoid(m, gate, pipe.advance, name=f"sigmoid{lane}")
+            sig = sigmoid(m, gate, pipe.advance, name=f"sigmoid{lane}", attrs=table_attrs)
             gate_held = delay(m, gate, SIGMOID_LATENCY, pipe.advance, f"gate{lane}_")
             act = rounded_product(m, gate_held, sig, F_SIGMOID, pipe.advance, f"act{lane}")
             # |gate * sig| <= 2**31 * 2**15, so act fits 33 bits: a 16-bit high limb.
