@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tier 1: the board ports (amaranth.sim): the units' port and the TLMM's weight port
-striped across the four ports of a KV260 board memory at once.
+"""Tier 1: the board ports (amaranth.sim): the TLMM's weight port striped across the four
+ports of a KV260 board memory and the units' port across the first two, at once.
 
 Both clients reading at the same time, with gaps and back-pressure, get exactly their
 own words in order (the weight port's words two bus words wide), and no port stalls for
