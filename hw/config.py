@@ -755,9 +755,10 @@ ACCELERATOR_PRESETS = {
     # with register tables, and a table set's 29 cycles of writing hide behind the
     # shortest sweep (64 outputs of k and v at R = 2: 32 look-ups).
     # Clock: 45 MHz from the PLL (25 MHz * 9 / 5), 15 cycles per bit at 3 Mbaud exactly.
-    # The whole design routes at 50.05 MHz for it (nextpnr, issue 16: enable-free
-    # pipelines, LUT-RAM tables and rings, the static placer with seed 2;
-    # docs/boards.md), 11% in hand; 50 MHz (divisor 17) would leave 1.3% and miss the baud rate by 2%.
+    # The whole design routes at 45.79 to 50.05 MHz for it as the netlist changes
+    # (nextpnr, issue 16: enable-free pipelines, LUT-RAM tables and rings, the static
+    # placer with seed 2; docs/boards.md), 2 to 11% in hand; 50 MHz (divisor 17) would
+    # not hold and would miss the baud rate by 2%.
     "ulx3s": AcceleratorConfig(
         name="ulx3s", model=MODEL_PRESETS["tiny"],
         tlmm=TLMMConfig(group=3, tables=8, rows=2, table_mode="full", tokens=1,
