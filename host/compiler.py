@@ -72,8 +72,8 @@ from .packer import pack_ternary
 
 __all__ = ["check_model", "run_inputs", "embedding_table", "ScratchRegion",
            "CompiledModel", "compile_model", "scratch_layout", "MemoryPlan",
-           "memory_plan", "program_fields", "program_length", "encode_instruction", "encode_top",
-           "decode_top",
+           "memory_plan", "matrix_words", "program_fields", "program_length",
+           "encode_instruction", "encode_top", "decode_top",
            "decode_instruction", "instruction_words", "pack_scale", "unpack_scale"]
 
 FIELD_NAMES = tuple(name for name, _, _ in FIELDS)
@@ -242,8 +242,8 @@ class MemoryPlan:
     is where a device head's top-k goes (None without one); ``no_head_program_address``
     the program without the head (``program_address`` without a device head);
     ``states_address`` where the run's hidden states go. A linear takes the whole words
-    of its packed stream (``ceil(chunks * blocks * word_bits / data_width)``), a norm
-    those of its int16 gains.
+    of its packed stream as the TLMM reads it (:func:`matrix_words`), a norm those of
+    its int16 gains.
     """
     placement: dict
     io_address: int
@@ -258,6 +258,14 @@ class MemoryPlan:
         return {name: self.placement[f"layer{index}.{name}"][0] for name in _LAYER_REGIONS}
 
 
+def matrix_words(config: AcceleratorConfig, chunks: int, blocks: int) -> int:
+    """Bus words of a packed matrix of ``chunks`` K-chunks and ``blocks`` row blocks as
+    the TLMM reads it: whole words of its port (``weight_port_words`` bus words each)."""
+    port_bits = config.data_width * config.weight_port_words
+    bits = chunks * blocks * config.tlmm.tile.word_bits
+    return -(-bits // port_bits) * config.weight_port_words
+
+
 def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
     """The :class:`MemoryPlan` of ``config``'s model (no weights needed)."""
     cfg, tile = config.model, config.tlmm.tile
@@ -265,8 +273,9 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
     shapes = cfg.linear_shapes()
     placement, address = {}, 0
 
-    def reserve(name, words):
+    def reserve(name, words, align=1):
         nonlocal address
+        address = -(-address // align) * align
         placement[name] = (address, words)
         address += words
 
@@ -278,9 +287,9 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
         for name in _LAYER_REGIONS:
             if name in shapes:
                 rows, cols = tile.padded_shape(*shapes[name])
-                bits = rows // tile.rows * (cols // tile.k_per_word) * tile.word_bits
-                address = -(-address // align) * align
-                reserve(f"layer{index}.{name}", -(-bits // (align * word_bits)) * align)
+                reserve(f"layer{index}.{name}",
+                        matrix_words(config, cols // tile.k_per_word, rows // tile.rows),
+                        align)
             else:
                 reserve(f"layer{index}.{name}",
                         -(-16 * getattr(cfg, _NORM_FEATURES[name]) // word_bits))
@@ -289,8 +298,7 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
     if config.head == "device":
         reserve("output_norm", -(-16 * cfg.hidden // word_bits))
         # Read through the weight port: aligned to its words, as the matrices are.
-        address = -(-address // align) * align
-        reserve("head", head_layout_of(config).words * align)
+        reserve("head", head_layout_of(config).words * align, align)
     io_address = address
     states = config.max_tokens * cfg.hidden // config.lanes
     inputs = config.max_tokens if config.embedding == "device" else states

@@ -56,7 +56,7 @@ from tritium.hw.weights import JOB_STAGES
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
 from tritium.hw.memory.fabric import BoardPorts
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
-from .compiler import instruction_words, memory_plan, program_fields
+from .compiler import instruction_words, matrix_words, memory_plan, program_fields
 
 __all__ = ["KINDS", "CALIBRATION", "onchip_read_latency", "PortTiming", "port_timing",
            "InstructionEstimate", "RunEstimate", "estimate_run", "linear_cycles",
@@ -166,8 +166,8 @@ class PortTiming:
     is striped across several, :meth:`BoardPorts.latency`); either way plus the port
     registers on the unit's port and on the top's (``UNIT_PORT_LATENCY``). The TLMM's
     weights and the head come through a port ``weight_words`` bus words wide (1: the
-    units' port) at ``weight_bytes_per_cycle`` (``None``: ``bytes_per_cycle``), its first
-    word ``weight_latency`` cycles after its command."""
+    units' port) at ``weight_bytes_per_cycle``, its first word ``weight_latency`` cycles
+    after its command (not given: the units' port's rate and latency)."""
     memory: str
     implementation: str
     word_bytes: int
@@ -178,6 +178,15 @@ class PortTiming:
     weight_latency: int = None
     weight_bytes_per_cycle: Fraction = None
 
+    def __post_init__(self):
+        # What is not given is the units' port's own: the fields, not their readers,
+        # hold the defaults.
+        for name, default in (("write_bytes_per_cycle", self.bytes_per_cycle),
+                              ("weight_latency", self.latency),
+                              ("weight_bytes_per_cycle", self.bytes_per_cycle)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+
     @property
     def word_cycles(self) -> Fraction:
         """Cycles per bus word when words stream (at least one)."""
@@ -186,15 +195,14 @@ class PortTiming:
     @property
     def weight_word_cycles(self) -> Fraction:
         """Cycles per word of the weight port when words stream (at least one)."""
-        rate = self.weight_bytes_per_cycle or self.bytes_per_cycle
-        return max(Fraction(1), Fraction(self.word_bytes * self.weight_words) / rate)
+        return max(Fraction(1), Fraction(self.word_bytes * self.weight_words)
+                   / self.weight_bytes_per_cycle)
 
     @property
     def write_word_cycles(self) -> Fraction:
         """Cycles per bus word written: a striped port writes through its first port
-        alone (``write_bytes_per_cycle``; ``None``: as fast as it reads)."""
-        rate = self.write_bytes_per_cycle or self.bytes_per_cycle
-        return max(Fraction(1), Fraction(self.word_bytes) / rate)
+        alone (``write_bytes_per_cycle``; not given: as fast as it reads)."""
+        return max(Fraction(1), Fraction(self.word_bytes) / self.write_bytes_per_cycle)
 
 
 def port_timing(memory, config: AcceleratorConfig, port: int = 0,
@@ -283,7 +291,7 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
     tlmm, lanes = config.tlmm, config.lanes
     # The weights' port: the units' own, or the TLMM's wider one.
     w, port_bits = port.weight_word_cycles, config.data_width * port.weight_words
-    latency = port.latency if port.weight_latency is None else port.weight_latency
+    latency = port.weight_latency
     k = max(Fraction(1), Fraction(tlmm.tile.word_bits, port_bits) * w)
     feeder = max(1, tlmm.k_per_word // lanes)
     table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
@@ -370,8 +378,7 @@ def head_terms(config: AcceleratorConfig, port: PortTiming, k: int) -> dict:
     ``"head"`` (fitted on the tiny design with its memory on chip)."""
     codes = config.model.hidden // config.lanes
     n = config.weight_memory.data_width // 8
-    latency = port.latency if port.weight_latency is None else port.weight_latency
-    return dict(codes=codes, latency=max(0, latency - codes),
+    return dict(codes=codes, latency=max(0, port.weight_latency - codes),
                 words=head_words(config) * port.weight_word_cycles,
                 score=4 + (n - 1).bit_length(), results=k, pipeline=CALIBRATION["head"])
 
@@ -426,10 +433,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
                               bool(instr.get("flags", 0) & FLAG_ACCUMULATE))
         cycles = float(sum(terms.values()))
         terms = {name: float(value) for name, value in terms.items()}
-        # In bus words: the weight port's words are weight_port_words of them each.
-        port_bits = config.data_width * config.weight_port_words
-        read = (-(-chunks * blocks * config.tlmm.tile.word_bits // port_bits)
-                * config.weight_port_words)
+        read = matrix_words(config, chunks, blocks)
     elif op == "ATTEND":
         terms, read, written = _attend_terms(config, port, position, tokens)
         cycles, terms = _terms(**terms)

@@ -98,9 +98,7 @@ class PortStriper(wiring.Component):
                 or chunk_words >= 2 ** config.len_width):
             raise ValueError(f"chunk_words must be a power of two below "
                              f"2**{config.len_width}, not {chunk_words!r}")
-        if (not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1
-                or ratio & (ratio - 1)):
-            raise ValueError(f"ratio must be a power of two, not {ratio!r}")
+        client = config.widened(ratio)            # refuses a ratio not a power of two
         if chunk_words < ratio:
             raise ValueError(f"chunk_words ({chunk_words}) must be at least ratio ({ratio}): "
                              f"a chunk carries whole wide words")
@@ -112,7 +110,7 @@ class PortStriper(wiring.Component):
         self._buffer_words, self._chunks_in_flight = buffer_words, chunks_in_flight
         self._ratio = ratio
         super().__init__({
-            "client": In(MemoryPortSignature(config.widened(ratio))),
+            "client": In(MemoryPortSignature(client)),
             "memory": Out(MemoryPortSignature(config)).array(ports),
         })
 

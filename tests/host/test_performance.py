@@ -102,7 +102,7 @@ def test_no_run_beats_the_port_it_moves_its_bytes_through(config, memory):
     the weight port's, for all of them). (The rooflines of all of a board's ports may
     well be faster than the design, and are not asserted.)"""
     timing = port_timing(memory, config)
-    fastest = max(timing.bytes_per_cycle, timing.weight_bytes_per_cycle or 0)
+    fastest = max(timing.bytes_per_cycle, timing.weight_bytes_per_cycle)
     for position, tokens in ((0, config.max_tokens), (40, 1), (config.attention.capacity - 1, 1)):
         run = estimate_run(config, memory, position, tokens)
         assert run.cycles >= run.bytes_moved / fastest
