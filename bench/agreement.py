@@ -9,7 +9,9 @@ simulated ``tiny`` top, a prompt of ``--prompt`` tokens in runs of the token til
 ``--decode`` decode steps), simulated afresh unless ``--e2e`` names its JSON, and the
 recorded full-size simulations of ``--reports`` (default: ``docs/bench-layer-kv260.json``,
 one BitNet-0.7B layer from ``bench/layer.py``, and ``docs/bench-e2e-kv260.json``, the whole
-model from ``bench/e2e.py --config kv260 --memory kv260``, their ``-2p`` versions
+model from ``bench/e2e.py --config kv260 --memory kv260`` (and ``-int4``, with
+``--head-format int4``; both end with a decode step with the device's head), their
+``-2p`` versions
 recorded on two HP ports without a weight port and their ``-hp0`` versions on one,
 before the preset read through four, and
 ``docs/bench-layer-kv260-2b.json``, BitNet-2B-4T's layer on ``kv260-2b`` (and its
@@ -33,6 +35,7 @@ from tritium.hw.config import ACCELERATOR_PRESETS
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 REPORTS = (DOCS / "bench-layer-kv260.json", DOCS / "bench-e2e-kv260.json",
+           DOCS / "bench-e2e-kv260-int4.json",
            DOCS / "bench-layer-kv260-2p.json", DOCS / "bench-e2e-kv260-2p.json",
            DOCS / "bench-layer-kv260-hp0.json", DOCS / "bench-e2e-kv260-hp0.json",
            DOCS / "bench-layer-kv260-2b.json", DOCS / "bench-layer-kv260-2b-2p.json")

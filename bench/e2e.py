@@ -18,7 +18,11 @@ to the *derived* ideal of each instruction: a LINEAR's compute or weight-read bo
 ATTEND's key passes plus its input and output beats, a NORM's vectors in plus the last
 one's codes out (its codes need the vector's peak), a beat per cycle for GATE, LOAD and
 STORE. The gap is the cost of running the units one after another plus fetch and
-pipeline latency. Nothing is asserted: the numbers go to docs/performance.md.
+pipeline latency. On a design with the LM head on the device, one more decode step then
+runs the whole program with HEAD (``device_head``: its cycles and the head's words,
+its top-k checked against golden): the head unit at the model's full size.
+``--head-format int4`` runs the design with the int4 head. Nothing is asserted: the
+numbers go to docs/performance.md.
 """
 
 import argparse
@@ -35,7 +39,7 @@ from tritium.host.importers import load_model
 from tritium.host.model import Model
 from tritium.host.runtime import GoldenCheck, generate
 from tritium.host.sim_transport import BoardSimTransport, SimTransport
-from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
+from tritium.hw.config import ACCELERATOR_PRESETS, HEAD_FORMATS, MODEL_PRESETS
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
 from tritium.hw.control.isa import OPCODES
@@ -121,6 +125,18 @@ class MeasuredRuns:
         return self._run([token], "decode")[0]
 
 
+def measure_head(accelerator, check, token) -> dict:
+    """One decode step of ``token`` with the device's LM head: the run's cycles, its
+    HEAD's cycles and the head's words (weight-port words counted in bus words), and
+    whether its top-k equals the golden model's, rows and scores."""
+    position = accelerator.position
+    indices, scores = accelerator.prefill_top([token])
+    counters = accelerator.counters()
+    return {"position": position, "cycles": counters["cycles"],
+            "head_cycles": counters["head_cycles"], "head_words": counters["head_words"],
+            "matches_golden": check.top([token], indices, scores), "counters": counters}
+
+
 def open_model(source, config):
     """The model to run: ``tiny`` or a path through the importers, or a named shape
     (``MODEL_PRESETS``) without shipped weights as random weights."""
@@ -144,11 +160,13 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
         accelerator.load(model)
         loaded = time.perf_counter()
         ids = rng.integers(0, model.config.vocab_size, prompt).tolist()
-        measured = MeasuredRuns(accelerator, config, GoldenCheck(model))
+        check = GoldenCheck(model, config.head_weights)
+        measured = MeasuredRuns(accelerator, config, check)
         # The prompt, then ``decode`` decode steps: ``decode + 1`` generated tokens.
-        for _ in generate(measured, ids, decode + 1):
-            pass
+        tokens = list(generate(measured, ids, decode + 1))
         runs = measured.runs
+        device_head = (measure_head(accelerator, check, tokens[-1])
+                       if config.head == "device" else None)
     finished = time.perf_counter()
 
     def totals(kind):
@@ -168,16 +186,19 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
                 "projected_seconds_per_token": cycles / tokens / config.clock_hz}
 
     return {"kind": "simulated (cycle-accurate, Verilator); ideals derived",
-            "config": config.name, "embedding": config.embedding,
+            "config": config.name, "design": json.loads(config.to_json()),
+            "embedding": config.embedding,
             # Every run took the program without the LM head (its logits are the host's
-            # head on the hidden states, checked against golden), as a host-head design's.
-            "head": "host",
+            # head on the hidden states, checked against golden), as a host-head design's;
+            # device_head is the one run with the device's head after them.
+            "head": "host", "head_format": config.head_format, "device_head": device_head,
             "model": model.config.name, "clock_hz": config.clock_hz,
             "memory_model": memory_model.name if memory_model else "onchip (in the top)",
             "memory_ports": config.memory_ports if memory_model else 1,
             "weight_port_words": config.weight_port_words if memory_model else 1,
             "attention_lanes": config.attention_lanes,
-            "matches_golden": all(r["matches_golden"] for r in runs),
+            "matches_golden": all(r["matches_golden"] for r in runs)
+            and (device_head is None or device_head["matches_golden"]),
             "prefill": totals("prefill"), "decode": totals("decode"),
             "wall_seconds": {"build_or_cache": round(built - started, 1),
                              "load_model": round(loaded - built, 1),
@@ -195,9 +216,16 @@ def main(argv=None):
                         help="run on this board memory model (default: on-chip memory)")
     parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
     parser.add_argument("--decode", type=int, default=8, help="decode steps")
+    parser.add_argument("--head-format", choices=HEAD_FORMATS, default=None,
+                        help="the LM head's weights (default: the preset's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     config = ACCELERATOR_PRESETS[args.config]
+    if args.head_format is not None:
+        try:
+            config = config.with_head_format(args.head_format)
+        except ValueError as error:
+            parser.error(str(error))
     if args.memory is None and config.memory_words > ONCHIP_WORDS_LIMIT:
         parser.error(f"design {config.name!r} has {config.memory_words} words of memory, too "
                      f"many to simulate on chip: give --memory (e.g. --memory kv260)")
@@ -222,6 +250,11 @@ def main(argv=None):
                   f"{t['ideal_cycles'] / t['tokens']:.0f} ({t['fraction_of_ideal']:.1%} of "
                   f"the cycles), {t['projected_seconds_per_token'] * 1e3:.2f} ms/token at "
                   f"{config.clock_hz / 1e6:g} MHz")
+        head = report["device_head"]
+        if head is not None:
+            print(f"HEAD ({report['head_format']}) {head['head_cycles']} cycles for "
+                  f"{head['head_words']} words, {head['head_cycles'] / config.clock_hz * 1e3:.2f} "
+                  f"ms at {config.clock_hz / 1e6:g} MHz")
         print(f"matches golden: {report['matches_golden']}; wall {report['wall_seconds']}")
     return 0 if report["matches_golden"] else 1
 

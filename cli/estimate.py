@@ -1,10 +1,13 @@
 """``tritium estimate``: a model's speed on a board, from the analytic performance model
 (docs/performance.md)."""
 
+import dataclasses
+
 from tritium.boards import get_board
 from tritium.host.errors import InputError
 from .command import Command
-from .options import accelerator_config, add_board, output_file
+from .options import (accelerator_config, add_board, add_head_format, output_file,
+                      with_head_format)
 
 __all__ = ["EstimateCommand"]
 
@@ -44,6 +47,7 @@ class EstimateCommand(Command):
                             help="accelerator preset or config .json (default: the board's "
                                  "preset, or its units resized to the model if it cannot "
                                  "hold it)")
+        add_head_format(parser)
         parser.add_argument("--context", default=None,
                             help="decode contexts, comma-separated (default 64,512,1024,2048 "
                                  "up to the model's maximum)")
@@ -65,6 +69,7 @@ class EstimateCommand(Command):
             setup = board_setup(model, args.board_entry, config)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        setup = dataclasses.replace(setup, config=with_head_format(setup.config, args.head_format))
         limit = min(model.max_context, setup.config.attention.capacity)
         if args.contexts and max(args.contexts) > limit:
             raise InputError(f"--context {max(args.contexts)} is beyond the maximum context "

@@ -9,7 +9,7 @@ from tritium.boards import BOARDS, get_board
 from tritium.host.errors import InputError, TritiumError
 from .command import Command
 from .console import status
-from .options import accelerator_config, add_accelerator_config, add_board
+from .options import accelerator_config, add_accelerator_config, add_board, with_head_format
 
 __all__ = ["GenerateCommand", "BoardsCommand", "ReportCommand"]
 
@@ -40,14 +40,16 @@ class GenerateCommand(Command):
                 if getattr(args, flag):
                     raise InputError(f"--{flag.replace('_', '-')} needs --board "
                                      f"(one of {', '.join(BOARDS)})")
-            args.accelerator = accelerator_config(args.config or "tiny")
+            args.accelerator = with_head_format(accelerator_config(args.config or "tiny"),
+                                                args.head_format)
             return
         board = get_board(args.board)
         if args.no_estimate and not board.estimate:
             raise InputError(f"--no-estimate: board {board.name!r} has no resource estimate "
                              f"step to skip (boards with one: "
                              f"{', '.join(name for name, b in BOARDS.items() if b.estimate)})")
-        args.accelerator = accelerator_config(args.config or board.config)
+        args.accelerator = with_head_format(accelerator_config(args.config or board.config),
+                                            args.head_format)
 
     def run(self, args):
         if args.board is not None:

@@ -11,8 +11,8 @@ from tritium.boards import BOARDS
 from tritium.host.errors import InputError
 
 __all__ = ["add_model", "add_i2s_layout", "add_backend", "add_accelerator_config", "add_board",
-           "backend_help", "on_host", "accelerator_config", "device_config", "check_text",
-           "output_file"]
+           "add_head_format", "backend_help", "on_host", "accelerator_config", "device_config",
+           "with_head_format", "check_text", "output_file"]
 
 
 def add_model(parser, help="'tiny', or a .npz / .gguf file or a Hugging Face directory"):
@@ -60,6 +60,26 @@ def add_accelerator_config(parser, default_text: str) -> None:
                         help=f"accelerator preset ({', '.join(ACCELERATOR_PRESETS)}) or a "
                              f"config .json file as `tritium generate` writes (default: "
                              f"{default_text})")
+    add_head_format(parser)
+
+
+def add_head_format(parser) -> None:
+    from tritium.hw.config import HEAD_FORMATS
+    parser.add_argument("--head-format", default=None, choices=list(HEAD_FORMATS),
+                        help="the LM head's weights: int8 (a scale per row) or int4 (half "
+                             "the bytes, a scale per 64 hidden dims, less faithful: "
+                             "docs/numerics.md section 10); default: the config's")
+
+
+def with_head_format(config, head_format: str = None):
+    """``config`` with its LM head in ``head_format`` (``--head-format``,
+    :meth:`AcceleratorConfig.with_head_format`); ``config`` itself for ``None``."""
+    if head_format is None:
+        return config
+    try:
+        return config.with_head_format(head_format)
+    except ValueError as exc:
+        raise InputError(f"--head-format {head_format}: {exc}") from None
 
 
 def add_board(parser, required: bool, help: str) -> None:
@@ -98,12 +118,14 @@ def device_config(args):
     ignored."""
     from tritium.host.transports import transport_entry
     if on_host(args.backend):
-        if args.config is not None:
-            raise InputError(f"--config {args.config} applies only to device backends; "
-                             f"--backend {args.backend} computes on the host and has no "
-                             f"accelerator config")
+        for flag, value in (("--config", args.config), ("--head-format", args.head_format)):
+            if value is not None:
+                raise InputError(f"{flag} {value} applies only to device backends; "
+                                 f"--backend {args.backend} computes on the host and has no "
+                                 f"accelerator config")
         return None
-    return accelerator_config(args.config or transport_entry(args.backend).default_config)
+    config = accelerator_config(args.config or transport_entry(args.backend).default_config)
+    return with_head_format(config, args.head_format)
 
 
 def check_text(text: str, what: str) -> str:

@@ -82,7 +82,8 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
             with status(f"loading {model.config.name} onto {args.backend}"):
                 runner.load(model)
             # Without --no-check every run is compared with the golden model.
-            check = None if getattr(args, "no_check", False) else GoldenCheck(model)
+            check = None if getattr(args, "no_check", False) else GoldenCheck(
+                model, config.head_weights)
         else:
             with count_progress(f"preparing {model.config.name} on {args.backend}",
                                 "layers") as progress:
@@ -112,7 +113,8 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
         out.end(pieces[-1])
     result = {"model": model.config.name, "backend": args.backend}
     if on_device:
-        result.update({"config": config.name, "head": config.head})
+        result.update({"config": config.name, "head": config.head,
+                       "head_format": config.head_format})
     stop = "stop_string" if text.stopped else "eos" if ids[-1] in eos_ids else "max_tokens"
     result.update({"prompt": args.prompt, "prompt_tokens": len(prompt_ids),
                    "text": "".join(pieces), "tokens": ids, "stop": stop})

@@ -54,7 +54,7 @@ def main():
     config = ACCELERATOR_PRESETS[args.config]
     with Accelerator(config, open_transport(args.backend, config), timeout=600) as device:
         device.load(model)                              # weights travel once per model
-        check = GoldenCheck(model)                      # every run against the golden model
+        check = GoldenCheck(model, config.head_weights)  # every run against the golden model
         # Prefill in runs of up to max_tokens tokens, then one decode run per token.
         stream(device.generate(prompt, args.tokens, check, tokenizer.eos_ids), tokenizer,
                args.prompt)

@@ -482,7 +482,7 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
     image does not fit below the KV cache.
     """
     check_model(model, config)
-    qmodel = QuantizedModel(model)
+    qmodel = QuantizedModel(model, config.head_weights)
     cfg = config.model
     word_bytes = config.data_width // 8
     plan = memory_plan(config)

@@ -31,7 +31,7 @@ import zlib
 
 import numpy as np
 
-from tritium.hw.config import AcceleratorConfig, HeadConfig
+from tritium.hw.config import AcceleratorConfig
 from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
                                     REGISTERS, STATUS, WRITABLE_REGISTERS, design_opcodes)
 from tritium.hw.head_layout import head_layout_of
@@ -278,8 +278,8 @@ class DeviceModel:
         head_width = self.config.weight_memory.data_width
         codes, mantissas = unpack_head(
             self._memory_bytes(f["address"], head_layout_of(self.config).words * head_width // 8),
-            model.vocab_size, model.hidden, head_width)
-        head = QuantizedHead(HeadConfig("int8"), codes, mantissas, 0)
+            model.vocab_size, model.hidden, head_width, self.config.head_weights)
+        head = QuantizedHead(self.config.head_weights, codes, mantissas, 0)
         scores, rows = head_topk(head_scores(head, self._codes[0][tokens - 1:tokens]),
                                  f["beats"])
         entries = encode_top(rows[0], scores[0], self.config)

@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from tritium.sim.golden.model import GoldenModel, final_top
+from tritium.hw.config import HeadConfig
+from tritium.sim.golden.model import GoldenModel, QuantizedModel, final_top
 from tritium.sim.reference import LOGIT_ROWS, ReferenceModel
 from .errors import InputError
 
@@ -240,12 +241,14 @@ class GoldenCheck:
     token's, or the last token's if ``logits`` has one row for several ids. A device
     head's top-k goes to :meth:`top` instead.
 
-    Attributes: ``matches`` (every run so far equal), ``runs`` (each run's result),
-    ``seconds`` (the time the comparisons took, to tell them apart from the run's own).
+    ``head`` is the LM head's weight format (the device's ``config.head_weights``;
+    default int8). Attributes: ``matches`` (every run so far equal), ``runs`` (each run's
+    result), ``seconds`` (the time the comparisons took, to tell them apart from the
+    run's own).
     """
 
-    def __init__(self, model):
-        self.golden = GoldenModel(model)
+    def __init__(self, model, head: HeadConfig = None):
+        self.golden = GoldenModel(model, QuantizedModel(model, head))
         self.cache = self.golden.new_cache()
         self.runs = []
         self.seconds = 0.0

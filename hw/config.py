@@ -14,6 +14,7 @@ __all__ = ["kv_record_bits", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConf
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
            "TLMM_PRESETS", "tlmm_preset"]
 
+from .head_layout import head_layout_of
 from .numerics import EXPONENT_BITS, MANTISSA_BITS
 
 ACTIVATIONS = ("silu", "relu2")
@@ -533,11 +534,13 @@ class AcceleratorConfig:
     of the device table's values: 16 (Q3.12, the residual format's values in [-8, 8),
     which the lookup sign-extends exactly; half the bytes of 32) or 32 (the residual
     format itself, for a model whose embedding leaves that range). ``head`` says where
-    the final norm and the int8 LM head run: ``"device"`` (the HEAD instruction scores
+    the final norm and the LM head run: ``"device"`` (the HEAD instruction scores
     every vocabulary row on the head unit and returns the ``head_k`` best, so the host
     reads a token id, not a hidden state; docs/head.md) or ``"host"`` (the host reads the
     final hidden states and applies the head: for a board whose memory cannot hold the
-    head, the ULX3S).
+    head, the ULX3S). ``head_format`` is the head's weights wherever it runs: ``"int8"``
+    (the default: a scale per row) or ``"int4"`` (half the bytes, a scale per
+    ``head_group`` hidden dims, less faithful: docs/numerics.md section 10).
     """
     name: str
     model: ModelConfig
@@ -552,10 +555,12 @@ class AcceleratorConfig:
     embedding_bits: int = 16
     head: str = "device"
     head_k: int = 4
+    head_format: str = "int8"
+    head_group: int = 64
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
-                        "max_payload", "head_k", "weight_port_words")
+                        "max_payload", "head_k", "weight_port_words", "head_group")
         ratio = self.weight_port_words
         if ratio & (ratio - 1) or ratio > self.memory_ports or self.memory_ports % ratio:
             raise ValueError(f"weight_port_words must be a power of two that divides "
@@ -588,6 +593,7 @@ class AcceleratorConfig:
             raise ValueError(f"a 16-bit embedding table packs two beats per memory word: "
                              f"model {model.name!r}'s hidden = {model.hidden} must be a "
                              f"multiple of {2 * lanes}")
+        self.head_weights.check(model.hidden)           # validates the head's format too
         if self.head == "device":
             self._check_device_head()
         self.attention                                  # validates the attention shape
@@ -607,7 +613,21 @@ class AcceleratorConfig:
         if self.head_k > self.max_tokens * model.q_dim // self.lanes:
             raise ValueError(f"head_k = {self.head_k} top-k entries do not fit the "
                              f"scratchpad's QKV region")
-        HeadConfig("int8").check(model.hidden)
+        head_layout_of(self)                            # the format tiles the port's words
+
+    def with_head_format(self, head_format: str) -> "AcceleratorConfig":
+        """This design with its LM head in ``head_format``, named ``<name>-<format>``
+        (``ValueError`` if the head cannot take it); itself if the format is its own."""
+        if head_format == self.head_format:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}-{head_format}",
+                                   head_format=head_format)
+
+    @property
+    def head_weights(self) -> HeadConfig:
+        """The LM head's weight format (``head_format``, and ``head_group`` for int4),
+        on the device's head unit or on the host (docs/numerics.md section 10)."""
+        return HeadConfig(self.head_format, self.head_group)
 
     @property
     def lanes(self) -> int:

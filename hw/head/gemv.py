@@ -1,20 +1,22 @@
-"""The LM head's int8 GEMV with a running top-k (docs/head.md, docs/numerics.md section 10).
+"""The LM head's GEMV with a running top-k (docs/head.md, docs/numerics.md section 10).
 
-One job scores every row of the int8 head against one token's activation codes:
-``score_i = m_i * sum_j c_j q_ij``, exact, and returns the ``k`` best ``(index, score)``
-pairs, score descending, equal scores by index ascending (``head_topk``; the first is
-``head_argmax``). The head streams from memory in :class:`~tritium.hw.head_layout.HeadLayout`
-order, a word per cycle when the memory delivers one: each code word is multiplied
-against the matching word of codes held on chip, so a row costs its ``row_words``
-cycles and a block one more for its mantissa word.
+One job scores every row of the head (int8 or int4 codes, docs/head.md) against one
+token's activation codes, ``score_i = sum_g m_ig * sum_{j in g} c_j q_ij`` exact (int8:
+one group per row, ``m_i * sum_j c_j q_ij``), and returns the ``k`` best ``(index,
+score)`` pairs, score descending, equal scores by index ascending (``head_topk``; the
+first is ``head_argmax``). The head streams from memory in
+:class:`~tritium.hw.head_layout.HeadLayout` order, a word per cycle when the memory
+delivers one: each code word is multiplied against the matching word of codes held on
+chip, so a row costs its ``row_words`` cycles and a block its ``mantissa_words`` more.
 
 The pieces, in stream order: :class:`HeadReader` (read commands, block by block),
 :class:`CodesStore` (the token's codes), :class:`RowWalker` (tells mantissa words from
-code words and tags each code word with its row's end and mantissa), :class:`WordDot`
-(products and adder tree), :class:`RowScorer` (row sum, times the mantissa) and
-:class:`TopK`. Past the walker nothing ever stalls: the only back-pressure, on
-``result``, comes after the last row, so the pipeline is plain registers with a valid
-bit and its depth changes latency, never results.
+code words and tags each code word with its groups' mantissas and ends),
+:class:`WordDot` (products and an adder tree per group), :class:`GroupScorer` (group
+sums, times their mantissas, row sums) and :class:`TopK`. Past the walker nothing ever
+stalls: the only back-pressure, on ``result``, comes after the last row, so the
+pipeline is plain registers with a valid bit and its depth changes latency, never
+results.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal
@@ -24,25 +26,32 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..config import AcceleratorConfig
-from ..head_layout import MANTISSA_LANE_BITS, head_layout_of
+from ..head_layout import MANTISSA_LANE_BITS, HeadLayout, head_layout_of
 from ..layouts import code_beat_layout
 from ..memory.port import MemoryPortSignature, command_layout, read_data_layout
 
-__all__ = ["SCORE_BITS", "head_acc_bits", "head_job_layout",
+__all__ = ["SCORE_BITS", "group_sum_bits", "word_tag_layout", "head_job_layout",
            "head_result_layout", "HeadReader", "CodesStore", "RowWalker", "WordDot",
-           "RowScorer", "TopK", "HeadGEMV"]
+           "GroupScorer", "TopK", "HeadGEMV"]
 
-#: Signed width of a score on ``result``: |score| < 2**31 * 2**16 (docs/numerics.md 10).
+#: Signed width of a score and of a row's sum: |score| < 2**47 (docs/numerics.md 10).
 SCORE_BITS = 48
 
 _mantissa = unsigned(MANTISSA_LANE_BITS)
-_row_tag = data.StructLayout({"end": unsigned(1), "mantissa": _mantissa})
 
 
-def head_acc_bits(hidden: int) -> int:
-    """Signed width of a row's sum of ``hidden`` int8 x int8 products (any int8 codes,
-    so 128 * 128 per input): 26 bits at hidden 1536, within int32 up to 131,071."""
-    return (128 * 128 * hidden).bit_length() + 1
+def group_sum_bits(layout: HeadLayout) -> int:
+    """Signed width of one group's sum of int8 x code products (any codes the word can
+    hold: 128 * 2**(code_bits - 1) per input): 26 bits for an int8 row of 1536, 17 for
+    an int4 group of 64."""
+    return (128 * 2 ** (layout.code_bits - 1) * layout.group).bit_length() + 1
+
+
+def word_tag_layout(layout: HeadLayout) -> data.StructLayout:
+    """What travels with a code word down the pipeline: the mantissas of the groups it
+    meets, whether it ends a group (its sums are complete) and whether it ends a row."""
+    return data.StructLayout({"row_end": unsigned(1), "group_end": unsigned(1),
+                              "mantissas": data.ArrayLayout(_mantissa, layout.word_groups)})
 
 
 def head_job_layout(config: AcceleratorConfig) -> data.StructLayout:
@@ -58,7 +67,7 @@ def head_result_layout(config: AcceleratorConfig) -> data.StructLayout:
 
 
 class HeadReader(wiring.Component):
-    """Issue the read commands of a job's head: one per block (its mantissa word and its
+    """Issue the read commands of a job's head: one per block (its mantissa words and its
     rows' codes), cut into commands of at most ``max_words`` words. The head is
     contiguous, so the blocks' commands follow each other without gaps in addresses;
     each is presented while the memory still streams the one before.
@@ -89,7 +98,7 @@ class HeadReader(wiring.Component):
         m.d.comb += [command.valid.eq(block_left != 0),
                      command.payload.addr.eq(addr), command.payload.words.eq(words)]
         with m.If((block_left == 0) & (rows_left != 0)):
-            m.d.sync += [block_left.eq(1 + block_rows * layout.row_words),
+            m.d.sync += [block_left.eq(layout.mantissa_words + block_rows * layout.row_words),
                          rows_left.eq(rows_left - block_rows)]
         with m.If(command.valid & command.ready):
             m.d.sync += [addr.eq(addr + words), block_left.eq(block_left - words)]
@@ -99,13 +108,14 @@ class HeadReader(wiring.Component):
 
 
 class CodesStore(wiring.Component):
-    """The token's ``hidden`` activation codes, as words of the head's width.
+    """The token's ``hidden`` activation codes, as words of one head word's codes
+    (``codes_per_word`` int8 codes: the head word's width for int8, twice it for int4).
 
     While ``enable`` is high it takes ``hidden / lanes`` beats (their ``last`` is not
-    needed: the count is fixed) and writes beat ``b`` into lanes ``b % 4`` of word
-    ``b // 4`` (a word holds four beats: 32 bits per lane, 8 per code). Lanes past
-    ``hidden`` in the last word keep whatever they held: the head's padding codes are
-    zero, so they add nothing. ``read_data`` is word ``read_addr`` a cycle later.
+    needed: the count is fixed) and writes beat ``b`` into lanes ``b % per_word`` of word
+    ``b // per_word`` (32 bits per lane, 8 per code). Lanes past ``hidden`` in the last
+    word keep whatever they held: the head's padding codes are zero, so they add
+    nothing. ``read_data`` is word ``read_addr`` a cycle later.
 
     Members
     -------
@@ -129,7 +139,7 @@ class CodesStore(wiring.Component):
         m = Module()
         lanes, layout = self._config.lanes, self._layout
         beats, per_word = self._config.model.hidden // lanes, layout.codes_per_word // lanes
-        m.submodules.memory = memory = Memory(shape=unsigned(layout.data_width),
+        m.submodules.memory = memory = Memory(shape=unsigned(8 * layout.codes_per_word),
                                               depth=layout.row_words, init=[])
         write = memory.write_port(granularity=8 * lanes)
         read = memory.read_port()
@@ -149,11 +159,14 @@ class CodesStore(wiring.Component):
 
 
 class RowWalker(wiring.Component):
-    """Follow the head's words through its blocks: keep each block's mantissa word and
-    pass each code word on, registered, tagged with its row's end and mantissa.
+    """Follow the head's words through its blocks: keep each block's mantissa words and
+    pass each code word on, registered, tagged with the mantissas of the groups it meets
+    and whether it ends a group and a row (:func:`word_tag_layout`).
 
-    The row's mantissa travels with its words rather than being looked up at the end of
-    the pipeline: by then the next block's mantissa word may have replaced this one.
+    The mantissas are used in the order they are stored (row by row, group by group),
+    so they sit in a shift register that moves on by a word's groups after each word
+    that ends one. They travel with their words rather than being looked up at the end
+    of the pipeline: by then the next block's mantissa words may have replaced them.
     ``codes_addr`` is the code word's index in its row, for the codes store, whose read
     data arrives with the registered outputs.
 
@@ -162,7 +175,7 @@ class RowWalker(wiring.Component):
     start : ``In(1)`` loads ``rows``; rows : ``In``
     words : ``In(stream.Signature(read_data_layout(memory)))``, taken while ``enable``.
     codes_addr : ``Out(range(row_words))``
-    valid, weights, tag : ``Out``: a code word and its ``{end, mantissa}``.
+    valid, weights, tag : ``Out``: a code word and its :func:`word_tag_layout`.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -173,112 +186,167 @@ class RowWalker(wiring.Component):
             "enable": In(1),
             "codes_addr": Out(range(layout.row_words)),
             "valid": Out(1),
-            "weights": Out(data.ArrayLayout(signed(8), layout.codes_per_word)),
-            "tag": Out(_row_tag),
+            "weights": Out(data.ArrayLayout(signed(layout.code_bits), layout.codes_per_word)),
+            "tag": Out(word_tag_layout(layout)),
         })
 
     def elaborate(self, platform):
         m = Module()
         layout = self._layout
-        mantissas = Signal(data.ArrayLayout(_mantissa, layout.block_rows))
-        word, lane = Signal(range(layout.row_words)), Signal(range(layout.block_rows))
+        lane_bits = MANTISSA_LANE_BITS
+        mantissas = Signal(layout.mantissa_words * layout.data_width)
+        word, row = Signal(range(layout.row_words)), Signal(range(layout.block_rows))
+        group_word = Signal(range(layout.group_words))
         rows_left = Signal.like(self.rows)
-        need_mantissa = Signal(init=1)          # the block's first word is next
+        loaded = Signal(range(layout.mantissa_words + 1))   # the block's mantissa words so far
+        loading = loaded != layout.mantissa_words
         take = self.words.valid & self.words.ready
         row_end = word == layout.row_words - 1
+        group_end = row_end | (group_word == layout.group_words - 1)
+        # A row's last word may be part padding: it moves on by the row's remaining groups.
+        last_groups = layout.groups - (layout.row_words - 1) * layout.word_groups \
+            if layout.word_groups > 1 else 1
+        shifted = Mux(row_end, mantissas >> (lane_bits * last_groups),
+                      mantissas >> (lane_bits * layout.word_groups))
         m.d.comb += [self.words.ready.eq(self.enable), self.codes_addr.eq(word)]
-        m.d.sync += [self.valid.eq(take & ~need_mantissa),
+        m.d.sync += [self.valid.eq(take & ~loading),
                      self.weights.eq(self.words.payload.data),
-                     self.tag.end.eq(row_end), self.tag.mantissa.eq(mantissas[lane])]
-        with m.If(take & need_mantissa):
-            m.d.sync += [mantissas.eq(self.words.payload.data), need_mantissa.eq(0)]
+                     self.tag.row_end.eq(row_end), self.tag.group_end.eq(group_end),
+                     self.tag.mantissas.eq(mantissas)]
+        with m.If(take & loading):
+            m.d.sync += [mantissas.word_select(loaded, layout.data_width)
+                         .eq(self.words.payload.data), loaded.eq(loaded + 1)]
         with m.Elif(take):
-            m.d.sync += word.eq(word + 1)
+            m.d.sync += [word.eq(word + 1), group_word.eq(group_word + 1)]
+            with m.If(group_end):
+                m.d.sync += [group_word.eq(0), mantissas.eq(shifted)]
             with m.If(row_end):
-                m.d.sync += [word.eq(0), lane.eq(lane + 1), rows_left.eq(rows_left - 1)]
-                with m.If((lane == layout.block_rows - 1) | (rows_left == 1)):
-                    m.d.sync += [lane.eq(0), need_mantissa.eq(1)]
+                m.d.sync += [word.eq(0), row.eq(row + 1), rows_left.eq(rows_left - 1)]
+                with m.If((row == layout.block_rows - 1) | (rows_left == 1)):
+                    m.d.sync += [row.eq(0), loaded.eq(0)]
         with m.If(self.start):
-            m.d.sync += [rows_left.eq(self.rows), word.eq(0), lane.eq(0), need_mantissa.eq(1)]
+            m.d.sync += [rows_left.eq(self.rows), word.eq(0), row.eq(0), group_word.eq(0),
+                         loaded.eq(0)]
         return m
 
 
 class WordDot(wiring.Component):
-    """The dot product of one word of ``n`` int8 weights with ``n`` int8 codes, pipelined:
-    a register after the products and after every level of the adder tree, so the
-    latency is ``1 + ceil(log2(n))`` cycles; ``tag`` travels alongside.
+    """The dot products of one word of ``n`` weight codes (``code_bits`` bits, signed)
+    with ``n`` int8 codes, one per group of ``n / groups`` consecutive codes, pipelined: a
+    register after the products and after every level of the adder trees, so the
+    latency is ``1 + ceil(log2(n / groups))`` cycles; ``tag`` travels alongside.
 
-    The ``n`` (= ``data_width / 8``, 32 at 8 lanes) 8 x 8 products are the unit's
-    multipliers: yosys maps each to a DSP (a MULT18X18D on the ECP5, a DSP48E2 on the
-    KV260); the sums are carry chains.
+    The ``n`` (= ``codes_per_word``: 64 int8 or 128 int4 on a 512-bit port) products are
+    the unit's multipliers: yosys maps each to a DSP (a MULT18X18D on the ECP5, a
+    DSP48E2 on the KV260); the sums are carry chains.
 
     Members
     -------
-    valid, weights, codes, tag : ``In``; out_valid, sum, out_tag : ``Out``
+    valid, weights, codes, tag : ``In``; out_valid, sums, out_tag : ``Out``
     """
 
-    def __init__(self, n: int, tag_shape):
-        self._n = n
-        self.latency = 1 + (n - 1).bit_length()
-        operands = data.ArrayLayout(signed(8), n)
+    def __init__(self, n: int, code_bits: int, groups: int, tag_shape):
+        if n % groups:
+            raise ValueError(f"{groups} groups do not divide a word of {n} codes")
+        self._n, self._groups = n, groups
+        self._product_bits = 8 + code_bits
+        self.latency = 1 + (n // groups - 1).bit_length()
+        self.sum_bits = self._product_bits + self.latency - 1
         super().__init__({
-            "valid": In(1), "weights": In(operands), "codes": In(operands), "tag": In(tag_shape),
-            "out_valid": Out(1), "sum": Out(signed(16 + self.latency - 1)),
+            "valid": In(1), "weights": In(data.ArrayLayout(signed(code_bits), n)),
+            "codes": In(data.ArrayLayout(signed(8), n)), "tag": In(tag_shape),
+            "out_valid": Out(1),
+            "sums": Out(data.ArrayLayout(signed(self.sum_bits), groups)),
             "out_tag": Out(tag_shape),
         })
 
     def elaborate(self, platform):
         m = Module()
-        level = [Signal(signed(16), name=f"product_{j}") for j in range(self._n)]
-        m.d.sync += [p.eq(self.weights[j] * self.codes[j]) for j, p in enumerate(level)]
+        width = self._product_bits
+        products = [Signal(signed(width), name=f"product_{j}") for j in range(self._n)]
+        m.d.sync += [p.eq(self.weights[j] * self.codes[j]) for j, p in enumerate(products)]
+        size = self._n // self._groups
+        levels = [products[g * size:(g + 1) * size] for g in range(self._groups)]
         valid, tag = Signal(), Signal.like(self.tag)
         m.d.sync += [valid.eq(self.valid), tag.eq(self.tag)]
         depth = 0
-        while len(level) > 1:
+        while len(levels[0]) > 1:
             depth += 1
-            pairs = [level[j:j + 2] for j in range(0, len(level), 2)]
-            level = [Signal(signed(16 + depth), name=f"sum_{depth}_{j}")
-                     for j in range(len(pairs))]
-            m.d.sync += [s.eq(sum(pair)) for s, pair in zip(level, pairs)]
+            next_levels = []
+            for g, level in enumerate(levels):
+                pairs = [level[j:j + 2] for j in range(0, len(level), 2)]
+                sums = [Signal(signed(width + depth), name=f"sum_{g}_{depth}_{j}")
+                        for j in range(len(pairs))]
+                m.d.sync += [s.eq(sum(pair)) for s, pair in zip(sums, pairs)]
+                next_levels.append(sums)
+            levels = next_levels
             next_valid, next_tag = Signal(), Signal.like(self.tag)
             m.d.sync += [next_valid.eq(valid), next_tag.eq(tag)]
             valid, tag = next_valid, next_tag
-        m.d.comb += [self.out_valid.eq(valid), self.sum.eq(level[0]), self.out_tag.eq(tag)]
+        m.d.comb += [self.out_valid.eq(valid), self.out_tag.eq(tag),
+                     *(self.sums[g].eq(level[0]) for g, level in enumerate(levels))]
         return m
 
 
-class RowScorer(wiring.Component):
-    """Sum a row's word sums, then multiply the row's sum by its mantissa: the exact
-    score two cycles after the row's last word sum (one register for the sum, one for
-    the product; the product is ``acc_bits`` x 17 bits signed, one 27 x 18 DSP48 at
-    hidden 1536, whose pipeline registers these are).
+class GroupScorer(wiring.Component):
+    """Turn a row's word sums into its exact score: sum each group's word sums (a group
+    that spans words), multiply each finished group sum by its mantissa, and add a row's
+    products; the score is three cycles after the row's last word sums (a register for
+    the group sums, one for the products, one for the row sum). The products are
+    ``group_bits`` x 17 bits signed: one 27 x 18 DSP48 each for an int8 row of 1536
+    codes or an int4 group.
 
     Members
     -------
-    clear : ``In(1)``; valid, partial, tag : ``In``; out_valid, score : ``Out``
+    clear : ``In(1)``; valid, partials, tag : ``In``; out_valid, score : ``Out``
     """
 
-    def __init__(self, partial_bits: int, acc_bits: int):
-        self._acc_bits = acc_bits
+    def __init__(self, layout: HeadLayout, partial_bits: int):
+        self._layout = layout
+        self._group_bits = group_sum_bits(layout)
+        tag = word_tag_layout(layout)
         super().__init__({
-            "clear": In(1), "valid": In(1), "partial": In(signed(partial_bits)),
-            "tag": In(_row_tag),
+            "clear": In(1), "valid": In(1),
+            "partials": In(data.ArrayLayout(signed(partial_bits), layout.word_groups)),
+            "tag": In(tag),
             "out_valid": Out(1), "score": Out(signed(SCORE_BITS)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        acc, row_sum = Signal(signed(self._acc_bits)), Signal(signed(self._acc_bits))
-        mantissa, row_done = Signal(_mantissa), Signal()
-        m.d.sync += [row_done.eq(self.valid & self.tag.end),
-                     self.out_valid.eq(row_done), self.score.eq(row_sum * mantissa)]
-        with m.If(self.valid & self.tag.end):
-            m.d.sync += [row_sum.eq(acc + self.partial), mantissa.eq(self.tag.mantissa),
-                         acc.eq(0)]
-        with m.Elif(self.valid):
-            m.d.sync += acc.eq(acc + self.partial)
+        groups, spans = self._layout.word_groups, self._layout.group_words > 1
+        group_sums = [Signal(signed(self._group_bits), name=f"group_sum_{g}")
+                      for g in range(groups)]
+        products = [Signal(signed(SCORE_BITS), name=f"product_{g}") for g in range(groups)]
+        mantissas = Signal.like(self.tag.mantissas)
+        summed, summed_row_end = Signal(), Signal()      # group sums are complete
+        multiplied, multiplied_row_end = Signal(), Signal()
+        row_sum = Signal(signed(SCORE_BITS))
+        m.d.sync += [summed.eq(self.valid & self.tag.group_end),
+                     summed_row_end.eq(self.valid & self.tag.row_end),
+                     mantissas.eq(self.tag.mantissas),
+                     multiplied.eq(summed), multiplied_row_end.eq(summed_row_end),
+                     *(product.eq(group_sum * mantissas[g])
+                       for g, (product, group_sum) in enumerate(zip(products, group_sums))),
+                     self.out_valid.eq(multiplied_row_end)]
+        if spans:                   # a group's words: accumulate until its last
+            for g, (total, partial) in enumerate(zip(group_sums, self.partials)):
+                running = Signal.like(total, name=f"running_{g}")
+                with m.If(self.valid & self.tag.group_end):
+                    m.d.sync += [total.eq(running + partial), running.eq(0)]
+                with m.Elif(self.valid):
+                    m.d.sync += running.eq(running + partial)
+                with m.If(self.clear):
+                    m.d.sync += running.eq(0)
+        else:
+            m.d.sync += [total.eq(partial) for total, partial in zip(group_sums, self.partials)]
+        total = row_sum + sum(products)
+        with m.If(multiplied):
+            m.d.sync += row_sum.eq(Mux(multiplied_row_end, 0, total))
+            with m.If(multiplied_row_end):
+                m.d.sync += self.score.eq(total)
         with m.If(self.clear):
-            m.d.sync += acc.eq(0)
+            m.d.sync += row_sum.eq(0)
         return m
 
 
@@ -327,8 +395,8 @@ class TopK(wiring.Component):
 
 
 class HeadGEMV(wiring.Component):
-    """Score a token's activation codes against the int8 LM head in memory and return
-    the top ``k`` rows.
+    """Score a token's activation codes against the LM head in memory (the design's
+    ``head_format``) and return the top ``k`` rows.
 
     A job takes the head's ``base`` word address and ``rows`` (1 .. vocabulary; at least
     ``k`` for ``k`` entries, else ``rows`` entries; a job of no rows takes its codes and
@@ -363,9 +431,6 @@ class HeadGEMV(wiring.Component):
                 or not 1 <= max_read_words <= longest):
             raise ValueError(f"max_read_words must be from 1 to {longest}, "
                              f"not {max_read_words!r}")
-        if head_acc_bits(config.model.hidden) > 32:
-            raise ValueError(f"the int8 head's int32 row sums take at most 131,071 inputs, "
-                             f"not {config.model.hidden}")
         self._config, self._k, self._max_read_words = config, k, max_read_words
         super().__init__({
             "job": In(stream.Signature(head_job_layout(config))),
@@ -385,8 +450,9 @@ class HeadGEMV(wiring.Component):
         m.submodules.reader = reader = HeadReader(cfg, self._max_read_words)
         m.submodules.store = store = CodesStore(cfg)
         m.submodules.walker = walker = RowWalker(cfg)
-        m.submodules.dot = dot = WordDot(layout.codes_per_word, _row_tag)
-        m.submodules.scorer = scorer = RowScorer(len(dot.sum), head_acc_bits(cfg.model.hidden))
+        m.submodules.dot = dot = WordDot(layout.codes_per_word, layout.code_bits,
+                                         layout.word_groups, word_tag_layout(layout))
+        m.submodules.scorer = scorer = GroupScorer(layout, dot.sum_bits)
         m.submodules.topk = topk = TopK(cfg, self._k)
         rows, start = Signal.like(self.job.payload.rows), Signal()
         connect(m, reader.read_cmd, flipped(self.memory.read_cmd))
@@ -400,7 +466,7 @@ class HeadGEMV(wiring.Component):
             store.read_addr.eq(walker.codes_addr),
             dot.valid.eq(walker.valid), dot.weights.eq(walker.weights),
             dot.codes.eq(store.read_data), dot.tag.eq(walker.tag),
-            scorer.valid.eq(dot.out_valid), scorer.partial.eq(dot.sum),
+            scorer.valid.eq(dot.out_valid), scorer.partials.eq(dot.sums),
             scorer.tag.eq(dot.out_tag),
             topk.insert.eq(scorer.out_valid), topk.score.eq(scorer.score),
             self.result.payload.index.eq(topk.entries[0].index),

@@ -13,6 +13,7 @@ from tritium.host.sim_transport import SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.head_layout import HeadLayout
 from tritium.sim.golden.model import GoldenModel, final_top
+from tritium.sim.testing.bench_scripts import load_bench
 
 # About 15 s of simulation once the simulator is built (shared with test_top_sim.py).
 pytestmark = pytest.mark.cosim
@@ -64,6 +65,20 @@ def test_the_device_head_returns_the_golden_top_k():
         hidden, vocab = TINY.model.hidden, TINY.model.vocab_size
         assert counters["head_words"] == HeadLayout(vocab, hidden, TINY.data_width).words
         assert counters["head_cycles"] >= counters["head_words"]
+
+
+def test_the_e2e_bench_times_the_device_head(capsys):
+    """bench/e2e.py on the tiny design: every run and the closing decode step with the
+    device head match golden; that step's HEAD read the whole head once, a word a cycle
+    at most."""
+    status = load_bench("e2e").main(["--prompt", "9", "--decode", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["matches_golden"] and report["head_format"] == "int8"
+    head = report["device_head"]
+    assert head["matches_golden"] and head["position"] == 9 + 2
+    assert head["head_words"] == HeadLayout(TINY.model.vocab_size, TINY.model.hidden,
+                                            TINY.data_width).words
+    assert head["head_words"] <= head["head_cycles"] < head["cycles"]
 
 
 def test_demo_runs_on_the_simulated_hardware(capsys):

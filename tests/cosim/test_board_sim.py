@@ -21,9 +21,9 @@ from tritium.host.importers import load_model
 from tritium.host.model import Model
 from tritium.host.sim_transport import BoardSimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.head_layout import HeadLayout
+from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory_model import MEMORY_MODELS
-from tritium.sim.golden.model import GoldenModel, final_top
+from tritium.sim.golden.model import GoldenModel, QuantizedModel, final_top
 from tritium.sim.testing.bench_scripts import load_bench
 
 pytestmark = pytest.mark.cosim
@@ -78,15 +78,18 @@ def test_layer_bench_refuses_a_model_the_design_cannot_hold(capsys):
     assert error.count("\n") == 1
 
 
-def test_the_weight_port_carries_the_linears_and_the_head_bit_exact():
+@pytest.mark.parametrize("head_format", ["int8", "int4"])
+def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format):
     """The whole tiny model on the kv260 preset's memory arrangement (four HP ports of the
-    KV260 memory model, a 512-bit weight port beside the units' port): a 12-token prompt
-    and greedy decode steps return the golden model's top-k, and the TLMM and the head
-    read all their words through the weight port (counted in bus words)."""
-    config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], memory_ports=4,
-                                 weight_port_words=2)
+    KV260 memory model, a 512-bit weight port beside the units' port), with either head
+    format (int4: 128 codes a word in two groups, as the kv260 preset's int4 head): a
+    12-token prompt and greedy decode steps return the golden model's top-k, and the
+    TLMM and the head read all their words through the weight port (counted in bus
+    words)."""
+    config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], name=f"tiny-{head_format}",
+                                 memory_ports=4, weight_port_words=2, head_format=head_format)
     model = load_model("tiny")
-    golden = GoldenModel(model)
+    golden = GoldenModel(model, QuantizedModel(model, config.head_weights))
     cache = golden.new_cache()
     ids = np.random.default_rng(5).integers(0, 256, 12).tolist()
     transport = BoardSimTransport(config, MEMORY_MODELS["kv260"])
@@ -98,7 +101,8 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact():
             assert np.array_equal(indices, want[0]) and np.array_equal(scores, want[1]), step
             ids = [int(indices[0])]
         counters = accelerator.counters()
-    head = HeadLayout(config.model.vocab_size, config.model.hidden, 512)
+    head = head_layout_of(config)
+    assert head.data_width == 512 and head.code_bits == {"int8": 8, "int4": 4}[head_format]
     assert counters["head_words"] == 2 * head.words
     matrices = sum(words for name, (_, words) in compiled.placement.items()
                    if name.split(".")[-1].startswith("w"))

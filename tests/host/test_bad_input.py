@@ -265,6 +265,25 @@ def test_config_on_a_host_backend(capsys, model_file, backend):
                           match="--config tiny applies only to device backends")
 
 
+def test_head_format_on_a_host_backend(capsys, model_file):
+    assert_one_line_error(capsys, "run", "--model", model_file, "--prompt", "x",
+                          "--backend", "golden", "--head-format", "int4",
+                          match="--head-format int4 applies only to device backends")
+
+
+def test_a_head_format_the_config_cannot_take(capsys, tmp_path):
+    """tiny with int8 groups of 48 is a valid config (the int8 head has no groups); its
+    int4 head is not: 48 does not divide the hidden size of 128."""
+    config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], head_group=48)
+    path = tmp_path / "config.json"
+    path.write_text(config.to_json())
+    assert_one_line_error(capsys, "generate", "--config", str(path), "--head-format", "int4",
+                          "-o", str(tmp_path / "out"),
+                          match="--head-format int4: an int4 LM head's group (48) must "
+                                "divide the hidden size (128)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_on_a_host_backend_needs_no_config(capsys):
     assert main(["demo", "--backend", "golden", "-n", "2"]) == 0
     capsys.readouterr()

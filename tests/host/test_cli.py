@@ -43,6 +43,16 @@ def test_run_on_the_device_model_claims_no_cycles(capsys):
     assert "0 cycles" not in err
 
 
+def test_run_with_the_int4_head_on_the_device_model(capsys):
+    """--head-format int4: the tiny design with its head in int4 ('tiny-int4'); every
+    top-k, rows and integer scores, matches the golden model's with the same head."""
+    code, out, err = run_cli(capsys, "run", "--model", "tiny", "--prompt", "Hi", "-n", 4,
+                             "--backend", "model", "--head-format", "int4", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["config"] == "tiny-int4" and result["head_format"] == "int4"
+    assert result["matches_golden"] is True
+
+
 def test_run_without_the_check_reads_the_argmax_alone(capsys):
     """--no-check: the same tokens as the golden backend, no golden comparison claimed,
     and a decode token's link traffic is the id's WRITE, RUN and one word read (under

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.config import ACCELERATOR_PRESETS, HeadConfig
 from tritium.hw.control.isa import FLAG_ONE_TOKEN, STATUS
 from tritium.host.compiler import encode_instruction, instruction_words
 from tritium.host.device_model import DeviceModel
@@ -20,12 +20,13 @@ TINY_HOST_EMBEDDING = dataclasses.replace(TINY, name="tiny-host-embedding", embe
 
 # -- the packed head, read back --------------------------------------------------------
 
+@pytest.mark.parametrize("head", [HeadConfig(), HeadConfig("int4", 4)], ids=["int8", "int4"])
 @pytest.mark.parametrize("data_width", [64, 256])
-def test_unpack_head_inverts_pack_head(data_width):
-    """37 rows: a short last block at both widths (4 and 16 rows a block); 44 codes: a
-    padded last word of every row."""
-    qhead = quantize_head(np.random.default_rng(3).standard_normal((37, 44)))
-    codes, mantissas = unpack_head(pack_head(qhead, data_width), 37, 44, data_width)
+def test_unpack_head_inverts_pack_head(data_width, head):
+    """37 rows: a short last block at both widths; 44 codes: a padded last word of every
+    row; int4 codes -7 .. 7 two a byte and 11 mantissas a row."""
+    qhead = quantize_head(np.random.default_rng(3).standard_normal((37, 44)), head)
+    codes, mantissas = unpack_head(pack_head(qhead, data_width), 37, 44, data_width, head)
     assert codes.dtype == np.int8 and mantissas.dtype == np.int64
     assert np.array_equal(codes, qhead.codes) and np.array_equal(mantissas, qhead.mantissas)
 

@@ -56,6 +56,27 @@ def test_the_table_names_every_part_and_its_label(capsys):
     assert "memory roofline, 4 ports (13.33 GB/s)" in out and "2 ports" not in out
 
 
+@pytest.mark.parametrize("model", ["bitnet-b1.58-large", "bitnet-b1.58-2b-4t"])
+def test_the_int4_head_halves_the_heads_time(capsys, model):
+    """--head-format int4: the board's design with the int4 head (named for it); the
+    device head's time is its bytes at the same rate, so a little over half the int8
+    head's (the mantissas of every 64 codes), and nothing else changes."""
+    times = {}
+    for head in ("int8", "int4"):
+        code, out, _ = run_cli(capsys, "estimate", "--model", model, "--board", "kv260",
+                               "--context", "64", "--head-format", head, "--json")
+        assert code == 0
+        result = json.loads(out)
+        assert result["config"].endswith("-int4") == (head == "int4")
+        parts = result["decode"][0]["parts"]
+        times[head] = {part: figure["seconds"] for part, figure in parts.items()}
+        assert any(("int4 weights, a scale per 64 dims" in note) == (head == "int4")
+                   and "runs on the device" in note for note in result["notes"])
+    assert 0.5 < times["int4"]["head"] / times["int8"]["head"] < 0.55
+    assert {p: t for p, t in times["int4"].items() if p != "head"} == \
+        {p: t for p, t in times["int8"].items() if p != "head"}
+
+
 def test_json_is_one_object_with_the_requested_contexts(capsys):
     code, out, _ = run_cli(capsys, "estimate", "--model", "tiny", "--board", "ulx3s-85f",
                            "--context", "1,100,256", "--json")

@@ -190,14 +190,19 @@ def test_the_head_scores_the_last_token_only_and_returns_k_beats():
     more = dataclasses.replace(TINY, head_k=TINY.head_k + 3)
     assert head_of(estimate_run(more, "kv260", 0, 1)).cycles == one.cycles + 3
     # Its fixed part: the codes (hidden / lanes beats) hide the memory's latency at the
-    # kv260 shape, and the score pipeline is 4 + log2(64 codes per word) cycles; its
+    # kv260 shape, and the score pipeline is 5 + log2(64 codes per word) cycles; its
     # 512-bit words (the weight port's: 1001 mantissa words and 24 per row) come at the
-    # four HP ports' rate.
+    # four HP ports' rate. The int4 head: 408,027 words (8,001 blocks of 3 mantissa words,
+    # 12 words a row) and a tree of 64 codes per group, so the same score pipeline.
     four_ports = MEMORY_MODELS["kv260"].sustained_bytes_per_cycle(4, 250e6, 32)
     assert HeadLayout(LARGE.vocab_size, LARGE.hidden, 512).words == 1001 + 32_002 * 24
     assert head_of(estimate_run(KV260, "kv260", 63, 1)).terms == pytest.approx(
-        {"codes": 192, "latency": 0, "words": 769_049 * 64 / four_ports, "score": 10,
+        {"codes": 192, "latency": 0, "words": 769_049 * 64 / four_ports, "score": 11,
          "results": KV260.head_k, "pipeline": CALIBRATION["head"]})
+    int4 = KV260.with_head_format("int4")
+    assert head_of(estimate_run(int4, "kv260", 63, 1)).terms == pytest.approx(
+        {"codes": 192, "latency": 0, "words": (8_001 * 3 + 32_002 * 12) * 64 / four_ports,
+         "score": 11, "results": KV260.head_k, "pipeline": CALIBRATION["head"]})
 
 
 @pytest.mark.parametrize("tokens", [1, 5, 8])
@@ -264,8 +269,16 @@ def test_the_kv260_projection_runs_no_head_on_the_host():
     assert any("runs no LM head on the host" in note for note in result["notes"])
 
 
-def test_the_recorded_reports_ran_a_host_head():
-    assert all(case.config.head == "host" for case in RECORDED)
+def test_the_recorded_reports_ran_a_host_head_but_their_closing_head_run():
+    """The runs of the recorded reports took the program without the head; only the
+    e2e reports' closing decode step with HEAD ran the design's own (device) head, in
+    the format the report names."""
+    for case in RECORDED:
+        with_head = "with HEAD" in case.name
+        assert case.config.head == ("device" if with_head else "host"), case.name
+        if with_head:
+            assert case.config.head_format in case.name
+    assert sum("with HEAD" in case.name for case in RECORDED) >= 3   # tiny, kv260, int4
     report = {"config": "tiny", "runs": [{"kind": "decode", "position": 3, "tokens": 1,
                                           "counters": {}}]}
     assert report_cases(report)[0].config.head == "host"
