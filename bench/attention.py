@@ -99,7 +99,7 @@ def main(argv=None):
                         help="model shape (default: the preset's)")
     parser.add_argument("--lanes", type=int, default=None, help="default: the preset's")
     parser.add_argument("--dims", type=int, default=None,
-                        help="dims_per_cycle (default: the preset's lanes)")
+                        help="dims_per_cycle (default: the preset's attention_dims)")
     parser.add_argument("--prefill", type=int, nargs="*", default=[64, 128])
     parser.add_argument("--decode", type=int, nargs="*", default=[128, 512, 2048],
                         help="contexts (keys attended, including the new token)")
@@ -117,7 +117,8 @@ def main(argv=None):
     memory, max_queries = preset.memory, preset.max_tokens
     try:
         cfg = AttentionConfig.for_model(model, lanes=args.lanes or preset.attention_lanes,
-                                        dims_per_cycle=args.dims or preset.lanes)
+                                        dims_per_cycle=args.dims or preset.attention.dims_per_cycle,
+                                        io_lanes=preset.lanes)
         harness = AttentionHarness(model, cfg, memory, max_queries,
                                    board=(memory_model, preset.clock_hz))
     except ValueError as error:

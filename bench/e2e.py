@@ -57,14 +57,16 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
     name = NAMES[instruction["opcode"]]
     if name == "LINEAR":
         compute = instruction["beats"] * instruction["blocks"] * tokens    # one (kb, p, rb) per cycle
+        # The weight stream's words at one a cycle of the port it takes (the weight
+        # port's, on a design with one).
         words = -(-instruction["beats"] * instruction["blocks"]
-                  * config.tlmm.tile.word_bits // config.data_width)
+                  * config.tlmm.tile.word_bits // config.weight_memory.data_width)
         return max(compute, words)
     if name == "ATTEND":
         a = config.attention
-        beats = a.beats_per_key
-        return (sum(pass_key_counts(a, position, tokens)) * beats
-                + tokens * (a.heads + 2 * a.kv_heads) * beats + tokens * a.heads * beats)
+        io_beats = a.io_beats_per_head
+        return (sum(pass_key_counts(a, position, tokens)) * a.beats_per_key
+                + tokens * (a.heads + 2 * a.kv_heads) * io_beats + tokens * a.heads * io_beats)
     if name == "NORM":
         # The block's own bound: a vector's codes need its peak, so they leave after its
         # last beat is in (docs/elementwise.md); the next vector comes in meanwhile.

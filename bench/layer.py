@@ -115,6 +115,11 @@ def main(argv=None):
     parser.add_argument("--weight-port-words", type=int, default=None,
                         help="bus words per word of the TLMM's own weight port, 1 for none "
                              "(default: the preset's weight_port_words, at most --ports)")
+    parser.add_argument("--attention-lanes", type=int, default=None,
+                        help="the attention unit's lanes (default: the preset's)")
+    parser.add_argument("--attention-dims", type=int, default=None,
+                        help="dimensions per cycle of each attention lane, a power-of-two "
+                             "multiple of the preset's lanes (default: the preset's)")
     parser.add_argument("--contexts", default="64,512,1024,2048",
                         help="decode contexts, comma-separated (default: 64,512,1024,2048)")
     parser.add_argument("--prefill", type=int, default=None,
@@ -135,6 +140,9 @@ def main(argv=None):
                 weight_port_words=min(preset.weight_port_words, args.ports))
         if args.weight_port_words is not None:
             preset = dataclasses.replace(preset, weight_port_words=args.weight_port_words)
+        for name in ("attention_lanes", "attention_dims"):
+            if getattr(args, name) is not None:
+                preset = dataclasses.replace(preset, **{name: getattr(args, name)})
         config, model_config = layer_slice(preset, MODEL_PRESETS[args.model])
         contexts = sorted(int(c) for c in args.contexts.split(","))
     except ValueError as error:

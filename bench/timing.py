@@ -89,7 +89,7 @@ def modules(shape: str) -> list:
 
     cfg = ACCELERATOR_PRESETS[shape]
     lanes, tokens, att = cfg.lanes, cfg.max_tokens, cfg.attention
-    head_quant = ElementwiseConfig(lanes=att.dims_per_cycle, max_features=att.head_dim)
+    head_quant = ElementwiseConfig(lanes=att.io_lanes, max_features=att.head_dim)
     kv = lambda: KVLayout(att, cfg.memory, cfg.kv_base)          # noqa: E731
     whole = "the sum of the modules listed; place it with --module to time it whole"
     e = [
@@ -122,14 +122,17 @@ def modules(shape: str) -> list:
         e.append(Entry("head_unit", lambda: HeadUnit(cfg), "datapath"))
     e += [
         # hw/attention/block.py
-        Entry("rope", lambda: RoPE(cfg.model, att.dims_per_cycle), "attention_block"),
+        Entry("rope", lambda: RoPE(cfg.model, att.io_lanes,
+                                   None if cfg.rope_table == "rom" else tokens), "attention_block"),
         Entry("norm_head", lambda: NormQuant(head_quant, gain=False), "attention_block"),
         Entry("kv_writer", lambda: KVWriter(kv()), "attention_block"),
         Entry("kv_reader", lambda: KVReader(kv()), "attention_block"),
         Entry("attention_core", lambda: AttentionCore(att), "attention_block"),
         Entry("attention_block", lambda: AttentionBlock(cfg.model, att, cfg.memory,
                                                         max_queries=tokens,
-                                                        kv_base=cfg.kv_base), "datapath",
+                                                        kv_base=cfg.kv_base,
+                                                        rope_base=cfg.rope_memory_base),
+              "datapath",
               skip=whole),
         Entry("datapath", lambda: Datapath(cfg), "controller", skip=whole),
         Entry("controller", lambda: Controller(cfg), "top", skip=whole),
@@ -186,7 +189,8 @@ def _uncovered(shape, cfg, covered) -> list:
         "datapath": lambda: Datapath(cfg),
         "attention_block": lambda: AttentionBlock(cfg.model, cfg.attention, cfg.memory,
                                                   max_queries=cfg.max_tokens,
-                                                  kv_base=cfg.kv_base),
+                                                  kv_base=cfg.kv_base,
+                                                  rope_base=cfg.rope_memory_base),
     }
 
     def units(parent):

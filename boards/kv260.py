@@ -106,14 +106,15 @@ class KV260Platform(XilinxPlatform):
     connectors = []
 
     #: Attributes for the design's large RAMs (``hw.weights.ram_attributes``): the TLMM
-    #: chunk buffer (1,280 bits x 1,024 at the kv260 preset) in UltraRAM, 18 URAM288
-    #: instead of 36 of the 144 BRAM36, most of which the RoPE table's ROM needs (URAM
-    #: cannot be initialised, so ROMs stay in block RAM). The gating unit's sigmoid
-    #: tables (one 512 x 27-bit ROM per lane) in LUTs rather than 4 BRAM36: about 1,600
-    #: LUTs (yosys), and the block RAM falls under 85%. ``ram_style = "logic"`` is
+    #: chunk buffer (1,280 bits x 1,024 at the kv260 preset) in block RAM, 36 BRAM36
+    #: rather than 18 of the 64 URAM288, which the scratchpad, the accumulators and the
+    #: codes buffer fill at BitNet-2B-4T's sizes (the kv260 presets keep RoPE's table in
+    #: DDR, so block RAM has room; with the table's ROM it had not, and the buffer was
+    #: in UltraRAM). The gating unit's sigmoid tables (one 512 x 27-bit ROM per lane) in
+    #: LUTs rather than 4 BRAM36: about 1,600 LUTs (yosys). ``ram_style = "logic"`` is
     #: Yosys' word for it, ``rom_style = "distributed"`` Vivado's (each ignores the
     #: other's; Yosys cannot map these ROMs to LUT-RAM).
-    ram_attrs = {"tlmm_chunks": {"ram_style": "ultra"},
+    ram_attrs = {"tlmm_chunks": {"ram_style": "block"},
                  "sigmoid": {"ram_style": "logic", "rom_style": "distributed"}}
 
     #: The Vivado board part's name pattern (its version depends on the Vivado release).

@@ -59,7 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tritium.hw.config import AcceleratorConfig
+from tritium.hw.config import AcceleratorConfig, ModelConfig, rope_row_pairs
+from tritium.hw.elementwise.rope import rope_table
 from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
                                     OPCODES, SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS,
                                     TOP_ENTRY_LANES)
@@ -446,6 +447,28 @@ def _embedding_rows(model, config: AcceleratorConfig) -> np.ndarray:
     return rows
 
 
+def rope_table_image(model: ModelConfig, lanes: int, data_width: int) -> bytes:
+    """RoPE's cos/sin table of ``model`` as a design of ``lanes`` lanes and
+    ``data_width``-bit words reads it with ``rope_table = "memory"``: per position, words
+    of ``n`` = :func:`rope_row_pairs` pairs each (pairs ``r*n .. r*n + n-1`` in word
+    ``r``), as ``rope_row_layout``: each pair's int16 cos then sin from bit 0, the rest of
+    the word zero."""
+    cos, sin = rope_table(model)
+    pairs = np.stack([np.array(cos), np.array(sin)], axis=-1).astype("<i2")
+    rows = pairs.reshape(-1, 2 * rope_row_pairs(model, lanes))
+    padded = np.zeros((len(rows), data_width // 16), dtype="<i2")
+    padded[:, :rows.shape[1]] = rows
+    return padded.tobytes()
+
+
+def unpack_rope_table(data: bytes, model: ModelConfig, lanes: int, data_width: int):
+    """The (cos, sin) tables, int64 arrays of (max_context, head_dim / 2), of the bytes
+    :func:`rope_table_image` lays out."""
+    words = np.frombuffer(data, dtype="<i2").reshape(-1, data_width // 16)
+    pairs = words[:, :2 * rope_row_pairs(model, lanes)].reshape(model.max_context, -1, 2)
+    return pairs[..., 0].astype(np.int64), pairs[..., 1].astype(np.int64)
+
+
 def run_inputs(model, config: AcceleratorConfig, token_ids) -> bytes:
     """What the host writes to the io region for a run of ``token_ids``: with device
     embedding one word per token, the id in its low 32 bits; with host embedding the
@@ -523,11 +546,17 @@ def compile_model(model, config: AcceleratorConfig) -> CompiledModel:
     if "program_no_head" in plan.placement:
         place("program_no_head", b"".join(code + padding for code in encoded(False)))
 
-    if plan.words > config.kv_base:
+    placement = dict(plan.placement)
+    if config.rope_table == "memory":
+        placement["rope"] = (config.rope_base, config.rope_words)
+        image.append((config.rope_base,
+                      rope_table_image(cfg, config.lanes, config.data_width)))
+    if plan.words > config.rope_base:
+        table = " and RoPE table" if config.rope_words else ""
         raise InputError(f"model {cfg.name!r} needs {plan.words} words of memory for its "
                          f"weights, gains, io and program, but accelerator {config.name!r} "
-                         f"has {config.kv_base} below its KV cache")
-    return CompiledModel(image=image, placement=dict(plan.placement),
+                         f"has {config.rope_base} below its KV cache{table}")
+    return CompiledModel(image=image, placement=placement,
                          program_address=plan.program_address, io_address=plan.io_address,
                          top_address=plan.top_address,
                          no_head_program_address=plan.no_head_program_address,

@@ -39,7 +39,8 @@ from tritium.hw.link import protocol as p
 from tritium.sim.golden.head import QuantizedHead, head_scores, head_topk
 from tritium.sim.golden.model import (GoldenCache, NormGain, QuantizedLinear, attention_step,
                                       ffn_activation, linear, norm_quant, rope_tables, saturate)
-from .compiler import decode_instruction, encode_top, instruction_words, unpack_scale
+from .compiler import (decode_instruction, encode_top, instruction_words, unpack_rope_table,
+                       unpack_scale)
 from .errors import ModelFormatError
 from .head_packer import unpack_head
 from .link import FrameDecoder, LinkTimeout, encode_frame
@@ -314,6 +315,16 @@ class DeviceModel:
         self._write_scratch(f["dst"], f["dst_stride"], tokens,
                             ffn_activation(gate, up, self.config.model.activation))
 
+    def _rope_tables(self):
+        """RoPE's tables: the ROM's, or with ``rope_table = "memory"`` the memory's bytes
+        as the host wrote them (the hardware reads them there)."""
+        config = self.config
+        if config.rope_table != "memory":
+            return self._rope
+        start = config.rope_base * self.word_bytes
+        data = self.memory[start:start + config.rope_words * self.word_bytes]
+        return unpack_rope_table(data, config.model, config.lanes, config.data_width)
+
     def _attend(self, f, position, tokens):
         model = self.config.model
         qkv = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
@@ -322,7 +333,7 @@ class DeviceModel:
         heads = qkv[:, :model.q_dim].reshape(tokens, model.heads, model.head_dim)
         keys = qkv[:, model.q_dim:model.q_dim + model.kv_dim]
         values = qkv[:, model.q_dim + model.kv_dim:]
-        out = attention_step(model, self._rope, self.cache, f["layer"],
+        out = attention_step(model, self._rope_tables(), self.cache, f["layer"],
                              np.arange(position, position + tokens), heads,
                              keys.reshape(tokens, model.kv_heads, model.head_dim),
                              values.reshape(tokens, model.kv_heads, model.head_dim),

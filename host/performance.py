@@ -331,8 +331,10 @@ def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fractio
 
 
 def _attend_terms(config, port, position, tokens):
-    """ATTEND: intake (the QKV row through the scratchpad reader, RoPE and the
-    quantizers; the new records written), the first record read and the last written,
+    """ATTEND: with RoPE's table in memory, the job's rows of it read first (the
+    memory's latency and a word per row); intake (the QKV row through the scratchpad
+    reader, RoPE and the quantizers; the new records written), the first record read
+    and the last written,
     the passes over the cache (:func:`pass_key_counts`, each key
     :func:`attention_key_cycles`), each (token, head) pair's output out of its lane
     (its beats after the reciprocal's latency), and the outputs drained to the
@@ -340,7 +342,7 @@ def _attend_terms(config, port, position, tokens):
     a = config.attention
     words = _record_words(config)
     record, written = words * port.word_cycles, words * port.write_word_cycles
-    qkv_beats = (a.heads + 2 * a.kv_heads) * a.beats_per_key
+    qkv_beats = (a.heads + 2 * a.kv_heads) * a.io_beats_per_head
     counts = pass_key_counts(a, position, tokens)
     terms = dict(
         latency=port.latency,
@@ -350,10 +352,13 @@ def _attend_terms(config, port, position, tokens):
         passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
                               + dot_latency(a) + SCORE_LATENCY),
         lanes=tokens * a.heads * (a.beats_per_key + FINISH_WAIT),
-        drain=tokens * a.heads * a.beats_per_key,
+        drain=tokens * a.heads * a.io_beats_per_head,
         job_latency=RoPE.LATENCY + NormQuant.codes_latency,
         pipeline=CALIBRATION["attend_job"])
-    return terms, sum(counts) * words, tokens * a.kv_heads * words
+    table = tokens * config.rope_rows if config.rope_table == "memory" else 0
+    if table:
+        terms["table"] = port.latency + table * port.word_cycles
+    return terms, sum(counts) * words + table, tokens * a.kv_heads * words
 
 
 def head_words(config: AcceleratorConfig) -> int:
@@ -572,9 +577,10 @@ _RECORDED_ATTENTION_LANES = 4
 
 
 def _on_ports(config: AcceleratorConfig) -> str:
-    """A case name's note of the memory ports a board design read through."""
-    ports = config.memory_ports
-    return f" on {ports} port{'s' if ports > 1 else ''}"
+    """A case name's note of the memory ports a board design read through and its
+    attention lanes (lanes x dimensions per cycle: designs of one name have differed)."""
+    ports, a = config.memory_ports, config.attention
+    return f" on {ports} port{'s' if ports > 1 else ''}, attention {a.lanes}x{a.dims_per_cycle}"
 
 
 def _e2e_cases(report: dict, source: str) -> list:
@@ -584,8 +590,11 @@ def _e2e_cases(report: dict, source: str) -> list:
     that do not name their attention lanes had 4; those that record their ``design``
     are read as it), and its closing run with the device's head (``device_head``) if it
     has one."""
-    design = (AcceleratorConfig.from_json(json.dumps(report["design"])) if "design" in report
-              else ACCELERATOR_PRESETS[report["config"]])
+    if "design" in report:
+        design = AcceleratorConfig.from_json(json.dumps(report["design"]))
+    else:   # recorded before the attention lanes' width and RoPE's table could be set
+        design = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
+                                     attention_dims=None, rope_table="rom")
     config = dataclasses.replace(design,
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
                                  head=report.get("head", _RECORDED_HEAD),
@@ -664,6 +673,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
                     "bench-e2e-kv260-int4.json",
+                    "bench-e2e-kv260-2l.json", "bench-layer-kv260-2l.json",
+                    "bench-e2e-kv260-int4-2l.json",
                     "bench-e2e-kv260-2p.json", "bench-layer-kv260-2p.json",
                     "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json",
                     "bench-layer-kv260-2b.json", "bench-layer-kv260-2b-2p.json")

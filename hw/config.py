@@ -414,6 +414,9 @@ class AttentionConfig:
     tokens (the KV cache holds that many per layer and kv head). ``lanes`` (query,
     head) pairs that share a kv head are served in parallel from one pass over the
     cache; each lane handles ``dims_per_cycle`` dimensions of a key per cycle.
+    ``io_lanes`` (default ``dims_per_cycle``, of which it is a divisor) is the width of
+    the vectors the unit takes and returns, the accelerator's lanes: a core wider than
+    them takes a key in fewer cycles without widening anything else.
     """
     head_dim: int = 32
     heads: int = 4
@@ -422,10 +425,17 @@ class AttentionConfig:
     capacity: int = 256
     lanes: int = 4
     dims_per_cycle: int = 8
+    io_lanes: int = None
 
     def __post_init__(self):
+        if self.io_lanes is None:
+            object.__setattr__(self, "io_lanes", self.dims_per_cycle)
         _check_positive(self, "head_dim", "heads", "kv_heads", "layers", "capacity", "lanes",
-                        "dims_per_cycle")
+                        "dims_per_cycle", "io_lanes")
+        ratio = self.dims_per_cycle // self.io_lanes
+        if self.dims_per_cycle % self.io_lanes or ratio & (ratio - 1):
+            raise ValueError(f"AttentionConfig.dims_per_cycle ({self.dims_per_cycle}) must be "
+                             f"a power-of-two multiple of io_lanes ({self.io_lanes})")
         if self.heads % self.kv_heads:
             raise ValueError(f"AttentionConfig.heads ({self.heads}) must be a multiple of "
                              f"kv_heads ({self.kv_heads})")
@@ -454,7 +464,13 @@ class AttentionConfig:
 
     @property
     def beats_per_key(self) -> int:
+        """The core's beats of one key (and of one lane's output)."""
         return self.head_dim // self.dims_per_cycle
+
+    @property
+    def io_beats_per_head(self) -> int:
+        """Vector beats of one head's input or output (``io_lanes`` elements each)."""
+        return self.head_dim // self.io_lanes
 
     def check_model(self, model: ModelConfig) -> None:
         """Raise ``ValueError`` naming the first head shape of ``model`` this unit cannot serve."""
@@ -503,6 +519,15 @@ MODEL_PRESETS = {
 EMBEDDINGS = ("device", "host")
 EMBEDDING_BITS = (16, 32)
 HEADS = ("device", "host")
+# Where RoPE's cos/sin table lives (AcceleratorConfig.rope_table).
+ROPE_TABLES = ("rom", "memory")
+
+
+def rope_row_pairs(model: ModelConfig, lanes: int) -> int:
+    """The (cos, sin) pairs in a row of RoPE's table, one beat of ``lanes`` elements'
+    worth: ``lanes`` with the half pairing (each lane is one pair's element), ``lanes / 2``
+    with the interleaved (two lanes are one pair; docs/numerics.md section 5)."""
+    return lanes if model.rope_pairing == "half" else max(lanes // 2, 1)
 
 
 @dataclass(frozen=True)
@@ -514,8 +539,10 @@ class AcceleratorConfig:
     processes 1 .. ``max_tokens`` tokens (a prompt chunk or one decode step); it must
     equal the TLMM engine's token tile so every linear is one engine job. Vectors move
     between the units in beats of ``lanes`` = ``tlmm.rows`` int32 elements, which is
-    also the attention unit's ``dims_per_cycle`` and, at 32 bits each, the memory's bus
-    word (``data_width`` bits, ``memory_words`` words). ``max_payload`` is the host
+    also, at 32 bits each, the memory's bus word (``data_width`` bits, ``memory_words``
+    words). The attention unit has ``attention_lanes`` lanes of ``attention_dims``
+    dimensions per cycle each (a multiple of ``lanes``, default ``lanes``: a wider core
+    takes a key in fewer cycles; docs/attention.md). ``max_payload`` is the host
     link's frame buffer in bytes; ``clock_hz`` the clock the design is built for.
     ``memory_ports`` is how many ports of a board's external memory the design reads
     through: its one memory port striped across them (``hw/memory/stripe.py``; the
@@ -541,11 +568,17 @@ class AcceleratorConfig:
     head, the ULX3S). ``head_format`` is the head's weights wherever it runs: ``"int8"``
     (the default: a scale per row) or ``"int4"`` (half the bytes, a scale per
     ``head_group`` hidden dims, less faithful: docs/numerics.md section 10).
+    ``rope_table`` is where RoPE's cos/sin table lives: ``"rom"`` (the default: block RAM
+    holding every position) or ``"memory"`` (:attr:`rope_words` words at
+    :attr:`rope_base`, just below the KV cache, written with the model; the attention
+    unit reads each job's positions into a window of its own: docs/attention.md), for a
+    context whose table would fill the chip's block RAM.
     """
     name: str
     model: ModelConfig
     tlmm: TLMMConfig
     attention_lanes: int = 4
+    attention_dims: int = None
     memory_words: int = 2 ** 14
     memory_ports: int = 1
     weight_port_words: int = 1
@@ -557,6 +590,7 @@ class AcceleratorConfig:
     head_k: int = 4
     head_format: str = "int8"
     head_group: int = 64
+    rope_table: str = "rom"
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
@@ -569,6 +603,7 @@ class AcceleratorConfig:
         _check_choice(self, "embedding", EMBEDDINGS)
         _check_choice(self, "embedding_bits", EMBEDDING_BITS)
         _check_choice(self, "head", HEADS)
+        _check_choice(self, "rope_table", ROPE_TABLES)
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)
@@ -597,8 +632,9 @@ class AcceleratorConfig:
         if self.head == "device":
             self._check_device_head()
         self.attention                                  # validates the attention shape
-        if self.kv_words >= self.memory_words:
-            raise ValueError(f"the KV cache ({self.kv_words} words) does not fit in "
+        if self.kv_words + self.rope_words >= self.memory_words:
+            table = f" and the RoPE table ({self.rope_words})" if self.rope_words else ""
+            raise ValueError(f"the KV cache ({self.kv_words} words){table} do not fit in "
                              f"{self.memory_words} words of memory")
 
     def _check_device_head(self):
@@ -659,7 +695,8 @@ class AcceleratorConfig:
     @property
     def attention(self) -> AttentionConfig:
         return AttentionConfig.for_model(self.model, lanes=self.attention_lanes,
-                                         dims_per_cycle=self.lanes)
+                                         dims_per_cycle=self.attention_dims or self.lanes,
+                                         io_lanes=self.lanes)
 
     @property
     def elementwise(self) -> ElementwiseConfig:
@@ -712,6 +749,27 @@ class AcceleratorConfig:
     def kv_base(self) -> int:
         """The KV cache fills the top of memory."""
         return self.memory_words - self.kv_words
+
+    @property
+    def rope_rows(self) -> int:
+        """Rows of RoPE's cos/sin table per position (:func:`rope_row_pairs` pairs each);
+        with ``rope_table = "memory"`` each row is one bus word."""
+        return self.model.head_dim // 2 // rope_row_pairs(self.model, self.lanes)
+
+    @property
+    def rope_words(self) -> int:
+        """Bus words of RoPE's table in memory (``rope_table = "memory"``), else 0."""
+        return self.model.max_context * self.rope_rows if self.rope_table == "memory" else 0
+
+    @property
+    def rope_base(self) -> int:
+        """RoPE's table in memory sits just below the KV cache (``kv_base`` without one)."""
+        return self.kv_base - self.rope_words
+
+    @property
+    def rope_memory_base(self):
+        """The attention unit's ``rope_base``: where it reads RoPE's table, None for a ROM."""
+        return self.rope_base if self.rope_table == "memory" else None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -801,16 +859,20 @@ ACCELERATOR_PRESETS = {
     # streams, the weights and the head, most of a decode token's bytes, have a 512-bit
     # port of their own (weight_port_words = 2), striped across the four ports beside the
     # units' (a decode layer at context 64: 1.58 times fewer cycles than on two ports).
-    # Two attention lanes, not four: BitNet-0.7B's 16 KV heads serve one query head each,
-    # so decode uses one lane whatever the count, and each further lane cost about 8,000
-    # of the XCK26's LUTs (yosys; with four the whole design estimated at 92.4% of them);
-    # two lanes double only the prefill's passes over the cache (docs/boards.md).
+    # One attention lane of 16 dimensions behind the 8-lane vectors: BitNet-0.7B's 16 KV
+    # heads serve one query head each, so decode used one of several 8-dimension lanes
+    # (each about 8,000 of the XCK26's LUTs); one lane twice as wide takes a key in 6
+    # cycles instead of 12, and a decode layer's attention at context 1024 falls from
+    # 198,763 cycles to the units' port's rate for the records (docs/performance.md).
+    # RoPE's table (2,048 positions, 85 BRAM36 as a ROM) lives in DDR below the KV cache
+    # and each job reads its rows (docs/attention.md), so block RAM holds the TLMM's
+    # chunk buffer instead of UltraRAM (KV260Platform.ram_attrs).
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
-        attention_lanes=2, memory_words=2 ** 24, memory_ports=4, weight_port_words=2,
-        clock_hz=250_000_000, max_payload=4096),
+        attention_lanes=1, attention_dims=16, memory_words=2 ** 24, memory_ports=4,
+        weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory"),
 }
 # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
 # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`

@@ -16,7 +16,7 @@ __all__ = ["weight_code_shape", "weight_word_layout", "act_beat_layout", "table_
            "tlmm_job_layout", "tlmm_result_layout", "run_result_layout", "vector_beat_layout",
            "code_beat_layout", "layer_shape", "kv_head_shape", "position_shape",
            "kv_record_layout", "key_beat_layout", "attention_query_layout",
-           "attention_result_layout"]
+           "attention_result_layout", "rope_row_layout"]
 
 
 def weight_code_shape(tile: TileConfig):
@@ -70,6 +70,13 @@ def run_result_layout() -> data.StructLayout:
     status, the ``runs`` counter (this run included) and its ``cycles``."""
     return data.StructLayout({"status": unsigned(8), "runs": unsigned(32),
                               "cycles": unsigned(32)})
+
+
+def rope_row_layout(pairs: int) -> data.ArrayLayout:
+    """A row of RoPE's table: ``pairs`` Q1.14 (cos, sin) pairs of one position, the
+    ROM's word and, from bit 0 of a bus word, the table's in memory
+    (``host/compiler.py`` ``rope_table_image``)."""
+    return data.ArrayLayout(data.StructLayout({"cos": signed(16), "sin": signed(16)}), pairs)
 
 
 def vector_beat_layout(lanes: int) -> data.StructLayout:

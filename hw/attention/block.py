@@ -12,6 +12,10 @@ Per job (a decode step, or a chunk of up to ``max_queries`` prompt tokens), the 
    part of the cache is never read;
 3. puts the outputs back in (token, head) order and streams them out, one token's
    ``heads * head_dim`` values per vector.
+
+With ``rope_base`` (a design's ``rope_table = "memory"``), a job first reads its
+positions' rows of RoPE's table from memory into RoPE's window
+(:class:`~tritium.hw.attention.rope_window.RopeWindowLoader`).
 """
 
 from amaranth import Cat, Module, Mux, Signal
@@ -25,9 +29,11 @@ from ..config import AttentionConfig, ElementwiseConfig, ModelConfig
 from ..elementwise import NormQuant, RoPE
 from ..fixedpoint import scale_layout
 from ..layouts import attention_query_layout, layer_shape, position_shape, vector_beat_layout
+from ..memory.mux import PortMux
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from .core import AttentionCore
 from .kvcache import KVLayout, KVReader, KVWriter
+from .rope_window import RopeWindowLoader
 
 __all__ = ["AttentionBlock", "attention_job_layout", "pass_key_counts"]
 
@@ -64,21 +70,23 @@ class AttentionBlock(wiring.Component):
     Members
     -------
     job : ``In(stream.Signature(attention_job_layout))``
-    qkv : ``In(stream.Signature(vector_beat_layout(dims_per_cycle)))``
+    qkv : ``In(stream.Signature(vector_beat_layout(io_lanes)))``
         Per token: ``heads`` Q, ``kv_heads`` K, then ``kv_heads`` V head vectors,
         ``last`` on each head's final beat.
     score_scale : ``In(scale_layout)``
-    out : ``Out(stream.Signature(vector_beat_layout(dims_per_cycle)))``
+    out : ``Out(stream.Signature(vector_beat_layout(io_lanes)))``
         Per token: every head's output, ``last`` on the token's final beat.
     memory : ``Out(MemoryPortSignature(memory))``
-        The KV cache (``KVLayout(config, memory, kv_base)``).
+        The KV cache (``KVLayout(config, memory, kv_base)``) and, with ``rope_base``,
+        RoPE's table (``rows`` words per position from that word address, one row a word:
+        ``host/compiler.py`` ``rope_table_image``); None keeps the table in a ROM.
     error : ``Out(1)``
         Sticky: a job asked for no tokens, more than ``max_queries``, or positions past
         the cache's capacity. Such a job is taken and dropped; the cache never wraps.
     """
 
     def __init__(self, model: ModelConfig, config: AttentionConfig, memory: MemoryConfig,
-                 max_queries: int = 8, kv_base: int = 0):
+                 max_queries: int = 8, kv_base: int = 0, rope_base: int = None):
         config.check_model(model)
         if not isinstance(max_queries, int) or not 1 <= max_queries <= config.capacity:
             raise ValueError(f"max_queries must be 1..capacity ({config.capacity}), "
@@ -86,8 +94,8 @@ class AttentionBlock(wiring.Component):
         self._model, self._config, self._max_queries = model, config, max_queries
         self._kv = KVLayout(config, memory, kv_base)
         self._kv.check()
-        self._idle = Signal()
-        beat = vector_beat_layout(config.dims_per_cycle)
+        self._rope_base = rope_base
+        beat = vector_beat_layout(config.io_lanes)
         super().__init__({
             "job": In(stream.Signature(attention_job_layout(config, max_queries))),
             "qkv": In(stream.Signature(beat)),
@@ -108,9 +116,10 @@ class AttentionBlock(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        lanes = cfg.dims_per_cycle
+        lanes = cfg.io_lanes
         quant_config = ElementwiseConfig(lanes=lanes, max_features=cfg.head_dim)
-        m.submodules.rope = rope = RoPE(self._model, lanes)
+        window = None if self._rope_base is None else self._max_queries
+        m.submodules.rope = rope = RoPE(self._model, lanes, window)
         m.submodules.qk_quant = qk_quant = NormQuant(quant_config, gain=False,
                                                      ram_role="attention_quant")
         m.submodules.v_quant = v_quant = NormQuant(quant_config, gain=False,
@@ -123,10 +132,11 @@ class AttentionBlock(wiring.Component):
         m.submodules.tags = tags = SyncFIFOBuffered(
             width=self._pair_layout.size, depth=2 * cfg.lanes + 2)
         wiring.connect(m, rope.out, qk_quant.values)
+        cache, loader = self._memory_clients(m, rope)
         for name in ("write_cmd", "write_data", "write_done"):
-            wiring.connect(m, getattr(writer, name), getattr(wiring.flipped(self.memory), name))
+            wiring.connect(m, getattr(writer, name), getattr(cache, name))
         for name in ("read_cmd", "read_data"):
-            wiring.connect(m, getattr(reader, name), getattr(wiring.flipped(self.memory), name))
+            wiring.connect(m, getattr(reader, name), getattr(cache, name))
         wiring.connect(m, reader.keys, core.keys)
         m.d.comb += core.score_scale.eq(self.score_scale)
 
@@ -134,12 +144,13 @@ class AttentionBlock(wiring.Component):
         m.submodules.query_buffer = query_buffer = Memory(
             shape=_head_layout(cfg), depth=slots, init=[])
         m.submodules.output_buffer = output_buffer = Memory(
-            shape=unsigned(32 * lanes), depth=slots * cfg.beats_per_key, init=[])
+            shape=unsigned(32 * cfg.dims_per_cycle), depth=slots * cfg.beats_per_key, init=[])
 
         job = Signal.like(self.job.payload)
+        idle = Signal()
         begin = Signal()                # a job is taken: every counter restarts
-        self._restarts = []
-        m.d.comb += [self.job.ready.eq(self._idle), begin.eq(self.job.valid & self.job.ready)]
+        restarts = []                   # (counter, value) pairs that `begin` sets
+        m.d.comb += [self.job.ready.eq(idle), begin.eq(self.job.valid & self.job.ready)]
         with m.If(begin):
             m.d.sync += job.eq(self.job.payload)
         request = self.job.payload
@@ -147,27 +158,31 @@ class AttentionBlock(wiring.Component):
                (request.start + request.tokens > cfg.capacity))
         with m.FSM():
             with m.State("idle"):
-                m.d.comb += self._idle.eq(1)
+                m.d.comb += idle.eq(1)
                 with m.If(begin & bad):
                     m.d.sync += self.error.eq(1)
                 with m.Elif(begin):
-                    m.next = "intake"
+                    m.next = "intake" if loader is None else "table"
+            if loader is not None:
+                with m.State("table"):
+                    with m.If(self._load_window(m, job, loader, restarts)):
+                        m.next = "intake"
             with m.State("intake"):
-                self._route(m, job, begin, rope, v_quant)
-                stored = self._store_heads(m, job, begin, qk_quant, k_heads, query_buffer)
-                written = self._pack_records(m, job, begin, v_quant, k_heads, writer)
+                self._route(m, job, restarts, rope, v_quant)
+                stored = self._store_heads(m, job, restarts, qk_quant, k_heads, query_buffer)
+                written = self._pack_records(m, job, restarts, v_quant, k_heads, writer)
                 with m.If(stored & written & (writer.pending == 0)):
                     m.next = "attend"
             with m.State("attend"):
-                self._schedule(m, job, begin, reader, core, tags, query_buffer)
-                with m.If(self._collect(m, job, begin, core, tags, output_buffer)):
+                self._schedule(m, job, restarts, reader, core, tags, query_buffer)
+                with m.If(self._collect(m, job, restarts, core, tags, output_buffer)):
                     m.next = "drain"
             with m.State("drain"):
-                with m.If(self._drain(m, job, begin, output_buffer)):
+                with m.If(self._drain(m, job, restarts, output_buffer)):
                     m.next = "idle"
         # Counters live in the phases that use them, but restart outside them.
         with m.If(begin):
-            m.d.sync += [counter.eq(value) for counter, value in self._restarts]
+            m.d.sync += [counter.eq(value) for counter, value in restarts]
         return m
 
     @property
@@ -176,9 +191,36 @@ class AttentionBlock(wiring.Component):
         return data.StructLayout({"token": unsigned(max(1, (self._max_queries - 1).bit_length())),
                                   "head": unsigned(max(1, (self._config.heads - 1).bit_length()))})
 
+    def _memory_clients(self, m, rope):
+        """The port the cache's writer and reader use and, with the table in memory,
+        the window's loader (which takes the port in the ``table`` phase), else None."""
+        if self._rope_base is None:
+            return wiring.flipped(self.memory), None
+        cfg, memory = self._config, self._kv.memory
+        m.submodules.loader = loader = RopeWindowLoader(
+            memory, rope.rows, self._max_queries, self._rope_base, rope.write_layout,
+            position_shape(cfg))
+        m.submodules.port_mux = mux = PortMux(memory, ("cache", "table"))
+        wiring.connect(m, loader.rows, rope.table)
+        wiring.connect(m, loader.memory, mux.table)
+        wiring.connect(m, mux.memory, wiring.flipped(self.memory))
+        m.d.comb += mux.select.eq(loader.busy | loader.request.valid)
+        return mux.cache, loader
+
+    def _load_window(self, m, job, loader, restarts):
+        """Ask for the job's rows of RoPE's table; true once they are in the window."""
+        requested = Signal(name="table_requested")
+        m.d.comb += [loader.request.valid.eq(~requested),
+                     loader.request.payload.start.eq(job.start),
+                     loader.request.payload.tokens.eq(job.tokens)]
+        with m.If(loader.request.valid & loader.request.ready):
+            m.d.sync += requested.eq(1)
+        restarts.append((requested, 0))
+        return requested & ~loader.busy
+
     # -- intake --------------------------------------------------------------------------
 
-    def _route(self, m, job, begin, rope, v_quant):
+    def _route(self, m, job, restarts, rope, v_quant):
         """Send Q and K heads through RoPE (at their token's position), V heads around it."""
         cfg = self._config
         heads_per_token = cfg.heads + 2 * cfg.kv_heads
@@ -194,19 +236,21 @@ class AttentionBlock(wiring.Component):
             self.qkv.ready.eq((token != job.tokens) &
                               Mux(to_rope, rope.head.ready, v_quant.values.ready)),
             rope.position.valid.eq(1),
-            rope.position.payload.eq(job.start + token),
+            # RoPE's window starts at the job's first position; its ROM at position 0.
+            rope.position.payload.eq(token if self._rope_base is not None
+                                     else job.start + token),
         ]
         with m.If(self.qkv.valid & self.qkv.ready & beat.last):
             with m.If(head == heads_per_token - 1):
                 m.d.sync += [head.eq(0), token.eq(token + 1)]
             with m.Else():
                 m.d.sync += head.eq(head + 1)
-        self._restarts += [(c, 0) for c in (token, head)]
+        restarts += [(c, 0) for c in (token, head)]
 
     def _collect_head(self, m, quant, name):
         """Gather one head's code beats and its scale; ``ready`` takes the head."""
         cfg = self._config
-        beats = cfg.beats_per_key
+        beats = cfg.io_beats_per_head
         codes = Signal(8 * cfg.head_dim, name=f"{name}_codes")
         count = Signal(range(beats + 1), name=f"{name}_beats")
         full = count == beats
@@ -216,14 +260,14 @@ class AttentionBlock(wiring.Component):
                      head.codes.eq(codes), head.scale.eq(quant.scale.payload),
                      quant.scale.ready.eq(full & ready)]
         with m.If(quant.codes.valid & quant.codes.ready):
-            width = 8 * cfg.dims_per_cycle
+            width = 8 * cfg.io_lanes
             m.d.sync += [codes.eq(Cat(codes[width:], quant.codes.payload.codes)),
                          count.eq(count + 1)]
         with m.If(full & quant.scale.valid & ready):
             m.d.sync += count.eq(0)
         return head, full & quant.scale.valid, ready
 
-    def _store_heads(self, m, job, begin, qk_quant, k_heads, query_buffer):
+    def _store_heads(self, m, job, restarts, qk_quant, k_heads, query_buffer):
         """Quantized Q heads into the query buffer, K heads into the K FIFO."""
         cfg = self._config
         head, valid, ready = self._collect_head(m, qk_quant, "qk")
@@ -240,10 +284,10 @@ class AttentionBlock(wiring.Component):
             m.d.sync += index.eq(Mux(index == cfg.heads + cfg.kv_heads - 1, 0, index + 1))
             with m.If(is_query):
                 m.d.sync += slot.eq(slot + 1)
-        self._restarts += [(c, 0) for c in (index, slot)]
+        restarts += [(c, 0) for c in (index, slot)]
         return slot == job.tokens * cfg.heads
 
-    def _pack_records(self, m, job, begin, v_quant, k_heads, writer):
+    def _pack_records(self, m, job, restarts, v_quant, k_heads, writer):
         """Join each V head with its K head into a record and hand it to the writer."""
         cfg = self._config
         value, valid, ready = self._collect_head(m, v_quant, "v")
@@ -265,12 +309,12 @@ class AttentionBlock(wiring.Component):
                 m.d.sync += [kv_head.eq(0), token.eq(token + 1)]
             with m.Else():
                 m.d.sync += kv_head.eq(kv_head + 1)
-        self._restarts += [(c, 0) for c in (kv_head, token)]
+        restarts += [(c, 0) for c in (kv_head, token)]
         return token == job.tokens
 
     # -- attention -----------------------------------------------------------------------
 
-    def _schedule(self, m, job, begin, reader, core, tags, query_buffer):
+    def _schedule(self, m, job, restarts, reader, core, tags, query_buffer):
         """Blocks of (query, head) pairs per kv head, tokens from last to first: each
         pair's query to the core (read from the query buffer), its tag to the output
         side, and for each block's first pair the block's pass to the KV reader."""
@@ -321,10 +365,10 @@ class AttentionBlock(wiring.Component):
                         m.d.sync += finished.eq(1)
                     with m.Else():
                         m.d.sync += kv_head.eq(kv_head + 1)
-        self._restarts += [(kv_head, 0), (member, 0), (lane, 0), (finished, 0),
+        restarts += [(kv_head, 0), (member, 0), (lane, 0), (finished, 0),
                            (token, self.job.payload.tokens - 1)]
 
-    def _collect(self, m, job, begin, core, tags, output_buffer):
+    def _collect(self, m, job, restarts, core, tags, output_buffer):
         """Write each lane's result beats to their (token, head) place; true when all
         of the job's outputs are in."""
         cfg = self._config
@@ -344,29 +388,36 @@ class AttentionBlock(wiring.Component):
             with m.If(beat == beats - 1):
                 m.d.comb += tags.r_en.eq(1)
                 m.d.sync += done.eq(done + 1)
-        self._restarts += [(c, 0) for c in (beat, done)]
+        restarts += [(c, 0) for c in (beat, done)]
         return done == job.tokens * cfg.heads
 
-    def _drain(self, m, job, begin, output_buffer):
-        """Stream the outputs in (token, head, dim) order; true after the last beat."""
+    def _drain(self, m, job, restarts, output_buffer):
+        """Stream the outputs in (token, head, dim) order, ``io_lanes`` values a beat (a
+        core's beat of ``dims_per_cycle`` is ``ratio`` of them, read once each); true
+        after the last beat."""
         cfg = self._config
-        per_token = cfg.heads * cfg.beats_per_key
-        address = Signal(range(self._max_queries * per_token + 1), name="drain_address")
+        ratio = cfg.dims_per_cycle // cfg.io_lanes           # a power of two
+        per_token = cfg.heads * cfg.io_beats_per_head
+        beat = Signal(range(self._max_queries * per_token + 1), name="drain_beat")
         within = Signal(range(per_token), name="drain_within")
+        part = Signal(range(ratio), name="drain_part")      # of the word read last
         total = job.tokens * per_token
+        shift = (ratio - 1).bit_length()
         read = output_buffer.read_port()
         out = self.out
         free = ~out.valid | out.ready
-        go = free & (address != total)
-        m.d.comb += [read.addr.eq(address), read.en.eq(go),
-                     out.payload.values.eq(read.data)]
+        go = free & (beat != total)
+        values = read.data.word_select(part, 32 * cfg.io_lanes) if ratio > 1 else read.data
+        m.d.comb += [read.addr.eq(beat >> shift), read.en.eq(go),
+                     out.payload.values.eq(values)]
         with m.If(out.ready):
             m.d.sync += out.valid.eq(0)
         with m.If(go):
             m.d.sync += [out.valid.eq(1), out.payload.last.eq(within == per_token - 1),
-                         address.eq(address + 1),
+                         beat.eq(beat + 1),
                          within.eq(Mux(within == per_token - 1, 0, within + 1))]
-        self._restarts += [(c, 0) for c in (address, within)]
-        return (address == total) & free
-
+            if ratio > 1:
+                m.d.sync += part.eq(beat[:shift])
+        restarts += [(c, 0) for c in (beat, within)]
+        return (beat == total) & free
 

@@ -186,15 +186,19 @@ class KVReader(wiring.Component):
         record = Signal(kv_record_layout(self._layout.config))
         record_valid, record_taken = Signal(), Signal()
         complete = filled == words
-        m.d.comb += self.read_data.ready.eq(~complete)
-        with m.If(self.read_data.valid & self.read_data.ready):
-            shifted = Cat(collecting[width:], self.read_data.payload.data)
-            m.d.sync += [collecting.eq(shifted), filled.eq(filled + 1)]
+        move = complete & (~record_valid | record_taken)    # the record leaves this cycle
+        # A word arriving as the record leaves starts the next one: no bubble between
+        # records (the words shift through, so the next record is aligned after
+        # ``words`` more of them whatever the register holds before).
+        m.d.comb += self.read_data.ready.eq(~complete | move)
         with m.If(record_taken):
             m.d.sync += record_valid.eq(0)
-        with m.If(complete & (~record_valid | record_taken)):
+        with m.If(move):
             m.d.sync += [record.eq(collecting[:record.shape().size]), record_valid.eq(1),
                          filled.eq(0)]
+        with m.If(self.read_data.valid & self.read_data.ready):
+            shifted = Cat(collecting[width:], self.read_data.payload.data)
+            m.d.sync += [collecting.eq(shifted), filled.eq(Mux(move, 1, filled + 1))]
         return record, record_valid, record_taken
 
     def _serialize(self, m, counts, record, record_valid, record_taken):

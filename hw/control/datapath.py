@@ -147,7 +147,8 @@ def _units(m, cfg):
     m.submodules.residual = u.residual = ResidualAdd(lanes)
     m.submodules.gating = u.gating = Gating(lanes, cfg.model.activation)
     m.submodules.attention = u.attention = AttentionBlock(
-        cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base)
+        cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base,
+        rope_base=cfg.rope_memory_base)
 
     m.submodules.embed = u.embed = EmbedFetcher(cfg)
     # A 16-bit table's words become two beats each; a 32-bit table's words are beats (a
@@ -211,7 +212,7 @@ def _route(m, cfg, u, execute, tokens):
     m.d.comb += [u.norm.eps.payload.eq(instruction.eps),
                  u.norm.eps.valid.eq(opcode == OPCODES["NORM"]),
                  u.attention.score_scale.eq(instruction.scale[:26])]
-    head_beats = cfg.attention.beats_per_key
+    head_beats = cfg.attention.io_beats_per_head
     head_beat = Signal(range(head_beats))
     codes_reader = u.feeder
     if u.head is not None:

@@ -6,9 +6,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import ModelConfig
+from ..config import ModelConfig, rope_row_pairs
 from ..fixedpoint import QueuedPipeline, delay, saturate_bits
-from ..layouts import vector_beat_layout
+from ..layouts import rope_row_layout, vector_beat_layout
 from ..numerics import ROPE_FRAC, rope_table as numerics_rope_table
 from ..stream import Handshake
 from .pointwise import LIMB
@@ -31,8 +31,12 @@ class RoPE(wiring.Component):
 
     A head is buffered whole, because the half pairing needs element i with element
     i + d/2. The buffer has two banks (ping-pong): one head is written while the
-    previous one is read out, so heads stream at one beat per cycle. The cos/sin ROM
-    holds ``max_context x head_dim/2`` entry pairs, read one row per beat.
+    previous one is read out, so heads stream at one beat per cycle. The cos/sin table
+    holds ``positions x head_dim/2`` entry pairs in rows of one beat's pairs
+    (``rope_row_layout``), read one row per beat: a ROM of every position, or with
+    ``window`` a table of that many positions that ``table`` writes at run time (the
+    rows of the positions a job needs, from the table in memory; its position 0 is the
+    job's first).
 
     Latency: the first beat of a head leaves :attr:`LATENCY` (9) cycles after its last
     beat is accepted; throughput one beat per cycle. Each pipeline stage holds at most
@@ -47,22 +51,28 @@ class RoPE(wiring.Component):
     lanes : int
         Elements per beat. ``head_dim / 2`` must be a multiple of ``lanes`` for the half
         pairing; the interleaved pairing needs ``lanes`` 1 or even, dividing ``head_dim``.
+    window : int or None
+        None for a ROM of all ``max_context`` positions; else the positions of a
+        table written through ``table``.
 
     Members
     -------
     head : ``In(stream.Signature(vector_beat_layout(lanes)))``
         One head (``head_dim`` Q19.12 elements) per ``last``.
     position : ``In(stream.Signature(unsigned(position_bits)))``
-        The head's position in [0, max_context); one per head, taken with the head's
-        ``last`` beat (the head's earlier beats do not wait for it).
+        The head's position in [0, :attr:`positions`) of the table; one per head, taken
+        with the head's ``last`` beat (the head's earlier beats do not wait for it).
     out : ``Out(stream.Signature(vector_beat_layout(lanes)))``
         The rotated head, same element order; ``last`` on its final beat.
+    table : ``In(stream.Signature(rope_write_layout))``, with ``window`` only
+        Row ``addr`` (``position * rows + r``) of the table; always ready. Rows a head
+        reads must be written before its last beat is taken.
     """
 
     _STAGES = 8                     # pipeline registers after a beat is issued to the buffer
     LATENCY = _STAGES + 1           # from a head's last beat in to its first beat out
 
-    def __init__(self, model_config: ModelConfig, lanes: int):
+    def __init__(self, model_config: ModelConfig, lanes: int, window: int = None):
         if not isinstance(model_config, ModelConfig):
             raise TypeError(f"RoPE needs a ModelConfig, not {model_config!r}")
         d, pairing = model_config.head_dim, model_config.rope_pairing
@@ -74,30 +84,52 @@ class RoPE(wiring.Component):
         if pairing == "interleaved" and (d % lanes or (lanes > 1 and lanes % 2)):
             raise ValueError(f"RoPE with the interleaved pairing needs lanes 1 or even, "
                              f"dividing head_dim ({d}), not {lanes}")
-        self._config, self._lanes = model_config, lanes
+        if window is not None and (not isinstance(window, int) or window < 1):
+            raise ValueError(f"RoPE window must be a positive integer, not {window!r}")
+        self._config, self._lanes, self._window = model_config, lanes, window
         self._words = d // lanes                                  # beats per head
-        self._freqs = lanes if pairing == "half" else max(lanes // 2, 1)   # per ROM row
-        self._rows = (d // 2) // self._freqs                      # ROM rows per position
-        super().__init__({
+        self._freqs = rope_row_pairs(model_config, lanes)          # pairs per table row
+        self._rows = (d // 2) // self._freqs                      # table rows per position
+        members = {
             "head": In(stream.Signature(vector_beat_layout(lanes))),
             "position": In(stream.Signature(unsigned(self.position_bits))),
             "out": Out(stream.Signature(vector_beat_layout(lanes))),
-        })
+        }
+        if window is not None:
+            members["table"] = In(stream.Signature(self.write_layout))
+        super().__init__(members)
 
     @property
     def config(self) -> ModelConfig:
         return self._config
 
     @property
+    def positions(self) -> int:
+        """Positions the table holds: ``window``, or the model's whole context."""
+        return self._config.max_context if self._window is None else self._window
+
+    @property
+    def rows(self) -> int:
+        """Table rows per position (``rope_row_layout`` each)."""
+        return self._rows
+
+    @property
     def position_bits(self) -> int:
-        return max(1, (self._config.max_context - 1).bit_length())
+        return max(1, (self.positions - 1).bit_length())
+
+    @property
+    def write_layout(self) -> data.StructLayout:
+        """One row of a windowed table and where it goes."""
+        return data.StructLayout({"addr": unsigned(max(1, (self.positions * self._rows - 1)
+                                                          .bit_length())),
+                                  "row": rope_row_layout(self._freqs)})
 
     def elaborate(self, platform):
         m = Module()
         buffer = m.submodules.buffer = Memory(
             shape=data.ArrayLayout(signed(32), self._lanes), depth=2 * self._words, init=[])
         full = Signal(2)                                          # per bank: a head waits
-        base = [Signal(range(self._config.max_context * self._rows), name=f"base{k}")
+        base = [Signal(range(self.positions * self._rows), name=f"base{k}")
                 for k in range(2)]
         self._write_side(m, buffer, full, base)
         self._read_side(m, buffer, full, base)
@@ -152,9 +184,7 @@ class RoPE(wiring.Component):
         if not same_word:
             m.d.comb += [partner.addr.eq(bank * words + partner_addr),
                          partner.en.eq(pipe.advance)]
-        rows = self._rows_init()
-        table = m.submodules.table = Memory(shape=self._row_layout(), depth=len(rows), init=rows)
-        entries = table.read_port()
+        entries = self._table(m).read_port()
 
         # Each stage holds at most one block-RAM read, multiplier or carry chain:
         # 1: buffer read, table address; 2: x, y held, table read; 3: cos, sin held;
@@ -199,9 +229,19 @@ class RoPE(wiring.Component):
         step = LIMB - ROPE_FRAC
         return register(Cat(rounded[:step], high + (rounded >> step)).as_signed(), "total")
 
-    def _row_layout(self):
-        pair = data.StructLayout({"cos": signed(16), "sin": signed(16)})
-        return data.ArrayLayout(pair, self._freqs)
+    def _table(self, m):
+        """The cos/sin table: a ROM, or a window ``table`` writes."""
+        layout = rope_row_layout(self._freqs)
+        if self._window is None:
+            rows = self._rows_init()
+            m.submodules.table = table = Memory(shape=layout, depth=len(rows), init=rows)
+            return table
+        m.submodules.table = table = Memory(shape=layout, depth=self.positions * self._rows,
+                                            init=[])
+        write = table.write_port()
+        m.d.comb += [self.table.ready.eq(1), write.addr.eq(self.table.payload.addr),
+                     write.data.eq(self.table.payload.row), write.en.eq(self.table.valid)]
+        return table
 
     def _rows_init(self):
         """ROM row ``position * rows + r`` holds frequencies ``r*freqs .. r*freqs + freqs-1``."""

@@ -44,7 +44,7 @@ class AttentionDriver:
         self.out = stream_bfm(dut, "out", AmStreamSink, stall, rng)
         self.loader = MemoryLoader(dut, "load", memory)
         self.job_layout = attention_job_layout(cfg, max_queries)
-        self.beat_layout = vector_beat_layout(cfg.dims_per_cycle)
+        self.beat_layout = vector_beat_layout(cfg.io_lanes)
         self.tables = rope_tables(model)
         dut.loading.value = 0
         if backdoor_image:
@@ -91,11 +91,11 @@ class AttentionDriver:
         positions = np.arange(start, start + tokens)
         golden = attention_step(self.model, self.tables, cache, layer, positions, heads, keys,
                                 values, score_scale(self.model.head_dim))
-        expected = output_beats(golden, self.cfg.dims_per_cycle)
+        expected = output_beats(golden, self.cfg.io_lanes)
         times = {"start": start, "tokens": tokens, "sent": self.now()}
         job = self.job_layout.const({"layer": layer, "start": start, "tokens": tokens})
         sender = cocotb.start_soon(self._send(job, qkv_beats(heads, keys, values,
-                                                             self.cfg.dims_per_cycle), times))
+                                                             self.cfg.io_lanes), times))
         for index, want in enumerate(expected):
             got = self.beat_layout.from_bits(int((await self.out.recv()).payload))
             if index == 0:

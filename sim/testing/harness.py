@@ -10,6 +10,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tritium.hw.attention.block import AttentionBlock
+from tritium.hw.attention.kvcache import KVLayout
+from tritium.hw.config import rope_row_pairs
 from tritium.hw.memory import BoardMemory, OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
@@ -73,17 +75,26 @@ class AttentionHarness(wiring.Component):
     job in the block. While ``loading`` is high the memory's write channels belong to
     the ``load`` port (the block's writes wait), so a testbench can store a prefilled
     cache image (``sim.attention_tb.cache_image``) without running the prompt through
-    the block.
+    the block. With ``rope_in_memory`` the block reads RoPE's table from the memory at
+    :attr:`rope_base`, after the cache, where the testbench stores
+    ``host.compiler.rope_table_image`` the same way.
     """
 
     def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0,
-                 board=None):
-        self._block = block = AttentionBlock(model, config, memory, max_queries)
+                 board=None, rope_in_memory=False):
+        kv_words = KVLayout(config, memory).words
+        #: Word address of RoPE's table (``rope_in_memory``), else None.
+        self.rope_base = kv_words if rope_in_memory else None
+        self._block = block = AttentionBlock(model, config, memory, max_queries,
+                                             rope_base=self.rope_base)
+        rope_words = model.max_context * model.head_dim // 2 // rope_row_pairs(model,
+                                                                               config.io_lanes)
+        self._words = kv_words + (rope_words if rope_in_memory else 0)
         if board is None:
             self._ram = None
             self.verilog_library = ""
         else:
-            self._ram = BoardMemory(memory, block.kv_layout.words, *board, storage="backdoor")
+            self._ram = BoardMemory(memory, self._words, *board, storage="backdoor")
             #: Verilog that the generated Verilog instantiates (``sim.backend.cosim`` builds it too).
             self.verilog_library = self._ram.verilog_library
         self._memory_args = (memory, bytes_per_cycle, latency)
@@ -100,7 +111,7 @@ class AttentionHarness(wiring.Component):
         m = Module()
         memory, bytes_per_cycle, latency = self._memory_args
         m.submodules.block = block = self._block
-        depth = block.kv_layout.words
+        depth = self._words
         if self._ram is not None:
             m.submodules.memory = board = self._ram
             m.d.comb += board.load.eq(self.backdoor_load)

@@ -290,9 +290,9 @@ def test_generate_writes_the_verilog_and_the_vivado_project(tmp_path):
                      r' \*\)\s+output \[48:0\] m_axi__awaddr;', verilog)
     assert re.search(r"input \[127:0\] m_axi__rdata;", verilog)
     assert re.search(r"input \[11:0\] s_axi_lite__araddr;", verilog)
-    # The platform's RAM attributes: the TLMM chunk buffer, and only it, in UltraRAM.
-    assert len(re.findall(r'\(\* ram_style = "ultra" \*\)\s+reg \[\d+:0\] banks\b', verilog)) \
-        == 1 == verilog.count('ram_style = "ultra"')
+    # The platform's RAM attributes: the TLMM chunk buffer, and only it, in block RAM.
+    assert len(re.findall(r'\(\* ram_style = "block" \*\)\s+reg \[\d+:0\] banks\b', verilog)) \
+        == 1 == verilog.count('ram_style = "block"')
 
     script = (tmp_path / "build_kv260.tcl").read_text()
     for expected in ("set project tritium_kv260",

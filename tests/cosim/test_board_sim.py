@@ -20,7 +20,8 @@ from tritium.host.compiler import compile_model, instruction_words
 from tritium.host.importers import load_model
 from tritium.host.model import Model
 from tritium.host.sim_transport import BoardSimTransport
-from tritium.hw.config import ACCELERATOR_PRESETS
+from tritium.hw.attention.block import pass_key_counts
+from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.sim.golden.model import GoldenModel, QuantizedModel, final_top
@@ -32,16 +33,18 @@ pytestmark = pytest.mark.cosim
 def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
     bench = load_bench("layer")
     status = bench.main(["--config", "tiny", "--memory", "kv260", "--ports", "4",
-                         "--weight-port-words", "2", "--contexts", "12,40", "--prefill", "8",
+                         "--weight-port-words", "2", "--attention-lanes", "1",
+                         "--attention-dims", "16", "--contexts", "12,40", "--prefill", "8",
                          "--json"])
     report = json.loads(capsys.readouterr().out)
     assert status == 0 and report["matches_golden"] and report["ports"] == 4
     assert report["config"]["weight_port_words"] == 2
+    assert (report["config"]["attention_lanes"], report["config"]["attention_dims"]) == (1, 16)
     assert [case["name"] for case in report["cases"]] == ["prefill-8", "decode-12", "decode-40"]
     assert all(case["matches_golden"] for case in report["cases"])
 
-    config, model_config = bench.layer_slice(ACCELERATOR_PRESETS["tiny"],
-                                             ACCELERATOR_PRESETS["tiny"].model)
+    config = AcceleratorConfig.from_json(json.dumps(report["config"]))     # the layer's slice
+    model_config = config.model
     compiled = compile_model(Model.random(model_config, seed=0), config)
     weights = sum(words for name, (_, words) in compiled.placement.items()
                   if name.startswith("layer0.w"))
@@ -55,10 +58,11 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
         assert counters["linear_words"] == weights                # each matrix read once
         assert counters["fetch_words"] == fetches
         assert counters["move_words"] == 2 * tokens * io_words    # LOAD and STORE
-        # Every kv head writes the run's records and reads its keys once per pass: decode
-        # has one pass per kv head over the whole context.
+        # Every kv head writes the run's records and reads its keys once per pass: in
+        # decode, one lane makes a pass over the whole context per query head.
         if case["phase"] == "decode":
-            assert counters["attend_words"] == kv.kv_heads * (context + 1) * record_words
+            assert pass_key_counts(kv, case["position"], 1) == [context] * kv.heads
+            assert counters["attend_words"] == (kv.heads * context + kv.kv_heads) * record_words
         # The ports saw the run's words plus the link's io write and read-back: reads on
         # all (the weights alone are many chunks), writes all through HP0.
         ports = case["port_words"]
@@ -81,13 +85,16 @@ def test_layer_bench_refuses_a_model_the_design_cannot_hold(capsys):
 @pytest.mark.parametrize("head_format", ["int8", "int4"])
 def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format):
     """The whole tiny model on the kv260 preset's memory arrangement (four HP ports of the
-    KV260 memory model, a 512-bit weight port beside the units' port), with either head
+    KV260 memory model, a 512-bit weight port beside the units' port, RoPE's table in
+    memory, one attention lane of 16 dimensions behind 8-lane vectors), with either head
     format (int4: 128 codes a word in two groups, as the kv260 preset's int4 head): a
     12-token prompt and greedy decode steps return the golden model's top-k, and the
     TLMM and the head read all their words through the weight port (counted in bus
     words)."""
     config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], name=f"tiny-{head_format}",
-                                 memory_ports=4, weight_port_words=2, head_format=head_format)
+                                 memory_ports=4, weight_port_words=2, attention_lanes=1,
+                                 attention_dims=16, rope_table="memory",
+                                 head_format=head_format)
     model = load_model("tiny")
     golden = GoldenModel(model, QuantizedModel(model, config.head_weights))
     cache = golden.new_cache()

@@ -77,6 +77,22 @@ def test_prefill_logits_equal_the_golden_model(accelerator, golden, length):
     assert accelerator.counters()["runs"] == -(-length // TINY.max_tokens)
 
 
+def test_the_device_reads_ropes_table_from_its_memory(model, golden):
+    """rope_table = "memory": the software device rotates by the table the host wrote
+    into its memory, as the hardware does: the loaded table gives the golden logits, and
+    a table with one position's words overwritten does not."""
+    design = dataclasses.replace(TINY, name="tiny-rope-in-memory", rope_table="memory")
+    transport = DeviceModelTransport(design)
+    accelerator = Accelerator(design, transport)
+    accelerator.load(model)
+    ids = prompt(9, seed=3)
+    assert np.array_equal(accelerator.prefill(ids), golden.forward(ids, golden.new_cache()))
+    words = design.rope_rows * design.data_width // 8
+    accelerator.link.write(design.rope_base + 5 * design.rope_rows, bytes(words))
+    accelerator.reset()
+    assert not np.array_equal(accelerator.prefill(ids), golden.forward(ids, golden.new_cache()))
+
+
 def test_decode_and_a_second_prompt_continue_the_conversation(accelerator, golden):
     cache = golden.new_cache()
     ids = prompt(5, seed=1)

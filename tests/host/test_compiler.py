@@ -7,7 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
+from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, rope_row_pairs
+from tritium.hw.elementwise.rope import rope_table
+from tritium.hw.layouts import rope_row_layout
 from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
                                     OPCODES)
 from tritium.host.compiler import (check_model, compile_model, decode_instruction,
@@ -183,6 +185,39 @@ def test_an_image_too_big_for_the_memory_is_refused():
     small = dataclasses.replace(TINY, memory_words=TINY.kv_words + 1000)
     with pytest.raises(InputError, match=r"needs \d+ words of memory .* has 1000 below"):
         compile_model(load_model("tiny"), small)
+
+
+def test_the_rope_table_in_memory_sits_below_the_kv_cache(model):
+    """rope_table = "memory": the image holds RoPE's golden table just below the KV cache,
+    a row of rope_row_layout per bus word (pairs r*n .. r*n + n-1 of a position in its
+    word r), the rest of each word zero; a memory too small for it is refused."""
+    design = dataclasses.replace(TINY, rope_table="memory")
+    compiled = compile_model(model, design)
+    rows = design.rope_rows
+    assert design.rope_words == design.model.max_context * rows
+    assert compiled.placement["rope"] == (design.rope_base, design.rope_words)
+    assert design.rope_base + design.rope_words == design.kv_base
+    assert compiled.words <= design.rope_base
+    image = dict(compiled.image)[design.rope_base]
+    word_bytes = design.data_width // 8
+    assert len(image) == design.rope_words * word_bytes
+    cos, sin = rope_table(design.model)
+    pairs = rope_row_pairs(design.model, design.lanes)
+    layout = rope_row_layout(pairs)
+    for position in (0, 1, 97, design.model.max_context - 1):
+        for row in range(rows):
+            entries = [{"cos": cos[position][row * pairs + e], "sin": sin[position][row * pairs + e]}
+                       for e in range(pairs)]
+            address = (position * rows + row) * word_bytes
+            word = int.from_bytes(image[address:address + word_bytes], "little")
+            assert word == layout.const(entries).as_bits()
+    with pytest.raises(InputError, match=r"has 1000 below its KV cache and RoPE table"):
+        compile_model(model, dataclasses.replace(
+            design, memory_words=design.kv_words + design.rope_words + 1000))
+    with pytest.raises(ValueError, match=r"the KV cache \(\d+ words\) and the RoPE table"):
+        dataclasses.replace(design, memory_words=design.kv_words + design.rope_words)
+    with pytest.raises(ValueError, match="rope_table must be one of"):
+        dataclasses.replace(design, rope_table="flash")
 
 
 def test_a_host_embedding_program_loads_the_vectors(model):

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 
+from tritium.host.compiler import rope_table_image
 from tritium.hw.attention.core import AttentionCore
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import AttentionConfig
@@ -135,16 +136,32 @@ def block_jobs(model, rng, spans):
     return jobs
 
 
-def run_block(model, cfg, jobs, traffic, seed, max_queries):
-    dut = AttentionHarness(model, cfg, MemoryConfig(data_width=64, addr_width=12),
-                           max_queries=max_queries)
-    lanes = cfg.dims_per_cycle
+async def load_image(ctx, dut, memory, address, image):
+    """Store ``image`` at word ``address`` through the harness's load port."""
+    ctx.set(dut.loading, 1)
+    width = memory.bytes_per_word
+    words = len(image) // width
+    await stream_send(ctx, dut.load.write_cmd, [{"addr": address, "words": words}])
+    await stream_send(ctx, dut.load.write_data, [
+        int.from_bytes(image[i * width:(i + 1) * width], "little") for i in range(words)])
+    await stream_receive(ctx, dut.load.write_done, 1)
+    ctx.set(dut.loading, 0)
+
+
+def run_block(model, cfg, jobs, traffic, seed, max_queries, rope_in_memory=False):
+    memory = MemoryConfig(data_width=64, addr_width=12)
+    dut = AttentionHarness(model, cfg, memory, max_queries=max_queries,
+                           rope_in_memory=rope_in_memory)
+    lanes = cfg.io_lanes
     expected = [beat for *_, out in jobs for beat in output_beats(out, lanes)]
     received = []
 
     async def send(ctx):
         m, e = score_scale(model.head_dim)
         ctx.set(dut.score_scale, {"m": int(m), "e": int(e)})
+        if rope_in_memory:
+            await load_image(ctx, dut, memory, dut.rope_base,
+                             rope_table_image(model, lanes, memory.data_width))
         await stream_send(ctx, dut.job, [job for job, *_ in jobs], random.Random(seed),
                           traffic.idle)
 
@@ -174,6 +191,31 @@ def test_block_prefill_then_decode(model, traffic):
     assert received == expected
 
 
+@pytest.mark.parametrize("lanes, dims, io_lanes", [(1, 8, 4), (2, 8, 2)])
+def test_block_with_a_core_wider_than_its_vectors(lanes, dims, io_lanes):
+    """A core of ``dims`` dimensions per cycle behind vectors of ``io_lanes``: the heads
+    come in and go out in vector beats (each core beat drained as dims / io_lanes of
+    them), a key takes head_dim / dims beats; gaps and back-pressure."""
+    model = BLOCK_MODELS[0]
+    cfg = AttentionConfig.for_model(model, lanes=lanes, dims_per_cycle=dims, io_lanes=io_lanes)
+    assert (cfg.beats_per_key, cfg.io_beats_per_head) == (8 // dims, 8 // io_lanes)
+    jobs = block_jobs(model, np.random.default_rng(8), [(0, 4), (4, 2), (6, 1), (7, 1)])
+    received, expected = run_block(model, cfg, jobs, TRAFFIC[3], 23, 4)
+    assert received == expected
+
+
+@pytest.mark.parametrize("model", BLOCK_MODELS, ids=lambda m: m.rope_pairing)
+def test_block_with_the_rope_table_in_memory(model):
+    """RoPE's table in memory (a design's rope_table = "memory"): each job reads its
+    positions' rows into RoPE's window first, so jobs far from position 0 rotate by
+    their own positions; gaps and back-pressure."""
+    cfg = AttentionConfig.for_model(model, lanes=2, dims_per_cycle=4, io_lanes=2)
+    jobs = block_jobs(model, np.random.default_rng(12),
+                      [(0, 3), (3, 4), (7, 1), (8, 2), (10, 1), (15, 1)])
+    received, expected = run_block(model, cfg, jobs, TRAFFIC[3], 31, 4, rope_in_memory=True)
+    assert received == expected
+
+
 def test_block_with_one_query_per_job():
     """``max_queries`` 1 (a design whose token tile is 1, like ``ulx3s``): each job is one
     token, and every head's output lands in its own place."""
@@ -189,6 +231,8 @@ def test_block_with_one_query_per_job():
     ({"head_dim": 30, "dims_per_cycle": 8}, "must divide head_dim"),
     ({"head_dim": 7, "dims_per_cycle": 7}, "even for RoPE"),
     ({"capacity": 2 ** 16 + 1}, "at most 65536"),
+    ({"dims_per_cycle": 8, "io_lanes": 3}, "power-of-two multiple of io_lanes"),
+    ({"dims_per_cycle": 6, "io_lanes": 2, "head_dim": 12}, "power-of-two multiple"),
     ({"lanes": 0}, "positive integer"),
 ])
 def test_config_rejects(fields, message):

@@ -25,16 +25,17 @@ from tritium.sim.testing.amaranth_tb import run_simulation, stream_receive, stre
 from tritium.sim.golden.model import GoldenModel, final_top
 
 
-def small_design(embedding="device", embedding_bits=16, head="device"):
-    """A random one-layer model of small shape and a design built for it (4 lanes)."""
+def small_design(embedding="device", embedding_bits=16, head="device", **fields):
+    """A random one-layer model of small shape and a design built for it (4 lanes;
+    ``fields`` of the design overridden)."""
     shape = ModelConfig(name="small", vocab_size=16, hidden=32, layers=1, heads=2, kv_heads=1,
                         head_dim=16, ffn=48, max_context=16)
     config = AcceleratorConfig(
         name="small", model=shape,
         tlmm=TLMMConfig(group=3, tables=4, rows=4, tokens=4, max_k=48, max_n=48,
                         acc_width=16),
-        attention_lanes=2, memory_words=1024, max_payload=256, embedding=embedding,
-        embedding_bits=embedding_bits, head=head)
+        **{"attention_lanes": 2, **fields}, memory_words=1024, max_payload=256,
+        embedding=embedding, embedding_bits=embedding_bits, head=head)
     return Model.random(shape, seed=2), config
 
 
@@ -71,17 +72,24 @@ def words(data: bytes, word_bytes: int) -> list:
     return [int.from_bytes(data[i:i + word_bytes], "little") for i in range(0, len(data), word_bytes)]
 
 
-@pytest.mark.parametrize("embedding, bits, head", [("device", 16, "device"),
-                                                  ("device", 32, "host"),
-                                                  ("host", 16, "device")])
-def test_controller_runs_a_compiled_layer(embedding, bits, head):
+# As the kv260 preset: one attention lane twice as wide as the vectors, RoPE's table
+# in memory.
+KV260_LIKE = {"attention_lanes": 1, "attention_dims": 8, "rope_table": "memory"}
+
+
+@pytest.mark.parametrize("embedding, bits, head, fields", [
+    ("device", 16, "device", {}), ("device", 32, "host", {}), ("host", 16, "device", {}),
+    ("device", 16, "device", KV260_LIKE)], ids=["16", "32-host-head", "host-embedding",
+                                                "kv260-like"])
+def test_controller_runs_a_compiled_layer(embedding, bits, head, fields):
     """Two runs of a compiled one-layer model, the inputs token ids (EMBED looks up their
     rows in a 16- or 32-bit table) or embedding vectors, against the golden model's
-    hidden states and, with the head on the device, its top-k (HEAD)."""
-    model, config = small_design(embedding, bits, head)
+    hidden states and, with the head on the device, its top-k (HEAD); also with the
+    kv260 preset's attention arrangement."""
+    model, config = small_design(embedding, bits, head, **fields)
     compiled = compile_model(model, config)
     word_bytes = config.data_width // 8
-    init = [0] * compiled.words
+    init = [0] * config.memory_words
     for address, data in compiled.image:
         for i, word in enumerate(words(data, word_bytes)):
             init[address + i] = word
