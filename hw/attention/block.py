@@ -25,15 +25,16 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import AttentionConfig, ElementwiseConfig, ModelConfig
+from ..config import AttentionConfig, ElementwiseConfig, ModelConfig, rope_row_pairs
 from ..elementwise import NormQuant, RoPE
 from ..fixedpoint import scale_layout
-from ..layouts import attention_query_layout, layer_shape, position_shape, vector_beat_layout
+from ..layouts import (attention_query_layout, layer_shape, position_shape, rope_row_layout,
+                       vector_beat_layout)
 from ..memory.mux import PortMux
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from .core import AttentionCore
 from .kvcache import KVLayout, KVReader, KVWriter
-from .rope_window import RopeWindowLoader
+from .rope_window import RopeWindowLoader, check_row_width
 
 __all__ = ["AttentionBlock", "attention_job_layout", "pass_key_counts"]
 
@@ -95,6 +96,9 @@ class AttentionBlock(wiring.Component):
         self._kv = KVLayout(config, memory, kv_base)
         self._kv.check()
         self._rope_base = rope_base
+        if rope_base is not None:       # refused now rather than at elaboration
+            check_row_width(rope_row_layout(rope_row_pairs(model, config.io_lanes)).size,
+                            memory)
         beat = vector_beat_layout(config.io_lanes)
         super().__init__({
             "job": In(stream.Signature(attention_job_layout(config, max_queries))),

@@ -16,7 +16,14 @@ from amaranth.lib.wiring import In, Out
 from ..memory.port import MemoryConfig, MemoryPortSignature
 from ..weights import BurstReader
 
-__all__ = ["RopeWindowLoader"]
+__all__ = ["RopeWindowLoader", "check_row_width"]
+
+
+def check_row_width(row_bits: int, memory: MemoryConfig) -> None:
+    """Raise ``ValueError`` unless a table row of ``row_bits`` fits one memory word."""
+    if row_bits > memory.data_width:
+        raise ValueError(f"a RoPE table row of {row_bits} bits does not fit a "
+                         f"{memory.data_width}-bit memory word")
 
 
 class RopeWindowLoader(wiring.Component):
@@ -51,10 +58,7 @@ class RopeWindowLoader(wiring.Component):
 
     def __init__(self, memory: MemoryConfig, rows: int, window: int, base: int,
                  write_layout: data.StructLayout, position_shape, burst: int = 256):
-        row_bits = write_layout["row"].shape.size
-        if row_bits > memory.data_width:
-            raise ValueError(f"a RoPE table row of {row_bits} bits does not fit a "
-                             f"{memory.data_width}-bit memory word")
+        check_row_width(write_layout["row"].shape.size, memory)
         self._memory, self._rows, self._window, self._base = memory, rows, window, base
         self._burst = burst
         super().__init__({

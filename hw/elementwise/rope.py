@@ -64,7 +64,7 @@ class RoPE(wiring.Component):
         with the head's ``last`` beat (the head's earlier beats do not wait for it).
     out : ``Out(stream.Signature(vector_beat_layout(lanes)))``
         The rotated head, same element order; ``last`` on its final beat.
-    table : ``In(stream.Signature(rope_write_layout))``, with ``window`` only
+    table : ``In(stream.Signature(write_layout))``, with ``window`` only
         Row ``addr`` (``position * rows + r``) of the table; always ready. Rows a head
         reads must be written before its last beat is taken.
     """

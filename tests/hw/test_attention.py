@@ -216,6 +216,17 @@ def test_block_with_the_rope_table_in_memory(model):
     assert received == expected
 
 
+def test_a_rope_row_wider_than_the_memory_word_is_refused():
+    """The table in memory holds a row per word: a beat of 4 lanes' pairs (128 bits) does
+    not fit 64-bit words."""
+    model = BLOCK_MODELS[0]
+    cfg = AttentionConfig.for_model(model, lanes=2, dims_per_cycle=4)
+    with pytest.raises(ValueError, match="a RoPE table row of 128 bits does not fit a "
+                                         "64-bit memory word"):
+        AttentionHarness(model, cfg, MemoryConfig(data_width=64, addr_width=12),
+                         max_queries=4, rope_in_memory=True)
+
+
 def test_block_with_one_query_per_job():
     """``max_queries`` 1 (a design whose token tile is 1, like ``ulx3s``): each job is one
     token, and every head's output lands in its own place."""
