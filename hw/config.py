@@ -530,6 +530,11 @@ def rope_row_pairs(model: ModelConfig, lanes: int) -> int:
     return lanes if model.rope_pairing == "half" else max(lanes // 2, 1)
 
 
+def rope_rows(model: ModelConfig, lanes: int) -> int:
+    """Rows of RoPE's table per position, :func:`rope_row_pairs` pairs each."""
+    return model.head_dim // 2 // rope_row_pairs(model, lanes)
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
     """The whole accelerator: the model shape it serves and the size of every unit.
@@ -754,7 +759,7 @@ class AcceleratorConfig:
     def rope_rows(self) -> int:
         """Rows of RoPE's cos/sin table per position (:func:`rope_row_pairs` pairs each);
         with ``rope_table = "memory"`` each row is one bus word."""
-        return self.model.head_dim // 2 // rope_row_pairs(self.model, self.lanes)
+        return rope_rows(self.model, self.lanes)
 
     @property
     def rope_words(self) -> int:

@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import ModelConfig, rope_row_pairs
+from ..config import ModelConfig, rope_row_pairs, rope_rows
 from ..fixedpoint import QueuedPipeline, delay, saturate_bits
 from ..layouts import rope_row_layout, vector_beat_layout
 from ..numerics import ROPE_FRAC, rope_table as numerics_rope_table
@@ -89,7 +89,7 @@ class RoPE(wiring.Component):
         self._config, self._lanes, self._window = model_config, lanes, window
         self._words = d // lanes                                  # beats per head
         self._freqs = rope_row_pairs(model_config, lanes)          # pairs per table row
-        self._rows = (d // 2) // self._freqs                      # table rows per position
+        self._rows = rope_rows(model_config, lanes)               # table rows per position
         members = {
             "head": In(stream.Signature(vector_beat_layout(lanes))),
             "position": In(stream.Signature(unsigned(self.position_bits))),

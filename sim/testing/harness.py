@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from tritium.hw.attention.block import AttentionBlock
 from tritium.hw.attention.kvcache import KVLayout
-from tritium.hw.config import rope_row_pairs
+from tritium.hw.config import rope_rows
 from tritium.hw.memory import BoardMemory, OnChipMemory, SimMemory
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
@@ -87,8 +87,7 @@ class AttentionHarness(wiring.Component):
         self.rope_base = kv_words if rope_in_memory else None
         self._block = block = AttentionBlock(model, config, memory, max_queries,
                                              rope_base=self.rope_base)
-        rope_words = model.max_context * model.head_dim // 2 // rope_row_pairs(model,
-                                                                               config.io_lanes)
+        rope_words = model.max_context * rope_rows(model, config.io_lanes)
         self._words = kv_words + (rope_words if rope_in_memory else 0)
         if board is None:
             self._ram = None
