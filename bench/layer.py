@@ -34,8 +34,8 @@ from tritium.boards import preset_memory
 from tritium.host.accelerator import Accelerator
 from tritium.host.model import Model
 from tritium.host.sim_transport import BoardSimTransport
-from tritium.hw.attention.kvcache import KVLayout
-from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
+from tritium.hw.attention.kvcache import kv_layout
+from tritium.hw.config import ACCELERATOR_PRESETS, KV_READS, MODEL_PRESETS
 from tritium.hw.control.controller import WORD_COUNTERS
 from tritium.hw.memory_model import MEMORY_MODELS
 from tritium.sim.testing.attention_tb import cache_image
@@ -120,6 +120,10 @@ def main(argv=None):
     parser.add_argument("--attention-dims", type=int, default=None,
                         help="dimensions per cycle of each attention lane, a power-of-two "
                              "multiple of the preset's lanes (default: the preset's)")
+    parser.add_argument("--kv-reads", choices=KV_READS, default=None,
+                        help="the port the attention reads the KV cache through (default: "
+                             "the preset's kv_reads; 'units' on a design without a weight "
+                             "port)")
     parser.add_argument("--contexts", default="64,512,1024,2048",
                         help="decode contexts, comma-separated (default: 64,512,1024,2048)")
     parser.add_argument("--prefill", type=int, default=None,
@@ -131,18 +135,21 @@ def main(argv=None):
     args.model = args.model or preset.model.name
     memory = MEMORY_MODELS[args.memory or preset_memory(args.config)]
     try:
+        fields = {}
         if args.ports is not None:
             if not 1 <= args.ports <= len(memory.ports):
                 raise ValueError(f"--ports {args.ports}: memory model {memory.name!r} has "
                                  f"{len(memory.ports)} ports")
-            preset = dataclasses.replace(
-                preset, memory_ports=args.ports,
-                weight_port_words=min(preset.weight_port_words, args.ports))
+            fields.update(memory_ports=args.ports,
+                          weight_port_words=min(preset.weight_port_words, args.ports))
         if args.weight_port_words is not None:
-            preset = dataclasses.replace(preset, weight_port_words=args.weight_port_words)
-        for name in ("attention_lanes", "attention_dims"):
-            if getattr(args, name) is not None:
-                preset = dataclasses.replace(preset, **{name: getattr(args, name)})
+            fields["weight_port_words"] = args.weight_port_words
+        if fields.get("weight_port_words", preset.weight_port_words) == 1:
+            fields["kv_reads"] = "units"        # the preset's may have needed a weight port
+        fields.update({name: getattr(args, name) for name in
+                       ("attention_lanes", "attention_dims", "kv_reads")
+                       if getattr(args, name) is not None})
+        preset = dataclasses.replace(preset, **fields)
         config, model_config = layer_slice(preset, MODEL_PRESETS[args.model])
         contexts = sorted(int(c) for c in args.contexts.split(","))
     except ValueError as error:
@@ -171,7 +178,7 @@ def main(argv=None):
                               "prefill", 0, hidden_states(rng, prefill, model_config.hidden)))
         # The records a decode at the longest context reads, beyond the prompt's: random.
         fill_cache(cache, prefill, contexts[-1] - 1, rng)
-        layout = KVLayout(config.attention, config.memory, config.kv_base)
+        layout = kv_layout(config)
         transport.load_image(cache_records(cache, layout, prefill, contexts[-1] - 1))
         for context in contexts:
             cases.append(run_case(accelerator, transport, golden, cache, f"decode-{context}",

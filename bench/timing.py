@@ -69,7 +69,7 @@ def modules(shape: str) -> list:
     from tritium.hw.config import ACCELERATOR_PRESETS, ElementwiseConfig
     from tritium.hw.attention.block import AttentionBlock
     from tritium.hw.attention.core import AttentionCore
-    from tritium.hw.attention.kvcache import KVLayout, KVReader, KVWriter
+    from tritium.hw.attention.kvcache import KVReader, KVWriter, kv_layout
     from tritium.hw.control.controller import Controller
     from tritium.hw.control.datapath import Datapath
     from tritium.hw.control.embed import EmbedFetcher, HalfWordWidener
@@ -90,7 +90,6 @@ def modules(shape: str) -> list:
     cfg = ACCELERATOR_PRESETS[shape]
     lanes, tokens, att = cfg.lanes, cfg.max_tokens, cfg.attention
     head_quant = ElementwiseConfig(lanes=att.io_lanes, max_features=att.head_dim)
-    kv = lambda: KVLayout(att, cfg.memory, cfg.kv_base)          # noqa: E731
     whole = "the sum of the modules listed; place it with --module to time it whole"
     e = [
         # hw/top.py
@@ -125,13 +124,11 @@ def modules(shape: str) -> list:
         Entry("rope", lambda: RoPE(cfg.model, att.io_lanes,
                                    None if cfg.rope_table == "rom" else tokens), "attention_block"),
         Entry("norm_head", lambda: NormQuant(head_quant, gain=False), "attention_block"),
-        Entry("kv_writer", lambda: KVWriter(kv()), "attention_block"),
-        Entry("kv_reader", lambda: KVReader(kv()), "attention_block"),
+        Entry("kv_writer", lambda: KVWriter(kv_layout(cfg)), "attention_block"),
+        # The reader as it reads the records: through the weight port with kv_reads.
+        Entry("kv_reader", lambda: KVReader(kv_layout(cfg).widened()), "attention_block"),
         Entry("attention_core", lambda: AttentionCore(att), "attention_block"),
-        Entry("attention_block", lambda: AttentionBlock(cfg.model, att, cfg.memory,
-                                                        max_queries=tokens,
-                                                        kv_base=cfg.kv_base,
-                                                        rope_base=cfg.rope_memory_base),
+        Entry("attention_block", lambda: AttentionBlock.of_design(cfg),
               "datapath",
               skip=whole),
         Entry("datapath", lambda: Datapath(cfg), "controller", skip=whole),
@@ -187,10 +184,7 @@ def _uncovered(shape, cfg, covered) -> list:
         "controller": lambda: Controller(cfg),
         "sequencer": lambda: Sequencer(cfg),
         "datapath": lambda: Datapath(cfg),
-        "attention_block": lambda: AttentionBlock(cfg.model, cfg.attention, cfg.memory,
-                                                  max_queries=cfg.max_tokens,
-                                                  kv_base=cfg.kv_base,
-                                                  rope_base=cfg.rope_memory_base),
+        "attention_block": lambda: AttentionBlock.of_design(cfg),
     }
 
     def units(parent):

@@ -41,7 +41,7 @@ from fractions import Fraction
 
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.attention.core import FINISH_WAIT, SCORE_LATENCY, dot_latency
-from tritium.hw.attention.kvcache import KVLayout
+from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
@@ -145,7 +145,16 @@ def _dequantize_latency(lanes: int, acc_width: int) -> int:
 @functools.lru_cache(maxsize=None)
 def _record_words(config: AcceleratorConfig) -> int:
     """Bus words of one KV record (``KVLayout.words_per_record``)."""
-    return KVLayout(config.attention, config.memory, config.kv_base).words_per_record
+    return kv_layout(config).words_per_record
+
+
+def _record_read(config: AcceleratorConfig, port: "PortTiming") -> tuple:
+    """(latency, cycles) of reading KV records: the first one's latency, and each one's
+    words streaming, on the port the design reads them through (``kv_reads``)."""
+    if config.kv_reads == "weights":
+        wide_words = _record_words(config) // config.kv_port_words
+        return port.weight_latency, wide_words * port.weight_word_cycles
+    return port.latency, _record_words(config) * port.word_cycles
 
 
 def _reader_cycles(beats) -> int:
@@ -326,8 +335,9 @@ def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fractio
       updates wait in a queue of their own, so the intake, the dot products, the score
       pipeline and the value stage all keep a key every ``beats_per_key`` cycles
       (docs/attention.md);
-    - the KV reader: a record's ``words_per_record`` bus words at the port's rate."""
-    return max(Fraction(config.attention.beats_per_key), _record_words(config) * port.word_cycles)
+    - the KV reader: a record's ``words_per_record`` words at the rate of the port it
+      reads them through (the units' port, or the weight port: ``kv_reads``)."""
+    return max(Fraction(config.attention.beats_per_key), _record_read(config, port)[1])
 
 
 def _attend_terms(config, port, position, tokens):
@@ -341,11 +351,12 @@ def _attend_terms(config, port, position, tokens):
     scratchpad."""
     a = config.attention
     words = _record_words(config)
-    record, written = words * port.word_cycles, words * port.write_word_cycles
+    read_latency, record = _record_read(config, port)
+    written = words * port.write_word_cycles
     qkv_beats = (a.heads + 2 * a.kv_heads) * a.io_beats_per_head
     counts = pass_key_counts(a, position, tokens)
     terms = dict(
-        latency=port.latency,
+        latency=read_latency,
         intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * written),
         records=record + written,
         keys=sum(counts) * attention_key_cycles(config, port),
@@ -577,10 +588,13 @@ _RECORDED_ATTENTION_LANES = 4
 
 
 def _on_ports(config: AcceleratorConfig) -> str:
-    """A case name's note of the memory ports a board design read through and its
-    attention lanes (lanes x dimensions per cycle: designs of one name have differed)."""
+    """A case name's note of the memory ports a board design read through, its attention
+    lanes (lanes x dimensions per cycle) and the port its KV cache was read through:
+    designs of one name have differed."""
     ports, a = config.memory_ports, config.attention
-    return f" on {ports} port{'s' if ports > 1 else ''}, attention {a.lanes}x{a.dims_per_cycle}"
+    kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
+    return (f" on {ports} port{'s' if ports > 1 else ''}, attention "
+            f"{a.lanes}x{a.dims_per_cycle}{kv}")
 
 
 def _e2e_cases(report: dict, source: str) -> list:
@@ -592,9 +606,10 @@ def _e2e_cases(report: dict, source: str) -> list:
     has one."""
     if "design" in report:
         design = AcceleratorConfig.from_json(json.dumps(report["design"]))
-    else:   # recorded before the attention lanes' width and RoPE's table could be set
+    else:   # recorded before the attention lanes' width, RoPE's table and the KV
+        # cache's port could be set
         design = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
-                                     attention_dims=None, rope_table="rom")
+                                     attention_dims=None, rope_table="rom", kv_reads="units")
     config = dataclasses.replace(design,
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
                                  head=report.get("head", _RECORDED_HEAD),
@@ -673,11 +688,14 @@ def simulated_cases(e2e=None, layer=None) -> list:
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
                     "bench-e2e-kv260-int4.json",
+                    "bench-e2e-kv260-kvu.json", "bench-layer-kv260-kvu.json",
+                    "bench-e2e-kv260-int4-kvu.json",
                     "bench-e2e-kv260-2l.json", "bench-layer-kv260-2l.json",
                     "bench-e2e-kv260-int4-2l.json",
                     "bench-e2e-kv260-2p.json", "bench-layer-kv260-2p.json",
                     "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json",
-                    "bench-layer-kv260-2b.json", "bench-layer-kv260-2b-2p.json")
+                    "bench-layer-kv260-2b.json", "bench-layer-kv260-2b-2l.json",
+                    "bench-layer-kv260-2b-2p.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
@@ -1235,7 +1253,9 @@ def _weight_port_text(result: dict) -> str:
     design = AcceleratorConfig.from_json(json.dumps(result["design"]))
     if not design.weight_port:
         return ""
-    return (f"; the weights and the head through a {design.weight_memory.data_width}-bit "
+    streams = ("the weights, the head and the KV cache's reads"
+               if design.kv_reads == "weights" else "the weights and the head")
+    return (f"; {streams} through a {design.weight_memory.data_width}-bit "
             f"port on all of them, the other units through {design.units_ports}")
 
 

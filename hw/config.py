@@ -9,7 +9,8 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConfig", "HeadConfig",
+__all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "EMBEDDINGS", "EMBEDDING_BITS",
+           "HEADS", "ModelConfig", "HeadConfig",
            "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
            "TLMM_PRESETS", "tlmm_preset"]
@@ -24,6 +25,16 @@ def kv_record_bits(head_dim: int) -> int:
     """Bits of one KV cache record (``hw.layouts.kv_record_layout``): ``head_dim`` int8 K
     and V codes and their two scales."""
     return 2 * 8 * head_dim + 2 * (MANTISSA_BITS + EXPONENT_BITS)
+
+
+def kv_record_words(head_dim: int, data_width: int, align: int = 1) -> int:
+    """Bus words of ``data_width`` bits one KV record takes in memory: its bits rounded up
+    to whole words, then to a multiple of ``align`` (a port ``align`` words wide then
+    reads whole records)."""
+    words = -(-kv_record_bits(head_dim) // data_width)
+    return -(-words // align) * align
+
+
 ROPE_PAIRINGS = ("half", "interleaved")
 
 
@@ -521,6 +532,8 @@ EMBEDDING_BITS = (16, 32)
 HEADS = ("device", "host")
 # Where RoPE's cos/sin table lives (AcceleratorConfig.rope_table).
 ROPE_TABLES = ("rom", "memory")
+#: Which port the attention unit reads the KV cache through (AcceleratorConfig.kv_reads).
+KV_READS = ("units", "weights")
 
 
 def rope_row_pairs(model: ModelConfig, lanes: int) -> int:
@@ -578,6 +591,12 @@ class AcceleratorConfig:
     :attr:`rope_base`, just below the KV cache, written with the model; the attention
     unit reads each job's positions into a window of its own: docs/attention.md), for a
     context whose table would fill the chip's block RAM.
+    ``kv_reads`` is the port the attention unit reads the KV cache through: ``"units"``
+    (the default: the units' port, like every other unit) or ``"weights"`` (the weight
+    port, which idles during ATTEND, so a pass reads the records at the rate of all the
+    board ports; each record is then padded to whole weight-port words,
+    :attr:`kv_port_words`; the records are still written through the units' port:
+    docs/attention.md).
     """
     name: str
     model: ModelConfig
@@ -596,6 +615,7 @@ class AcceleratorConfig:
     head_format: str = "int8"
     head_group: int = 64
     rope_table: str = "rom"
+    kv_reads: str = "units"
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
@@ -609,6 +629,14 @@ class AcceleratorConfig:
         _check_choice(self, "embedding_bits", EMBEDDING_BITS)
         _check_choice(self, "head", HEADS)
         _check_choice(self, "rope_table", ROPE_TABLES)
+        _check_choice(self, "kv_reads", KV_READS)
+        if self.kv_reads == "weights" and not self.weight_port:
+            raise ValueError("kv_reads = 'weights' reads the KV cache through the weight port: "
+                             "it needs one (weight_port_words > 1)")
+        if self.memory_words % self.kv_port_words:
+            raise ValueError(f"memory_words ({self.memory_words}) must be a multiple of "
+                             f"weight_port_words ({self.kv_port_words}) when the KV cache, at "
+                             f"the top of memory, is read through the weight port")
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)
@@ -743,11 +771,17 @@ class AcceleratorConfig:
         return self.max_tokens * per_token // self.lanes
 
     @property
+    def kv_port_words(self) -> int:
+        """Bus words per word of the port that reads the KV cache: ``weight_port_words``
+        with ``kv_reads = "weights"``, else 1; each record is padded to a multiple of it."""
+        return self.weight_port_words if self.kv_reads == "weights" else 1
+
+    @property
     def kv_words(self) -> int:
         """Bus words of the KV cache (``KVLayout.words``: records of int8 K and V codes
-        and two 26-bit scales, padded to whole words)."""
+        and two 26-bit scales, padded to whole words of the port that reads them)."""
         a = self.attention
-        record_words = -(-kv_record_bits(a.head_dim) // self.data_width)
+        record_words = kv_record_words(a.head_dim, self.data_width, self.kv_port_words)
         return a.layers * a.kv_heads * a.capacity * record_words
 
     @property
@@ -871,21 +905,26 @@ ACCELERATOR_PRESETS = {
     # 198,763 cycles to the units' port's rate for the records (docs/performance.md).
     # RoPE's table (2,048 positions, 85 BRAM36 as a ROM) lives in DDR below the KV cache
     # and each job reads its rows (docs/attention.md), so block RAM holds the TLMM's
-    # chunk buffer instead of UltraRAM (KV260Platform.ram_attrs).
+    # chunk buffer instead of UltraRAM (KV260Platform.ram_attrs). The attention reads
+    # the KV records through the weight port, idle during ATTEND (kv_reads): a record of
+    # 1,588 bits padded to 4 of its words takes 4.8 cycles at the four ports' rate, 7.2 as
+    # 7 bus words on the units' port, so the core's 6 cycles a key bound a pass.
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
         attention_lanes=1, attention_dims=16, memory_words=2 ** 24, memory_ports=4,
-        weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory"),
+        weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory",
+        kv_reads="weights"),
 }
 # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
 # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`
 # derives from the kv260 preset; tests/host/test_performance.py holds them equal):
 # TLMM K and N up to the FFN's 6912, a 4096-token KV cache (5 kv heads of 128, 30
-# layers: 177 MB), 2**26 words (2 GiB, the KV260's largest contiguous DDR region) for
-# the weights (about 0.5 GB packed), the 16-bit embedding and the int8 head (0.66 and
-# 0.33 GB: a vocabulary of 128,256 rows of 2,560) and the cache.
+# layers: 197 MB, each record of 2,100 bits in five 512-bit words), 2**26 words (2 GiB,
+# the KV260's largest contiguous DDR region) for the weights (about 0.5 GB packed), the
+# 16-bit embedding and the int8 head (0.66 and 0.33 GB: a vocabulary of 128,256 rows of
+# 2,560) and the cache.
 ACCELERATOR_PRESETS["kv260-2b"] = dataclasses.replace(
     ACCELERATOR_PRESETS["kv260"], name="kv260-2b", model=MODEL_PRESETS["bitnet-b1.58-2b-4t"],
     tlmm=dataclasses.replace(ACCELERATOR_PRESETS["kv260"].tlmm, max_k=6912, max_n=6912),

@@ -25,7 +25,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import AttentionConfig, ElementwiseConfig, ModelConfig, rope_row_pairs
+from ..config import (AcceleratorConfig, AttentionConfig, ElementwiseConfig, ModelConfig,
+                      rope_row_pairs)
 from ..elementwise import NormQuant, RoPE
 from ..fixedpoint import scale_layout
 from ..layouts import (attention_query_layout, layer_shape, position_shape, rope_row_layout,
@@ -78,22 +79,30 @@ class AttentionBlock(wiring.Component):
     out : ``Out(stream.Signature(vector_beat_layout(io_lanes)))``
         Per token: every head's output, ``last`` on the token's final beat.
     memory : ``Out(MemoryPortSignature(memory))``
-        The KV cache (``KVLayout(config, memory, kv_base)``) and, with ``rope_base``,
-        RoPE's table (``rows`` words per position from that word address, one row a word:
-        ``host/compiler.py`` ``rope_table_image``); None keeps the table in a ROM.
+        The KV cache (``KVLayout(config, memory, kv_base, key_port_words)``) and, with
+        ``rope_base``, RoPE's table (``rows`` words per position from that word address,
+        one row a word: ``host/compiler.py`` ``rope_table_image``); None keeps the table
+        in a ROM.
+    key_memory : ``Out(MemoryPortSignature(memory.widened(key_port_words)))``
+        Only with ``key_port_words`` > 1: the port the passes read the cache through, its
+        words ``key_port_words`` bus words wide (each record padded to whole words of it);
+        the records are still written through ``memory``, and a pass starts only once
+        they are acknowledged, so it reads them whatever port it uses.
     error : ``Out(1)``
         Sticky: a job asked for no tokens, more than ``max_queries``, or positions past
         the cache's capacity. Such a job is taken and dropped; the cache never wraps.
     """
 
     def __init__(self, model: ModelConfig, config: AttentionConfig, memory: MemoryConfig,
-                 max_queries: int = 8, kv_base: int = 0, rope_base: int = None):
+                 max_queries: int = 8, kv_base: int = 0, rope_base: int = None,
+                 key_port_words: int = 1):
         config.check_model(model)
         if not isinstance(max_queries, int) or not 1 <= max_queries <= config.capacity:
             raise ValueError(f"max_queries must be 1..capacity ({config.capacity}), "
                              f"not {max_queries!r}")
         self._model, self._config, self._max_queries = model, config, max_queries
-        self._kv = KVLayout(config, memory, kv_base)
+        key_memory = memory.widened(key_port_words)     # refuses a ratio not a power of two
+        self._kv = KVLayout(config, memory, kv_base, key_port_words)
         self._kv.check()
         self._rope_base = rope_base
         if rope_base is not None:       # refused now rather than at elaboration
@@ -106,8 +115,17 @@ class AttentionBlock(wiring.Component):
             "score_scale": In(scale_layout),
             "out": Out(stream.Signature(beat)),
             "memory": Out(MemoryPortSignature(memory)),
+            **({"key_memory": Out(MemoryPortSignature(key_memory))}
+               if key_port_words > 1 else {}),
             "error": Out(1),
         })
+
+    @classmethod
+    def of_design(cls, config: AcceleratorConfig) -> "AttentionBlock":
+        """The block an accelerator design has: its model, units and memory map."""
+        return cls(config.model, config.attention, config.memory, max_queries=config.max_tokens,
+                   kv_base=config.kv_base, rope_base=config.rope_memory_base,
+                   key_port_words=config.kv_port_words)
 
     @property
     def config(self) -> AttentionConfig:
@@ -129,7 +147,8 @@ class AttentionBlock(wiring.Component):
         m.submodules.v_quant = v_quant = NormQuant(quant_config, gain=False,
                                                    ram_role="attention_quant")
         m.submodules.writer = writer = KVWriter(self._kv)
-        m.submodules.reader = reader = KVReader(self._kv)
+        # The reader reads the records in the words of the port it reads them through.
+        m.submodules.reader = reader = KVReader(self._kv.widened())
         m.submodules.core = core = AttentionCore(cfg)
         m.submodules.k_heads = k_heads = SyncFIFOBuffered(
             width=_head_layout(cfg).size, depth=cfg.kv_heads + 1)
@@ -139,8 +158,9 @@ class AttentionBlock(wiring.Component):
         cache, loader = self._memory_clients(m, rope)
         for name in ("write_cmd", "write_data", "write_done"):
             wiring.connect(m, getattr(writer, name), getattr(cache, name))
+        keys_port = wiring.flipped(self.key_memory) if self._kv.align > 1 else cache
         for name in ("read_cmd", "read_data"):
-            wiring.connect(m, getattr(reader, name), getattr(cache, name))
+            wiring.connect(m, getattr(reader, name), getattr(keys_port, name))
         wiring.connect(m, reader.keys, core.keys)
         m.d.comb += core.score_scale.eq(self.score_scale)
 

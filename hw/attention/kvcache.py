@@ -3,8 +3,9 @@
 The cache lives behind the memory port, so the same gateware keeps it in on-chip
 memory (small contexts) or external DDR (large ones). Each (layer, kv head, token)
 has one record (``kv_record_layout``: K and V codes and their scales) padded to whole
-bus words; the records of one (layer, kv head) are consecutive, so a pass over keys
-``0 .. n-1`` is a single linear read.
+bus words, or to whole words of a wider port that reads them (``align``); the records
+of one (layer, kv head) are consecutive, so a pass over keys ``0 .. n-1`` is a single
+linear read.
 """
 
 from dataclasses import dataclass
@@ -15,21 +16,25 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..config import AttentionConfig
+from ..config import AcceleratorConfig, AttentionConfig, kv_record_words
 from ..layouts import (key_beat_layout, kv_head_shape, kv_record_layout, layer_shape,
                        position_shape)
 from ..memory.port import MemoryConfig, MemoryPortSignature, read_data_layout
 from ..weights import BurstReader
 
-__all__ = ["KVLayout", "KVWriter", "KVReader", "kv_write_layout", "kv_pass_layout"]
+__all__ = ["KVLayout", "kv_layout", "KVWriter", "KVReader", "kv_write_layout", "kv_pass_layout"]
 
 
 @dataclass(frozen=True)
 class KVLayout:
-    """Where each record sits: word address of (layer, kv head, token) from ``base``."""
+    """Where each record sits: word address of (layer, kv head, token) from ``base``.
+
+    Each record takes a multiple of ``align`` words, so a port ``align`` words wide
+    reads whole records (:meth:`widened`)."""
     config: AttentionConfig
     memory: MemoryConfig
     base: int = 0
+    align: int = 1
 
     @property
     def record_bits(self) -> int:
@@ -37,7 +42,12 @@ class KVLayout:
 
     @property
     def words_per_record(self) -> int:
-        return -(-self.record_bits // self.memory.data_width)
+        return kv_record_words(self.config.head_dim, self.memory.data_width, self.align)
+
+    def widened(self) -> "KVLayout":
+        """The same records as a port ``align`` words wide sees them: its words, its
+        addresses (``base / align``), a record in whole words of it."""
+        return KVLayout(self.config, self.memory.widened(self.align), self.base // self.align)
 
     @property
     def words(self) -> int:
@@ -51,9 +61,18 @@ class KVLayout:
             * self.words_per_record
 
     def check(self):
+        if self.base % self.align:
+            raise ValueError(f"the KV cache's base ({self.base}) must be a multiple of its "
+                             f"records' alignment ({self.align} words)")
         if self.base + self.words > 2 ** self.memory.addr_width:
             raise ValueError(f"the KV cache needs {self.words} words from {self.base}, beyond "
                              f"the {self.memory.addr_width}-bit word address space")
+
+
+def kv_layout(config: AcceleratorConfig) -> KVLayout:
+    """The design's KV cache: at ``kv_base``, each record padded to whole words of the
+    port that reads it (``kv_port_words``)."""
+    return KVLayout(config.attention, config.memory, config.kv_base, config.kv_port_words)
 
 
 def kv_write_layout(config: AttentionConfig) -> data.StructLayout:

@@ -48,7 +48,8 @@ class Datapath(wiring.Component):
     the TLMM core and the head unit, the two bulk streams, take turns on ``weights``
     instead, a port ``weight_port_words`` bus words wide; LINEAR's and HEAD's
     ``address`` stay in bus words (the compiler aligns every matrix and the head to a
-    weight-port word).
+    weight-port word). With ``kv_reads = "weights"`` the attention block's passes read
+    the KV cache through it too, while ATTEND executes (its writes stay on ``memory``).
 
     Members
     -------
@@ -82,16 +83,19 @@ class Datapath(wiring.Component):
         wiring.connect(m, ports.memory, wiring.flipped(self.memory))
         m.d.comb += ports.select.eq(execute.client)
         if cfg.weight_port:
-            # The TLMM and the head take turns on the weight port likewise, unregistered
-            # here: a 2:1 multiplexer in front of the top's registers (WEIGHT_PORT_LATENCY;
-            # a register stage of 513 bits each way costs about 560 LUTs on the XCK26).
+            # The TLMM, the head and (kv_reads = "weights") the attention's KV reader take
+            # turns on the weight port likewise, the TLMM's when no other's instruction
+            # executes; unregistered here: a multiplexer in front of the top's registers
+            # (WEIGHT_PORT_LATENCY; a register stage of 513 bits each way costs about 560
+            # LUTs on the XCK26).
             clients = tuple(units.weight_memory)
             m.submodules.weight_ports = weight_ports = PortMux(cfg.weight_memory, clients)
             for client in clients:
                 wiring.connect(m, units.weight_memory[client], getattr(weight_ports, client))
             wiring.connect(m, weight_ports.memory, wiring.flipped(self.weights))
-            if "head" in clients:
-                m.d.comb += weight_ports.select.eq(execute.client == UNIT_CLIENTS.index("head"))
+            for index, client in enumerate(clients[1:], start=1):
+                with m.If(execute.client == UNIT_CLIENTS.index(client)):
+                    m.d.comb += weight_ports.select.eq(index)
         _route(m, cfg, units, execute, self.tokens)
         _payloads(m, cfg, units, execute, self.tokens, self.position)
         _hand_over(m, units, execute)
@@ -108,7 +112,7 @@ def _units(m, cfg):
     """The units as submodules of ``m``, with their memories; a namespace of them, and
     ``memory``: each client's port on the units' port; with a weight port,
     ``weight_memory``: the TLMM's and the head's ports on it (their clients on the units'
-    port then never move)."""
+    port then never move) and, with ``kv_reads = "weights"``, the KV reader's."""
     lanes, tokens = cfg.lanes, cfg.max_tokens
     u = SimpleNamespace()
     m.submodules.scratch = scratch = Memory(shape=unsigned(32 * lanes), depth=cfg.scratch_words,
@@ -146,9 +150,7 @@ def _units(m, cfg):
     m.submodules.out_scale = u.out_scale = ScaleMultiply()
     m.submodules.residual = u.residual = ResidualAdd(lanes)
     m.submodules.gating = u.gating = Gating(lanes, cfg.model.activation)
-    m.submodules.attention = u.attention = AttentionBlock(
-        cfg.model, cfg.attention, cfg.memory, max_queries=tokens, kv_base=cfg.kv_base,
-        rope_base=cfg.rope_memory_base)
+    m.submodules.attention = u.attention = AttentionBlock.of_design(cfg)
 
     m.submodules.embed = u.embed = EmbedFetcher(cfg)
     # A 16-bit table's words become two beats each; a 32-bit table's words are beats (a
@@ -175,6 +177,8 @@ def _units(m, cfg):
     u.weight_memory = {}
     if cfg.weight_port:
         u.weight_memory = {name: port for name, port in streams.items() if port is not None}
+    if cfg.kv_reads == "weights":
+        u.weight_memory["attend"] = u.attention.key_memory
     for name, port in streams.items():
         if port is None or cfg.weight_port:     # a port that never moves
             port = MemoryPortSignature(cfg.memory).create(path=(f"no_{name}_port",))

@@ -51,8 +51,9 @@ class Sequencer(wiring.Component):
     memory : ``Out(MemoryPortSignature(config.memory))``
     unit_weights : ``In(MemoryPortSignature(config.weight_memory))``;
     weights : ``Out(MemoryPortSignature(config.weight_memory))``
-        Only with ``config.weight_port``: the TLMM's and the head's port, passed through
-        so its words count in ``linear_words`` or ``head_words`` (in bus words,
+        Only with ``config.weight_port``: the TLMM's and the head's port (and the KV
+        reader's, ``kv_reads = "weights"``), passed through so its words count in
+        ``linear_words``, ``head_words`` or ``attend_words`` (in bus words,
         ``weight_port_words`` each).
     """
 
@@ -206,11 +207,17 @@ class Sequencer(wiring.Component):
                     with m.Case(index):
                         m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
         if self._config.weight_port:
-            # The TLMM and the head read the weight port, one at a time as the units
-            # do; each of its words is weight_port_words bus words.
+            # The TLMM, the head and (kv_reads = "weights") the KV reader read the weight
+            # port, one at a time as the units do; each of its words is weight_port_words
+            # bus words. Its words count for the client whose instruction executes, the
+            # TLMM's otherwise.
             weights, step = self.weights.read_data, self._config.weight_port_words
+            others = ["head", "attend"] if self._config.kv_reads == "weights" else ["head"]
             with m.If(weights.valid & weights.ready):
-                with m.If(client == UNIT_CLIENTS.index("head")):
-                    m.d.sync += self.head_words.eq(self.head_words + step)
-                with m.Else():
-                    m.d.sync += self.linear_words.eq(self.linear_words + step)
+                with m.Switch(client):
+                    for name in others:
+                        with m.Case(UNIT_CLIENTS.index(name)):
+                            counter = getattr(self, f"{name}_words")
+                            m.d.sync += counter.eq(counter + step)
+                    with m.Default():
+                        m.d.sync += self.linear_words.eq(self.linear_words + step)

@@ -5,18 +5,20 @@ A harness is gateware built only for simulation; it lives here, not in ``hw/``, 
 no board instantiates it.
 """
 
-from amaranth import Module
+from amaranth import C, Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from tritium.hw.attention.block import AttentionBlock
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import rope_rows
 from tritium.hw.memory import BoardMemory, OnChipMemory, SimMemory
+from tritium.hw.memory.arbiter import PortArbiter
 from tritium.hw.memory.port import MemoryPortSignature
 from tritium.hw.tlmm.core import COUNTERS, TLMMCore, core_members
 
-__all__ = ["TLMMHarness", "AttentionHarness", "load_signature"]
+__all__ = ["TLMMHarness", "AttentionHarness", "WideReads", "load_signature"]
 
 WRITE_CHANNELS = ("write_cmd", "write_data", "write_done")
 
@@ -76,19 +78,27 @@ class AttentionHarness(wiring.Component):
     the ``load`` port (the block's writes wait), so a testbench can store a prefilled
     cache image (``sim.attention_tb.cache_image``) without running the prompt through
     the block. With ``rope_in_memory`` the block reads RoPE's table from the memory at
-    :attr:`rope_base`, after the cache, where the testbench stores
-    ``host.compiler.rope_table_image`` the same way.
+    :attr:`rope_base` (word 0), where the testbench stores
+    ``host.compiler.rope_table_image`` the same way, and the cache follows it. With
+    ``key_port_words`` > 1 the block reads the cache through a port that many words
+    wide (as a design with ``kv_reads = "weights"``), here a :class:`WideReads` sharing
+    the memory's one port with the block's own through a :class:`PortArbiter`.
+    :attr:`kv_layout` is the cache's layout either way.
     """
 
     def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0,
-                 board=None, rope_in_memory=False):
-        kv_words = KVLayout(config, memory).words
+                 board=None, rope_in_memory=False, key_port_words=1):
+        rope_words = model.max_context * rope_rows(model, config.io_lanes) if rope_in_memory else 0
         #: Word address of RoPE's table (``rope_in_memory``), else None.
-        self.rope_base = kv_words if rope_in_memory else None
+        self.rope_base = 0 if rope_in_memory else None
+        #: The cache's layout: after the table, records padded to ``key_port_words`` words.
+        self.kv_layout = KVLayout(config, memory, -(-rope_words // key_port_words) * key_port_words,
+                                  key_port_words)
         self._block = block = AttentionBlock(model, config, memory, max_queries,
-                                             rope_base=self.rope_base)
-        rope_words = model.max_context * rope_rows(model, config.io_lanes)
-        self._words = kv_words + (rope_words if rope_in_memory else 0)
+                                             kv_base=self.kv_layout.base,
+                                             rope_base=self.rope_base,
+                                             key_port_words=key_port_words)
+        self._words = self.kv_layout.base + self.kv_layout.words
         if board is None:
             self._ram = None
             self.verilog_library = ""
@@ -98,7 +108,7 @@ class AttentionHarness(wiring.Component):
             self.verilog_library = self._ram.verilog_library
         self._memory_args = (memory, bytes_per_cycle, latency)
         members = {name: value for name, value in block.signature.members.items()
-                   if name != "memory"}
+                   if name not in ("memory", "key_memory")}
         members["busy_cycles"] = Out(32)
         members["load"] = In(load_signature(memory))
         members["loading"] = In(1)
@@ -122,6 +132,13 @@ class AttentionHarness(wiring.Component):
             m.submodules.memory = ram = SimMemory(memory, depth, bytes_per_cycle=bytes_per_cycle,
                                                   latency=latency)
             port = ram.port
+        if self.kv_layout.align > 1:
+            m.submodules.arbiter = arbiter = PortArbiter(memory, 2)
+            m.submodules.wide_reads = wide = WideReads(memory, self.kv_layout.align)
+            wiring.connect(m, block.key_memory, wide.client)
+            wiring.connect(m, wide.memory, arbiter.client[1])
+            wiring.connect(m, arbiter.memory, port)
+            port = arbiter.client[0]
         for name in ("read_cmd", "read_data"):
             wiring.connect(m, getattr(block.memory, name), getattr(port, name))
         with m.If(self.loading):
@@ -134,6 +151,47 @@ class AttentionHarness(wiring.Component):
         m.d.comb += [block.score_scale.eq(self.score_scale), self.error.eq(block.error)]
         with m.If(~block.job.ready):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        return m
+
+
+class WideReads(wiring.Component):
+    """A read-only port ``ratio`` (a power of two) words wide on one port of ``memory``'s
+    words, for harnesses: wide word ``a`` is words ``ratio * a`` .. ``ratio * a + ratio
+    - 1``, the lowest-addressed in the low bits (:meth:`MemoryConfig.widened`; a design's
+    wide ports are striped across board ports instead: ``hw/memory/stripe.py``). A read
+    word per cycle; the client's write channels are never ready.
+
+    Members
+    -------
+    client : ``In(MemoryPortSignature(memory.widened(ratio)))``
+    memory : ``Out(MemoryPortSignature(memory))`` (reads only)
+    """
+
+    def __init__(self, memory, ratio):
+        self._width, self._ratio = memory.data_width, ratio
+        super().__init__({"client": In(MemoryPortSignature(memory.widened(ratio))),
+                          "memory": Out(MemoryPortSignature(memory))})
+
+    def elaborate(self, platform):
+        m = Module()
+        width, ratio, shift = self._width, self._ratio, exact_log2(self._ratio)
+        command, narrow = self.client.read_cmd, self.memory.read_cmd
+        m.d.comb += [narrow.valid.eq(command.valid), command.ready.eq(narrow.ready),
+                     narrow.payload.addr.eq(Cat(C(0, shift), command.payload.addr)),
+                     narrow.payload.words.eq(Cat(C(0, shift), command.payload.words))]
+        word, wide = self.memory.read_data, self.client.read_data
+        part = Signal(range(ratio))
+        take = word.valid & word.ready
+        m.d.comb += word.ready.eq(~wide.valid | wide.ready)
+        with m.If(wide.ready):
+            m.d.sync += wide.valid.eq(0)
+        with m.If(take):
+            # Words shift in from the top: the first of a wide word ends up lowest.
+            m.d.sync += [wide.payload.data.eq(Cat(wide.payload.data[width:], word.payload.data)),
+                         part.eq(part + 1)]
+            with m.If(part == ratio - 1):
+                m.d.sync += [wide.valid.eq(1), wide.payload.last.eq(word.payload.last),
+                             part.eq(0)]
         return m
 
 

@@ -34,12 +34,13 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
     bench = load_bench("layer")
     status = bench.main(["--config", "tiny", "--memory", "kv260", "--ports", "4",
                          "--weight-port-words", "2", "--attention-lanes", "1",
-                         "--attention-dims", "16", "--contexts", "12,40", "--prefill", "8",
-                         "--json"])
+                         "--attention-dims", "16", "--kv-reads", "weights",
+                         "--contexts", "12,40", "--prefill", "8", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert status == 0 and report["matches_golden"] and report["ports"] == 4
     assert report["config"]["weight_port_words"] == 2
     assert (report["config"]["attention_lanes"], report["config"]["attention_dims"]) == (1, 16)
+    assert report["config"]["kv_reads"] == "weights"
     assert [case["name"] for case in report["cases"]] == ["prefill-8", "decode-12", "decode-40"]
     assert all(case["matches_golden"] for case in report["cases"])
 
@@ -51,15 +52,17 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
     io_words = model_config.hidden // config.lanes
     fetches = len(compiled.instructions) * instruction_words(config.data_width // 8)
     kv = config.attention
-    record_words = -(-(16 * kv.head_dim + 52) // config.data_width)
+    # A record padded to whole 512-bit words of the weight port it is read through.
+    record_words = -(-(16 * kv.head_dim + 52) // (2 * config.data_width)) * 2
     for case in report["cases"]:
         counters, tokens = case["counters"], case["tokens"]
         context = case["position"] + tokens
         assert counters["linear_words"] == weights                # each matrix read once
         assert counters["fetch_words"] == fetches
         assert counters["move_words"] == 2 * tokens * io_words    # LOAD and STORE
-        # Every kv head writes the run's records and reads its keys once per pass: in
-        # decode, one lane makes a pass over the whole context per query head.
+        # Every kv head writes the run's records and reads its keys once per pass (through
+        # the weight port, counted in bus words): in decode, one lane makes a pass over
+        # the whole context per query head.
         if case["phase"] == "decode":
             assert pass_key_counts(kv, case["position"], 1) == [context] * kv.heads
             assert counters["attend_words"] == (kv.heads * context + kv.kv_heads) * record_words
@@ -90,11 +93,13 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
     format (int4: 128 codes a word in two groups, as the kv260 preset's int4 head): a
     12-token prompt and greedy decode steps return the golden model's top-k, and the
     TLMM and the head read all their words through the weight port (counted in bus
-    words)."""
+    words), and the attention reads the KV records through it too (their padding to
+    whole weight-port words needs twice tiny's memory)."""
     config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], name=f"tiny-{head_format}",
                                  memory_ports=4, weight_port_words=2, attention_lanes=1,
                                  attention_dims=16, rope_table="memory",
-                                 head_format=head_format)
+                                 kv_reads="weights", head_format=head_format,
+                                 memory_words=2 ** 15)
     model = load_model("tiny")
     golden = GoldenModel(model, QuantizedModel(model, config.head_weights))
     cache = golden.new_cache()
@@ -114,3 +119,10 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
     matrices = sum(words for name, (_, words) in compiled.placement.items()
                    if name.split(".")[-1].startswith("w"))
     assert counters["linear_words"] == matrices
+    # The last run, a decode step at position 13, per layer: its passes' records read
+    # through the weight port (each 564-bit record padded to two 512-bit words), its own
+    # written, RoPE's rows for its position read through the units' port.
+    kv, record_words = config.attention, 4
+    per_layer = ((sum(pass_key_counts(kv, 13, 1)) + kv.kv_heads) * record_words
+                 + config.rope_rows)
+    assert counters["attend_words"] == config.model.layers * per_layer

@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pytest
 
+from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
 from tritium.hw.layouts import rope_row_layout
@@ -317,3 +318,27 @@ def test_a_weight_port_must_be_a_power_of_two_within_the_ports():
         TINY.memory.widened(4096)
     with pytest.raises(ValueError, match="power of two, not 3"):
         TINY.memory.widened(3)
+
+
+def test_kv_reads_through_the_weight_port_pads_the_records_to_its_words(model):
+    """kv_reads = "weights": each KV record (564 bits for tiny, 3 bus words) takes whole
+    512-bit words of the weight port (4 bus words), so the cache grows by a third (tiny's
+    16,384 words no longer hold it with the model) and its base stays a weight-port
+    word; the rest of the image does not move. Refused
+    without a weight port, or with a memory whose top is not a weight-port word."""
+    ported = dataclasses.replace(TINY, memory_ports=2, weight_port_words=2, memory_words=2 ** 15)
+    design = dataclasses.replace(ported, kv_reads="weights")
+    assert (ported.kv_port_words, design.kv_port_words) == (1, 2)
+    a = design.attention
+    assert design.kv_words == a.layers * a.kv_heads * a.capacity * 4 == ported.kv_words * 4 // 3
+    layout = kv_layout(design)
+    assert (layout.base, layout.words_per_record) == (design.kv_base, 4)
+    assert layout.widened().words_per_record == 2 and layout.widened().base * 2 == layout.base
+    assert compile_model(model, design).image == compile_model(model, ported).image
+    with pytest.raises(ValueError, match="kv_reads must be one of"):
+        dataclasses.replace(ported, kv_reads="both")
+    with pytest.raises(ValueError, match=r"kv_reads = 'weights' .* needs one \(weight_port_words"):
+        dataclasses.replace(TINY, kv_reads="weights")
+    with pytest.raises(ValueError, match=r"memory_words \(32767\) must be a multiple of "
+                                         r"weight_port_words \(2\)"):
+        dataclasses.replace(design, memory_words=2 ** 15 - 1)

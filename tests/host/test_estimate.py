@@ -50,8 +50,8 @@ def test_the_table_names_every_part_and_its_label(capsys):
     for line in ("LM head + embedding (host)", "host link"):
         assert any(row.strip().startswith(line) and "assumed" in row for row in out.splitlines())
     assert "context 64" in out and "context 1024" in out and "64 tokens" in out
-    assert ("memory model kv260 on 4 ports, striped; the weights and the head through a "
-            "512-bit port on all of them, the other units through 2") in out
+    assert ("memory model kv260 on 4 ports, striped; the weights, the head and the KV "
+            "cache's reads through a 512-bit port on all of them, the other units through 2") in out
     # The preset reads through all four HP ports: one roofline, theirs.
     assert "memory roofline, 4 ports (13.33 GB/s)" in out and "2 ports" not in out
 

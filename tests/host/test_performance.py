@@ -122,12 +122,14 @@ def test_the_latency_follows_the_memory_implementation():
     # each way (hw/memory/mux.py).
     assert UNIT_PORT_LATENCY == 4
     assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 8
-    one_port = port_timing("kv260", dataclasses.replace(KV260, memory_ports=1, weight_port_words=1))
+    one_port = port_timing("kv260", dataclasses.replace(KV260, memory_ports=1, weight_port_words=1,
+                                                        kv_reads="units"))
     assert one_port.latency == 40 + 3 + 4 and one_port.word_cycles == pytest.approx(32 / 15.84)
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3 + 4
     # Striped across two HP ports: both ports' rate (7.92 GB/s, so a 256-bit word every
     # 1.01 cycles) and the striper's 3 cycles of latency.
-    two = dataclasses.replace(KV260, memory_ports=2, weight_port_words=1)
+    two = dataclasses.replace(KV260, memory_ports=2, weight_port_words=1,
+                              kv_reads="units")
     striped = port_timing("kv260", two)
     assert striped.latency == striped.weight_latency == 40 + 3 + PortStriper.LATENCY + 4
     assert striped.word_cycles == pytest.approx(32 / (2 * 15.84))

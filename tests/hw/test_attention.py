@@ -148,10 +148,11 @@ async def load_image(ctx, dut, memory, address, image):
     ctx.set(dut.loading, 0)
 
 
-def run_block(model, cfg, jobs, traffic, seed, max_queries, rope_in_memory=False):
+def run_block(model, cfg, jobs, traffic, seed, max_queries, rope_in_memory=False,
+              key_port_words=1):
     memory = MemoryConfig(data_width=64, addr_width=12)
     dut = AttentionHarness(model, cfg, memory, max_queries=max_queries,
-                           rope_in_memory=rope_in_memory)
+                           rope_in_memory=rope_in_memory, key_port_words=key_port_words)
     lanes = cfg.io_lanes
     expected = [beat for *_, out in jobs for beat in output_beats(out, lanes)]
     received = []
@@ -213,6 +214,22 @@ def test_block_with_the_rope_table_in_memory(model):
     jobs = block_jobs(model, np.random.default_rng(12),
                       [(0, 3), (3, 4), (7, 1), (8, 2), (10, 1), (15, 1)])
     received, expected = run_block(model, cfg, jobs, TRAFFIC[3], 31, 4, rope_in_memory=True)
+    assert received == expected
+
+
+@pytest.mark.parametrize("ratio", [2, 4])
+def test_block_reading_the_cache_through_a_wider_port(ratio):
+    """The passes read the cache through a port ``ratio`` words wide (a design's
+    kv_reads = "weights"), each record padded to whole words of it (3 words of 64 bits
+    become 4: two 128-bit words, or one of 256), while the records are written and
+    RoPE's table read through the block's own port; the two ports share the memory
+    (PortArbiter). Prompt chunks and decode steps, gaps and back-pressure."""
+    model = BLOCK_MODELS[0]
+    cfg = AttentionConfig.for_model(model, lanes=1, dims_per_cycle=8, io_lanes=2)
+    jobs = block_jobs(model, np.random.default_rng(14),
+                      [(0, 4), (4, 3), (7, 1), (8, 1), (9, 2), (15, 1)])
+    received, expected = run_block(model, cfg, jobs, TRAFFIC[3], 33 + ratio, 4,
+                                   rope_in_memory=True, key_port_words=ratio)
     assert received == expected
 
 

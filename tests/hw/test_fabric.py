@@ -115,8 +115,10 @@ def test_the_units_writes_read_back_through_the_weight_port():
 
 
 def test_the_ports_latency_is_the_stripers_and_the_arbiters():
-    one_port = dataclasses.replace(CONFIG, memory_ports=1, weight_port_words=1)
-    two_ports = dataclasses.replace(CONFIG, memory_ports=2, weight_port_words=1)
+    one_port = dataclasses.replace(CONFIG, memory_ports=1, weight_port_words=1,
+                                  kv_reads="units")
+    two_ports = dataclasses.replace(CONFIG, memory_ports=2, weight_port_words=1,
+                                    kv_reads="units")
     assert BoardPorts.latency(one_port) == {"units": 0, "weights": 0}
     assert BoardPorts.latency(two_ports) == {"units": PortStriper.LATENCY,
                                              "weights": PortStriper.LATENCY}

@@ -51,7 +51,9 @@ def test_kv_record_bits_is_the_record_layout(head_dim):
 def test_each_preset_sizes_its_kv_cache_as_the_attention_unit_lays_it_out(name):
     config = ACCELERATOR_PRESETS[name]
     for design in (config, dataclasses.replace(config, memory_words=config.memory_words)):
-        layout = KVLayout(design.attention, design.memory, design.kv_base)
+        # Records padded to whole words of the port that reads them (kv_reads).
+        layout = KVLayout(design.attention, design.memory, design.kv_base,
+                          design.kv_port_words)
         assert design.kv_words == layout.words
         assert design.kv_base + layout.words == design.memory_words
 
