@@ -12,13 +12,23 @@ from .port import (MemoryConfig, MemoryPortSignature, aligned_piece, command_lay
                    read_data_layout)
 
 __all__ = ["AXI4Signature", "AXI4Master", "BurstSplitter", "burst_layout",
-           "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR", "AXI_CACHE_NORMAL_BUFFERABLE"]
+           "AXI_BURST_INCR", "AXI_RESP_OKAY", "AXI_RESP_SLVERR", "AXI_CACHE_NORMAL_BUFFERABLE",
+           "AXI_CACHE_NORMAL_NON_BUFFERABLE", "AXI_CACHE"]
 
 AXI_BURST_INCR = 0b01
 AXI_RESP_OKAY = 0b00
 AXI_RESP_SLVERR = 0b10
 #: ARCACHE/AWCACHE "Normal Non-cacheable Bufferable", what Xilinx DMA masters drive.
 AXI_CACHE_NORMAL_BUFFERABLE = 0b0011
+#: AWCACHE "Normal Non-cacheable Non-bufferable": the write response comes from the final
+#: destination (AXI4 spec, A4.4), not from a buffer on the way.
+AXI_CACHE_NORMAL_NON_BUFFERABLE = 0b0010
+#: The cache attribute of each address channel. Reads are bufferable. Writes are not: a
+#: client reads what it wrote after its ``write_done`` (the memory port's contract), and
+#: the board top may read it through another HP port (the KV records through the weight
+#: port, the units' port striped over two), so the write response must mean the data is
+#: in DDR, not in a buffer on one port's path.
+AXI_CACHE = {"ar": AXI_CACHE_NORMAL_BUFFERABLE, "aw": AXI_CACHE_NORMAL_NON_BUFFERABLE}
 # Bursts never cross a 4 KiB boundary (AXI4 spec, A3.4.1).
 _AXI_BOUNDARY_BYTES = 4096
 # AXI4 data buses are 8 .. 1024 bits wide.
@@ -181,8 +191,9 @@ class AXI4Master(wiring.Component):
     4 KiB boundary (:class:`BurstSplitter`). Byte address = word address *
     ``bytes_per_word``; one beat is one word (``a*size`` = log2(bytes_per_word)); writes
     use full strobes. Every transaction uses ID 0, so the slave returns reads, and write
-    responses, in order. Lock, QoS and protection are 0; cache is Normal Non-cacheable
-    Bufferable (``0b0011``).
+    responses, in order. Lock, QoS and protection are 0; cache is Normal Non-cacheable,
+    Bufferable for reads (``0b0011``) and Non-bufferable for writes (``0b0010``, so a
+    write response means the data is in memory: :data:`AXI_CACHE`).
 
     Reads: up to ``max_outstanding`` read bursts may be in flight (issued on AR, not all
     beats received), which hides the memory latency. R beats land in a small FIFO in
@@ -278,7 +289,7 @@ class AXI4Master(wiring.Component):
             getattr(axi, f"{prefix}len").eq(head.beats - 1),
             getattr(axi, f"{prefix}size").eq(self._byte_shift),
             getattr(axi, f"{prefix}burst").eq(AXI_BURST_INCR),
-            getattr(axi, f"{prefix}cache").eq(AXI_CACHE_NORMAL_BUFFERABLE),
+            getattr(axi, f"{prefix}cache").eq(AXI_CACHE[prefix]),
             queue.r_en.eq(getattr(axi, f"{prefix}ready")),
         ]
 

@@ -16,7 +16,7 @@ from tritium.hw.memory import (
     SIM_MEMORY_PIPELINE_CYCLES, AXI4Master, AXI4Signature, BoardMemory, MemoryConfig,
     OnChipMemory, SimMemory)
 from tritium.hw.memory_model import MemoryModel, PortModel
-from tritium.hw.memory.axi import (AXI_BURST_INCR, AXI_CACHE_NORMAL_BUFFERABLE,
+from tritium.hw.memory.axi import (AXI_BURST_INCR,
                                    AXI_RESP_SLVERR as AXI_SLVERR)
 from tritium.hw.memory.onchip import BANK_ROWS, BANKS_PER_GROUP, read_latency
 from tritium.hw.memory.simmodel import as_rate
@@ -69,10 +69,12 @@ class AXI4SlaveModel:
     def testbenches(self):
         return [self._count_cycles, self._ar, self._r, self._aw, self._w, self._b]
 
-    def _check_burst(self, addr, length, size, burst, cache):
+    def _check_burst(self, prefix, addr, length, size, burst, cache):
         beats = length + 1
         last_byte = addr + beats * self.bytes_per_beat - 1
-        assert burst == AXI_BURST_INCR and cache == AXI_CACHE_NORMAL_BUFFERABLE
+        # Reads Normal Non-cacheable Bufferable; writes Non-bufferable, their response
+        # from memory itself (axi.AXI_CACHE).
+        assert burst == AXI_BURST_INCR and cache == {"ar": 0b0011, "aw": 0b0010}[prefix]
         assert 1 << size == self.bytes_per_beat, f"AxSIZE {size}"
         assert beats <= self.max_burst, f"burst of {beats} beats"
         assert addr % self.bytes_per_beat == 0, f"unaligned address {addr:#x}"
@@ -94,7 +96,7 @@ class AXI4SlaveModel:
             ctx.set(getattr(axi, f"{prefix}ready"), ready)
             _, _, valid, addr, length, size, burst, cache = await ctx.tick().sample(*fields)
             if valid and ready:
-                beats = self._check_burst(addr, length, size, burst, cache)
+                beats = self._check_burst(prefix, addr, length, size, burst, cache)
                 queue.append((self.now + self.latency, addr, beats))
                 log.append((addr, beats))
                 if prefix == "ar":
