@@ -88,12 +88,13 @@ class AttentionHarness(wiring.Component):
 
     def __init__(self, model, config, memory, max_queries=8, bytes_per_cycle=None, latency=0,
                  board=None, rope_in_memory=False, key_port_words=1):
-        rope_words = model.max_context * rope_rows(model, config.io_lanes) if rope_in_memory else 0
+        rope_words = (model.max_context * rope_rows(model, config.io_lanes)
+                      if rope_in_memory else 0)
         #: Word address of RoPE's table (``rope_in_memory``), else None.
         self.rope_base = 0 if rope_in_memory else None
         #: The cache's layout: after the table, records padded to ``key_port_words`` words.
-        self.kv_layout = KVLayout(config, memory, -(-rope_words // key_port_words) * key_port_words,
-                                  key_port_words)
+        kv_base = -(-rope_words // key_port_words) * key_port_words
+        self.kv_layout = KVLayout(config, memory, kv_base, key_port_words)
         self._block = block = AttentionBlock(model, config, memory, max_queries,
                                              kv_base=self.kv_layout.base,
                                              rope_base=self.rope_base,
