@@ -22,11 +22,10 @@ from ..numerics import F_SCORE
 from ..staged import product_latency, round_latency, staged_product, staged_round
 from ..stream import Handshake
 
-__all__ = ["AttentionCore", "SCORE_LATENCY", "FINISH_WAIT", "dot_latency",
+__all__ = ["AttentionCore", "SCORE_LATENCY", "FINISH_WAIT", "dot_latency", "acc_width",
            "finish_latency", "ring_stages", "value_fifo_depth"]
 
 DOT_WIDTH = 24                  # |q . k| <= 128 * 128 * 256 < 2**23 for head_dim <= 256
-ACC_WIDTH = 64                  # o: |o| < 2**55 for contexts up to 2**16
 SUM_WIDTH = 48                  # l <= 2**15 * context
 MAX_RESCALE = 63                # a rescale shift this large already clears every o and l
 FACTOR_WIDTH = 32               # q_scale.m * k_scale.m
@@ -44,7 +43,6 @@ SCORE_LATENCY = (1 + _SCORE_PRODUCT + round_latency() + 1 + 1 + 1 + 1 + 2
 # ``l`` selected and registered, ``127 l`` (a shift and a subtraction) registered, then
 # the reciprocal.
 FINISH_WAIT = 2 + RECIPROCAL_LATENCY
-_FINISH_PRODUCT = product_latency(signed(ACC_WIDTH), unsigned(16))
 
 
 def dot_latency(config: AttentionConfig) -> int:
@@ -53,10 +51,23 @@ def dot_latency(config: AttentionConfig) -> int:
     return 1 + (config.dims_per_cycle - 1).bit_length()
 
 
-def finish_latency() -> int:
+def acc_width(config: AttentionConfig) -> int:
+    """Bits of a signed ``o`` word: ``|o| <= 2^23 l`` and ``l <= 2^15 context``
+    (docs/numerics.md section 6), so every context up to the cache's capacity fits
+    exactly (51 bits at 2,048 positions, 56 at 2^16). Each dimension's word takes a
+    rescale shift and two adds every cycle, so its width is most of a lane's LUTs."""
+    return (2 ** 38 * config.capacity).bit_length() + 1
+
+
+def _finish_product(config: AttentionConfig) -> int:
+    """Register stages of the output's product, an ``o`` word times the normaliser."""
+    return product_latency(signed(acc_width(config)), unsigned(16))
+
+
+def finish_latency(config: AttentionConfig) -> int:
     """Register stages of the output: the word selected, the product with the
     normaliser, its shift and rounding, saturation."""
-    return 1 + _FINISH_PRODUCT + round_latency() + 1
+    return 1 + _finish_product(config) + round_latency() + 1
 
 
 def value_fifo_depth(config: AttentionConfig) -> int:
@@ -419,7 +430,7 @@ class AttentionCore(wiring.Component):
         after it (None for a ring of one stored word), both fully updated."""
         cfg = self._config
         inside = ring_stages(cfg)
-        word = data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle)
+        word = data.ArrayLayout(signed(acc_width(cfg)), cfg.dims_per_cycle)
         stored = cfg.beats_per_key - inside
         memory = m.submodules[f"o{lane}"] = Memory(shape=word, depth=stored, init=[])
         pointer = Signal(range(stored), name=f"o{lane}_head")
@@ -518,7 +529,7 @@ class AttentionCore(wiring.Component):
         # The finish stages move every cycle and a queue holds the results while the
         # consumer refuses, so the issue's ready (and the ring rotation it drives)
         # starts at flip-flops, not at the consumer.
-        pipe = QueuedPipeline(m, issue, self.results, finish_latency(), name="finish")
+        pipe = QueuedPipeline(m, issue, self.results, finish_latency(cfg), name="finish")
         m.d.comb += issue.valid.eq(finishing & (wait == FINISH_WAIT))
         with m.If(finishing & (wait != FINISH_WAIT)):
             m.d.sync += wait.eq(wait + 1)
@@ -545,19 +556,19 @@ class AttentionCore(wiring.Component):
         :func:`finish_latency` stages; the shift is at least 21 (l >= 2**14, numerics 6)."""
         cfg = self._config
         go = pipe.advance
-        word = data.ArrayLayout(signed(ACC_WIDTH), cfg.dims_per_cycle)
+        word = data.ArrayLayout(signed(acc_width(cfg)), cfg.dims_per_cycle)
         selected, mantissa = Signal(word, name="finish_word"), Signal(16, name="finish_m")
         shift, last1 = Signal(7, name="finish_shift"), Signal(name="finish_last")
         with m.If(go):
             m.d.sync += [selected.eq(head), mantissa.eq(inverse.m),
                          shift.eq(-(inverse.e + 15)), last1.eq(last)]
-        shift_at = delay(m, shift, _FINISH_PRODUCT, go, "finish_shift_")
+        shift_at = delay(m, shift, _finish_product(cfg), go, "finish_shift_")
         for dim in range(cfg.dims_per_cycle):
             product = staged_product(m, selected[dim], mantissa, go, f"finish{dim}")
             value = staged_round(m, product, shift_at, go, f"finish{dim}", max_right=81)
             with m.If(go):
                 m.d.sync += out.values[dim].eq(saturate(value))
-        m.d.comb += out.last.eq(delay(m, last1, finish_latency() - 1, go, "finish_last_"))
+        m.d.comb += out.last.eq(delay(m, last1, finish_latency(cfg) - 1, go, "finish_last_"))
 
 
 def _rotate(m, ring, enable):

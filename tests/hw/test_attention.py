@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tritium.host.compiler import rope_table_image
-from tritium.hw.attention.core import AttentionCore
+from tritium.hw.attention.core import AttentionCore, acc_width
 from tritium.hw.attention.kvcache import KVLayout
 from tritium.hw.config import AttentionConfig
 from tritium.hw.memory.port import MemoryConfig
@@ -111,6 +111,37 @@ def test_core_extremes():
     received, expected = run_core(cfg, blocks, TRAFFIC[3], 11)
     assert received == expected
     assert any(v != 0 for beat, _ in expected for v in beat)
+
+
+@pytest.mark.parametrize("sign", [1, -1], ids=["positive", "negative"])
+def test_core_o_at_its_bound(sign):
+    """The largest ``o`` a pass can build: every key of the cache scores the same
+    saturated maximum (so each weighs P = 2^15 and nothing rescales), every value code
+    is 127 (or -127) at the largest scale, so ``o`` sums ``capacity`` products near
+    ``2^38`` each: the ``acc_width`` bits (44 at 16 positions) hold it exactly. A word
+    two bits narrower fails this test; the bound's last bit of slack is 127 against
+    the 128 it assumes."""
+    cfg = CONFIGS[0]
+    cache = GoldenCache(model_shape(cfg))
+    largest = scale_from_int(np.full((cfg.capacity, cfg.kv_heads), 2 ** 31 - 1))
+    for codes, scales, value in ((cache.k_codes, cache.k_scale, 127),
+                                 (cache.v_codes, cache.v_scale, 127 * sign)):
+        codes[0, :cfg.capacity] = value
+        scales[0][0, :cfg.capacity], scales[1][0, :cfg.capacity] = largest
+    codes = np.full((1, cfg.head_dim), 127)
+    q_scale = scale_from_int(np.full(1, 2 ** 31 - 1))
+    q_codes = np.zeros((1, cfg.heads, cfg.head_dim), dtype=np.int64)
+    q_codes[0, 0] = codes[0]
+    position = cfg.capacity - 1
+    expected = golden_outputs(cache, 0, q_codes,
+                              tuple(np.repeat(s[:, None], cfg.heads, axis=1) for s in q_scale),
+                              [position])
+    block = ([query_payload(codes[0], (q_scale[0][0], q_scale[1][0]), position, True)],
+             key_beats(cache, cfg, 0, 0, cfg.capacity), [expected[0, 0]])
+    assert acc_width(cfg) == 44
+    received, expected_beats = run_core(cfg, [block], TRAFFIC[3], 12)
+    assert received == expected_beats
+    assert all(sign * v > 0 for beat, _ in expected_beats for v in beat)
 
 
 BLOCK_MODELS = [
