@@ -151,10 +151,10 @@ def _record_words(config: AcceleratorConfig) -> int:
 def _record_read(config: AcceleratorConfig, port: "PortTiming") -> tuple:
     """(latency, cycles) of reading KV records: the first one's latency, and each one's
     words streaming, on the port the design reads them through (``kv_reads``)."""
+    words = kv_layout(config).widened().words_per_record     # in that port's words
     if config.kv_reads == "weights":
-        wide_words = _record_words(config) // config.kv_port_words
-        return port.weight_latency, wide_words * port.weight_word_cycles
-    return port.latency, _record_words(config) * port.word_cycles
+        return port.weight_latency, words * port.weight_word_cycles
+    return port.latency, words * port.word_cycles
 
 
 def _reader_cycles(beats) -> int:

@@ -19,7 +19,7 @@ from ..tlmm.core import TLMMCore
 from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .head import HeadUnit
-from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates
+from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates, weight_clients
 from .isa import FLAG_ONE_TOKEN, OPCODES
 from .vectors import VectorReader, VectorWriter
 
@@ -174,11 +174,9 @@ def _units(m, cfg):
     u.move = MemoryPortSignature(cfg.memory).create(path=("move_port",))
     u.memory = {"move": u.move, "norm": u.gains.memory, "attend": u.attention.memory}
     streams = {"linear": u.tlmm.memory, "head": head_memory}
-    u.weight_memory = {}
-    if cfg.weight_port:
-        u.weight_memory = {name: port for name, port in streams.items() if port is not None}
-    if cfg.kv_reads == "weights":
-        u.weight_memory["attend"] = u.attention.key_memory
+    weight_ports = {"linear": (u.tlmm, "memory"), "head": (u.head, "memory"),
+                    "attend": (u.attention, "key_memory")}
+    u.weight_memory = {name: getattr(*weight_ports[name]) for name in weight_clients(cfg)}
     for name, port in streams.items():
         if port is None or cfg.weight_port:     # a port that never moves
             port = MemoryPortSignature(cfg.memory).create(path=(f"no_{name}_port",))

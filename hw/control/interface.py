@@ -15,7 +15,8 @@ from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODE_BITS
 
 __all__ = ["instruction_layout", "accumulates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
            "WORD_COUNTERS", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE", "COMMANDS",
-           "COMMANDS_OF", "commands_of", "ExecuteSignature", "controller_members"]
+           "COMMANDS_OF", "commands_of", "ExecuteSignature", "controller_members",
+           "weight_clients"]
 
 _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 
@@ -26,6 +27,18 @@ UNIT_CLIENTS = CLIENTS[1:]
 #: Which unit client the executing instruction is.
 CLIENT_OF_OPCODE = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
                     "LINEAR": "linear", "ATTEND": "attend", "HEAD": "head"}
+
+
+def weight_clients(config) -> tuple:
+    """The unit clients that read through the weight port (``config.weight_port``; none
+    without one), the TLMM's first: it has the port whenever no other's instruction
+    executes, and the port's words count for the client that has it."""
+    if not config.weight_port:
+        return ()
+    return (("linear",) + (("head",) if config.head == "device" else ())
+            + (("attend",) if config.kv_reads == "weights" else ()))
+
+
 #: Memory words (read and written) that each client moved in the last run.
 WORD_COUNTERS = tuple(f"{client}_words" for client in CLIENTS)
 CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",

@@ -9,7 +9,7 @@ from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUNTERS,
                         COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
-                        accumulates, commands_of, controller_members)
+                        accumulates, commands_of, controller_members, weight_clients)
 from .isa import INSTRUCTION_BYTES, OPCODES, STATUS, design_opcodes
 
 __all__ = ["Sequencer"]
@@ -212,10 +212,9 @@ class Sequencer(wiring.Component):
             # bus words. Its words count for the client whose instruction executes, the
             # TLMM's otherwise.
             weights, step = self.weights.read_data, self._config.weight_port_words
-            others = ["head", "attend"] if self._config.kv_reads == "weights" else ["head"]
             with m.If(weights.valid & weights.ready):
                 with m.Switch(client):
-                    for name in others:
+                    for name in weight_clients(self._config)[1:]:
                         with m.Case(UNIT_CLIENTS.index(name)):
                             counter = getattr(self, f"{name}_words")
                             m.d.sync += counter.eq(counter + step)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tritium.hw import numerics
-from tritium.hw.attention.kvcache import KVLayout
+from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, AttentionConfig, kv_record_bits
 from tritium.hw.layouts import kv_record_layout
 from tritium.hw.memory.port import MemoryConfig
@@ -51,9 +51,7 @@ def test_kv_record_bits_is_the_record_layout(head_dim):
 def test_each_preset_sizes_its_kv_cache_as_the_attention_unit_lays_it_out(name):
     config = ACCELERATOR_PRESETS[name]
     for design in (config, dataclasses.replace(config, memory_words=config.memory_words)):
-        # Records padded to whole words of the port that reads them (kv_reads).
-        layout = KVLayout(design.attention, design.memory, design.kv_base,
-                          design.kv_port_words)
+        layout = kv_layout(design)      # records padded to the words of their reader's port
         assert design.kv_words == layout.words
         assert design.kv_base + layout.words == design.memory_words
 
