@@ -124,6 +124,9 @@ def main(argv=None):
                         help="the port the attention reads the KV cache through (default: "
                              "the preset's kv_reads; 'units' on a design without a weight "
                              "port)")
+    parser.add_argument("--weight-queue", type=int, default=None,
+                        help="weight-port words read ahead of the TLMM by PREFETCH, 0 for "
+                             "none (default: the preset's weight_queue)")
     parser.add_argument("--contexts", default="64,512,1024,2048",
                         help="decode contexts, comma-separated (default: 64,512,1024,2048)")
     parser.add_argument("--prefill", type=int, default=None,
@@ -145,9 +148,10 @@ def main(argv=None):
         if args.weight_port_words is not None:
             fields["weight_port_words"] = args.weight_port_words
         if fields.get("weight_port_words", preset.weight_port_words) == 1:
-            fields["kv_reads"] = "units"        # the preset's may have needed a weight port
+            # The preset's may have needed a weight port.
+            fields.update(kv_reads="units", weight_queue=0)
         fields.update({name: getattr(args, name) for name in
-                       ("attention_lanes", "attention_dims", "kv_reads")
+                       ("attention_lanes", "attention_dims", "kv_reads", "weight_queue")
                        if getattr(args, name) is not None})
         preset = dataclasses.replace(preset, **fields)
         config, model_config = layer_slice(preset, MODEL_PRESETS[args.model])

@@ -113,8 +113,9 @@ class KV260Platform(XilinxPlatform):
     #: in UltraRAM). The gating unit's sigmoid tables (one 512 x 27-bit ROM per lane) in
     #: LUTs rather than 4 BRAM36: about 1,600 LUTs (yosys). ``ram_style = "logic"`` is
     #: Yosys' word for it, ``rom_style = "distributed"`` Vivado's (each ignores the
-    #: other's; Yosys cannot map these ROMs to LUT-RAM).
-    ram_attrs = {"tlmm_chunks": {"ram_style": "block"},
+    #: other's; Yosys cannot map these ROMs to LUT-RAM). The weight queue (512 bits x
+    #: 4,096 at the kv260 preset) in UltraRAM: 8 URAM288 where block RAM would take 58.
+    ram_attrs = {"tlmm_chunks": {"ram_style": "block"}, "weight_queue": {"ram_style": "ultra"},
                  "sigmoid": {"ram_style": "logic", "rom_style": "distributed"}}
 
     #: The Vivado board part's name pattern (its version depends on the Vivado release).

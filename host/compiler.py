@@ -216,13 +216,16 @@ _LAYER_REGIONS = ("attn_norm", "wq", "wk", "wv", "attn_sub_norm", "wo", "ffn_nor
                   "w_up", "ffn_sub_norm", "w_down")
 _NORM_FEATURES = {"attn_norm": "hidden", "attn_sub_norm": "q_dim", "ffn_norm": "hidden",
                   "ffn_sub_norm": "ffn"}
+_LAYER_LINEARS = len(_LAYER_REGIONS) - len(_NORM_FEATURES)
 
 
 def program_length(config: AcceleratorConfig, head: bool = None) -> int:
-    """Instructions of the program: LOAD (and EMBED), 13 per layer, STORE, (NORM, HEAD,
-    STORE: ``head``, by default whether the design has a device head), END."""
+    """Instructions of the program: LOAD (and EMBED), 13 per layer (20 with a weight
+    queue: a PREFETCH per LINEAR), STORE, (NORM, HEAD, STORE: ``head``, by default
+    whether the design has a device head), END."""
     tail = 3 if _with_head(config, head) else 0
-    return len(_input_program(config, None)) + 13 * config.model.layers + 2 + tail
+    per_layer = 13 + (_LAYER_LINEARS if config.weight_queue else 0)
+    return len(_input_program(config, None)) + per_layer * config.model.layers + 2 + tail
 
 
 def _with_head(config: AcceleratorConfig, head) -> bool:
@@ -374,7 +377,24 @@ def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
                         src_stride=x.stride, beats=x.beats))
     if _with_head(config, head):
         program += _head_program(config, plan, scratch, constants)
-    return program + [dict(op="END")]
+    program.append(dict(op="END"))
+    return _with_prefetches(program) if config.weight_queue else program
+
+
+def _with_prefetches(program: list) -> list:
+    """``program`` with a PREFETCH of every LINEAR's matrix (a copy of its fields) one
+    matrix ahead (docs/program.md): the first two at the start and before the first
+    LINEAR, then each next one just before the LINEAR before it. So the weight queue
+    holds at most two matrices not yet started when a PREFETCH issues, which its job
+    queue takes (``WeightPrefetcher.JOBS``), and a PREFETCH never waits for a LINEAR
+    that comes after it."""
+    prefetches = [dict(fields, op="PREFETCH") for fields in program if fields["op"] == "LINEAR"]
+    result, following = prefetches[:1], prefetches[1:]
+    for fields in program:
+        if fields["op"] == "LINEAR" and following:
+            result.append(following.pop(0))
+        result.append(fields)
+    return result
 
 
 def _head_program(config: AcceleratorConfig, plan: MemoryPlan, scratch, constants) -> list:

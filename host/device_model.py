@@ -20,7 +20,12 @@ Where the model is simpler than the hardware:
   features), stops the run with ``BAD_OPCODE`` like an unknown opcode, since the status
   codes have no better name for it. Effects of the instructions before it remain. An
   opcode the design has no unit for (EMBED with host embedding, HEAD with a host head:
-  ``isa.design_opcodes``) is unknown to it.
+  ``isa.design_opcodes``) is unknown to it. With a weight queue
+  (``config.weight_queue``) a LINEAR takes the matrix of the oldest PREFETCH not yet
+  taken, as the hardware takes the queue's words; a LINEAR without one or of another
+  matrix, or a run that ends with a PREFETCH not taken, is such a fault too (the
+  hardware would wait for ever, compute with another matrix's words, or leave words in
+  the queue for the next run).
 - ``runs`` counts every RUN, including those refused with ``BAD_TOKENS`` or
   ``BAD_POSITION`` (which change nothing else).
 """
@@ -194,12 +199,15 @@ class DeviceModel:
         pc = self.registers["program"]
         units = {"LOAD": self._load, "STORE": self._store, "NORM": self._norm,
                  "LINEAR": self._linear, "GATE": self._gate, "ATTEND": self._attend,
-                 "EMBED": self._embed, "HEAD": self._head}
+                 "EMBED": self._embed, "HEAD": self._head, "PREFETCH": self._prefetch}
+        self._prefetched = []
         operations = {OPCODES[name]: units[name] for name in design_opcodes(self.config)
                       if name in units}
         while True:
             fields = decode_instruction(self._memory_bytes(pc, INSTRUCTION_BYTES))
             if fields["opcode"] == OPCODES["END"]:
+                if self._prefetched:
+                    raise _Fault(f"{len(self._prefetched)} PREFETCH without its LINEAR")
                 return
             if fields["opcode"] not in operations:
                 raise _Fault(f"opcode {fields['opcode']} at word {pc}")
@@ -286,8 +294,16 @@ class DeviceModel:
         entries = encode_top(rows[0], scores[0], self.config)
         self._write_scratch(f["dst"], f["dst_stride"], 1, entries.reshape(1, -1))
 
+    def _prefetch(self, f, position, tokens):
+        self._prefetched.append(_matrix_of(f))
+
     def _linear(self, f, position, tokens):
         tile = self.config.tlmm.tile
+        if self.config.weight_queue:
+            if not self._prefetched:
+                raise _Fault("LINEAR without a PREFETCH of its matrix")
+            if self._prefetched.pop(0) != _matrix_of(f):
+                raise _Fault("LINEAR of another matrix than the next PREFETCH's")
         if self._codes is None:
             raise _Fault("LINEAR before any NORM")
         codes, scale = self._codes
@@ -364,3 +380,8 @@ class DeviceModelTransport(Transport):
             raise LinkTimeout("the software device has no reply pending")
         data, self._pending = self._pending, b""
         return data
+
+
+def _matrix_of(fields: dict) -> tuple:
+    """The matrix a LINEAR or PREFETCH names: its address and shape."""
+    return fields["address"], fields["beats"], fields["blocks"]

@@ -44,15 +44,17 @@ from tritium.hw.attention.core import FINISH_WAIT, SCORE_LATENCY, dot_latency
 from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
 from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
+from tritium.hw.control.interface import weight_clients
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
+from tritium.hw.memory.arbiter import PortArbiter
 from tritium.hw.memory.mux import UNIT_PORT_LATENCY, WEIGHT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
 from tritium.hw.tlmm.core import TLMMCore
 from tritium.hw.tlmm.engine import table_lookup
 from tritium.hw.tlmm.lookup import fill_cycles
-from tritium.hw.weights import JOB_STAGES
+from tritium.hw.weights import JOB_STAGES, WordQueue
 from tritium.hw.memory.simmodel import SIM_MEMORY_PIPELINE_CYCLES
 from tritium.hw.memory.fabric import BoardPorts
 from tritium.hw.memory_model import MEMORY_MODELS, MemoryModel
@@ -74,7 +76,8 @@ KINDS = tuple(name[:-len("_cycles")] for name in CONTROLLER_COUNTERS
 #: The kinds that move memory words (``<kind>_words`` in WORD_COUNTERS).
 WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
 _KIND_OF = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
-            "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend", "HEAD": "head"}
+            "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend", "HEAD": "head",
+            "PREFETCH": "fetch"}
 
 def onchip_read_latency(config: AcceleratorConfig) -> int:
     """Cycles from an OnChipMemory read command's transfer to its first word
@@ -123,6 +126,15 @@ CALIBRATION = {
     # words' first read behind the codes, the keeper's register and state change
     # before the first entry and the writer's last cycle.
     "head": 12,
+    # PREFETCH: its command is taken in the cycle after the decode and ``done`` is looked
+    # at two cycles later (the sequencer's timing): three cycles besides its fetch.
+    "prefetch": 3,
+    # While the weight prefetcher reads: an ATTEND pass's first records wait behind its
+    # bursts in flight (fitted on the kv260 layer at context 64, where it reads through
+    # every pass: 586 cycles over 16 passes), and an instruction's fetch, through the
+    # units' port, shares the board ports with it (188 cycles over 23 fetches).
+    "prefetch_pass_wait": 37,
+    "prefetch_fetch_wait": 8,
 }
 
 # The scratchpad's VectorReader keeps at most 3 beats in its FIFO and the read in
@@ -247,6 +259,8 @@ def port_timing(memory, config: AcceleratorConfig, port: int = 0,
         fabric["weights"] += (config.weight_port_words - 1) * round(word_bytes / write_rate)
     latency = model.latency_cycles(port, config.clock_hz) + pipeline
     weights = WEIGHT_PORT_LATENCY if config.weight_port else UNIT_PORT_LATENCY
+    if config.weight_queue and len(weight_clients(config)) > 1:
+        weights += PortArbiter.LATENCY          # the weight port's clients share it
     return PortTiming(memory=model.name, implementation=implementation, word_bytes=word_bytes,
                       bytes_per_cycle=rate,
                       latency=latency + UNIT_PORT_LATENCY + fabric["units"],
@@ -277,7 +291,7 @@ def _terms(**terms) -> tuple:
 
 
 def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, blocks: int,
-                  tokens: int, accumulate: bool = False) -> dict:
+                  tokens: int, accumulate: bool = False, queued: int = None) -> dict:
     """The named terms of one LINEAR (``chunks`` K-chunks, ``blocks`` row blocks).
 
     ``stream``: the chunk pipeline of the weight buffer manager and the engine. Chunk
@@ -291,17 +305,26 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     result beat also needs a residual beat from the scratchpad reader (3 per 4 cycles), which paces the last
     chunk's passes. ``latency``: the issue cycle and the memory's read latency before
     the first word. ``table_fill``: the first table set when it is ready after the first
-    weight word. ``pipeline``: calibrated (:data:`CALIBRATION`)."""
-    return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate)))
+    weight word. ``pipeline``: calibrated (:data:`CALIBRATION`).
+
+    ``queued`` (a design with a weight queue; None without): the matrix's engine words
+    already in the queue when the LINEAR starts. Those load as fast as the gearbox takes
+    the port's words, one a cycle; the others arrive from the LINEAR's start on at the port's rate, whether or not the
+    chunk buffer has room (the prefetcher reads on into the queue), so a chunk is loaded
+    no sooner than its last word arrives; the latency is then the queue's (a word
+    already there), or the memory's when none is."""
+    return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate), queued))
 
 
 @functools.lru_cache(maxsize=4096)
-def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
+def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None) -> tuple:
     tlmm, lanes = config.tlmm, config.lanes
     # The weights' port: the units' own, or the TLMM's wider one.
     w, port_bits = port.weight_word_cycles, config.data_width * port.weight_words
     latency = port.weight_latency
     k = max(Fraction(1), Fraction(tlmm.tile.word_bits, port_bits) * w)
+    # Cycles per engine word from the queue: the gearbox takes a port word a cycle.
+    gearbox = max(Fraction(1), Fraction(tlmm.tile.word_bits, port_bits))
     feeder = max(1, tlmm.k_per_word // lanes)
     table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
     sweep = max(blocks, feeder, table)
@@ -310,13 +333,19 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate) -> tuple:
     replay_end = [Fraction(0)] * chunks
     for c in range(chunks):
         load_start = max(load_end[c - 1] if c else 0, replay_end[c - 2] if c > 1 else 0)
-        load_end[c] = load_start + blocks * k
+        if queued is None:
+            load_end[c] = load_start + blocks * k
+        else:
+            load_end[c] = max(load_start + blocks * gearbox,
+                              max(0, (c + 1) * blocks - queued) * k)
         replay_start = max(replay_end[c - 1] if c else 0, load_start)
         paced = max(sweep, residual) if c == chunks - 1 else sweep
         first = max(replay_start + paced, load_end[c])
         replay_end[c] = first + (tokens - 1) * paced
     # The weight job waits JOB_STAGES cycles for its word count; each word then passes
     # the core's WORD_STAGES registers on its way to the engine.
+    if queued:
+        latency = WordQueue.LATENCY
     first_word = (JOB_STAGES + latency + math.ceil(tlmm.tile.word_bits / port_bits) * w
                   + TLMMCore.WORD_STAGES)
     table_ready = feeder + table
@@ -458,9 +487,79 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     elif op == "HEAD":
         cycles, terms = _terms(**head_terms(config, port, beats))
         read = head_words(config) * config.weight_port_words        # in bus words
+    elif op == "PREFETCH":
+        cycles, terms = _terms(pipeline=CALIBRATION["prefetch"])
     else:
         raise ValueError(f"unknown opcode {op!r}")
     return InstructionEstimate(op, _KIND_OF[op], cycles, fetch, read, written, terms)
+
+
+def _with_weight_queue(program: list, instructions: list, config: AcceleratorConfig,
+                       port: PortTiming, position: int, tokens: int) -> list:
+    """The instructions of a design with a weight queue, each LINEAR timed with the words
+    its PREFETCH had read ahead (:func:`linear_cycles`, ``queued``).
+
+    The prefetcher is modelled as the weight port's background client: over each
+    instruction (its fetch and execution) it reads, at the port's rate, for the time the
+    port's other clients leave it (ATTEND's KV records with ``kv_reads = "weights"``,
+    HEAD's rows, and during a LINEAR that matrix's own words not yet read), the words of
+    the matrices PREFETCHed so far, in order, while the queue has room
+    (``config.weight_queue`` words of the port); it waits the memory's latency whenever it
+    starts reading after it had nothing to read. While it reads, an instruction's fetch
+    and ATTEND's passes wait a little more (:data:`CALIBRATION`, ``prefetch_*``)."""
+    w = port.weight_word_cycles
+    depth = config.weight_queue
+    ratio = Fraction(config.tlmm.tile.word_bits,
+                     config.data_width * config.weight_port_words)  # port words per engine word
+    jobs = []               # [port words, port words read] of each matrix PREFETCHed
+    idle = True             # the prefetcher has had nothing to read
+    result = []
+    table = tokens * config.rope_rows if config.rope_table == "memory" else 0
+    for fields, item in zip(program, instructions):
+        if item.op == "LINEAR":
+            total, queued = jobs.pop(0)
+            terms = linear_cycles(config, port, fields["beats"], fields["blocks"], tokens,
+                                  bool(fields.get("flags", 0) & FLAG_ACCUMULATE),
+                                  queued=int(queued / ratio))
+            cycles = float(sum(terms.values()))
+            item = dataclasses.replace(item, cycles=cycles,
+                                       terms={n: float(v) for n, v in terms.items()})
+            # Its own remaining words take the port for their time.
+            busy = (total - queued) * w
+        elif item.op == "ATTEND" and config.kv_reads == "weights":
+            busy = Fraction(item.read_words - table, config.weight_port_words) * w
+        elif item.op == "HEAD":
+            busy = Fraction(item.read_words, config.weight_port_words) * w
+        else:
+            busy = 0
+        if item.op == "PREFETCH":
+            words = matrix_words(config, fields["beats"], fields["blocks"])
+            jobs.append([Fraction(words, config.weight_port_words), Fraction(0)])
+        waiting = [job for job in jobs if job[1] < job[0]]
+        room = depth - sum(job[1] for job in jobs)
+        wanted = min(sum(job[0] - job[1] for job in waiting), room) * w
+        spare = Fraction(item.fetch + item.cycles) - Fraction(busy)
+        if wanted:
+            # Reading for part of this instruction's time (the share wanted of the spare).
+            share = min(Fraction(1), wanted / spare) if spare > 0 else Fraction(1)
+            fetch = item.fetch + float(share * CALIBRATION["prefetch_fetch_wait"])
+            extra = 0.0
+            if item.op == "ATTEND":
+                passes = len(pass_key_counts(config.attention, position, tokens))
+                extra = float(passes * share * CALIBRATION["prefetch_pass_wait"])
+            item = dataclasses.replace(item, fetch=fetch, cycles=item.cycles + extra)
+            if idle:
+                spare -= port.weight_latency
+        idle = not waiting
+        for job in waiting:
+            if spare <= 0 or room <= 0:
+                break
+            words = min(job[0] - job[1], spare / w, room)
+            job[1] += words
+            spare -= words * w
+            room -= words
+        result.append(item)
+    return result
 
 
 # -- runs ----------------------------------------------------------------------------------
@@ -535,8 +634,12 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     timing = port_timing(memory, config, port, implementation)
     iw = instruction_words(timing.word_bytes)
     fetch = CALIBRATION["fetch"] + timing.latency + (iw - 1) * timing.word_cycles
+    program = program_fields(config, head=head)
     instructions = [_instruction(instr, config, timing, position, tokens, float(fetch))
-                    for instr in program_fields(config, head=head)]
+                    for instr in program]
+    if config.weight_queue:
+        instructions = _with_weight_queue(program, instructions, config, timing, position,
+                                          tokens)
     by_kind = {kind: 0.0 for kind in KINDS}
     words = {kind: {"read": 0, "written": 0} for kind in WORD_KINDS}
     for item in instructions:
@@ -609,7 +712,8 @@ def _e2e_cases(report: dict, source: str) -> list:
     else:   # recorded before the attention lanes' width, RoPE's table and the KV
         # cache's port could be set
         design = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
-                                     attention_dims=None, rope_table="rom", kv_reads="units")
+                                     attention_dims=None, rope_table="rom", kv_reads="units",
+                                     weight_queue=0)
     config = dataclasses.replace(design,
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
                                  head=report.get("head", _RECORDED_HEAD),

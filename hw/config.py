@@ -9,7 +9,8 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "EMBEDDINGS", "EMBEDDING_BITS",
+__all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "WEIGHT_QUEUE_MIN", "EMBEDDINGS",
+           "EMBEDDING_BITS",
            "HEADS", "ModelConfig", "HeadConfig",
            "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
@@ -534,6 +535,9 @@ HEADS = ("device", "host")
 ROPE_TABLES = ("rom", "memory")
 #: Which port the attention unit reads the KV cache through (AcceleratorConfig.kv_reads).
 KV_READS = ("units", "weights")
+#: The smallest weight queue (AcceleratorConfig.weight_queue): two of the weight reader's
+#: 64-word bursts, so one can be on its way while the TLMM takes the other.
+WEIGHT_QUEUE_MIN = 128
 
 
 def rope_row_pairs(model: ModelConfig, lanes: int) -> int:
@@ -591,6 +595,13 @@ class AcceleratorConfig:
     :attr:`rope_base`, just below the KV cache, written with the model; the attention
     unit reads each job's positions into a window of its own: docs/attention.md), for a
     context whose table would fill the chip's block RAM.
+    ``weight_queue`` (0, the default, or a power of two of at least
+    :data:`WEIGHT_QUEUE_MIN`) is how many weight-port words the design reads ahead of the
+    TLMM: with it, a LINEAR's weights are read by the PREFETCH instruction the compiler
+    puts one matrix ahead of it, into a queue of that many words, so the weight port keeps
+    streaming while the instructions between two LINEARs (NORM, ATTEND, GATE) execute and
+    while a LINEAR's tail drains; it needs a weight port (docs/accelerator.md,
+    "Weight queue").
     ``kv_reads`` is the port the attention unit reads the KV cache through: ``"units"``
     (the default: the units' port, like every other unit) or ``"weights"`` (the weight
     port, which idles during ATTEND, so a pass reads the records at the rate of all the
@@ -616,6 +627,7 @@ class AcceleratorConfig:
     head_group: int = 64
     rope_table: str = "rom"
     kv_reads: str = "units"
+    weight_queue: int = 0
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
@@ -632,6 +644,14 @@ class AcceleratorConfig:
         _check_choice(self, "kv_reads", KV_READS)
         if self.kv_reads == "weights" and not self.weight_port:
             raise ValueError("kv_reads = 'weights' reads the KV cache through the weight port: "
+                             "it needs one (weight_port_words > 1)")
+        queue = self.weight_queue
+        if not isinstance(queue, int) or isinstance(queue, bool) or queue and (
+                queue < WEIGHT_QUEUE_MIN or queue & (queue - 1)):
+            raise ValueError(f"weight_queue must be 0 or a power of two of at least "
+                             f"{WEIGHT_QUEUE_MIN} words, not {queue!r}")
+        if queue and not self.weight_port:
+            raise ValueError("weight_queue reads the weights ahead through the weight port: "
                              "it needs one (weight_port_words > 1)")
         if self.memory_words % self.kv_port_words:
             raise ValueError(f"memory_words ({self.memory_words}) must be a multiple of "
@@ -909,13 +929,16 @@ ACCELERATOR_PRESETS = {
     # the KV records through the weight port, idle during ATTEND (kv_reads): a record of
     # 1,588 bits padded to 4 of its words takes 4.8 cycles at the four ports' rate, 7.2 as
     # 7 bus words on the units' port, so the core's 6 cycles a key bound a pass.
+    # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 4.9 us of the four
+    # ports) keeps the weights streaming while NORM, ATTEND and GATE execute (PREFETCH;
+    # docs/accelerator.md, "Weight queue").
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
         attention_lanes=1, attention_dims=16, memory_words=2 ** 24, memory_ports=4,
         weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory",
-        kv_reads="weights"),
+        kv_reads="weights", weight_queue=4096),
 }
 # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
 # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`
@@ -924,11 +947,12 @@ ACCELERATOR_PRESETS = {
 # layers: 197 MB, each record of 2,100 bits in five 512-bit words), 2**26 words (2 GiB,
 # the KV260's largest contiguous DDR region) for the weights (about 0.5 GB packed), the
 # 16-bit embedding and the int8 head (0.66 and 0.33 GB: a vocabulary of 128,256 rows of
-# 2,560) and the cache.
+# 2,560) and the cache. No weight queue: these buffers fill the UltraRAM its 8 blocks
+# would take (docs/boards.md).
 ACCELERATOR_PRESETS["kv260-2b"] = dataclasses.replace(
     ACCELERATOR_PRESETS["kv260"], name="kv260-2b", model=MODEL_PRESETS["bitnet-b1.58-2b-4t"],
     tlmm=dataclasses.replace(ACCELERATOR_PRESETS["kv260"].tlmm, max_k=6912, max_n=6912),
-    memory_words=2 ** 26)
+    memory_words=2 ** 26, weight_queue=0)
 
 
 # TLMM engines studied on their own (`tritium report --config`, `bench/tlmm.py --engine`).

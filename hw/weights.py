@@ -14,6 +14,7 @@ from math import gcd
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -21,8 +22,8 @@ from .config import TLMMConfig
 from .layouts import tlmm_job_layout, weight_word_layout
 from .memory.port import MemoryConfig, MemoryPortSignature
 
-__all__ = ["WeightBufferManager", "Gearbox", "ChunkBuffer", "BurstReader", "weight_job_layout",
-           "ram_attributes"]
+__all__ = ["WeightBufferManager", "WeightPrefetcher", "WordQueue", "JobWords", "Gearbox",
+           "ChunkBuffer", "BurstReader", "weight_job_layout", "ram_attributes"]
 
 #: Width of every performance counter of the engine and its weight buffer (they wrap).
 COUNTER_WIDTH = 32
@@ -39,9 +40,57 @@ def _check_burst(memory: MemoryConfig, burst: int):
         raise ValueError(f"burst must be 1..{2 ** memory.len_width - 1}, not {burst}")
 
 
-# Cycles a weight job spends in WeightBufferManager's register before it can start: its
-# word count formed in three stages.
+# Cycles a weight job spends in JobWords' register before it can start: its word count
+# formed in three stages.
 JOB_STAGES = 3
+
+
+def _words_width(config: TLMMConfig, memory: MemoryConfig) -> int:
+    """Bits of a matrix's word count: the largest matrix's bus words."""
+    total = config.max_chunks * config.max_row_blocks * config.tile.word_bits
+    return (-(-total // memory.data_width)).bit_length()
+
+
+class JobWords(wiring.Component):
+    """Hold one weight job while its bus-word count is formed, then offer both.
+
+    The count is ``ceil(chunks * row_blocks * word_bits / data_width)``, formed over
+    :data:`JOB_STAGES` stages (the product of the shape, the bits, the words rounded up:
+    one multiplier or carry chain each, docs/timing.md); the register takes a job when it
+    is empty, so the stages overlap the job before.
+
+    Members
+    -------
+    job : ``In(stream.Signature(weight_job_layout(config, memory)))``
+    out : ``Out(stream.Signature(job))``; words : ``Out(words_width)``
+        The held job and its word count, valid together.
+    """
+
+    def __init__(self, config: TLMMConfig, memory: MemoryConfig):
+        self._config, self._memory = config, memory
+        layout = weight_job_layout(config, memory)
+        super().__init__({
+            "job": In(stream.Signature(layout)),
+            "out": Out(stream.Signature(layout)),
+            "words": Out(_words_width(config, memory)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mem, job = self._config, self._memory, self.out.payload
+        held, formed = Signal(), Signal(JOB_STAGES)
+        blocks = Signal(len(job.chunks) + len(job.row_blocks), name="job_blocks")
+        bits = Signal(len(blocks) + cfg.tile.word_bits.bit_length(), name="job_bits")
+        m.d.comb += [self.job.ready.eq(~held), self.out.valid.eq(held & formed[-1])]
+        with m.If(self.job.valid & ~held):
+            m.d.sync += [job.eq(self.job.payload), held.eq(1), formed.eq(0)]
+        with m.Elif(held):
+            m.d.sync += [formed.eq(Cat(1, formed[:-1])),
+                         held.eq(~(self.out.valid & self.out.ready)),
+                         blocks.eq(job.chunks * job.row_blocks),
+                         bits.eq(blocks * cfg.tile.word_bits),
+                         self.words.eq((bits + mem.data_width - 1) // mem.data_width)]
+        return m
 
 
 class BurstReader(wiring.Component):
@@ -259,28 +308,36 @@ class ChunkBuffer(wiring.Component):
 
 
 class WeightBufferManager(wiring.Component):
-    """Stream one matrix per job from memory to the engine, reusing words across tokens.
+    """Stream one matrix per job to the engine, reusing words across tokens.
+
+    Its bus words come from memory (the default: it reads the job's words itself, in
+    bursts) or, with ``queued``, from ``queue``: a :class:`WeightPrefetcher` read them
+    ahead, in job order, and this manager takes exactly its job's words from the queue.
 
     Members
     -------
     job : ``In(stream.Signature(weight_job_layout))``
         Accepted when the previous job has been fully loaded and replayed.
     memory : ``Out(MemoryPortSignature(memory))``
-        Client side of the memory port (reads only).
+        Client side of the memory port (reads only); not ``queued``.
+    queue : ``In(stream.Signature(memory.data_width))``
+        The prefetched bus words; only ``queued``.
     words : ``Out(stream.Signature(weight_word_layout(config.tile)))``
         Engine order (kb, p, rb).
     fetched_words, memory_stall_cycles : ``Out(32)``
         Bus words received since reset; cycles the engine side waited for memory.
     """
 
-    def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64):
+    def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64,
+                 queued: bool = False):
         self._config, self._memory, self._burst = config, memory, burst
-        total = config.max_chunks * config.max_row_blocks * config.tile.word_bits
-        self._words_width = (-(-total // memory.data_width)).bit_length()
+        self._queued = queued
         _check_burst(memory, burst)
+        source = ({"queue": In(stream.Signature(memory.data_width))} if queued
+                  else {"memory": Out(MemoryPortSignature(memory))})
         super().__init__({
             "job": In(stream.Signature(weight_job_layout(config, memory))),
-            "memory": Out(MemoryPortSignature(memory)),
+            **source,
             "words": Out(stream.Signature(weight_word_layout(config.tile))),
             "fetched_words": Out(COUNTER_WIDTH),
             "memory_stall_cycles": Out(COUNTER_WIDTH),
@@ -289,51 +346,188 @@ class WeightBufferManager(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, mem = self._config, self._memory
-        m.submodules.reader = reader = BurstReader(mem, self._burst, self._words_width)
+        m.submodules.job_words = job_words = JobWords(cfg, mem)
         m.submodules.gearbox = gearbox = Gearbox(mem.data_width, cfg.tile.word_bits)
         m.submodules.chunks = chunks = ChunkBuffer(cfg)
-        wiring.connect(m, reader.commands, wiring.flipped(self.memory.read_cmd))
+        wiring.connect(m, wiring.flipped(self.job), job_words.job)
         wiring.connect(m, gearbox.o, chunks.words)
         wiring.connect(m, chunks.replay, wiring.flipped(self.words))
+        source, ready = self._source(m, job_words)
         m.d.comb += [
-            gearbox.i.payload.eq(self.memory.read_data.payload.data),
-            gearbox.i.valid.eq(self.memory.read_data.valid),
-            self.memory.read_data.ready.eq(gearbox.i.ready),
+            gearbox.i.payload.eq(source.payload),
+            gearbox.i.valid.eq(source.valid),
+            source.ready.eq(gearbox.i.ready),
             gearbox.flush.eq(chunks.done),
             self.memory_stall_cycles.eq(chunks.stall_cycles),
+        ]
+        with m.If(source.valid & source.ready):
+            m.d.sync += self.fetched_words.eq(self.fetched_words + 1)
+        # The job starts the source and the chunk buffer together.
+        job = job_words.out
+        start = job.valid & ready & chunks.job.ready
+        m.d.comb += [
+            job.ready.eq(start),
+            chunks.job.payload.chunks.eq(job.payload.chunks),
+            chunks.job.payload.row_blocks.eq(job.payload.row_blocks),
+            chunks.job.payload.tokens.eq(job.payload.tokens),
+            chunks.job.valid.eq(start),
+        ]
+        return m
+
+    def _source(self, m, job_words):
+        """The bus words of the running job as a stream, and whether the source can take
+        the next job; starts it when ``job_words.out`` is taken."""
+        job = job_words.out
+        start = job.valid & job.ready
+        words = stream.Signature(self._memory.data_width).create(path=("bus_words",))
+        if self._queued:
+            # Exactly the job's words: the next job's are behind them in the queue.
+            remaining = Signal.like(job_words.words)
+            take = words.valid & words.ready
+            m.d.comb += [words.valid.eq(self.queue.valid & (remaining != 0)),
+                         words.payload.eq(self.queue.payload),
+                         self.queue.ready.eq(words.ready & (remaining != 0))]
+            with m.If(start):
+                m.d.sync += remaining.eq(job_words.words)
+            with m.Elif(take):
+                m.d.sync += remaining.eq(remaining - 1)
+            return words, remaining == 0
+        m.submodules.reader = reader = BurstReader(self._memory, self._burst,
+                                                   len(job_words.words))
+        wiring.connect(m, reader.commands, wiring.flipped(self.memory.read_cmd))
+        read = self.memory.read_data
+        m.d.comb += [
+            words.valid.eq(read.valid), words.payload.eq(read.payload.data),
+            read.ready.eq(words.ready),
+            reader.request.payload.base.eq(job.payload.base),
+            reader.request.payload.words.eq(job_words.words),
+            reader.request.valid.eq(start),
             # Writes are not used: the weights are read-only here.
             self.memory.write_cmd.valid.eq(0), self.memory.write_data.valid.eq(0),
             self.memory.write_done.ready.eq(1),
         ]
-        with m.If(self.memory.read_data.valid & self.memory.read_data.ready):
-            m.d.sync += self.fetched_words.eq(self.fetched_words + 1)
+        return words, reader.request.ready
 
-        # A job waits in a register while its word count is formed over three stages
-        # (the product of its shape, the bits, the words rounded up: one multiplier or
-        # carry chain each, docs/timing.md), then starts the reader and the chunk buffer
-        # together. The register takes the next job while the current one runs, so the
-        # stages overlap it.
-        job, held, formed = Signal.like(self.job.payload), Signal(), Signal(JOB_STAGES)
-        blocks = Signal(len(self.job.payload.chunks) + len(self.job.payload.row_blocks),
-                        name="job_blocks")
-        bits = Signal(len(blocks) + cfg.tile.word_bits.bit_length(), name="job_bits")
-        words = Signal(self._words_width, name="job_words")
-        start = held & formed[-1] & reader.request.ready & chunks.job.ready
-        m.d.comb += self.job.ready.eq(~held)
-        with m.If(self.job.valid & ~held):
-            m.d.sync += [job.eq(self.job.payload), held.eq(1), formed.eq(0)]
-        with m.Elif(held):
-            m.d.sync += [formed.eq(Cat(1, formed[:-1])), held.eq(~start),
-                         blocks.eq(job.chunks * job.row_blocks),
-                         bits.eq(blocks * cfg.tile.word_bits),
-                         words.eq((bits + mem.data_width - 1) // mem.data_width)]
+
+class WordQueue(wiring.Component):
+    """A first-in first-out queue of ``depth`` words (a power of two) in one RAM, with
+    the platform's attributes for role ``"weight_queue"`` (:func:`ram_attributes`), and
+    its output in the RAM's read register: a word written is offered two cycles later.
+
+    Members
+    -------
+    i : ``In(stream.Signature(width))``; o : ``Out(stream.Signature(width))``
+    """
+
+    #: Cycles from a word's transfer in to its offer out, the queue empty before.
+    LATENCY = 2
+
+    def __init__(self, width: int, depth: int):
+        if depth < 2 or depth & (depth - 1):
+            raise ValueError(f"a word queue's depth must be a power of two >= 2, not {depth}")
+        self._width, self._depth = width, depth
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+        m.submodules.words = words = Memory(shape=unsigned(self._width), depth=depth, init=[],
+                                            attrs=ram_attributes(platform, "weight_queue"))
+        write, read = words.write_port(), words.read_port()
+        head, tail = Signal(range(depth)), Signal(range(depth))
+        stored = Signal(range(depth + 1))          # words in the RAM, not yet read out
+        put = self.i.valid & self.i.ready
+        advance = ~self.o.valid | self.o.ready     # the read register is free
+        get = advance & (stored != 0)
         m.d.comb += [
-            reader.request.payload.base.eq(job.base),
-            reader.request.payload.words.eq(words),
-            chunks.job.payload.chunks.eq(job.chunks),
-            chunks.job.payload.row_blocks.eq(job.row_blocks),
-            chunks.job.payload.tokens.eq(job.tokens),
-            reader.request.valid.eq(start),
-            chunks.job.valid.eq(start),
+            self.i.ready.eq(stored != depth),
+            write.en.eq(put), write.addr.eq(tail), write.data.eq(self.i.payload),
+            read.en.eq(advance), read.addr.eq(head),
+            self.o.payload.eq(read.data),
         ]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(get)
+        with m.If(put):
+            m.d.sync += tail.eq(tail + 1)
+        with m.If(get):
+            m.d.sync += head.eq(head + 1)
+        m.d.sync += stored.eq(stored + put - get)
+        return m
+
+
+class WeightPrefetcher(wiring.Component):
+    """Read weight jobs' packed words ahead, in job order, into a queue of ``depth`` words.
+
+    Each job (PREFETCH's: a matrix's ``base`` and shape; ``tokens`` is not used) waits in
+    a queue of :attr:`JOBS`, then its word count is formed (:class:`JobWords`) and its
+    words are read in bursts of ``burst``. A burst is issued only while the words already
+    asked for, in flight or queued, leave room for it, so the memory never waits for the
+    queue: the port's other clients (:class:`~.memory.arbiter.PortArbiter`) are never held
+    back behind a full queue; and only while at most ``bursts_in_flight - 1`` others are
+    in flight, enough to cover the memory's latency, so that another client's read,
+    served before the prefetcher's (``PortArbiter(background=True)``), waits behind
+    those few. A :class:`WeightBufferManager` with ``queued`` takes each job's words
+    from ``words`` in the same order.
+
+    Members
+    -------
+    job : ``In(stream.Signature(weight_job_layout(config, memory)))``
+    memory : ``Out(MemoryPortSignature(memory))`` (reads only)
+    words : ``Out(stream.Signature(memory.data_width))``
+    """
+
+    #: Jobs taken and not yet started: a program keeps at most two matrices ahead.
+    JOBS = 2
+
+    def __init__(self, config: TLMMConfig, memory: MemoryConfig, depth: int, burst: int = 32,
+                 bursts_in_flight: int = 3):
+        _check_burst(memory, burst)
+        if depth < burst:
+            raise ValueError(f"a weight queue of {depth} words cannot take a burst of {burst}")
+        if bursts_in_flight < 1:
+            raise ValueError(f"bursts_in_flight must be at least 1, not {bursts_in_flight}")
+        self._config, self._memory, self._depth, self._burst = config, memory, depth, burst
+        self._in_flight = bursts_in_flight * burst
+        super().__init__({
+            "job": In(stream.Signature(weight_job_layout(config, memory))),
+            "memory": Out(MemoryPortSignature(memory)),
+            "words": Out(stream.Signature(memory.data_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mem = self._config, self._memory
+        layout = weight_job_layout(cfg, mem)
+        m.submodules.jobs = jobs = SyncFIFOBuffered(width=layout.size, depth=self.JOBS)
+        m.submodules.job_words = job_words = JobWords(cfg, mem)
+        m.submodules.reader = reader = BurstReader(mem, self._burst, len(job_words.words))
+        m.submodules.queue = queue = WordQueue(mem.data_width, self._depth)
+        m.d.comb += [jobs.w_data.eq(self.job.payload), jobs.w_en.eq(self.job.valid),
+                     self.job.ready.eq(jobs.w_rdy),
+                     job_words.job.payload.eq(jobs.r_data), job_words.job.valid.eq(jobs.r_rdy),
+                     jobs.r_en.eq(job_words.job.ready)]
+        out = job_words.out
+        m.d.comb += [reader.request.payload.base.eq(out.payload.base),
+                     reader.request.payload.words.eq(job_words.words),
+                     reader.request.valid.eq(out.valid), out.ready.eq(reader.request.ready)]
+        # Words asked for and not yet out of the queue, and those not yet arrived; a burst
+        # goes only if both leave room for it.
+        asked = Signal(range(self._depth + 1))
+        flying = Signal(range(self._in_flight + 1))
+        command, port = reader.commands, self.memory
+        room = ((asked + command.payload.words <= self._depth)
+                & (flying + command.payload.words <= self._in_flight))
+        m.d.comb += [port.read_cmd.payload.eq(command.payload),
+                     port.read_cmd.valid.eq(command.valid & room),
+                     command.ready.eq(port.read_cmd.ready & room)]
+        issued = Mux(port.read_cmd.valid & port.read_cmd.ready, command.payload.words, 0)
+        left = self.words.valid & self.words.ready
+        arrived = port.read_data.valid & port.read_data.ready
+        m.d.sync += [asked.eq(asked + issued - left), flying.eq(flying + issued - arrived)]
+        m.d.comb += [queue.i.payload.eq(port.read_data.payload.data),
+                     queue.i.valid.eq(port.read_data.valid),
+                     port.read_data.ready.eq(queue.i.ready),
+                     port.write_cmd.valid.eq(0), port.write_data.valid.eq(0),
+                     port.write_done.ready.eq(1)]
+        wiring.connect(m, queue.o, wiring.flipped(self.words))
         return m

@@ -13,9 +13,11 @@ from amaranth.utils import exact_log2
 from ..attention.block import AttentionBlock
 from ..config import AcceleratorConfig
 from ..elementwise import Dequantize, Gating, NormQuant, ResidualAdd, ScaleMultiply
+from ..memory.arbiter import PortArbiter
 from ..memory.mux import PortMux, PortRegisters
 from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
+from ..weights import WeightPrefetcher
 from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .head import HeadUnit
@@ -50,6 +52,9 @@ class Datapath(wiring.Component):
     ``address`` stay in bus words (the compiler aligns every matrix and the head to a
     weight-port word). With ``kv_reads = "weights"`` the attention block's passes read
     the KV cache through it too, while ATTEND executes (its writes stay on ``memory``).
+    With ``config.weight_queue`` a PREFETCH hands its matrix to the weight prefetcher,
+    which reads it ahead into its queue whatever executes, and LINEAR's TLMM takes the
+    words from the queue; the clients then share the weight port through an arbiter.
 
     Members
     -------
@@ -83,19 +88,7 @@ class Datapath(wiring.Component):
         wiring.connect(m, ports.memory, wiring.flipped(self.memory))
         m.d.comb += ports.select.eq(execute.client)
         if cfg.weight_port:
-            # The TLMM, the head and (kv_reads = "weights") the attention's KV reader take
-            # turns on the weight port likewise, the TLMM's when no other's instruction
-            # executes; unregistered here: a multiplexer in front of the top's registers
-            # (WEIGHT_PORT_LATENCY; a register stage of 513 bits each way costs about 560
-            # LUTs on the XCK26).
-            clients = tuple(units.weight_memory)
-            m.submodules.weight_ports = weight_ports = PortMux(cfg.weight_memory, clients)
-            for client in clients:
-                wiring.connect(m, units.weight_memory[client], getattr(weight_ports, client))
-            wiring.connect(m, weight_ports.memory, wiring.flipped(self.weights))
-            for index, client in enumerate(clients[1:], start=1):
-                with m.If(execute.client == UNIT_CLIENTS.index(client)):
-                    m.d.comb += weight_ports.select.eq(index)
+            _weight_port(m, cfg, units, execute, wiring.flipped(self.weights))
         _route(m, cfg, units, execute, self.tokens)
         _payloads(m, cfg, units, execute, self.tokens, self.position)
         _hand_over(m, units, execute)
@@ -144,8 +137,16 @@ def _units(m, cfg):
     u.codes_read = codes.read_port()
     m.d.comb += u.feeder.read_data.eq(u.codes_read.data)
 
-    m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.weight_memory)
+    queued = bool(cfg.weight_queue)
+    m.submodules.tlmm = u.tlmm = TLMMCore(cfg.tlmm, cfg.weight_memory, queued=queued)
     wiring.connect(m, u.feeder.acts, u.tlmm.acts)
+    # With a weight queue, PREFETCH's matrices are read ahead into it and the TLMM takes
+    # its words from there (docs/accelerator.md, "Weight queue").
+    u.prefetch = None
+    if queued:
+        m.submodules.prefetch = u.prefetch = WeightPrefetcher(cfg.tlmm, cfg.weight_memory,
+                                                              cfg.weight_queue)
+        wiring.connect(m, u.prefetch.words, u.tlmm.queue)
     m.submodules.dequant = u.dequant = Dequantize(lanes, cfg.tlmm.acc_width)
     m.submodules.out_scale = u.out_scale = ScaleMultiply()
     m.submodules.residual = u.residual = ResidualAdd(lanes)
@@ -173,8 +174,8 @@ def _units(m, cfg):
     # commands (_route, _payloads, _hand_over).
     u.move = MemoryPortSignature(cfg.memory).create(path=("move_port",))
     u.memory = {"move": u.move, "norm": u.gains.memory, "attend": u.attention.memory}
-    streams = {"linear": u.tlmm.memory, "head": head_memory}
-    weight_ports = {"linear": (u.tlmm, "memory"), "head": (u.head, "memory"),
+    streams = {"linear": None if queued else u.tlmm.memory, "head": head_memory}
+    weight_ports = {"linear": (u.prefetch or u.tlmm, "memory"), "head": (u.head, "memory"),
                     "attend": (u.attention, "key_memory")}
     u.weight_memory = {name: getattr(*weight_ports[name]) for name in weight_clients(cfg)}
     for name, port in streams.items():
@@ -182,6 +183,44 @@ def _units(m, cfg):
             port = MemoryPortSignature(cfg.memory).create(path=(f"no_{name}_port",))
         u.memory[name] = port
     return u
+
+
+def _weight_port(m, cfg, u, execute, port):
+    """The weight port's clients (``u.weight_memory``) onto ``port``, and which of them
+    each word it delivers goes to (``execute.weight_client``).
+
+    Without a weight queue they take turns: the TLMM's has the port unless another's
+    instruction executes. Unregistered here: a multiplexer in front of the top's
+    registers (WEIGHT_PORT_LATENCY; a register stage of 513 bits each way costs about
+    560 LUTs on the XCK26). With one, the prefetcher reads while other instructions
+    execute, so the clients share the port through an arbiter (one register stage on
+    the read commands, :attr:`PortArbiter.LATENCY`) in which the prefetcher reads in the
+    background: the KV reader's and the head's reads go first, and wait only for the
+    prefetcher's few bursts in flight."""
+    clients = tuple(u.weight_memory)
+    indices = [UNIT_CLIENTS.index(client) for client in clients]
+    if len(clients) == 1:
+        wiring.connect(m, u.weight_memory[clients[0]], port)
+        m.d.comb += execute.weight_client.eq(indices[0])
+    elif cfg.weight_queue:
+        m.submodules.weight_ports = arbiter = PortArbiter(cfg.weight_memory, len(clients),
+                                                          background=True)
+        for index, client in enumerate(clients):
+            wiring.connect(m, u.weight_memory[client], arbiter.client[index])
+        wiring.connect(m, arbiter.memory, port)
+        for client, index in zip(clients, indices):
+            read = u.weight_memory[client].read_data
+            with m.If(read.valid & read.ready):
+                m.d.comb += execute.weight_client.eq(index)
+    else:
+        m.submodules.weight_ports = ports = PortMux(cfg.weight_memory, clients)
+        for client in clients:
+            wiring.connect(m, u.weight_memory[client], getattr(ports, client))
+        wiring.connect(m, ports.memory, port)
+        m.d.comb += execute.weight_client.eq(indices[0])
+        for index, client in enumerate(clients[1:], start=1):
+            with m.If(execute.client == UNIT_CLIENTS.index(client)):
+                m.d.comb += [ports.select.eq(index), execute.weight_client.eq(indices[index])]
 
 
 def _route(m, cfg, u, execute, tokens):
@@ -312,6 +351,7 @@ def _payloads(m, cfg, u, execute, tokens, position):
         u.tlmm.job.payload.chunks.eq(instruction.beats),
         u.tlmm.job.payload.row_blocks.eq(instruction.blocks),
         u.tlmm.job.payload.tokens.eq(tokens),
+        *([u.prefetch.job.payload.eq(u.tlmm.job.payload)] if u.prefetch is not None else []),
         u.feeder.command.payload.chunks.eq(instruction.beats),
         u.feeder.command.payload.tokens.eq(tokens),
         u.attention.job.payload.layer.eq(instruction.layer),
@@ -341,11 +381,12 @@ def _hand_over(m, u, execute):
     units = {"writer": u.writer.command, "reader_a": u.reader_a.command,
              "reader_b": u.reader_b.command, "gains": u.gains.command, "tlmm": u.tlmm.job,
              "feeder": u.feeder.command, "attention": u.attention.job, "embed": u.embed.job,
-             "head": u.head.job if u.head is not None else None}
+             "head": u.head.job if u.head is not None else None,
+             "prefetch": u.prefetch.job if u.prefetch is not None else None}
     for name in COMMANDS:
         command = getattr(execute.commands, name)
         if units.get(name, True) is None:
-            continue                        # never offered: the sequencer refuses HEAD
+            continue            # never offered: the sequencer refuses HEAD, PREFETCH
         if name == "memory":
             load, store = opcode == OPCODES["LOAD"], opcode == OPCODES["STORE"]
             read, write = u.move.read_cmd, u.move.write_cmd

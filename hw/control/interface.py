@@ -31,8 +31,9 @@ CLIENT_OF_OPCODE = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "n
 
 def weight_clients(config) -> tuple:
     """The unit clients that read through the weight port (``config.weight_port``; none
-    without one), the TLMM's first: it has the port whenever no other's instruction
-    executes, and the port's words count for the client that has it."""
+    without one), the TLMM's first (its weight reader's, or with ``config.weight_queue``
+    its prefetcher's): without a weight queue it has the port whenever no other's
+    instruction executes; with one they all read at once through an arbiter."""
     if not config.weight_port:
         return ()
     return (("linear",) + (("head",) if config.head == "device" else ())
@@ -44,14 +45,16 @@ WORD_COUNTERS = tuple(f"{client}_words" for client in CLIENTS)
 CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
                        "gate_cycles", "attend_cycles", "head_cycles", "runs") + WORD_COUNTERS
 #: The cycle counter that an executing instruction of each opcode adds to.
+#: A PREFETCH counts as fetching: it only hands the next matrix to the weight queue.
 COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "EMBED": "move_cycles",
                      "NORM": "norm_cycles", "LINEAR": "linear_cycles", "GATE": "gate_cycles",
-                     "ATTEND": "attend_cycles", "HEAD": "head_cycles"}
+                     "ATTEND": "attend_cycles", "HEAD": "head_cycles",
+                     "PREFETCH": "fetch_cycles"}
 
 #: The commands of an instruction, one per unit that takes one ("memory" is the move
 #: client's read or write command); all of an instruction's are offered together.
 COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
-            "attention", "embed", "head")
+            "attention", "embed", "head", "prefetch")
 #: The commands each opcode starts with (a LINEAR that accumulates also reads its
 #: destination through ``reader_a``: :func:`commands_of`).
 COMMANDS_OF = {
@@ -59,6 +62,7 @@ COMMANDS_OF = {
     "NORM": ("reader_a", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
     "GATE": ("reader_a", "reader_b", "writer"), "ATTEND": ("attention", "reader_a", "writer"),
     "EMBED": ("embed", "reader_a", "writer"), "HEAD": ("head", "writer"),
+    "PREFETCH": ("prefetch",),
 }
 
 
@@ -123,6 +127,10 @@ class ExecuteSignature(wiring.Signature):
     client : ``Out(range(len(UNIT_CLIENTS)))``
         Which unit's port the datapath connects to its own; the sequencer connects that
         to the memory while the instruction executes.
+    weight_client : ``In(range(len(UNIT_CLIENTS)))``
+        Which unit a word the weight port delivers in this cycle goes to (the sequencer
+        counts it in that unit's ``<client>_words``): with a weight queue several read
+        it at once (:class:`~tritium.hw.memory.arbiter.PortArbiter`).
     """
 
     def __init__(self):
@@ -135,4 +143,5 @@ class ExecuteSignature(wiring.Signature):
             "waiting": Out(1),
             "done": In(1),
             "client": Out(range(len(UNIT_CLIENTS))),
+            "weight_client": In(range(len(UNIT_CLIENTS))),
         })

@@ -32,7 +32,7 @@ FIELDS = (
 )
 
 OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6,
-           "EMBED": 7, "HEAD": 8}
+           "EMBED": 7, "HEAD": 8, "PREFETCH": 9}
 # Bits the executing opcode is held in. The instruction's field is a byte, but the
 # sequencer turns any other value into END (BAD_OPCODE), so the datapath's decode of an
 # opcode is one 4-input compare rather than an 8-input one.
@@ -65,7 +65,9 @@ STATUS = {"OK": 0, "BAD_TOKENS": 1, "BAD_POSITION": 2, "BAD_OPCODE": 3}
 
 def design_opcodes(config) -> tuple:
     """The opcodes a design of ``config`` (an ``AcceleratorConfig``) executes: EMBED only
-    with the embedding table on the device, HEAD only with the LM head there; any other
+    with the embedding table on the device, HEAD only with the LM head there, PREFETCH
+    only with a weight queue (``config.weight_queue``); any other
     opcode ends a run with BAD_OPCODE."""
-    absent = {"EMBED": config.embedding != "device", "HEAD": config.head != "device"}
+    absent = {"EMBED": config.embedding != "device", "HEAD": config.head != "device",
+              "PREFETCH": not config.weight_queue}
     return tuple(name for name in OPCODES if not absent.get(name, False))

@@ -208,12 +208,11 @@ class Sequencer(wiring.Component):
                         m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
         if self._config.weight_port:
             # The TLMM, the head and (kv_reads = "weights") the KV reader read the weight
-            # port, one at a time as the units do; each of its words is weight_port_words
-            # bus words. Its words count for the client whose instruction executes, the
-            # TLMM's otherwise.
+            # port; each of its words is weight_port_words bus words and counts for the
+            # client the datapath says it goes to, the TLMM's by default.
             weights, step = self.weights.read_data, self._config.weight_port_words
             with m.If(weights.valid & weights.ready):
-                with m.Switch(client):
+                with m.Switch(self.execute.weight_client):
                     for name in weight_clients(self._config)[1:]:
                         with m.Case(UNIT_CLIENTS.index(name)):
                             counter = getattr(self, f"{name}_words")

@@ -45,6 +45,11 @@ class PortArbiter(wiring.Component):
     the memory's unchanged. Every other client's ``write_cmd`` and ``write_data`` are
     never ready and its ``write_done`` never valid: a write there waits for ever.
 
+    With ``background`` client 0 reads in the background: it is granted only in a cycle
+    no other client has a read command waiting, and the others are granted in their
+    order (the datapath's weight prefetcher, which keeps its reads in flight few, so
+    that a unit's read waits behind at most those: docs/accelerator.md).
+
     Throughput: a read command per cycle while the route queue has room, a read word
     per cycle.
 
@@ -55,6 +60,8 @@ class PortArbiter(wiring.Component):
         Clients, >= 2.
     reads_in_flight : int
         Read commands granted and not yet delivered, >= 1 (default 32).
+    background : bool
+        Client 0 only when no other waits (default False: round-robin).
 
     Members
     -------
@@ -68,7 +75,8 @@ class PortArbiter(wiring.Component):
     #: registers the command it takes (every memory here does).
     LATENCY = 1
 
-    def __init__(self, config: MemoryConfig, clients: int = 2, reads_in_flight: int = 32):
+    def __init__(self, config: MemoryConfig, clients: int = 2, reads_in_flight: int = 32,
+                 background: bool = False):
         if not isinstance(config, MemoryConfig):
             raise TypeError(f"config must be a MemoryConfig, not {config!r}")
         if not isinstance(clients, int) or isinstance(clients, bool) or clients < 2:
@@ -78,6 +86,7 @@ class PortArbiter(wiring.Component):
             raise ValueError(f"reads_in_flight must be a positive integer, "
                              f"not {reads_in_flight!r}")
         self._config, self._clients, self._reads_in_flight = config, clients, reads_in_flight
+        self._background = background
         super().__init__({
             "client": In(MemoryPortSignature(config)).array(clients),
             "memory": Out(MemoryPortSignature(config)),
@@ -117,13 +126,18 @@ class PortArbiter(wiring.Component):
         first = Signal(range(count), name="grant_first")
         granted = Signal(range(count), name="granted")
         pending = Signal(name="grant_pending")
-        with m.Switch(first):
-            for start in range(count):
-                with m.Case(start):
-                    for offset in range(count):
-                        index = (start + offset) % count
-                        with (m.If if offset == 0 else m.Elif)(requests[index]):
-                            m.d.comb += [granted.eq(index), pending.eq(1)]
+        if self._background:
+            for offset, index in enumerate([*range(1, count), 0]):
+                with (m.If if offset == 0 else m.Elif)(requests[index]):
+                    m.d.comb += [granted.eq(index), pending.eq(1)]
+        else:
+            with m.Switch(first):
+                for start in range(count):
+                    with m.Case(start):
+                        for offset in range(count):
+                            index = (start + offset) % count
+                            with (m.If if offset == 0 else m.Elif)(requests[index]):
+                                m.d.comb += [granted.eq(index), pending.eq(1)]
         # The registered command: nothing runs from a client's command to the memory's
         # command logic in one cycle.
         chosen = stream.Signature(command_layout(self._config)).create(path=("chosen",))

@@ -16,13 +16,17 @@ __all__ = ["TLMMCore", "core_members"]
 COUNTERS = ("busy_cycles", "weight_stall_cycles", "table_stall_cycles", "output_stall_cycles")
 
 
-def core_members(config: TLMMConfig, memory: MemoryConfig) -> dict:
-    """The members of :class:`TLMMCore`'s signature."""
+def core_members(config: TLMMConfig, memory: MemoryConfig, queued: bool = False) -> dict:
+    """The members of :class:`TLMMCore`'s signature: its weights from ``memory``, or with
+    ``queued`` the bus words of a :class:`~tritium.hw.weights.WeightPrefetcher` on
+    ``queue``."""
+    source = ({"queue": In(stream.Signature(memory.data_width))} if queued
+              else {"memory": Out(MemoryPortSignature(memory))})
     return {
         "job": In(stream.Signature(weight_job_layout(config, memory))),
         "acts": In(stream.Signature(act_beat_layout(config))),
         "results": Out(stream.Signature(tlmm_result_layout(config))),
-        "memory": Out(MemoryPortSignature(memory)),
+        **source,
         **{name: Out(COUNTER_WIDTH) for name in COUNTERS + ("fetched_words",)},
     }
 
@@ -43,6 +47,8 @@ class TLMMCore(wiring.Component):
     acts : ``In(stream.Signature(act_beat_layout))``
     results : ``Out(stream.Signature(tlmm_result_layout))``
     memory : ``Out(MemoryPortSignature)``
+        Not ``queued``; with ``queued``, ``queue : In(stream.Signature(data_width))``, the
+        prefetched words (:class:`~tritium.hw.weights.WeightBufferManager`).
     busy_cycles, weight_stall_cycles, table_stall_cycles, output_stall_cycles,
     fetched_words : ``Out(32)``
         The engine's and the buffer manager's counters (see those classes).
@@ -52,9 +58,10 @@ class TLMMCore(wiring.Component):
     #: and the engine: the block-RAM read and the table read take a cycle each.
     WORD_STAGES = 1
 
-    def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64):
-        self._config, self._memory, self._burst = config, memory, burst
-        super().__init__(core_members(config, memory))
+    def __init__(self, config: TLMMConfig, memory: MemoryConfig, burst: int = 64,
+                 queued: bool = False):
+        self._config, self._memory, self._burst, self._queued = config, memory, burst, queued
+        super().__init__(core_members(config, memory, queued))
 
     @property
     def config(self) -> TLMMConfig:
@@ -64,7 +71,7 @@ class TLMMCore(wiring.Component):
         m = Module()
         m.submodules.jobs = jobs = Broadcast(self.job.payload.shape(), ("weights", "engine"))
         m.submodules.buffer = buffer = WeightBufferManager(self._config, self._memory,
-                                                           self._burst)
+                                                           self._burst, self._queued)
         m.submodules.engine = engine = TLMMEngine(self._config)
         wiring.connect(m, wiring.flipped(self.job), jobs.i)
         wiring.connect(m, jobs.weights, buffer.job)
@@ -75,7 +82,10 @@ class TLMMCore(wiring.Component):
             engine.job.payload.tokens.eq(jobs.engine.payload.tokens),
             self.fetched_words.eq(buffer.fetched_words),
         ]
-        wiring.connect(m, wiring.flipped(self.memory), buffer.memory)
+        if self._queued:
+            wiring.connect(m, wiring.flipped(self.queue), buffer.queue)
+        else:
+            wiring.connect(m, wiring.flipped(self.memory), buffer.memory)
         words = buffer.words
         for stage in range(self.WORD_STAGES):
             held = stream.Signature(weight_word_layout(self._config.tile)).create(

@@ -90,7 +90,9 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
     """The whole tiny model on the kv260 preset's memory arrangement (four HP ports of the
     KV260 memory model, a 512-bit weight port beside the units' port, RoPE's table in
     memory, one attention lane of 16 dimensions behind 8-lane vectors), with either head
-    format (int4: 128 codes a word in two groups, as the kv260 preset's int4 head): a
+    format (int4: 128 codes a word in two groups, as the kv260 preset's int4 head; int8
+    with the weights read ahead by PREFETCH into a weight queue of 128 words, int4
+    without, each LINEAR reading its own): a
     12-token prompt and greedy decode steps return the golden model's top-k, and the
     TLMM and the head read all their words through the weight port (counted in bus
     words), and the attention reads the KV records through it too (their padding to
@@ -99,7 +101,8 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
                                  memory_ports=4, weight_port_words=2, attention_lanes=1,
                                  attention_dims=16, rope_table="memory",
                                  kv_reads="weights", head_format=head_format,
-                                 memory_words=2 ** 15)
+                                 memory_words=2 ** 15,
+                                 weight_queue=128 if head_format == "int8" else 0)
     model = load_model("tiny")
     golden = GoldenModel(model, QuantizedModel(model, config.head_weights))
     cache = golden.new_cache()

@@ -342,7 +342,7 @@ def test_a_board_simulation_with_more_ports_than_its_memory():
     """Refused before the simulator is built: the memory model has four HP ports."""
     from tritium.hw.memory_model import MEMORY_MODELS
     five = dataclasses.replace(ACCELERATOR_PRESETS["kv260"], memory_ports=5,
-                               weight_port_words=1, kv_reads="units")
+                               weight_port_words=1, kv_reads="units", weight_queue=0)
     with pytest.raises(TritiumError, match="reads through 5 memory ports; memory model "
                                            "'kv260' has 4"):
         sim_transport.BoardSimTransport(five, MEMORY_MODELS["kv260"])

@@ -123,13 +123,13 @@ def test_the_latency_follows_the_memory_implementation():
     assert UNIT_PORT_LATENCY == 4
     assert port_timing("onchip", TINY).latency == 1 + read_latency(TINY.memory_words) + 4 == 8
     one_port = port_timing("kv260", dataclasses.replace(KV260, memory_ports=1, weight_port_words=1,
-                                                        kv_reads="units"))
+                                                        kv_reads="units", weight_queue=0))
     assert one_port.latency == 40 + 3 + 4 and one_port.word_cycles == pytest.approx(32 / 15.84)
     assert port_timing(MEMORY_MODELS["onchip"], TINY, implementation="board").latency == 3 + 4
     # Striped across two HP ports: both ports' rate (7.92 GB/s, so a 256-bit word every
     # 1.01 cycles) and the striper's 3 cycles of latency.
     two = dataclasses.replace(KV260, memory_ports=2, weight_port_words=1,
-                              kv_reads="units")
+                              kv_reads="units", weight_queue=0)
     striped = port_timing("kv260", two)
     assert striped.latency == striped.weight_latency == 40 + 3 + PortStriper.LATENCY + 4
     assert striped.word_cycles == pytest.approx(32 / (2 * 15.84))
@@ -140,11 +140,14 @@ def test_the_latency_follows_the_memory_implementation():
     # first two of them for the units' 256-bit port (7.92 GB/s, 1.01 cycles a word);
     # both through a striper and an arbiter; the weight port has the top's port
     # registers only, and a weight word waits for its second bus word from one port
-    # (2.02 cycles a word).
+    # (2.02 cycles a word); with the weight queue its clients share it through a second
+    # arbiter in the datapath.
     assert (KV260.memory_ports, KV260.weight_port_words, KV260.units_ports) == (4, 2, 2)
     four = port_timing("kv260", KV260)
     assert four.latency == 40 + 3 + PortStriper.LATENCY + PortArbiter.LATENCY + 4
-    assert four.weight_latency == 40 + 3 + PortStriper.LATENCY + PortArbiter.LATENCY + 2 + 2
+    assert four.weight_latency == 40 + 3 + PortStriper.LATENCY + 2 * PortArbiter.LATENCY + 2 + 2
+    unqueued = port_timing("kv260", dataclasses.replace(KV260, weight_queue=0))
+    assert unqueued.weight_latency == four.weight_latency - PortArbiter.LATENCY
     assert four.word_cycles == pytest.approx(32 / (2 * 15.84))
     assert four.weight_word_cycles == pytest.approx(64 / MEMORY_MODELS["kv260"]
                                                     .sustained_bytes_per_cycle(4, 250e6, 32))
@@ -355,8 +358,10 @@ def test_a_config_derived_for_the_2b_model_holds_it():
     assert derived.tlmm.max_k == derived.tlmm.max_n == 6912
     # 616 MB of model and cache, and the 0.66 GB 16-bit embedding table (device embedding).
     assert derived.memory_words == 2 ** 26
-    # The kv260-2b preset is that design, written out in hw/config.py.
-    assert derive_config(KV260, TWO_B, name="kv260-2b") == ACCELERATOR_PRESETS["kv260-2b"]
+    # The kv260-2b preset is that design, written out in hw/config.py, without the weight
+    # queue: the 2B model's buffers leave no UltraRAM for it (docs/boards.md).
+    assert dataclasses.replace(derive_config(KV260, TWO_B, name="kv260-2b"), weight_queue=0) \
+        == ACCELERATOR_PRESETS["kv260-2b"]
 
 
 def test_board_setups():

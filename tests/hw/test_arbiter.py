@@ -42,8 +42,8 @@ def make_memory(kind, init=()):
 class SharedMemory(wiring.Component):
     """A PortArbiter on one memory: ``clients`` memory ports, as the clients see them."""
 
-    def __init__(self, kind, clients, reads_in_flight=32, init=()):
-        self.arbiter = PortArbiter(CONFIG, clients, reads_in_flight)
+    def __init__(self, kind, clients, reads_in_flight=32, init=(), background=False):
+        self.arbiter = PortArbiter(CONFIG, clients, reads_in_flight, background)
         self.memory, self._memory_port = make_memory(kind, init)
         super().__init__({"port": In(MemoryPortSignature(CONFIG)).array(clients)})
 
@@ -135,6 +135,49 @@ def test_waiting_clients_are_granted_in_turn(clients):
     benches = [bench for index in range(clients) for bench in client_benches(index)]
     run_simulation(dut, *benches, background=[grant_monitor(dut, grants), watchdog(4000)])
     assert grants == list(range(clients)) * 12
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_a_background_client_gets_its_own_words_and_only_what_others_leave(traffic):
+    """With ``background`` client 0 is granted only in cycles no other client has a
+    command waiting (each grant checked against the commands waiting in its cycle), and
+    every client still gets exactly its own words."""
+    rng = random.Random(f"arbiter-background-{traffic}")
+    init = [rng.getrandbits(CONFIG.data_width) for _ in range(DEPTH)]
+    dut = SharedMemory("sim", 3, init=init, background=True)
+    commands = [random_reads(rng, 30) for _ in range(3)]
+    got, violations, grants = {}, [], []
+
+    def client_benches(index):
+        port, expected = dut.port[index], expected_words(commands[index], init)
+
+        async def send(ctx):
+            await stream_send(ctx, port.read_cmd, commands[index],
+                              random.Random(10 + index), traffic.idle)
+
+        async def receive(ctx):
+            got[index] = await stream_receive(ctx, port.read_data, len(expected),
+                                              random.Random(20 + index), traffic.stall,
+                                              decode=lambda p: (p.data, bool(p.last)))
+        return [send, receive]
+
+    async def priority(ctx):
+        ports = [port.read_cmd for port in dut.port]
+        signals = [s for c in ports for s in (c.valid, c.ready, c.payload.words)]
+        while True:
+            _, _, *values = await ctx.tick().sample(*signals)
+            valid, ready, words = values[0:3]
+            if valid and ready and words:
+                grants.append(0)
+                others = [values[3 * i] and values[3 * i + 2] for i in (1, 2)]
+                if any(others):
+                    violations.append(others)
+
+    benches = [bench for index in range(3) for bench in client_benches(index)]
+    run_simulation(dut, *benches, background=[priority, watchdog(20000)])
+    for index in range(3):
+        assert got[index] == expected_words(commands[index], init), f"client {index}"
+    assert grants and not violations
 
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)

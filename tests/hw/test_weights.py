@@ -8,7 +8,14 @@ import pytest
 
 from tritium.hw.config import TLMMConfig
 from tritium.hw.memory.port import MemoryConfig
-from tritium.hw.weights import ChunkBuffer, Gearbox, WeightBufferManager
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tritium.hw.memory.port import MemoryPortSignature
+from tritium.hw.weights import (ChunkBuffer, Gearbox, WeightBufferManager, WeightPrefetcher,
+                                WordQueue, weight_job_layout)
+from tritium.hw.layouts import weight_word_layout
 from tritium.host.packer import pack_ternary, word_codes
 from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
 
@@ -138,3 +145,113 @@ def test_manager_streams_a_packed_matrix_in_engine_order(traffic, data_width):
 def test_manager_rejects_bad_burst():
     with pytest.raises(ValueError, match="burst"):
         WeightBufferManager(CFG, MemoryConfig(len_width=4), burst=16)
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_word_queue_keeps_order(traffic):
+    dut = WordQueue(12, 8)
+    words = list(range(1, 60))
+
+    async def send(ctx):
+        await stream_send(ctx, dut.i, words, random.Random(5), traffic.idle)
+
+    async def receive(ctx):
+        got = await stream_receive(ctx, dut.o, len(words), random.Random(6), traffic.stall)
+        assert [int(w) for w in got] == words
+
+    run_simulation(dut, send, receive)
+
+
+def test_word_queue_holds_its_depth_and_one_in_its_read_register():
+    dut = WordQueue(8, 4)
+
+    async def bench(ctx):
+        ctx.set(dut.i.valid, 1)
+        taken = 0
+        for word in range(10):
+            ctx.set(dut.i.payload, word)
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            taken += ready
+        assert taken == 5                            # 4 in the RAM, 1 in the read register
+        ctx.set(dut.i.valid, 0)
+        got = await stream_receive(ctx, dut.o, 5)
+        assert [int(w) for w in got] == [0, 1, 2, 3, 4]
+
+    run_simulation(dut, bench)
+
+
+def test_word_queue_rejects_a_depth_not_a_power_of_two():
+    with pytest.raises(ValueError, match="power of two"):
+        WordQueue(8, 6)
+
+
+class QueuedWeights(wiring.Component):
+    """A WeightPrefetcher feeding a queued WeightBufferManager, as the datapath has them."""
+
+    def __init__(self, config, memory, depth, burst):
+        self._args = (config, memory, depth, burst)
+        job = stream.Signature(weight_job_layout(config, memory))
+        super().__init__({"prefetch": In(job), "job": In(job),
+                          "memory": Out(MemoryPortSignature(memory)),
+                          "words": Out(stream.Signature(weight_word_layout(config.tile)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        config, memory, depth, burst = self._args
+        m.submodules.prefetcher = prefetcher = WeightPrefetcher(config, memory, depth, burst)
+        m.submodules.manager = manager = WeightBufferManager(config, memory, queued=True)
+        wiring.connect(m, wiring.flipped(self.prefetch), prefetcher.job)
+        wiring.connect(m, wiring.flipped(self.job), manager.job)
+        wiring.connect(m, prefetcher.memory, wiring.flipped(self.memory))
+        wiring.connect(m, prefetcher.words, manager.queue)
+        wiring.connect(m, manager.words, wiring.flipped(self.words))
+        return m
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("depth", [8, 64])          # smaller than a matrix, larger than all
+def test_prefetched_matrices_stream_in_engine_order_and_never_hold_the_memory(traffic, depth):
+    """Three matrices prefetched ahead of their jobs (two at once, as a program does),
+    through a queue smaller than a matrix and larger: the same words in engine order as
+    the manager that reads for itself, and the memory's words always taken at once (a
+    burst is asked for only when the queue has room for it)."""
+    memory = MemoryConfig(data_width=16, addr_width=12, len_width=8)
+    dut = QueuedWeights(CFG, memory, depth, burst=5)
+    rng = np.random.default_rng(depth)
+    jobs, image, expected = [], b"", []
+    for chunks, row_blocks, tokens in [(4, 5, 3), (2, 3, 1), (4, 5, 2)]:
+        weights = rng.integers(-1, 2, (row_blocks * CFG.rows, chunks * CFG.k_per_word))
+        packed = pack_ternary(weights, CFG.tile).data
+        base = len(image) // memory.bytes_per_word
+        image += packed + bytes(-len(packed) % memory.bytes_per_word)
+        jobs.append({"base": base, "chunks": chunks, "row_blocks": row_blocks, "tokens": tokens})
+        words = word_codes(weights, CFG.tile).reshape(chunks, row_blocks, CFG.rows, CFG.tables)
+        expected += [words[kb, rb].tolist() for kb in range(chunks) for _ in range(tokens)
+                     for rb in range(row_blocks)]
+    serve = memory_responder(dut, image, memory, random.Random(3), traffic.idle)
+
+    async def send_jobs(ctx):
+        await stream_send(ctx, dut.prefetch, jobs[:2])
+        for index, job in enumerate(jobs):
+            for _ in range(random.Random(index).randrange(40)):
+                await ctx.tick()
+            await stream_send(ctx, dut.job, [job])
+            if index + 2 < len(jobs):
+                await stream_send(ctx, dut.prefetch, [jobs[index + 2]])
+
+    async def receive(ctx):
+        got = await stream_receive(ctx, dut.words, len(expected), random.Random(4), traffic.stall,
+                                   decode=lambda p: [[int(c) for c in row] for row in p])
+        assert got == expected
+
+    async def never_held(ctx):
+        async for _, _, valid, ready in ctx.tick().sample(dut.memory.read_data.valid,
+                                                          dut.memory.read_data.ready):
+            assert ready or not valid
+
+    run_simulation(dut, send_jobs, receive, background=[serve, never_held])
+
+
+def test_prefetcher_rejects_a_queue_smaller_than_a_burst():
+    with pytest.raises(ValueError, match="cannot take a burst"):
+        WeightPrefetcher(CFG, MemoryConfig(data_width=16, addr_width=12, len_width=8), 4, burst=5)
