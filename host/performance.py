@@ -494,6 +494,19 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     return InstructionEstimate(op, _KIND_OF[op], cycles, fetch, read, written, terms)
 
 
+def _fetch_cycles(config: AcceleratorConfig, port: PortTiming, index: int) -> float:
+    """The fetch of the run's instruction ``index``: its words read (the read command, the
+    memory's latency, the words) and its decode; with ``fetch_block`` > 1 only the first
+    of each block reads, all the block's words, and takes a cycle more to leave the queue,
+    the others leave the queue at once."""
+    block = config.fetch_block
+    if index % block:
+        return float(CALIBRATION["fetch"])
+    words = block * instruction_words(port.word_bytes)
+    return float(CALIBRATION["fetch"] + (block > 1) + port.latency
+                 + (words - 1) * port.word_cycles)
+
+
 def _with_weight_queue(program: list, instructions: list, config: AcceleratorConfig,
                        port: PortTiming, position: int, tokens: int) -> list:
     """The instructions of a design with a weight queue, each LINEAR timed with the words
@@ -542,7 +555,9 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
         if wanted:
             # Reading for part of this instruction's time (the share wanted of the spare).
             share = min(Fraction(1), wanted / spare) if spare > 0 else Fraction(1)
-            fetch = item.fetch + float(share * CALIBRATION["prefetch_fetch_wait"])
+            fetch = item.fetch
+            if fetch > CALIBRATION["fetch"]:        # (its fetch reads the memory)
+                fetch += float(share * CALIBRATION["prefetch_fetch_wait"])
             extra = 0.0
             if item.op == "ATTEND":
                 passes = len(pass_key_counts(config.attention, position, tokens))
@@ -633,18 +648,19 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
                          f"cache's {config.attention.capacity} tokens")
     timing = port_timing(memory, config, port, implementation)
     iw = instruction_words(timing.word_bytes)
-    fetch = CALIBRATION["fetch"] + timing.latency + (iw - 1) * timing.word_cycles
     program = program_fields(config, head=head)
-    instructions = [_instruction(instr, config, timing, position, tokens, float(fetch))
-                    for instr in program]
+    instructions = [_instruction(instr, config, timing, position, tokens,
+                                 _fetch_cycles(config, timing, index))
+                    for index, instr in enumerate(program)]
     if config.weight_queue:
         instructions = _with_weight_queue(program, instructions, config, timing, position,
                                           tokens)
     by_kind = {kind: 0.0 for kind in KINDS}
     words = {kind: {"read": 0, "written": 0} for kind in WORD_KINDS}
+    block = config.fetch_block
+    words["fetch"]["read"] = -(-len(instructions) // block) * block * iw
     for item in instructions:
         by_kind["fetch"] += item.fetch
-        words["fetch"]["read"] += iw
         if item.kind:
             by_kind[item.kind] += item.cycles
         if item.read_words or item.written_words:

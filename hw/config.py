@@ -9,9 +9,8 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "WEIGHT_QUEUE_MIN", "EMBEDDINGS",
-           "EMBEDDING_BITS",
-           "HEADS", "ModelConfig", "HeadConfig",
+__all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "WEIGHT_QUEUE_MIN",
+           "FETCH_BLOCK_MAX", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConfig", "HeadConfig",
            "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
            "TLMM_PRESETS", "tlmm_preset"]
@@ -538,6 +537,8 @@ KV_READS = ("units", "weights")
 #: The smallest weight queue (AcceleratorConfig.weight_queue): two of the weight reader's
 #: 64-word bursts, so one can be on its way while the TLMM takes the other.
 WEIGHT_QUEUE_MIN = 128
+#: The most instructions the controller reads at once (AcceleratorConfig.fetch_block).
+FETCH_BLOCK_MAX = 64
 
 
 def rope_row_pairs(model: ModelConfig, lanes: int) -> int:
@@ -602,6 +603,10 @@ class AcceleratorConfig:
     streaming while the instructions between two LINEARs (NORM, ATTEND, GATE) execute and
     while a LINEAR's tail drains; it needs a weight port (docs/accelerator.md,
     "Weight queue").
+    ``fetch_block`` (1, the default, or a power of two up to :data:`FETCH_BLOCK_MAX`) is
+    how many instructions the controller reads from memory at once: with more than one
+    it keeps them in a queue and reads again only when that is empty, so most
+    instructions start without waiting for the memory's latency (docs/program.md).
     ``kv_reads`` is the port the attention unit reads the KV cache through: ``"units"``
     (the default: the units' port, like every other unit) or ``"weights"`` (the weight
     port, which idles during ATTEND, so a pass reads the records at the rate of all the
@@ -628,6 +633,7 @@ class AcceleratorConfig:
     rope_table: str = "rom"
     kv_reads: str = "units"
     weight_queue: int = 0
+    fetch_block: int = 1
 
     def __post_init__(self):
         _check_positive(self, "attention_lanes", "memory_words", "memory_ports", "clock_hz",
@@ -650,6 +656,11 @@ class AcceleratorConfig:
                 queue < WEIGHT_QUEUE_MIN or queue & (queue - 1)):
             raise ValueError(f"weight_queue must be 0 or a power of two of at least "
                              f"{WEIGHT_QUEUE_MIN} words, not {queue!r}")
+        block = self.fetch_block
+        if not isinstance(block, int) or isinstance(block, bool) or not (
+                1 <= block <= FETCH_BLOCK_MAX) or block & (block - 1):
+            raise ValueError(f"fetch_block must be a power of two from 1 to {FETCH_BLOCK_MAX} "
+                             f"instructions, not {block!r}")
         if queue and not self.weight_port:
             raise ValueError("weight_queue reads the weights ahead through the weight port: "
                              "it needs one (weight_port_words > 1)")
@@ -931,14 +942,15 @@ ACCELERATOR_PRESETS = {
     # 7 bus words on the units' port, so the core's 6 cycles a key bound a pass.
     # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 4.9 us of the four
     # ports) keeps the weights streaming while NORM, ATTEND and GATE execute (PREFETCH;
-    # docs/accelerator.md, "Weight queue").
+    # docs/accelerator.md, "Weight queue"), and the controller reads its instructions 8 at
+    # a time (fetch_block), a DDR latency per 8 rather than per instruction.
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
         attention_lanes=1, attention_dims=16, memory_words=2 ** 24, memory_ports=4,
         weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory",
-        kv_reads="weights", weight_queue=4096),
+        kv_reads="weights", weight_queue=4096, fetch_block=8),
 }
 # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
 # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`

@@ -2,6 +2,7 @@
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
@@ -37,7 +38,11 @@ class Sequencer(wiring.Component):
     ``done`` in cycle w puts the next read command out in w + 1. ``fetch_cycles`` counts
     the cycles from the read command to the decode, the opcode's counter
     (:data:`COUNTER_OF_OPCODE`) those from d + 1 to w, ``cycles`` both (``busy``). A
-    RUN's check and the ``finished`` handshake count nowhere.
+    RUN's check and the ``finished`` handshake count nowhere. With ``fetch_block`` > 1
+    the read command asks for that many instructions' words, which go into a queue;
+    the cycle after the last word an instruction leaves the queue, and the decode
+    follows; the next instruction leaves the queue in w + 1 (no read while the queue
+    holds one), and the decode follows.
 
     Members
     -------
@@ -101,11 +106,20 @@ class Sequencer(wiring.Component):
         words = -(-8 * INSTRUCTION_BYTES // cfg.data_width)     # bus words per instruction
         pc = Signal(32)
         fetching, executing = Signal(), Signal()
-        m.d.comb += [fetch.read_cmd.payload.addr.eq(pc), fetch.read_cmd.payload.words.eq(words)]
+        m.d.comb += [fetch.read_cmd.payload.addr.eq(pc),
+                     fetch.read_cmd.payload.words.eq(words * cfg.fetch_block)]
+        queue = None
+        if cfg.fetch_block > 1:
+            m.submodules.fetched = queue = SyncFIFOBuffered(width=8 * INSTRUCTION_BYTES,
+                                                            depth=cfg.fetch_block)
+            # Between runs the queue drains (what a block read past END holds is never
+            # executed), and a RUN waits until it is empty.
+            with m.If(~self.busy):
+                m.d.comb += queue.r_en.eq(1)
         with m.FSM():
             with m.State("idle"):
-                m.d.comb += self.run.ready.eq(1)
-                with m.If(self.run.valid):
+                m.d.comb += self.run.ready.eq(1 if queue is None else queue.level == 0)
+                with m.If(self.run.valid & self.run.ready):
                     m.d.sync += [pc.eq(self.program), opcode.eq(OPCODES["END"])]
                     with m.If((self.tokens == 0) | (self.tokens > cfg.max_tokens)):
                         m.d.sync += self.status.eq(STATUS["BAD_TOKENS"])
@@ -116,25 +130,13 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.d.sync += self.status.eq(STATUS["OK"])
                         m.next = "fetch"
-            with m.State("fetch"):
-                m.d.comb += [self.busy.eq(1), fetching.eq(1), fetch.read_cmd.valid.eq(1)]
-                with m.If(fetch.read_cmd.ready):
-                    m.next = "fetch_data"
-            with m.State("fetch_data"):
-                # The words shift in from the top: the first word read ends up lowest.
-                data = fetch.read_data
-                m.d.comb += [self.busy.eq(1), fetching.eq(1), data.ready.eq(1)]
-                with m.If(data.valid):
-                    if words > 1:
-                        m.d.sync += instruction.eq(Cat(instruction.as_value()[cfg.data_width:],
-                                                       data.payload.data))
-                    else:
-                        m.d.sync += instruction.eq(data.payload.data)
-                    with m.If(data.payload.last):
-                        m.next = "decode"
+            if cfg.fetch_block == 1:
+                self._fetch_one(m, fetch, fetching, pc, words)
+            else:
+                self._fetch_blocks(m, fetch, fetching, pc, words, queue)
             with m.State("decode"):
                 m.d.comb += [self.busy.eq(1), fetching.eq(1)]
-                m.d.sync += [opcode.eq(instruction.opcode), pc.eq(pc + words)]
+                m.d.sync += opcode.eq(instruction.opcode)
                 with m.Switch(instruction.opcode):
                     with m.Case(OPCODES["END"]):
                         m.next = "finish"
@@ -170,6 +172,60 @@ class Sequencer(wiring.Component):
                     m.d.sync += opcode.eq(OPCODES["END"])
                     m.next = "idle"
         return fetching, executing
+
+    def _fetch_one(self, m, fetch, fetching, pc, words):
+        """The fetch states reading one instruction at a time into ``instruction``."""
+        instruction, width = self.execute.instruction, self._config.data_width
+        with m.State("fetch"):
+            m.d.comb += [self.busy.eq(1), fetching.eq(1), fetch.read_cmd.valid.eq(1)]
+            with m.If(fetch.read_cmd.ready):
+                m.d.sync += pc.eq(pc + words)
+                m.next = "fetch_data"
+        with m.State("fetch_data"):
+            # The words shift in from the top: the first word read ends up lowest.
+            data = fetch.read_data
+            m.d.comb += [self.busy.eq(1), fetching.eq(1), data.ready.eq(1)]
+            with m.If(data.valid):
+                if words > 1:
+                    m.d.sync += instruction.eq(Cat(instruction.as_value()[width:],
+                                                   data.payload.data))
+                else:
+                    m.d.sync += instruction.eq(data.payload.data)
+                with m.If(data.payload.last):
+                    m.next = "decode"
+
+    def _fetch_blocks(self, m, fetch, fetching, pc, words, queue):
+        """The fetch states reading ``fetch_block`` instructions at a time into a queue,
+        and again only when it is empty; an instruction leaves it for ``instruction`` in
+        the cycle before its decode."""
+        cfg, instruction = self._config, self.execute.instruction
+        incoming = Signal(8 * INSTRUCTION_BYTES)
+        part = Signal(range(words))                 # the instruction's words already in
+        with m.State("fetch"):
+            m.d.comb += [self.busy.eq(1), fetching.eq(1)]
+            with m.If(queue.r_rdy):
+                m.d.comb += queue.r_en.eq(1)
+                m.d.sync += instruction.eq(queue.r_data)
+                m.next = "decode"
+            with m.Elif(queue.level == 0):          # (not an instruction still on its way)
+                m.d.comb += fetch.read_cmd.valid.eq(1)
+                with m.If(fetch.read_cmd.ready):
+                    m.d.sync += pc.eq(pc + words * cfg.fetch_block)
+                    m.next = "fetch_data"
+        with m.State("fetch_data"):
+            # Each instruction's words shift in from the top, as in _fetch_one.
+            data = fetch.read_data
+            value = (Cat(incoming[cfg.data_width:], data.payload.data) if words > 1
+                     else data.payload.data)
+            m.d.comb += [self.busy.eq(1), fetching.eq(1), data.ready.eq(1),
+                         queue.w_data.eq(value)]
+            with m.If(data.valid):
+                m.d.sync += incoming.eq(value)
+                m.d.comb += queue.w_en.eq(part == words - 1)
+                if words > 1:
+                    m.d.sync += part.eq(Mux(part == words - 1, 0, part + 1))
+                with m.If(data.payload.last):
+                    m.next = "fetch"
 
     def _owner(self, m, executing):
         """Who has the memory port: (the datapath, which of its units); else the fetch."""

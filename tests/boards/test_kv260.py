@@ -513,13 +513,14 @@ def test_kv260_top_with_the_zynq_transport(tmp_path, monkeypatch, ports, weight_
     AXI-Lite against the tiny accelerator's KV260 top, PS DDR as an AxiRam on each of its
     HP ports (four, as the kv260 preset: the memory port and a weight port two words wide
     striped across them, the KV cache read through the weight port, the weights read
-    ahead into a weight queue; one: the single master)."""
+    ahead into a weight queue, the instructions read 8 at a time; one: the single
+    master)."""
     # The runner hands the simulator our sys.path: make tb_kv260 importable there.
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     config = dataclasses.replace(TINY, memory_ports=ports, weight_port_words=weight_port_words)
     if config.weight_port:      # as the kv260 preset (its padded records need more memory)
         config = dataclasses.replace(config, kv_reads="weights", memory_words=2 ** 15,
-                                     weight_queue=128)
+                                     weight_queue=128, fetch_block=8)
     settings = {"config": config.to_json(), "base": 0x8_0010_0000}
     results = run_cocotb(KV260Top(config), toplevel=toplevel_name(config), test_module="tb_kv260",
                          build_dir=tmp_path, optimize="-O2",

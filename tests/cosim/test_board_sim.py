@@ -91,8 +91,8 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
     KV260 memory model, a 512-bit weight port beside the units' port, RoPE's table in
     memory, one attention lane of 16 dimensions behind 8-lane vectors), with either head
     format (int4: 128 codes a word in two groups, as the kv260 preset's int4 head; int8
-    with the weights read ahead by PREFETCH into a weight queue of 128 words, int4
-    without, each LINEAR reading its own): a
+    with the weights read ahead by PREFETCH into a weight queue of 128 words and the
+    instructions read 8 at a time, int4 without either): a
     12-token prompt and greedy decode steps return the golden model's top-k, and the
     TLMM and the head read all their words through the weight port (counted in bus
     words), and the attention reads the KV records through it too (their padding to
@@ -102,7 +102,8 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
                                  attention_dims=16, rope_table="memory",
                                  kv_reads="weights", head_format=head_format,
                                  memory_words=2 ** 15,
-                                 weight_queue=128 if head_format == "int8" else 0)
+                                 weight_queue=128 if head_format == "int8" else 0,
+                                 fetch_block=8 if head_format == "int8" else 1)
     model = load_model("tiny")
     golden = GoldenModel(model, QuantizedModel(model, config.head_weights))
     cache = golden.new_cache()

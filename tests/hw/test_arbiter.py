@@ -68,6 +68,24 @@ def expected_words(commands, init):
             for c in commands for i in range(c["words"])]
 
 
+def reading_clients(dut, commands, init, traffic, got):
+    """Testbenches for each client: send its ``commands``, receive its words (data and
+    ``last``) into ``got[index]``, under ``traffic``."""
+    def benches(index):
+        port, expected = dut.port[index], expected_words(commands[index], init)
+
+        async def send(ctx):
+            await stream_send(ctx, port.read_cmd, commands[index],
+                              random.Random(10 + index), traffic.idle)
+
+        async def receive(ctx):
+            got[index] = await stream_receive(ctx, port.read_data, len(expected),
+                                              random.Random(20 + index), traffic.stall,
+                                              decode=lambda p: (p.data, bool(p.last)))
+        return [send, receive]
+    return [bench for index in range(len(commands)) for bench in benches(index)]
+
+
 def grant_monitor(dut, grants):
     """A background testbench that appends, each cycle, the clients whose read command
     of one or more words transferred."""
@@ -92,21 +110,7 @@ def test_clients_get_their_own_words(traffic, clients, reads_in_flight, kind):
     dut = SharedMemory(kind, clients, reads_in_flight, init=init)
     commands = [random_reads(rng, 30) for _ in range(clients)]
     got = {}
-
-    def client_benches(index):
-        port, expected = dut.port[index], expected_words(commands[index], init)
-
-        async def send(ctx):
-            await stream_send(ctx, port.read_cmd, commands[index],
-                              random.Random(10 + index), traffic.idle)
-
-        async def receive(ctx):
-            got[index] = await stream_receive(ctx, port.read_data, len(expected),
-                                              random.Random(20 + index), traffic.stall,
-                                              decode=lambda p: (p.data, bool(p.last)))
-        return [send, receive]
-
-    benches = [bench for index in range(clients) for bench in client_benches(index)]
+    benches = reading_clients(dut, commands, init, traffic, got)
     run_simulation(dut, *benches, background=[watchdog(20000)])
     for index in range(clients):
         assert got[index] == expected_words(commands[index], init), f"client {index}"
@@ -148,19 +152,6 @@ def test_a_background_client_gets_its_own_words_and_only_what_others_leave(traff
     commands = [random_reads(rng, 30) for _ in range(3)]
     got, violations, grants = {}, [], []
 
-    def client_benches(index):
-        port, expected = dut.port[index], expected_words(commands[index], init)
-
-        async def send(ctx):
-            await stream_send(ctx, port.read_cmd, commands[index],
-                              random.Random(10 + index), traffic.idle)
-
-        async def receive(ctx):
-            got[index] = await stream_receive(ctx, port.read_data, len(expected),
-                                              random.Random(20 + index), traffic.stall,
-                                              decode=lambda p: (p.data, bool(p.last)))
-        return [send, receive]
-
     async def priority(ctx):
         ports = [port.read_cmd for port in dut.port]
         signals = [s for c in ports for s in (c.valid, c.ready, c.payload.words)]
@@ -173,7 +164,7 @@ def test_a_background_client_gets_its_own_words_and_only_what_others_leave(traff
                 if any(others):
                     violations.append(others)
 
-    benches = [bench for index in range(3) for bench in client_benches(index)]
+    benches = reading_clients(dut, commands, init, traffic, got)
     run_simulation(dut, *benches, background=[priority, watchdog(20000)])
     for index in range(3):
         assert got[index] == expected_words(commands[index], init), f"client {index}"

@@ -25,23 +25,27 @@ def bits_to_words(bits, width):
             for i in range(0, len(bits) - width + 1, width)]
 
 
+def assert_passes(dut, sent, expected, traffic, seed):
+    """Send ``sent`` into ``dut.i`` and receive ``dut.o`` under ``traffic``: ``expected``."""
+    async def send(ctx):
+        await stream_send(ctx, dut.i, sent, random.Random(seed), traffic.idle)
+
+    async def receive(ctx):
+        got = await stream_receive(ctx, dut.o, len(expected), random.Random(seed + 1),
+                                   traffic.stall)
+        assert [int(v) for v in got] == expected
+
+    run_simulation(dut, send, receive)
+
+
 @pytest.mark.parametrize("widths", [(8, 20), (64, 20), (16, 16), (32, 160), (24, 5)])
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
 def test_gearbox_keeps_bit_order(widths, traffic):
     size_in, size_out = widths
-    dut = Gearbox(size_in, size_out)
     rng = random.Random(size_in * size_out)
     bits = [rng.randrange(2) for _ in range(size_in * size_out * 4)]
-    expected = bits_to_words(bits, size_out)
-
-    async def send(ctx):
-        await stream_send(ctx, dut.i, bits_to_words(bits, size_in), rng, traffic.idle)
-
-    async def receive(ctx):
-        got = await stream_receive(ctx, dut.o, len(expected), random.Random(2), traffic.stall)
-        assert [int(v) for v in got] == expected
-
-    run_simulation(dut, send, receive)
+    assert_passes(Gearbox(size_in, size_out), bits_to_words(bits, size_in),
+                  bits_to_words(bits, size_out), traffic, size_in * size_out)
 
 
 def test_gearbox_flush_drops_padding():
@@ -112,14 +116,12 @@ def memory_responder(dut, image: bytes, memory: MemoryConfig, rng, idle):
     return serve
 
 
-@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
-@pytest.mark.parametrize("data_width", [16, 64])
-def test_manager_streams_a_packed_matrix_in_engine_order(traffic, data_width):
-    memory = MemoryConfig(data_width=data_width, addr_width=12, len_width=8)
-    dut = WeightBufferManager(CFG, memory, burst=5)
-    rng = np.random.default_rng(data_width)
+def packed_matrices(memory, shapes, seed):
+    """Random matrices of ``shapes`` ((chunks, row_blocks, tokens) each) packed one after
+    another: their jobs, the memory image, and the words the engine must get in order."""
+    rng = np.random.default_rng(seed)
     jobs, image, expected = [], b"", []
-    for chunks, row_blocks, tokens in [(4, 5, 3), (2, 3, 1)]:
+    for chunks, row_blocks, tokens in shapes:
         weights = rng.integers(-1, 2, (row_blocks * CFG.rows, chunks * CFG.k_per_word))
         packed = pack_ternary(weights, CFG.tile).data
         base = len(image) // memory.bytes_per_word
@@ -128,6 +130,15 @@ def test_manager_streams_a_packed_matrix_in_engine_order(traffic, data_width):
         words = word_codes(weights, CFG.tile).reshape(chunks, row_blocks, CFG.rows, CFG.tables)
         expected += [words[kb, rb].tolist() for kb in range(chunks) for _ in range(tokens)
                      for rb in range(row_blocks)]
+    return jobs, image, expected
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("data_width", [16, 64])
+def test_manager_streams_a_packed_matrix_in_engine_order(traffic, data_width):
+    memory = MemoryConfig(data_width=data_width, addr_width=12, len_width=8)
+    dut = WeightBufferManager(CFG, memory, burst=5)
+    jobs, image, expected = packed_matrices(memory, [(4, 5, 3), (2, 3, 1)], data_width)
     serve = memory_responder(dut, image, memory, random.Random(3), traffic.idle)
 
     async def send_jobs(ctx):
@@ -149,17 +160,8 @@ def test_manager_rejects_bad_burst():
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
 def test_word_queue_keeps_order(traffic):
-    dut = WordQueue(12, 8)
     words = list(range(1, 60))
-
-    async def send(ctx):
-        await stream_send(ctx, dut.i, words, random.Random(5), traffic.idle)
-
-    async def receive(ctx):
-        got = await stream_receive(ctx, dut.o, len(words), random.Random(6), traffic.stall)
-        assert [int(w) for w in got] == words
-
-    run_simulation(dut, send, receive)
+    assert_passes(WordQueue(12, 8), words, words, traffic, 5)
 
 
 def test_word_queue_holds_its_depth_and_one_in_its_read_register():
@@ -217,17 +219,7 @@ def test_prefetched_matrices_stream_in_engine_order_and_never_hold_the_memory(tr
     burst is asked for only when the queue has room for it)."""
     memory = MemoryConfig(data_width=16, addr_width=12, len_width=8)
     dut = QueuedWeights(CFG, memory, depth, burst=5)
-    rng = np.random.default_rng(depth)
-    jobs, image, expected = [], b"", []
-    for chunks, row_blocks, tokens in [(4, 5, 3), (2, 3, 1), (4, 5, 2)]:
-        weights = rng.integers(-1, 2, (row_blocks * CFG.rows, chunks * CFG.k_per_word))
-        packed = pack_ternary(weights, CFG.tile).data
-        base = len(image) // memory.bytes_per_word
-        image += packed + bytes(-len(packed) % memory.bytes_per_word)
-        jobs.append({"base": base, "chunks": chunks, "row_blocks": row_blocks, "tokens": tokens})
-        words = word_codes(weights, CFG.tile).reshape(chunks, row_blocks, CFG.rows, CFG.tables)
-        expected += [words[kb, rb].tolist() for kb in range(chunks) for _ in range(tokens)
-                     for rb in range(row_blocks)]
+    jobs, image, expected = packed_matrices(memory, [(4, 5, 3), (2, 3, 1), (4, 5, 2)], depth)
     serve = memory_responder(dut, image, memory, random.Random(3), traffic.idle)
 
     async def send_jobs(ctx):
