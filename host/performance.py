@@ -708,12 +708,14 @@ _RECORDED_ATTENTION_LANES = 4
 
 def _on_ports(config: AcceleratorConfig) -> str:
     """A case name's note of the memory ports a board design read through, its attention
-    lanes (lanes x dimensions per cycle) and the port its KV cache was read through:
-    designs of one name have differed."""
+    lanes (lanes x dimensions per cycle), the port its KV cache was read through, its
+    weight queue and its instruction blocks: designs of one name have differed."""
     ports, a = config.memory_ports, config.attention
     kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
+    queue = f", weight queue {config.weight_queue:,}" if config.weight_queue else ""
+    block = f", instructions by {config.fetch_block}" if config.fetch_block > 1 else ""
     return (f" on {ports} port{'s' if ports > 1 else ''}, attention "
-            f"{a.lanes}x{a.dims_per_cycle}{kv}")
+            f"{a.lanes}x{a.dims_per_cycle}{kv}{queue}{block}")
 
 
 def _e2e_cases(report: dict, source: str) -> list:
@@ -725,11 +727,11 @@ def _e2e_cases(report: dict, source: str) -> list:
     has one."""
     if "design" in report:
         design = AcceleratorConfig.from_json(json.dumps(report["design"]))
-    else:   # recorded before the attention lanes' width, RoPE's table and the KV
-        # cache's port could be set
+    else:   # recorded before the attention lanes' width, RoPE's table, the KV cache's
+        # port, the weight queue and the instruction blocks could be set
         design = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
                                      attention_dims=None, rope_table="rom", kv_reads="units",
-                                     weight_queue=0)
+                                     weight_queue=0, fetch_block=1)
     config = dataclasses.replace(design,
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
                                  head=report.get("head", _RECORDED_HEAD),
@@ -808,6 +810,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
                     "bench-e2e-kv260-int4.json",
+                    "bench-e2e-kv260-nq.json", "bench-layer-kv260-nq.json",
+                    "bench-e2e-kv260-int4-nq.json", "bench-layer-kv260-2b-nq.json",
                     "bench-e2e-kv260-kvu.json", "bench-layer-kv260-kvu.json",
                     "bench-e2e-kv260-int4-kvu.json",
                     "bench-e2e-kv260-2l.json", "bench-layer-kv260-2l.json",
