@@ -309,10 +309,10 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
 
     ``queued`` (a design with a weight queue; None without): the matrix's engine words
     already in the queue when the LINEAR starts. Those load as fast as the gearbox takes
-    the port's words, one a cycle; the others arrive from the LINEAR's start on at the port's rate, whether or not the
-    chunk buffer has room (the prefetcher reads on into the queue), so a chunk is loaded
-    no sooner than its last word arrives; the latency is then the queue's (a word
-    already there), or the memory's when none is."""
+    the port's words, one a cycle; the others arrive from the LINEAR's start on at the
+    port's rate, whether or not the chunk buffer has room (the prefetcher reads on into
+    the queue), so a chunk is loaded no sooner than its last word arrives; the latency
+    is then the queue's (a word already there), or the memory's when none is."""
     return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate), queued))
 
 

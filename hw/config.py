@@ -10,7 +10,8 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "WEIGHT_QUEUE_MIN",
-           "FETCH_BLOCK_MAX", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConfig", "HeadConfig",
+           "FETCH_BLOCK_MAX", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConfig",
+           "HeadConfig",
            "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
            "AttentionConfig", "AcceleratorConfig", "MODEL_PRESETS", "ACCELERATOR_PRESETS",
            "TLMM_PRESETS", "tlmm_preset"]
@@ -534,8 +535,8 @@ HEADS = ("device", "host")
 ROPE_TABLES = ("rom", "memory")
 #: Which port the attention unit reads the KV cache through (AcceleratorConfig.kv_reads).
 KV_READS = ("units", "weights")
-#: The smallest weight queue (AcceleratorConfig.weight_queue): two of the weight reader's
-#: 64-word bursts, so one can be on its way while the TLMM takes the other.
+#: The smallest weight queue (AcceleratorConfig.weight_queue): four of the prefetcher's
+#: 32-word bursts, the three it keeps in flight and one the TLMM takes.
 WEIGHT_QUEUE_MIN = 128
 #: The most instructions the controller reads at once (AcceleratorConfig.fetch_block).
 FETCH_BLOCK_MAX = 64
@@ -940,7 +941,7 @@ ACCELERATOR_PRESETS = {
     # the KV records through the weight port, idle during ATTEND (kv_reads): a record of
     # 1,588 bits padded to 4 of its words takes 4.8 cycles at the four ports' rate, 7.2 as
     # 7 bus words on the units' port, so the core's 6 cycles a key bound a pass.
-    # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 4.9 us of the four
+    # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 19.7 us of the four
     # ports) keeps the weights streaming while NORM, ATTEND and GATE execute (PREFETCH;
     # docs/accelerator.md, "Weight queue"), and the controller reads its instructions 8 at
     # a time (fetch_block), a DDR latency per 8 rather than per instruction.

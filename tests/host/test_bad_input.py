@@ -284,6 +284,25 @@ def test_a_head_format_the_config_cannot_take(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("fields, match", [
+    ({"weight_queue": 100}, "weight_queue must be 0 or a power of two of at least 128 words, "
+                            "not 100"),
+    ({"weight_queue": 128, "weight_port_words": 1, "memory_ports": 1, "kv_reads": "units"},
+     r"weight_queue reads the weights ahead through the weight port: it needs one"),
+    ({"fetch_block": 3}, "fetch_block must be a power of two from 1 to 64 instructions, not 3"),
+])
+def test_a_config_file_with_a_bad_weight_queue_or_fetch_block(capsys, tmp_path, fields, match):
+    """Refused by name before anything is built: the estimate and generate read the same
+    config file."""
+    config = json.loads(ACCELERATOR_PRESETS["kv260"].to_json()) | fields
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    for command in (["estimate", "--model", "bitnet-b1.58-large", "--board", "kv260"],
+                    ["generate", "--board", "kv260", "-o", str(tmp_path / "out")]):
+        assert_one_line_error(capsys, *command, "--config", str(path), match=match)
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_on_a_host_backend_needs_no_config(capsys):
     assert main(["demo", "--backend", "golden", "-n", "2"]) == 0
     capsys.readouterr()
