@@ -43,7 +43,8 @@ from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.attention.core import FINISH_WAIT, SCORE_LATENCY, dot_latency
 from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
-from tritium.hw.control.controller import CONTROLLER_COUNTERS, WORD_COUNTERS
+from tritium.hw.control.controller import (CONTROLLER_COUNTERS, COUNTER_OF_OPCODE,
+                                          WORD_COUNTERS)
 from tritium.hw.control.interface import weight_clients
 from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
@@ -75,9 +76,8 @@ KINDS = tuple(name[:-len("_cycles")] for name in CONTROLLER_COUNTERS
               if name.endswith("_cycles") and name != "cycles")
 #: The kinds that move memory words (``<kind>_words`` in WORD_COUNTERS).
 WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
-_KIND_OF = {"LOAD": "move", "STORE": "move", "EMBED": "move", "NORM": "norm",
-            "LINEAR": "linear", "GATE": "gate", "ATTEND": "attend", "HEAD": "head",
-            "PREFETCH": "fetch"}
+#: Each opcode's counter kind: the controller's counter it adds to, without "_cycles".
+_KIND_OF = {op: counter[:-len("_cycles")] for op, counter in COUNTER_OF_OPCODE.items()}
 
 def onchip_read_latency(config: AcceleratorConfig) -> int:
     """Cycles from an OnChipMemory read command's transfer to its first word

@@ -23,7 +23,8 @@ from .layouts import tlmm_job_layout, weight_word_layout
 from .memory.port import MemoryConfig, MemoryPortSignature
 
 __all__ = ["WeightBufferManager", "WeightPrefetcher", "WordQueue", "JobWords", "Gearbox",
-           "ChunkBuffer", "BurstReader", "weight_job_layout", "ram_attributes"]
+           "ChunkBuffer", "BurstReader", "weight_job_layout", "weight_source_members",
+           "ram_attributes"]
 
 #: Width of every performance counter of the engine and its weight buffer (they wrap).
 COUNTER_WIDTH = 32
@@ -43,6 +44,22 @@ def _check_burst(memory: MemoryConfig, burst: int):
 # Cycles a weight job spends in JobWords' register before it can start: its word count
 # formed in three stages.
 JOB_STAGES = 3
+
+
+def weight_source_members(memory: MemoryConfig, queued: bool) -> dict:
+    """Where a weight buffer manager (and the TLMM core around it) gets its bus words:
+    its own read port on ``memory``, or with ``queued`` a stream of the words a
+    :class:`WeightPrefetcher` read ahead."""
+    if queued:
+        return {"queue": In(stream.Signature(memory.data_width))}
+    return {"memory": Out(MemoryPortSignature(memory))}
+
+
+def _reads_only(port) -> list:
+    """The statements that keep a client's memory ``port`` from writing: the weights
+    are read-only."""
+    return [port.write_cmd.valid.eq(0), port.write_data.valid.eq(0),
+            port.write_done.ready.eq(1)]
 
 
 def _words_width(config: TLMMConfig, memory: MemoryConfig) -> int:
@@ -333,11 +350,9 @@ class WeightBufferManager(wiring.Component):
         self._config, self._memory, self._burst = config, memory, burst
         self._queued = queued
         _check_burst(memory, burst)
-        source = ({"queue": In(stream.Signature(memory.data_width))} if queued
-                  else {"memory": Out(MemoryPortSignature(memory))})
         super().__init__({
             "job": In(stream.Signature(weight_job_layout(config, memory))),
-            **source,
+            **weight_source_members(memory, queued),
             "words": Out(stream.Signature(weight_word_layout(config.tile))),
             "fetched_words": Out(COUNTER_WIDTH),
             "memory_stall_cycles": Out(COUNTER_WIDTH),
@@ -402,9 +417,7 @@ class WeightBufferManager(wiring.Component):
             reader.request.payload.base.eq(job.payload.base),
             reader.request.payload.words.eq(job_words.words),
             reader.request.valid.eq(start),
-            # Writes are not used: the weights are read-only here.
-            self.memory.write_cmd.valid.eq(0), self.memory.write_data.valid.eq(0),
-            self.memory.write_done.ready.eq(1),
+            *_reads_only(self.memory),
         ]
         return words, reader.request.ready
 
@@ -526,8 +539,6 @@ class WeightPrefetcher(wiring.Component):
         m.d.sync += [asked.eq(asked + issued - left), flying.eq(flying + issued - arrived)]
         m.d.comb += [queue.i.payload.eq(port.read_data.payload.data),
                      queue.i.valid.eq(port.read_data.valid),
-                     port.read_data.ready.eq(queue.i.ready),
-                     port.write_cmd.valid.eq(0), port.write_data.valid.eq(0),
-                     port.write_done.ready.eq(1)]
+                     port.read_data.ready.eq(queue.i.ready), *_reads_only(port)]
         wiring.connect(m, queue.o, wiring.flipped(self.words))
         return m

@@ -182,15 +182,11 @@ class Sequencer(wiring.Component):
                 m.d.sync += pc.eq(pc + words)
                 m.next = "fetch_data"
         with m.State("fetch_data"):
-            # The words shift in from the top: the first word read ends up lowest.
             data = fetch.read_data
             m.d.comb += [self.busy.eq(1), fetching.eq(1), data.ready.eq(1)]
             with m.If(data.valid):
-                if words > 1:
-                    m.d.sync += instruction.eq(Cat(instruction.as_value()[width:],
-                                                   data.payload.data))
-                else:
-                    m.d.sync += instruction.eq(data.payload.data)
+                m.d.sync += instruction.eq(_shift_in(instruction.as_value(), data.payload.data,
+                                                     words, width))
                 with m.If(data.payload.last):
                     m.next = "decode"
 
@@ -215,8 +211,7 @@ class Sequencer(wiring.Component):
         with m.State("fetch_data"):
             # Each instruction's words shift in from the top, as in _fetch_one.
             data = fetch.read_data
-            value = (Cat(incoming[cfg.data_width:], data.payload.data) if words > 1
-                     else data.payload.data)
+            value = _shift_in(incoming, data.payload.data, words, cfg.data_width)
             m.d.comb += [self.busy.eq(1), fetching.eq(1), data.ready.eq(1),
                          queue.w_data.eq(value)]
             with m.If(data.valid):
@@ -275,3 +270,9 @@ class Sequencer(wiring.Component):
                             m.d.sync += counter.eq(counter + step)
                     with m.Default():
                         m.d.sync += self.linear_words.eq(self.linear_words + step)
+
+
+def _shift_in(held, word, words: int, width: int):
+    """``held`` with the bus ``word`` shifted in from the top, for an instruction of
+    ``words`` words of ``width`` bits: the first word read ends up lowest."""
+    return Cat(held[width:], word) if words > 1 else word

@@ -6,9 +6,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import TLMMConfig
 from ..layouts import act_beat_layout, tlmm_result_layout, weight_word_layout
-from ..memory.port import MemoryConfig, MemoryPortSignature
+from ..memory.port import MemoryConfig
 from ..stream import Broadcast, register_stage
-from ..weights import COUNTER_WIDTH, WeightBufferManager, weight_job_layout
+from ..weights import (COUNTER_WIDTH, WeightBufferManager, weight_job_layout,
+                       weight_source_members)
 from .engine import TLMMEngine
 
 __all__ = ["TLMMCore", "core_members"]
@@ -20,13 +21,11 @@ def core_members(config: TLMMConfig, memory: MemoryConfig, queued: bool = False)
     """The members of :class:`TLMMCore`'s signature: its weights from ``memory``, or with
     ``queued`` the bus words of a :class:`~tritium.hw.weights.WeightPrefetcher` on
     ``queue``."""
-    source = ({"queue": In(stream.Signature(memory.data_width))} if queued
-              else {"memory": Out(MemoryPortSignature(memory))})
     return {
         "job": In(stream.Signature(weight_job_layout(config, memory))),
         "acts": In(stream.Signature(act_beat_layout(config))),
         "results": Out(stream.Signature(tlmm_result_layout(config))),
-        **source,
+        **weight_source_members(memory, queued),
         **{name: Out(COUNTER_WIDTH) for name in COUNTERS + ("fetched_words",)},
     }
 
