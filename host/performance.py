@@ -369,16 +369,17 @@ def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fractio
     return max(Fraction(config.attention.beats_per_key), _record_read(config, port)[1])
 
 
-def _attend_terms(config, port, position, tokens):
+def _attend_terms(config, port, position, tokens, finish_lanes=None):
     """ATTEND: with RoPE's table in memory, the job's rows of it read first (the
     memory's latency and a word per row); intake (the QKV row through the scratchpad
     reader, RoPE and the quantizers; the new records written), the first record read
     and the last written,
     the passes over the cache (:func:`pass_key_counts`, each key
     :func:`attention_key_cycles`), each (token, head) pair's output out of its lane
-    (its beats after the reciprocal's latency), and the outputs drained to the
-    scratchpad."""
+    (its beats of ``finish_lanes``, default ``io_lanes``, after the reciprocal's
+    latency), and the outputs drained to the scratchpad."""
     a = config.attention
+    finish_beats = a.head_dim // (finish_lanes or a.io_lanes)
     words = _record_words(config)
     read_latency, record = _record_read(config, port)
     written = words * port.write_word_cycles
@@ -391,7 +392,7 @@ def _attend_terms(config, port, position, tokens):
         keys=sum(counts) * attention_key_cycles(config, port),
         passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
                               + dot_latency(a) + SCORE_LATENCY),
-        lanes=tokens * a.heads * (a.beats_per_key + FINISH_WAIT),
+        lanes=tokens * a.heads * (finish_beats + FINISH_WAIT),
         drain=tokens * a.heads * a.io_beats_per_head,
         job_latency=RoPE.LATENCY + NormQuant.codes_latency,
         pipeline=CALIBRATION["attend_job"])
@@ -431,7 +432,7 @@ def head_terms(config: AcceleratorConfig, port: PortTiming, k: int) -> dict:
 
 
 def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: int,
-                 fetch: float) -> InstructionEstimate:
+                 fetch: float, finish_lanes: int = None) -> InstructionEstimate:
     op = instr["op"]
     w = port.word_cycles
     beats = instr.get("beats", 0)
@@ -482,7 +483,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         terms = {name: float(value) for name, value in terms.items()}
         read = matrix_words(config, chunks, blocks)
     elif op == "ATTEND":
-        terms, read, written = _attend_terms(config, port, position, tokens)
+        terms, read, written = _attend_terms(config, port, position, tokens, finish_lanes)
         cycles, terms = _terms(**terms)
     elif op == "HEAD":
         cycles, terms = _terms(**head_terms(config, port, beats))
@@ -635,11 +636,14 @@ class RunEstimate:
 
 def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
                  tokens: int = 1, implementation: str = None, port: int = 0,
-                 head: bool = None) -> RunEstimate:
+                 head: bool = None, finish_lanes: int = None) -> RunEstimate:
     """The model of one run of ``config``'s program: ``tokens`` (1 .. max_tokens) tokens
     from ``position``, the memory on port ``port`` of ``memory`` (the top uses one port,
     port 0); ``head`` False runs a device-head design's program without the head (a
-    prompt's runs before its last). Needs no weights: the program comes from the shape
+    prompt's runs before its last); ``finish_lanes`` is how many dimensions a beat of the
+    attention core's results held in the design that ran (recorded reports of cores
+    wider than their vectors before their results left ``io_lanes`` at a time: the
+    core's own ``dims_per_cycle``). Needs no weights: the program comes from the shape
     (:func:`~tritium.host.compiler.program_fields`)."""
     if not 1 <= tokens <= config.max_tokens:
         raise ValueError(f"a run takes 1 .. {config.max_tokens} tokens, not {tokens}")
@@ -650,7 +654,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     iw = instruction_words(timing.word_bytes)
     program = program_fields(config, head=head)
     instructions = [_instruction(instr, config, timing, position, tokens,
-                                 _fetch_cycles(config, timing, index))
+                                 _fetch_cycles(config, timing, index), finish_lanes)
                     for index, instr in enumerate(program)]
     if config.weight_queue:
         instructions = _with_weight_queue(program, instructions, config, timing, position,
@@ -679,7 +683,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
 class SimulatedCase:
     """One simulated run: the design, its memory, the run, and the controller's counters;
     ``head`` False for a device-head design's program without the head (None: the
-    design's own program)."""
+    design's own program); ``finish_lanes`` as :func:`estimate_run` takes it."""
     name: str
     source: str
     config: AcceleratorConfig
@@ -689,6 +693,7 @@ class SimulatedCase:
     tokens: int
     counters: dict
     head: bool = None
+    finish_lanes: int = None
 
     @property
     def phase(self) -> str:
@@ -704,6 +709,13 @@ _RECORDED_HEAD = "host"
 # End-to-end reports recorded before they named the attention lanes ran on designs of 4
 # (every preset had 4 then but the ULX3S's, which has no end-to-end report).
 _RECORDED_ATTENTION_LANES = 4
+
+
+def _finish_lanes(report: dict, config: AcceleratorConfig) -> int:
+    """Dimensions a beat of the attention core's results held in the design a report
+    ran: its ``attention_finish_lanes``; reports recorded before that key ran cores whose
+    results were as wide as their beats (``dims_per_cycle``)."""
+    return report.get("attention_finish_lanes", config.attention.dims_per_cycle)
 
 
 def _on_ports(config: AcceleratorConfig) -> str:
@@ -748,7 +760,8 @@ def _e2e_cases(report: dict, source: str) -> list:
                  + ("" if onchip else _on_ports(config)), source=source, config=config,
             memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=run["position"],
-            tokens=run["tokens"], counters=run["counters"]))
+            tokens=run["tokens"], counters=run["counters"],
+            finish_lanes=_finish_lanes(report, config)))
     head_run = report.get("device_head")
     if head_run and "counters" in head_run:
         cases.append(SimulatedCase(
@@ -756,7 +769,7 @@ def _e2e_cases(report: dict, source: str) -> list:
                  f"{design.head_format})" + ("" if onchip else _on_ports(design)),
             source=source, config=design, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=head_run["position"],
-            tokens=1, counters=head_run["counters"]))
+            tokens=1, counters=head_run["counters"], finish_lanes=_finish_lanes(report, design)))
     return cases
 
 
@@ -771,7 +784,7 @@ def _layer_cases(report: dict, source: str) -> list:
                           source=source, config=config,
                           memory=report["memory_model"], implementation="board",
                           position=case["position"], tokens=case["tokens"],
-                          counters=case["counters"])
+                          counters=case["counters"], finish_lanes=_finish_lanes(report, config))
             for case in report["cases"]]
 
 
@@ -810,6 +823,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
                     "bench-e2e-kv260-int4.json",
+                    "bench-e2e-kv260-a16.json", "bench-layer-kv260-a16.json",
+                    "bench-e2e-kv260-int4-a16.json", "bench-layer-kv260-2b-a16.json",
                     "bench-e2e-kv260-nq.json", "bench-layer-kv260-nq.json",
                     "bench-e2e-kv260-int4-nq.json", "bench-layer-kv260-2b-nq.json",
                     "bench-e2e-kv260-kvu.json", "bench-layer-kv260-kvu.json",
@@ -841,7 +856,8 @@ def compare_run(case: SimulatedCase) -> dict:
     """The model next to one simulated case: total and per kind, simulated, model and the
     relative error (model / simulated - 1), and the memory words per kind."""
     estimate = estimate_run(case.config, case.memory, case.position, case.tokens,
-                            implementation=case.implementation, head=case.head)
+                            implementation=case.implementation, head=case.head,
+                            finish_lanes=case.finish_lanes)
     model = estimate.counters()
     # A counter a report predates (``head_cycles`` before the HEAD instruction) counted
     # nothing in that run: its design had no such unit.
@@ -1053,9 +1069,11 @@ def derive_config(base: AcceleratorConfig, model: ModelConfig, name: str = None,
     """``base``'s units (lanes, the TLMM tile and token tile, table storage, attention
     lanes, clock, link frame) resized to ``model``: TLMM ``max_k``/``max_n`` (and the
     accumulator width) to the model's widest linears, the KV cache to its layers, heads
-    and context, and ``memory_words`` (default: the next power of two that holds the
-    weights, gains, io, program and KV cache). ``ValueError`` if the units cannot serve
-    the model's shape (its dimensions must be whole beats of the lanes)."""
+    and context, the attention core's dimensions per cycle to the widest multiple of the
+    lanes, no wider than ``base``'s, that divides the model's heads, and ``memory_words``
+    (default: the next power of two that holds the weights, gains, io, program and KV
+    cache). ``ValueError`` if the units cannot serve the model's shape (its dimensions
+    must be whole beats of the lanes)."""
     tlmm = base.tlmm
     widest = max(model.hidden, model.q_dim, model.ffn)
     max_k = _round_up(widest, tlmm.k_per_word)
@@ -1066,8 +1084,11 @@ def derive_config(base: AcceleratorConfig, model: ModelConfig, name: str = None,
                                                  max_n=tlmm.rows,
                                                  acc_width=64).min_acc_width))
     name = name or f"{base.name}-{model.name}"
+    dims = base.attention_dims
+    if dims is not None:
+        dims = next((d for d in range(dims, 0, -base.lanes) if model.head_dim % d == 0), dims)
     trial = dataclasses.replace(base, name=name, model=model, tlmm=resized,
-                                memory_words=2 ** 32)
+                                attention_dims=dims, memory_words=2 ** 32)
     if memory_words is None:
         memory_words = 1 << (_memory_need(trial) - 1).bit_length()
     return dataclasses.replace(trial, memory_words=memory_words)

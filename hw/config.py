@@ -427,8 +427,10 @@ class AttentionConfig:
     head) pairs that share a kv head are served in parallel from one pass over the
     cache; each lane handles ``dims_per_cycle`` dimensions of a key per cycle.
     ``io_lanes`` (default ``dims_per_cycle``, of which it is a divisor) is the width of
-    the vectors the unit takes and returns, the accelerator's lanes: a core wider than
-    them takes a key in fewer cycles without widening anything else.
+    the vectors the unit takes and returns, the accelerator's lanes, and of the core's
+    results: a core wider than them takes a key in fewer cycles without widening
+    anything else, its outputs (once per block, not per key) leaving ``io_lanes`` at a
+    time.
     """
     head_dim: int = 32
     heads: int = 4
@@ -444,10 +446,9 @@ class AttentionConfig:
             object.__setattr__(self, "io_lanes", self.dims_per_cycle)
         _check_positive(self, "head_dim", "heads", "kv_heads", "layers", "capacity", "lanes",
                         "dims_per_cycle", "io_lanes")
-        ratio = self.dims_per_cycle // self.io_lanes
-        if self.dims_per_cycle % self.io_lanes or ratio & (ratio - 1):
+        if self.dims_per_cycle % self.io_lanes:
             raise ValueError(f"AttentionConfig.dims_per_cycle ({self.dims_per_cycle}) must be "
-                             f"a power-of-two multiple of io_lanes ({self.io_lanes})")
+                             f"a multiple of io_lanes ({self.io_lanes})")
         if self.heads % self.kv_heads:
             raise ValueError(f"AttentionConfig.heads ({self.heads}) must be a multiple of "
                              f"kv_heads ({self.kv_heads})")
@@ -478,6 +479,11 @@ class AttentionConfig:
     def beats_per_key(self) -> int:
         """The core's beats of one key (and of one lane's output)."""
         return self.head_dim // self.dims_per_cycle
+
+    @property
+    def io_per_beat(self) -> int:
+        """Vector beats (``io_lanes`` elements) in one of the core's beats."""
+        return self.dims_per_cycle // self.io_lanes
 
     @property
     def io_beats_per_head(self) -> int:
@@ -930,17 +936,19 @@ ACCELERATOR_PRESETS = {
     # streams, the weights and the head, most of a decode token's bytes, have a 512-bit
     # port of their own (weight_port_words = 2), striped across the four ports beside the
     # units' (a decode layer at context 64: 1.58 times fewer cycles than on two ports).
-    # One attention lane of 16 dimensions behind the 8-lane vectors: BitNet-0.7B's 16 KV
+    # One attention lane of 24 dimensions behind the 8-lane vectors: BitNet-0.7B's 16 KV
     # heads serve one query head each, so decode used one of several 8-dimension lanes
-    # (each about 8,000 of the XCK26's LUTs); one lane twice as wide takes a key in 6
-    # cycles instead of 12, and a decode layer's attention at context 1024 falls from
-    # 198,763 cycles to the units' port's rate for the records (docs/performance.md).
+    # (each about 8,000 of the XCK26's LUTs); one lane three times as wide takes a key
+    # of 96 dimensions in 4 cycles instead of 12, under the 4.8 its record takes to
+    # arrive (below), so a pass runs at the memory's rate (docs/attention.md). Its
+    # results leave 8 at a time (the finish runs once per block), which keeps the
+    # wider lane's cost to its key path.
     # RoPE's table (2,048 positions, 85 BRAM36 as a ROM) lives in DDR below the KV cache
     # and each job reads its rows (docs/attention.md), so block RAM holds the TLMM's
     # chunk buffer instead of UltraRAM (KV260Platform.ram_attrs). The attention reads
     # the KV records through the weight port, idle during ATTEND (kv_reads): a record of
     # 1,588 bits padded to 4 of its words takes 4.8 cycles at the four ports' rate, 7.2 as
-    # 7 bus words on the units' port, so the core's 6 cycles a key bound a pass.
+    # 7 bus words on the units' port.
     # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 19.7 us of the four
     # ports) keeps the weights streaming while NORM, ATTEND and GATE execute (PREFETCH;
     # docs/accelerator.md, "Weight queue"), and the controller reads its instructions 8 at
@@ -949,7 +957,7 @@ ACCELERATOR_PRESETS = {
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
         tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
-        attention_lanes=1, attention_dims=16, memory_words=2 ** 24, memory_ports=4,
+        attention_lanes=1, attention_dims=24, memory_words=2 ** 24, memory_ports=4,
         weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory",
         kv_reads="weights", weight_queue=4096, fetch_block=8),
 }
@@ -961,11 +969,12 @@ ACCELERATOR_PRESETS = {
 # the KV260's largest contiguous DDR region) for the weights (about 0.5 GB packed), the
 # 16-bit embedding and the int8 head (0.66 and 0.33 GB: a vocabulary of 128,256 rows of
 # 2,560) and the cache. No weight queue: these buffers fill the UltraRAM its 8 blocks
-# would take (docs/boards.md).
+# would take (docs/boards.md). The attention lane is 16 dimensions wide, the widest
+# multiple of the 8 lanes up to the kv260's 24 that divides heads of 128.
 ACCELERATOR_PRESETS["kv260-2b"] = dataclasses.replace(
     ACCELERATOR_PRESETS["kv260"], name="kv260-2b", model=MODEL_PRESETS["bitnet-b1.58-2b-4t"],
     tlmm=dataclasses.replace(ACCELERATOR_PRESETS["kv260"].tlmm, max_k=6912, max_n=6912),
-    memory_words=2 ** 26, weight_queue=0)
+    attention_dims=16, memory_words=2 ** 26, weight_queue=0)
 
 
 # TLMM engines studied on their own (`tritium report --config`, `bench/tlmm.py --engine`).

@@ -132,6 +132,6 @@ def attention_query_layout(config: AttentionConfig) -> data.StructLayout:
 
 
 def attention_result_layout(config: AttentionConfig) -> data.StructLayout:
-    """``dims_per_cycle`` dimensions of one lane's int32 Q.12 output; ``last`` ends a block."""
-    return data.StructLayout({"values": data.ArrayLayout(signed(32), config.dims_per_cycle),
+    """``io_lanes`` dimensions of one lane's int32 Q.12 output; ``last`` ends a block."""
+    return data.StructLayout({"values": data.ArrayLayout(signed(32), config.io_lanes),
                               "last": unsigned(1)})

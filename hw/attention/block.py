@@ -168,7 +168,7 @@ class AttentionBlock(wiring.Component):
         m.submodules.query_buffer = query_buffer = Memory(
             shape=_head_layout(cfg), depth=slots, init=[])
         m.submodules.output_buffer = output_buffer = Memory(
-            shape=unsigned(32 * cfg.dims_per_cycle), depth=slots * cfg.beats_per_key, init=[])
+            shape=unsigned(32 * cfg.io_lanes), depth=slots * cfg.io_beats_per_head, init=[])
 
         job = Signal.like(self.job.payload)
         idle = Signal()
@@ -396,7 +396,7 @@ class AttentionBlock(wiring.Component):
         """Write each lane's result beats to their (token, head) place; true when all
         of the job's outputs are in."""
         cfg = self._config
-        beats = cfg.beats_per_key
+        beats = cfg.io_beats_per_head
         beat = Signal(range(beats), name="out_beat")
         done = Signal(range(self._max_queries * cfg.heads + 1), name="out_done")
         tag = self._pair_layout(tags.r_data)
@@ -416,32 +416,23 @@ class AttentionBlock(wiring.Component):
         return done == job.tokens * cfg.heads
 
     def _drain(self, m, job, restarts, output_buffer):
-        """Stream the outputs in (token, head, dim) order, ``io_lanes`` values a beat (a
-        core's beat of ``dims_per_cycle`` is ``ratio`` of them, read once each); true
-        after the last beat."""
+        """Stream the outputs in (token, head, dim) order, a buffer word (``io_lanes``
+        values) a beat; true after the last beat."""
         cfg = self._config
-        ratio = cfg.dims_per_cycle // cfg.io_lanes           # a power of two
         per_token = cfg.heads * cfg.io_beats_per_head
         beat = Signal(range(self._max_queries * per_token + 1), name="drain_beat")
         within = Signal(range(per_token), name="drain_within")
-        part = Signal(range(ratio), name="drain_part")      # of the word read last
         total = job.tokens * per_token
-        shift = (ratio - 1).bit_length()
         read = output_buffer.read_port()
         out = self.out
         free = ~out.valid | out.ready
         go = free & (beat != total)
-        values = read.data.word_select(part, 32 * cfg.io_lanes) if ratio > 1 else read.data
-        m.d.comb += [read.addr.eq(beat >> shift), read.en.eq(go),
-                     out.payload.values.eq(values)]
+        m.d.comb += [read.addr.eq(beat), read.en.eq(go), out.payload.values.eq(read.data)]
         with m.If(out.ready):
             m.d.sync += out.valid.eq(0)
         with m.If(go):
             m.d.sync += [out.valid.eq(1), out.payload.last.eq(within == per_token - 1),
                          beat.eq(beat + 1),
                          within.eq(Mux(within == per_token - 1, 0, within + 1))]
-            if ratio > 1:
-                m.d.sync += part.eq(beat[:shift])
         restarts += [(c, 0) for c in (beat, within)]
         return (beat == total) & free
-

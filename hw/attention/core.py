@@ -234,8 +234,11 @@ class AttentionCore(wiring.Component):
        position, so one pass serves queries of different positions (causal prefill)
        and different heads of one kv head (grouped-query attention);
     3. **finish**: each loaded lane's ``o / (127 l)`` leaves on ``results``,
-       ``dims_per_cycle`` dimensions per beat, lanes in load order, ``last`` on the
-       block's final beat.
+       ``io_lanes`` dimensions per beat, lanes in load order, ``last`` on the block's
+       final beat. The finish runs once per block, so it is as wide as the unit's
+       vectors rather than the core's beats: its products, roundings and saturations,
+       most of a dimension's logic after the ring, are not repeated for the dimensions
+       a wide core adds.
 
     In the run phase a key takes ``head_dim / dims_per_cycle`` cycles: the dot
     products (stage A), the score pipeline (:class:`ScoreUnit`) and the value update
@@ -517,14 +520,16 @@ class AttentionCore(wiring.Component):
         in the output pipeline (:func:`finish_latency`)."""
         cfg = self._config
         lane = Signal(range(cfg.lanes), name="finish_lane")
-        beat = Signal(range(cfg.beats_per_key), name="finish_beat")
+        beat = Signal(range(cfg.io_beats_per_head), name="finish_beat")
+        part = Signal(range(cfg.io_per_beat), name="finish_part")    # of the ring's word
         wait = Signal(range(FINISH_WAIT + 1), name="finish_wait")
         total = Signal(SUM_WIDTH, name="finish_l")
         scaled = Signal(SUM_WIDTH + 7, name="normaliser_in")
         m.d.sync += [total.eq(Array(totals)[lane]), scaled.eq((total << 7) - total)]
         inverse = reciprocal(m, scaled, 1, name="normaliser")
         last_lane = (lane == cfg.lanes - 1) | ~(used >> (lane + 1)).any()
-        final = beat == cfg.beats_per_key - 1
+        final = beat == cfg.io_beats_per_head - 1
+        word_done = part == cfg.io_per_beat - 1
         issue = Handshake("finish_issue")
         # The finish stages move every cycle and a queue holds the results while the
         # consumer refuses, so the issue's ready (and the ring rotation it drives)
@@ -534,36 +539,42 @@ class AttentionCore(wiring.Component):
         with m.If(finishing & (wait != FINISH_WAIT)):
             m.d.sync += wait.eq(wait + 1)
         with m.If(pipe.accept):
-            m.d.sync += beat.eq(Mux(final, 0, beat + 1))
+            m.d.sync += [beat.eq(Mux(final, 0, beat + 1)),
+                         part.eq(Mux(word_done, 0, part + 1))]
             with m.If(final):
                 m.d.sync += [wait.eq(0), lane.eq(Mux(last_lane, 0, lane + 1))]
-        # A taken word rotates its lane's ring the next cycle: ``emit`` is a register, so
-        # the ring's enable (its pointer, write port and stages) starts at a flip-flop. Until then
-        # the next word is the ring's second, not its head. (A ring of one stored word
-        # has no second word: it rotates at once.)
+        # A word whose last part is taken rotates its lane's ring the next cycle: ``emit``
+        # is a register, so the ring's enable (its pointer, write port and stages) starts
+        # at a flip-flop. Until then the next word is the ring's second, not its head. (A
+        # ring of one stored word has no second word: it rotates at once.)
+        rotate = pipe.accept & word_done
         if sums[0][1] is not None:
-            m.d.sync += emit.eq(Mux(pipe.accept, 1 << lane, 0))
+            m.d.sync += emit.eq(Mux(rotate, 1 << lane, 0))
             heads = [Mux(emit[index], after.as_value(), head.as_value())
                      for index, (head, after) in enumerate(sums)]
         else:
-            m.d.comb += emit.eq(Mux(pipe.accept, 1 << lane, 0))
+            m.d.comb += emit.eq(Mux(rotate, 1 << lane, 0))
             heads = [head.as_value() for head, _ in sums]
-        self._output(m, pipe, pipe.payload, Array(heads)[lane], inverse, final & last_lane)
+        word = Array(heads)[lane]
+        if cfg.io_per_beat > 1:
+            word = word.word_select(part, acc_width(cfg) * cfg.io_lanes)
+        self._output(m, pipe, pipe.payload, word, inverse, final & last_lane)
         return pipe.accept & final & last_lane
 
     def _output(self, m, pipe, out, head, inverse, last):
-        """``sat32(shift_round(o * inverse.m, -(inverse.e + 15)))`` per dimension, over
-        :func:`finish_latency` stages; the shift is at least 21 (l >= 2**14, numerics 6)."""
+        """``sat32(shift_round(o * inverse.m, -(inverse.e + 15)))`` per dimension of an
+        ``io_lanes`` part of a ring word, over :func:`finish_latency` stages; the shift is
+        at least 21 (l >= 2**14, numerics 6)."""
         cfg = self._config
         go = pipe.advance
-        word = data.ArrayLayout(signed(acc_width(cfg)), cfg.dims_per_cycle)
+        word = data.ArrayLayout(signed(acc_width(cfg)), cfg.io_lanes)
         selected, mantissa = Signal(word, name="finish_word"), Signal(16, name="finish_m")
         shift, last1 = Signal(7, name="finish_shift"), Signal(name="finish_last")
         with m.If(go):
             m.d.sync += [selected.eq(head), mantissa.eq(inverse.m),
                          shift.eq(-(inverse.e + 15)), last1.eq(last)]
         shift_at = delay(m, shift, _finish_product(cfg), go, "finish_shift_")
-        for dim in range(cfg.dims_per_cycle):
+        for dim in range(cfg.io_lanes):
             product = staged_product(m, selected[dim], mantissa, go, f"finish{dim}")
             value = staged_round(m, product, shift_at, go, f"finish{dim}", max_right=81)
             with m.If(go):

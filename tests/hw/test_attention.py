@@ -23,6 +23,9 @@ CONFIGS = [
     AttentionConfig(head_dim=8, heads=4, kv_heads=2, capacity=16, lanes=3, dims_per_cycle=4),
     AttentionConfig(head_dim=6, heads=2, kv_heads=1, capacity=12, lanes=2, dims_per_cycle=6),
     AttentionConfig(head_dim=4, heads=3, kv_heads=3, capacity=8, lanes=1, dims_per_cycle=1),
+    # Results narrower than the core's beats, three to a ring word (not a power of two).
+    AttentionConfig(head_dim=12, heads=4, kv_heads=2, capacity=12, lanes=2, dims_per_cycle=6,
+                    io_lanes=2),
 ]
 
 
@@ -55,7 +58,7 @@ def make_blocks(cfg, rng, cache, layer, length, count, extreme=False):
 
 def run_core(cfg, blocks, traffic, seed):
     dut = AttentionCore(cfg)
-    step = cfg.dims_per_cycle
+    step = cfg.io_lanes
     expected = [(out[b:b + step].tolist(), int(i == len(outs) - 1 and b + step == cfg.head_dim))
                 for _, _, outs in blocks for i, out in enumerate(outs)
                 for b in range(0, cfg.head_dim, step)]
@@ -80,7 +83,8 @@ def run_core(cfg, blocks, traffic, seed):
     return received, expected
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"d{c.head_dim}l{c.lanes}D{c.dims_per_cycle}")
+@pytest.mark.parametrize("cfg", CONFIGS,
+                         ids=lambda c: f"d{c.head_dim}l{c.lanes}D{c.dims_per_cycle}io{c.io_lanes}")
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
 def test_core_matches_golden(cfg, traffic):
     seed = 100 * cfg.head_dim + 10 * cfg.lanes + [t.name for t in TRAFFIC].index(traffic.name)
@@ -150,6 +154,10 @@ BLOCK_MODELS = [
     model_shape(AttentionConfig(head_dim=8, heads=2, kv_heads=2, capacity=16),
                 rope_pairing="interleaved"),
 ]
+# Heads of 12: a core of 6 dimensions behind 2-lane vectors, three vector beats a core beat.
+WIDE_HEAD_MODEL = model_shape(AttentionConfig(head_dim=12, heads=4, kv_heads=2, capacity=16,
+                                              dims_per_cycle=6),
+                              rope_pairing="half")
 
 
 def block_jobs(model, rng, spans):
@@ -223,14 +231,17 @@ def test_block_prefill_then_decode(model, traffic):
     assert received == expected
 
 
-@pytest.mark.parametrize("lanes, dims, io_lanes", [(1, 8, 4), (2, 8, 2)])
-def test_block_with_a_core_wider_than_its_vectors(lanes, dims, io_lanes):
+@pytest.mark.parametrize("model, lanes, dims, io_lanes", [
+    (BLOCK_MODELS[0], 1, 8, 4), (BLOCK_MODELS[0], 2, 8, 2), (WIDE_HEAD_MODEL, 1, 6, 2),
+    (WIDE_HEAD_MODEL, 2, 12, 2)], ids=lambda v: getattr(v, "head_dim", v))
+def test_block_with_a_core_wider_than_its_vectors(model, lanes, dims, io_lanes):
     """A core of ``dims`` dimensions per cycle behind vectors of ``io_lanes``: the heads
-    come in and go out in vector beats (each core beat drained as dims / io_lanes of
-    them), a key takes head_dim / dims beats; gaps and back-pressure."""
-    model = BLOCK_MODELS[0]
+    come in and go out in vector beats (each lane's results leave in vector beats too,
+    dims / io_lanes of them a ring word: 2, 4, 3 or 6), a key takes head_dim / dims beats;
+    gaps and back-pressure."""
     cfg = AttentionConfig.for_model(model, lanes=lanes, dims_per_cycle=dims, io_lanes=io_lanes)
-    assert (cfg.beats_per_key, cfg.io_beats_per_head) == (8 // dims, 8 // io_lanes)
+    assert (cfg.beats_per_key, cfg.io_beats_per_head) == (model.head_dim // dims,
+                                                          model.head_dim // io_lanes)
     jobs = block_jobs(model, np.random.default_rng(8), [(0, 4), (4, 2), (6, 1), (7, 1)])
     received, expected = run_block(model, cfg, jobs, TRAFFIC[3], 23, 4)
     assert received == expected
@@ -290,8 +301,8 @@ def test_block_with_one_query_per_job():
     ({"head_dim": 30, "dims_per_cycle": 8}, "must divide head_dim"),
     ({"head_dim": 7, "dims_per_cycle": 7}, "even for RoPE"),
     ({"capacity": 2 ** 16 + 1}, "at most 65536"),
-    ({"dims_per_cycle": 8, "io_lanes": 3}, "power-of-two multiple of io_lanes"),
-    ({"dims_per_cycle": 6, "io_lanes": 2, "head_dim": 12}, "power-of-two multiple"),
+    ({"dims_per_cycle": 8, "io_lanes": 3}, "must be a multiple of io_lanes"),
+    ({"dims_per_cycle": 6, "io_lanes": 4, "head_dim": 12}, "must be a multiple of io_lanes"),
     ({"lanes": 0}, "positive integer"),
 ])
 def test_config_rejects(fields, message):
