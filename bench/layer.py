@@ -191,7 +191,7 @@ def main(argv=None):
     finished = time.perf_counter()
 
     report = {"kind": "simulated (cycle-accurate, Verilator)", "config": json.loads(config.to_json()),
-              "attention_finish_lanes": config.attention.io_lanes,
+              "attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
               "preset": args.config, "model": args.model, "memory_model": memory.name,
               "ports": config.memory_ports, "clock_hz": config.clock_hz,
               "word_bytes": config.data_width // 8,

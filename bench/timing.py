@@ -126,7 +126,7 @@ def modules(shape: str) -> list:
         Entry("norm_head", lambda: NormQuant(head_quant, gain=False), "attention_block"),
         Entry("kv_writer", lambda: KVWriter(kv_layout(cfg)), "attention_block"),
         # The reader as it reads the records: through the weight port with kv_reads.
-        Entry("kv_reader", lambda: KVReader(kv_layout(cfg).widened()), "attention_block"),
+        Entry("kv_reader", lambda: KVReader(kv_layout(cfg)), "attention_block"),
         Entry("attention_core", lambda: AttentionCore(att), "attention_block"),
         Entry("attention_block", lambda: AttentionBlock.of_design(cfg),
               "datapath",

@@ -63,7 +63,7 @@ from .compiler import instruction_words, matrix_words, memory_plan, program_fiel
 
 __all__ = ["KINDS", "CALIBRATION", "onchip_read_latency", "PortTiming", "port_timing",
            "InstructionEstimate", "RunEstimate", "estimate_run", "linear_cycles",
-           "attention_key_cycles", "head_terms", "head_words",
+           "attention_key_cycles", "Recorded", "head_terms", "head_words",
            "SimulatedCase", "simulated_cases", "report_cases", "recorded_cases",
            "RECORDED_REPORTS", "compare_run", "agreement",
            "HostModel", "HOSTS", "link_traffic", "host_run_seconds",
@@ -155,18 +155,38 @@ def _dequantize_latency(lanes: int, acc_width: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _record_words(config: AcceleratorConfig) -> int:
-    """Bus words of one KV record (``KVLayout.words_per_record``)."""
-    return kv_layout(config).words_per_record
+@dataclass(frozen=True)
+class Recorded:
+    """What the hardware of a recorded report did that its design's fields do not say:
+    ``finish_lanes``, the dimensions a beat of the attention core's results held (None:
+    ``io_lanes``, as now); ``padded_records``, each KV record padded to whole words of the
+    port that read it (as before records straddled its words)."""
+    finish_lanes: int = None
+    padded_records: bool = False
 
 
-def _record_read(config: AcceleratorConfig, port: "PortTiming") -> tuple:
+def _record_words(config: AcceleratorConfig, recorded: Recorded) -> int:
+    """Bus words the writer writes per KV record (``KVLayout.words_per_record``, or
+    padded to whole words of the reading port)."""
+    words, align = kv_layout(config).words_per_record, config.kv_port_words
+    return -(-words // align) * align if recorded.padded_records else words
+
+
+def _record_read(config: AcceleratorConfig, port: "PortTiming",
+                 recorded: Recorded = Recorded()) -> tuple:
     """(latency, cycles) of reading KV records: the first one's latency, and each one's
-    words streaming, on the port the design reads them through (``kv_reads``)."""
-    words = kv_layout(config).widened().words_per_record     # in that port's words
+    words streaming (a fraction of a port word where records straddle them), on the port
+    the design reads them through (``kv_reads``)."""
+    words = Fraction(_record_words(config, recorded), config.kv_port_words)
     if config.kv_reads == "weights":
         return port.weight_latency, words * port.weight_word_cycles
     return port.latency, words * port.word_cycles
+
+
+def _pass_words(config: AcceleratorConfig, counts, recorded: Recorded) -> int:
+    """Bus words the passes over ``counts`` keys read: whole words of the reading port."""
+    align = config.kv_port_words
+    return sum(-(-count * _record_words(config, recorded) // align) * align for count in counts)
 
 
 def _reader_cycles(beats) -> int:
@@ -356,7 +376,8 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None)
             ("pipeline", CALIBRATION["linear"] + (CALIBRATION["accumulate"] if accumulate else 0)))
 
 
-def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fraction:
+def attention_key_cycles(config: AcceleratorConfig, port: PortTiming,
+                         recorded: Recorded = Recorded()) -> Fraction:
     """Cycles per key of a pass over the KV cache, whichever is slower:
 
     - the attention core: a key's ``beats_per_key`` beats. Its value FIFO holds every
@@ -366,22 +387,23 @@ def attention_key_cycles(config: AcceleratorConfig, port: PortTiming) -> Fractio
       (docs/attention.md);
     - the KV reader: a record's ``words_per_record`` words at the rate of the port it
       reads them through (the units' port, or the weight port: ``kv_reads``)."""
-    return max(Fraction(config.attention.beats_per_key), _record_read(config, port)[1])
+    return max(Fraction(config.attention.beats_per_key),
+               _record_read(config, port, recorded)[1])
 
 
-def _attend_terms(config, port, position, tokens, finish_lanes=None):
+def _attend_terms(config, port, position, tokens, recorded: Recorded):
     """ATTEND: with RoPE's table in memory, the job's rows of it read first (the
     memory's latency and a word per row); intake (the QKV row through the scratchpad
     reader, RoPE and the quantizers; the new records written), the first record read
     and the last written,
     the passes over the cache (:func:`pass_key_counts`, each key
     :func:`attention_key_cycles`), each (token, head) pair's output out of its lane
-    (its beats of ``finish_lanes``, default ``io_lanes``, after the reciprocal's
+    (its beats of ``io_lanes``, or of ``recorded.finish_lanes``, after the reciprocal's
     latency), and the outputs drained to the scratchpad."""
     a = config.attention
-    finish_beats = a.head_dim // (finish_lanes or a.io_lanes)
-    words = _record_words(config)
-    read_latency, record = _record_read(config, port)
+    finish_beats = a.head_dim // (recorded.finish_lanes or a.io_lanes)
+    words = _record_words(config, recorded)
+    read_latency, record = _record_read(config, port, recorded)
     written = words * port.write_word_cycles
     qkv_beats = (a.heads + 2 * a.kv_heads) * a.io_beats_per_head
     counts = pass_key_counts(a, position, tokens)
@@ -389,7 +411,7 @@ def _attend_terms(config, port, position, tokens, finish_lanes=None):
         latency=read_latency,
         intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * written),
         records=record + written,
-        keys=sum(counts) * attention_key_cycles(config, port),
+        keys=sum(counts) * attention_key_cycles(config, port, recorded),
         passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
                               + dot_latency(a) + SCORE_LATENCY),
         lanes=tokens * a.heads * (finish_beats + FINISH_WAIT),
@@ -399,7 +421,7 @@ def _attend_terms(config, port, position, tokens, finish_lanes=None):
     table = tokens * config.rope_rows if config.rope_table == "memory" else 0
     if table:
         terms["table"] = port.latency + table * port.word_cycles
-    return terms, sum(counts) * words + table, tokens * a.kv_heads * words
+    return terms, _pass_words(config, counts, recorded) + table, tokens * a.kv_heads * words
 
 
 def head_words(config: AcceleratorConfig) -> int:
@@ -432,7 +454,7 @@ def head_terms(config: AcceleratorConfig, port: PortTiming, k: int) -> dict:
 
 
 def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: int,
-                 fetch: float, finish_lanes: int = None) -> InstructionEstimate:
+                 fetch: float, recorded: Recorded) -> InstructionEstimate:
     op = instr["op"]
     w = port.word_cycles
     beats = instr.get("beats", 0)
@@ -483,7 +505,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         terms = {name: float(value) for name, value in terms.items()}
         read = matrix_words(config, chunks, blocks)
     elif op == "ATTEND":
-        terms, read, written = _attend_terms(config, port, position, tokens, finish_lanes)
+        terms, read, written = _attend_terms(config, port, position, tokens, recorded)
         cycles, terms = _terms(**terms)
     elif op == "HEAD":
         cycles, terms = _terms(**head_terms(config, port, beats))
@@ -636,15 +658,13 @@ class RunEstimate:
 
 def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
                  tokens: int = 1, implementation: str = None, port: int = 0,
-                 head: bool = None, finish_lanes: int = None) -> RunEstimate:
+                 head: bool = None, recorded: Recorded = Recorded()) -> RunEstimate:
     """The model of one run of ``config``'s program: ``tokens`` (1 .. max_tokens) tokens
     from ``position``, the memory on port ``port`` of ``memory`` (the top uses one port,
     port 0); ``head`` False runs a device-head design's program without the head (a
-    prompt's runs before its last); ``finish_lanes`` is how many dimensions a beat of the
-    attention core's results held in the design that ran (recorded reports of cores
-    wider than their vectors before their results left ``io_lanes`` at a time: the
-    core's own ``dims_per_cycle``). Needs no weights: the program comes from the shape
-    (:func:`~tritium.host.compiler.program_fields`)."""
+    prompt's runs before its last); ``recorded`` says what a recorded report's hardware
+    did that its design's fields do not. Needs no weights: the program comes from the
+    shape (:func:`~tritium.host.compiler.program_fields`)."""
     if not 1 <= tokens <= config.max_tokens:
         raise ValueError(f"a run takes 1 .. {config.max_tokens} tokens, not {tokens}")
     if position < 0 or position + tokens > config.attention.capacity:
@@ -654,7 +674,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     iw = instruction_words(timing.word_bytes)
     program = program_fields(config, head=head)
     instructions = [_instruction(instr, config, timing, position, tokens,
-                                 _fetch_cycles(config, timing, index), finish_lanes)
+                                 _fetch_cycles(config, timing, index), recorded)
                     for index, instr in enumerate(program)]
     if config.weight_queue:
         instructions = _with_weight_queue(program, instructions, config, timing, position,
@@ -683,7 +703,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
 class SimulatedCase:
     """One simulated run: the design, its memory, the run, and the controller's counters;
     ``head`` False for a device-head design's program without the head (None: the
-    design's own program); ``finish_lanes`` as :func:`estimate_run` takes it."""
+    design's own program); ``recorded`` as :func:`estimate_run` takes it."""
     name: str
     source: str
     config: AcceleratorConfig
@@ -693,7 +713,7 @@ class SimulatedCase:
     tokens: int
     counters: dict
     head: bool = None
-    finish_lanes: int = None
+    recorded: Recorded = Recorded()
 
     @property
     def phase(self) -> str:
@@ -711,19 +731,28 @@ _RECORDED_HEAD = "host"
 _RECORDED_ATTENTION_LANES = 4
 
 
-def _finish_lanes(report: dict, config: AcceleratorConfig) -> int:
-    """Dimensions a beat of the attention core's results held in the design a report
-    ran: its ``attention_finish_lanes``; reports recorded before that key ran cores whose
-    results were as wide as their beats (``dims_per_cycle``)."""
-    return report.get("attention_finish_lanes", config.attention.dims_per_cycle)
+def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
+    """What the hardware a report ran did beyond its design's fields: reports recorded
+    before they named ``attention_finish_lanes`` ran cores whose results were as wide as
+    their beats (``dims_per_cycle``), and before they said ``kv_records`` was
+    ``"packed"``, KV records padded to whole words of the port that read them."""
+    return Recorded(finish_lanes=report.get("attention_finish_lanes",
+                                            config.attention.dims_per_cycle),
+                    padded_records=report.get("kv_records", "padded") == "padded")
 
 
-def _on_ports(config: AcceleratorConfig) -> str:
+def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
     """A case name's note of the memory ports a board design read through, its attention
-    lanes (lanes x dimensions per cycle), the port its KV cache was read through, its
-    weight queue and its instruction blocks: designs of one name have differed."""
+    lanes (lanes x dimensions per cycle; the width of their results where it was not the
+    vectors'), the port its KV cache was read through (and whether its records were
+    padded to that port's words), its weight queue and its instruction blocks: designs
+    of one name have differed."""
     ports, a = config.memory_ports, config.attention
     kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
+    if kv and recorded.padded_records:
+        kv += " (padded)"
+    if recorded.finish_lanes not in (None, a.io_lanes):
+        kv = f", results by {recorded.finish_lanes}" + kv
     queue = f", weight queue {config.weight_queue:,}" if config.weight_queue else ""
     block = f", instructions by {config.fetch_block}" if config.fetch_block > 1 else ""
     return (f" on {ports} port{'s' if ports > 1 else ''}, attention "
@@ -754,22 +783,22 @@ def _e2e_cases(report: dict, source: str) -> list:
     memory = report.get("memory_model", "onchip")
     onchip = memory not in MEMORY_MODELS        # "onchip (in the top)": the top's own memory
     cases = []
+    recorded = _recorded(report, config)
     for index, run in enumerate(report["runs"]):
         cases.append(SimulatedCase(
             name=f"{config.name} e2e run {index} ({run['kind']})"
-                 + ("" if onchip else _on_ports(config)), source=source, config=config,
-            memory="onchip" if onchip else memory,
+                 + ("" if onchip else _on_ports(config, recorded)), source=source,
+            config=config, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=run["position"],
-            tokens=run["tokens"], counters=run["counters"],
-            finish_lanes=_finish_lanes(report, config)))
+            tokens=run["tokens"], counters=run["counters"], recorded=recorded))
     head_run = report.get("device_head")
     if head_run and "counters" in head_run:
         cases.append(SimulatedCase(
             name=f"{design.name} e2e run {len(cases)} (decode with HEAD, "
-                 f"{design.head_format})" + ("" if onchip else _on_ports(design)),
+                 f"{design.head_format})" + ("" if onchip else _on_ports(design, recorded)),
             source=source, config=design, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=head_run["position"],
-            tokens=1, counters=head_run["counters"], finish_lanes=_finish_lanes(report, design)))
+            tokens=1, counters=head_run["counters"], recorded=recorded))
     return cases
 
 
@@ -780,11 +809,12 @@ def _layer_cases(report: dict, source: str) -> list:
     if report.get("ports", 1) != config.memory_ports:
         raise ValueError(f"{source}: the report ran on {report['ports']} memory ports, its "
                          f"design reads through {config.memory_ports}")
-    return [SimulatedCase(name=f"{config.name} {case['name']}{_on_ports(config)}",
+    recorded = _recorded(report, config)
+    return [SimulatedCase(name=f"{config.name} {case['name']}{_on_ports(config, recorded)}",
                           source=source, config=config,
                           memory=report["memory_model"], implementation="board",
                           position=case["position"], tokens=case["tokens"],
-                          counters=case["counters"], finish_lanes=_finish_lanes(report, config))
+                          counters=case["counters"], recorded=recorded)
             for case in report["cases"]]
 
 
@@ -823,6 +853,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
                     "bench-e2e-kv260-int4.json",
+                    "bench-e2e-kv260-pad.json", "bench-layer-kv260-pad.json",
+                    "bench-e2e-kv260-int4-pad.json", "bench-layer-kv260-2b-pad.json",
                     "bench-e2e-kv260-a16.json", "bench-layer-kv260-a16.json",
                     "bench-e2e-kv260-int4-a16.json", "bench-layer-kv260-2b-a16.json",
                     "bench-e2e-kv260-nq.json", "bench-layer-kv260-nq.json",
@@ -857,7 +889,7 @@ def compare_run(case: SimulatedCase) -> dict:
     relative error (model / simulated - 1), and the memory words per kind."""
     estimate = estimate_run(case.config, case.memory, case.position, case.tokens,
                             implementation=case.implementation, head=case.head,
-                            finish_lanes=case.finish_lanes)
+                            recorded=case.recorded)
     model = estimate.counters()
     # A counter a report predates (``head_cycles`` before the HEAD instruction) counted
     # nothing in that run: its design had no such unit.

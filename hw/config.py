@@ -9,7 +9,7 @@ import json
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["kv_record_bits", "kv_record_words", "KV_READS", "WEIGHT_QUEUE_MIN",
+__all__ = ["kv_record_bits", "kv_record_words", "kv_region_words", "KV_READS", "WEIGHT_QUEUE_MIN",
            "FETCH_BLOCK_MAX", "EMBEDDINGS", "EMBEDDING_BITS", "HEADS", "ModelConfig",
            "HeadConfig",
            "HEAD_FORMATS", "MemoryConfig", "TileConfig", "TLMMConfig", "ElementwiseConfig",
@@ -28,11 +28,18 @@ def kv_record_bits(head_dim: int) -> int:
     return 2 * 8 * head_dim + 2 * (MANTISSA_BITS + EXPONENT_BITS)
 
 
-def kv_record_words(head_dim: int, data_width: int, align: int = 1) -> int:
+def kv_record_words(head_dim: int, data_width: int) -> int:
     """Bus words of ``data_width`` bits one KV record takes in memory: its bits rounded up
-    to whole words, then to a multiple of ``align`` (a port ``align`` words wide then
-    reads whole records)."""
-    words = -(-kv_record_bits(head_dim) // data_width)
+    to whole words (the writer's port writes whole words)."""
+    return -(-kv_record_bits(head_dim) // data_width)
+
+
+def kv_region_words(head_dim: int, capacity: int, data_width: int, align: int = 1) -> int:
+    """Bus words of one (layer, kv head)'s records: ``capacity`` records back to back,
+    rounded up to a multiple of ``align``, so that a port ``align`` bus words wide starts
+    every pass over them on a whole word of its own (its records straddle its words:
+    docs/attention.md)."""
+    words = capacity * kv_record_words(head_dim, data_width)
     return -(-words // align) * align
 
 
@@ -617,9 +624,9 @@ class AcceleratorConfig:
     ``kv_reads`` is the port the attention unit reads the KV cache through: ``"units"``
     (the default: the units' port, like every other unit) or ``"weights"`` (the weight
     port, which idles during ATTEND, so a pass reads the records at the rate of all the
-    board ports; each record is then padded to whole weight-port words,
-    :attr:`kv_port_words`; the records are still written through the units' port:
-    docs/attention.md).
+    board ports; each (layer, kv head)'s records then start on a weight-port word,
+    :attr:`kv_port_words`, and straddle its words; the records are still written
+    through the units' port: docs/attention.md).
     """
     name: str
     model: ModelConfig
@@ -811,16 +818,18 @@ class AcceleratorConfig:
     @property
     def kv_port_words(self) -> int:
         """Bus words per word of the port that reads the KV cache: ``weight_port_words``
-        with ``kv_reads = "weights"``, else 1; each record is padded to a multiple of it."""
+        with ``kv_reads = "weights"``, else 1; each (layer, kv head)'s records start on a
+        word of it."""
         return self.weight_port_words if self.kv_reads == "weights" else 1
 
     @property
     def kv_words(self) -> int:
         """Bus words of the KV cache (``KVLayout.words``: records of int8 K and V codes
-        and two 26-bit scales, padded to whole words of the port that reads them)."""
+        and two 26-bit scales in whole bus words, each (layer, kv head)'s on a word of the
+        port that reads them)."""
         a = self.attention
-        record_words = kv_record_words(a.head_dim, self.data_width, self.kv_port_words)
-        return a.layers * a.kv_heads * a.capacity * record_words
+        return a.layers * a.kv_heads * kv_region_words(a.head_dim, a.capacity,
+                                                       self.data_width, self.kv_port_words)
 
     @property
     def kv_base(self) -> int:
@@ -939,7 +948,7 @@ ACCELERATOR_PRESETS = {
     # One attention lane of 24 dimensions behind the 8-lane vectors: BitNet-0.7B's 16 KV
     # heads serve one query head each, so decode used one of several 8-dimension lanes
     # (each about 8,000 of the XCK26's LUTs); one lane three times as wide takes a key
-    # of 96 dimensions in 4 cycles instead of 12, under the 4.8 its record takes to
+    # of 96 dimensions in 4 cycles instead of 12, under the 4.2 its record takes to
     # arrive (below), so a pass runs at the memory's rate (docs/attention.md). Its
     # results leave 8 at a time (the finish runs once per block), which keeps the
     # wider lane's cost to its key path.
@@ -947,8 +956,8 @@ ACCELERATOR_PRESETS = {
     # and each job reads its rows (docs/attention.md), so block RAM holds the TLMM's
     # chunk buffer instead of UltraRAM (KV260Platform.ram_attrs). The attention reads
     # the KV records through the weight port, idle during ATTEND (kv_reads): a record of
-    # 1,588 bits padded to 4 of its words takes 4.8 cycles at the four ports' rate, 7.2 as
-    # 7 bus words on the units' port.
+    # 1,588 bits in 7 bus words, 3.5 of its words, takes 4.2 cycles at the four ports'
+    # rate, 7.2 on the units' port.
     # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 19.7 us of the four
     # ports) keeps the weights streaming while NORM, ATTEND and GATE execute (PREFETCH;
     # docs/accelerator.md, "Weight queue"), and the controller reads its instructions 8 at

@@ -85,7 +85,7 @@ class AttentionBlock(wiring.Component):
         in a ROM.
     key_memory : ``Out(MemoryPortSignature(memory.widened(key_port_words)))``
         Only with ``key_port_words`` > 1: the port the passes read the cache through, its
-        words ``key_port_words`` bus words wide (each record padded to whole words of it);
+        words ``key_port_words`` bus words wide (a record may straddle two of them);
         the records are still written through ``memory``, and a pass starts only once
         they are acknowledged, so it reads them whatever port it uses.
     error : ``Out(1)``
@@ -148,7 +148,7 @@ class AttentionBlock(wiring.Component):
                                                    ram_role="attention_quant")
         m.submodules.writer = writer = KVWriter(self._kv)
         # The reader reads the records in the words of the port it reads them through.
-        m.submodules.reader = reader = KVReader(self._kv.widened())
+        m.submodules.reader = reader = KVReader(self._kv)
         m.submodules.core = core = AttentionCore(cfg)
         m.submodules.k_heads = k_heads = SyncFIFOBuffered(
             width=_head_layout(cfg).size, depth=cfg.kv_heads + 1)

@@ -2,12 +2,13 @@
 
 The cache lives behind the memory port, so the same gateware keeps it in on-chip
 memory (small contexts) or external DDR (large ones). Each (layer, kv head, token)
-has one record (``kv_record_layout``: K and V codes and their scales) padded to whole
-bus words, or to whole words of a wider port that reads them (``align``); the records
-of one (layer, kv head) are consecutive, so a pass over keys ``0 .. n-1`` is a single
-linear read.
+has one record (``kv_record_layout``: K and V codes and their scales) in whole bus
+words; the records of one (layer, kv head) are consecutive, so a pass over keys
+``0 .. n-1`` is a single linear read, and start on a whole word of the port that reads
+them (``align`` bus words wide), whose words a record may straddle.
 """
 
+import math
 from dataclasses import dataclass
 
 from amaranth import Cat, Module, Mux, Signal
@@ -16,7 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig, AttentionConfig, kv_record_words
+from ..config import AcceleratorConfig, AttentionConfig, kv_record_words, kv_region_words
 from ..layouts import (key_beat_layout, kv_head_shape, kv_record_layout, layer_shape,
                        position_shape)
 from ..memory.port import MemoryConfig, MemoryPortSignature, read_data_layout
@@ -29,8 +30,11 @@ __all__ = ["KVLayout", "kv_layout", "KVWriter", "KVReader", "kv_write_layout", "
 class KVLayout:
     """Where each record sits: word address of (layer, kv head, token) from ``base``.
 
-    Each record takes a multiple of ``align`` words, so a port ``align`` words wide
-    reads whole records (:meth:`widened`)."""
+    The records of a (layer, kv head) follow each other in whole bus words
+    (:attr:`words_per_record`) in a region of a multiple of ``align`` words, so a port
+    ``align`` bus words wide (:attr:`port_memory`) starts each pass on a word of its own;
+    a record then starts at one of :meth:`record_offsets` bus words into that port's
+    word and may end in the next."""
     config: AttentionConfig
     memory: MemoryConfig
     base: int = 0
@@ -42,23 +46,41 @@ class KVLayout:
 
     @property
     def words_per_record(self) -> int:
-        return kv_record_words(self.config.head_dim, self.memory.data_width, self.align)
+        return kv_record_words(self.config.head_dim, self.memory.data_width)
 
-    def widened(self) -> "KVLayout":
-        """The same records as a port ``align`` words wide sees them: its words, its
-        addresses (``base / align``), a record in whole words of it."""
-        return KVLayout(self.config, self.memory.widened(self.align), self.base // self.align)
+    @property
+    def region_words(self) -> int:
+        """Bus words of one (layer, kv head)'s records, a multiple of ``align``."""
+        cfg = self.config
+        return kv_region_words(cfg.head_dim, cfg.capacity, self.memory.data_width, self.align)
+
+    @property
+    def port_memory(self) -> MemoryConfig:
+        """The memory as the port that reads the records sees it: words ``align`` wide."""
+        return self.memory.widened(self.align)
+
+    def port_words(self, count):
+        """Words of :attr:`port_memory` a pass over ``count`` records reads: whole words
+        from its region's start (Python ints or Amaranth values alike)."""
+        shift = (self.align - 1).bit_length()
+        return (count * self.words_per_record + self.align - 1) >> shift
+
+    def record_offsets(self) -> tuple:
+        """The bus-word offsets into a port word at which records start, in pass order
+        of a pass's records ``0, 1, ...`` (the offsets repeat with this period)."""
+        words, align = self.words_per_record, self.align
+        return tuple(k * words % align for k in range(align // math.gcd(words, align)))
 
     @property
     def words(self) -> int:
         cfg = self.config
-        return cfg.layers * cfg.kv_heads * cfg.capacity * self.words_per_record
+        return cfg.layers * cfg.kv_heads * self.region_words
 
     def address(self, layer, kv_head, token=0):
         """Word address of a record (Python ints or Amaranth values alike)."""
         cfg = self.config
-        return self.base + ((layer * cfg.kv_heads + kv_head) * cfg.capacity + token) \
-            * self.words_per_record
+        return (self.base + (layer * cfg.kv_heads + kv_head) * self.region_words
+                + token * self.words_per_record)
 
     def check(self):
         if self.base % self.align:
@@ -70,8 +92,8 @@ class KVLayout:
 
 
 def kv_layout(config: AcceleratorConfig) -> KVLayout:
-    """The design's KV cache: at ``kv_base``, each record padded to whole words of the
-    port that reads it (``kv_port_words``)."""
+    """The design's KV cache: at ``kv_base``, read through a port of ``kv_port_words``
+    bus words."""
     return KVLayout(config.attention, config.memory, config.kv_base, config.kv_port_words)
 
 
@@ -150,16 +172,19 @@ class KVWriter(wiring.Component):
 class KVReader(wiring.Component):
     """Passes over the cache as key beats for the attention core.
 
-    Each pass reads its records in one linear burst sequence, reassembles each record
-    from its words and cuts it into ``head_dim / dims_per_cycle`` key beats, with the
-    key's position in ``index`` and ``last`` on the pass's final beat. The next pass's
-    reads are issued while the current one still streams, so passes follow each other
-    without the memory latency in between.
+    Each pass reads its records in one linear burst sequence of the layout's port words
+    (:attr:`KVLayout.port_memory`), reassembles each record from them and cuts it into
+    ``head_dim / dims_per_cycle`` key beats, with the key's position in ``index`` and
+    ``last`` on the pass's final beat. A record may begin and end inside a port word
+    (:meth:`KVLayout.record_offsets`): a word the next record shares stays for it, and
+    the last word's tail after a pass's final record is dropped. The next pass's reads are
+    issued while the current one still streams, so passes follow each other without
+    the memory latency in between.
 
     Members
     -------
     passes : ``In(stream.Signature(kv_pass_layout(config)))``
-    read_cmd, read_data : the memory port's read channels (client side)
+    read_cmd, read_data : the read channels (client side) of a port of ``port_memory``
     keys : ``Out(stream.Signature(key_beat_layout(config)))``
     """
 
@@ -167,57 +192,100 @@ class KVReader(wiring.Component):
         layout.check()
         self._layout = layout
         self._burst = burst
-        port = MemoryPortSignature(layout.memory).members
+        port = MemoryPortSignature(layout.port_memory).members
         super().__init__({
             "passes": In(stream.Signature(kv_pass_layout(layout.config))),
             "read_cmd": Out(port["read_cmd"].signature),
-            "read_data": In(stream.Signature(read_data_layout(layout.memory))),
+            "read_data": In(stream.Signature(read_data_layout(layout.port_memory))),
             "keys": Out(stream.Signature(key_beat_layout(layout.config))),
         })
 
     def elaborate(self, platform):
         m = Module()
         layout, cfg = self._layout, self._layout.config
-        words = layout.words_per_record
-        total_bits = (cfg.capacity * words).bit_length()
-        m.submodules.bursts = bursts = BurstReader(layout.memory, self._burst, total_bits)
-        m.submodules.counts = counts = SyncFIFOBuffered(width=cfg.capacity.bit_length(),
-                                                        depth=2)
+        total_bits = layout.port_words(cfg.capacity).bit_length()
+        m.submodules.bursts = bursts = BurstReader(layout.port_memory, self._burst, total_bits)
+        # The pass's record count for the serializer and, where records share port words,
+        # for the assembler.
+        sharing = len(layout.record_offsets()) > 1
+        counts = [SyncFIFOBuffered(width=cfg.capacity.bit_length(), depth=2)
+                  for _ in range(2 if sharing else 1)]
+        for index, fifo in enumerate(counts):
+            m.submodules[("counts", "record_counts")[index]] = fifo
         request = self.passes.payload
+        room = Cat(*(fifo.w_rdy for fifo in counts)).all()
+        shift = (layout.align - 1).bit_length()
         m.d.comb += [
-            self.passes.ready.eq(bursts.request.ready & counts.w_rdy),
-            bursts.request.valid.eq(self.passes.valid & counts.w_rdy),
-            bursts.request.payload.base.eq(layout.address(request.layer, request.kv_head)),
-            bursts.request.payload.words.eq(request.count * words),
-            counts.w_en.eq(self.passes.valid & self.passes.ready),
-            counts.w_data.eq(request.count),
+            self.passes.ready.eq(bursts.request.ready & room),
+            bursts.request.valid.eq(self.passes.valid & room),
+            bursts.request.payload.base.eq(layout.address(request.layer, request.kv_head)
+                                           >> shift),
+            bursts.request.payload.words.eq(layout.port_words(request.count)),
         ]
+        for fifo in counts:
+            m.d.comb += [fifo.w_en.eq(self.passes.valid & self.passes.ready),
+                         fifo.w_data.eq(request.count)]
         wiring.connect(m, bursts.commands, wiring.flipped(self.read_cmd))
-        record, record_valid, record_taken = self._assemble(m, words)
-        self._serialize(m, counts, record, record_valid, record_taken)
+        record, record_valid, record_taken = self._assemble(m, counts[-1] if sharing else None)
+        self._serialize(m, counts[0], record, record_valid, record_taken)
         return m
 
-    def _assemble(self, m, words):
-        """Collect bus words into records; a finished record waits in ``record``."""
-        width = self._layout.memory.data_width
-        collecting = Signal(words * width)
-        filled = Signal(range(words + 1))
+    def _assemble(self, m, counts):
+        """Collect port words into records; a finished record waits in ``record``.
+
+        The words shift in at the top of ``collecting``, so a record that needs ``n``
+        words from an offset ``o`` into the first of them is complete once those ``n``
+        words are the top ones. When a record leaves, a last word it shares with the next
+        record stays (``filled`` restarts at 1) unless the record ends its pass: ``counts``
+        (the passes' record counts) is read only where records share words."""
+        layout = self._layout
+        unit, align = layout.memory.data_width, layout.align
+        words, bits = layout.words_per_record, kv_record_layout(layout.config).size
+        width = unit * align
+        offsets = layout.record_offsets()
+        needs = [-(-(offset + words) // align) for offset in offsets]
+        span = max(needs)
+        collecting = Signal(span * width)
+        filled = Signal(range(span + 1))
         record = Signal(kv_record_layout(self._layout.config))
         record_valid, record_taken = Signal(), Signal()
-        complete = filled == words
-        move = complete & (~record_valid | record_taken)    # the record leaves this cycle
-        # A word arriving as the record leaves starts the next one: no bubble between
-        # records (the words shift through, so the next record is aligned after
-        # ``words`` more of them whatever the register holds before).
-        m.d.comb += self.read_data.ready.eq(~complete | move)
+        phase = Signal(range(len(offsets)))             # the offset of this record: its index
+        need, shared = Signal(range(span + 1)), Signal()
+        next_need = Signal(range(span + 1))             # the next record's, in the same pass
+        arranged = Signal(bits)                         # this record's bits, once complete
+        with m.Switch(phase):
+            for index, (offset, count) in enumerate(zip(offsets, needs)):
+                with m.Case(index):
+                    start = ((span - count) * align + offset) * unit
+                    m.d.comb += [need.eq(count), shared.eq((offset + words) % align != 0),
+                                 next_need.eq(needs[(index + 1) % len(needs)]),
+                                 arranged.eq(collecting[start:start + bits])]
+        complete = filled == need
+        move = Signal()                                 # the record leaves this cycle
+        m.d.comb += move.eq(complete & (~record_valid | record_taken))
+        kept = shared
+        if len(offsets) > 1:
+            # The records of the pass moved so far: the last one's shared word is the
+            # pass's tail, and the next pass starts at offset 0 of a word of its own.
+            moved = Signal(range(layout.config.capacity))
+            ends_pass = moved == counts.r_data - 1
+            kept = shared & ~ends_pass
+            m.d.comb += counts.r_en.eq(move & ends_pass)
+            with m.If(move):
+                m.d.sync += [moved.eq(Mux(ends_pass, 0, moved + 1)),
+                             phase.eq(Mux(ends_pass | (phase == len(offsets) - 1), 0,
+                                          phase + 1))]
+        # A word arriving as the record leaves joins the next one (no bubble between
+        # records), unless the word the next one keeps is all it needs: the words a
+        # record needs are always the top ones.
+        m.d.comb += self.read_data.ready.eq(~complete | (move & (kept < next_need)))
         with m.If(record_taken):
             m.d.sync += record_valid.eq(0)
         with m.If(move):
-            m.d.sync += [record.eq(collecting[:record.shape().size]), record_valid.eq(1),
-                         filled.eq(0)]
+            m.d.sync += [record.eq(arranged), record_valid.eq(1), filled.eq(kept)]
         with m.If(self.read_data.valid & self.read_data.ready):
             shifted = Cat(collecting[width:], self.read_data.payload.data)
-            m.d.sync += [collecting.eq(shifted), filled.eq(Mux(move, 1, filled + 1))]
+            m.d.sync += [collecting.eq(shifted), filled.eq(Mux(move, kept + 1, filled + 1))]
         return record, record_valid, record_taken
 
     def _serialize(self, m, counts, record, record_valid, record_taken):

@@ -518,7 +518,7 @@ def test_kv260_top_with_the_zynq_transport(tmp_path, monkeypatch, ports, weight_
     # The runner hands the simulator our sys.path: make tb_kv260 importable there.
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     config = dataclasses.replace(TINY, memory_ports=ports, weight_port_words=weight_port_words)
-    if config.weight_port:      # as the kv260 preset (its padded records need more memory)
+    if config.weight_port:      # as the kv260 preset
         config = dataclasses.replace(config, kv_reads="weights", memory_words=2 ** 15,
                                      weight_queue=128, fetch_block=8)
     settings = {"config": config.to_json(), "base": 0x8_0010_0000}

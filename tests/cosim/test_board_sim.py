@@ -21,6 +21,7 @@ from tritium.host.importers import load_model
 from tritium.host.model import Model
 from tritium.host.sim_transport import BoardSimTransport
 from tritium.hw.attention.block import pass_key_counts
+from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory_model import MEMORY_MODELS
@@ -51,9 +52,11 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
                   if name.startswith("layer0.w"))
     io_words = model_config.hidden // config.lanes
     fetches = len(compiled.instructions) * instruction_words(config.data_width // 8)
-    kv = config.attention
-    # A record padded to whole 512-bit words of the weight port it is read through.
-    record_words = -(-(16 * kv.head_dim + 52) // (2 * config.data_width)) * 2
+    kv, layout = config.attention, kv_layout(config)
+    # A record in whole bus words (3 of 256 bits), its pass read in whole 512-bit words of
+    # the weight port, which the records straddle.
+    record_words = -(-(16 * kv.head_dim + 52) // config.data_width)
+    assert layout.words_per_record == record_words == 3
     for case in report["cases"]:
         counters, tokens = case["counters"], case["tokens"]
         context = case["position"] + tokens
@@ -65,7 +68,8 @@ def test_layer_bench_on_the_kv260_memory_model_matches_golden(capsys):
         # the whole context per query head.
         if case["phase"] == "decode":
             assert pass_key_counts(kv, case["position"], 1) == [context] * kv.heads
-            assert counters["attend_words"] == (kv.heads * context + kv.kv_heads) * record_words
+            assert counters["attend_words"] == (kv.heads * 2 * -(-context * record_words // 2)
+                                                + kv.kv_heads * record_words)
         # The ports saw the run's words plus the link's io write and read-back: reads on
         # all (the weights alone are many chunks), writes all through HP0.
         ports = case["port_words"]
@@ -95,8 +99,7 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
     instructions read 8 at a time, int4 without either): a
     12-token prompt and greedy decode steps return the golden model's top-k, and the
     TLMM and the head read all their words through the weight port (counted in bus
-    words), and the attention reads the KV records through it too (their padding to
-    whole weight-port words needs twice tiny's memory)."""
+    words), and the attention reads the KV records through it too."""
     config = dataclasses.replace(ACCELERATOR_PRESETS["tiny"], name=f"tiny-{head_format}",
                                  memory_ports=4, weight_port_words=2, attention_lanes=1,
                                  attention_dims=16, rope_table="memory",
@@ -124,9 +127,11 @@ def test_the_weight_port_carries_the_linears_and_the_head_bit_exact(head_format)
                    if name.split(".")[-1].startswith("w"))
     assert counters["linear_words"] == matrices
     # The last run, a decode step at position 13, per layer: its passes' records read
-    # through the weight port (each 564-bit record padded to two 512-bit words), its own
-    # written, RoPE's rows for its position read through the units' port.
-    kv, record_words = config.attention, 4
-    per_layer = ((sum(pass_key_counts(kv, 13, 1)) + kv.kv_heads) * record_words
-                 + config.rope_rows)
+    # through the weight port (the 564-bit records of 3 bus words straddle its 512-bit
+    # words: a pass of 14 reads 21 of them), its own written, RoPE's rows for its position
+    # read through the units' port.
+    kv, layout = config.attention, kv_layout(config)
+    per_layer = (sum(2 * layout.port_words(count) for count in pass_key_counts(kv, 13, 1))
+                 + kv.kv_heads * layout.words_per_record + config.rope_rows)
+    assert per_layer == 4 * 2 * 21 + 2 * 3 + config.rope_rows
     assert counters["attend_words"] == config.model.layers * per_layer

@@ -320,20 +320,23 @@ def test_a_weight_port_must_be_a_power_of_two_within_the_ports():
         TINY.memory.widened(3)
 
 
-def test_kv_reads_through_the_weight_port_pads_the_records_to_its_words(model):
-    """kv_reads = "weights": each KV record (564 bits for tiny, 3 bus words) takes whole
-    512-bit words of the weight port (4 bus words), so the cache grows by a third (tiny's
-    16,384 words no longer hold it with the model) and its base stays a weight-port
-    word; the rest of the image does not move. Refused
-    without a weight port, or with a memory whose top is not a weight-port word."""
+def test_kv_reads_through_the_weight_port_starts_each_pass_on_its_words(model):
+    """kv_reads = "weights": each KV record (564 bits for tiny) keeps its 3 bus words and
+    straddles the weight port's 512-bit words (2 bus words); each (layer, kv head)'s
+    records start on one of them (256 records of 3 words: 768, already even), and so
+    does the cache's base; the rest of the image does not move. Refused without a weight
+    port, or with a memory whose top is not a weight-port word."""
     ported = dataclasses.replace(TINY, memory_ports=2, weight_port_words=2, memory_words=2 ** 15)
     design = dataclasses.replace(ported, kv_reads="weights")
     assert (ported.kv_port_words, design.kv_port_words) == (1, 2)
     a = design.attention
-    assert design.kv_words == a.layers * a.kv_heads * a.capacity * 4 == ported.kv_words * 4 // 3
+    assert design.kv_words == a.layers * a.kv_heads * a.capacity * 3 == ported.kv_words
     layout = kv_layout(design)
-    assert (layout.base, layout.words_per_record) == (design.kv_base, 4)
-    assert layout.widened().words_per_record == 2 and layout.widened().base * 2 == layout.base
+    assert (layout.base, layout.words_per_record, layout.region_words) == (design.kv_base, 3, 768)
+    assert layout.base % 2 == 0 and layout.record_offsets() == (0, 1)
+    assert layout.port_words(5) == 8 and layout.port_memory == design.memory.widened(2)
+    odd = dataclasses.replace(design, model=dataclasses.replace(TINY.model, max_context=255))
+    assert odd.kv_words == a.layers * a.kv_heads * 766          # 765 words, rounded up
     assert compile_model(model, design).image == compile_model(model, ported).image
     with pytest.raises(ValueError, match="kv_reads must be one of"):
         dataclasses.replace(ported, kv_reads="both")
