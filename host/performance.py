@@ -154,7 +154,6 @@ def _dequantize_latency(lanes: int, acc_width: int) -> int:
     return Dequantize(lanes, acc_width).latency
 
 
-@functools.lru_cache(maxsize=None)
 @dataclass(frozen=True)
 class Recorded:
     """What the hardware of a recorded report did that its design's fields do not say:
@@ -165,6 +164,7 @@ class Recorded:
     padded_records: bool = False
 
 
+@functools.lru_cache(maxsize=None)
 def _record_words(config: AcceleratorConfig, recorded: Recorded) -> int:
     """Bus words the writer writes per KV record (``KVLayout.words_per_record``, or
     padded to whole words of the reading port)."""
