@@ -226,7 +226,7 @@ class KVReader(wiring.Component):
             m.d.comb += [fifo.w_en.eq(self.passes.valid & self.passes.ready),
                          fifo.w_data.eq(request.count)]
         wiring.connect(m, bursts.commands, wiring.flipped(self.read_cmd))
-        record, record_valid, record_taken = self._assemble(m, counts[-1] if sharing else None)
+        record, record_valid, record_taken = self._assemble(m, counts[1] if sharing else None)
         self._serialize(m, counts[0], record, record_valid, record_taken)
         return m
 
@@ -237,7 +237,7 @@ class KVReader(wiring.Component):
         words from an offset ``o`` into the first of them is complete once those ``n``
         words are the top ones. When a record leaves, a last word it shares with the next
         record stays (``filled`` restarts at 1) unless the record ends its pass: ``counts``
-        (the passes' record counts) is read only where records share words."""
+        (the passes' record counts) is given only where records share words, else None."""
         layout = self._layout
         unit, align = layout.memory.data_width, layout.align
         words, bits = layout.words_per_record, kv_record_layout(layout.config).size
@@ -264,7 +264,7 @@ class KVReader(wiring.Component):
         move = Signal()                                 # the record leaves this cycle
         m.d.comb += move.eq(complete & (~record_valid | record_taken))
         kept = shared
-        if len(offsets) > 1:
+        if counts is not None:
             # The records of the pass moved so far: the last one's shared word is the
             # pass's tail, and the next pass starts at offset 0 of a word of its own.
             moved = Signal(range(layout.config.capacity))
