@@ -106,17 +106,16 @@ class KV260Platform(XilinxPlatform):
     connectors = []
 
     #: Attributes for the design's large RAMs (``hw.weights.ram_attributes``): the TLMM
-    #: chunk buffer (1,280 bits x 1,024 at the kv260 preset) in block RAM, 36 BRAM36
+    #: chunk buffer (2,560 bits x 512 at the kv260 preset) in block RAM, 36 BRAM36
     #: rather than 18 of the 64 URAM288, which the scratchpad, the accumulators and the
     #: codes buffer fill at BitNet-2B-4T's sizes (the kv260 presets keep RoPE's table in
     #: DDR, so block RAM has room; with the table's ROM it had not, and the buffer was
-    #: in UltraRAM). The gating unit's sigmoid tables (one 512 x 27-bit ROM per lane) in
-    #: LUTs rather than 4 BRAM36: about 1,600 LUTs (yosys). ``ram_style = "logic"`` is
-    #: Yosys' word for it, ``rom_style = "distributed"`` Vivado's (each ignores the
-    #: other's; Yosys cannot map these ROMs to LUT-RAM). The weight queue (512 bits x
-    #: 4,096 at the kv260 preset) in UltraRAM: 8 URAM288 where block RAM would take 58.
-    ram_attrs = {"tlmm_chunks": {"ram_style": "block"}, "weight_queue": {"ram_style": "ultra"},
-                 "sigmoid": {"ram_style": "logic", "rom_style": "distributed"}}
+    #: in UltraRAM). The weight queue (512 bits x 4,096 at the kv260 preset) in
+    #: UltraRAM: 8 URAM288 where block RAM would take 58. The gating unit's sigmoid
+    #: tables (one 512 x 27-bit ROM per lane) stay in block RAM (4 BRAM36): in LUTs
+    #: (``ram_style = "logic"``), as while RoPE's ROM filled the block RAM, they took
+    #: about 1,600 LUTs, which the engine of 16 rows needs more.
+    ram_attrs = {"tlmm_chunks": {"ram_style": "block"}, "weight_queue": {"ram_style": "ultra"}}
 
     #: The Vivado board part's name pattern (its version depends on the Vivado release).
     board_part_pattern = "*:kv260_som:*"
@@ -478,7 +477,7 @@ def _check_config(config) -> None:
     word_bytes = config.memory.bytes_per_word
     if word_bytes & (word_bytes - 1) or word_bytes > 128:
         raise InputError(f"config {config.name!r} has {config.data_width}-bit bus words "
-                         f"(tlmm.rows = {config.lanes}); the KV260's AXI master needs a "
+                         f"({config.lanes} lanes); the KV260's AXI master needs a "
                          f"power of two of bytes, at most 1024 bits")
     memory_bytes = config.memory_words * word_bytes
     if problem := _too_many_ports(config):

@@ -321,11 +321,13 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     ``tokens - 1`` passes replay it at one word per cycle; a pass lasts at least a
     sweep (``blocks`` cycles), an activation beat (the codes feeder reads
     ``k_per_word / lanes`` codes beats per beat) and, with LUT-RAM tables, a table
-    set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). With ACCUMULATE every
-    result beat also needs a residual beat from the scratchpad reader (3 per 4 cycles), which paces the last
-    chunk's passes. ``latency``: the issue cycle and the memory's read latency before
-    the first word. ``table_fill``: the first table set when it is ready after the first
-    weight word. ``pipeline``: calibrated (:data:`CALIBRATION`).
+    set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). The last chunk's passes
+    also last their results' vector beats, one a cycle (``beats_per_block`` a row block
+    when the engine's rows are wider than the lanes), and with ACCUMULATE as many
+    residual beats from the scratchpad reader (3 per 4 cycles). ``latency``: the issue
+    cycle and the memory's read latency before the first word. ``table_fill``: the
+    first table set when it is ready after the first weight word. ``pipeline``:
+    calibrated (:data:`CALIBRATION`).
 
     ``queued`` (a design with a weight queue; None without): the matrix's engine words
     already in the queue when the LINEAR starts. Those load as fast as the gearbox takes
@@ -348,7 +350,10 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None)
     feeder = max(1, tlmm.k_per_word // lanes)
     table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
     sweep = max(blocks, feeder, table)
-    residual = Fraction(blocks) / READER_RATE if accumulate else 0
+    # The last chunk's results leave a vector beat a cycle (the splitter cuts each row
+    # block's beat in beats_per_block), with ACCUMULATE each beside a residual beat.
+    drain = blocks * config.beats_per_block
+    residual = Fraction(drain) / READER_RATE if accumulate else 0
     load_end = [Fraction(0)] * chunks
     replay_end = [Fraction(0)] * chunks
     for c in range(chunks):
@@ -359,7 +364,7 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None)
             load_end[c] = max(load_start + blocks * gearbox,
                               max(0, (c + 1) * blocks - queued) * k)
         replay_start = max(replay_end[c - 1] if c else 0, load_start)
-        paced = max(sweep, residual) if c == chunks - 1 else sweep
+        paced = max(sweep, drain, residual) if c == chunks - 1 else sweep
         first = max(replay_start + paced, load_end[c])
         replay_end[c] = first + (tokens - 1) * paced
     # The weight job waits JOB_STAGES cycles for its word count; each word then passes
@@ -745,8 +750,8 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
     """A case name's note of the memory ports a board design read through, its attention
     lanes (lanes x dimensions per cycle; the width of their results where it was not the
     vectors'), the port its KV cache was read through (and whether its records were
-    padded to that port's words), its weight queue and its instruction blocks: designs
-    of one name have differed."""
+    padded to that port's words), its weight queue, its instruction blocks and an
+    engine wider than its lanes: designs of one name have differed."""
     ports, a = config.memory_ports, config.attention
     kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
     if kv and recorded.padded_records:
@@ -755,8 +760,10 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
         kv = f", results by {recorded.finish_lanes}" + kv
     queue = f", weight queue {config.weight_queue:,}" if config.weight_queue else ""
     block = f", instructions by {config.fetch_block}" if config.fetch_block > 1 else ""
+    rows = (f", engine of {config.tlmm.rows} rows on {config.lanes} lanes"
+            if config.beats_per_block > 1 else "")
     return (f" on {ports} port{'s' if ports > 1 else ''}, attention "
-            f"{a.lanes}x{a.dims_per_cycle}{kv}{queue}{block}")
+            f"{a.lanes}x{a.dims_per_cycle}{kv}{queue}{block}{rows}")
 
 
 def _e2e_cases(report: dict, source: str) -> list:
@@ -769,10 +776,13 @@ def _e2e_cases(report: dict, source: str) -> list:
     if "design" in report:
         design = AcceleratorConfig.from_json(json.dumps(report["design"]))
     else:   # recorded before the attention lanes' width, RoPE's table, the KV cache's
-        # port, the weight queue and the instruction blocks could be set
-        design = dataclasses.replace(ACCELERATOR_PRESETS[report["config"]],
-                                     attention_dims=None, rope_table="rom", kv_reads="units",
-                                     weight_queue=0, fetch_block=1)
+        # port, the weight queue and the instruction blocks could be set, and while the
+        # engine's rows were the lanes
+        preset = ACCELERATOR_PRESETS[report["config"]]
+        design = dataclasses.replace(preset, tlmm=dataclasses.replace(preset.tlmm,
+                                                                      rows=preset.lanes),
+                                     vector_lanes=None, attention_dims=None, rope_table="rom",
+                                     kv_reads="units", weight_queue=0, fetch_block=1)
     config = dataclasses.replace(design,
                                  embedding=report.get("embedding", _RECORDED_EMBEDDING),
                                  head=report.get("head", _RECORDED_HEAD),
@@ -853,6 +863,8 @@ def simulated_cases(e2e=None, layer=None) -> list:
 #: The simulated whole runs kept in docs/ (written by bench/e2e.py and bench/layer.py).
 RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-kv260.json",
                     "bench-e2e-kv260-int4.json",
+                    "bench-e2e-kv260-r8.json", "bench-layer-kv260-r8.json",
+                    "bench-e2e-kv260-int4-r8.json", "bench-layer-kv260-2b-r8.json",
                     "bench-e2e-kv260-pad.json", "bench-layer-kv260-pad.json",
                     "bench-e2e-kv260-int4-pad.json", "bench-layer-kv260-2b-pad.json",
                     "bench-e2e-kv260-a16.json", "bench-layer-kv260-a16.json",

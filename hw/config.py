@@ -575,11 +575,15 @@ class AcceleratorConfig:
     of decode steps up to ``model.max_context`` (the KV cache's capacity). A run
     processes 1 .. ``max_tokens`` tokens (a prompt chunk or one decode step); it must
     equal the TLMM engine's token tile so every linear is one engine job. Vectors move
-    between the units in beats of ``lanes`` = ``tlmm.rows`` int32 elements, which is
-    also, at 32 bits each, the memory's bus word (``data_width`` bits, ``memory_words``
-    words). The attention unit has ``attention_lanes`` lanes of ``attention_dims``
-    dimensions per cycle each (a multiple of ``lanes``, default ``lanes``: a wider core
-    takes a key in fewer cycles; docs/attention.md). ``max_payload`` is the host
+    between the units in beats of ``lanes`` int32 elements, which is also, at 32 bits
+    each, the memory's bus word (``data_width`` bits, ``memory_words`` words):
+    ``vector_lanes`` if given, else the TLMM engine's ``tlmm.rows``. An engine whose rows
+    are a multiple of the lanes hands each result beat on in ``rows / lanes`` beats, so a
+    wider engine does not widen the element-wise units, the attention's vectors or the
+    bus (docs/accelerator.md, "Lanes and rows"). The attention unit has
+    ``attention_lanes`` lanes of ``attention_dims`` dimensions per cycle each (a
+    multiple of ``lanes``, default ``lanes``: a wider core takes a key in fewer cycles;
+    docs/attention.md). ``max_payload`` is the host
     link's frame buffer in bytes; ``clock_hz`` the clock the design is built for.
     ``memory_ports`` is how many ports of a board's external memory the design reads
     through: its one memory port striped across them (``hw/memory/stripe.py``; the
@@ -633,6 +637,7 @@ class AcceleratorConfig:
     tlmm: TLMMConfig
     attention_lanes: int = 4
     attention_dims: int = None
+    vector_lanes: int = None
     memory_words: int = 2 ** 14
     memory_ports: int = 1
     weight_port_words: int = 1
@@ -682,12 +687,18 @@ class AcceleratorConfig:
             raise ValueError(f"memory_words ({self.memory_words}) must be a multiple of "
                              f"weight_port_words ({self.kv_port_words}) when the KV cache, at "
                              f"the top of memory, is read through the weight port")
+        lanes = self.vector_lanes
+        if lanes is not None and (not isinstance(lanes, int) or isinstance(lanes, bool)
+                                  or lanes < 1 or self.tlmm.rows % lanes):
+            raise ValueError(f"vector_lanes must be a positive divisor of the TLMM engine's "
+                             f"{self.tlmm.rows} rows, not {lanes!r}: each result beat leaves "
+                             f"in whole beats of the lanes")
         model, lanes = self.model, self.lanes
         for name in ("hidden", "ffn", "q_dim", "kv_dim", "head_dim"):
             value = getattr(model, name)
             if value % lanes:
                 raise ValueError(f"model {model.name!r} has {name} = {value}, not a multiple "
-                                 f"of the accelerator's {lanes} lanes (tlmm.rows)")
+                                 f"of the accelerator's {lanes} lanes")
         if (model.head_dim // 2) % lanes:
             raise ValueError(f"model {model.name!r}: head_dim / 2 = {model.head_dim // 2} is "
                              f"not a multiple of the {lanes} lanes RoPE pairs per beat")
@@ -745,7 +756,13 @@ class AcceleratorConfig:
 
     @property
     def lanes(self) -> int:
-        return self.tlmm.rows
+        """Elements of a vector beat: ``vector_lanes``, or the engine's rows."""
+        return self.vector_lanes or self.tlmm.rows
+
+    @property
+    def beats_per_block(self) -> int:
+        """Vector beats of one TLMM result beat (one row block of ``tlmm.rows``)."""
+        return self.tlmm.rows // self.lanes
 
     @property
     def max_tokens(self) -> int:
@@ -933,11 +950,15 @@ ACCELERATOR_PRESETS = {
         embedding="host", head="host"),
     # BitNet-0.7B on the KV260 (docs/boards.md): T = 32 (TeLLMe's 28, raised so a K-chunk
     # of 96 divides 1536; docs/resources.md) with the tables in LUT-RAM, as TeLLMe keeps
-    # them, at R = 8 rows. One 128-bit HP port at 250 MHz moves 4 GB/s, so the ~141 MB
-    # of packed weights take 35 ms per decode token (10.6 ms on all four ports) and
-    # 4.4 ms per prompt token at a tile of 8 (1.3 ms on four), while G3 T32 R8 (768 MACs
-    # per cycle) computes a token's 0.68 G MACs in 3.5 ms. The yosys estimate of R = 16
-    # with 8 attention lanes was 220% of the XCK26's LUTs (docs/boards.md).
+    # them, at R = 16 rows (1,536 MACs per cycle: a token's 0.68 G MACs of prefill in
+    # 1.8 ms, where R = 8 took 3.5 and bounded the time to first token) behind vectors
+    # of 8 lanes (vector_lanes): the element-wise units, the attention's vectors and the
+    # 256-bit bus keep the width of R = 8, and each result beat leaves in two
+    # (docs/accelerator.md, "Lanes and rows"). One 128-bit HP port at 250 MHz moves
+    # 4 GB/s, so the ~141 MB of packed weights take 35 ms per decode token (10.6 ms on
+    # all four ports) and 4.4 ms per prompt token at a tile of 8 (1.3 ms on four). The
+    # yosys estimate of R = 16 with 16 lanes and 8 attention lanes was 220% of the
+    # XCK26's LUTs (docs/boards.md).
     # 2**24 words of 256 bits (512 MiB) hold the weights and a 2048-token KV cache.
     # All four HP ports (HP0..HP3), 13.33 GB/s together (docs/performance.md). The units'
     # 256-bit port takes a word per cycle (8 GB/s at 250 MHz), which two ports already
@@ -964,11 +985,11 @@ ACCELERATOR_PRESETS = {
     # a time (fetch_block), a DDR latency per 8 rather than per instruction.
     "kv260": AcceleratorConfig(
         name="kv260", model=MODEL_PRESETS["bitnet-b1.58-large"],
-        tlmm=TLMMConfig(group=3, tables=32, rows=8, table_mode="full", tokens=8,
+        tlmm=TLMMConfig(group=3, tables=32, rows=16, table_mode="full", tokens=8,
                         max_k=4128, max_n=4096, table_storage="lutram"),
-        attention_lanes=1, attention_dims=24, memory_words=2 ** 24, memory_ports=4,
-        weight_port_words=2, clock_hz=250_000_000, max_payload=4096, rope_table="memory",
-        kv_reads="weights", weight_queue=4096, fetch_block=8),
+        vector_lanes=8, attention_lanes=1, attention_dims=24, memory_words=2 ** 24,
+        memory_ports=4, weight_port_words=2, clock_hz=250_000_000, max_payload=4096,
+        rope_table="memory", kv_reads="weights", weight_queue=4096, fetch_block=8),
 }
 # BitNet-2B-4T on the same board: the kv260 preset's units (engine, lanes, attention
 # lanes, ports, clock) with the buffers sized to this model (what `tritium estimate`

@@ -156,6 +156,14 @@ class Gearbox(wiring.Component):
     Up to one input and one output word per cycle. ``flush`` (a strobe) drops the bits
     still held, which the end of a matrix's zero padding leaves behind.
 
+    When ``out_width`` is a multiple of ``in_width`` (the `kv260` engine's 2,560-bit
+    words from 512-bit port words) each input word has its place in the output word, so
+    the words are collected without shifters: the first ``out_width / in_width - 1`` in
+    registers, the last straight into the output register with them. Otherwise a
+    buffer of both widths inserts each input word at its fill level (a multiplexer of
+    ``out_width / gcd + 1`` positions on every bit: 2,704 LUTs for 512 to 1,280 bits,
+    yosys). Either way an output word leaves the cycle after its last input bits arrive.
+
     Members
     -------
     i : ``In(stream.Signature(in_width))``
@@ -172,6 +180,8 @@ class Gearbox(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self._out_width % self._in_width == 0:
+            return self._collect()
         m = Module()
         size_in, size_out = self._in_width, self._out_width
         buffer = Signal(size_in + size_out)
@@ -201,6 +211,31 @@ class Gearbox(wiring.Component):
         with m.Else():
             m.d.sync += [buffer.eq(kept | Mux(take, inserted, 0)),
                          level.eq(after_emit + Mux(take, size_in, 0))]
+        return m
+
+    def _collect(self):
+        """Whole input words to an output word: each to its place, no shifting."""
+        m = Module()
+        count = self._out_width // self._in_width
+        held = Signal(range(count))                  # input words of the next output word
+        slots = Signal((count - 1) * self._in_width, reset_less=True)
+        word, full = Signal(self._out_width, reset_less=True), Signal()
+        final = held == count - 1
+        take = Signal()
+        m.d.comb += [self.o.valid.eq(full), self.o.payload.eq(word),
+                     self.i.ready.eq((~final | ~full | self.o.ready) & ~self.flush),
+                     take.eq(self.i.valid & self.i.ready)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += full.eq(0)
+        with m.If(take):
+            m.d.sync += held.eq(Mux(final, 0, held + 1))
+            for index in range(count - 1):
+                with m.If(held == index):
+                    m.d.sync += slots.word_select(index, self._in_width).eq(self.i.payload)
+            with m.If(final):
+                m.d.sync += [word.eq(Cat(slots, self.i.payload)), full.eq(1)]
+        with m.If(self.flush):
+            m.d.sync += [held.eq(0), full.eq(0)]
         return m
 
 

@@ -17,6 +17,7 @@ from ..memory.arbiter import PortArbiter
 from ..memory.mux import PortMux, PortRegisters
 from ..memory.port import MemoryPortSignature
 from ..tlmm.core import TLMMCore
+from ..tlmm.split import ResultSplitter
 from ..weights import WeightPrefetcher
 from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
@@ -147,6 +148,8 @@ def _units(m, cfg):
         m.submodules.prefetch = u.prefetch = WeightPrefetcher(cfg.tlmm, cfg.weight_memory,
                                                               cfg.weight_queue)
         wiring.connect(m, u.prefetch.words, u.tlmm.queue)
+    m.submodules.splitter = u.splitter = ResultSplitter(cfg.tlmm, lanes)
+    wiring.connect(m, u.tlmm.results, u.splitter.results)
     m.submodules.dequant = u.dequant = Dequantize(lanes, cfg.tlmm.acc_width)
     m.submodules.out_scale = u.out_scale = ScaleMultiply()
     m.submodules.residual = u.residual = ResidualAdd(lanes)
@@ -226,16 +229,16 @@ def _weight_port(m, cfg, u, execute, port):
 def _route(m, cfg, u, execute, tokens):
     """Connect the streams the opcode uses; the others stay idle."""
     instruction, opcode = execute.instruction, execute.opcode
-    lanes = cfg.lanes
-    # TLMM results: R accumulators of one row block per beat; a token's vector ends
-    # with its last row block. Each token's scale is its norm scale times out_scale.
-    block = Signal(16)
-    result = u.tlmm.results
+    # TLMM results: R accumulators of one row block per beat, cut into vector beats by
+    # the splitter; a token's vector ends with its last row block's last beat. Each
+    # token's scale is its norm scale times out_scale.
+    beat = Signal(16)
+    result, vector_beats = u.splitter.parts, _linear_beats(cfg, instruction)
     m.d.comb += [u.dequant.acc.valid.eq(result.valid), result.ready.eq(u.dequant.acc.ready),
-                 u.dequant.acc.payload.last.eq(block == instruction.blocks - 1)]
-    m.d.comb += [u.dequant.acc.payload.acc[i].eq(result.payload.acc[i]) for i in range(lanes)]
+                 u.dequant.acc.payload.acc.eq(result.payload.acc),
+                 u.dequant.acc.payload.last.eq(beat == vector_beats - 1)]
     with m.If(result.valid & result.ready):
-        m.d.sync += block.eq(Mux(block == instruction.blocks - 1, 0, block + 1))
+        m.d.sync += beat.eq(Mux(beat == vector_beats - 1, 0, beat + 1))
     # The tokens' scales times out_scale, formed in a pipeline ahead of Dequantize (a
     # NORM's scales are all in before the LINEAR that reads them starts).
     scale_token = Signal(range(cfg.max_tokens + 1))
@@ -248,7 +251,7 @@ def _route(m, cfg, u, execute, tokens):
     with m.If(operands.valid & operands.ready):
         m.d.sync += scale_token.eq(scale_token + 1)
     with m.If(execute.start):
-        m.d.sync += [scale_token.eq(0), block.eq(0)]
+        m.d.sync += [scale_token.eq(0), beat.eq(0)]
 
     m.d.comb += [u.norm.eps.payload.eq(instruction.eps),
                  u.norm.eps.valid.eq(opcode == OPCODES["NORM"]),
@@ -315,6 +318,12 @@ def _words_to_beats(m, words, beats):
                  words.ready.eq(beats.ready)]
 
 
+def _linear_beats(cfg, instruction):
+    """A LINEAR's vector beats per token: its row blocks, each ``beats_per_block``
+    beats of the lanes."""
+    return instruction.blocks * cfg.beats_per_block
+
+
 def _weight_address(cfg, address):
     """A LINEAR's or HEAD's address (bus words) in the words of the port it reads
     through: the compiler aligned the matrix or head to that port's words."""
@@ -331,15 +340,16 @@ def _payloads(m, cfg, u, execute, tokens, position):
     one_vector = is_op["HEAD"] | is_op["STORE"] & ((instruction.flags & FLAG_ONE_TOKEN) != 0)
     vectors = Mux(one_vector, 1, tokens)
     words = instruction.beats * vectors
+    linear_beats = _linear_beats(cfg, instruction)
     m.d.comb += [
         w.base.eq(instruction.dst), w.stride.eq(instruction.dst_stride), w.tokens.eq(vectors),
-        w.beats.eq(Mux(is_op["LINEAR"], instruction.blocks,
+        w.beats.eq(Mux(is_op["LINEAR"], linear_beats,
                        Mux(is_op["ATTEND"], cfg.model.q_dim // cfg.lanes, instruction.beats))),
         # A LINEAR's reader_a reads the destination it accumulates into.
         a.base.eq(Mux(is_op["LINEAR"], instruction.dst, instruction.src)),
         a.stride.eq(Mux(is_op["LINEAR"], instruction.dst_stride, instruction.src_stride)),
         # An EMBED's reader_a reads one beat per token: the id in its lane 0.
-        a.beats.eq(Mux(is_op["LINEAR"], instruction.blocks,
+        a.beats.eq(Mux(is_op["LINEAR"], linear_beats,
                        Mux(is_op["EMBED"], 1, instruction.beats))),
         a.tokens.eq(vectors),
         b.base.eq(instruction.aux), b.stride.eq(instruction.src_stride),

@@ -25,10 +25,14 @@ from .table import load_table_set, pattern_weights
 __all__ = ["LookupTree", "TableRAMLookup", "TableRegLookup", "partial_sum_width",
            "table_index", "reduce_rows", "fill_cycles", "REDUCE_LATENCY", "SUM_GROUP"]
 
-# Read ports per LUT-RAM. Yosys 0.70's memory_libmap crashes (a WebAssembly exception)
-# on a 64-deep memory with 12 or more asynchronous read ports for UltraScale+, and a
-# LUT-RAM serves at most 7 reads besides its write port anyway, so it would replicate.
-ROWS_PER_COPY = 8
+# Read ports per LUT-RAM copy of a table. An UltraScale+ RAM64M8 serves 7 reads besides
+# its write port's: a copy of 7 ports maps to one RAM64M8 a bit (8 LUTs for 7 reads),
+# where Yosys 0.70 maps a copy of 8 as a simple dual-port RAM per read port (two
+# RAM64M8 of 7 bits for a 10-bit entry, 16 LUTs a read): 7 rows a copy take a quarter
+# fewer LUTs at 16 rows (768 against 1,024 for 4 tables, out of context). Its
+# memory_libmap also crashes (a WebAssembly exception) on a 64-deep memory with 12 or
+# more asynchronous read ports (docs/toolchain.md).
+ROWS_PER_COPY = 7
 
 
 def partial_sum_width(config: TLMMConfig) -> int:

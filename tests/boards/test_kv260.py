@@ -257,17 +257,21 @@ def test_the_registry_loads_the_kv260_module():
         (["A12"], True, "LVCMOS33")
 
 
-def test_the_platform_puts_the_sigmoid_tables_in_luts():
-    """The KV260's block RAM is short (the RoPE table): the gating unit's sigmoid ROMs
-    carry the platform's attributes, Yosys' and Vivado's words for LUTs; without a
-    platform they carry none."""
+def test_the_platform_leaves_the_sigmoid_tables_in_block_ram():
+    """The KV260's LUTs are the scarce resource with the engine of 16 rows: the gating
+    unit's sigmoid ROMs carry no attributes (block RAM, Yosys' and Vivado's default); a
+    platform that asks for them in LUTs gets its words on every lane's ROM."""
+    from types import SimpleNamespace
+
     from amaranth.back import rtlil
     from tritium.hw.elementwise import Gating
-    with_platform = rtlil.convert(Gating(8, "silu"), platform=KV260Platform())
-    plain = rtlil.convert(Gating(8, "silu"))
-    assert with_platform.count('attribute \\ram_style "logic"') == 8
-    assert with_platform.count('attribute \\rom_style "distributed"') == 8
-    assert "ram_style" not in plain and "rom_style" not in plain
+    on_kv260 = rtlil.convert(Gating(8, "silu"), platform=KV260Platform())
+    assert "ram_style" not in on_kv260 and "rom_style" not in on_kv260
+    in_luts = SimpleNamespace(ram_attrs={"sigmoid": {"ram_style": "logic",
+                                                     "rom_style": "distributed"}})
+    asked = rtlil.convert(Gating(8, "silu"), platform=in_luts)
+    assert asked.count('attribute \\ram_style "logic"') == 8
+    assert asked.count('attribute \\rom_style "distributed"') == 8
 
 
 def test_generate_writes_the_verilog_and_the_vivado_project(tmp_path):

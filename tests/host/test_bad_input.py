@@ -290,8 +290,11 @@ def test_a_head_format_the_config_cannot_take(capsys, tmp_path):
     ({"weight_queue": 128, "weight_port_words": 1, "memory_ports": 1, "kv_reads": "units"},
      r"weight_queue reads the weights ahead through the weight port: it needs one"),
     ({"fetch_block": 3}, "fetch_block must be a power of two from 1 to 64 instructions, not 3"),
+    ({"vector_lanes": 3}, "vector_lanes must be a positive divisor of the TLMM engine's "
+                          f"{ACCELERATOR_PRESETS['kv260'].tlmm.rows} rows, not 3"),
+    ({"vector_lanes": 0}, "vector_lanes must be a positive divisor"),
 ])
-def test_a_config_file_with_a_bad_weight_queue_or_fetch_block(capsys, tmp_path, fields, match):
+def test_a_config_file_with_a_bad_unit_size(capsys, tmp_path, fields, match):
     """Refused by name before anything is built: the estimate and generate read the same
     config file."""
     config = json.loads(ACCELERATOR_PRESETS["kv260"].to_json()) | fields

@@ -32,9 +32,9 @@ def small_design(embedding="device", embedding_bits=16, head="device", **fields)
                         head_dim=16, ffn=48, max_context=16)
     config = AcceleratorConfig(
         name="small", model=shape,
-        tlmm=TLMMConfig(group=3, tables=4, rows=4, tokens=4, max_k=48, max_n=48,
-                        acc_width=16),
-        **{"attention_lanes": 2, **fields}, memory_words=1024, max_payload=256,
+        **{"tlmm": TLMMConfig(group=3, tables=4, rows=4, tokens=4, max_k=48, max_n=48,
+                              acc_width=16),
+           "attention_lanes": 2, **fields}, memory_words=1024, max_payload=256,
         embedding=embedding, embedding_bits=embedding_bits, head=head)
     return Model.random(shape, seed=2), config
 
@@ -75,17 +75,21 @@ def words(data: bytes, word_bytes: int) -> list:
 # As the kv260 preset: one attention lane twice as wide as the vectors, RoPE's table
 # in memory.
 KV260_LIKE = {"attention_lanes": 1, "attention_dims": 8, "rope_table": "memory"}
+# An engine of 8 rows behind vectors of 4 lanes: each result beat leaves in two.
+WIDE_ENGINE = {"vector_lanes": 4, "tlmm": TLMMConfig(group=3, tables=4, rows=8, tokens=4,
+                                                     max_k=48, max_n=48, acc_width=16)}
 
 
 @pytest.mark.parametrize("embedding, bits, head, fields", [
     ("device", 16, "device", {}), ("device", 32, "host", {}), ("host", 16, "device", {}),
-    ("device", 16, "device", KV260_LIKE)], ids=["16", "32-host-head", "host-embedding",
-                                                "kv260-like"])
+    ("device", 16, "device", KV260_LIKE), ("device", 16, "device", WIDE_ENGINE)],
+    ids=["16", "32-host-head", "host-embedding", "kv260-like", "rows-wider-than-lanes"])
 def test_controller_runs_a_compiled_layer(embedding, bits, head, fields):
     """Two runs of a compiled one-layer model, the inputs token ids (EMBED looks up their
     rows in a 16- or 32-bit table) or embedding vectors, against the golden model's
     hidden states and, with the head on the device, its top-k (HEAD); also with the
-    kv260 preset's attention arrangement."""
+    kv260 preset's attention arrangement and with an engine twice as wide as the
+    vectors."""
     model, config = small_design(embedding, bits, head, **fields)
     compiled = compile_model(model, config)
     word_bytes = config.data_width // 8

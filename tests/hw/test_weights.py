@@ -38,7 +38,7 @@ def assert_passes(dut, sent, expected, traffic, seed):
     run_simulation(dut, send, receive)
 
 
-@pytest.mark.parametrize("widths", [(8, 20), (64, 20), (16, 16), (32, 160), (24, 5)])
+@pytest.mark.parametrize("widths", [(8, 20), (64, 20), (16, 16), (32, 160), (24, 5), (8, 16)])
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
 def test_gearbox_keeps_bit_order(widths, traffic):
     size_in, size_out = widths
@@ -60,6 +60,22 @@ def test_gearbox_flush_drops_padding():
         ctx.set(dut.flush, 0)
         await stream_send(ctx, dut.i, [0x12, 0x34])
         assert int((await stream_receive(ctx, dut.o, 1))[0]) == 0x412
+
+    run_simulation(dut, bench)
+
+
+def test_gearbox_of_whole_words_flush_drops_a_partial_word():
+    """The collecting form (an output word of whole input words) drops its held words."""
+    dut = Gearbox(8, 24)
+
+    async def bench(ctx):
+        await stream_send(ctx, dut.i, [0xAB, 0xCD, 0xEF, 0x01])    # a word and one spare
+        assert int((await stream_receive(ctx, dut.o, 1))[0]) == 0xEFCDAB
+        ctx.set(dut.flush, 1)
+        await ctx.tick()
+        ctx.set(dut.flush, 0)
+        await stream_send(ctx, dut.i, [0x12, 0x34, 0x56])
+        assert int((await stream_receive(ctx, dut.o, 1))[0]) == 0x563412
 
     run_simulation(dut, bench)
 
