@@ -137,9 +137,12 @@ CALIBRATION = {
     "prefetch_fetch_wait": 8,
 }
 
-# The scratchpad's VectorReader keeps at most 3 beats in its FIFO and the read in
-# flight, and a beat takes 4 cycles from issue to leaving the FIFO: 3 beats per 4 cycles.
-READER_RATE = Fraction(3, 4)
+# The scratchpad's VectorReader hands out a beat per cycle: its FIFO of 4 and the read
+# in flight cover the 4 cycles a beat takes from issue to leaving the FIFO. Before
+# issue 18 it kept one place of the FIFO free, 3 beats per 4 cycles
+# (RECORDED_READER_RATE, the rate of the reports recorded then).
+READER_RATE = Fraction(1)
+RECORDED_READER_RATE = Fraction(3, 4)
 
 
 @functools.lru_cache(maxsize=None)
@@ -159,9 +162,12 @@ class Recorded:
     """What the hardware of a recorded report did that its design's fields do not say:
     ``finish_lanes``, the dimensions a beat of the attention core's results held (None:
     ``io_lanes``, as now); ``padded_records``, each KV record padded to whole words of the
-    port that read it (as before records straddled its words)."""
+    port that read it (as before records straddled its words); ``reader_rate``, the
+    scratchpad reader's beats per cycle (:data:`READER_RATE`, or
+    :data:`RECORDED_READER_RATE` before it handed out a beat a cycle)."""
     finish_lanes: int = None
     padded_records: bool = False
+    reader_rate: Fraction = READER_RATE
 
 
 @functools.lru_cache(maxsize=None)
@@ -189,9 +195,10 @@ def _pass_words(config: AcceleratorConfig, counts, recorded: Recorded) -> int:
     return sum(-(-count * _record_words(config, recorded) // align) * align for count in counts)
 
 
-def _reader_cycles(beats) -> int:
-    """Cycles the scratchpad reader takes to hand out ``beats`` beats back to back."""
-    return max(0, math.ceil(beats / READER_RATE) - 1)
+def _reader_cycles(beats, rate: Fraction = READER_RATE) -> int:
+    """Cycles the scratchpad reader takes to hand out ``beats`` beats back to back, at
+    ``rate`` beats per cycle."""
+    return max(0, math.ceil(beats / rate) - 1)
 
 
 # -- the memory port -----------------------------------------------------------------------
@@ -311,7 +318,8 @@ def _terms(**terms) -> tuple:
 
 
 def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, blocks: int,
-                  tokens: int, accumulate: bool = False, queued: int = None) -> dict:
+                  tokens: int, accumulate: bool = False, queued: int = None,
+                  reader_rate: Fraction = READER_RATE) -> dict:
     """The named terms of one LINEAR (``chunks`` K-chunks, ``blocks`` row blocks).
 
     ``stream``: the chunk pipeline of the weight buffer manager and the engine. Chunk
@@ -324,7 +332,7 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). The last chunk's passes
     also last their results' vector beats, one a cycle (``beats_per_block`` a row block
     when the engine's rows are wider than the lanes), and with ACCUMULATE as many
-    residual beats from the scratchpad reader (3 per 4 cycles). ``latency``: the issue
+    residual beats from the scratchpad reader (``reader_rate`` a cycle). ``latency``: the issue
     cycle and the memory's read latency before the first word. ``table_fill``: the
     first table set when it is ready after the first weight word. ``pipeline``:
     calibrated (:data:`CALIBRATION`).
@@ -335,11 +343,13 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     port's rate, whether or not the chunk buffer has room (the prefetcher reads on into
     the queue), so a chunk is loaded no sooner than its last word arrives; the latency
     is then the queue's (a word already there), or the memory's when none is."""
-    return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate), queued))
+    return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate), queued,
+                              reader_rate))
 
 
 @functools.lru_cache(maxsize=4096)
-def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None) -> tuple:
+def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None,
+                  reader_rate=READER_RATE) -> tuple:
     tlmm, lanes = config.tlmm, config.lanes
     # The weights' port: the units' own, or the TLMM's wider one.
     w, port_bits = port.weight_word_cycles, config.data_width * port.weight_words
@@ -353,7 +363,7 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None)
     # The last chunk's results leave a vector beat a cycle (the splitter cuts each row
     # block's beat in beats_per_block), with ACCUMULATE each beside a residual beat.
     drain = blocks * config.beats_per_block
-    residual = Fraction(drain) / READER_RATE if accumulate else 0
+    residual = Fraction(drain) / reader_rate if accumulate else 0
     load_end = [Fraction(0)] * chunks
     replay_end = [Fraction(0)] * chunks
     for c in range(chunks):
@@ -414,7 +424,8 @@ def _attend_terms(config, port, position, tokens, recorded: Recorded):
     counts = pass_key_counts(a, position, tokens)
     terms = dict(
         latency=read_latency,
-        intake=max(Fraction(_reader_cycles(tokens * qkv_beats)), tokens * a.kv_heads * written),
+        intake=max(Fraction(_reader_cycles(tokens * qkv_beats, recorded.reader_rate)),
+                   tokens * a.kv_heads * written),
         records=record + written,
         keys=sum(counts) * attention_key_cycles(config, port, recorded),
         passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
@@ -463,6 +474,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     op = instr["op"]
     w = port.word_cycles
     beats = instr.get("beats", 0)
+    rate = recorded.reader_rate
     read = written = 0
     if op == "END":
         return InstructionEstimate(op, None, 0.0, fetch)
@@ -482,7 +494,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
     elif op == "STORE":
         # FLAG_ONE_TOKEN: one vector (the device head's top-k), whatever the tokens.
         n = beats if instr.get("flags", 0) & FLAG_ONE_TOKEN else beats * tokens
-        words = max(_reader_cycles(n), (n - 1) * port.write_word_cycles + 1)
+        words = max(_reader_cycles(n, rate), (n - 1) * port.write_word_cycles + 1)
         cycles, terms = _terms(words=words, pipeline=CALIBRATION["store"])
         written = n
     elif op == "NORM":
@@ -494,18 +506,18 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         padded = -(-beats // per_chunk) * per_chunk
         cycles, terms = _terms(
             latency=max(0, port.latency - onchip_read_latency(config)),
-            pass1=max(_reader_cycles(beats * tokens), tokens * gain_words * w),
+            pass1=max(_reader_cycles(beats * tokens, rate), tokens * gain_words * w),
             codes_latency=NormQuant.codes_latency, pass2=padded,
             pipeline=CALIBRATION["norm"])
         read = tokens * gain_words
     elif op == "GATE":
-        cycles, terms = _terms(beats=_reader_cycles(beats * tokens),
+        cycles, terms = _terms(beats=_reader_cycles(beats * tokens, rate),
                                gating=_gating_latency(config.lanes, config.model.activation),
                                pipeline=CALIBRATION["gate"])
     elif op == "LINEAR":
         chunks, blocks = instr["beats"], instr["blocks"]
         terms = linear_cycles(config, port, chunks, blocks, tokens,
-                              bool(instr.get("flags", 0) & FLAG_ACCUMULATE))
+                              bool(instr.get("flags", 0) & FLAG_ACCUMULATE), reader_rate=rate)
         cycles = float(sum(terms.values()))
         terms = {name: float(value) for name, value in terms.items()}
         read = matrix_words(config, chunks, blocks)
@@ -536,7 +548,8 @@ def _fetch_cycles(config: AcceleratorConfig, port: PortTiming, index: int) -> fl
 
 
 def _with_weight_queue(program: list, instructions: list, config: AcceleratorConfig,
-                       port: PortTiming, position: int, tokens: int) -> list:
+                       port: PortTiming, position: int, tokens: int,
+                       recorded: Recorded) -> list:
     """The instructions of a design with a weight queue, each LINEAR timed with the words
     its PREFETCH had read ahead (:func:`linear_cycles`, ``queued``).
 
@@ -561,7 +574,7 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
             total, queued = jobs.pop(0)
             terms = linear_cycles(config, port, fields["beats"], fields["blocks"], tokens,
                                   bool(fields.get("flags", 0) & FLAG_ACCUMULATE),
-                                  queued=int(queued / ratio))
+                                  queued=int(queued / ratio), reader_rate=recorded.reader_rate)
             cycles = float(sum(terms.values()))
             item = dataclasses.replace(item, cycles=cycles,
                                        terms={n: float(v) for n, v in terms.items()})
@@ -683,7 +696,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
                     for index, instr in enumerate(program)]
     if config.weight_queue:
         instructions = _with_weight_queue(program, instructions, config, timing, position,
-                                          tokens)
+                                          tokens, recorded)
     by_kind = {kind: 0.0 for kind in KINDS}
     words = {kind: {"read": 0, "written": 0} for kind in WORD_KINDS}
     block = config.fetch_block
@@ -739,25 +752,32 @@ _RECORDED_ATTENTION_LANES = 4
 def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
     """What the hardware a report ran did beyond its design's fields: reports recorded
     before they named ``attention_finish_lanes`` ran cores whose results were as wide as
-    their beats (``dims_per_cycle``), and before they said ``kv_records`` was
+    their beats (``dims_per_cycle``), before they said ``scratch_reader`` was
+    ``"full-rate"`` scratchpad readers of 3 beats per 4 cycles, and before they said
+    ``kv_records`` was
     ``"packed"``, KV records padded to whole words of the port that read them."""
     return Recorded(finish_lanes=report.get("attention_finish_lanes",
                                             config.attention.dims_per_cycle),
-                    padded_records=report.get("kv_records", "padded") == "padded")
+                    padded_records=report.get("kv_records", "padded") == "padded",
+                    reader_rate=(READER_RATE if report.get("scratch_reader") == "full-rate"
+                                 else RECORDED_READER_RATE))
 
 
 def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
     """A case name's note of the memory ports a board design read through, its attention
     lanes (lanes x dimensions per cycle; the width of their results where it was not the
     vectors'), the port its KV cache was read through (and whether its records were
-    padded to that port's words), its weight queue, its instruction blocks and an
-    engine wider than its lanes: designs of one name have differed."""
+    padded to that port's words), its weight queue, its instruction blocks, an engine
+    wider than its lanes and a scratchpad reader slower than a beat a cycle: designs of
+    one name have differed."""
     ports, a = config.memory_ports, config.attention
     kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
     if kv and recorded.padded_records:
         kv += " (padded)"
     if recorded.finish_lanes not in (None, a.io_lanes):
         kv = f", results by {recorded.finish_lanes}" + kv
+    if recorded.reader_rate != READER_RATE:
+        kv = f", reader {recorded.reader_rate}" + kv
     queue = f", weight queue {config.weight_queue:,}" if config.weight_queue else ""
     block = f", instructions by {config.fetch_block}" if config.fetch_block > 1 else ""
     rows = (f", engine of {config.tlmm.rows} rows on {config.lanes} lanes"

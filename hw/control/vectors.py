@@ -48,7 +48,10 @@ class VectorReader(wiring.Component):
         m.submodules.queue = queue = SyncFIFOBuffered(
             width=vector_beat_layout(self._lanes).size, depth=4)
         in_flight, in_flight_last = Signal(), Signal()
-        room = queue.level + in_flight < queue.depth - 1
+        # Issue while the FIFO has a place for this read besides the one in flight: a
+        # beat takes 4 cycles from issue to leaving, so 4 places keep a beat a cycle (one
+        # place kept free, as before issue 18, gave 3 beats per 4 cycles).
+        room = queue.level + in_flight < queue.depth
         issue = Signal()
         address, last_beat, active = _walk(m, self.command, issue)
         m.d.comb += [
