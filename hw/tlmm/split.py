@@ -49,10 +49,11 @@ class ResultSplitter(wiring.Component):
         final = part == count - 1
         m.d.comb += [parts.valid.eq(results.valid), results.ready.eq(parts.ready & final),
                      parts.payload.last.eq(results.payload.last & final)]
+        accs = results.payload.acc
         with m.Switch(part):
             for index in range(count):
                 with m.Case(index):
-                    m.d.comb += [parts.payload.acc[lane].eq(results.payload.acc[index * lanes + lane])
+                    m.d.comb += [parts.payload.acc[lane].eq(accs[index * lanes + lane])
                                  for lane in range(lanes)]
         if count > 1:
             with m.If(parts.valid & parts.ready):
