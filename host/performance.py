@@ -175,7 +175,7 @@ def _record_words(config: AcceleratorConfig, recorded: Recorded) -> int:
     """Bus words the writer writes per KV record (``KVLayout.words_per_record``, or
     padded to whole words of the reading port)."""
     words, align = kv_layout(config).words_per_record, config.kv_port_words
-    return -(-words // align) * align if recorded.padded_records else words
+    return _round_up(words, align) if recorded.padded_records else words
 
 
 def _record_read(config: AcceleratorConfig, port: "PortTiming",
@@ -192,7 +192,8 @@ def _record_read(config: AcceleratorConfig, port: "PortTiming",
 def _pass_words(config: AcceleratorConfig, counts, recorded: Recorded) -> int:
     """Bus words the passes over ``counts`` keys read: whole words of the reading port."""
     align = config.kv_port_words
-    return sum(-(-count * _record_words(config, recorded) // align) * align for count in counts)
+    words = _record_words(config, recorded)
+    return sum(_round_up(count * words, align) for count in counts)
 
 
 def _reader_cycles(beats, rate: Fraction = READER_RATE) -> int:
@@ -503,7 +504,7 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         # the codes latency, then its pass 2 and the codes writer's zero padding.
         gain_words = -(-beats // 2)
         per_chunk = config.tlmm.k_per_word // config.lanes
-        padded = -(-beats // per_chunk) * per_chunk
+        padded = _round_up(beats, per_chunk)
         cycles, terms = _terms(
             latency=max(0, port.latency - onchip_read_latency(config)),
             pass1=max(_reader_cycles(beats * tokens, rate), tokens * gain_words * w),
@@ -700,7 +701,7 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     by_kind = {kind: 0.0 for kind in KINDS}
     words = {kind: {"read": 0, "written": 0} for kind in WORD_KINDS}
     block = config.fetch_block
-    words["fetch"]["read"] = -(-len(instructions) // block) * block * iw
+    words["fetch"]["read"] = _round_up(len(instructions), block) * iw
     for item in instructions:
         by_kind["fetch"] += item.fetch
         if item.kind:
