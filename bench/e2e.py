@@ -190,7 +190,8 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
     return {"kind": "simulated (cycle-accurate, Verilator); ideals derived",
             "config": config.name, "design": json.loads(config.to_json()),
             "attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
-            "scratch_reader": "full-rate", "embedding": config.embedding,
+            "scratch_reader": "full-rate", "attention_passes": "overlapped",
+            "embedding": config.embedding,
             # Every run took the program without the LM head (its logits are the host's
             # head on the hidden states, checked against golden), as a host-head design's;
             # device_head is the one run with the device's head after them.

@@ -192,7 +192,8 @@ def main(argv=None):
 
     report = {"kind": "simulated (cycle-accurate, Verilator)", "config": json.loads(config.to_json()),
               "attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
-              "scratch_reader": "full-rate", "preset": args.config, "model": args.model, "memory_model": memory.name,
+              "scratch_reader": "full-rate", "attention_passes": "overlapped",
+              "preset": args.config, "model": args.model, "memory_model": memory.name,
               "ports": config.memory_ports, "clock_hz": config.clock_hz,
               "word_bytes": config.data_width // 8,
               "matches_golden": all(case["matches_golden"] for case in cases),

@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from tritium.hw.attention.block import pass_key_counts
+from tritium.hw.attention.block import pass_blocks, pass_key_counts
 from tritium.hw.attention.core import FINISH_WAIT, SCORE_LATENCY, dot_latency
 from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfig, TLMMConfig
@@ -114,11 +114,24 @@ CALIBRATION = {
     # LINEAR with ACCUMULATE: the residual add's stage.
     "accumulate": 1,
     # ATTEND: per job, besides the last head's RoPE and quantizer latencies (structural
-    # terms): issue, the writer's acknowledgement; per pass over the cache, besides the
-    # core's pipeline fill (a key's beats, the dot and score pipelines): the block's
-    # queries loaded and the pass's start and end.
+    # terms): issue, the writer's acknowledgement; per pass over the cache: the block's
+    # queries loaded and the pass's start and end (``attend_pass``: with the core's
+    # passes overlapped, where the pipelines and the finish run beside the next pass;
+    # ``attend_serial_pass`` for the reports of the core that ran them one at a time,
+    # besides its pipeline fill).
     "attend_job": 2,
-    "attend_pass": 11,
+    "attend_pass": 7,
+    "attend_serial_pass": 11,
+    # ATTEND's passes back to back (:func:`_attend_passes`), fitted on single ATTENDs
+    # of the kv260 design (bench/instructions.py, 1 and 8 tokens at positions 0, 8
+    # and 56: every one within 1.5%): the KV reader's stages from a pass's request to
+    # its first key at the core, beyond the port's read latency (``attend_read``); from
+    # a block's last key in to its next block's first query taken (``attend_next``:
+    # the keys' end flag, the state change); the update queue's and the value FIFO's
+    # stages before the value stage (``attend_apply``).
+    "attend_read": 18,
+    "attend_next": 2,
+    "attend_apply": 5,
     # HEAD: the unit's score pipeline (4 + ceil(log2(n)) cycles after the last word) is a
     # structural term of its own (:func:`head_terms`); the rest, fitted on the tiny
     # design on chip (bench/instructions.py: 1,081 cycles simulated at 1 and at 8
@@ -129,11 +142,15 @@ CALIBRATION = {
     # PREFETCH: its command is taken in the cycle after the decode and ``done`` is looked
     # at two cycles later (the sequencer's timing): three cycles besides its fetch.
     "prefetch": 3,
-    # While the weight prefetcher reads: an ATTEND pass's first records wait behind its
-    # bursts in flight (fitted on the kv260 layer at context 64, where it reads through
-    # every pass: 586 cycles over 16 passes), and an instruction's fetch, through the
-    # units' port, shares the board ports with it (188 cycles over 23 fetches).
-    "prefetch_pass_wait": 37,
+    # While the weight prefetcher reads: an ATTEND pass's records wait behind its
+    # bursts in flight (fitted on the kv260 decode layer: with the passes back to back
+    # on the layer's total at contexts 64 to 2048, its ATTEND 1,150 cycles above the
+    # single instruction's at context 64 and 340 at 512 to 2048, over 16 passes; with
+    # the passes one at a time, at context 64: 586 cycles), and an instruction's fetch,
+    # through the units' port, shares the board ports with it (188 cycles over 23
+    # fetches).
+    "prefetch_pass_wait": 54,
+    "prefetch_serial_pass_wait": 37,
     "prefetch_fetch_wait": 8,
 }
 
@@ -164,10 +181,19 @@ class Recorded:
     ``io_lanes``, as now); ``padded_records``, each KV record padded to whole words of the
     port that read it (as before records straddled its words); ``reader_rate``, the
     scratchpad reader's beats per cycle (:data:`READER_RATE`, or
-    :data:`RECORDED_READER_RATE` before it handed out a beat a cycle)."""
+    :data:`RECORDED_READER_RATE` before it handed out a beat a cycle); ``serial_passes``,
+    the attention core's passes one at a time (before a pass overlapped the finish and the
+    pipelines of the one before)."""
     finish_lanes: int = None
     padded_records: bool = False
     reader_rate: Fraction = READER_RATE
+    serial_passes: bool = False
+
+    def is_current(self, config: AcceleratorConfig) -> bool:
+        """Whether the hardware recorded is ``config``'s as it is built now."""
+        return (self.finish_lanes in (None, config.attention.io_lanes)
+                and not self.padded_records and self.reader_rate == READER_RATE
+                and not self.serial_passes)
 
 
 @functools.lru_cache(maxsize=None)
@@ -411,34 +437,90 @@ def _attend_terms(config, port, position, tokens, recorded: Recorded):
     """ATTEND: with RoPE's table in memory, the job's rows of it read first (the
     memory's latency and a word per row); intake (the QKV row through the scratchpad
     reader, RoPE and the quantizers; the new records written), the first record read
-    and the last written,
-    the passes over the cache (:func:`pass_key_counts`, each key
-    :func:`attention_key_cycles`), each (token, head) pair's output out of its lane
-    (its beats of ``io_lanes``, or of ``recorded.finish_lanes``, after the reciprocal's
-    latency), and the outputs drained to the scratchpad."""
+    and the last written, the passes over the cache (:func:`pass_blocks`, each key
+    :func:`attention_key_cycles`), and the outputs drained to the scratchpad.
+
+    ``keys`` counts every key at its rate; ``passes`` the rest of the passes' time
+    (:func:`_attend_passes`: the first read's latency, each block's load and the
+    reads' latency where a block is too short to hide them, the finish where it is
+    longer than the next block, the last block's pipelines and finish). Each of the
+    (token, head) pairs leaves in ``f`` output beats of ``io_lanes`` (or of
+    ``recorded.finish_lanes``) after the reciprocal's latency. With
+    ``recorded.serial_passes`` each pass filled the pipelines and each pair left its
+    lane before the next pass started (``latency``, ``passes`` and ``lanes``)."""
     a = config.attention
     finish_beats = a.head_dim // (recorded.finish_lanes or a.io_lanes)
     words = _record_words(config, recorded)
     read_latency, record = _record_read(config, port, recorded)
+    key = attention_key_cycles(config, port, recorded)
     written = words * port.write_word_cycles
     qkv_beats = (a.heads + 2 * a.kv_heads) * a.io_beats_per_head
-    counts = pass_key_counts(a, position, tokens)
+    blocks = pass_blocks(a, position, tokens)
+    counts = [keys for keys, _ in blocks]
     terms = dict(
         latency=read_latency,
         intake=max(Fraction(_reader_cycles(tokens * qkv_beats, recorded.reader_rate)),
                    tokens * a.kv_heads * written),
         records=record + written,
-        keys=sum(counts) * attention_key_cycles(config, port, recorded),
-        passes=len(counts) * (CALIBRATION["attend_pass"] + a.beats_per_key
-                              + dot_latency(a) + SCORE_LATENCY),
-        lanes=tokens * a.heads * (finish_beats + FINISH_WAIT),
-        drain=tokens * a.heads * a.io_beats_per_head,
-        job_latency=RoPE.LATENCY + NormQuant.codes_latency,
-        pipeline=CALIBRATION["attend_job"])
+        keys=sum(counts) * key)
+    if recorded.serial_passes:
+        pipeline = a.beats_per_key + dot_latency(a) + SCORE_LATENCY
+        terms.update(passes=len(counts) * (CALIBRATION["attend_serial_pass"] + pipeline),
+                     lanes=tokens * a.heads * (finish_beats + FINISH_WAIT))
+    else:
+        # The passes' time from the first one's request to the last block's last
+        # output beat, the first read's latency and the keys included.
+        del terms["latency"]
+        terms.update(passes=_attend_passes(config, read_latency, record, blocks, finish_beats)
+                     - terms["keys"])
+    terms.update(drain=tokens * a.heads * a.io_beats_per_head,
+                 job_latency=RoPE.LATENCY + NormQuant.codes_latency,
+                 pipeline=CALIBRATION["attend_job"])
     table = tokens * config.rope_rows if config.rope_table == "memory" else 0
     if table:
         terms["table"] = port.latency + table * port.word_cycles
     return terms, _pass_words(config, counts, recorded) + table, tokens * a.kv_heads * words
+
+
+def _attend_passes(config, read_latency, record, blocks, finish_beats) -> Fraction:
+    """Cycles from an ATTEND's first pass request to its last output beat, block by
+    block (:func:`pass_blocks`: ``(keys, queries)``), as the core overlaps its passes
+    (docs/attention.md, "Passes back to back"):
+
+    - a block's queries are taken one a cycle once the block before has all its keys in
+      (``attend_next`` later) and the block two before is captured (two banks);
+    - its pass is requested when its first query enters the scheduler's slot (as the
+      block before's last query is taken), and no sooner than the reader has finished
+      the pass two before (it holds two); its keys arrive ``read_latency +
+      attend_read`` cycles after the request, after the pass before's, one per
+      ``record`` cycles;
+    - its first key enters the core ``attend_pass`` cycles after its last query (the
+      query scale's normalisation), then a key every ``beats_per_key`` cycles at most;
+    - its last key is applied ``beats_per_key + dot_latency + SCORE_LATENCY +
+      attend_apply`` cycles after it enters; the capture (``beats_per_key``) waits for
+      that and for the finish of the block before, and each query's output then takes
+      ``FINISH_WAIT + finish_beats``."""
+    a = config.attention
+    apply = a.beats_per_key + dot_latency(a) + SCORE_LATENCY + CALIBRATION["attend_apply"]
+    read = read_latency + CALIBRATION["attend_read"]
+    keys_end, data_end, captured = [], [], []
+    last_taken = finished = Fraction(0)
+    for index, (keys, queries) in enumerate(blocks):
+        first_taken, request = Fraction(0), Fraction(0)
+        if index:
+            first_taken = keys_end[-1] + CALIBRATION["attend_next"]
+            request = last_taken + 1
+        if index > 1:
+            first_taken = max(first_taken, captured[-2] + 1)
+            request = max(request, data_end[-2])
+        last_taken = first_taken + queries - 1
+        data_start = max(request + read, data_end[-1] if index else 0)
+        data_end.append(data_start + keys * record)
+        start = max(last_taken + CALIBRATION["attend_pass"], data_start)
+        keys_end.append(max(start + keys * a.beats_per_key, data_end[-1]))
+        captured.append(max(keys_end[-1] + apply, finished) + a.beats_per_key)
+        finished = captured[-1] + queries * (FINISH_WAIT + finish_beats)
+    return finished
 
 
 def head_words(config: AcceleratorConfig) -> int:
@@ -603,7 +685,9 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
             extra = 0.0
             if item.op == "ATTEND":
                 passes = len(pass_key_counts(config.attention, position, tokens))
-                extra = float(passes * share * CALIBRATION["prefetch_pass_wait"])
+                wait = CALIBRATION["prefetch_serial_pass_wait" if recorded.serial_passes
+                                   else "prefetch_pass_wait"]
+                extra = float(passes * share * wait)
             item = dataclasses.replace(item, fetch=fetch, cycles=item.cycles + extra)
             if idle:
                 spare -= port.weight_latency
@@ -754,14 +838,16 @@ def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
     """What the hardware a report ran did beyond its design's fields: reports recorded
     before they named ``attention_finish_lanes`` ran cores whose results were as wide as
     their beats (``dims_per_cycle``), before they said ``scratch_reader`` was
-    ``"full-rate"`` scratchpad readers of 3 beats per 4 cycles, and before they said
-    ``kv_records`` was
-    ``"packed"``, KV records padded to whole words of the port that read them."""
+    ``"full-rate"`` scratchpad readers of 3 beats per 4 cycles, before they said
+    ``kv_records`` was ``"packed"``, KV records padded to whole words of the port that
+    read them, and before they said ``attention_passes`` was ``"overlapped"``, attention
+    cores that ran their passes one at a time."""
     return Recorded(finish_lanes=report.get("attention_finish_lanes",
                                             config.attention.dims_per_cycle),
                     padded_records=report.get("kv_records", "padded") == "padded",
                     reader_rate=(READER_RATE if report.get("scratch_reader") == "full-rate"
-                                 else RECORDED_READER_RATE))
+                                 else RECORDED_READER_RATE),
+                    serial_passes=report.get("attention_passes") != "overlapped")
 
 
 def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
@@ -899,7 +985,11 @@ RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-
                     "bench-e2e-kv260-2p.json", "bench-layer-kv260-2p.json",
                     "bench-e2e-kv260-hp0.json", "bench-layer-kv260-hp0.json",
                     "bench-layer-kv260-2b.json", "bench-layer-kv260-2b-2l.json",
-                    "bench-layer-kv260-2b-2p.json")
+                    "bench-layer-kv260-2b-2p.json",
+                    "bench-e2e-kv260-reader34.json", "bench-layer-kv260-reader34.json",
+                    "bench-e2e-kv260-int4-reader34.json", "bench-layer-kv260-2b-reader34.json",
+                    "bench-e2e-kv260-serial.json", "bench-layer-kv260-serial.json",
+                    "bench-e2e-kv260-int4-serial.json", "bench-layer-kv260-2b-serial.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
@@ -1429,11 +1519,12 @@ def _ran_design(case_config: AcceleratorConfig, config: AcceleratorConfig) -> bo
 
 
 def _simulated_checks(config: AcceleratorConfig, cases) -> list:
-    """The simulations of this design or of its one-layer slice: per case, the simulated
-    cycles of each part and the model's for the same run."""
+    """The simulations of this design or of its one-layer slice, as its hardware is now
+    (not a recorded report of hardware it has since changed: ``case.recorded``): per
+    case, the simulated cycles of each part and the model's for the same run."""
     checks = []
     for case in cases:
-        if not _ran_design(case.config, config):
+        if not _ran_design(case.config, config) or not case.recorded.is_current(config):
             continue
         row = compare_run(case)
         checks.append({

@@ -37,7 +37,7 @@ from .core import AttentionCore
 from .kvcache import KVLayout, KVReader, KVWriter
 from .rope_window import RopeWindowLoader, check_row_width
 
-__all__ = ["AttentionBlock", "attention_job_layout", "pass_key_counts"]
+__all__ = ["AttentionBlock", "attention_job_layout", "pass_blocks", "pass_key_counts"]
 
 
 def attention_job_layout(config: AttentionConfig, max_queries: int) -> data.StructLayout:
@@ -49,15 +49,22 @@ def attention_job_layout(config: AttentionConfig, max_queries: int) -> data.Stru
     })
 
 
-def pass_key_counts(config: AttentionConfig, start: int, tokens: int) -> list:
-    """Keys read by each pass of a job, as :meth:`AttentionBlock._schedule` forms them:
-    per kv head, (token, head) pairs from the last token to the first, ``lanes`` to a
-    block, each block reading keys 0 .. its largest position (for benchmarks)."""
-    counts = []
+def pass_blocks(config: AttentionConfig, start: int, tokens: int) -> list:
+    """The blocks of a job as :meth:`AttentionBlock._schedule` forms them, as (keys read,
+    queries) pairs: per kv head, (token, head) pairs from the last token to the first,
+    ``lanes`` to a block, each block reading keys 0 .. its largest position (for
+    benchmarks and the performance model)."""
+    blocks = []
     for _ in range(config.kv_heads):
         positions = [start + t for t in reversed(range(tokens)) for _ in range(config.kv_group)]
-        counts += [positions[i] + 1 for i in range(0, len(positions), config.lanes)]
-    return counts
+        blocks += [(positions[i] + 1, len(positions[i:i + config.lanes]))
+                   for i in range(0, len(positions), config.lanes)]
+    return blocks
+
+
+def pass_key_counts(config: AttentionConfig, start: int, tokens: int) -> list:
+    """Keys read by each pass of a job (:func:`pass_blocks`)."""
+    return [keys for keys, _ in pass_blocks(config, start, tokens)]
 
 
 def _head_layout(config: AttentionConfig):
@@ -153,7 +160,7 @@ class AttentionBlock(wiring.Component):
         m.submodules.k_heads = k_heads = SyncFIFOBuffered(
             width=_head_layout(cfg).size, depth=cfg.kv_heads + 1)
         m.submodules.tags = tags = SyncFIFOBuffered(
-            width=self._pair_layout.size, depth=2 * cfg.lanes + 2)
+            width=self._pair_layout.size, depth=3 * cfg.lanes + 2)
         wiring.connect(m, rope.out, qk_quant.values)
         cache, loader = self._memory_clients(m, rope)
         for name in ("write_cmd", "write_data", "write_done"):

@@ -89,7 +89,17 @@ def _score_job_layout(config: AttentionConfig):
     lanes = config.lanes
     return data.StructLayout({
         "dot": data.ArrayLayout(signed(DOT_WIDTH), lanes), "k_scale": scale_layout,
-        "v_scale": scale_layout, "index": position_shape(config), "last": unsigned(1)})
+        "v_scale": scale_layout, "index": position_shape(config), "bank": unsigned(1),
+        "last": unsigned(1)})
+
+
+def _block_layout(config: AttentionConfig):
+    """A loaded block as the score unit reads it, per lane: ``q_scale * score_scale``,
+    the query's position, and whether the lane holds a query."""
+    return data.StructLayout({
+        "sq": data.ArrayLayout(scale_layout, config.lanes),
+        "position": data.ArrayLayout(position_shape(config), config.lanes),
+        "used": unsigned(config.lanes)})
 
 
 def _update_layout(config: AttentionConfig):
@@ -113,11 +123,14 @@ class ScoreUnit(wiring.Component):
     Members
     -------
     jobs : ``In(stream.Signature(score job))``
-        Dot products of one key with every lane's query, with the key's scales.
+        Dot products of one key with every lane's query, with the key's scales and the
+        bank of the block it belongs to.
     updates : ``Out(stream.Signature(update))``
-    lane_sq : ``In(scale_layout)`` per lane, ``lane_position``, ``lane_used`` per lane
-        The loaded block: ``q_scale * score_scale``, the query positions, which lanes
-        hold a query. Stable while keys flow.
+    blocks : ``In(ArrayLayout(block, 2))``
+        Two banks of loaded blocks (``q_scale * score_scale``, the query positions,
+        which lanes hold a query); a key reads its own block's, so the next block loads
+        while the last keys of the one before are still in the pipeline. A bank is
+        stable while keys of its block flow.
     """
 
     def __init__(self, config: AttentionConfig):
@@ -125,9 +138,7 @@ class ScoreUnit(wiring.Component):
         super().__init__({
             "jobs": In(stream.Signature(_score_job_layout(config))),
             "updates": Out(stream.Signature(_update_layout(config))),
-            "lane_sq": In(data.ArrayLayout(scale_layout, config.lanes)),
-            "lane_position": In(data.ArrayLayout(position_shape(config), config.lanes)),
-            "lane_used": In(config.lanes),
+            "blocks": In(data.ArrayLayout(_block_layout(config), 2)),
         })
 
     def elaborate(self, platform):
@@ -136,23 +147,28 @@ class ScoreUnit(wiring.Component):
         job = self.jobs.payload
         exp_rom = Memory(shape=unsigned(16), depth=256, init=exp2_table())
         m.submodules.exp2 = exp_rom
-        # The stage at which the running maximum is updated, and what rides to it.
+        # The stage at which the running maximum is updated, and what rides to it: the
+        # key's index and its block, whose positions and used lanes the stage before
+        # the maximum reads (the scale products read the block as the job enters).
         at_max = 1 + _SCORE_PRODUCT + round_latency() + 3
         index = delay(m, job.index, at_max - 2, pipe.advance, "index")
+        late = self.blocks[delay(m, job.bank, at_max - 2, pipe.advance, "bank")]
         weight_at = SCORE_LATENCY - _WEIGHT_PRODUCT - round_latency()
         v_scale = delay(m, job.v_scale, weight_at, pipe.advance, "v_scale")
         m.d.comb += self.updates.payload.last.eq(
             delay(m, job.last, SCORE_LATENCY, pipe.advance, "last"))
         for lane in range(self._config.lanes):
-            self._lane(m, pipe, lane, job, index, v_scale, exp_rom.read_port(), at_max)
+            self._lane(m, pipe, lane, job, self.blocks[job.bank], index, late, v_scale,
+                       exp_rom.read_port(), at_max)
         return m
 
-    def _lane(self, m, pipe, lane, job, index, v_scale, exp_port, at_max):
-        """One lane's stages; ``index`` is the key's index entering stage
-        ``at_max - 1`` and ``v_scale`` its value scale entering the weight product."""
+    def _lane(self, m, pipe, lane, job, block, index, late, v_scale, exp_port, at_max):
+        """One lane's stages; ``block`` is the entering key's block, ``index`` and
+        ``late`` the key's index and block entering stage ``at_max - 1``, ``v_scale``
+        its value scale entering the weight product."""
         go = pipe.advance
         out = self.updates.payload.lanes[lane]
-        sq = self.lane_sq[lane]
+        sq = block.sq[lane]
         reg = lambda shape, name: Signal(shape, name=f"lane{lane}_{name}")
 
         # The score: S = sat32(shift_round(dot * (q_scale.m * k_scale.m), -e - F)).
@@ -170,7 +186,7 @@ class ScoreUnit(wiring.Component):
             m.d.sync += [
                 score.eq(saturate(rounded)),
                 ceiling.eq((score + (1 << F_SCORE) - 1) >> F_SCORE), score_c.eq(score),
-                active.eq(self.lane_used[lane] & (index <= self.lane_position[lane])),
+                active.eq(late.used[lane] & (index <= late.position[lane])),
                 first.eq(index == 0),
             ]
 
@@ -223,7 +239,7 @@ class ScoreUnit(wiring.Component):
 class AttentionCore(wiring.Component):
     """Up to ``lanes`` query heads against one ascending pass over their kv head's cache.
 
-    A block runs in three phases:
+    A block runs in three phases, and each block's phases overlap the next block's:
 
     1. **load**: ``queries`` beats fill the lanes, one query head each, until ``last``
        or until every lane is full;
@@ -233,12 +249,22 @@ class AttentionCore(wiring.Component):
        probability sum ``l``, accumulator ``o``) and skips keys after its query's
        position, so one pass serves queries of different positions (causal prefill)
        and different heads of one kv head (grouped-query attention);
-    3. **finish**: each loaded lane's ``o / (127 l)`` leaves on ``results``,
-       ``io_lanes`` dimensions per beat, lanes in load order, ``last`` on the block's
-       final beat. The finish runs once per block, so it is as wide as the unit's
-       vectors rather than the core's beats: its products, roundings and saturations,
-       most of a dimension's logic after the ring, are not repeated for the dimensions
-       a wide core adds.
+    3. **finish**: once the pass's last key is applied, its ``o`` words are copied out
+       of the lanes' rings (``beats_per_key`` cycles: the capture) and each loaded
+       lane's ``o / (127 l)`` leaves on ``results``, ``io_lanes`` dimensions per beat,
+       lanes in load order, ``last`` on the block's final beat. The finish is as wide
+       as the unit's vectors rather than the core's beats: its products, roundings and
+       saturations, most of a dimension's logic after the ring, are not repeated for
+       the dimensions a wide core adds.
+
+    The next block loads as soon as the current block's last key is in (its queries
+    replace the current ones once no key needs them; the score unit reads each key's
+    own block from one of two banks), and its keys follow the current block's through
+    the pipeline; the capture then runs between the two blocks' value updates, and the
+    finish while the next block runs. So a block costs its keys and its load, not the
+    pipeline's latency and the finish (docs/attention.md, "Passes"). At most two
+    blocks are loaded and not yet captured: a bank is reloaded only once its block is
+    captured.
 
     In the run phase a key takes ``head_dim / dims_per_cycle`` cycles: the dot
     products (stage A), the score pipeline (:class:`ScoreUnit`) and the value update
@@ -297,45 +323,53 @@ class AttentionCore(wiring.Component):
         with m.If(scores.jobs.ready):
             m.d.sync += scores.jobs.valid.eq(0)
         fire = Signal()                         # the value stage takes a value beat
-        emit = Signal(cfg.lanes)                # the finish phase takes a lane's word
-        sums = [self._ring(m, lane, update.payload.lanes[lane], values, fire,
-                           fire | emit[lane])
-                for lane in range(cfg.lanes)]
-        # The phases' logic lives outside the state machine: pipelines keep moving (the
-        # outputs drain while the next block loads); each phase's intake is gated.
-        loading, running, finishing = Signal(), Signal(), Signal()
-        loaded, scaling = self._load(m, scores, queries, loading)
-        keys_ended = self._dot_stage(m, scores, values, queries, running & ~scaling)
-        applied = self._value_stage(m, update, values, fire, totals, running)
-        finished = self._finish(m, scores.lane_used, sums, totals, emit, finishing)
+        capture = Signal()                      # the rings turn for the capture
+        heads = [self._ring(m, lane, update.payload.lanes[lane], values, fire, fire | capture)
+                 for lane in range(cfg.lanes)]
+        # The load and the run alternate; the capture and the finish follow each block
+        # on their own, and every pipeline keeps moving.
+        loading, running = Signal(), Signal()
+        captured = Signal()                     # a block's words leave the rings
+        loaded, scaling, bank = self._load(m, scores, queries, loading, captured)
+        keys_ended = self._dot_stage(m, scores, values, queries, running & ~scaling, bank)
+        applied, hold = Signal(), Signal()
+        m.d.comb += applied.eq(self._value_stage(m, update, values, fire, totals, hold))
+        busy, read = Signal(), Signal(cfg.lanes)   # the finish holds a block; its reads
+        snapshots = self._capture(m, heads, applied, capture, captured, hold, busy, read)
+        self._finish(m, scores.blocks, snapshots, totals, captured, busy, read)
         with m.FSM():
             with m.State("load"):
                 m.d.comb += loading.eq(1)
                 with m.If(loaded):
+                    m.d.sync += keys_ended.eq(0)
                     m.next = "run"
             with m.State("run"):
                 m.d.comb += running.eq(1)
-                with m.If(applied):
-                    m.d.sync += keys_ended.eq(0)
-                    m.next = "finish"
-            with m.State("finish"):
-                m.d.comb += finishing.eq(1)
-                with m.If(finished):
-                    m.d.sync += scores.lane_used.eq(0)
+                with m.If(keys_ended):
                     m.next = "load"
         return m
 
-    def _load(self, m, scores, queries, loading):
-        """Take query beats into lanes while ``loading``; true on the block's final
-        query. A lane's ``q_scale * score_scale`` follows its query by the product's
-        and the normaliser's stages; returns also whether any is still on its way (the
-        keys wait for it)."""
+    def _load(self, m, scores, queries, loading, captured):
+        """Take query beats into lanes while ``loading`` and a bank is free; true on the
+        block's final query. A lane's ``q_scale * score_scale`` follows its query by the
+        product's and the normaliser's stages; returns also whether any is still on its
+        way (the keys wait for it) and the bank of the block the keys belong to.
+
+        A block loads into the bank the block before the last one used, once that
+        block is ``captured`` (at most two blocks loaded and not yet captured)."""
         cfg = self._config
         count = Signal(range(cfg.lanes), name="loaded")
+        bank, run_bank = Signal(name="load_bank"), Signal(name="run_bank")
+        # Blocks loaded and not yet captured: the one running and the one before it.
+        open_blocks = Signal(range(3), name="open_blocks")
         query = self.queries.payload
         take, done = Signal(), Signal()
-        m.d.comb += [self.queries.ready.eq(loading), take.eq(self.queries.valid & loading),
+        m.d.comb += [self.queries.ready.eq(loading & (open_blocks < 2)),
+                     take.eq(self.queries.valid & self.queries.ready),
                      done.eq(take & (query.last | (count == cfg.lanes - 1)))]
+        m.d.sync += open_blocks.eq(open_blocks + done - captured)
+        with m.If(done):
+            m.d.sync += [bank.eq(~bank), run_bank.eq(bank)]
         product = Signal(32, name="query_sq_product")
         exponent = Signal(signed(12), name="query_sq_exponent")
         m.d.sync += [product.eq(query.scale.m * self.score_scale.m),
@@ -346,28 +380,34 @@ class AttentionCore(wiring.Component):
             on_the_way.append(delay(m, on_the_way[-1], 1, 1, f"query_sq_valid{stage}_",
                                     reset_less=False))
         lane_at = delay(m, count, 1 + NORMALIZE_LATENCY, 1, "query_sq_lane")
-        for lane in range(cfg.lanes):
-            with m.If(on_the_way[-1] & (lane_at == lane)):
-                m.d.sync += scores.lane_sq[lane].eq(sq)
+        bank_at = delay(m, bank, 1 + NORMALIZE_LATENCY, 1, "query_sq_bank")
+        for index, block in enumerate(scores.blocks):
+            for lane in range(cfg.lanes):
+                with m.If(on_the_way[-1] & (lane_at == lane) & (bank_at == index)):
+                    m.d.sync += block.sq[lane].eq(sq)
+            with m.If(take & (bank == index)):
+                for lane in range(cfg.lanes):
+                    with m.If(count == lane):
+                        m.d.sync += block.position[lane].eq(query.position)
+                        # The block's first query clears what the bank's last block used.
+                        m.d.sync += (block.used.eq(1) if lane == 0 else block.used[lane].eq(1))
         with m.If(take):
             m.d.sync += count.eq(Mux(done, 0, count + 1))
             for lane in range(cfg.lanes):
                 with m.If(count == lane):
-                    m.d.sync += [scores.lane_position[lane].eq(query.position),
-                                 scores.lane_used[lane].eq(1)]
                     for b, held in enumerate(queries[lane]):
                         m.d.sync += held.eq(query.codes.as_value().word_select(
                             b, len(held.as_value())))
         pending = Signal(name="query_sq_pending")
         m.d.comb += pending.eq(Cat(*on_the_way[1:]).any())
-        return done, pending
+        return done, pending, run_bank
 
-    def _dot_stage(self, m, scores, values, queries, running):
+    def _dot_stage(self, m, scores, values, queries, running, bank):
         """Stage A: per key, each lane's dot product over its beats; values to the FIFO.
         A beat's products, then each level of their adder tree, get a register stage
         (:func:`dot_latency`); the accumulator holds a key's final beat until the
-        score unit can take the key. Returns the flag that holds further keys once the
-        pass's last beat is in."""
+        score unit can take the key, with the ``bank`` of its block. Returns the flag
+        that holds further keys once the pass's last beat is in."""
         cfg = self._config
         latency = dot_latency(cfg)
         beat = Signal(range(cfg.beats_per_key), name="dot_beat")
@@ -390,7 +430,7 @@ class AttentionCore(wiring.Component):
 
         go = pipe.advance
         fields = {"first": beat == 0, "final": final, "k_scale": key.k_scale,
-                  "v_scale": key.v_scale, "index": key.index, "last": key.last}
+                  "v_scale": key.v_scale, "index": key.index, "bank": bank, "last": key.last}
         at_sums = {name: delay(m, value, latency, go, f"dot_{name}")
                    for name, value in fields.items()}
         partial = [Signal(signed(DOT_WIDTH), name=f"dot{lane}") for lane in range(cfg.lanes)]
@@ -415,6 +455,7 @@ class AttentionCore(wiring.Component):
                 m.d.sync += [job.valid.eq(1), job.payload.k_scale.eq(at_sums["k_scale"]),
                              job.payload.v_scale.eq(at_sums["v_scale"]),
                              job.payload.index.eq(at_sums["index"]),
+                             job.payload.bank.eq(at_sums["bank"]),
                              job.payload.last.eq(at_sums["last"])]
         return ended
 
@@ -422,24 +463,24 @@ class AttentionCore(wiring.Component):
         """The lane's ``o`` accumulator: ``beats_per_key`` words in a ring that moves one
         word under ``rotate``; the word leaving the head is updated on its way to the
         tail by the key's state when ``fire`` (a value beat), and passes unchanged
-        otherwise (the finish phase reading the ring out). The update,
+        otherwise (the capture copying the ring out). The update,
         ``(first ? 0 : shift_round(o, rescale)) + weight * v``, runs over
         :func:`ring_stages` registers inside the ring.
 
         The stored words are a LUT RAM with a read pointer at the head: a rotation
         writes the tail's word where the head was and moves the pointer, so the ring's
         words need no flip-flops and its enable reaches a write port and a few stage
-        registers rather than every bit of every word. Returns the head word, the word
-        after it (None for a ring of one stored word), both fully updated."""
+        registers rather than every bit of every word. Returns the head word: after a
+        key's last beat, the next ``beats_per_key`` rotations present the key's words
+        at the head in order, fully updated."""
         cfg = self._config
         inside = ring_stages(cfg)
         word = data.ArrayLayout(signed(acc_width(cfg)), cfg.dims_per_cycle)
         stored = cfg.beats_per_key - inside
         memory = m.submodules[f"o{lane}"] = Memory(shape=word, depth=stored, init=[])
         pointer = Signal(range(stored), name=f"o{lane}_head")
-        head_port, next_port = (memory.read_port(domain="comb") for _ in range(2))
-        m.d.comb += [head_port.addr.eq(pointer),
-                     next_port.addr.eq(Mux(pointer == stored - 1, 0, pointer + 1))]
+        head_port = memory.read_port(domain="comb")
+        m.d.comb += head_port.addr.eq(pointer)
         head = head_port.data
         v = data.ArrayLayout(signed(8), cfg.dims_per_cycle)(values.r_data)
         active = state.active & fire
@@ -476,16 +517,17 @@ class AttentionCore(wiring.Component):
         m.d.comb += [tail.data[dim].eq(value) for dim, value in enumerate(updated)]
         with m.If(rotate):
             m.d.sync += pointer.eq(Mux(pointer == stored - 1, 0, pointer + 1))
-        return head, (next_port.data if stored >= 2 else None)
+        return head
 
-    def _value_stage(self, m, update_stream, values, fire, totals, running):
+    def _value_stage(self, m, update_stream, values, fire, totals, hold):
         """Stage C: each value beat moves the lanes' rings (:meth:`_ring`); each key
-        updates ``l`` over its first beats; true when the pass's final key is applied."""
+        updates ``l`` over its first beats; true when the pass's final key is applied.
+        Nothing moves while ``hold`` (a block's words wait for the capture)."""
         cfg = self._config
         beat = Signal(range(cfg.beats_per_key), name="value_beat")
         update = update_stream.payload
         final = beat == cfg.beats_per_key - 1
-        m.d.comb += [fire.eq(running & update_stream.valid & values.r_rdy),
+        m.d.comb += [fire.eq(~hold & update_stream.valid & values.r_rdy),
                      values.r_en.eq(fire), update_stream.ready.eq(fire & final)]
         with m.If(fire):
             m.d.sync += beat.eq(Mux(final, 0, beat + 1))
@@ -515,51 +557,80 @@ class AttentionCore(wiring.Component):
         with m.If(fire & (beat == inside) & state.active):
             m.d.sync += total.eq(kept + state.prob)
 
-    def _finish(self, m, used, sums, totals, emit, finishing):
-        """Emit each loaded lane's normalised output; true once the block's last beat is
-        in the output pipeline (:func:`finish_latency`)."""
+    def _capture(self, m, heads, applied, capture, captured, hold, busy, read):
+        """Copy each block's ``o`` words out of the rings once its last key is
+        ``applied``: ``beats_per_key`` turns of the rings with no update (``capture``),
+        each shifting every lane's head word into the lane's snapshot, as soon as the
+        finish is done with the block before (``busy``); ``captured`` on the last turn.
+        Value beats ``hold`` from the block's last key to its last word captured: the
+        next block's keys would update the words first. ``read`` (a bit per lane) shifts
+        a lane's snapshot by a word for the finish. Returns each lane's snapshot, its
+        first word first.
+
+        Every word of a snapshot takes either the next word or, the last, the ring's
+        head: a shift register with an enable and no multiplexer."""
+        cfg = self._config
+        left = Signal(range(cfg.beats_per_key + 1), name="capture_left")
+        m.d.comb += [hold.eq(left != 0), capture.eq(hold & ~busy),
+                     captured.eq(capture & (left == 1))]
+        with m.If(applied):
+            m.d.sync += left.eq(cfg.beats_per_key)
+        with m.If(capture):
+            m.d.sync += left.eq(left - 1)
+        word = data.ArrayLayout(signed(acc_width(cfg)), cfg.dims_per_cycle)
+        snapshots = []
+        for lane, head in enumerate(heads):
+            words = [Signal(word, name=f"o{lane}_copy{k}", reset_less=True)
+                     for k in range(cfg.beats_per_key)]
+            with m.If(capture | read[lane]):
+                m.d.sync += [held.eq(after) for held, after in zip(words, words[1:] + [head])]
+            snapshots.append(words)
+        return snapshots
+
+    def _finish(self, m, blocks, snapshots, totals, captured, busy, read):
+        """Emit each loaded lane's normalised output from a ``captured`` block's
+        snapshots, its ``l`` and used lanes held when it is captured; ``busy`` until
+        the block's last beat is in the output pipeline (:func:`finish_latency`)."""
         cfg = self._config
         lane = Signal(range(cfg.lanes), name="finish_lane")
         beat = Signal(range(cfg.io_beats_per_head), name="finish_beat")
         part = Signal(range(cfg.io_per_beat), name="finish_part")    # of the ring's word
         wait = Signal(range(FINISH_WAIT + 1), name="finish_wait")
+        sums = [Signal(SUM_WIDTH, name=f"l{index}_copy") for index in range(cfg.lanes)]
+        used = Signal(cfg.lanes, name="finish_used")
+        bank = Signal(name="finish_bank")       # blocks are captured in load order
+        with m.If(captured):
+            m.d.sync += [busy.eq(1), used.eq(blocks[bank].used), bank.eq(~bank)]
+            m.d.sync += [held.eq(total) for held, total in zip(sums, totals)]
         total = Signal(SUM_WIDTH, name="finish_l")
         scaled = Signal(SUM_WIDTH + 7, name="normaliser_in")
-        m.d.sync += [total.eq(Array(totals)[lane]), scaled.eq((total << 7) - total)]
+        m.d.sync += [total.eq(Array(sums)[lane]), scaled.eq((total << 7) - total)]
         inverse = reciprocal(m, scaled, 1, name="normaliser")
         last_lane = (lane == cfg.lanes - 1) | ~(used >> (lane + 1)).any()
         final = beat == cfg.io_beats_per_head - 1
         word_done = part == cfg.io_per_beat - 1
         issue = Handshake("finish_issue")
         # The finish stages move every cycle and a queue holds the results while the
-        # consumer refuses, so the issue's ready (and the ring rotation it drives)
+        # consumer refuses, so the issue's ready (and the snapshot's shift it drives)
         # starts at flip-flops, not at the consumer.
         pipe = QueuedPipeline(m, issue, self.results, finish_latency(cfg), name="finish")
-        m.d.comb += issue.valid.eq(finishing & (wait == FINISH_WAIT))
-        with m.If(finishing & (wait != FINISH_WAIT)):
+        m.d.comb += issue.valid.eq(busy & (wait == FINISH_WAIT))
+        with m.If(busy & (wait != FINISH_WAIT)):
             m.d.sync += wait.eq(wait + 1)
         with m.If(pipe.accept):
             m.d.sync += [beat.eq(Mux(final, 0, beat + 1)),
                          part.eq(Mux(word_done, 0, part + 1))]
             with m.If(final):
                 m.d.sync += [wait.eq(0), lane.eq(Mux(last_lane, 0, lane + 1))]
-        # A word whose last part is taken rotates its lane's ring the next cycle: ``emit``
-        # is a register, so the ring's enable (its pointer, write port and stages) starts
-        # at a flip-flop. Until then the next word is the ring's second, not its head. (A
-        # ring of one stored word has no second word: it rotates at once.)
-        rotate = pipe.accept & word_done
-        if sums[0][1] is not None:
-            m.d.sync += emit.eq(Mux(rotate, 1 << lane, 0))
-            heads = [Mux(emit[index], after.as_value(), head.as_value())
-                     for index, (head, after) in enumerate(sums)]
-        else:
-            m.d.comb += emit.eq(Mux(rotate, 1 << lane, 0))
-            heads = [head.as_value() for head, _ in sums]
-        word = Array(heads)[lane]
+            with m.If(final & last_lane):
+                m.d.sync += busy.eq(0)
+        # A word whose last part is taken leaves its lane's snapshot.
+        m.d.comb += [read[index].eq(pipe.accept & word_done & (lane == index))
+                     for index in range(cfg.lanes)]
+        word = Array(words[0].as_value() for words in snapshots)[lane]
         if cfg.io_per_beat > 1:
             word = word.word_select(part, acc_width(cfg) * cfg.io_lanes)
         self._output(m, pipe, pipe.payload, word, inverse, final & last_lane)
-        return pipe.accept & final & last_lane
 
     def _output(self, m, pipe, out, head, inverse, last):
         """``sat32(shift_round(o * inverse.m, -(inverse.e + 15)))`` per dimension of an

@@ -75,6 +75,9 @@ def run_simulation(dut, *testbenches, background=(), vcd: str = None, deadline: 
 
     The simulation ends when every testbench has returned; ``background`` testbenches
     (models of the environment, such as a memory) run for as long as the others do.
+    ``deadline`` (seconds of simulated time) guards against a hang: the simulation also
+    ends there if the testbenches have not returned, and the caller's checks of what
+    they collected fail.
     """
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -82,11 +85,21 @@ def run_simulation(dut, *testbenches, background=(), vcd: str = None, deadline: 
         sim.add_testbench(bench)
     for bench in background:
         sim.add_testbench(bench, background=True)
+    expired = []
+    if deadline:
+        async def watchdog(ctx):
+            await ctx.delay(deadline)
+            expired.append(True)
+        sim.add_testbench(watchdog, background=True)
+
+    def run():
+        while sim.advance() and not expired:
+            pass
     if vcd:
         with sim.write_vcd(vcd):
-            sim.run_until(deadline) if deadline else sim.run()
+            run()
     else:
-        sim.run_until(deadline) if deadline else sim.run()
+        run()
 
 
 def first_word_latency(dut, port):

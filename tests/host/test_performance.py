@@ -16,7 +16,8 @@ from tritium.boards import BOARDS, preset_memory
 from tritium.host.compiler import compile_model, memory_plan, program_fields
 from tritium.host.importers import load_model, read_model_config
 from tritium.host.model import Model
-from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, SimulatedCase, board_setup, compare_run,
+from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, Recorded, SimulatedCase,
+                                      attention_key_cycles, board_setup, compare_run,
                                       derive_config, estimate_run, fit_problems,
                                       host_run_seconds, link_traffic, port_timing, project,
                                       recorded_cases, report_cases, simulated_cases)
@@ -24,6 +25,8 @@ from tritium.hw.memory.mux import UNIT_PORT_LATENCY
 from tritium.hw.memory.onchip import read_latency
 from tritium.hw.memory.arbiter import PortArbiter
 from tritium.hw.memory.stripe import PortStriper
+from tritium.hw.attention.block import pass_blocks
+from tritium.hw.attention.core import FINISH_WAIT
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
 from tritium.hw.control.isa import OPCODES
@@ -106,6 +109,48 @@ def test_no_run_beats_the_port_it_moves_its_bytes_through(config, memory):
     for position, tokens in ((0, config.max_tokens), (40, 1), (config.attention.capacity - 1, 1)):
         run = estimate_run(config, memory, position, tokens)
         assert run.cycles >= run.bytes_moved / fastest
+
+
+@pytest.mark.parametrize("position, tokens", [(0, 8), (0, 1), (56, 8), (1000, 1)])
+def test_attend_passes_back_to_back(position, tokens):
+    """With the passes overlapped an ATTEND costs less than with the passes one at a
+    time, and still every key at its rate and every block's capture and finish (they
+    follow each other on the one finish)."""
+    timing = port_timing("kv260", KV260)
+
+    def attend(recorded):
+        run = estimate_run(KV260, "kv260", position, tokens, recorded=recorded)
+        return next(item for item in run.instructions if item.op == "ATTEND")
+
+    overlapped, serial = attend(Recorded()), attend(Recorded(serial_passes=True))
+    assert overlapped.cycles < serial.cycles
+    a = KV260.attention
+    blocks = pass_blocks(a, position, tokens)
+    finishes = sum(a.beats_per_key + queries * (a.head_dim // a.io_lanes + FINISH_WAIT)
+                   for _, queries in blocks)
+    assert overlapped.terms["keys"] + overlapped.terms["passes"] >= finishes
+    keys = sum(count for count, _ in blocks) * attention_key_cycles(KV260, timing)
+    assert overlapped.terms["keys"] == serial.terms["keys"] == pytest.approx(float(keys))
+
+
+def test_a_report_says_whether_its_passes_overlapped():
+    """Reports recorded before the core overlapped its passes do not say so; they are
+    modelled as that core ran them."""
+    report = {"config": "tiny", "runs": [{"kind": "prefill", "position": 0, "tokens": 8,
+                                          "counters": {}}]}
+    serial, overlapped = (report_cases(r)[0] for r in
+                          (report, {**report, "attention_passes": "overlapped"}))
+    assert serial.recorded.serial_passes and not overlapped.recorded.serial_passes
+
+
+def test_a_projection_checks_itself_against_its_design_as_built():
+    """The simulated checks a projection prints are the runs of the design as it is
+    built now, not the recorded reports of hardware it has since changed (kept in docs/
+    for the model's agreement)."""
+    setup = board_setup(LARGE, BOARDS["kv260"])
+    checks = project(setup, LARGE, [64], [64], simulated=RECORDED)["simulated"]
+    sources = {check["source"] for check in checks}
+    assert sources == {"docs/bench-e2e-kv260.json", "docs/bench-layer-kv260.json"}, sources
 
 
 def test_runs_outside_the_design_are_refused():
