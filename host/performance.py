@@ -855,8 +855,8 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
     lanes (lanes x dimensions per cycle; the width of their results where it was not the
     vectors'), the port its KV cache was read through (and whether its records were
     padded to that port's words), its weight queue, its instruction blocks, an engine
-    wider than its lanes and a scratchpad reader slower than a beat a cycle: designs of
-    one name have differed."""
+    wider than its lanes, a scratchpad reader slower than a beat a cycle and attention
+    passes one at a time: designs of one name have differed."""
     ports, a = config.memory_ports, config.attention
     kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
     if kv and recorded.padded_records:
@@ -865,6 +865,8 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
         kv = f", results by {recorded.finish_lanes}" + kv
     if recorded.reader_rate != READER_RATE:
         kv = f", reader {recorded.reader_rate}" + kv
+    if recorded.serial_passes:
+        kv = ", passes one at a time" + kv
     queue = f", weight queue {config.weight_queue:,}" if config.weight_queue else ""
     block = f", instructions by {config.fetch_block}" if config.fetch_block > 1 else ""
     rows = (f", engine of {config.tlmm.rows} rows on {config.lanes} lanes"
