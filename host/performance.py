@@ -458,19 +458,18 @@ def _attend_terms(config, port, position, tokens, recorded: Recorded):
     blocks = pass_blocks(a, position, tokens)
     counts = [keys for keys, _ in blocks]
     terms = dict(
-        latency=read_latency,
         intake=max(Fraction(_reader_cycles(tokens * qkv_beats, recorded.reader_rate)),
                    tokens * a.kv_heads * written),
         records=record + written,
         keys=sum(counts) * key)
     if recorded.serial_passes:
         pipeline = a.beats_per_key + dot_latency(a) + SCORE_LATENCY
-        terms.update(passes=len(counts) * (CALIBRATION["attend_serial_pass"] + pipeline),
+        terms.update(latency=read_latency,
+                     passes=len(counts) * (CALIBRATION["attend_serial_pass"] + pipeline),
                      lanes=tokens * a.heads * (finish_beats + FINISH_WAIT))
     else:
         # The passes' time from the first one's request to the last block's last
         # output beat, the first read's latency and the keys included.
-        del terms["latency"]
         terms.update(passes=_attend_passes(config, read_latency, record, blocks, finish_beats)
                      - terms["keys"])
     terms.update(drain=tokens * a.heads * a.io_beats_per_head,

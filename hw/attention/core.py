@@ -157,9 +157,10 @@ class ScoreUnit(wiring.Component):
         v_scale = delay(m, job.v_scale, weight_at, pipe.advance, "v_scale")
         m.d.comb += self.updates.payload.last.eq(
             delay(m, job.last, SCORE_LATENCY, pipe.advance, "last"))
+        block = self.blocks[job.bank]
         for lane in range(self._config.lanes):
-            self._lane(m, pipe, lane, job, self.blocks[job.bank], index, late, v_scale,
-                       exp_rom.read_port(), at_max)
+            self._lane(m, pipe, lane, job, block, index, late, v_scale, exp_rom.read_port(),
+                       at_max)
         return m
 
     def _lane(self, m, pipe, lane, job, block, index, late, v_scale, exp_port, at_max):
