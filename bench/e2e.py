@@ -37,6 +37,7 @@ from tritium.host.compiler import program_length
 from tritium.host.errors import TritiumError
 from tritium.host.importers import load_model
 from tritium.host.model import Model
+from tritium.host.performance import as_built
 from tritium.host.runtime import GoldenCheck, generate
 from tritium.host.sim_transport import BoardSimTransport, SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS, HEAD_FORMATS, MODEL_PRESETS
@@ -189,8 +190,7 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
 
     return {"kind": "simulated (cycle-accurate, Verilator); ideals derived",
             "config": config.name, "design": json.loads(config.to_json()),
-            "attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
-            "scratch_reader": "full-rate", "attention_passes": "overlapped",
+            **as_built(config),
             "embedding": config.embedding,
             # Every run took the program without the LM head (its logits are the host's
             # head on the hidden states, checked against golden), as a host-head design's;

@@ -26,7 +26,7 @@ import json
 import sys
 
 from tritium.host.accelerator import Accelerator
-from tritium.host.compiler import encode_instruction, instruction_words
+from tritium.host.compiler import encode_instruction, instruction_words, layer_length
 from tritium.host.importers import load_model
 from tritium.host.model import Model
 from tritium.host.performance import estimate_run
@@ -84,10 +84,12 @@ def main(argv=None):
         compiled = accelerator.load(model)
         program = compiled.instructions
         tail = 1 + (3 if config.head == "device" else 0)   # STORE (NORM, HEAD, STORE)
-        first_layer = len(program) - 13 * config.model.layers - 1 - tail
+        per_layer = layer_length(config)
+        first_layer = len(program) - per_layer * config.model.layers - 1 - tail
         # The inputs, layer 0 and the tail, by their index in the program (and so in
         # the model's run of the same program).
-        chosen = [*range(first_layer + 13), *range(len(program) - 1 - tail, len(program) - 1)]
+        chosen = [*range(first_layer + per_layer),
+                  *range(len(program) - 1 - tail, len(program) - 1)]
         for index in chosen:
             instruction = program[index]
             name = NAMES[instruction["opcode"]]

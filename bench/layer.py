@@ -33,6 +33,7 @@ import numpy as np
 from tritium.boards import preset_memory
 from tritium.host.accelerator import Accelerator
 from tritium.host.model import Model
+from tritium.host.performance import as_built
 from tritium.host.sim_transport import BoardSimTransport
 from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, KV_READS, MODEL_PRESETS
@@ -191,8 +192,7 @@ def main(argv=None):
     finished = time.perf_counter()
 
     report = {"kind": "simulated (cycle-accurate, Verilator)", "config": json.loads(config.to_json()),
-              "attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
-              "scratch_reader": "full-rate", "attention_passes": "overlapped",
+              **as_built(config),
               "preset": args.config, "model": args.model, "memory_model": memory.name,
               "ports": config.memory_ports, "clock_hz": config.clock_hz,
               "word_bytes": config.data_width // 8,

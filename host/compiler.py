@@ -30,12 +30,13 @@ Memory (bus words of ``data_width / 8`` bytes, from address 0, everything below
   runs whose top-k nobody reads: a prompt's runs before its last, and runs whose
   logits the host computes from the hidden states.
 
-Scratchpad (beats of ``lanes`` int32): five token-major regions one after the other,
-``x``, ``qkv``, ``attn``, ``gate``, ``up``. Region ``r`` holds ``max_tokens`` vectors of
+Scratchpad (beats of ``lanes`` int32): four token-major regions one after the other,
+``x``, ``qkv``, ``attn``, ``gate``. Region ``r`` holds ``max_tokens`` vectors of
 ``r.beats`` beats; token ``t``'s vector starts at ``r.base + t * r.stride`` with
 ``stride = beats``, so every instruction's ``src_stride``/``dst_stride`` is its
-region's width. They fill exactly ``config.scratch_words``. GATE writes its output
-over the gate vector in place (the element-wise unit reads a beat before it writes it).
+region's width. They fill exactly ``config.scratch_words``. The FFN's ``up`` has no
+region: the LINEAR of ``w_up`` gates (``FLAG_GATE``) and writes ``act(gate) * up``
+over the gate vector in place (the gating reads a beat before it writes it).
 With device embedding the run's token ids are LOADed into the ``qkv`` region (one beat
 per token, the id in lane 0), which is free until the first layer's QKV linears, and
 EMBED reads them there.
@@ -44,9 +45,9 @@ With a device head the program ends NORM (the output norm, of ``x``) -> HEAD (th
 token's codes against the head, the top-k into ``qkv``) -> STORE of those ``head_k``
 beats (``FLAG_ONE_TOKEN``) after the hidden states' STORE.
 
-A layer is 13 instructions: docs/program.md's ten steps, with one LINEAR per matrix
-(the QKV and the gate/up steps are three and two LINEARs), because every linear has
-its own output scale and an instruction carries one.
+A layer is 12 instructions: docs/program.md's steps, with one LINEAR per matrix (the
+QKV and the gate/up steps are three and two LINEARs), because every linear has its own
+output scale and an instruction carries one; the gating is the second of the two.
 
 The layout (:func:`memory_plan`) and the instruction sequence (:func:`program_fields`)
 follow from the config alone; :func:`compile_model` fills them with a model's packed
@@ -61,7 +62,8 @@ import numpy as np
 
 from tritium.hw.config import AcceleratorConfig, ModelConfig, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN,
+                                    INSTRUCTION_BYTES,
                                     OPCODES, SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS,
                                     TOP_ENTRY_LANES)
 from tritium.hw.head_layout import head_layout_of
@@ -158,7 +160,7 @@ def scratch_layout(config: AcceleratorConfig) -> dict:
     """The scratchpad regions by name (see the module docstring)."""
     model, lanes = config.model, config.lanes
     features = {"x": model.hidden, "qkv": model.q_dim + 2 * model.kv_dim,
-                "attn": model.q_dim, "gate": model.ffn, "up": model.ffn}
+                "attn": model.q_dim, "gate": model.ffn}
     regions, base = {}, 0
     for name, width in features.items():
         beats = width // lanes
@@ -219,13 +221,19 @@ _NORM_FEATURES = {"attn_norm": "hidden", "attn_sub_norm": "q_dim", "ffn_norm": "
 _LAYER_LINEARS = len(_LAYER_REGIONS) - len(_NORM_FEATURES)
 
 
+def layer_length(config: AcceleratorConfig) -> int:
+    """Instructions of one layer: 12 (:func:`_layer_program`), 19 with a weight queue (a
+    PREFETCH per LINEAR)."""
+    return 12 + (_LAYER_LINEARS if config.weight_queue else 0)
+
+
 def program_length(config: AcceleratorConfig, head: bool = None) -> int:
-    """Instructions of the program: LOAD (and EMBED), 13 per layer (20 with a weight
-    queue: a PREFETCH per LINEAR), STORE, (NORM, HEAD, STORE: ``head``, by default
-    whether the design has a device head), END."""
+    """Instructions of the program: LOAD (and EMBED), :func:`layer_length` per layer,
+    STORE, (NORM, HEAD, STORE: ``head``, by default whether the design has a device
+    head), END."""
     tail = 3 if _with_head(config, head) else 0
-    per_layer = 13 + (_LAYER_LINEARS if config.weight_queue else 0)
-    return len(_input_program(config, None)) + per_layer * config.model.layers + 2 + tail
+    return len(_input_program(config, None)) + layer_length(config) * config.model.layers \
+        + 2 + tail
 
 
 def _with_head(config: AcceleratorConfig, head) -> bool:
@@ -356,7 +364,7 @@ def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
                    constants=None, head: bool = None) -> list:
     """The program as instruction fields (dicts with the opcode's name under ``"op"``):
     the inputs into ``x`` (LOAD io -> ``x``; with device embedding LOAD io's token ids
-    -> ``qkv``, EMBED -> ``x``), 13 instructions per layer, STORE ``x`` -> the io
+    -> ``qkv``, EMBED -> ``x``), 12 instructions per layer, STORE ``x`` -> the io
     region's states, with ``head`` (default: on a design with a device head) NORM,
     HEAD and the top-k's STORE, END.
 
@@ -594,21 +602,20 @@ def _instruction(op: str, **fields) -> bytes:
 
 
 def _layer_program(index, address, config, scratch, constants) -> list:
-    """The 13 instructions of one decoder layer (``GoldenModel.layer``), as fields."""
+    """The 12 instructions of one decoder layer (``GoldenModel.layer``), as fields."""
     cfg, lanes, tlmm = config.model, config.lanes, config.tlmm
-    x, qkv, attn, gate, up = (scratch[name] for name in ("x", "qkv", "attn", "gate", "up"))
+    x, qkv, attn, gate = (scratch[name] for name in ("x", "qkv", "attn", "gate"))
 
     def norm(name, source, features):
         return dict(op="NORM", address=address[name], src=source.base,
                     src_stride=source.stride, beats=features // lanes,
                     eps=constants.eps(name, features))
 
-    def linear(name, target, offset=0, accumulate=False):
+    def linear(name, target, offset=0, flags=0, **fields):
         rows, cols = tlmm.tile.padded_shape(*cfg.linear_shapes()[name])
-        return dict(op="LINEAR", flags=FLAG_ACCUMULATE if accumulate else 0,
-                    address=address[name], dst=target.base + offset,
+        return dict(op="LINEAR", flags=flags, address=address[name], dst=target.base + offset,
                     dst_stride=target.stride, beats=cols // tlmm.k_per_word,
-                    blocks=rows // tlmm.rows, scale=constants.out_scale(index, name))
+                    blocks=rows // tlmm.rows, scale=constants.out_scale(index, name), **fields)
 
     return [
         norm("attn_norm", x, cfg.hidden),
@@ -619,12 +626,12 @@ def _layer_program(index, address, config, scratch, constants) -> list:
              beats=qkv.beats, dst=attn.base, dst_stride=attn.stride,
              scale=constants.score_scale()),
         norm("attn_sub_norm", attn, cfg.q_dim),
-        linear("wo", x, accumulate=True),
+        linear("wo", x, flags=FLAG_ACCUMULATE),
         norm("ffn_norm", x, cfg.hidden),
         linear("w_gate", gate),
-        linear("w_up", up),
-        dict(op="GATE", src=gate.base, aux=up.base, src_stride=gate.stride,
-             dst=gate.base, dst_stride=gate.stride, beats=gate.beats),
+        # up never reaches the scratchpad: the gating takes it from the LINEAR and
+        # writes act(gate) * up over the gate vector.
+        linear("w_up", gate, flags=FLAG_GATE, src=gate.base, src_stride=gate.stride),
         norm("ffn_sub_norm", gate, cfg.ffn),
-        linear("w_down", x, accumulate=True),
+        linear("w_down", x, flags=FLAG_ACCUMULATE),
     ]

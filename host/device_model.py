@@ -37,8 +37,9 @@ import zlib
 import numpy as np
 
 from tritium.hw.config import AcceleratorConfig
-from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
-                                    REGISTERS, STATUS, WRITABLE_REGISTERS, design_opcodes)
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
+                                    OPCODES, REGISTERS, STATUS, WRITABLE_REGISTERS,
+                                    design_opcodes)
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.head import QuantizedHead, head_scores, head_topk
@@ -299,6 +300,8 @@ class DeviceModel:
 
     def _linear(self, f, position, tokens):
         tile = self.config.tlmm.tile
+        if f["flags"] & FLAG_ACCUMULATE and f["flags"] & FLAG_GATE:
+            raise _Fault("LINEAR with both ACCUMULATE and GATE")
         if self.config.weight_queue:
             if not self._prefetched:
                 raise _Fault("LINEAR without a PREFETCH of its matrix")
@@ -320,9 +323,12 @@ class DeviceModel:
             raise _Fault(str(error)) from None
         y = linear(codes, (scale[0][:tokens], scale[1][:tokens]),
                    QuantizedLinear(weights.astype(np.int64), unpack_scale(f["scale"])))
+        beats = f["blocks"] * tile.rows // self.config.lanes
         if f["flags"] & FLAG_ACCUMULATE:
-            y = saturate(self._read_scratch(f["dst"], f["dst_stride"], f["blocks"] * tile.rows
-                                            // self.config.lanes, tokens) + y)
+            y = saturate(self._read_scratch(f["dst"], f["dst_stride"], beats, tokens) + y)
+        elif f["flags"] & FLAG_GATE:        # y is up; the gate vector is at src
+            gate = self._read_scratch(f["src"], f["src_stride"], beats, tokens)
+            y = ffn_activation(gate, y, self.config.model.activation)
         self._write_scratch(f["dst"], f["dst_stride"], tokens, y)
 
     def _gate(self, f, position, tokens):

@@ -46,7 +46,7 @@ from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfi
 from tritium.hw.control.controller import (CONTROLLER_COUNTERS, COUNTER_OF_OPCODE,
                                           WORD_COUNTERS)
 from tritium.hw.control.interface import weight_clients
-from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_ONE_TOKEN
+from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory.arbiter import PortArbiter
@@ -183,17 +183,27 @@ class Recorded:
     scratchpad reader's beats per cycle (:data:`READER_RATE`, or
     :data:`RECORDED_READER_RATE` before it handed out a beat a cycle); ``serial_passes``,
     the attention core's passes one at a time (before a pass overlapped the finish and the
-    pipelines of the one before)."""
+    pipelines of the one before); ``separate_gate``, the FFN gating an instruction of its
+    own, GATE after the LINEAR of ``w_up`` (before that LINEAR gated, ``FLAG_GATE``)."""
     finish_lanes: int = None
     padded_records: bool = False
     reader_rate: Fraction = READER_RATE
     serial_passes: bool = False
+    separate_gate: bool = False
 
     def is_current(self, config: AcceleratorConfig) -> bool:
         """Whether the hardware recorded is ``config``'s as it is built now."""
         return (self.finish_lanes in (None, config.attention.io_lanes)
                 and not self.padded_records and self.reader_rate == READER_RATE
-                and not self.serial_passes)
+                and not self.serial_passes and not self.separate_gate)
+
+
+def as_built(config: AcceleratorConfig) -> dict:
+    """What a report of ``config``'s hardware as built now says of it beyond the design's
+    fields (the benches write it; :func:`_recorded` reads it back)."""
+    return {"attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
+            "scratch_reader": "full-rate", "attention_passes": "overlapped",
+            "ffn_gating": "fused"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -345,7 +355,7 @@ def _terms(**terms) -> tuple:
 
 
 def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, blocks: int,
-                  tokens: int, accumulate: bool = False, queued: int = None,
+                  tokens: int, flags: int = 0, queued: int = None,
                   reader_rate: Fraction = READER_RATE) -> dict:
     """The named terms of one LINEAR (``chunks`` K-chunks, ``blocks`` row blocks).
 
@@ -358,11 +368,12 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     ``k_per_word / lanes`` codes beats per beat) and, with LUT-RAM tables, a table
     set's write (:func:`~tritium.hw.tlmm.lookup.fill_cycles`). The last chunk's passes
     also last their results' vector beats, one a cycle (``beats_per_block`` a row block
-    when the engine's rows are wider than the lanes), and with ACCUMULATE as many
-    residual beats from the scratchpad reader (``reader_rate`` a cycle). ``latency``: the issue
-    cycle and the memory's read latency before the first word. ``table_fill``: the
-    first table set when it is ready after the first weight word. ``pipeline``:
-    calibrated (:data:`CALIBRATION`).
+    when the engine's rows are wider than the lanes), and with ACCUMULATE (``flags``) as
+    many residual beats from the scratchpad reader (``reader_rate`` a cycle), with GATE as
+    many beats of the gate vector. ``latency``: the issue cycle and the memory's read
+    latency before the first word. ``table_fill``: the first table set when it is ready
+    after the first weight word. ``gating``: with GATE, the gating unit's latency.
+    ``pipeline``: calibrated (:data:`CALIBRATION`).
 
     ``queued`` (a design with a weight queue; None without): the matrix's engine words
     already in the queue when the LINEAR starts. Those load as fast as the gearbox takes
@@ -370,12 +381,12 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     port's rate, whether or not the chunk buffer has room (the prefetcher reads on into
     the queue), so a chunk is loaded no sooner than its last word arrives; the latency
     is then the queue's (a word already there), or the memory's when none is."""
-    return dict(_linear_terms(config, port, chunks, blocks, tokens, bool(accumulate), queued,
-                              reader_rate))
+    return dict(_linear_terms(config, port, chunks, blocks, tokens,
+                              flags & (FLAG_ACCUMULATE | FLAG_GATE), queued, reader_rate))
 
 
 @functools.lru_cache(maxsize=4096)
-def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None,
+def _linear_terms(config, port, chunks, blocks, tokens, flags, queued=None,
                   reader_rate=READER_RATE) -> tuple:
     tlmm, lanes = config.tlmm, config.lanes
     # The weights' port: the units' own, or the TLMM's wider one.
@@ -388,9 +399,10 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None,
     table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
     sweep = max(blocks, feeder, table)
     # The last chunk's results leave a vector beat a cycle (the splitter cuts each row
-    # block's beat in beats_per_block), with ACCUMULATE each beside a residual beat.
+    # block's beat in beats_per_block), with ACCUMULATE each beside a residual beat,
+    # with GATE beside a beat of the gate vector.
     drain = blocks * config.beats_per_block
-    residual = Fraction(drain) / reader_rate if accumulate else 0
+    residual = Fraction(drain) / reader_rate if flags else 0
     load_end = [Fraction(0)] * chunks
     replay_end = [Fraction(0)] * chunks
     for c in range(chunks):
@@ -415,7 +427,10 @@ def _linear_terms(config, port, chunks, blocks, tokens, accumulate, queued=None,
             ("table_fill", max(0, table_ready - first_word)),
             ("lookup", table_lookup(tlmm).LATENCY),
             ("dequantize", _dequantize_latency(lanes, tlmm.acc_width)),
-            ("pipeline", CALIBRATION["linear"] + (CALIBRATION["accumulate"] if accumulate else 0)))
+            *((("gating", _gating_latency(lanes, config.model.activation)),)
+              if flags & FLAG_GATE else ()),
+            ("pipeline", CALIBRATION["linear"] + (CALIBRATION["accumulate"]
+                                                  if flags & FLAG_ACCUMULATE else 0)))
 
 
 def attention_key_cycles(config: AcceleratorConfig, port: PortTiming,
@@ -598,8 +613,8 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
                                pipeline=CALIBRATION["gate"])
     elif op == "LINEAR":
         chunks, blocks = instr["beats"], instr["blocks"]
-        terms = linear_cycles(config, port, chunks, blocks, tokens,
-                              bool(instr.get("flags", 0) & FLAG_ACCUMULATE), reader_rate=rate)
+        terms = linear_cycles(config, port, chunks, blocks, tokens, instr.get("flags", 0),
+                              reader_rate=rate)
         cycles = float(sum(terms.values()))
         terms = {name: float(value) for name, value in terms.items()}
         read = matrix_words(config, chunks, blocks)
@@ -655,8 +670,8 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
         if item.op == "LINEAR":
             total, queued = jobs.pop(0)
             terms = linear_cycles(config, port, fields["beats"], fields["blocks"], tokens,
-                                  bool(fields.get("flags", 0) & FLAG_ACCUMULATE),
-                                  queued=int(queued / ratio), reader_rate=recorded.reader_rate)
+                                  fields.get("flags", 0), queued=int(queued / ratio),
+                                  reader_rate=recorded.reader_rate)
             cycles = float(sum(terms.values()))
             item = dataclasses.replace(item, cycles=cycles,
                                        terms={n: float(v) for n, v in terms.items()})
@@ -775,6 +790,8 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     timing = port_timing(memory, config, port, implementation)
     iw = instruction_words(timing.word_bytes)
     program = program_fields(config, head=head)
+    if recorded.separate_gate:
+        program = _with_separate_gate(config, program)
     instructions = [_instruction(instr, config, timing, position, tokens,
                                  _fetch_cycles(config, timing, index), recorded)
                     for index, instr in enumerate(program)]
@@ -797,6 +814,19 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
                        tokens=tokens, clock_hz=config.clock_hz, word_bytes=timing.word_bytes,
                        cycles=sum(by_kind.values()), by_kind=by_kind, words=words,
                        instructions=instructions)
+
+
+def _with_separate_gate(config: AcceleratorConfig, program: list) -> list:
+    """``program`` as the compiler wrote it before the LINEAR of ``w_up`` gated: that
+    LINEAR plain, then a GATE of its output's beats (the recorded reports' hardware)."""
+    result = []
+    for fields in program:
+        if fields["op"] == "LINEAR" and fields.get("flags", 0) & FLAG_GATE:
+            result.append({**fields, "flags": fields["flags"] & ~FLAG_GATE})
+            result.append(dict(op="GATE", beats=config.model.ffn // config.lanes))
+        else:
+            result.append(fields)
+    return result
 
 
 # -- the model against the simulation -------------------------------------------------------
@@ -839,39 +869,52 @@ def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
     their beats (``dims_per_cycle``), before they said ``scratch_reader`` was
     ``"full-rate"`` scratchpad readers of 3 beats per 4 cycles, before they said
     ``kv_records`` was ``"packed"``, KV records padded to whole words of the port that
-    read them, and before they said ``attention_passes`` was ``"overlapped"``, attention
-    cores that ran their passes one at a time."""
+    read them, before they said ``attention_passes`` was ``"overlapped"``, attention
+    cores that ran their passes one at a time, and before they said ``ffn_gating`` was
+    ``"fused"``, programs with a GATE after each ``w_up``."""
     return Recorded(finish_lanes=report.get("attention_finish_lanes",
                                             config.attention.dims_per_cycle),
                     padded_records=report.get("kv_records", "padded") == "padded",
                     reader_rate=(READER_RATE if report.get("scratch_reader") == "full-rate"
                                  else RECORDED_READER_RATE),
-                    serial_passes=report.get("attention_passes") != "overlapped")
+                    serial_passes=report.get("attention_passes") != "overlapped",
+                    separate_gate=report.get("ffn_gating") != "fused")
 
 
 def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
     """A case name's note of the memory ports a board design read through, its attention
-    lanes (lanes x dimensions per cycle; the width of their results where it was not the
-    vectors'), the port its KV cache was read through (and whether its records were
-    padded to that port's words), its weight queue, its instruction blocks, an engine
-    wider than its lanes, a scratchpad reader slower than a beat a cycle and attention
-    passes one at a time: designs of one name have differed."""
+    lanes (lanes x dimensions per cycle), what its hardware did then
+    (:func:`_as_recorded`), the port its KV cache was read through (and whether its
+    records were padded to that port's words), its weight queue, its instruction blocks
+    and an engine wider than its lanes: designs of one name have differed."""
     ports, a = config.memory_ports, config.attention
     kv = ", KV through the weight port" if config.kv_reads == "weights" else ""
     if kv and recorded.padded_records:
         kv += " (padded)"
-    if recorded.finish_lanes not in (None, a.io_lanes):
-        kv = f", results by {recorded.finish_lanes}" + kv
-    if recorded.reader_rate != READER_RATE:
-        kv = f", reader {recorded.reader_rate}" + kv
-    if recorded.serial_passes:
-        kv = ", passes one at a time" + kv
     queue = f", weight queue {config.weight_queue:,}" if config.weight_queue else ""
     block = f", instructions by {config.fetch_block}" if config.fetch_block > 1 else ""
     rows = (f", engine of {config.tlmm.rows} rows on {config.lanes} lanes"
             if config.beats_per_block > 1 else "")
     return (f" on {ports} port{'s' if ports > 1 else ''}, attention "
-            f"{a.lanes}x{a.dims_per_cycle}{kv}{queue}{block}{rows}")
+            f"{a.lanes}x{a.dims_per_cycle}{_as_recorded(config, recorded)}{kv}{queue}"
+            f"{block}{rows}")
+
+
+def _as_recorded(config: AcceleratorConfig, recorded: Recorded) -> str:
+    """A case name's note of what a recorded report's hardware did that the design's as
+    built does not: a GATE instruction apart from the LINEAR, attention passes one at a
+    time, a scratchpad reader slower than a beat a cycle, attention results narrower or
+    wider than the vectors' lanes."""
+    notes = []
+    if recorded.separate_gate:
+        notes.append("GATE apart")
+    if recorded.serial_passes:
+        notes.append("passes one at a time")
+    if recorded.reader_rate != READER_RATE:
+        notes.append(f"reader {recorded.reader_rate}")
+    if recorded.finish_lanes not in (None, config.attention.io_lanes):
+        notes.append(f"results by {recorded.finish_lanes}")
+    return "".join(f", {note}" for note in notes)
 
 
 def _e2e_cases(report: dict, source: str) -> list:
@@ -905,7 +948,8 @@ def _e2e_cases(report: dict, source: str) -> list:
     for index, run in enumerate(report["runs"]):
         cases.append(SimulatedCase(
             name=f"{config.name} e2e run {index} ({run['kind']})"
-                 + ("" if onchip else _on_ports(config, recorded)), source=source,
+                 + (_as_recorded(config, recorded) if onchip else _on_ports(config, recorded)),
+            source=source,
             config=config, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=run["position"],
             tokens=run["tokens"], counters=run["counters"], recorded=recorded))
@@ -913,7 +957,8 @@ def _e2e_cases(report: dict, source: str) -> list:
     if head_run and "counters" in head_run:
         cases.append(SimulatedCase(
             name=f"{design.name} e2e run {len(cases)} (decode with HEAD, "
-                 f"{design.head_format})" + ("" if onchip else _on_ports(design, recorded)),
+                 f"{design.head_format})" + (_as_recorded(design, recorded) if onchip
+                                             else _on_ports(design, recorded)),
             source=source, config=design, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=head_run["position"],
             tokens=1, counters=head_run["counters"], recorded=recorded))
@@ -990,7 +1035,10 @@ RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-
                     "bench-e2e-kv260-reader34.json", "bench-layer-kv260-reader34.json",
                     "bench-e2e-kv260-int4-reader34.json", "bench-layer-kv260-2b-reader34.json",
                     "bench-e2e-kv260-serial.json", "bench-layer-kv260-serial.json",
-                    "bench-e2e-kv260-int4-serial.json", "bench-layer-kv260-2b-serial.json")
+                    "bench-e2e-kv260-int4-serial.json", "bench-layer-kv260-2b-serial.json",
+                    "bench-e2e-tiny-gate.json", "bench-e2e-kv260-gate.json",
+                    "bench-layer-kv260-gate.json", "bench-e2e-kv260-int4-gate.json",
+                    "bench-layer-kv260-2b-gate.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:

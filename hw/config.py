@@ -827,9 +827,10 @@ class AcceleratorConfig:
 
     @property
     def scratch_words(self) -> int:
-        """Scratchpad beats: per token x, the QKV row, the attention output, gate and up."""
+        """Scratchpad beats: per token x, the QKV row, the attention output and the FFN's
+        gate (the gated output overwrites it; up never reaches the scratchpad)."""
         m = self.model
-        per_token = m.hidden + m.q_dim + 2 * m.kv_dim + m.q_dim + 2 * m.ffn
+        per_token = m.hidden + m.q_dim + 2 * m.kv_dim + m.q_dim + m.ffn
         return self.max_tokens * per_token // self.lanes
 
     @property

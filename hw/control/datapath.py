@@ -22,7 +22,8 @@ from ..weights import WeightPrefetcher
 from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
 from .head import HeadUnit
-from .interface import COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates, weight_clients
+from .interface import (COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates, gates,
+                        weight_clients)
 from .isa import FLAG_ONE_TOKEN, OPCODES
 from .vectors import VectorReader, VectorWriter
 
@@ -34,7 +35,8 @@ class Datapath(wiring.Component):
 
     The scratchpad (``scratch_words`` beats of ``lanes`` int32) with two vector readers
     and a writer; the gain feeder, NormQuant and the codes buffer (NORM); the codes
-    feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE); the
+    feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE, or a LINEAR
+    with ``FLAG_GATE``, whose output is the gating's ``up``); the
     attention block (ATTEND); LOAD and STORE stream between the memory and the
     scratchpad, and EMBED's fetcher reads the rows of the token ids that reader_a brings
     from the scratchpad, into the scratchpad; the head unit (HEAD, a design with
@@ -285,6 +287,11 @@ def _route(m, cfg, u, execute, tokens):
                 wiring.connect(m, u.reader_a.beats, u.residual.residual)
                 wiring.connect(m, u.dequant.out, u.residual.update)
                 wiring.connect(m, u.residual.out, u.writer.beats)
+            with m.Elif(gates(instruction)):
+                # The FFN gating fused: the LINEAR's output is up, beside the gate vector.
+                wiring.connect(m, u.reader_a.beats, u.gating.gate)
+                wiring.connect(m, u.dequant.out, u.gating.up)
+                wiring.connect(m, u.gating.out, u.writer.beats)
             with m.Else():
                 wiring.connect(m, u.dequant.out, u.writer.beats)
         with m.Case(OPCODES["GATE"]):
@@ -341,13 +348,15 @@ def _payloads(m, cfg, u, execute, tokens, position):
     vectors = Mux(one_vector, 1, tokens)
     words = instruction.beats * vectors
     linear_beats = _linear_beats(cfg, instruction)
+    reads_destination = is_op["LINEAR"] & ~gates(instruction)
     m.d.comb += [
         w.base.eq(instruction.dst), w.stride.eq(instruction.dst_stride), w.tokens.eq(vectors),
         w.beats.eq(Mux(is_op["LINEAR"], linear_beats,
                        Mux(is_op["ATTEND"], cfg.model.q_dim // cfg.lanes, instruction.beats))),
-        # A LINEAR's reader_a reads the destination it accumulates into.
-        a.base.eq(Mux(is_op["LINEAR"], instruction.dst, instruction.src)),
-        a.stride.eq(Mux(is_op["LINEAR"], instruction.dst_stride, instruction.src_stride)),
+        # A LINEAR's reader_a reads the destination it accumulates into, or the gate
+        # vector at src of one that gates.
+        a.base.eq(Mux(reads_destination, instruction.dst, instruction.src)),
+        a.stride.eq(Mux(reads_destination, instruction.dst_stride, instruction.src_stride)),
         # An EMBED's reader_a reads one beat per token: the id in its lane 0.
         a.beats.eq(Mux(is_op["LINEAR"], linear_beats,
                        Mux(is_op["EMBED"], 1, instruction.beats))),

@@ -11,9 +11,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..layouts import run_result_layout
 from ..memory.port import MemoryPortSignature
-from .isa import FIELDS, FLAG_ACCUMULATE, INSTRUCTION_BYTES, OPCODE_BITS
+from .isa import FIELDS, FLAG_ACCUMULATE, FLAG_GATE, INSTRUCTION_BYTES, OPCODE_BITS
 
-__all__ = ["instruction_layout", "accumulates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
+__all__ = ["instruction_layout", "accumulates", "gates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
            "WORD_COUNTERS", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE", "COMMANDS",
            "COMMANDS_OF", "commands_of", "ExecuteSignature", "controller_members",
            "weight_clients"]
@@ -56,7 +56,7 @@ COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "EMBED": "mo
 COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
             "attention", "embed", "head", "prefetch")
 #: The commands each opcode starts with (a LINEAR that accumulates also reads its
-#: destination through ``reader_a``: :func:`commands_of`).
+#: destination through ``reader_a``, one that gates its gate vector: :func:`commands_of`).
 COMMANDS_OF = {
     "LOAD": ("writer", "memory"), "STORE": ("reader_a", "memory"),
     "NORM": ("reader_a", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
@@ -75,6 +75,12 @@ def instruction_layout() -> data.FlexibleLayout:
 def accumulates(instruction):
     """Whether an instruction (a view of :func:`instruction_layout`) adds to its destination."""
     return (instruction.flags & FLAG_ACCUMULATE) != 0
+
+
+def gates(instruction):
+    """Whether a LINEAR (a view of :func:`instruction_layout`) fuses the FFN gating: its
+    output is ``up``, the gate vector is read from ``src`` (``FLAG_GATE``)."""
+    return (instruction.flags & FLAG_GATE) != 0
 
 
 def commands_of(opcode_name: str) -> int:

@@ -10,7 +10,7 @@ from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUNTERS,
                         COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
-                        accumulates, commands_of, controller_members, weight_clients)
+                        accumulates, commands_of, controller_members, gates, weight_clients)
 from .isa import INSTRUCTION_BYTES, OPCODES, STATUS, design_opcodes
 
 __all__ = ["Sequencer"]
@@ -116,6 +116,18 @@ class Sequencer(wiring.Component):
             # executed), and a RUN waits until it is empty.
             with m.If(~self.busy):
                 m.d.comb += queue.r_en.eq(1)
+
+        def start(bits):
+            """Decode: the instruction's commands (``bits`` of COMMANDS) pending."""
+            m.d.sync += pending.eq(bits)
+            m.d.comb += execute.start.eq(1)
+            m.next = "issue"
+
+        def refuse():
+            """Decode: not an instruction of this design; the run ends with BAD_OPCODE."""
+            m.d.sync += [self.status.eq(STATUS["BAD_OPCODE"]), opcode.eq(OPCODES["END"])]
+            m.next = "finish"
+
         with m.FSM():
             with m.State("idle"):
                 m.d.comb += self.run.ready.eq(1 if queue is None else queue.level == 0)
@@ -144,17 +156,20 @@ class Sequencer(wiring.Component):
                     # are unknown (the default case).
                     for name in (n for n in COMMANDS_OF if n in design_opcodes(cfg)):
                         with m.Case(OPCODES[name]):
-                            bits = commands_of(name)
-                            if name == "LINEAR":       # an accumulating one reads its destination
-                                bits = Mux(accumulates(instruction),
-                                           bits | 1 << COMMANDS.index("reader_a"), bits)
-                            m.d.sync += pending.eq(bits)
-                            m.d.comb += execute.start.eq(1)
-                            m.next = "issue"
+                            if name != "LINEAR":
+                                start(commands_of(name))
+                                continue
+                            # One that accumulates reads its destination through
+                            # reader_a, one that gates its gate vector; not both.
+                            reads = accumulates(instruction) | gates(instruction)
+                            with m.If(accumulates(instruction) & gates(instruction)):
+                                refuse()
+                            with m.Else():
+                                bits = commands_of(name)
+                                reader_a = 1 << COMMANDS.index("reader_a")
+                                start(Mux(reads, bits | reader_a, bits))
                     with m.Default():
-                        m.d.sync += [self.status.eq(STATUS["BAD_OPCODE"]),
-                                     opcode.eq(OPCODES["END"])]
-                        m.next = "finish"
+                        refuse()
             with m.State("issue"):
                 m.d.comb += [self.busy.eq(1), executing.eq(1)]
                 with m.If(pending == 0):

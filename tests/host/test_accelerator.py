@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.control.isa import OPCODES, REGISTERS, STATUS
+from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, OPCODES, REGISTERS, STATUS
 from tritium.hw.link import protocol as p
 from tritium.host.accelerator import Accelerator, DesignMismatchError, RunError
+from tritium.host.compiler import encode_instruction, instruction_words
 from tritium.host.device_model import DeviceModel
 from tritium.host.errors import InputError
 from tritium.host.importers import load_model
@@ -273,6 +274,19 @@ def test_a_failed_run_raises_with_its_status(accelerator):
     with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
         accelerator.prefill([1, 2])
     assert accelerator.position == 0
+
+
+def test_a_linear_that_both_accumulates_and_gates_fails_the_run(accelerator):
+    """Both read a vector through the one reader: the device refuses the instruction
+    (the hardware's sequencer does too: tests/hw/test_sequencer.py)."""
+    compiled = accelerator.compiled
+    index = next(n for n, i in enumerate(compiled.instructions) if i["flags"] & FLAG_GATE)
+    fields = dict(compiled.instructions[index], flags=FLAG_ACCUMULATE | FLAG_GATE)
+    step = instruction_words(accelerator.config.data_width // 8)
+    for program in (compiled.program_address, compiled.no_head_program_address):
+        accelerator.link.write(program + index * step, encode_instruction(**fields))
+    with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
+        accelerator.prefill([1, 2])
 
 
 def replies(device, data):

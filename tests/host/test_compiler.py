@@ -11,8 +11,8 @@ from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
 from tritium.hw.layouts import rope_row_layout
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
-                                    OPCODES)
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN,
+                                    INSTRUCTION_BYTES, OPCODES)
 from tritium.host.compiler import (check_model, compile_model, decode_instruction,
                                    encode_instruction,
                                    instruction_words, pack_scale, program_length,
@@ -72,15 +72,14 @@ def test_instructions_take_whole_words():
 def test_the_tiny_program_is_load_embed_layers_store_head_end(compiled):
     o = OPCODES
     layer = [o["NORM"], o["LINEAR"], o["LINEAR"], o["LINEAR"], o["ATTEND"], o["NORM"],
-             o["LINEAR"], o["NORM"], o["LINEAR"], o["LINEAR"], o["GATE"], o["NORM"],
-             o["LINEAR"]]
+             o["LINEAR"], o["NORM"], o["LINEAR"], o["LINEAR"], o["NORM"], o["LINEAR"]]
     layers = TINY.model.layers
     opcodes = [i["opcode"] for i in compiled.instructions]
     # Device embedding: the token ids come in by LOAD, EMBED looks up their rows; the
     # device head: the output norm, HEAD and the top-k's STORE after the hidden states'.
     assert opcodes == [o["LOAD"], o["EMBED"]] + layer * layers + \
         [o["STORE"], o["NORM"], o["HEAD"], o["STORE"], o["END"]]
-    assert len(opcodes) == program_length(TINY) == 2 + 13 * layers + 2 + 3
+    assert len(opcodes) == program_length(TINY) == 2 + 12 * layers + 2 + 3
     load, embed = compiled.instructions[:2]
     qkv, x = compiled.scratch["qkv"], compiled.scratch["x"]
     table, words = compiled.placement["embedding"]
@@ -94,6 +93,23 @@ def test_the_tiny_program_is_load_embed_layers_store_head_end(compiled):
     accumulating = [i for i in compiled.instructions if i["flags"] & FLAG_ACCUMULATE]
     assert len(accumulating) == 2 * layers                         # wo and w_down into x
     assert all(i["dst"] == compiled.scratch["x"].base for i in accumulating)
+
+
+def test_the_up_projection_gates_in_place_of_the_gate_vector(compiled):
+    """Each layer's LINEAR of ``w_up`` gates (``FLAG_GATE``): it reads the gate vector
+    the LINEAR before wrote and writes ``act(gate) * up`` over it, which the next NORM
+    reads; no instruction reads or writes an ``up`` vector."""
+    program, gate = compiled.instructions, compiled.scratch["gate"]
+    assert "up" not in compiled.scratch
+    gating = [n for n, i in enumerate(program) if i["flags"] & FLAG_GATE]
+    assert len(gating) == TINY.model.layers
+    for n in gating:
+        before, up, after = program[n - 1:n + 2]
+        assert before["opcode"] == up["opcode"] == OPCODES["LINEAR"]
+        assert not up["flags"] & FLAG_ACCUMULATE
+        assert (before["dst"], up["src"], up["dst"], after["src"]) == (gate.base,) * 4
+        assert (up["src_stride"], up["dst_stride"]) == (gate.stride, gate.stride)
+        assert up["blocks"] * TINY.tlmm.rows == TINY.model.ffn
 
 
 def test_the_device_head_tail_scores_the_last_norm_and_stores_the_top_k(compiled):
@@ -117,7 +133,7 @@ def test_a_host_head_design_has_no_head_in_memory_or_program(model):
     assert "head" not in compiled.placement and "output_norm" not in compiled.placement
     assert compiled.top_address is None
     assert OPCODES["HEAD"] not in [i["opcode"] for i in compiled.instructions]
-    assert len(compiled.instructions) == program_length(config) == 2 + 13 * 4 + 2
+    assert len(compiled.instructions) == program_length(config) == 2 + 12 * 4 + 2
 
 
 def test_the_program_in_the_image_decodes_to_the_instructions(compiled):
@@ -232,7 +248,7 @@ def test_a_host_embedding_program_loads_the_vectors(model):
     assert compiled.instructions[1]["opcode"] == OPCODES["NORM"]
     assert (first["beats"], first["dst"]) == (compiled.scratch["x"].beats,
                                               compiled.scratch["x"].base)
-    assert len(compiled.instructions) == program_length(config) == 1 + 13 * 4 + 2 + 3
+    assert len(compiled.instructions) == program_length(config) == 1 + 12 * 4 + 2 + 3
 
 
 @pytest.mark.parametrize("bits", [16, 32])

@@ -143,6 +143,44 @@ def test_a_report_says_whether_its_passes_overlapped():
     assert serial.recorded.serial_passes and not overlapped.recorded.serial_passes
 
 
+@pytest.mark.parametrize("config, memory", [(TINY, "onchip"), (KV260, "kv260")], ids=repr)
+@pytest.mark.parametrize("position, tokens", [(0, 8), (63, 1)])
+def test_the_gating_costs_the_linear_its_latency_not_an_instruction(config, memory, position,
+                                                                   tokens):
+    """The LINEAR of ``w_up`` that gates takes the gate vector's beats beside its results,
+    a beat a cycle as its results leave, so it costs the gating unit's latency more;
+    the program before, with a GATE after that LINEAR, is the recorded reports'. (With
+    a weight queue the LINEARs' words read ahead depend on the instructions before, so
+    there only the run's total is compared.)"""
+    fused = estimate_run(config, memory, position, tokens)
+    separate = estimate_run(config, memory, position, tokens,
+                            recorded=Recorded(separate_gate=True))
+    assert "GATE" not in [item.op for item in fused.instructions]
+    gates = [item for item in separate.instructions if item.op == "GATE"]
+    assert len(gates) == config.model.layers
+    gating = [item for item in fused.instructions if "gating" in item.terms]
+    assert len(gating) == config.model.layers
+    assert fused.cycles < separate.cycles
+    if not config.weight_queue:
+        linears = [(a, b) for a, b in zip(fused.instructions,
+                                          (i for i in separate.instructions if i.op != "GATE"))
+                   if "gating" in a.terms]
+        for gated, plain in linears:
+            assert gated.cycles == plain.cycles + gated.terms["gating"]
+        assert separate.cycles - fused.cycles == pytest.approx(
+            sum(g.cycles + g.fetch - l.terms["gating"] for g, l in zip(gates, gating)))
+
+
+def test_a_report_says_whether_its_gating_was_fused():
+    """Reports recorded before the LINEAR of ``w_up`` gated do not say so; they are
+    modelled with the GATE their program had."""
+    report = {"config": "tiny", "runs": [{"kind": "prefill", "position": 0, "tokens": 8,
+                                          "counters": {}}]}
+    separate, fused = (report_cases(r)[0] for r in (report, {**report, "ffn_gating": "fused"}))
+    assert separate.recorded.separate_gate and not fused.recorded.separate_gate
+    assert not separate.recorded.is_current(TINY)
+
+
 def test_a_projection_checks_itself_against_its_design_as_built():
     """The simulated checks a projection prints are the runs of the design as it is
     built now, not the recorded reports of hardware it has since changed (kept in docs/

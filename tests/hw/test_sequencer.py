@@ -24,7 +24,7 @@ from tritium.host.compiler import encode_instruction, instruction_words
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.control.interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF,
                                           CONTROLLER_COUNTERS, COUNTER_OF_OPCODE, ExecuteSignature)
-from tritium.hw.control.isa import FLAG_ACCUMULATE, OPCODES, STATUS
+from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, OPCODES, STATUS
 from tritium.hw.control.sequencer import Sequencer
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.layouts import run_result_layout
@@ -35,8 +35,12 @@ from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_rec
 NAMES = {code: name for name, code in OPCODES.items()}
 PROGRAM = [dict(opcode="LOAD"), dict(opcode="NORM"), dict(opcode="LINEAR"),
            dict(opcode="LINEAR", flags=FLAG_ACCUMULATE), dict(opcode="GATE"),
-           dict(opcode="STORE"), dict(opcode="ATTEND"), dict(opcode="NORM"), dict(opcode="END")]
+           dict(opcode="LINEAR", flags=FLAG_GATE), dict(opcode="STORE"),
+           dict(opcode="ATTEND"), dict(opcode="NORM"), dict(opcode="END")]
 BAD_PROGRAM = [dict(opcode="GATE"), dict(opcode=0x55), dict(opcode="LOAD")]
+# A LINEAR cannot both accumulate and gate: it reads one vector through reader_a.
+BAD_FLAGS = [dict(opcode="LOAD"), dict(opcode="LINEAR", flags=FLAG_ACCUMULATE | FLAG_GATE),
+             dict(opcode="LOAD")]
 DEPTH = 128
 
 
@@ -89,9 +93,10 @@ def image(config, programs):
 
 
 def expected_commands(opcode, flags):
-    """The commands an instruction hands out (an accumulating LINEAR also reads)."""
+    """The commands an instruction hands out (an accumulating or gating LINEAR also
+    reads)."""
     names = set(COMMANDS_OF[NAMES[opcode]])
-    if NAMES[opcode] == "LINEAR" and flags & FLAG_ACCUMULATE:
+    if NAMES[opcode] == "LINEAR" and flags & (FLAG_ACCUMULATE | FLAG_GATE):
         names.add("reader_a")
     return names
 
@@ -206,8 +211,8 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
     block's words past END (counted in fetch_words) never executed, also across runs."""
     config = dataclasses.replace(ACCELERATOR_PRESETS[preset], fetch_block=block)
     per_instruction = instruction_words(config.data_width // 8)
-    good, bad = 0, 64
-    programs = [(good, PROGRAM), (bad, BAD_PROGRAM)]
+    good, bad, both_flags = 0, 64, 96
+    programs = [(good, PROGRAM), (bad, BAD_PROGRAM), (both_flags, BAD_FLAGS)]
     dut = SequencerBench(config, image(config, programs))
     rng = random.Random(zlib.crc32(f"{preset} {block} {traffic}".encode()))
     stub = StubDatapath(dut, rng, traffic.stall, block)
@@ -215,6 +220,7 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
     # (program, position, tokens, status, the instructions that run, instructions fetched)
     runs = [(good, 0, tokens, "OK", PROGRAM[:-1], len(PROGRAM)),
             (bad, 0, 1, "BAD_OPCODE", BAD_PROGRAM[:1], 2),
+            (both_flags, 0, 1, "BAD_OPCODE", BAD_FLAGS[:1], 2),
             (good, 0, 0, "BAD_TOKENS", [], 0),
             (good, 0, config.max_tokens + 1, "BAD_TOKENS", [], 0),
             (good, config.attention.capacity, 1, "BAD_POSITION", [], 0),
