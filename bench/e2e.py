@@ -19,9 +19,10 @@ ATTEND's key passes plus its input and output beats, a NORM's vectors in plus th
 one's codes out (its codes need the vector's peak; a NORM of the next LINEAR's output,
 whose values that LINEAR brings, its gains' words and the last vector's codes), a beat
 per cycle for GATE, LOAD and STORE. The gap is the cost of running the units one after
-another plus fetch and pipeline latency. On a design with the LM head on the device, one more decode step then
-runs the whole program with HEAD (``device_head``: its cycles and the head's words,
-its top-k checked against golden): the head unit at the model's full size.
+another plus fetch and pipeline latency. On a design with the LM head on the device,
+one more decode step then runs the whole program with HEAD (``device_head``: its cycles
+and the head's words, its top-k checked against golden): the head unit at the model's
+full size.
 ``--head-format int4`` runs the design with the int4 head. Nothing is asserted: the
 numbers go to docs/performance.md.
 """

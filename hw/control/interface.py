@@ -15,8 +15,8 @@ from .isa import FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, INSTRUCTION_BYTE
 
 __all__ = ["instruction_layout", "accumulates", "gates", "norms_next", "CLIENTS",
            "UNIT_CLIENTS", "CLIENT_OF_OPCODE", "WORD_COUNTERS", "CONTROLLER_COUNTERS",
-           "COUNTER_OF_OPCODE", "COMMANDS", "COMMANDS_OF", "commands_of", "ExecuteSignature", "controller_members",
-           "weight_clients"]
+           "COUNTER_OF_OPCODE", "COMMANDS", "COMMANDS_OF", "commands_of", "ExecuteSignature",
+           "controller_members", "weight_clients"]
 
 _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 
