@@ -16,11 +16,13 @@ every logit checked against the golden model. Per run it reads the controller's 
 (cycles in total and per kind of instruction, memory words per kind) and sets them next
 to the *derived* ideal of each instruction: a LINEAR's compute or weight-read bound, an
 ATTEND's key passes plus its input and output beats, a NORM's vectors in plus the last
-one's codes out (its codes need the vector's peak), a beat per cycle for GATE, LOAD and
-STORE. The gap is the cost of running the units one after another plus fetch and
-pipeline latency. On a design with the LM head on the device, one more decode step then
-runs the whole program with HEAD (``device_head``: its cycles and the head's words,
-its top-k checked against golden): the head unit at the model's full size.
+one's codes out (its codes need the vector's peak; a NORM of the next LINEAR's output,
+whose values that LINEAR brings, its gains' words and the last vector's codes), a beat
+per cycle for GATE, LOAD and STORE. The gap is the cost of running the units one after
+another plus fetch and pipeline latency. On a design with the LM head on the device,
+one more decode step then runs the whole program with HEAD (``device_head``: its cycles
+and the head's words, its top-k checked against golden): the head unit at the model's
+full size.
 ``--head-format int4`` runs the design with the int4 head. Nothing is asserted: the
 numbers go to docs/performance.md.
 """
@@ -43,7 +45,7 @@ from tritium.host.sim_transport import BoardSimTransport, SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS, HEAD_FORMATS, MODEL_PRESETS
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
-from tritium.hw.control.isa import OPCODES
+from tritium.hw.control.isa import FLAG_NEXT, OPCODES
 from tritium.hw.memory_model import MEMORY_MODELS
 
 # On-chip memory in the Verilog is an initial image of every word: beyond this many
@@ -70,7 +72,11 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
                 + tokens * (a.heads + 2 * a.kv_heads) * io_beats + tokens * a.heads * io_beats)
     if name == "NORM":
         # The block's own bound: a vector's codes need its peak, so they leave after its
-        # last beat is in (docs/elementwise.md); the next vector comes in meanwhile.
+        # last beat is in (docs/elementwise.md); the next vector comes in meanwhile. A
+        # NORM of the next LINEAR's output takes its values as that LINEAR writes them:
+        # its own are its gains' words, read before, and its last vector's codes after.
+        if instruction["flags"] & FLAG_NEXT:
+            return -(-instruction["beats"] // 2) + instruction["beats"]
         return instruction["beats"] * (tokens + 1)
     if name in ("GATE", "LOAD", "STORE", "EMBED"):
         return instruction["beats"] * tokens

@@ -11,7 +11,10 @@ of the program's first layer, its inputs (LOAD, and EMBED with device embedding)
 STORE of the hidden states and, with the head on the device, the output norm, HEAD
 and the top-k's STORE, a program of that one instruction
 and END is written over the program and run at each token count (and, for ATTEND, each
-position; the KV cache holds whatever is there, which does not change the timing). The
+position; the KV cache holds whatever is there, which does not change the timing). A
+NORM of the next LINEAR's output (``FLAG_NEXT``) is left out (alone, its run would end
+with BAD_OPCODE), and that LINEAR is compared with its model without the norm's term;
+the two together are measured by ``bench/layer.py`` and ``bench/e2e.py``. The
 controller's counters of that run give the instruction's cycles, which are set next to
 ``estimate_run``'s figure for the same instruction. ``--config kv260`` simulates the
 preset reduced to one layer (as ``bench/layer.py``) with random weights, its memory on
@@ -33,7 +36,7 @@ from tritium.host.performance import estimate_run
 from tritium.host.sim_transport import BoardSimTransport, SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
-from tritium.hw.control.isa import OPCODES, REGISTERS
+from tritium.hw.control.isa import FLAG_NEXT, OPCODES, REGISTERS
 from tritium.hw.memory_model import MEMORY_MODELS
 
 NAMES = {code: name for name, code in OPCODES.items()}
@@ -93,6 +96,8 @@ def main(argv=None):
         for index in chosen:
             instruction = program[index]
             name = NAMES[instruction["opcode"]]
+            if name == "NORM" and instruction["flags"] & FLAG_NEXT:
+                continue        # alone it would end its run (BAD_OPCODE): see below
             code = encode_instruction(**instruction).ljust(step, b"\0")
             accelerator.link.write(compiled.program_address, code + end)
             for count in tokens:
@@ -103,12 +108,15 @@ def main(argv=None):
                     counters = accelerator.counters()
                     model_run = estimate_run(config, memory, position, count)
                     estimate = model_run.instructions[index]
+                    # A LINEAR whose output a NORM (FLAG_NEXT) norms runs alone here,
+                    # without it: its model without that norm's term.
+                    model_cycles = estimate.cycles - estimate.terms.get("norm", 0)
                     counter = COUNTER_OF_OPCODE[name]
                     rows.append({"instruction": index, "op": name, "flags": instruction["flags"],
                                  "beats": instruction["beats"], "blocks": instruction["blocks"],
                                  "tokens": count, "position": position, "status": status,
                                  "simulated": counters[counter],
-                                 "model": round(estimate.cycles, 1),
+                                 "model": round(model_cycles, 1),
                                  "terms": {k: round(v, 1) for k, v in estimate.terms.items()},
                                  "fetch": {"simulated": counters["fetch_cycles"],
                                            "model": round(2 * estimate.fetch, 1)}})

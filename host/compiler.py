@@ -62,10 +62,9 @@ import numpy as np
 
 from tritium.hw.config import AcceleratorConfig, ModelConfig, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN,
-                                    INSTRUCTION_BYTES,
-                                    OPCODES, SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS,
-                                    TOP_ENTRY_LANES)
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT,
+                                    FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
+                                    SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS, TOP_ENTRY_LANES)
 from tritium.hw.head_layout import head_layout_of
 from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import QuantizedModel, embed
@@ -380,7 +379,10 @@ def program_fields(config: AcceleratorConfig, plan: MemoryPlan = None,
     x = scratch["x"]
     program = _input_program(config, plan)
     for index in range(config.model.layers):
-        program += _layer_program(index, plan.layer(index), config, scratch, constants)
+        layer = _layer_program(index, plan.layer(index), config, scratch, constants)
+        if index:       # its attn_norm norms the last layer's w_down output: before it
+            program.insert(len(program) - 1, layer.pop(0))
+        program += layer
     program.append(dict(op="STORE", address=plan.states_address, src=x.base,
                         src_stride=x.stride, beats=x.beats))
     if _with_head(config, head):
@@ -606,9 +608,11 @@ def _layer_program(index, address, config, scratch, constants) -> list:
     cfg, lanes, tlmm = config.model, config.lanes, config.tlmm
     x, qkv, attn, gate = (scratch[name] for name in ("x", "qkv", "attn", "gate"))
 
-    def norm(name, source, features):
-        return dict(op="NORM", address=address[name], src=source.base,
-                    src_stride=source.stride, beats=features // lanes,
+    def norm(name, source, features, follows=True):
+        """A NORM of ``source``; with ``follows`` (``FLAG_NEXT``) of the output of the
+        LINEAR after it, which writes ``source``."""
+        return dict(op="NORM", flags=FLAG_NEXT if follows else 0, address=address[name],
+                    src=source.base, src_stride=source.stride, beats=features // lanes,
                     eps=constants.eps(name, features))
 
     def linear(name, target, offset=0, flags=0, **fields):
@@ -617,21 +621,25 @@ def _layer_program(index, address, config, scratch, constants) -> list:
                     dst_stride=target.stride, beats=cols // tlmm.k_per_word,
                     blocks=rows // tlmm.rows, scale=constants.out_scale(index, name), **fields)
 
+    # The norms of a LINEAR's output norm it as it is written (FLAG_NEXT, just before
+    # that LINEAR): ffn_norm of wo's, ffn_sub_norm of w_up's and, but in the first layer
+    # (after EMBED or LOAD), attn_norm of the last layer's w_down output (program_fields
+    # moves it before that LINEAR). attn_sub_norm norms ATTEND's output, read back.
     return [
-        norm("attn_norm", x, cfg.hidden),
+        norm("attn_norm", x, cfg.hidden, follows=index > 0),
         linear("wq", qkv),
         linear("wk", qkv, cfg.q_dim // lanes),
         linear("wv", qkv, (cfg.q_dim + cfg.kv_dim) // lanes),
         dict(op="ATTEND", layer=index, src=qkv.base, src_stride=qkv.stride,
              beats=qkv.beats, dst=attn.base, dst_stride=attn.stride,
              scale=constants.score_scale()),
-        norm("attn_sub_norm", attn, cfg.q_dim),
-        linear("wo", x, flags=FLAG_ACCUMULATE),
+        norm("attn_sub_norm", attn, cfg.q_dim, follows=False),
         norm("ffn_norm", x, cfg.hidden),
+        linear("wo", x, flags=FLAG_ACCUMULATE),
         linear("w_gate", gate),
         # up never reaches the scratchpad: the gating takes it from the LINEAR and
         # writes act(gate) * up over the gate vector.
-        linear("w_up", gate, flags=FLAG_GATE, src=gate.base, src_stride=gate.stride),
         norm("ffn_sub_norm", gate, cfg.ffn),
+        linear("w_up", gate, flags=FLAG_GATE, src=gate.base, src_stride=gate.stride),
         linear("w_down", x, flags=FLAG_ACCUMULATE),
     ]

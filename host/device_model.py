@@ -37,9 +37,9 @@ import zlib
 import numpy as np
 
 from tritium.hw.config import AcceleratorConfig
-from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN, INSTRUCTION_BYTES,
-                                    OPCODES, REGISTERS, STATUS, WRITABLE_REGISTERS,
-                                    design_opcodes)
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, FLAG_ONE_TOKEN,
+                                    INSTRUCTION_BYTES, OPCODES, REGISTERS, STATUS,
+                                    WRITABLE_REGISTERS, design_opcodes)
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.head import QuantizedHead, head_scores, head_topk
@@ -202,6 +202,7 @@ class DeviceModel:
                  "LINEAR": self._linear, "GATE": self._gate, "ATTEND": self._attend,
                  "EMBED": self._embed, "HEAD": self._head, "PREFETCH": self._prefetch}
         self._prefetched = []
+        self._follow = None                 # a NORM of the next LINEAR's output
         operations = {OPCODES[name]: units[name] for name in design_opcodes(self.config)
                       if name in units}
         while True:
@@ -209,9 +210,14 @@ class DeviceModel:
             if fields["opcode"] == OPCODES["END"]:
                 if self._prefetched:
                     raise _Fault(f"{len(self._prefetched)} PREFETCH without its LINEAR")
+                if self._follow:
+                    raise _Fault("a NORM of the next LINEAR's output without its LINEAR")
                 return
             if fields["opcode"] not in operations:
                 raise _Fault(f"opcode {fields['opcode']} at word {pc}")
+            if self._follow and fields["opcode"] not in (OPCODES["LINEAR"],
+                                                         OPCODES["PREFETCH"]):
+                raise _Fault(f"opcode {fields['opcode']} after a NORM of the next LINEAR")
             operations[fields["opcode"]](fields, position, tokens)
             pc += step
 
@@ -269,11 +275,15 @@ class DeviceModel:
 
     def _norm(self, f, position, tokens):
         features = f["beats"] * self.config.lanes
-        x = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
         gains = np.frombuffer(self._memory_bytes(f["address"], 2 * features), dtype="<i2")
         # The gains' fractional bits are folded into the linears' output scales, so
         # norm_quant needs only their values.
-        self._codes = norm_quant(x, NormGain(gains.astype(np.int64), 0), f["eps"])
+        gain = NormGain(gains.astype(np.int64), 0)
+        if f["flags"] & FLAG_NEXT:          # of the next LINEAR's output, as it is written
+            self._follow = (f["beats"], gain, f["eps"])
+            return
+        x = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
+        self._codes = norm_quant(x, gain, f["eps"])
 
     def _head(self, f, position, tokens):
         # The last token's codes against every row of the head in memory; the k best
@@ -302,6 +312,9 @@ class DeviceModel:
         tile = self.config.tlmm.tile
         if f["flags"] & FLAG_ACCUMULATE and f["flags"] & FLAG_GATE:
             raise _Fault("LINEAR with both ACCUMULATE and GATE")
+        if self._follow and self._follow[0] != f["blocks"] * tile.rows // self.config.lanes:
+            raise _Fault(f"a NORM of {self._follow[0]} beats before a LINEAR of "
+                         f"{f['blocks'] * tile.rows // self.config.lanes}")
         if self.config.weight_queue:
             if not self._prefetched:
                 raise _Fault("LINEAR without a PREFETCH of its matrix")
@@ -330,6 +343,9 @@ class DeviceModel:
             gate = self._read_scratch(f["src"], f["src_stride"], beats, tokens)
             y = ffn_activation(gate, y, self.config.model.activation)
         self._write_scratch(f["dst"], f["dst_stride"], tokens, y)
+        if self._follow:                    # the NORM before norms what it wrote
+            (_, gain, eps), self._follow = self._follow, None
+            self._codes = norm_quant(y, gain, eps)
 
     def _gate(self, f, position, tokens):
         gate = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)

@@ -46,7 +46,7 @@ from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfi
 from tritium.hw.control.controller import (CONTROLLER_COUNTERS, COUNTER_OF_OPCODE,
                                           WORD_COUNTERS)
 from tritium.hw.control.interface import weight_clients
-from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN
+from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, FLAG_ONE_TOKEN
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory.arbiter import PortArbiter
@@ -106,6 +106,13 @@ CALIBRATION = {
     # NORM: issue and the join of values and gains before pass 1; after it, the
     # codes latency, pass 2 of the last vector and its padding are structural.
     "norm": 4,
+    # NORM of the next LINEAR's output (FLAG_NEXT): issue, and the gain buffer's last
+    # write before it says filled (``norm_next``). That LINEAR then ends with the norm's
+    # codes latency and the last vector's pass 2 (structural) after its last beat, which
+    # cover the LINEAR's own cycles after that beat (``norm_fused``, fitted on
+    # docs/bench-e2e-tiny.json: 11 such LINEARs a run, prefill and decode).
+    "norm_next": 3,
+    "norm_fused": -4,
     # GATE: issue and the reader's first beats; the gating latency is the unit's own.
     "gate": 5,
     # LINEAR: issue, gearbox, chunk buffer, the engine's accumulate stage and the
@@ -184,18 +191,22 @@ class Recorded:
     :data:`RECORDED_READER_RATE` before it handed out a beat a cycle); ``serial_passes``,
     the attention core's passes one at a time (before a pass overlapped the finish and the
     pipelines of the one before); ``separate_gate``, the FFN gating an instruction of its
-    own, GATE after the LINEAR of ``w_up`` (before that LINEAR gated, ``FLAG_GATE``)."""
+    own, GATE after the LINEAR of ``w_up`` (before that LINEAR gated, ``FLAG_GATE``);
+    ``separate_norms``, each NORM after the LINEAR whose output it norms, reading it back
+    (before those NORMs came before it with ``FLAG_NEXT``)."""
     finish_lanes: int = None
     padded_records: bool = False
     reader_rate: Fraction = READER_RATE
     serial_passes: bool = False
     separate_gate: bool = False
+    separate_norms: bool = False
 
     def is_current(self, config: AcceleratorConfig) -> bool:
         """Whether the hardware recorded is ``config``'s as it is built now."""
         return (self.finish_lanes in (None, config.attention.io_lanes)
                 and not self.padded_records and self.reader_rate == READER_RATE
-                and not self.serial_passes and not self.separate_gate)
+                and not self.serial_passes and not self.separate_gate
+                and not self.separate_norms)
 
 
 def as_built(config: AcceleratorConfig) -> dict:
@@ -203,7 +214,7 @@ def as_built(config: AcceleratorConfig) -> dict:
     fields (the benches write it; :func:`_recorded` reads it back)."""
     return {"attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
             "scratch_reader": "full-rate", "attention_passes": "overlapped",
-            "ffn_gating": "fused"}
+            "ffn_gating": "fused", "norms": "fused"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -601,12 +612,19 @@ def _instruction(instr: dict, config, port: PortTiming, position: int, tokens: i
         gain_words = -(-beats // 2)
         per_chunk = config.tlmm.k_per_word // config.lanes
         padded = _round_up(beats, per_chunk)
-        cycles, terms = _terms(
-            latency=max(0, port.latency - onchip_read_latency(config)),
-            pass1=max(_reader_cycles(beats * tokens, rate), tokens * gain_words * w),
-            codes_latency=NormQuant.codes_latency, pass2=padded,
-            pipeline=CALIBRATION["norm"])
-        read = tokens * gain_words
+        if instr.get("flags", 0) & FLAG_NEXT:
+            # Of the next LINEAR's output: only its gains, once, into the gain buffer, a
+            # beat a cycle at most (the rest is that LINEAR's: _with_fused_norms).
+            cycles, terms = _terms(latency=port.latency, gains=max(beats, gain_words * w),
+                                   pipeline=CALIBRATION["norm_next"])
+            read = gain_words
+        else:
+            cycles, terms = _terms(
+                latency=max(0, port.latency - onchip_read_latency(config)),
+                pass1=max(_reader_cycles(beats * tokens, rate), tokens * gain_words * w),
+                codes_latency=NormQuant.codes_latency, pass2=padded,
+                pipeline=CALIBRATION["norm"])
+            read = tokens * gain_words
     elif op == "GATE":
         cycles, terms = _terms(beats=_reader_cycles(beats * tokens, rate),
                                gating=_gating_latency(config.lanes, config.model.activation),
@@ -672,6 +690,8 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
             terms = linear_cycles(config, port, fields["beats"], fields["blocks"], tokens,
                                   fields.get("flags", 0), queued=int(queued / ratio),
                                   reader_rate=recorded.reader_rate)
+            if "norm" in item.terms:            # a NORM of its output (_with_fused_norms)
+                terms["norm"] = item.terms["norm"]
             cycles = float(sum(terms.values()))
             item = dataclasses.replace(item, cycles=cycles,
                                        terms={n: float(v) for n, v in terms.items()})
@@ -790,11 +810,14 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     timing = port_timing(memory, config, port, implementation)
     iw = instruction_words(timing.word_bytes)
     program = program_fields(config, head=head)
+    if recorded.separate_norms:
+        program = _with_separate_norms(program)
     if recorded.separate_gate:
         program = _with_separate_gate(config, program)
     instructions = [_instruction(instr, config, timing, position, tokens,
                                  _fetch_cycles(config, timing, index), recorded)
                     for index, instr in enumerate(program)]
+    instructions = _with_fused_norms(program, instructions, config, tokens)
     if config.weight_queue:
         instructions = _with_weight_queue(program, instructions, config, timing, position,
                                           tokens, recorded)
@@ -814,6 +837,44 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
                        tokens=tokens, clock_hz=config.clock_hz, word_bytes=timing.word_bytes,
                        cycles=sum(by_kind.values()), by_kind=by_kind, words=words,
                        instructions=instructions)
+
+
+def _with_separate_norms(program: list) -> list:
+    """``program`` as the compiler wrote it before a NORM of a LINEAR's output came before
+    that LINEAR (``FLAG_NEXT``): each such NORM just after its LINEAR, plain."""
+    result, waiting = [], None
+    for fields in program:
+        if fields["op"] == "NORM" and fields.get("flags", 0) & FLAG_NEXT:
+            waiting = {**fields, "flags": 0}
+            continue
+        result.append(fields)
+        if fields["op"] == "LINEAR" and waiting:
+            result.append(waiting)
+            waiting = None
+    return result
+
+
+def _with_fused_norms(program: list, instructions: list, config: AcceleratorConfig,
+                      tokens: int) -> list:
+    """The instructions with each LINEAR after a NORM of its output (``FLAG_NEXT``) timed
+    to the end of that norm: its last vector's codes ``NormQuant.codes_latency`` after its
+    last beat, then that vector's pass 2 (its beats to whole TLMM chunks, ``B'``); the
+    vectors come a beat a cycle, so each pass 2 of ``B'`` beats behind a vector of ``B``
+    pushes the next one ``B' - B`` later."""
+    result, norm = [], None
+    per_chunk = config.tlmm.k_per_word // config.lanes
+    for fields, item in zip(program, instructions):
+        if fields["op"] == "NORM" and fields.get("flags", 0) & FLAG_NEXT:
+            norm = fields
+        elif fields["op"] == "LINEAR" and norm:
+            padded = _round_up(norm["beats"], per_chunk)
+            terms = dict(item.terms, norm=float(NormQuant.codes_latency + padded
+                                                + (tokens - 1) * (padded - norm["beats"])
+                                                + CALIBRATION["norm_fused"]))
+            item = dataclasses.replace(item, cycles=float(sum(terms.values())), terms=terms)
+            norm = None
+        result.append(item)
+    return result
 
 
 def _with_separate_gate(config: AcceleratorConfig, program: list) -> list:
@@ -870,15 +931,17 @@ def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
     ``"full-rate"`` scratchpad readers of 3 beats per 4 cycles, before they said
     ``kv_records`` was ``"packed"``, KV records padded to whole words of the port that
     read them, before they said ``attention_passes`` was ``"overlapped"``, attention
-    cores that ran their passes one at a time, and before they said ``ffn_gating`` was
-    ``"fused"``, programs with a GATE after each ``w_up``."""
+    cores that ran their passes one at a time, before they said ``ffn_gating`` was
+    ``"fused"``, programs with a GATE after each ``w_up``, and before they said ``norms``
+    was ``"fused"``, programs whose NORMs read back a LINEAR's output."""
     return Recorded(finish_lanes=report.get("attention_finish_lanes",
                                             config.attention.dims_per_cycle),
                     padded_records=report.get("kv_records", "padded") == "padded",
                     reader_rate=(READER_RATE if report.get("scratch_reader") == "full-rate"
                                  else RECORDED_READER_RATE),
                     serial_passes=report.get("attention_passes") != "overlapped",
-                    separate_gate=report.get("ffn_gating") != "fused")
+                    separate_gate=report.get("ffn_gating") != "fused",
+                    separate_norms=report.get("norms") != "fused")
 
 
 def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
@@ -902,10 +965,13 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
 
 def _as_recorded(config: AcceleratorConfig, recorded: Recorded) -> str:
     """A case name's note of what a recorded report's hardware did that the design's as
-    built does not: a GATE instruction apart from the LINEAR, attention passes one at a
+    built does not: NORMs apart from the LINEARs whose output they norm, a GATE apart
+    from the LINEAR, attention passes one at a
     time, a scratchpad reader slower than a beat a cycle, attention results narrower or
     wider than the vectors' lanes."""
     notes = []
+    if recorded.separate_norms:
+        notes.append("NORM apart")
     if recorded.separate_gate:
         notes.append("GATE apart")
     if recorded.serial_passes:

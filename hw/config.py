@@ -618,7 +618,7 @@ class AcceleratorConfig:
     :data:`WEIGHT_QUEUE_MIN`) is how many weight-port words the design reads ahead of the
     TLMM: with it, a LINEAR's weights are read by the PREFETCH instruction the compiler
     puts one matrix ahead of it, into a queue of that many words, so the weight port keeps
-    streaming while the instructions between two LINEARs (NORM, ATTEND, GATE) execute and
+    streaming while the instructions between two LINEARs (NORM, ATTEND) execute and
     while a LINEAR's tail drains; it needs a weight port (docs/accelerator.md,
     "Weight queue").
     ``fetch_block`` (1, the default, or a power of two up to :data:`FETCH_BLOCK_MAX`) is
@@ -981,7 +981,7 @@ ACCELERATOR_PRESETS = {
     # 1,588 bits in 7 bus words, 3.5 of its words, takes 4.2 cycles at the four ports'
     # rate, 7.2 on the units' port.
     # A weight queue of 4,096 words of that port (256 KB, 8 URAM288: 19.7 us of the four
-    # ports) keeps the weights streaming while NORM, ATTEND and GATE execute (PREFETCH;
+    # ports) keeps the weights streaming while NORM and ATTEND execute (PREFETCH;
     # docs/accelerator.md, "Weight queue"), and the controller reads its instructions 8 at
     # a time (fetch_block), a DDR latency per 8 rather than per instruction.
     "kv260": AcceleratorConfig(

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from amaranth import Module, Mux, Signal
 from amaranth.hdl import unsigned
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -13,6 +13,7 @@ from amaranth.utils import exact_log2
 from ..attention.block import AttentionBlock
 from ..config import AcceleratorConfig
 from ..elementwise import Dequantize, Gating, NormQuant, ResidualAdd, ScaleMultiply
+from ..layouts import vector_beat_layout
 from ..memory.arbiter import PortArbiter
 from ..memory.mux import PortMux, PortRegisters
 from ..memory.port import MemoryPortSignature
@@ -20,10 +21,10 @@ from ..tlmm.core import TLMMCore
 from ..tlmm.split import ResultSplitter
 from ..weights import WeightPrefetcher
 from .embed import EmbedFetcher, HalfWordWidener
-from .feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
+from .feeders import CodesFeeder, CodesWriter, GainBuffer, GainFeeder, codes_row_beats
 from .head import HeadUnit
 from .interface import (COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates, gates,
-                        weight_clients)
+                        norms_next, weight_clients)
 from .isa import FLAG_ONE_TOKEN, OPCODES
 from .vectors import VectorReader, VectorWriter
 
@@ -129,9 +130,9 @@ def _units(m, cfg):
                                         depth=tokens * codes_row_beats(cfg), init=[])
     m.submodules.norm = u.norm = NormQuant(cfg.elementwise, gain=True)
     m.submodules.gains = u.gains = GainFeeder(cfg)
+    m.submodules.gain_buffer = u.gain_buffer = GainBuffer(cfg)
     m.submodules.codes_writer = u.codes_writer = CodesWriter(cfg)
     m.submodules.feeder = u.feeder = CodesFeeder(cfg)
-    wiring.connect(m, u.gains.gains, u.norm.gains)
     wiring.connect(m, u.norm.codes, u.codes_writer.codes)
     wiring.connect(m, u.norm.scale, u.codes_writer.scale)
     port = codes.write_port()
@@ -255,8 +256,17 @@ def _route(m, cfg, u, execute, tokens):
     with m.If(execute.start):
         m.d.sync += [scale_token.eq(0), beat.eq(0)]
 
-    m.d.comb += [u.norm.eps.payload.eq(instruction.eps),
-                 u.norm.eps.valid.eq(opcode == OPCODES["NORM"]),
+    # A NORM's eps and gains are the instruction's; a NORM of the next LINEAR's output
+    # (execute.follow) keeps its eps and its gains (in the gain buffer) for that LINEAR.
+    eps = Signal.like(instruction.eps)
+    norm_starts = execute.start & (instruction.opcode == OPCODES["NORM"])
+    with m.If(norm_starts):
+        m.d.sync += eps.eq(instruction.eps)
+    m.d.comb += [u.norm.eps.payload.eq(eps),
+                 u.norm.eps.valid.eq((opcode == OPCODES["NORM"]) & ~norms_next(instruction) |
+                                     (opcode == OPCODES["LINEAR"]) & execute.follow),
+                 u.gain_buffer.start.eq(norm_starts & norms_next(instruction)),
+                 u.gain_buffer.beats.eq(instruction.beats), u.gain_buffer.tokens.eq(tokens),
                  u.attention.score_scale.eq(instruction.scale[:26])]
     head_beats = cfg.attention.io_beats_per_head
     head_beat = Signal(range(head_beats))
@@ -281,19 +291,27 @@ def _route(m, cfg, u, execute, tokens):
                          out.payload.eq(u.reader_a.beats.payload.values),
                          u.reader_a.beats.ready.eq(out.ready)]
         with m.Case(OPCODES["NORM"]):
-            wiring.connect(m, u.reader_a.beats, u.norm.values)
+            with m.If(norms_next(instruction)):
+                wiring.connect(m, u.gains.gains, u.gain_buffer.fill)
+            with m.Else():
+                wiring.connect(m, u.reader_a.beats, u.norm.values)
+                wiring.connect(m, u.gains.gains, u.norm.gains)
         with m.Case(OPCODES["LINEAR"]):
+            out = stream.Signature(vector_beat_layout(cfg.lanes)).create(path=("linear_out",))
             with m.If(accumulates(instruction)):
                 wiring.connect(m, u.reader_a.beats, u.residual.residual)
                 wiring.connect(m, u.dequant.out, u.residual.update)
-                wiring.connect(m, u.residual.out, u.writer.beats)
+                wiring.connect(m, u.residual.out, wiring.flipped(out))
             with m.Elif(gates(instruction)):
                 # The FFN gating fused: the LINEAR's output is up, beside the gate vector.
                 wiring.connect(m, u.reader_a.beats, u.gating.gate)
                 wiring.connect(m, u.dequant.out, u.gating.up)
-                wiring.connect(m, u.gating.out, u.writer.beats)
+                wiring.connect(m, u.gating.out, wiring.flipped(out))
             with m.Else():
-                wiring.connect(m, u.dequant.out, u.writer.beats)
+                wiring.connect(m, u.dequant.out, wiring.flipped(out))
+            # A NORM of this output (execute.follow) takes each beat as it is written.
+            _tee(m, out, u.writer.beats, u.norm.values, execute.follow)
+            wiring.connect(m, u.gain_buffer.gains, u.norm.gains)
         with m.Case(OPCODES["GATE"]):
             wiring.connect(m, u.reader_a.beats, u.gating.gate)
             wiring.connect(m, u.reader_b.beats, u.gating.up)
@@ -310,6 +328,15 @@ def _route(m, cfg, u, execute, tokens):
         if u.head is not None:
             with m.Case(OPCODES["HEAD"]):
                 wiring.connect(m, u.head.beats, u.writer.beats)
+
+
+def _tee(m, source, first, second, both):
+    """``source``'s beats to ``first``, and with ``both`` to ``second`` too: a beat leaves
+    when every sink it goes to takes it."""
+    m.d.comb += [first.payload.eq(source.payload), second.payload.eq(source.payload),
+                 first.valid.eq(source.valid & (second.ready | ~both)),
+                 second.valid.eq(source.valid & first.ready & both),
+                 source.ready.eq(first.ready & (second.ready | ~both))]
 
 
 def _choose(condition, first, second):
@@ -365,7 +392,8 @@ def _payloads(m, cfg, u, execute, tokens, position):
         b.beats.eq(instruction.beats), b.tokens.eq(tokens),
         u.gains.command.payload.address.eq(instruction.address),
         u.gains.command.payload.beats.eq(instruction.beats),
-        u.gains.command.payload.tokens.eq(tokens),
+        # A NORM of the next LINEAR's output reads its gains once, into the gain buffer.
+        u.gains.command.payload.tokens.eq(Mux(norms_next(instruction), 1, tokens)),
         u.tlmm.job.payload.base.eq(_weight_address(cfg, instruction.address)),
         u.tlmm.job.payload.chunks.eq(instruction.beats),
         u.tlmm.job.payload.row_blocks.eq(instruction.blocks),
@@ -427,7 +455,11 @@ def _done(m, u, execute, tokens):
         with m.Case(OPCODES["STORE"]):
             m.d.comb += done.eq(u.move.write_done.valid)
         with m.Case(OPCODES["NORM"]):
-            m.d.comb += done.eq(u.codes_writer.done == tokens)
+            m.d.comb += done.eq(Mux(norms_next(execute.instruction), u.gain_buffer.filled,
+                                    u.codes_writer.done == tokens))
+        with m.Case(OPCODES["LINEAR"]):
+            m.d.comb += done.eq(u.writer.idle & (~execute.follow |
+                                                 (u.codes_writer.done == tokens)))
         with m.Default():
             m.d.comb += done.eq(u.writer.idle)
     return done

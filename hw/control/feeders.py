@@ -5,6 +5,7 @@ from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
@@ -13,7 +14,7 @@ from ..fixedpoint import scale_layout
 from ..layouts import act_beat_layout, code_beat_layout
 from ..memory.port import MemoryPortSignature
 
-__all__ = ["GainFeeder", "CodesWriter", "CodesFeeder", "codes_row_beats",
+__all__ = ["GainFeeder", "GainBuffer", "CodesWriter", "CodesFeeder", "codes_row_beats",
            "codes_read_members"]
 
 
@@ -83,6 +84,68 @@ class GainFeeder(wiring.Component):
             with m.If(last_of_vector):
                 m.d.sync += [beat.eq(0), high.eq(0)]
             m.d.comb += read_data.ready.eq(high | last_of_vector)
+        return m
+
+
+class GainBuffer(wiring.Component):
+    """Hold one vector's gains and hand them out once per token: the gains of a NORM of
+    the next LINEAR's output (``FLAG_NEXT``), read once before that LINEAR runs, while the
+    memory port is still the NORM's.
+
+    ``start`` (a strobe) empties the buffer for a vector of ``beats`` beats; ``fill``
+    then stores beat after beat; once ``filled`` (all ``beats`` in), ``gains`` hands them
+    out ``tokens`` times over, in order, a beat a cycle.
+
+    Members
+    -------
+    start : ``In(1)``; beats : ``In(16)``; tokens : ``In(range(max_tokens + 1))``
+        Sampled with ``start``.
+    fill : ``In(stream.Signature(gain_beat_layout(lanes)))``
+    filled : ``Out(1)``
+    gains : ``Out(stream.Signature(gain_beat_layout(lanes)))``
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._config = config
+        layout = gain_beat_layout(config.lanes)
+        super().__init__({
+            "start": In(1), "beats": In(16), "tokens": In(range(config.max_tokens + 1)),
+            "fill": In(stream.Signature(layout)),
+            "filled": Out(1),
+            "gains": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        depth = cfg.elementwise.max_features // cfg.lanes
+        m.submodules.store = store = Memory(shape=self.fill.payload.shape(), depth=depth,
+                                            init=[])
+        write, read = store.write_port(), store.read_port()
+        beats, tokens = Signal(16), Signal.like(self.tokens)
+        stored = Signal(range(depth + 1))
+        m.d.comb += [self.filled.eq(stored == beats), self.fill.ready.eq(~self.filled),
+                     write.addr.eq(stored), write.data.eq(self.fill.payload),
+                     write.en.eq(self.fill.valid & self.fill.ready)]
+        with m.If(write.en):
+            m.d.sync += stored.eq(stored + 1)
+
+        # The replay: a read a cycle, its data valid the cycle after (as ChunkBuffer's).
+        beat, token = Signal(16), Signal.like(tokens)
+        advance, issue = Signal(), Signal()
+        m.d.comb += [advance.eq(~self.gains.valid | self.gains.ready),
+                     issue.eq(self.filled & (token != tokens) & advance),
+                     read.addr.eq(beat), read.en.eq(advance),
+                     self.gains.payload.eq(read.data)]
+        with m.If(advance):
+            m.d.sync += self.gains.valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += beat.eq(beat + 1)
+            with m.If(beat == beats - 1):
+                m.d.sync += [beat.eq(0), token.eq(token + 1)]
+        with m.If(self.start):
+            m.d.sync += [beats.eq(self.beats), tokens.eq(self.tokens), stored.eq(0),
+                         beat.eq(0), token.eq(0), self.gains.valid.eq(0)]
         return m
 
 

@@ -11,12 +11,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..layouts import run_result_layout
 from ..memory.port import MemoryPortSignature
-from .isa import FIELDS, FLAG_ACCUMULATE, FLAG_GATE, INSTRUCTION_BYTES, OPCODE_BITS
+from .isa import FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, INSTRUCTION_BYTES, OPCODE_BITS
 
-__all__ = ["instruction_layout", "accumulates", "gates", "CLIENTS", "UNIT_CLIENTS", "CLIENT_OF_OPCODE",
-           "WORD_COUNTERS", "CONTROLLER_COUNTERS", "COUNTER_OF_OPCODE", "COMMANDS",
-           "COMMANDS_OF", "commands_of", "ExecuteSignature", "controller_members",
-           "weight_clients"]
+__all__ = ["instruction_layout", "accumulates", "gates", "norms_next", "CLIENTS",
+           "UNIT_CLIENTS", "CLIENT_OF_OPCODE", "WORD_COUNTERS", "CONTROLLER_COUNTERS",
+           "COUNTER_OF_OPCODE", "COMMANDS", "COMMANDS_OF", "commands_of", "ExecuteSignature",
+           "controller_members", "weight_clients"]
 
 _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 
@@ -83,6 +83,12 @@ def gates(instruction):
     return (instruction.flags & FLAG_GATE) != 0
 
 
+def norms_next(instruction):
+    """Whether a NORM (a view of :func:`instruction_layout`) norms the next LINEAR's
+    output (``FLAG_NEXT``): it reads its gains only, the LINEAR brings the values."""
+    return (instruction.flags & FLAG_NEXT) != 0
+
+
 def commands_of(opcode_name: str) -> int:
     """The bits of :data:`COMMANDS` an opcode starts with, before accumulation."""
     return sum(1 << COMMANDS.index(name) for name in COMMANDS_OF.get(opcode_name, ()))
@@ -133,6 +139,10 @@ class ExecuteSignature(wiring.Signature):
     client : ``Out(range(len(UNIT_CLIENTS)))``
         Which unit's port the datapath connects to its own; the sequencer connects that
         to the memory while the instruction executes.
+    follow : ``Out(1)``
+        A NORM with ``FLAG_NEXT`` has been decoded and the LINEAR whose output it norms
+        has not finished: while that LINEAR executes, the datapath hands each beat it
+        writes to the norm too, and the LINEAR is done once the norm's codes are in.
     weight_client : ``In(range(len(UNIT_CLIENTS)))``
         Which unit a word the weight port delivers in this cycle goes to (the sequencer
         counts it in that unit's ``<client>_words``): with a weight queue several read
@@ -149,5 +159,6 @@ class ExecuteSignature(wiring.Signature):
             "waiting": Out(1),
             "done": In(1),
             "client": Out(range(len(UNIT_CLIENTS))),
+            "follow": Out(1),
             "weight_client": In(range(len(UNIT_CLIENTS))),
         })

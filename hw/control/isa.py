@@ -8,7 +8,8 @@ controller decodes them.
 from ..numerics import EXPONENT_BITS, MANTISSA_BITS
 
 __all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "OPCODE_BITS", "FLAG_ACCUMULATE",
-           "FLAG_ONE_TOKEN", "FLAG_GATE", "SCALE_MANTISSA_BITS", "SCALE_EXPONENT_BITS", "REGISTERS",
+           "FLAG_ONE_TOKEN", "FLAG_GATE", "FLAG_NEXT", "SCALE_MANTISSA_BITS",
+           "SCALE_EXPONENT_BITS", "REGISTERS",
            "WRITABLE_REGISTERS", "STATUS", "design_opcodes", "TOP_ENTRY_LANES"]
 
 INSTRUCTION_BYTES = 32
@@ -43,6 +44,10 @@ FLAG_ONE_TOKEN = 0x02            # STORE moves one vector (the top-k), not one p
 # LINEAR's output is the FFN's `up`: it writes ffn_activation(gate, up) with the gate
 # vector read from src (GATE fused into the LINEAR: docs/program.md). Not with ACCUMULATE.
 FLAG_GATE = 0x04
+# NORM of the next LINEAR's output (PREFETCHes may come between): its gains are read
+# once, then its values are the beats that LINEAR writes, normed as they are written
+# (NORM fused into the LINEAR before it: docs/program.md).
+FLAG_NEXT = 0x08
 
 # A HEAD writes each top-k entry as one scratchpad beat: lane 0 the row (token id),
 # lanes 1 and 2 the 48-bit score's low 32 bits and its high bits sign-extended.

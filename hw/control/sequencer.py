@@ -10,7 +10,8 @@ from ..memory.mux import PortMux
 from ..memory.port import MemoryPortSignature
 from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUNTERS,
                         COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
-                        accumulates, commands_of, controller_members, gates, weight_clients)
+                        accumulates, commands_of, controller_members, gates, norms_next,
+                        weight_clients)
 from .isa import INSTRUCTION_BYTES, OPCODES, STATUS, design_opcodes
 
 __all__ = ["Sequencer"]
@@ -106,6 +107,8 @@ class Sequencer(wiring.Component):
         words = -(-8 * INSTRUCTION_BYTES // cfg.data_width)     # bus words per instruction
         pc = Signal(32)
         fetching, executing = Signal(), Signal()
+        # A NORM with FLAG_NEXT waits for its LINEAR: the beats it said it norms.
+        follow, follow_beats = execute.follow, Signal.like(instruction.beats)
         m.d.comb += [fetch.read_cmd.payload.addr.eq(pc),
                      fetch.read_cmd.payload.words.eq(words * cfg.fetch_block)]
         queue = None
@@ -132,7 +135,7 @@ class Sequencer(wiring.Component):
             with m.State("idle"):
                 m.d.comb += self.run.ready.eq(1 if queue is None else queue.level == 0)
                 with m.If(self.run.valid & self.run.ready):
-                    m.d.sync += [pc.eq(self.program), opcode.eq(OPCODES["END"])]
+                    m.d.sync += [pc.eq(self.program), opcode.eq(OPCODES["END"]), follow.eq(0)]
                     with m.If((self.tokens == 0) | (self.tokens > cfg.max_tokens)):
                         m.d.sync += self.status.eq(STATUS["BAD_TOKENS"])
                         m.next = "finish"
@@ -151,23 +154,15 @@ class Sequencer(wiring.Component):
                 m.d.sync += opcode.eq(instruction.opcode)
                 with m.Switch(instruction.opcode):
                     with m.Case(OPCODES["END"]):
-                        m.next = "finish"
+                        with m.If(follow):          # a NORM of a LINEAR that never came
+                            refuse()
+                        with m.Else():
+                            m.next = "finish"
                     # Only the design's opcodes: EMBED or HEAD without their unit
                     # are unknown (the default case).
                     for name in (n for n in COMMANDS_OF if n in design_opcodes(cfg)):
                         with m.Case(OPCODES[name]):
-                            if name != "LINEAR":
-                                start(commands_of(name))
-                                continue
-                            # One that accumulates reads its destination through
-                            # reader_a, one that gates its gate vector; not both.
-                            reads = accumulates(instruction) | gates(instruction)
-                            with m.If(accumulates(instruction) & gates(instruction)):
-                                refuse()
-                            with m.Else():
-                                bits = commands_of(name)
-                                reader_a = 1 << COMMANDS.index("reader_a")
-                                start(Mux(reads, bits | reader_a, bits))
+                            self._decode(m, name, start, refuse, follow, follow_beats)
                     with m.Default():
                         refuse()
             with m.State("issue"):
@@ -178,6 +173,8 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), executing.eq(1), execute.waiting.eq(1)]
                 with m.If(execute.done):
                     m.next = "fetch"
+                    with m.If(opcode == OPCODES["LINEAR"]):
+                        m.d.sync += follow.eq(0)
             with m.State("finish"):
                 m.d.comb += [self.finished.valid.eq(1),
                              self.finished.payload.status.eq(self.status),
@@ -187,6 +184,38 @@ class Sequencer(wiring.Component):
                     m.d.sync += opcode.eq(OPCODES["END"])
                     m.next = "idle"
         return fetching, executing
+
+    def _decode(self, m, name, start, refuse, follow, follow_beats):
+        """The decode of an instruction of opcode ``name``: its commands pending, or the
+        run refused. After a NORM with FLAG_NEXT only PREFETCHes and then the LINEAR
+        whose output it norms may come, that LINEAR of as many vector beats."""
+        instruction = self.execute.instruction
+        bits = commands_of(name)
+        if name == "PREFETCH":
+            start(bits)
+        elif name == "NORM":
+            with m.If(follow):
+                refuse()
+            with m.Elif(norms_next(instruction)):    # its gains only, into the buffer
+                start(1 << COMMANDS.index("gains"))
+                m.d.sync += [follow.eq(1), follow_beats.eq(instruction.beats)]
+            with m.Else():
+                start(bits)
+        elif name == "LINEAR":
+            # One that accumulates reads its destination through reader_a, one that
+            # gates its gate vector; not both.
+            reads = accumulates(instruction) | gates(instruction)
+            beats = instruction.blocks * self._config.beats_per_block
+            with m.If(accumulates(instruction) & gates(instruction) |
+                      follow & (beats != follow_beats)):
+                refuse()
+            with m.Else():
+                start(Mux(reads, bits | 1 << COMMANDS.index("reader_a"), bits))
+        else:
+            with m.If(follow):
+                refuse()
+            with m.Else():
+                start(bits)
 
     def _fetch_one(self, m, fetch, fetching, pc, words):
         """The fetch states reading one instruction at a time into ``instruction``."""

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, OPCODES, REGISTERS, STATUS
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, OPCODES, REGISTERS,
+                                    STATUS)
 from tritium.hw.link import protocol as p
 from tritium.host.accelerator import Accelerator, DesignMismatchError, RunError
 from tritium.host.compiler import encode_instruction, instruction_words
@@ -285,6 +286,25 @@ def test_a_linear_that_both_accumulates_and_gates_fails_the_run(accelerator):
     step = instruction_words(accelerator.config.data_width // 8)
     for program in (compiled.program_address, compiled.no_head_program_address):
         accelerator.link.write(program + index * step, encode_instruction(**fields))
+    with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
+        accelerator.prefill([1, 2])
+
+
+@pytest.mark.parametrize("breakage", ["longer", "a norm after it", "its linear gone"])
+def test_a_norm_of_the_next_linear_needs_that_linear_of_its_length(accelerator, breakage):
+    """A NORM of the next LINEAR's output (``FLAG_NEXT``) of another length than that
+    LINEAR writes, followed by another instruction, or by END, fails the run as the
+    hardware's sequencer refuses it (tests/hw/test_sequencer.py)."""
+    compiled = accelerator.compiled
+    program = compiled.instructions
+    index = next(n for n, i in enumerate(program) if i["flags"] & FLAG_NEXT)
+    step = instruction_words(accelerator.config.data_width // 8)
+    changes = {"longer": {index: dict(program[index], beats=program[index]["beats"] + 1)},
+               "a norm after it": {index + 1: program[index]},
+               "its linear gone": {index + 1: dict(opcode=OPCODES["END"])}}[breakage]
+    for start in (compiled.program_address, compiled.no_head_program_address):
+        for at, fields in changes.items():
+            accelerator.link.write(start + at * step, encode_instruction(**fields))
     with pytest.raises(RunError, match="status 3 \\(BAD_OPCODE\\)"):
         accelerator.prefill([1, 2])
 

@@ -11,8 +11,8 @@ from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
 from tritium.hw.layouts import rope_row_layout
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_ONE_TOKEN,
-                                    INSTRUCTION_BYTES, OPCODES)
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT,
+                                    FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES)
 from tritium.host.compiler import (check_model, compile_model, decode_instruction,
                                    encode_instruction,
                                    instruction_words, pack_scale, program_length,
@@ -71,13 +71,18 @@ def test_instructions_take_whole_words():
 
 def test_the_tiny_program_is_load_embed_layers_store_head_end(compiled):
     o = OPCODES
-    layer = [o["NORM"], o["LINEAR"], o["LINEAR"], o["LINEAR"], o["ATTEND"], o["NORM"],
-             o["LINEAR"], o["NORM"], o["LINEAR"], o["LINEAR"], o["NORM"], o["LINEAR"]]
     layers = TINY.model.layers
+    # A layer after its attn_norm: QKV, ATTEND, attn_sub_norm, ffn_norm (of wo's output,
+    # before it), wo, w_gate, ffn_sub_norm (of w_up's), w_up, the next layer's attn_norm
+    # (of w_down's output) but in the last layer, w_down.
+    layer = [o["LINEAR"], o["LINEAR"], o["LINEAR"], o["ATTEND"], o["NORM"], o["NORM"],
+             o["LINEAR"], o["LINEAR"], o["NORM"], o["LINEAR"]]
+    body = [op for index in range(layers)
+            for op in layer + [o["NORM"]] * (index < layers - 1) + [o["LINEAR"]]]
     opcodes = [i["opcode"] for i in compiled.instructions]
     # Device embedding: the token ids come in by LOAD, EMBED looks up their rows; the
     # device head: the output norm, HEAD and the top-k's STORE after the hidden states'.
-    assert opcodes == [o["LOAD"], o["EMBED"]] + layer * layers + \
+    assert opcodes == [o["LOAD"], o["EMBED"], o["NORM"]] + body + \
         [o["STORE"], o["NORM"], o["HEAD"], o["STORE"], o["END"]]
     assert len(opcodes) == program_length(TINY) == 2 + 12 * layers + 2 + 3
     load, embed = compiled.instructions[:2]
@@ -95,19 +100,37 @@ def test_the_tiny_program_is_load_embed_layers_store_head_end(compiled):
     assert all(i["dst"] == compiled.scratch["x"].base for i in accumulating)
 
 
+def test_a_norm_of_a_linears_output_comes_just_before_that_linear(compiled):
+    """ffn_norm, ffn_sub_norm and every attn_norm but the first norm the output of the
+    LINEAR after them (``FLAG_NEXT``): wo's, w_up's and the last layer's w_down's, each
+    of as many beats as that LINEAR writes, its destination the NORM's source."""
+    program, x, gate = compiled.instructions, compiled.scratch["x"], compiled.scratch["gate"]
+    fused = [n for n, i in enumerate(program)
+             if i["opcode"] == OPCODES["NORM"] and i["flags"] & FLAG_NEXT]
+    assert len(fused) == 3 * TINY.model.layers - 1
+    for n in fused:
+        norm, linear = program[n], program[n + 1]
+        assert linear["opcode"] == OPCODES["LINEAR"]
+        assert linear["dst"] == norm["src"] and linear["dst_stride"] == norm["src_stride"]
+        assert linear["blocks"] * TINY.tlmm.rows // TINY.lanes == norm["beats"]
+        assert norm["src"] in (x.base, gate.base)
+    plain = [i for i in program if i["opcode"] == OPCODES["NORM"] and not i["flags"]]
+    assert len(plain) == TINY.model.layers + 2      # attn_sub_norms, the first, the output
+
+
 def test_the_up_projection_gates_in_place_of_the_gate_vector(compiled):
     """Each layer's LINEAR of ``w_up`` gates (``FLAG_GATE``): it reads the gate vector
-    the LINEAR before wrote and writes ``act(gate) * up`` over it, which the next NORM
-    reads; no instruction reads or writes an ``up`` vector."""
+    the LINEAR of ``w_gate`` wrote and writes ``act(gate) * up`` over it, which the NORM
+    before it norms; no instruction reads or writes an ``up`` vector."""
     program, gate = compiled.instructions, compiled.scratch["gate"]
     assert "up" not in compiled.scratch
     gating = [n for n, i in enumerate(program) if i["flags"] & FLAG_GATE]
     assert len(gating) == TINY.model.layers
     for n in gating:
-        before, up, after = program[n - 1:n + 2]
+        before, norm, up = program[n - 2:n + 1]
         assert before["opcode"] == up["opcode"] == OPCODES["LINEAR"]
         assert not up["flags"] & FLAG_ACCUMULATE
-        assert (before["dst"], up["src"], up["dst"], after["src"]) == (gate.base,) * 4
+        assert (before["dst"], up["src"], up["dst"], norm["src"]) == (gate.base,) * 4
         assert (up["src_stride"], up["dst_stride"]) == (gate.stride, gate.stride)
         assert up["blocks"] * TINY.tlmm.rows == TINY.model.ffn
 

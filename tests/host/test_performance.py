@@ -17,6 +17,7 @@ from tritium.host.compiler import compile_model, memory_plan, program_fields
 from tritium.host.importers import load_model, read_model_config
 from tritium.host.model import Model
 from tritium.host.performance import (CALIBRATION, HOSTS, KINDS, Recorded, SimulatedCase,
+                                      _with_separate_norms,
                                       attention_key_cycles, board_setup, compare_run,
                                       derive_config, estimate_run, fit_problems,
                                       host_run_seconds, link_traffic, port_timing, project,
@@ -29,7 +30,8 @@ from tritium.hw.attention.block import pass_blocks
 from tritium.hw.attention.core import FINISH_WAIT
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS
 from tritium.hw.control.controller import CONTROLLER_COUNTERS
-from tritium.hw.control.isa import OPCODES
+from tritium.hw.control.isa import FLAG_NEXT, OPCODES
+from tritium.hw.elementwise import NormQuant
 from tritium.hw.head_layout import HeadLayout
 from tritium.hw.memory_model import MEMORY_MODELS
 
@@ -73,9 +75,12 @@ def test_each_linear_reads_its_packed_matrix_and_each_norm_its_gains():
     # The layers' regions, then (a device head) the output norm's gains.
     regions = sorted((address, words) for name, (address, words) in plan.placement.items()
                      if name.startswith("layer") or name == "output_norm")
-    reads = [(i.op, i.read_words) for i in estimate.instructions if i.op in ("LINEAR", "NORM")]
-    # One NORM reads its gains once per token: with one token, its whole region.
-    assert [words for _, words in reads] == [words for _, words in regions]
+    # One NORM reads its gains once per token (a NORM of the next LINEAR's output once):
+    # with one token, its whole region.
+    reads = sorted((fields["address"], item.read_words)
+                   for fields, item in zip(program_fields(TINY), estimate.instructions)
+                   if item.op in ("LINEAR", "NORM"))
+    assert reads == regions
 
 
 def test_the_counters_are_the_controllers():
@@ -169,6 +174,38 @@ def test_the_gating_costs_the_linear_its_latency_not_an_instruction(config, memo
             assert gated.cycles == plain.cycles + gated.terms["gating"]
         assert separate.cycles - fused.cycles == pytest.approx(
             sum(g.cycles + g.fetch - l.terms["gating"] for g, l in zip(gates, gating)))
+
+
+@pytest.mark.parametrize("config, memory", [(TINY, "onchip"), (KV260, "kv260")], ids=repr)
+def test_a_fused_norm_costs_its_gains_and_its_linear_the_last_codes(config, memory):
+    """A NORM of the next LINEAR's output reads its gains once; that LINEAR then waits
+    for the last vector's codes (the codes latency and its pass 2), not for pass 1 over
+    every vector. The program before, each such NORM plain just after its LINEAR, is the
+    recorded reports'."""
+    program = program_fields(config)
+    fused = estimate_run(config, memory, 0, 8)
+    separate = estimate_run(config, memory, 0, 8, recorded=Recorded(separate_norms=True))
+    assert fused.cycles < separate.cycles
+    per_chunk = config.tlmm.k_per_word // config.lanes
+    following = None
+    for fields, item in zip(program, fused.instructions):
+        if fields["op"] == "NORM" and fields.get("flags", 0) & FLAG_NEXT:
+            assert item.read_words == -(-fields["beats"] // 2)
+            following = fields
+        elif fields["op"] == "LINEAR":
+            tail = 0
+            if following:
+                tail = (NormQuant.codes_latency + CALIBRATION["norm_fused"]
+                        + -(-following["beats"] // per_chunk) * per_chunk)
+            assert item.terms.get("norm", 0) == tail
+            following = None
+    unfused = _with_separate_norms(program)
+    assert [f["op"] for f in unfused].count("NORM") == [f["op"] for f in program].count("NORM")
+    assert not any(f.get("flags", 0) & FLAG_NEXT for f in unfused)
+    for norm in (f for f in program if f["op"] == "NORM" and f.get("flags", 0) & FLAG_NEXT):
+        n = next(n for n, f in enumerate(unfused)
+                 if f["op"] == "NORM" and f["address"] == norm["address"])
+        assert unfused[n - 1]["op"] == "LINEAR" and unfused[n - 1]["dst"] == norm["src"]
 
 
 def test_a_report_says_whether_its_gating_was_fused():

@@ -1,8 +1,10 @@
 # amaranth: UnusedElaboratable=no
-"""Controller parts (amaranth.sim): vector reader/writer, codes buffer, gain feeder."""
+"""Controller parts (amaranth.sim): vector reader/writer, codes buffer, gain feeder and
+gain buffer."""
 
 import dataclasses
 import random
+import zlib
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.control.embed import EmbedFetcher, HalfWordWidener
-from tritium.hw.control.feeders import CodesFeeder, CodesWriter, GainFeeder, codes_row_beats
+from tritium.hw.control.feeders import (CodesFeeder, CodesWriter, GainBuffer, GainFeeder,
+                                       codes_row_beats)
 from tritium.hw.control.vectors import VectorReader, VectorWriter, vector_command_layout
 from tritium.hw.elementwise.common import gain_beat_layout
 from tritium.hw.layouts import act_beat_layout, code_beat_layout, vector_beat_layout
@@ -211,6 +214,49 @@ def test_gain_feeder_replays_gains_per_token():
 
     run_simulation(dut, command, receive)
     assert got == expected
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+def test_gain_buffer_holds_a_vector_and_replays_it_per_token(traffic):
+    """Two vectors one after the other (5 beats for 3 tokens, then 2 for 1): each is
+    filled beat by beat, ``filled`` once its last beat is in and not before, then handed
+    out once per token in order; nothing leaves before the vector is filled."""
+    cfg = TINY
+    rng = random.Random(zlib.crc32(repr(traffic).encode()))
+    dut = GainBuffer(cfg)
+    vectors = [(5, 3), (2, 1)]
+    values = np.random.default_rng(4).integers(-32767, 32768, (sum(b for b, _ in vectors),
+                                                                cfg.lanes))
+    got, early = [], []
+
+    async def bench(ctx):
+        offset = 0
+        for beats, tokens in vectors:
+            ctx.set(dut.start, 1)
+            ctx.set(dut.beats, beats)
+            ctx.set(dut.tokens, tokens)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            vector = values[offset:offset + beats]
+            offset += beats
+            for index, beat in enumerate(vector):
+                assert not ctx.get(dut.filled)
+                await stream_send(ctx, dut.fill, [[int(v) for v in beat]], rng, traffic.idle)
+                early.append(ctx.get(dut.gains.valid))
+            ctx.set(dut.fill.valid, 0)
+            await ctx.tick()
+            assert ctx.get(dut.filled)
+            out = await stream_receive(ctx, dut.gains, beats * tokens, rng, traffic.stall)
+            got.append([[int(v) for v in g] for g in out])
+            await ctx.tick()
+            assert not ctx.get(dut.gains.valid)      # no more than the tokens asked for
+
+    run_simulation(dut, bench, background=[watchdog(2000)])
+    assert not any(early)
+    offset = 0
+    for (beats, tokens), out in zip(vectors, got):
+        assert out == values[offset:offset + beats].tolist() * tokens
+        offset += beats
 
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)

@@ -24,7 +24,7 @@ from tritium.host.compiler import encode_instruction, instruction_words
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.control.interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF,
                                           CONTROLLER_COUNTERS, COUNTER_OF_OPCODE, ExecuteSignature)
-from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, OPCODES, STATUS
+from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, OPCODES, STATUS
 from tritium.hw.control.sequencer import Sequencer
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.layouts import run_result_layout
@@ -35,13 +35,26 @@ from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_rec
 NAMES = {code: name for name, code in OPCODES.items()}
 PROGRAM = [dict(opcode="LOAD"), dict(opcode="NORM"), dict(opcode="LINEAR"),
            dict(opcode="LINEAR", flags=FLAG_ACCUMULATE), dict(opcode="GATE"),
-           dict(opcode="LINEAR", flags=FLAG_GATE), dict(opcode="STORE"),
+           dict(opcode="NORM", flags=FLAG_NEXT, beats=6),
+           dict(opcode="LINEAR", flags=FLAG_GATE, blocks=6), dict(opcode="STORE"),
            dict(opcode="ATTEND"), dict(opcode="NORM"), dict(opcode="END")]
 BAD_PROGRAM = [dict(opcode="GATE"), dict(opcode=0x55), dict(opcode="LOAD")]
-# A LINEAR cannot both accumulate and gate: it reads one vector through reader_a.
-BAD_FLAGS = [dict(opcode="LOAD"), dict(opcode="LINEAR", flags=FLAG_ACCUMULATE | FLAG_GATE),
-             dict(opcode="LOAD")]
-DEPTH = 128
+# Programs the sequencer refuses at their second instruction (the first runs): a LINEAR
+# cannot both accumulate and gate (it reads one vector through reader_a); a NORM of the
+# next LINEAR's output must be followed by that LINEAR (PREFETCHes aside), of as many
+# vector beats, before anything else and before the END.
+REFUSED = {
+    "accumulates and gates": [
+        dict(opcode="LOAD"), dict(opcode="LINEAR", flags=FLAG_ACCUMULATE | FLAG_GATE)],
+    "norm of a store": [
+        dict(opcode="NORM", flags=FLAG_NEXT, beats=2), dict(opcode="STORE")],
+    "norm of a norm": [
+        dict(opcode="NORM", flags=FLAG_NEXT, beats=2), dict(opcode="NORM", flags=FLAG_NEXT)],
+    "norm of the wrong length": [
+        dict(opcode="NORM", flags=FLAG_NEXT, beats=2), dict(opcode="LINEAR", blocks=3)],
+    "norm at the end": [dict(opcode="NORM", flags=FLAG_NEXT, beats=2), dict(opcode="END")],
+}
+DEPTH = 160
 
 
 def simulate(dut, bench, background=(), cycles=50_000):
@@ -94,10 +107,12 @@ def image(config, programs):
 
 def expected_commands(opcode, flags):
     """The commands an instruction hands out (an accumulating or gating LINEAR also
-    reads)."""
+    reads; a NORM of the next LINEAR's output reads its gains only)."""
     names = set(COMMANDS_OF[NAMES[opcode]])
     if NAMES[opcode] == "LINEAR" and flags & (FLAG_ACCUMULATE | FLAG_GATE):
         names.add("reader_a")
+    if NAMES[opcode] == "NORM" and flags & FLAG_NEXT:
+        names = {"gains"}
     return names
 
 
@@ -211,8 +226,10 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
     block's words past END (counted in fetch_words) never executed, also across runs."""
     config = dataclasses.replace(ACCELERATOR_PRESETS[preset], fetch_block=block)
     per_instruction = instruction_words(config.data_width // 8)
-    good, bad, both_flags = 0, 64, 96
-    programs = [(good, PROGRAM), (bad, BAD_PROGRAM), (both_flags, BAD_FLAGS)]
+    good, bad = 0, 48
+    refused = {name: 64 + 16 * index for index, name in enumerate(REFUSED)}
+    programs = [(good, PROGRAM), (bad, BAD_PROGRAM),
+                *((refused[name], program) for name, program in REFUSED.items())]
     dut = SequencerBench(config, image(config, programs))
     rng = random.Random(zlib.crc32(f"{preset} {block} {traffic}".encode()))
     stub = StubDatapath(dut, rng, traffic.stall, block)
@@ -220,7 +237,8 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
     # (program, position, tokens, status, the instructions that run, instructions fetched)
     runs = [(good, 0, tokens, "OK", PROGRAM[:-1], len(PROGRAM)),
             (bad, 0, 1, "BAD_OPCODE", BAD_PROGRAM[:1], 2),
-            (both_flags, 0, 1, "BAD_OPCODE", BAD_FLAGS[:1], 2),
+            *((refused[name], 0, 1, "BAD_OPCODE", program[:1], 2)
+              for name, program in REFUSED.items()),
             (good, 0, 0, "BAD_TOKENS", [], 0),
             (good, 0, config.max_tokens + 1, "BAD_TOKENS", [], 0),
             (good, config.attention.capacity, 1, "BAD_POSITION", [], 0),
