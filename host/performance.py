@@ -966,9 +966,8 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
 def _as_recorded(config: AcceleratorConfig, recorded: Recorded) -> str:
     """A case name's note of what a recorded report's hardware did that the design's as
     built does not: NORMs apart from the LINEARs whose output they norm, a GATE apart
-    from the LINEAR, attention passes one at a
-    time, a scratchpad reader slower than a beat a cycle, attention results narrower or
-    wider than the vectors' lanes."""
+    from the LINEAR, attention passes one at a time, a scratchpad reader slower than a
+    beat a cycle, attention results narrower or wider than the vectors' lanes."""
     notes = []
     if recorded.separate_norms:
         notes.append("NORM apart")
@@ -1104,7 +1103,10 @@ RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-
                     "bench-e2e-kv260-int4-serial.json", "bench-layer-kv260-2b-serial.json",
                     "bench-e2e-tiny-gate.json", "bench-e2e-kv260-gate.json",
                     "bench-layer-kv260-gate.json", "bench-e2e-kv260-int4-gate.json",
-                    "bench-layer-kv260-2b-gate.json")
+                    "bench-layer-kv260-2b-gate.json",
+                    "bench-e2e-tiny-norm.json", "bench-e2e-kv260-norm.json",
+                    "bench-layer-kv260-norm.json", "bench-e2e-kv260-int4-norm.json",
+                    "bench-layer-kv260-2b-norm.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:

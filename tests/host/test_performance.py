@@ -194,9 +194,10 @@ def test_a_fused_norm_costs_its_gains_and_its_linear_the_last_codes(config, memo
             following = fields
         elif fields["op"] == "LINEAR":
             tail = 0
-            if following:
-                tail = (NormQuant.codes_latency + CALIBRATION["norm_fused"]
-                        + -(-following["beats"] // per_chunk) * per_chunk)
+            if following:       # 8 vectors, each pass 2 of B' behind a vector of B
+                padded = -(-following["beats"] // per_chunk) * per_chunk
+                tail = (NormQuant.codes_latency + CALIBRATION["norm_fused"] + padded
+                        + 7 * (padded - following["beats"]))
             assert item.terms.get("norm", 0) == tail
             following = None
     unfused = _with_separate_norms(program)
