@@ -637,9 +637,9 @@ def _layer_program(index, address, config, scratch, constants) -> list:
         norm("ffn_norm", x, cfg.hidden),
         linear("wo", x, flags=FLAG_ACCUMULATE),
         linear("w_gate", gate),
+        norm("ffn_sub_norm", gate, cfg.ffn),
         # up never reaches the scratchpad: the gating takes it from the LINEAR and
         # writes act(gate) * up over the gate vector.
-        norm("ffn_sub_norm", gate, cfg.ffn),
         linear("w_up", gate, flags=FLAG_GATE, src=gate.base, src_stride=gate.stride),
         linear("w_down", x, flags=FLAG_ACCUMULATE),
     ]

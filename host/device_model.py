@@ -310,11 +310,11 @@ class DeviceModel:
 
     def _linear(self, f, position, tokens):
         tile = self.config.tlmm.tile
+        beats = f["blocks"] * tile.rows // self.config.lanes       # of its output a token
         if f["flags"] & FLAG_ACCUMULATE and f["flags"] & FLAG_GATE:
             raise _Fault("LINEAR with both ACCUMULATE and GATE")
-        if self._follow and self._follow[0] != f["blocks"] * tile.rows // self.config.lanes:
-            raise _Fault(f"a NORM of {self._follow[0]} beats before a LINEAR of "
-                         f"{f['blocks'] * tile.rows // self.config.lanes}")
+        if self._follow and self._follow[0] != beats:
+            raise _Fault(f"a NORM of {self._follow[0]} beats before a LINEAR of {beats}")
         if self.config.weight_queue:
             if not self._prefetched:
                 raise _Fault("LINEAR without a PREFETCH of its matrix")
@@ -336,7 +336,6 @@ class DeviceModel:
             raise _Fault(str(error)) from None
         y = linear(codes, (scale[0][:tokens], scale[1][:tokens]),
                    QuantizedLinear(weights.astype(np.int64), unpack_scale(f["scale"])))
-        beats = f["blocks"] * tile.rows // self.config.lanes
         if f["flags"] & FLAG_ACCUMULATE:
             y = saturate(self._read_scratch(f["dst"], f["dst_stride"], beats, tokens) + y)
         elif f["flags"] & FLAG_GATE:        # y is up; the gate vector is at src
