@@ -221,9 +221,9 @@ _LAYER_LINEARS = len(_LAYER_REGIONS) - len(_NORM_FEATURES)
 
 
 def layer_length(config: AcceleratorConfig) -> int:
-    """Instructions of one layer: 12 (:func:`_layer_program`), 19 with a weight queue (a
-    PREFETCH per LINEAR)."""
-    return 12 + (_LAYER_LINEARS if config.weight_queue else 0)
+    """Instructions of one layer (:func:`_layer_program`): a NORM or LINEAR per region
+    and ATTEND, 12; with a weight queue a PREFETCH per LINEAR more, 19."""
+    return len(_LAYER_REGIONS) + 1 + (_LAYER_LINEARS if config.weight_queue else 0)
 
 
 def program_length(config: AcceleratorConfig, head: bool = None) -> int:

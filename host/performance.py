@@ -202,11 +202,10 @@ class Recorded:
     separate_norms: bool = False
 
     def is_current(self, config: AcceleratorConfig) -> bool:
-        """Whether the hardware recorded is ``config``'s as it is built now."""
+        """Whether the hardware recorded is ``config``'s as it is built now: the defaults,
+        but for results as wide as ``config``'s lanes."""
         return (self.finish_lanes in (None, config.attention.io_lanes)
-                and not self.padded_records and self.reader_rate == READER_RATE
-                and not self.serial_passes and not self.separate_gate
-                and not self.separate_norms)
+                and dataclasses.replace(self, finish_lanes=None) == Recorded())
 
 
 def as_built(config: AcceleratorConfig) -> dict:
@@ -687,11 +686,11 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
     for fields, item in zip(program, instructions):
         if item.op == "LINEAR":
             total, queued = jobs.pop(0)
-            terms = linear_cycles(config, port, fields["beats"], fields["blocks"], tokens,
-                                  fields.get("flags", 0), queued=int(queued / ratio),
-                                  reader_rate=recorded.reader_rate)
-            if "norm" in item.terms:            # a NORM of its output (_with_fused_norms)
-                terms["norm"] = item.terms["norm"]
+            # Its stream and latency again, with the words queued; any other term (a NORM
+            # of its output: _with_fused_norms) stays.
+            terms = {**item.terms, **linear_cycles(
+                config, port, fields["beats"], fields["blocks"], tokens, fields.get("flags", 0),
+                queued=int(queued / ratio), reader_rate=recorded.reader_rate)}
             cycles = float(sum(terms.values()))
             item = dataclasses.replace(item, cycles=cycles,
                                        terms={n: float(v) for n, v in terms.items()})
