@@ -18,7 +18,7 @@ to the *derived* ideal of each instruction: a LINEAR's compute or weight-read bo
 ATTEND's key passes plus its input and output beats, a NORM's vectors in plus the last
 one's codes out (its codes need the vector's peak; a NORM of the next LINEAR's output,
 whose values that LINEAR brings, its gains' words and the last vector's codes), a beat
-per cycle for GATE, LOAD and STORE. The gap is the cost of running the units one after
+per cycle for LOAD and STORE. The gap is the cost of running the units one after
 another plus fetch and pipeline latency. On a design with the LM head on the device,
 one more decode step then runs the whole program with HEAD (``device_head``: its cycles
 and the head's words, its top-k checked against golden): the head unit at the model's
@@ -78,7 +78,7 @@ def ideal_cycles(instruction, config, position, tokens) -> int:
         if instruction["flags"] & FLAG_NEXT:
             return -(-instruction["beats"] // 2) + instruction["beats"]
         return instruction["beats"] * (tokens + 1)
-    if name in ("GATE", "LOAD", "STORE", "EMBED"):
+    if name in ("LOAD", "STORE", "EMBED"):
         return instruction["beats"] * tokens
     return 0
 
@@ -187,7 +187,7 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
         ideal = sum(sum(r["ideal"].values()) for r in chosen)
         per_kind = {key: sum(r["counters"][key] for r in chosen)
                     for key in ("fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
-                                "gate_cycles", "attend_cycles")}
+                                "attend_cycles")}
         ideal_kind = {key: sum(r["ideal"].get(key, 0) for r in chosen) for key in per_kind}
         return {"tokens": tokens, "cycles": cycles, "cycles_per_token": round(cycles / tokens, 1),
                 "ideal_cycles": ideal, "fraction_of_ideal": round(ideal / cycles, 4),

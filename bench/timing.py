@@ -147,7 +147,7 @@ def modules(shape: str) -> list:
     e += _uncovered(shape, cfg, {
         "top": {"link", "registers", "controller", "ports", "memory"},
         "controller": {"sequencer", "datapath"},
-        "datapath": {"reader_a", "reader_b", "writer", "norm", "gains", "codes_writer", "feeder",
+        "datapath": {"reader", "writer", "norm", "gains", "codes_writer", "feeder",
                      "tlmm", "dequant", "residual", "gating", "attention", "embed", "widener",
                      "head", "ports"},
         "attention_block": {"rope", "qk_quant", "v_quant", "writer", "reader", "core"},

@@ -199,7 +199,7 @@ class DeviceModel:
         step = instruction_words(self.word_bytes)
         pc = self.registers["program"]
         units = {"LOAD": self._load, "STORE": self._store, "NORM": self._norm,
-                 "LINEAR": self._linear, "GATE": self._gate, "ATTEND": self._attend,
+                 "LINEAR": self._linear, "ATTEND": self._attend,
                  "EMBED": self._embed, "HEAD": self._head, "PREFETCH": self._prefetch}
         self._prefetched = []
         self._follow = None                 # a NORM of the next LINEAR's output
@@ -345,12 +345,6 @@ class DeviceModel:
         if self._follow:                    # the NORM before norms what it wrote
             (_, gain, eps), self._follow = self._follow, None
             self._codes = norm_quant(y, gain, eps)
-
-    def _gate(self, f, position, tokens):
-        gate = self._read_scratch(f["src"], f["src_stride"], f["beats"], tokens)
-        up = self._read_scratch(f["aux"], f["src_stride"], f["beats"], tokens)
-        self._write_scratch(f["dst"], f["dst_stride"], tokens,
-                            ffn_activation(gate, up, self.config.model.activation))
 
     def _rope_tables(self):
         """RoPE's tables: the ROM's, or with ``rope_table = "memory"`` the memory's bytes

@@ -70,14 +70,20 @@ __all__ = ["KINDS", "CALIBRATION", "onchip_read_latency", "PortTiming", "port_ti
            "fit_problems", "derive_config", "board_setup", "BoardSetup", "project",
            "format_projection", "plot_projection", "LABELS", "PARTS"]
 
+#: GATE's counter kind, retired with the opcode (the FFN gating is a LINEAR's): the
+#: reports recorded with GATE apart counted it, and the model of their programs does.
+RETIRED_KINDS = ("gate",)
 #: Counter kinds of the controller, in its order: ``fetch``, ``move``, ``norm``,
-#: ``linear``, ``gate``, ``attend``, ``head`` (``<kind>_cycles`` in CONTROLLER_COUNTERS).
+#: ``linear``, ``attend``, ``head`` (``<kind>_cycles`` in CONTROLLER_COUNTERS), then
+#: the retired ones.
 KINDS = tuple(name[:-len("_cycles")] for name in CONTROLLER_COUNTERS
-              if name.endswith("_cycles") and name != "cycles")
+              if name.endswith("_cycles") and name != "cycles") + RETIRED_KINDS
 #: The kinds that move memory words (``<kind>_words`` in WORD_COUNTERS).
 WORD_KINDS = tuple(name[:-len("_words")] for name in WORD_COUNTERS)
-#: Each opcode's counter kind: the controller's counter it adds to, without "_cycles".
-_KIND_OF = {op: counter[:-len("_cycles")] for op, counter in COUNTER_OF_OPCODE.items()}
+#: Each opcode's counter kind: the controller's counter it adds to, without "_cycles"
+#: (GATE: the recorded programs').
+_KIND_OF = {op: counter[:-len("_cycles")]
+            for op, counter in COUNTER_OF_OPCODE.items()} | {"GATE": "gate"}
 
 def onchip_read_latency(config: AcceleratorConfig) -> int:
     """Cycles from an OnChipMemory read command's transfer to its first word
@@ -776,9 +782,11 @@ class RunEstimate:
         return sum(w["read"] + w["written"] for w in self.words.values()) * self.word_bytes
 
     def counters(self) -> dict:
-        """The figures under the controller's counter names (cycles rounded)."""
+        """The figures under the controller's counter names (cycles rounded), and a
+        retired kind's where the program has its instruction (a recorded design's)."""
         counters = {"cycles": round(self.cycles)}
-        counters.update({f"{kind}_cycles": round(self.by_kind[kind]) for kind in KINDS})
+        counters.update({f"{kind}_cycles": round(self.by_kind[kind]) for kind in KINDS
+                         if kind not in RETIRED_KINDS or self.by_kind[kind]})
         counters.update({f"{kind}_words": self.words[kind]["read"] + self.words[kind]["written"]
                          for kind in WORD_KINDS})
         return counters
@@ -1135,7 +1143,7 @@ def compare_run(case: SimulatedCase) -> dict:
     sim = {name: 0 for name in model if name.endswith("_cycles")} | dict(case.counters)
 
     def entry(name):
-        simulated, derived = sim[name], model[name]
+        simulated, derived = sim[name], model.get(name, 0)
         return {"simulated": simulated, "model": derived,
                 "error": (derived / simulated - 1) if simulated else (0.0 if not derived else None)}
 
@@ -1143,7 +1151,8 @@ def compare_run(case: SimulatedCase) -> dict:
             "memory_model": case.memory, "phase": case.phase, "position": case.position,
             "tokens": case.tokens,
             "cycles": entry("cycles"),
-            "kinds": {kind: entry(f"{kind}_cycles") for kind in KINDS},
+            "kinds": {kind: entry(f"{kind}_cycles") for kind in KINDS
+                      if f"{kind}_cycles" in sim},
             "words": {kind: entry(f"{kind}_words") for kind in WORD_KINDS
                       if f"{kind}_words" in sim}}
 

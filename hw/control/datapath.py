@@ -34,12 +34,11 @@ __all__ = ["Datapath"]
 class Datapath(wiring.Component):
     """The units the instructions run on, their streams connected for ``execute.opcode``.
 
-    The scratchpad (``scratch_words`` beats of ``lanes`` int32) with two vector readers
+    The scratchpad (``scratch_words`` beats of ``lanes`` int32) with a vector reader
     and a writer; the gain feeder, NormQuant and the codes buffer (NORM); the codes
-    feeder, TLMM core, dequantize and residual add (LINEAR); gating (GATE, or a LINEAR
-    with ``FLAG_GATE``, whose output is the gating's ``up``); the
-    attention block (ATTEND); LOAD and STORE stream between the memory and the
-    scratchpad, and EMBED's fetcher reads the rows of the token ids that reader_a brings
+    feeder, TLMM core, dequantize and residual add (LINEAR); gating (a LINEAR with
+    ``FLAG_GATE``, whose output is the gating's ``up``); the attention block (ATTEND); LOAD and STORE stream between the memory and the
+    scratchpad, and EMBED's fetcher reads the rows of the token ids that reader brings
     from the scratchpad, into the scratchpad; the head unit (HEAD, a design with
     ``config.head == "device"``) scores the run's last token's codes from the codes
     buffer and writes its top-k to the scratchpad. HEAD, and a STORE with
@@ -114,13 +113,11 @@ def _units(m, cfg):
     u = SimpleNamespace()
     m.submodules.scratch = scratch = Memory(shape=unsigned(32 * lanes), depth=cfg.scratch_words,
                                             init=[])
-    m.submodules.reader_a = u.reader_a = VectorReader(lanes, cfg.scratch_words, tokens)
-    m.submodules.reader_b = u.reader_b = VectorReader(lanes, cfg.scratch_words, tokens)
+    m.submodules.reader = u.reader = VectorReader(lanes, cfg.scratch_words, tokens)
     m.submodules.writer = u.writer = VectorWriter(lanes, cfg.scratch_words, tokens)
-    for reader in (u.reader_a, u.reader_b):
-        port = scratch.read_port()
-        m.d.comb += [port.addr.eq(reader.read_addr), port.en.eq(reader.read_en),
-                     reader.read_data.eq(port.data)]
+    port = scratch.read_port()
+    m.d.comb += [port.addr.eq(u.reader.read_addr), port.en.eq(u.reader.read_en),
+                 u.reader.read_data.eq(port.data)]
     port = scratch.write_port()
     m.d.comb += [port.addr.eq(u.writer.write_addr), port.data.eq(u.writer.write_data),
                  port.en.eq(u.writer.write_en)]
@@ -279,7 +276,7 @@ def _route(m, cfg, u, execute, tokens):
         with m.Case(OPCODES["LOAD"]):
             _words_to_beats(m, u.move.read_data, u.writer.beats)
         with m.Case(OPCODES["EMBED"]):
-            wiring.connect(m, u.reader_a.beats, u.embed.ids)
+            wiring.connect(m, u.reader.beats, u.embed.ids)
             if u.widener is None:
                 _words_to_beats(m, u.move.read_data, u.writer.beats)
             else:
@@ -287,24 +284,24 @@ def _route(m, cfg, u, execute, tokens):
                 wiring.connect(m, u.widener.beats, u.writer.beats)
         with m.Case(OPCODES["STORE"]):
             out = u.move.write_data
-            m.d.comb += [out.valid.eq(u.reader_a.beats.valid),
-                         out.payload.eq(u.reader_a.beats.payload.values),
-                         u.reader_a.beats.ready.eq(out.ready)]
+            m.d.comb += [out.valid.eq(u.reader.beats.valid),
+                         out.payload.eq(u.reader.beats.payload.values),
+                         u.reader.beats.ready.eq(out.ready)]
         with m.Case(OPCODES["NORM"]):
             with m.If(norms_next(instruction)):
                 wiring.connect(m, u.gains.gains, u.gain_buffer.fill)
             with m.Else():
-                wiring.connect(m, u.reader_a.beats, u.norm.values)
+                wiring.connect(m, u.reader.beats, u.norm.values)
                 wiring.connect(m, u.gains.gains, u.norm.gains)
         with m.Case(OPCODES["LINEAR"]):
             out = stream.Signature(vector_beat_layout(cfg.lanes)).create(path=("linear_out",))
             with m.If(accumulates(instruction)):
-                wiring.connect(m, u.reader_a.beats, u.residual.residual)
+                wiring.connect(m, u.reader.beats, u.residual.residual)
                 wiring.connect(m, u.dequant.out, u.residual.update)
                 wiring.connect(m, u.residual.out, wiring.flipped(out))
             with m.Elif(gates(instruction)):
                 # The FFN gating fused: the LINEAR's output is up, beside the gate vector.
-                wiring.connect(m, u.reader_a.beats, u.gating.gate)
+                wiring.connect(m, u.reader.beats, u.gating.gate)
                 wiring.connect(m, u.dequant.out, u.gating.up)
                 wiring.connect(m, u.gating.out, wiring.flipped(out))
             with m.Else():
@@ -312,13 +309,9 @@ def _route(m, cfg, u, execute, tokens):
             # A NORM of this output (execute.follow) takes each beat as it is written.
             _tee(m, out, u.writer.beats, u.norm.values, execute.follow)
             wiring.connect(m, u.gain_buffer.gains, u.norm.gains)
-        with m.Case(OPCODES["GATE"]):
-            wiring.connect(m, u.reader_a.beats, u.gating.gate)
-            wiring.connect(m, u.reader_b.beats, u.gating.up)
-            wiring.connect(m, u.gating.out, u.writer.beats)
         with m.Case(OPCODES["ATTEND"]):
             # The block takes the QKV row head by head: ``last`` ends each head.
-            qkv, row = u.attention.qkv, u.reader_a.beats
+            qkv, row = u.attention.qkv, u.reader.beats
             m.d.comb += [qkv.valid.eq(row.valid), row.ready.eq(qkv.ready),
                          qkv.payload.values.eq(row.payload.values),
                          qkv.payload.last.eq(head_beat == head_beats - 1)]
@@ -369,7 +362,7 @@ def _payloads(m, cfg, u, execute, tokens, position):
     this opcode is a don't-care)."""
     instruction, opcode = execute.instruction, execute.opcode
     is_op = {name: opcode == code for name, code in OPCODES.items()}
-    w, a, b = u.writer.command.payload, u.reader_a.command.payload, u.reader_b.command.payload
+    w, a = u.writer.command.payload, u.reader.command.payload
     # HEAD writes one vector (the top-k), a STORE with FLAG_ONE_TOKEN stores one.
     one_vector = is_op["HEAD"] | is_op["STORE"] & ((instruction.flags & FLAG_ONE_TOKEN) != 0)
     vectors = Mux(one_vector, 1, tokens)
@@ -380,16 +373,14 @@ def _payloads(m, cfg, u, execute, tokens, position):
         w.base.eq(instruction.dst), w.stride.eq(instruction.dst_stride), w.tokens.eq(vectors),
         w.beats.eq(Mux(is_op["LINEAR"], linear_beats,
                        Mux(is_op["ATTEND"], cfg.model.q_dim // cfg.lanes, instruction.beats))),
-        # A LINEAR's reader_a reads the destination it accumulates into, or the gate
+        # A LINEAR's reader reads the destination it accumulates into, or the gate
         # vector at src of one that gates.
         a.base.eq(Mux(reads_destination, instruction.dst, instruction.src)),
         a.stride.eq(Mux(reads_destination, instruction.dst_stride, instruction.src_stride)),
-        # An EMBED's reader_a reads one beat per token: the id in its lane 0.
+        # An EMBED's reader reads one beat per token: the id in its lane 0.
         a.beats.eq(Mux(is_op["LINEAR"], linear_beats,
                        Mux(is_op["EMBED"], 1, instruction.beats))),
         a.tokens.eq(vectors),
-        b.base.eq(instruction.aux), b.stride.eq(instruction.src_stride),
-        b.beats.eq(instruction.beats), b.tokens.eq(tokens),
         u.gains.command.payload.address.eq(instruction.address),
         u.gains.command.payload.beats.eq(instruction.beats),
         # A NORM of the next LINEAR's output reads its gains once, into the gain buffer.
@@ -425,8 +416,8 @@ def _hand_over(m, u, execute):
     An EMBED's reads are its fetcher's, one per token."""
     opcode = execute.opcode
     embed = opcode == OPCODES["EMBED"]
-    units = {"writer": u.writer.command, "reader_a": u.reader_a.command,
-             "reader_b": u.reader_b.command, "gains": u.gains.command, "tlmm": u.tlmm.job,
+    units = {"writer": u.writer.command, "reader": u.reader.command,
+             "gains": u.gains.command, "tlmm": u.tlmm.job,
              "feeder": u.feeder.command, "attention": u.attention.job, "embed": u.embed.job,
              "head": u.head.job if u.head is not None else None,
              "prefetch": u.prefetch.job if u.prefetch is not None else None}

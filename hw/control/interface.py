@@ -21,7 +21,7 @@ __all__ = ["instruction_layout", "accumulates", "gates", "norms_next", "CLIENTS"
 _FORMAT_BITS = {"B": 8, "H": 16, "I": 32}
 
 #: The memory's clients: the instruction fetch, then the datapath's units. One has the
-#: port at a time; between instructions (and for GATE, which moves no words), the fetch.
+#: port at a time; between instructions, the fetch.
 CLIENTS = ("fetch", "move", "norm", "linear", "attend", "head")
 UNIT_CLIENTS = CLIENTS[1:]
 #: Which unit client the executing instruction is.
@@ -43,25 +43,25 @@ def weight_clients(config) -> tuple:
 #: Memory words (read and written) that each client moved in the last run.
 WORD_COUNTERS = tuple(f"{client}_words" for client in CLIENTS)
 CONTROLLER_COUNTERS = ("cycles", "fetch_cycles", "move_cycles", "norm_cycles", "linear_cycles",
-                       "gate_cycles", "attend_cycles", "head_cycles", "runs") + WORD_COUNTERS
+                       "attend_cycles", "head_cycles", "runs") + WORD_COUNTERS
 #: The cycle counter that an executing instruction of each opcode adds to.
 #: A PREFETCH counts as fetching: it only hands the next matrix to the weight queue.
 COUNTER_OF_OPCODE = {"LOAD": "move_cycles", "STORE": "move_cycles", "EMBED": "move_cycles",
-                     "NORM": "norm_cycles", "LINEAR": "linear_cycles", "GATE": "gate_cycles",
+                     "NORM": "norm_cycles", "LINEAR": "linear_cycles",
                      "ATTEND": "attend_cycles", "HEAD": "head_cycles",
                      "PREFETCH": "fetch_cycles"}
 
 #: The commands of an instruction, one per unit that takes one ("memory" is the move
 #: client's read or write command); all of an instruction's are offered together.
-COMMANDS = ("writer", "reader_a", "reader_b", "memory", "gains", "tlmm", "feeder",
+COMMANDS = ("writer", "reader", "memory", "gains", "tlmm", "feeder",
             "attention", "embed", "head", "prefetch")
 #: The commands each opcode starts with (a LINEAR that accumulates also reads its
-#: destination through ``reader_a``, one that gates its gate vector: :func:`commands_of`).
+#: destination through ``reader``, one that gates its gate vector: :func:`commands_of`).
 COMMANDS_OF = {
-    "LOAD": ("writer", "memory"), "STORE": ("reader_a", "memory"),
-    "NORM": ("reader_a", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
-    "GATE": ("reader_a", "reader_b", "writer"), "ATTEND": ("attention", "reader_a", "writer"),
-    "EMBED": ("embed", "reader_a", "writer"), "HEAD": ("head", "writer"),
+    "LOAD": ("writer", "memory"), "STORE": ("reader", "memory"),
+    "NORM": ("reader", "gains"), "LINEAR": ("tlmm", "feeder", "writer"),
+    "ATTEND": ("attention", "reader", "writer"),
+    "EMBED": ("embed", "reader", "writer"), "HEAD": ("head", "writer"),
     "PREFETCH": ("prefetch",),
 }
 

@@ -14,8 +14,8 @@ __all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "OPCODE_BITS", "FLAG_ACCUMU
 
 INSTRUCTION_BYTES = 32
 
-# (name, byte offset, struct format), little endian; the bytes not covered (3, 30, 31)
-# are zero.
+# (name, byte offset, struct format), little endian; the bytes not covered (3, 28 to 31)
+# are zero. (28 and 29 were ``aux``, the up vector of the retired GATE.)
 FIELDS = (
     ("opcode", 0, "B"),
     ("flags", 1, "B"),
@@ -29,10 +29,11 @@ FIELDS = (
     ("blocks", 18, "H"),
     ("scale", 20, "I"),          # mantissa u16 in bits 0-15, exponent s10 in bits 16-25
     ("eps", 24, "I"),
-    ("aux", 28, "H"),
 )
 
-OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "GATE": 5, "ATTEND": 6,
+# 5 was GATE, retired: the FFN gating is a LINEAR's (FLAG_GATE), and a 5 now ends a run
+# with BAD_OPCODE like any other unassigned value (docs/program.md).
+OPCODES = {"END": 0, "LOAD": 1, "STORE": 2, "NORM": 3, "LINEAR": 4, "ATTEND": 6,
            "EMBED": 7, "HEAD": 8, "PREFETCH": 9}
 # Bits the executing opcode is held in. The instruction's field is a byte, but the
 # sequencer turns any other value into END (BAD_OPCODE), so the datapath's decode of an
@@ -42,7 +43,8 @@ OPCODE_BITS = max(OPCODES.values()).bit_length()
 FLAG_ACCUMULATE = 0x01           # LINEAR adds its output to the destination (saturating)
 FLAG_ONE_TOKEN = 0x02            # STORE moves one vector (the top-k), not one per token
 # LINEAR's output is the FFN's `up`: it writes ffn_activation(gate, up) with the gate
-# vector read from src (GATE fused into the LINEAR: docs/program.md). Not with ACCUMULATE.
+# vector read from src (the FFN gating fused into the LINEAR: docs/program.md). Not with
+# ACCUMULATE.
 FLAG_GATE = 0x04
 # NORM of the next LINEAR's output (PREFETCHes may come between): its gains are read
 # once, then its values are the beats that LINEAR writes, normed as they are written
@@ -60,7 +62,7 @@ SCALE_EXPONENT_BITS = EXPONENT_BITS
 REGISTERS = {
     "position": 0, "tokens": 1, "program": 2,
     "status": 3, "cycles": 4, "fetch_cycles": 5, "move_cycles": 6, "norm_cycles": 7,
-    "linear_cycles": 8, "gate_cycles": 9, "attend_cycles": 10, "runs": 11, "head_cycles": 12,
+    "linear_cycles": 8, "attend_cycles": 10, "runs": 11, "head_cycles": 12,
     "run_tag": 15,
     "design": 16,
     "fetch_words": 17, "move_words": 18, "norm_words": 19, "linear_words": 20,

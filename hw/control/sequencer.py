@@ -202,7 +202,7 @@ class Sequencer(wiring.Component):
             with m.Else():
                 start(bits)
         elif name == "LINEAR":
-            # One that accumulates reads its destination through reader_a, one that
+            # One that accumulates reads its destination through the reader, one that
             # gates its gate vector; not both.
             reads = accumulates(instruction) | gates(instruction)
             beats = instruction.blocks * self._config.beats_per_block
@@ -210,7 +210,7 @@ class Sequencer(wiring.Component):
                       follow & (beats != follow_beats)):
                 refuse()
             with m.Else():
-                start(Mux(reads, bits | 1 << COMMANDS.index("reader_a"), bits))
+                start(Mux(reads, bits | 1 << COMMANDS.index("reader"), bits))
         else:
             with m.If(follow):
                 refuse()

@@ -265,10 +265,12 @@ def test_a_device_of_another_design_is_refused(model):
         accelerator.load(model)
 
 
-def test_a_failed_run_raises_with_its_status(accelerator):
+@pytest.mark.parametrize("unknown", [max(OPCODES.values()) + 1, 5],
+                         ids=["past the last", "the retired GATE"])
+def test_a_failed_run_raises_with_its_status(accelerator, unknown):
     # Overwrite the first instruction of both programs (with and without the device
     # head) with an opcode the controller does not know.
-    unknown = max(OPCODES.values()) + 1
+    assert unknown not in OPCODES.values()
     for address in (accelerator.compiled.program_address,
                     accelerator.compiled.no_head_program_address):
         accelerator.link.write(address, bytes([unknown]))

@@ -67,7 +67,7 @@ def words_of(values):
 
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
-def test_vector_reader_and_writer(traffic):
+def test_vector_readernd_writer(traffic):
     """Strided token vectors come out in order with ``last`` per token, and a writer
     puts beats back at another stride; random gaps and back-pressure."""
     rng = np.random.default_rng(1)

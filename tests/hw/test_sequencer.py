@@ -34,16 +34,18 @@ from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_rec
 
 NAMES = {code: name for name, code in OPCODES.items()}
 PROGRAM = [dict(opcode="LOAD"), dict(opcode="NORM"), dict(opcode="LINEAR"),
-           dict(opcode="LINEAR", flags=FLAG_ACCUMULATE), dict(opcode="GATE"),
+           dict(opcode="LINEAR", flags=FLAG_ACCUMULATE), dict(opcode="STORE"),
            dict(opcode="NORM", flags=FLAG_NEXT, beats=6),
            dict(opcode="LINEAR", flags=FLAG_GATE, blocks=6), dict(opcode="STORE"),
            dict(opcode="ATTEND"), dict(opcode="NORM"), dict(opcode="END")]
-BAD_PROGRAM = [dict(opcode="GATE"), dict(opcode=0x55), dict(opcode="LOAD")]
+# 5 was GATE: retired, it is refused like any value no opcode has (0x55 below).
+BAD_PROGRAM = [dict(opcode="LOAD"), dict(opcode=5), dict(opcode="LOAD")]
 # Programs the sequencer refuses at their second instruction (the first runs): a LINEAR
-# cannot both accumulate and gate (it reads one vector through reader_a); a NORM of the
+# cannot both accumulate and gate (it reads one vector through the reader); a NORM of the
 # next LINEAR's output must be followed by that LINEAR (PREFETCHes aside), of as many
 # vector beats, before anything else and before the END.
 REFUSED = {
+    "a byte no opcode has": [dict(opcode="LOAD"), dict(opcode=0x55)],
     "accumulates and gates": [
         dict(opcode="LOAD"), dict(opcode="LINEAR", flags=FLAG_ACCUMULATE | FLAG_GATE)],
     "norm of a store": [
@@ -110,7 +112,7 @@ def expected_commands(opcode, flags):
     reads; a NORM of the next LINEAR's output reads its gains only)."""
     names = set(COMMANDS_OF[NAMES[opcode]])
     if NAMES[opcode] == "LINEAR" and flags & (FLAG_ACCUMULATE | FLAG_GATE):
-        names.add("reader_a")
+        names.add("reader")
     if NAMES[opcode] == "NORM" and flags & FLAG_NEXT:
         names = {"gains"}
     return names
