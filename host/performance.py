@@ -199,19 +199,24 @@ class Recorded:
     pipelines of the one before); ``separate_gate``, the FFN gating an instruction of its
     own, GATE after the LINEAR of ``w_up`` (before that LINEAR gated, ``FLAG_GATE``);
     ``separate_norms``, each NORM after the LINEAR whose output it norms, reading it back
-    (before those NORMs came before it with ``FLAG_NEXT``)."""
+    (before those NORMs came before it with ``FLAG_NEXT``); ``late_loads``, the chunk
+    buffer loading a matrix only once its LINEAR came (before it loaded the next matrix
+    as soon as it was done with the last)."""
     finish_lanes: int = None
     padded_records: bool = False
     reader_rate: Fraction = READER_RATE
     serial_passes: bool = False
     separate_gate: bool = False
     separate_norms: bool = False
+    late_loads: bool = False
 
     def is_current(self, config: AcceleratorConfig) -> bool:
         """Whether the hardware recorded is ``config``'s as it is built now: the defaults,
         but for results as wide as ``config``'s lanes."""
         return (self.finish_lanes in (None, config.attention.io_lanes)
-                and dataclasses.replace(self, finish_lanes=None) == Recorded())
+                and dataclasses.replace(
+                    self, finish_lanes=None,
+                    late_loads=self.late_loads and bool(config.weight_queue)) == Recorded())
 
 
 def as_built(config: AcceleratorConfig) -> dict:
@@ -219,7 +224,7 @@ def as_built(config: AcceleratorConfig) -> dict:
     fields (the benches write it; :func:`_recorded` reads it back)."""
     return {"attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
             "scratch_reader": "full-rate", "attention_passes": "overlapped",
-            "ffn_gating": "fused", "norms": "fused"}
+            "ffn_gating": "fused", "norms": "fused", "chunk_loads": "ahead"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -372,7 +377,7 @@ def _terms(**terms) -> tuple:
 
 def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, blocks: int,
                   tokens: int, flags: int = 0, queued: int = None,
-                  reader_rate: Fraction = READER_RATE) -> dict:
+                  reader_rate: Fraction = READER_RATE, preloaded: int = 0) -> dict:
     """The named terms of one LINEAR (``chunks`` K-chunks, ``blocks`` row blocks).
 
     ``stream``: the chunk pipeline of the weight buffer manager and the engine. Chunk
@@ -396,14 +401,36 @@ def linear_cycles(config: AcceleratorConfig, port: PortTiming, chunks: int, bloc
     the port's words, one a cycle; the others arrive from the LINEAR's start on at the
     port's rate, whether or not the chunk buffer has room (the prefetcher reads on into
     the queue), so a chunk is loaded no sooner than its last word arrives; the latency
-    is then the queue's (a word already there), or the memory's when none is."""
+    is then the queue's (a word already there), or the memory's when none is.
+    ``preloaded``: of those, the first chunk's engine words the chunk buffer had loaded
+    before the LINEAR started (it loads the next matrix as soon as it is done with the
+    last one: :class:`~tritium.hw.weights.WeightBufferManager`)."""
     return dict(_linear_terms(config, port, chunks, blocks, tokens,
-                              flags & (FLAG_ACCUMULATE | FLAG_GATE), queued, reader_rate))
+                              flags & (FLAG_ACCUMULATE | FLAG_GATE), queued, reader_rate,
+                              preloaded))
+
+
+def _last_chunk_pass(config, blocks: int, flags: int, reader_rate=READER_RATE) -> Fraction:
+    """Cycles of a pass over a LINEAR's last K-chunk (see :func:`linear_cycles`): a sweep,
+    and its results' vector beats a cycle (with ACCUMULATE or GATE each beside a beat of
+    the scratchpad reader)."""
+    drain = blocks * config.beats_per_block
+    residual = Fraction(drain) / reader_rate if flags & (FLAG_ACCUMULATE | FLAG_GATE) else 0
+    return max(_sweep(config, blocks), drain, residual)
+
+
+def _sweep(config, blocks: int) -> int:
+    """Cycles of a pass over a K-chunk: its row blocks, at least the codes feeder's beat
+    and, with LUT-RAM tables, a table set's write."""
+    tlmm = config.tlmm
+    feeder = max(1, tlmm.k_per_word // config.lanes)
+    table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
+    return max(blocks, feeder, table)
 
 
 @functools.lru_cache(maxsize=4096)
 def _linear_terms(config, port, chunks, blocks, tokens, flags, queued=None,
-                  reader_rate=READER_RATE) -> tuple:
+                  reader_rate=READER_RATE, preloaded=0) -> tuple:
     tlmm, lanes = config.tlmm, config.lanes
     # The weights' port: the units' own, or the TLMM's wider one.
     w, port_bits = port.weight_word_cycles, config.data_width * port.weight_words
@@ -413,12 +440,7 @@ def _linear_terms(config, port, chunks, blocks, tokens, flags, queued=None,
     gearbox = max(Fraction(1), Fraction(tlmm.tile.word_bits, port_bits))
     feeder = max(1, tlmm.k_per_word // lanes)
     table = fill_cycles(tlmm) if tlmm.table_storage == "lutram" else 1
-    sweep = max(blocks, feeder, table)
-    # The last chunk's results leave a vector beat a cycle (the splitter cuts each row
-    # block's beat in beats_per_block), with ACCUMULATE each beside a residual beat,
-    # with GATE beside a beat of the gate vector.
-    drain = blocks * config.beats_per_block
-    residual = Fraction(drain) / reader_rate if flags else 0
+    sweep = _sweep(config, blocks)
     load_end = [Fraction(0)] * chunks
     replay_end = [Fraction(0)] * chunks
     for c in range(chunks):
@@ -426,20 +448,26 @@ def _linear_terms(config, port, chunks, blocks, tokens, flags, queued=None,
         if queued is None:
             load_end[c] = load_start + blocks * k
         else:
-            load_end[c] = max(load_start + blocks * gearbox,
+            # The first chunk's ``preloaded`` words are in the chunk buffer already.
+            loading = blocks - (preloaded if c == 0 else 0)
+            load_end[c] = max(load_start + loading * gearbox,
                               max(0, (c + 1) * blocks - queued) * k)
         replay_start = max(replay_end[c - 1] if c else 0, load_start)
-        paced = max(sweep, drain, residual) if c == chunks - 1 else sweep
+        paced = _last_chunk_pass(config, blocks, flags, reader_rate) if c == chunks - 1 else sweep
         first = max(replay_start + paced, load_end[c])
         replay_end[c] = first + (tokens - 1) * paced
     # The weight job waits JOB_STAGES cycles for its word count; each word then passes
-    # the core's WORD_STAGES registers on its way to the engine.
+    # the core's WORD_STAGES registers on its way to the engine. A preloaded first chunk
+    # is replayed as soon as the job comes (the buffer's read).
     if queued:
         latency = WordQueue.LATENCY
     first_word = (JOB_STAGES + latency + math.ceil(tlmm.tile.word_bits / port_bits) * w
                   + TLMMCore.WORD_STAGES)
+    job_latency = 1 + JOB_STAGES + latency
+    if preloaded:
+        first_word, job_latency = 1 + TLMMCore.WORD_STAGES, 1
     table_ready = feeder + table
-    return (("latency", 1 + JOB_STAGES + latency), ("stream", replay_end[-1]),
+    return (("latency", job_latency), ("stream", replay_end[-1]),
             ("table_fill", max(0, table_ready - first_word)),
             ("lookup", table_lookup(tlmm).LATENCY),
             ("dequantize", _dequantize_latency(lanes, tlmm.acc_width)),
@@ -689,14 +717,24 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
     idle = True             # the prefetcher has had nothing to read
     result = []
     table = tokens * config.rope_rows if config.rope_table == "memory" else 0
+    # Cycles since the chunk buffer could start loading the next matrix: the run's start,
+    # then each LINEAR's last chunk (its bank before is free then).
+    since_load = Fraction(0)
     for fields, item in zip(program, instructions):
         if item.op == "LINEAR":
             total, queued = jobs.pop(0)
-            # Its stream and latency again, with the words queued; any other term (a NORM
-            # of its output: _with_fused_norms) stays.
+            preloaded = 0
+            if not recorded.late_loads:
+                preloaded = int(min(fields["blocks"], queued / ratio,
+                                    (since_load + Fraction(item.fetch)) / max(1, ratio)))
+            # Its stream and latency again, with the words queued and its first chunk
+            # preloaded; any other term (a NORM of its output: _with_fused_norms) stays.
             terms = {**item.terms, **linear_cycles(
                 config, port, fields["beats"], fields["blocks"], tokens, fields.get("flags", 0),
-                queued=int(queued / ratio), reader_rate=recorded.reader_rate)}
+                queued=int(queued / ratio), reader_rate=recorded.reader_rate,
+                preloaded=preloaded)}
+            since_load = tokens * _last_chunk_pass(config, fields["blocks"],
+                                                   fields.get("flags", 0), recorded.reader_rate)
             cycles = float(sum(terms.values()))
             item = dataclasses.replace(item, cycles=cycles,
                                        terms={n: float(v) for n, v in terms.items()})
@@ -738,6 +776,7 @@ def _with_weight_queue(program: list, instructions: list, config: AcceleratorCon
             job[1] += words
             spare -= words * w
             room -= words
+        since_load += Fraction(item.fetch + item.cycles) if item.op != "LINEAR" else 0
         result.append(item)
     return result
 
@@ -939,8 +978,10 @@ def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
     ``kv_records`` was ``"packed"``, KV records padded to whole words of the port that
     read them, before they said ``attention_passes`` was ``"overlapped"``, attention
     cores that ran their passes one at a time, before they said ``ffn_gating`` was
-    ``"fused"``, programs with a GATE after each ``w_up``, and before they said ``norms``
-    was ``"fused"``, programs whose NORMs read back a LINEAR's output."""
+    ``"fused"``, programs with a GATE after each ``w_up``, before they said ``norms``
+    was ``"fused"``, programs whose NORMs read back a LINEAR's output, and before they
+    said ``chunk_loads`` was ``"ahead"``, chunk buffers that loaded a matrix only once
+    its LINEAR came (which only a design with a weight queue would do otherwise)."""
     return Recorded(finish_lanes=report.get("attention_finish_lanes",
                                             config.attention.dims_per_cycle),
                     padded_records=report.get("kv_records", "padded") == "padded",
@@ -948,7 +989,8 @@ def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
                                  else RECORDED_READER_RATE),
                     serial_passes=report.get("attention_passes") != "overlapped",
                     separate_gate=report.get("ffn_gating") != "fused",
-                    separate_norms=report.get("norms") != "fused")
+                    separate_norms=report.get("norms") != "fused",
+                    late_loads=report.get("chunk_loads") != "ahead")
 
 
 def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
@@ -972,10 +1014,13 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
 
 def _as_recorded(config: AcceleratorConfig, recorded: Recorded) -> str:
     """A case name's note of what a recorded report's hardware did that the design's as
-    built does not: NORMs apart from the LINEARs whose output they norm, a GATE apart
+    built does not: a chunk buffer that loaded a matrix only once its LINEAR came, NORMs
+    apart from the LINEARs whose output they norm, a GATE apart
     from the LINEAR, attention passes one at a time, a scratchpad reader slower than a
     beat a cycle, attention results narrower or wider than the vectors' lanes."""
     notes = []
+    if recorded.late_loads and config.weight_queue:
+        notes.append("loads late")
     if recorded.separate_norms:
         notes.append("NORM apart")
     if recorded.separate_gate:

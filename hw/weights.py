@@ -23,8 +23,8 @@ from .layouts import tlmm_job_layout, weight_word_layout
 from .memory.port import MemoryConfig, MemoryPortSignature
 
 __all__ = ["WeightBufferManager", "WeightPrefetcher", "WordQueue", "JobWords", "Gearbox",
-           "ChunkBuffer", "BurstReader", "weight_job_layout", "weight_source_members",
-           "ram_attributes"]
+           "ChunkBuffer", "BurstReader", "weight_job_layout", "chunk_load_layout",
+           "weight_source_members", "ram_attributes"]
 
 #: Width of every performance counter of the engine and its weight buffer (they wrap).
 COUNTER_WIDTH = 32
@@ -34,6 +34,12 @@ def weight_job_layout(tlmm: TLMMConfig, memory: MemoryConfig) -> data.StructLayo
     """One matrix to stream: where it starts, then the engine job's shape."""
     return data.StructLayout({"base": unsigned(memory.addr_width),
                               **{name: field.shape for name, field in tlmm_job_layout(tlmm)}})
+
+
+def chunk_load_layout(tlmm: TLMMConfig) -> data.StructLayout:
+    """The shape of a matrix to load into the chunk buffer: its K-chunks and row blocks."""
+    return data.StructLayout({name: field.shape for name, field in tlmm_job_layout(tlmm)
+                              if name != "tokens"})
 
 
 def _check_burst(memory: MemoryConfig, burst: int):
@@ -46,12 +52,13 @@ def _check_burst(memory: MemoryConfig, burst: int):
 JOB_STAGES = 3
 
 
-def weight_source_members(memory: MemoryConfig, queued: bool) -> dict:
+def weight_source_members(config: TLMMConfig, memory: MemoryConfig, queued: bool) -> dict:
     """Where a weight buffer manager (and the TLMM core around it) gets its bus words:
     its own read port on ``memory``, or with ``queued`` a stream of the words a
-    :class:`WeightPrefetcher` read ahead."""
+    :class:`WeightPrefetcher` read ahead and one of the matrices they are (``loads``)."""
     if queued:
-        return {"queue": In(stream.Signature(memory.data_width))}
+        return {"queue": In(stream.Signature(memory.data_width)),
+                "loads": In(stream.Signature(weight_job_layout(config, memory)))}
     return {"memory": Out(MemoryPortSignature(memory))}
 
 
@@ -252,27 +259,35 @@ def ram_attributes(platform, role: str):
 class ChunkBuffer(wiring.Component):
     """Ping-pong buffer that replays each K-chunk's words once per token.
 
-    For a job of (chunks, row_blocks, tokens), ``words`` delivers chunks * row_blocks
-    words in stream order; ``replay`` emits, for each chunk, its row_blocks words
-    ``tokens`` times. Chunk kb lives in bank kb % 2. The first pass over a chunk may
-    start while the chunk is still loading (each word is replayed as soon as it is
-    stored), so decode streams through without waiting for whole chunks.
+    A matrix is loaded by a ``load`` job (its ``chunks`` and ``row_blocks``) and replayed
+    by a ``job`` (the same shape and the ``tokens``): ``words`` delivers its
+    chunks * row_blocks words in stream order; ``replay`` emits, for each chunk, its
+    row_blocks words ``tokens`` times. The chunks of all jobs go to alternating banks, a
+    chunk once its bank is free, so the loader takes the next matrix's ``load`` as soon
+    as it is done with the last one and loads its first chunk while the last chunk of
+    the matrix before is still replayed. The first pass over a chunk may start while
+    the chunk is still loading (each word is replayed as soon as it is stored), so decode
+    streams through without waiting for whole chunks. The loader is never more than one
+    chunk ahead of the replay's (two banks), so a bank being loaded while the replay is
+    on it holds the chunk the replay wants.
 
     Members
     -------
+    load : ``In(stream.Signature(chunk_load_layout(config)))``
     job : ``In(stream.Signature(tlmm_job_layout(config)))``
     words : ``In(stream.Signature(word layout))``
     replay : ``Out(stream.Signature(word layout))``
     stall_cycles : ``Out(32)``
         Cycles the replay could emit but its next word was not loaded yet.
     done : ``Out(1)``
-        Strobe: the job's last word was stored (the loader side is finished).
+        Strobe: a load job's last word was stored (the loader is free).
     """
 
     def __init__(self, config: TLMMConfig):
         self._config = config
         word = weight_word_layout(config.tile)
         super().__init__({
+            "load": In(stream.Signature(chunk_load_layout(config))),
             "job": In(stream.Signature(tlmm_job_layout(config))),
             "words": In(stream.Signature(word)),
             "replay": Out(stream.Signature(word)),
@@ -288,15 +303,18 @@ class ChunkBuffer(wiring.Component):
             shape=self.words.payload.shape(), depth=2 * depth, init=[],
             attrs=ram_attributes(platform, "tlmm_chunks"))
         write, read = banks.write_port(), banks.read_port()
-        job = Signal(tlmm_job_layout(cfg))
+        shape = Signal(chunk_load_layout(cfg))          # the loader's matrix
+        job = Signal(tlmm_job_layout(cfg))              # the replay's
         loading, replaying = Signal(), Signal()
-        m.d.comb += self.job.ready.eq(~loading & ~replaying)
+        m.d.comb += [self.load.ready.eq(~loading), self.job.ready.eq(~replaying)]
+        with m.If(self.load.valid & self.load.ready):
+            m.d.sync += [shape.eq(self.load.payload), loading.eq(1)]
         with m.If(self.job.valid & self.job.ready):
-            m.d.sync += [job.eq(self.job.payload), loading.eq(1), replaying.eq(1)]
+            m.d.sync += [job.eq(self.job.payload), replaying.eq(1)]
 
         # Loader: chunk after chunk into alternating banks, once the bank is free.
         bank_full = Signal(2)
-        load_bank, load_chunk = Signal(), Signal.like(job.chunks)
+        load_bank, load_chunk = Signal(), Signal.like(shape.chunks)
         load_index = Signal(range(depth + 1))
         store = Signal()
         m.d.comb += [
@@ -306,16 +324,17 @@ class ChunkBuffer(wiring.Component):
             write.addr.eq(Mux(load_bank, depth, 0) + load_index),
             write.data.eq(self.words.payload),
         ]
-        chunk_loaded = store & (load_index == job.row_blocks - 1)
+        chunk_loaded = store & (load_index == shape.row_blocks - 1)
         with m.If(store):
             m.d.sync += load_index.eq(load_index + 1)
         with m.If(chunk_loaded):
             m.d.sync += [load_index.eq(0), load_bank.eq(~load_bank), load_chunk.eq(load_chunk + 1)]
-            with m.If(load_chunk == job.chunks - 1):
+            with m.If(load_chunk == shape.chunks - 1):
                 m.d.sync += [loading.eq(0), load_chunk.eq(0)]
                 m.d.comb += self.done.eq(1)
 
-        # Replayer: the current bank's words, token after token.
+        # Replayer: the current bank's words, token after token. The bank being loaded
+        # is the replay's own chunk (the loader is at most a chunk ahead).
         play_bank, play_chunk = Signal(), Signal.like(job.chunks)
         play_index = Signal(range(depth + 1))
         play_token = Signal.like(job.tokens)
@@ -325,8 +344,7 @@ class ChunkBuffer(wiring.Component):
         issue = Signal()
         m.d.comb += [
             available.eq(bank_full.bit_select(play_bank, 1) |
-                         (loading & (load_bank == play_bank) & (load_chunk == play_chunk) &
-                          (play_index < stored))),
+                         (loading & (load_bank == play_bank) & (play_index < stored))),
             advance.eq(~self.replay.valid | self.replay.ready),
             issue.eq(replaying & advance & available),
             read.en.eq(advance),
@@ -365,15 +383,21 @@ class WeightBufferManager(wiring.Component):
     Its bus words come from memory (the default: it reads the job's words itself, in
     bursts) or, with ``queued``, from ``queue``: a :class:`WeightPrefetcher` read them
     ahead, in job order, and this manager takes exactly its job's words from the queue.
+    Queued, it loads each matrix the prefetcher names on ``loads`` as soon as it is done
+    with the last one, so the next matrix's first chunk is loaded while the last
+    chunk of the one before is replayed; ``job`` then only starts the replay.
 
     Members
     -------
     job : ``In(stream.Signature(weight_job_layout))``
-        Accepted when the previous job has been fully loaded and replayed.
+        Accepted when the previous job has been replayed (and, not ``queued``, loaded).
     memory : ``Out(MemoryPortSignature(memory))``
         Client side of the memory port (reads only); not ``queued``.
     queue : ``In(stream.Signature(memory.data_width))``
         The prefetched bus words; only ``queued``.
+    loads : ``In(stream.Signature(weight_job_layout))``
+        The matrices those words are, in order (:attr:`WeightPrefetcher.loads`); only
+        ``queued``.
     words : ``Out(stream.Signature(weight_word_layout(config.tile)))``
         Engine order (kb, p, rb).
     fetched_words, memory_stall_cycles : ``Out(32)``
@@ -387,7 +411,7 @@ class WeightBufferManager(wiring.Component):
         _check_burst(memory, burst)
         super().__init__({
             "job": In(stream.Signature(weight_job_layout(config, memory))),
-            **weight_source_members(memory, queued),
+            **weight_source_members(config, memory, queued),
             "words": Out(stream.Signature(weight_word_layout(config.tile))),
             "fetched_words": Out(COUNTER_WIDTH),
             "memory_stall_cycles": Out(COUNTER_WIDTH),
@@ -399,7 +423,9 @@ class WeightBufferManager(wiring.Component):
         m.submodules.job_words = job_words = JobWords(cfg, mem)
         m.submodules.gearbox = gearbox = Gearbox(mem.data_width, cfg.tile.word_bits)
         m.submodules.chunks = chunks = ChunkBuffer(cfg)
-        wiring.connect(m, wiring.flipped(self.job), job_words.job)
+        # The matrices to load: the prefetcher's, or the jobs themselves.
+        loads = self.loads if self._queued else self.job
+        wiring.connect(m, wiring.flipped(loads), job_words.job)
         wiring.connect(m, gearbox.o, chunks.words)
         wiring.connect(m, chunks.replay, wiring.flipped(self.words))
         source, ready = self._source(m, job_words)
@@ -412,16 +438,27 @@ class WeightBufferManager(wiring.Component):
         ]
         with m.If(source.valid & source.ready):
             m.d.sync += self.fetched_words.eq(self.fetched_words + 1)
-        # The job starts the source and the chunk buffer together.
-        job = job_words.out
-        start = job.valid & ready & chunks.job.ready
+        # A matrix to load starts the source and the chunk buffer's loader together; not
+        # queued, it is the job, which starts the replay with them.
+        load = job_words.out
+        replay = chunks.job.ready if not self._queued else 1
+        start = load.valid & ready & chunks.load.ready & replay
         m.d.comb += [
-            job.ready.eq(start),
+            load.ready.eq(start),
+            chunks.load.payload.chunks.eq(load.payload.chunks),
+            chunks.load.payload.row_blocks.eq(load.payload.row_blocks),
+            chunks.load.valid.eq(start),
+        ]
+        job = self.job if self._queued else load
+        m.d.comb += [
             chunks.job.payload.chunks.eq(job.payload.chunks),
             chunks.job.payload.row_blocks.eq(job.payload.row_blocks),
             chunks.job.payload.tokens.eq(job.payload.tokens),
-            chunks.job.valid.eq(start),
         ]
+        if self._queued:
+            m.d.comb += [chunks.job.valid.eq(self.job.valid), self.job.ready.eq(chunks.job.ready)]
+        else:
+            m.d.comb += chunks.job.valid.eq(start)
         return m
 
     def _source(self, m, job_words):
@@ -515,17 +552,22 @@ class WeightPrefetcher(wiring.Component):
     in flight, enough to cover the memory's latency, so that another client's read,
     served before the prefetcher's (``PortArbiter(background=True)``), waits behind
     those few. A :class:`WeightBufferManager` with ``queued`` takes each job's words
-    from ``words`` in the same order.
+    from ``words`` in the same order, and the jobs themselves from ``loads``.
 
     Members
     -------
     job : ``In(stream.Signature(weight_job_layout(config, memory)))``
     memory : ``Out(MemoryPortSignature(memory))`` (reads only)
     words : ``Out(stream.Signature(memory.data_width))``
+    loads : ``Out(stream.Signature(weight_job_layout(config, memory)))``
+        Every job taken, in order, for the manager to load (a queue of :attr:`LOADS`).
     """
 
     #: Jobs taken and not yet started: a program keeps at most two matrices ahead.
     JOBS = 2
+    #: Jobs taken and not yet loading: the two ahead and, for a moment, the one whose
+    #: LINEAR is about to start.
+    LOADS = 3
 
     def __init__(self, config: TLMMConfig, memory: MemoryConfig, depth: int, burst: int = 32,
                  bursts_in_flight: int = 3):
@@ -540,6 +582,7 @@ class WeightPrefetcher(wiring.Component):
             "job": In(stream.Signature(weight_job_layout(config, memory))),
             "memory": Out(MemoryPortSignature(memory)),
             "words": Out(stream.Signature(memory.data_width)),
+            "loads": Out(stream.Signature(weight_job_layout(config, memory))),
         })
 
     def elaborate(self, platform):
@@ -547,11 +590,16 @@ class WeightPrefetcher(wiring.Component):
         cfg, mem = self._config, self._memory
         layout = weight_job_layout(cfg, mem)
         m.submodules.jobs = jobs = SyncFIFOBuffered(width=layout.size, depth=self.JOBS)
+        m.submodules.loads = loads = SyncFIFOBuffered(width=layout.size, depth=self.LOADS)
+        taken = self.job.valid & self.job.ready
+        m.d.comb += [loads.w_data.eq(self.job.payload), loads.w_en.eq(taken),
+                     self.loads.payload.eq(loads.r_data), self.loads.valid.eq(loads.r_rdy),
+                     loads.r_en.eq(self.loads.ready)]
         m.submodules.job_words = job_words = JobWords(cfg, mem)
         m.submodules.reader = reader = BurstReader(mem, self._burst, len(job_words.words))
         m.submodules.queue = queue = WordQueue(mem.data_width, self._depth)
-        m.d.comb += [jobs.w_data.eq(self.job.payload), jobs.w_en.eq(self.job.valid),
-                     self.job.ready.eq(jobs.w_rdy),
+        m.d.comb += [jobs.w_data.eq(self.job.payload), jobs.w_en.eq(taken),
+                     self.job.ready.eq(jobs.w_rdy & loads.w_rdy),
                      job_words.job.payload.eq(jobs.r_data), job_words.job.valid.eq(jobs.r_rdy),
                      jobs.r_en.eq(job_words.job.ready)]
         out = job_words.out

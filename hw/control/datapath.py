@@ -148,6 +148,7 @@ def _units(m, cfg):
         m.submodules.prefetch = u.prefetch = WeightPrefetcher(cfg.tlmm, cfg.weight_memory,
                                                               cfg.weight_queue)
         wiring.connect(m, u.prefetch.words, u.tlmm.queue)
+        wiring.connect(m, u.prefetch.loads, u.tlmm.loads)
     m.submodules.splitter = u.splitter = ResultSplitter(cfg.tlmm, lanes)
     wiring.connect(m, u.tlmm.results, u.splitter.results)
     m.submodules.dequant = u.dequant = Dequantize(lanes, cfg.tlmm.acc_width)

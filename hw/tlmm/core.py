@@ -25,7 +25,7 @@ def core_members(config: TLMMConfig, memory: MemoryConfig, queued: bool = False)
         "job": In(stream.Signature(weight_job_layout(config, memory))),
         "acts": In(stream.Signature(act_beat_layout(config))),
         "results": Out(stream.Signature(tlmm_result_layout(config))),
-        **weight_source_members(memory, queued),
+        **weight_source_members(config, memory, queued),
         **{name: Out(COUNTER_WIDTH) for name in COUNTERS + ("fetched_words",)},
     }
 
@@ -47,7 +47,8 @@ class TLMMCore(wiring.Component):
     results : ``Out(stream.Signature(tlmm_result_layout))``
     memory : ``Out(MemoryPortSignature)``
         Not ``queued``; with ``queued``, ``queue : In(stream.Signature(data_width))``, the
-        prefetched words (:class:`~tritium.hw.weights.WeightBufferManager`).
+        prefetched words, and ``loads``, the matrices they are
+        (:class:`~tritium.hw.weights.WeightBufferManager`).
     busy_cycles, weight_stall_cycles, table_stall_cycles, output_stall_cycles,
     fetched_words : ``Out(32)``
         The engine's and the buffer manager's counters (see those classes).
@@ -83,6 +84,7 @@ class TLMMCore(wiring.Component):
         ]
         if self._queued:
             wiring.connect(m, wiring.flipped(self.queue), buffer.queue)
+            wiring.connect(m, wiring.flipped(self.loads), buffer.loads)
         else:
             wiring.connect(m, wiring.flipped(self.memory), buffer.memory)
         words = buffer.words

@@ -209,6 +209,28 @@ def test_a_fused_norm_costs_its_gains_and_its_linear_the_last_codes(config, memo
         assert unfused[n - 1]["op"] == "LINEAR" and unfused[n - 1]["dst"] == norm["src"]
 
 
+@pytest.mark.parametrize("position, tokens", [(0, 8), (63, 1)])
+def test_the_next_matrix_loads_while_the_last_ones_last_chunk_runs(position, tokens):
+    """With a weight queue the chunk buffer loads the next matrix as soon as it is done
+    with the last: a LINEAR whose first chunk's words were queued in time starts that
+    chunk at a word a cycle, not at the gearbox's rate. In a prefill of 8 tokens every
+    LINEAR's first chunk is there (its words queued, the last chunk before replayed 8
+    times); reports recorded before load a matrix once its LINEAR comes."""
+    ahead = estimate_run(KV260, "kv260", position, tokens)
+    late = estimate_run(KV260, "kv260", position, tokens, recorded=Recorded(late_loads=True))
+    gearbox = KV260.tlmm.tile.word_bits // (KV260.data_width * KV260.weight_port_words)
+    if tokens == 8:
+        assert ahead.cycles < late.cycles
+        for fields, a, b in zip(program_fields(KV260), ahead.instructions, late.instructions):
+            if fields["op"] == "LINEAR":    # its first pass a sweep, not the gearbox's load
+                saved = b.terms["stream"] - a.terms["stream"]
+                assert saved == fields["blocks"] * (gearbox - 1)
+    else:                               # decode is the memory's either way
+        assert ahead.cycles == pytest.approx(late.cycles, rel=1e-4)
+    assert Recorded(late_loads=True).is_current(TINY)          # no weight queue to load from
+    assert not Recorded(late_loads=True).is_current(KV260)
+
+
 def test_a_report_says_whether_its_gating_was_fused():
     """Reports recorded before the LINEAR of ``w_up`` gated do not say so; they are
     modelled with the GATE their program had."""

@@ -17,7 +17,8 @@ from tritium.hw.weights import (ChunkBuffer, Gearbox, WeightBufferManager, Weigh
                                 WordQueue, weight_job_layout)
 from tritium.hw.layouts import weight_word_layout
 from tritium.host.packer import pack_ternary, word_codes
-from tritium.sim.testing.amaranth_tb import TRAFFIC, run_simulation, stream_receive, stream_send
+from tritium.sim.testing.amaranth_tb import (TRAFFIC, run_simulation, stream_receive, stream_send,
+                                             watchdog)
 
 
 def bits_to_words(bits, width):
@@ -94,18 +95,22 @@ def test_chunk_buffer_replays_each_chunk_per_token(traffic, shape):
     seed = chunks * 100 + row_blocks * 10 + tokens
 
     async def send(ctx):
-        for _ in range(2):                                      # two jobs back to back
-            await stream_send(ctx, dut.job, [{"chunks": chunks, "row_blocks": row_blocks,
-                                              "tokens": tokens}])
+        for _ in range(2):                                      # two matrices back to back
+            await stream_send(ctx, dut.load, [{"chunks": chunks, "row_blocks": row_blocks}])
             await stream_send(ctx, dut.words, [[[w, 0], [0, 0]] for w in words],
                               random.Random(seed), traffic.idle)
+
+    async def start(ctx):
+        for _ in range(2):                                      # each replayed when asked
+            await stream_send(ctx, dut.job, [{"chunks": chunks, "row_blocks": row_blocks,
+                                              "tokens": tokens}])
 
     async def receive(ctx):
         got = await stream_receive(ctx, dut.replay, 2 * len(expected), random.Random(seed + 1),
                                    traffic.stall, decode=lambda p: int(p[0][0]))
         assert got == expected * 2
 
-    run_simulation(dut, send, receive)
+    run_simulation(dut, send, start, receive)
 
 
 def memory_responder(dut, image: bytes, memory: MemoryConfig, rng, idle):
@@ -222,6 +227,7 @@ class QueuedWeights(wiring.Component):
         wiring.connect(m, wiring.flipped(self.job), manager.job)
         wiring.connect(m, prefetcher.memory, wiring.flipped(self.memory))
         wiring.connect(m, prefetcher.words, manager.queue)
+        wiring.connect(m, prefetcher.loads, manager.loads)
         wiring.connect(m, manager.words, wiring.flipped(self.words))
         return m
 
@@ -258,6 +264,44 @@ def test_prefetched_matrices_stream_in_engine_order_and_never_hold_the_memory(tr
             assert ready or not valid
 
     run_simulation(dut, send_jobs, receive, background=[serve, never_held])
+
+
+def test_the_next_matrix_is_loaded_before_its_job_comes():
+    """The manager loads each matrix the prefetcher names as soon as it is done with the
+    one before: a job that comes after the words are queued finds its first chunk loaded,
+    and that chunk's first pass leaves a word a cycle, where loading it behind the job
+    (2.5 bus words an engine word here) could not."""
+    memory = MemoryConfig(data_width=8, addr_width=12, len_width=8)
+    dut = QueuedWeights(CFG, memory, 64, burst=5)
+    jobs, image, expected = packed_matrices(memory, [(2, 5, 1), (2, 5, 1)], 5)
+    serve = memory_responder(dut, image, memory, random.Random(3), 0.0)
+    arrivals = []
+
+    async def send_jobs(ctx):
+        await stream_send(ctx, dut.prefetch, jobs)
+        await stream_send(ctx, dut.job, jobs[:1])
+        while len(arrivals) < 10:                       # the first matrix's words out
+            await ctx.tick()
+        for _ in range(60):                             # the second's queued meanwhile
+            await ctx.tick()
+        await stream_send(ctx, dut.job, jobs[1:])
+
+    async def receive(ctx):
+        ctx.set(dut.words.ready, 1)
+        cycle = 0
+        async for _, _, valid, payload in ctx.tick().sample(dut.words.valid, dut.words.payload):
+            cycle += 1
+            if valid:
+                arrivals.append((cycle, [[int(c) for c in row] for row in payload]))
+
+    async def check(ctx):
+        while len(arrivals) < len(expected):
+            await ctx.tick()
+        assert [words for _, words in arrivals] == expected
+        first_pass = [cycle for cycle, _ in arrivals[10:15]]
+        assert first_pass == list(range(first_pass[0], first_pass[0] + 5)), first_pass
+
+    run_simulation(dut, send_jobs, check, background=[serve, receive, watchdog(5000)])
 
 
 def test_prefetcher_rejects_a_queue_smaller_than_a_burst():
