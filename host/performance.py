@@ -1158,7 +1158,9 @@ RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-
                     "bench-layer-kv260-2b-gate.json",
                     "bench-e2e-tiny-norm.json", "bench-e2e-kv260-norm.json",
                     "bench-layer-kv260-norm.json", "bench-e2e-kv260-int4-norm.json",
-                    "bench-layer-kv260-2b-norm.json")
+                    "bench-layer-kv260-2b-norm.json",
+                    "bench-e2e-kv260-late.json", "bench-layer-kv260-late.json",
+                    "bench-e2e-kv260-int4-late.json", "bench-layer-kv260-2b-late.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
@@ -1185,7 +1187,7 @@ def compare_run(case: SimulatedCase) -> dict:
     model = estimate.counters()
     # A counter a report predates (``head_cycles`` before the HEAD instruction) counted
     # nothing in that run: its design had no such unit.
-    sim = {name: 0 for name in model if name.endswith("_cycles")} | dict(case.counters)
+    sim = {f"{kind}_cycles": 0 for kind in KINDS} | dict(case.counters)
 
     def entry(name):
         simulated, derived = sim[name], model.get(name, 0)
@@ -1196,8 +1198,7 @@ def compare_run(case: SimulatedCase) -> dict:
             "memory_model": case.memory, "phase": case.phase, "position": case.position,
             "tokens": case.tokens,
             "cycles": entry("cycles"),
-            "kinds": {kind: entry(f"{kind}_cycles") for kind in KINDS
-                      if f"{kind}_cycles" in sim},
+            "kinds": {kind: entry(f"{kind}_cycles") for kind in KINDS},
             "words": {kind: entry(f"{kind}_words") for kind in WORD_KINDS
                       if f"{kind}_words" in sim}}
 
