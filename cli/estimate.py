@@ -24,6 +24,20 @@ def parse_contexts(text: str) -> list:
     return values
 
 
+def check_steps(steps, config) -> None:
+    """``--steps``: 1 .. the design's most decode steps a run (``isa.design_steps``)."""
+    from tritium.hw.control.isa import design_steps
+    most = design_steps(config)
+    if steps is None or 1 <= steps <= most:
+        return
+    if most == 1:
+        raise InputError(f"--steps {steps}: accelerator {config.name!r} makes one decode step "
+                         f"a run (it chooses its own tokens only with the embedding and the "
+                         f"LM head on the device)")
+    raise InputError(f"--steps {steps}: accelerator {config.name!r} makes 1 .. {most} "
+                     f"decode steps a run")
+
+
 def plot_path(text: str):
     """``--plot``: a .png file to write, in a directory that exists; matplotlib present."""
     path = output_file(text, "--plot", "the plot", suffix=".png")
@@ -51,6 +65,10 @@ class EstimateCommand(Command):
         parser.add_argument("--context", default=None,
                             help="decode contexts, comma-separated (default 64,512,1024,2048 "
                                  "up to the model's maximum)")
+        parser.add_argument("--steps", type=int, default=None,
+                            help="greedy decode steps a run (default: the design's most, "
+                                 "64 where the device looks up embeddings and scores the "
+                                 "head, else 1; 1: a run, and the host's frames, per token)")
         parser.add_argument("--plot", default=None,
                             help="write a PNG of the time per token against the memory "
                                  "roofline (needs matplotlib: the plots extra)")
@@ -76,8 +94,10 @@ class EstimateCommand(Command):
                              f"of {limit} tokens of model {model.name!r} on accelerator "
                              f"{setup.config.name!r}")
         prompts = [p for p in (64, 128) if p <= limit]
+        check_steps(args.steps, setup.config)
         try:
-            result = project(setup, model, args.contexts, prompts, simulated=recorded_cases())
+            result = project(setup, model, args.contexts, prompts, simulated=recorded_cases(),
+                             steps=args.steps)
         except ValueError as exc:
             raise InputError(str(exc)) from None
         if args.plot_path is not None:

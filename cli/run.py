@@ -121,19 +121,21 @@ def generate_text(args, model, tokenizer, config, *, stream: bool) -> dict:
     if on_device:
         prefill_cycles = sum(runner.run_cycles[:prefill_runs])
         decode_cycles = runner.run_cycles[prefill_runs:]
-        per_token = sum(decode_cycles) / len(decode_cycles) if decode_cycles else None
+        # A run of several steps decodes a token a step (Accelerator.decode_greedy).
+        decode_steps = sum(runner.run_steps[prefill_runs:])
+        per_token = sum(decode_cycles) / decode_steps if decode_cycles else None
         result.update({
             "matches_golden": check.matches if check is not None else None,
             "prefill_cycles": prefill_cycles,
             "decode_cycles": round(per_token, 1) if per_token else None,
             "decode_cycles_each": decode_cycles,
+            "decode_steps_each": runner.run_steps[prefill_runs:],
             "clock_hz": config.clock_hz,
             "projected_time_to_first_token_s": prefill_cycles / config.clock_hz,
             "projected_decode_tokens_per_s": round(config.clock_hz / per_token, 1)
             if per_token else None,
         })
-        result.update(_link_figures(marks, len(prompt_ids), len(decode_cycles),
-                                    decode_seconds))
+        result.update(_link_figures(marks, len(prompt_ids), decode_steps, decode_seconds))
     result.update({
         "time_to_first_token_s": round(first_token_at - start, 6),
         "decode_tokens_per_s": round((len(ids) - 1) / decode_seconds, 3)
@@ -151,7 +153,7 @@ def _link_mark(link, check):
     return (link.sent_bytes + link.received_bytes, link.wait_seconds + checking)
 
 
-def _link_figures(marks, prompt_tokens: int, decode_runs: int, decode_seconds: float) -> dict:
+def _link_figures(marks, prompt_tokens: int, decode_steps: int, decode_seconds: float) -> dict:
     """Link bytes of the prefill and per decode token (both ways, frames' ENDs included),
     and the host's seconds per decode token: the decode loop's wall time minus the time
     spent waiting for the device's replies and checking its logits against the golden
@@ -161,10 +163,10 @@ def _link_figures(marks, prompt_tokens: int, decode_runs: int, decode_seconds: f
     figures = {"link_bytes_prefill": prefilled - start,
                "link_bytes_per_prompt_token": round((prefilled - start) / prompt_tokens, 1),
                "link_bytes_per_decode_token": None, "host_seconds_per_decode_token": None}
-    if decode_runs:
-        figures["link_bytes_per_decode_token"] = round((end - prefilled) / decode_runs, 1)
+    if decode_steps:
+        figures["link_bytes_per_decode_token"] = round((end - prefilled) / decode_steps, 1)
         figures["host_seconds_per_decode_token"] = round(
-            (decode_seconds - (waited_end - waited)) / decode_runs, 6)
+            (decode_seconds - (waited_end - waited)) / decode_steps, 6)
     return figures
 
 

@@ -11,13 +11,15 @@ logits are bit-identical to :meth:`GoldenModel.forward` (docs/program.md). A des
 the head on the device (``config.head == "device"``) also returns the last token's
 top-k (:meth:`Accelerator.prefill_top`), reading those few words instead of the hidden
 states, and nothing after a prompt's earlier runs: what keeps greedy decoding's link
-traffic small.
+traffic small. A design with both on the device also decodes several greedy steps in
+one run (:meth:`Accelerator.decode_greedy`), each step's input the step before's
+choice, so a run's frames are paid once for all its tokens.
 """
 
 import numpy as np
 
 from tritium.hw.config import AcceleratorConfig
-from tritium.hw.control.isa import REGISTERS, STATUS, WRITABLE_REGISTERS
+from tritium.hw.control.isa import REGISTERS, STATUS, WRITABLE_REGISTERS, design_steps
 from tritium.hw.link.protocol import PROTOCOL_VERSION
 from tritium.sim.golden.model import final_logits
 from tritium.sim.reference import LOGIT_ROWS
@@ -53,9 +55,11 @@ class Accelerator:
         self.link = LinkClient(transport, timeout)
         self.compiled: CompiledModel = None
         self.run_cycles = []            # each run's cycles (RUN's reply), in order
+        self.run_steps = []             # and its steps (decode_greedy's; else 1)
         self._model = None
         self._position = 0
         self._program = None            # the ``program`` register, as last set
+        self._steps = None              # the ``steps`` register, as last set
 
     def close(self) -> None:
         self.transport.close()
@@ -106,8 +110,9 @@ class Accelerator:
         else:
             for address, data in compiled.image:
                 self.link.write(address, data)
-        self._program = None
+        self._program = self._steps = None
         self._use_program(compiled.program_address)
+        self._use_steps(1)
         self.compiled, self._model, self._position = compiled, model, 0
         return compiled
 
@@ -195,6 +200,34 @@ class Accelerator:
         return decode_top(top, self.config)
 
     @property
+    def max_steps(self) -> int:
+        """The most greedy steps one run makes (:meth:`decode_greedy`): ``MAX_STEPS`` on
+        a design that looks up embeddings and scores the head itself, else 1
+        (``isa.design_steps``)."""
+        return design_steps(self.config)
+
+    def decode_greedy(self, token_id, steps: int) -> np.ndarray:
+        """Append ``token_id`` and the ``steps - 1`` tokens the device then chooses, in
+        one run of ``steps`` steps (docs/program.md, "Steps"): each step appends its
+        input and chooses the argmax of the head, which is the next step's input.
+        Returns the ``steps`` choices, int64 (steps,), the last one not appended (as
+        :meth:`prefill_top`'s choice is not); :attr:`position` advances by ``steps``.
+        The host reads the choices after the run only, ``steps`` words. Only on a design
+        of several steps (:attr:`max_steps` > 1), for 1 .. :attr:`max_steps` steps."""
+        if self.max_steps == 1:
+            raise InputError(f"accelerator {self.config.name!r} does not choose its own "
+                             f"tokens (it needs the embedding and the head on the device): "
+                             f"decode one token a run with prefill_top or decode")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
+                or not 1 <= steps <= self.max_steps:
+            raise InputError(f"steps must be an integer from 1 to the design's "
+                             f"{self.max_steps}, not {steps!r}")
+        ids = self._checked([token_id])
+        data = self._run_io(run_inputs(self._model, self.config, ids), 1, steps=int(steps),
+                            read=(self.compiled.io_address + 1, int(steps)), head=True)
+        return decode_top(data, self.config)[0]
+
+    @property
     def model_config(self):
         """The loaded model's config (its context and vocabulary)."""
         return self._loaded().config
@@ -266,27 +299,32 @@ class Accelerator:
         return np.frombuffer(data, dtype="<i4").astype(np.int64).reshape(tokens, hidden)
 
     def _run_io(self, inputs: bytes, tokens: int, read: tuple = None,
-                head: bool = False) -> bytes:
+                head: bool = False, steps: int = 1) -> bytes:
         """Write a run's inputs to the io region, run ``tokens`` tokens at the
-        conversation's position and return the ``read = (word address, words)`` of its
-        results (the hidden states, or a device head's top-k), nothing for None: a run
-        before the last of a prompt needs no results at all. Only a ``head`` run takes
-        the program with the device head; the others skip its pass over the head."""
+        conversation's position (``steps`` times, a token a step after the first) and
+        return the ``read = (word address, words)`` of its results (the hidden states, a
+        device head's top-k, or the steps' choices), nothing for None: a run before the
+        last of a prompt needs no results at all. Only a ``head`` run takes the program
+        with the device head; the others skip its pass over the head."""
         compiled = self.compiled
-        if self._position + tokens > self._loaded().config.max_context:
-            raise InputError(f"{self._position + tokens} tokens exceed the context of "
+        appended = tokens + steps - 1
+        if self._position + appended > self._loaded().config.max_context:
+            raise InputError(f"{self._position + appended} tokens exceed the context of "
                              f"{self._model.config.max_context} tokens")
         self._write_memory(compiled.io_address, inputs)
         self._use_program(compiled.program_address if head
                           else compiled.no_head_program_address)
+        self._use_steps(steps)
         status = self.link.run(position=self._position, tokens=tokens)
         self.run_cycles.append(self.link.last_run.cycles)
+        self.run_steps.append(steps)
         if status != STATUS["OK"]:
             name = STATUS_NAMES.get(status, "unknown")
-            raise RunError(f"the device ended the run of {tokens} tokens at position "
+            what = f"{steps} steps" if steps > 1 else f"{tokens} tokens"
+            raise RunError(f"the device ended the run of {what} at position "
                            f"{self._position} with status {status} ({name})")
         data = b"" if read is None else self._read_memory(*read)
-        self._position += tokens
+        self._position += appended
         return data
 
     def _use_program(self, address: int) -> None:
@@ -297,6 +335,13 @@ class Accelerator:
             self._program = None            # unknown if the SET fails
             self.link.set(REGISTERS["program"], address)
             self._program = address
+
+    def _use_steps(self, steps: int) -> None:
+        """SET ``steps`` unless it holds the value already (as :meth:`_use_program`)."""
+        if steps != self._steps:
+            self._steps = None
+            self.link.set(REGISTERS["steps"], steps)
+            self._steps = steps
 
     def _write_memory(self, address: int, data: bytes) -> None:
         """Store ``data`` from word ``address`` of the device's memory: through the

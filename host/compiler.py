@@ -20,11 +20,13 @@ Memory (bus words of ``data_width / 8`` bytes, from address 0, everything below
   the head unit's layout (``host/head_packer.py``, docs/head.md);
 - the io region, three parts one after the other: the run's inputs, token after token
   (embedding vectors, ``max_tokens * hidden / lanes`` words, or with device embedding
-  one token id per word, in the low 32 bits, ``max_tokens`` words); its final hidden
-  states (``max_tokens * hidden / lanes`` words, at ``states_address``); with a device
-  head ``head_k`` words, the run's top-k (:func:`decode_top`, at ``top_address``). A
-  run never writes its own inputs, so running it again computes the same values into
-  the same places (a RUN frame that a line duplicated does no harm);
+  one token id per word, in the low 32 bits, ``max_tokens`` words; on a design of
+  several steps, ``isa.design_steps``, ``max(max_tokens, steps) + 1`` words: step
+  ``s`` reads its input at word ``s``, where step ``s - 1`` stored its choice); its
+  final hidden states (``max_tokens * hidden / lanes`` words, at ``states_address``);
+  with a device head ``head_k`` words, the run's top-k (:func:`decode_top`, at
+  ``top_address``). A run never writes its own inputs, so running it again computes the
+  same values into the same places (a RUN frame that a line duplicated does no harm);
 - the program: one instruction per ``ceil(32 / word bytes)`` words; with a device head
   a second one after it, the same without the head (``"program_no_head"``), for the
   runs whose top-k nobody reads: a prompt's runs before its last, and runs whose
@@ -43,7 +45,10 @@ EMBED reads them there.
 
 With a device head the program ends NORM (the output norm, of ``x``) -> HEAD (the last
 token's codes against the head, the top-k into ``qkv``) -> STORE of those ``head_k``
-beats (``FLAG_ONE_TOKEN``) after the hidden states' STORE.
+beats (``FLAG_ONE_TOKEN``) after the hidden states' STORE; on a design of several
+steps, a STORE of the first entry (``FLAG_ONE_TOKEN | FLAG_AT_STEP``) after the step's
+tokens in the inputs, and the LOAD of the ids has ``FLAG_AT_STEP`` (docs/program.md,
+"Steps").
 
 A layer is 12 instructions: docs/program.md's steps, with one LINEAR per matrix (the
 QKV and the gate/up steps are three and two LINEARs), because every linear has its own
@@ -62,9 +67,10 @@ import numpy as np
 
 from tritium.hw.config import AcceleratorConfig, ModelConfig, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT,
-                                    FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
-                                    SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS, TOP_ENTRY_LANES)
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_AT_STEP, FLAG_GATE,
+                                    FLAG_NEXT, FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES,
+                                    SCALE_EXPONENT_BITS, SCALE_MANTISSA_BITS, TOP_ENTRY_LANES,
+                                    design_steps)
 from tritium.hw.head_layout import head_layout_of
 from tritium.sim.golden.fixed import F_ACT
 from tritium.sim.golden.model import QuantizedModel, embed
@@ -228,9 +234,10 @@ def layer_length(config: AcceleratorConfig) -> int:
 
 def program_length(config: AcceleratorConfig, head: bool = None) -> int:
     """Instructions of the program: LOAD (and EMBED), :func:`layer_length` per layer,
-    STORE, (NORM, HEAD, STORE: ``head``, by default whether the design has a device
-    head), END."""
-    tail = 3 if _with_head(config, head) else 0
+    STORE, (NORM, HEAD, STORE and, on a design of several steps, the choice's STORE:
+    ``head``, by default whether the design has a device head), END."""
+    tail = len(_head_program(config, None, scratch_layout(config), _Placeholders())) \
+        if _with_head(config, head) else 0
     return len(_input_program(config, None)) + layer_length(config) * config.model.layers \
         + 2 + tail
 
@@ -312,7 +319,7 @@ def memory_plan(config: AcceleratorConfig) -> MemoryPlan:
         reserve("head", head_layout_of(config).words * align, align)
     io_address = address
     states = config.max_tokens * cfg.hidden // config.lanes
-    inputs = config.max_tokens if config.embedding == "device" else states
+    inputs = _input_words(config)
     states_address = io_address + inputs
     top_address = states_address + states if config.head == "device" else None
     reserve("io", inputs + states + (config.head_k if config.head == "device" else 0))
@@ -408,16 +415,36 @@ def _with_prefetches(program: list) -> list:
 
 
 def _head_program(config: AcceleratorConfig, plan: MemoryPlan, scratch, constants) -> list:
-    """The output norm of ``x``, the head on the last token's codes, its top-k to io."""
+    """The output norm of ``x``, the head on the last token's codes, its top-k to io;
+    on a design of several steps (``isa.design_steps``) also the choice, the top-k's
+    first entry, after the step's tokens in the inputs, where the next step's LOAD reads
+    its input (``plan`` None: the instructions without addresses, for counting them)."""
     x, top = scratch["x"], scratch["qkv"]
     hidden = config.model.hidden
-    return [dict(op="NORM", address=plan.placement["output_norm"][0], src=x.base,
-                 src_stride=x.stride, beats=hidden // config.lanes,
-                 eps=constants.eps("output_norm", hidden)),
-            dict(op="HEAD", address=plan.placement["head"][0], dst=top.base,
-                 dst_stride=top.stride, beats=config.head_k),
-            dict(op="STORE", flags=FLAG_ONE_TOKEN, address=plan.top_address, src=top.base,
-                 src_stride=top.stride, beats=config.head_k)]
+    placement = plan.placement if plan else {"output_norm": (0, 0), "head": (0, 0)}
+    program = [dict(op="NORM", address=placement["output_norm"][0], src=x.base,
+                    src_stride=x.stride, beats=hidden // config.lanes,
+                    eps=constants.eps("output_norm", hidden)),
+               dict(op="HEAD", address=placement["head"][0], dst=top.base,
+                    dst_stride=top.stride, beats=config.head_k),
+               dict(op="STORE", flags=FLAG_ONE_TOKEN, address=plan.top_address if plan else 0,
+                    src=top.base, src_stride=top.stride, beats=config.head_k)]
+    if design_steps(config) > 1:
+        program.append(dict(op="STORE", flags=FLAG_ONE_TOKEN | FLAG_AT_STEP,
+                            address=plan.io_address if plan else 0, src=top.base,
+                            src_stride=top.stride, beats=1))
+    return program
+
+
+def _input_words(config: AcceleratorConfig) -> int:
+    """Words of the io region's inputs: the embeddings of ``max_tokens`` tokens, or
+    with device embedding a token id a word; on a design of several steps as many as
+    the steps too (a step's input at word ``step``) and one more (the last step's
+    choice, stored after the step's tokens)."""
+    if config.embedding != "device":
+        return config.max_tokens * config.model.hidden // config.lanes
+    steps = design_steps(config)
+    return max(config.max_tokens, steps) + 1 if steps > 1 else config.max_tokens
 
 
 def encode_top(indices, scores, config: AcceleratorConfig) -> np.ndarray:
@@ -451,7 +478,11 @@ def _input_program(config: AcceleratorConfig, plan) -> list:
     if config.embedding == "host":
         return [dict(op="LOAD", address=io, dst=x.base, dst_stride=x.stride, beats=x.beats)]
     table = plan.placement["embedding"][0] if plan else 0
-    return [dict(op="LOAD", address=io, dst=ids.base, dst_stride=ids.stride, beats=1),
+    # On a design of several steps a step reads its input where the one before stored
+    # its choice (_head_program).
+    flags = FLAG_AT_STEP if design_steps(config) > 1 else 0
+    return [dict(op="LOAD", flags=flags, address=io, dst=ids.base, dst_stride=ids.stride,
+                 beats=1),
             dict(op="EMBED", address=table, src=ids.base, src_stride=ids.stride,
                  dst=x.base, dst_stride=x.stride, beats=x.beats)]
 

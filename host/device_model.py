@@ -26,8 +26,8 @@ Where the model is simpler than the hardware:
   matrix, or a run that ends with a PREFETCH not taken, is such a fault too (the
   hardware would wait for ever, compute with another matrix's words, or leave words in
   the queue for the next run).
-- ``runs`` counts every RUN, including those refused with ``BAD_TOKENS`` or
-  ``BAD_POSITION`` (which change nothing else).
+- ``runs`` counts every RUN, including those refused with ``BAD_TOKENS``,
+  ``BAD_STEPS`` or ``BAD_POSITION`` (which change nothing else).
 """
 
 import mmap
@@ -37,9 +37,10 @@ import zlib
 import numpy as np
 
 from tritium.hw.config import AcceleratorConfig
-from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, FLAG_ONE_TOKEN,
-                                    INSTRUCTION_BYTES, OPCODES, REGISTERS, STATUS,
-                                    WRITABLE_REGISTERS, design_opcodes)
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_AT_STEP, FLAG_GATE, FLAG_NEXT,
+                                    FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES, REGISTER_RESET,
+                                    REGISTERS, STATUS, WRITABLE_REGISTERS, design_opcodes,
+                                    design_steps)
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.link import protocol as p
 from tritium.sim.golden.head import QuantizedHead, head_scores, head_topk
@@ -78,7 +79,7 @@ class DeviceModel:
         self.config = config
         self.word_bytes = config.data_width // 8
         self.memory = mmap.mmap(-1, config.memory_words * self.word_bytes)
-        self.registers = {name: 0 for name in REGISTERS}
+        self.registers = {name: REGISTER_RESET.get(name, 0) for name in REGISTERS}
         self.registers["design"] = config.design_id
         self._by_index = {index: name for name, index in REGISTERS.items()}
         self.cache = GoldenCache(config.model)
@@ -177,25 +178,31 @@ class DeviceModel:
     # -- the controller ---------------------------------------------------------------
 
     def run(self, argument: int = 0) -> int:
-        """Run the program for ``tokens`` tokens at ``position``; return the status. The
-        ``argument`` (the host's tag for the run) is kept in ``run_tag``."""
+        """Run the program for ``tokens`` tokens at ``position``, ``steps`` times (step
+        ``s`` at ``position + s``); return the status. The ``argument`` (the host's tag
+        for the run) is kept in ``run_tag``."""
         tokens, position = self.registers["tokens"], self.registers["position"]
+        steps = self.registers["steps"]
         self.registers["runs"] = (self.registers["runs"] + 1) & 0xFFFFFFFF
         self.registers["run_tag"] = argument
         if not 1 <= tokens <= self.config.max_tokens:
             status = STATUS["BAD_TOKENS"]
-        elif position + tokens > self.config.attention.capacity:
+        elif not 1 <= steps <= design_steps(self.config) or steps > 1 and tokens != 1:
+            status = STATUS["BAD_STEPS"]
+        elif position + tokens + steps - 1 > self.config.attention.capacity:
             status = STATUS["BAD_POSITION"]
         else:
             try:
-                self._execute(position, tokens)
+                for step in range(steps):
+                    self._execute(position + step, tokens, step)
                 status = STATUS["OK"]
             except _Fault:
                 status = STATUS["BAD_OPCODE"]
         self.registers["status"] = status
         return status
 
-    def _execute(self, position: int, tokens: int):
+    def _execute(self, position: int, tokens: int, step: int = 0):
+        self._step = step
         step = instruction_words(self.word_bytes)
         pc = self.registers["program"]
         units = {"LOAD": self._load, "STORE": self._store, "NORM": self._norm,
@@ -246,7 +253,9 @@ class DeviceModel:
 
     def _load(self, f, position, tokens):
         count = tokens * f["beats"] * self.word_bytes
-        values = np.frombuffer(self._memory_bytes(f["address"], count), dtype="<i4")
+        # FLAG_AT_STEP: the step's input, where the step before stored its choice.
+        address = f["address"] + (self._step if f["flags"] & FLAG_AT_STEP else 0)
+        values = np.frombuffer(self._memory_bytes(address, count), dtype="<i4")
         self._write_scratch(f["dst"], f["dst_stride"], tokens,
                             values.astype(np.int64).reshape(tokens, -1))
 
@@ -267,10 +276,12 @@ class DeviceModel:
         # FLAG_ONE_TOKEN: the top-k, one vector whatever the run's tokens.
         count = 1 if f["flags"] & FLAG_ONE_TOKEN else tokens
         values = self._read_scratch(f["src"], f["src_stride"], f["beats"], count)
-        start = f["address"] * self.word_bytes
+        # FLAG_AT_STEP: after the step's tokens, where the next step reads its input.
+        address = f["address"] + (self._step + tokens if f["flags"] & FLAG_AT_STEP else 0)
+        start = address * self.word_bytes
         data = values.astype("<i4").tobytes()
         if start + len(data) > len(self.memory):
-            raise _Fault(f"STORE to word {f['address']} is beyond the memory")
+            raise _Fault(f"STORE to word {address} is beyond the memory")
         self.memory[start:start + len(data)] = data
 
     def _norm(self, f, position, tokens):

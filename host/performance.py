@@ -46,7 +46,8 @@ from tritium.hw.config import ACCELERATOR_PRESETS, AcceleratorConfig, ModelConfi
 from tritium.hw.control.controller import (CONTROLLER_COUNTERS, COUNTER_OF_OPCODE,
                                           WORD_COUNTERS)
 from tritium.hw.control.interface import weight_clients
-from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, FLAG_ONE_TOKEN
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_AT_STEP, FLAG_GATE, FLAG_NEXT,
+                                    FLAG_ONE_TOKEN, design_steps)
 from tritium.hw.elementwise import Dequantize, Gating, NormQuant, RoPE
 from tritium.hw.head_layout import head_layout_of
 from tritium.hw.memory.arbiter import PortArbiter
@@ -201,7 +202,8 @@ class Recorded:
     ``separate_norms``, each NORM after the LINEAR whose output it norms, reading it back
     (before those NORMs came before it with ``FLAG_NEXT``); ``late_loads``, the chunk
     buffer loading a matrix only once its LINEAR came (before it loaded the next matrix
-    as soon as it was done with the last)."""
+    as soon as it was done with the last); ``single_step``, a program without the STORE
+    of the choice that the next step reads (before a run could make several steps)."""
     finish_lanes: int = None
     padded_records: bool = False
     reader_rate: Fraction = READER_RATE
@@ -209,14 +211,17 @@ class Recorded:
     separate_gate: bool = False
     separate_norms: bool = False
     late_loads: bool = False
+    single_step: bool = False
 
     def is_current(self, config: AcceleratorConfig) -> bool:
         """Whether the hardware recorded is ``config``'s as it is built now: the defaults,
-        but for results as wide as ``config``'s lanes."""
+        but for results as wide as ``config``'s lanes (and what a design without a
+        weight queue, or of one step, could not have done otherwise)."""
         return (self.finish_lanes in (None, config.attention.io_lanes)
                 and dataclasses.replace(
                     self, finish_lanes=None,
-                    late_loads=self.late_loads and bool(config.weight_queue)) == Recorded())
+                    late_loads=self.late_loads and bool(config.weight_queue),
+                    single_step=self.single_step and design_steps(config) > 1) == Recorded())
 
 
 def as_built(config: AcceleratorConfig) -> dict:
@@ -224,7 +229,8 @@ def as_built(config: AcceleratorConfig) -> dict:
     fields (the benches write it; :func:`_recorded` reads it back)."""
     return {"attention_finish_lanes": config.attention.io_lanes, "kv_records": "packed",
             "scratch_reader": "full-rate", "attention_passes": "overlapped",
-            "ffn_gating": "fused", "norms": "fused", "chunk_loads": "ahead"}
+            "ffn_gating": "fused", "norms": "fused", "chunk_loads": "ahead",
+            "steps": "chained"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -856,6 +862,9 @@ def estimate_run(config: AcceleratorConfig, memory="onchip", position: int = 0,
     timing = port_timing(memory, config, port, implementation)
     iw = instruction_words(timing.word_bytes)
     program = program_fields(config, head=head)
+    if recorded.single_step:
+        program = [fields for fields in program
+                   if not (fields["op"] == "STORE" and fields.get("flags", 0) & FLAG_AT_STEP)]
     if recorded.separate_norms:
         program = _with_separate_norms(program)
     if recorded.separate_gate:
@@ -990,7 +999,8 @@ def _recorded(report: dict, config: AcceleratorConfig) -> Recorded:
                     serial_passes=report.get("attention_passes") != "overlapped",
                     separate_gate=report.get("ffn_gating") != "fused",
                     separate_norms=report.get("norms") != "fused",
-                    late_loads=report.get("chunk_loads") != "ahead")
+                    late_loads=report.get("chunk_loads") != "ahead",
+                    single_step=report.get("steps") != "chained")
 
 
 def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str:
@@ -1014,11 +1024,14 @@ def _on_ports(config: AcceleratorConfig, recorded: Recorded = Recorded()) -> str
 
 def _as_recorded(config: AcceleratorConfig, recorded: Recorded) -> str:
     """A case name's note of what a recorded report's hardware did that the design's as
-    built does not: a chunk buffer that loaded a matrix only once its LINEAR came, NORMs
+    built does not: a program without the STORE of a step's choice, a chunk buffer that
+    loaded a matrix only once its LINEAR came, NORMs
     apart from the LINEARs whose output they norm, a GATE apart
     from the LINEAR, attention passes one at a time, a scratchpad reader slower than a
     beat a cycle, attention results narrower or wider than the vectors' lanes."""
     notes = []
+    if recorded.single_step and design_steps(config) > 1:
+        notes.append("one step")
     if recorded.late_loads and config.weight_queue:
         notes.append("loads late")
     if recorded.separate_norms:
@@ -1160,7 +1173,9 @@ RECORDED_REPORTS = ("bench-e2e-tiny.json", "bench-e2e-kv260.json", "bench-layer-
                     "bench-layer-kv260-norm.json", "bench-e2e-kv260-int4-norm.json",
                     "bench-layer-kv260-2b-norm.json",
                     "bench-e2e-kv260-late.json", "bench-layer-kv260-late.json",
-                    "bench-e2e-kv260-int4-late.json", "bench-layer-kv260-2b-late.json")
+                    "bench-e2e-kv260-int4-late.json", "bench-layer-kv260-2b-late.json",
+                    "bench-e2e-tiny-onestep.json", "bench-e2e-kv260-onestep.json",
+                    "bench-e2e-kv260-int4-onestep.json")
 
 
 def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
@@ -1543,11 +1558,13 @@ def _rooflines(setup: BoardSetup, config: AcceleratorConfig, moved: int) -> dict
     return result
 
 
-def _runs_figures(setup: BoardSetup, model: ModelConfig, runs) -> dict:
+def _runs_figures(setup: BoardSetup, model: ModelConfig, runs, steps: int = 1) -> dict:
     """The time of a sequence of runs ``(position, tokens)`` that ends in one token's
     logits (a host head) or choice (a device head: its argmax): fabric parts (derived;
     with a device head the HEAD of the last run only), the host's LM head and embedding and the
-    link (assumed), and the rooflines."""
+    link (assumed), and the rooflines. With ``steps`` > 1, ``runs`` is one decode step of a
+    run of that many (docs/program.md, "Steps"): the host's work and the link, once a
+    run for all its steps' choices, count a ``steps``-th."""
     config = setup.config
     kinds = {kind: 0.0 for kind in KINDS}
     moved = link_bytes = buffer_bytes = 0
@@ -1566,12 +1583,12 @@ def _runs_figures(setup: BoardSetup, model: ModelConfig, runs) -> dict:
         moved += run.bytes_moved
         # Greedy generation asks for one logit row (a device head: one argmax word): the
         # last run's last token's.
-        seconds = host_run_seconds(model, config, setup.host, tokens, head_rows=int(last),
-                                   program_sets=sets)
+        seconds = host_run_seconds(model, config, setup.host, tokens,
+                                   head_rows=int(last) * steps, program_sets=sets)
         for key in host:
-            host[key] += seconds[key]
-        link_bytes += seconds["link_bytes"]
-        buffer_bytes += seconds["memory_bytes"]
+            host[key] += seconds[key] / steps
+        link_bytes += seconds["link_bytes"] / steps
+        buffer_bytes += seconds["memory_bytes"] / steps
     fabric_parts = _parts_of(config)
     parts = {name: {"seconds": sum(kinds[k] for k in members), "label": "derived"}
              for name, members in fabric_parts}
@@ -1586,14 +1603,16 @@ def _runs_figures(setup: BoardSetup, model: ModelConfig, runs) -> dict:
 
 
 def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAULT_PROMPTS,
-            simulated=()) -> dict:
+            simulated=(), steps: int = None) -> dict:
     """``model`` on ``setup``'s design and board, as one JSON-able dict:
 
     - ``decode``: per context ``c`` (a decode step at position ``c - 1``): seconds per
       token split into :data:`PARTS` (``head``, the HEAD instruction, only with the LM
       head on the device), the host's LM head (with the embedding; 0 with both on the
       device) and the link, ``host_seconds`` (the host's share), tokens per second with
-      the host and for the fabric alone, and the rooflines;
+      the host and for the fabric alone, and the rooflines; greedy decoding in runs of
+      ``steps`` steps (default the design's most, ``isa.design_steps``: 64 on a design
+      that chooses its own tokens, else 1), the host's share once a run;
     - ``ttft``: per prompt length, the prefill in runs of ``max_tokens`` (each with its
       host work and link; with a device head each run's program ends with HEAD) until
       the first token's logits or, with a device head, its argmax;
@@ -1611,10 +1630,15 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
         if not 1 <= context <= min(capacity, model.max_context):
             raise ValueError(f"context {context} is beyond model {model.name!r}'s maximum of "
                              f"{min(capacity, model.max_context)} tokens")
+    most = design_steps(config)
+    steps = most if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= most:
+        raise ValueError(f"a run of accelerator {config.name!r} makes 1 .. {most} decode "
+                         f"steps, not {steps!r}")
     decode = []
     for context in contexts:
-        figures = _runs_figures(setup, model, [(context - 1, 1)])
-        figures.update(context=context, tokens_per_s=1 / figures["seconds"],
+        figures = _runs_figures(setup, model, [(context - 1, 1)], steps)
+        figures.update(context=context, steps=steps, tokens_per_s=1 / figures["seconds"],
                        fabric_tokens_per_s=1 / figures["fabric_seconds"])
         decode.append(figures)
     ttft = []
@@ -1627,6 +1651,10 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
     notes = list(setup.notes)
     device_head = config.head == "device"
     word_bytes = config.data_width // 8
+    if steps > 1:
+        notes.append(f"greedy decoding runs {steps} steps a run, each step's input the step "
+                     f"before's choice (docs/program.md, \"Steps\"): the host's frames and "
+                     f"reads come once a run, a {steps}th of them per token")
     if device_head:
         weights = (f"{config.head_format} weights, a scale per {config.head_group} dims"
                    if config.head_format == "int4" else "int8 weights")
@@ -1761,7 +1789,7 @@ def format_projection(result: dict) -> str:
 
     rows = part_rows(decode)
     rows.append(("host link bytes, both ways", "derived",
-                 [f"{i['parts']['link']['bytes']:,}" for i in decode]))
+                 [f"{i['parts']['link']['bytes']:,.1f}" for i in decode]))
     rows.append(("tokens/s", "", [f"{i['tokens_per_s']:,.2f}" for i in decode]))
     rows.append(("tokens/s, fabric alone", "derived",
                  [f"{i['fabric_tokens_per_s']:,.2f}" for i in decode]))
@@ -1770,7 +1798,9 @@ def format_projection(result: dict) -> str:
         rows.append((f"memory roofline, {roof['ports']} port{'s' if roof['ports'] > 1 else ''} "
                      f"({roof['bytes_per_second'] / 1e9:.2f} GB/s)", "derived",
                      [f"{_ms(i['roofline'][key]['seconds'])}" for i in decode]))
-    lines += [""] + table("decode, per token", [f"context {i['context']}" for i in decode], rows)
+    title = "decode, per token" + (f" ({decode[0]['steps']} steps a run)"
+                                   if decode[0]["steps"] > 1 else "")
+    lines += [""] + table(title, [f"context {i['context']}" for i in decode], rows)
     ttft = result["ttft"]
     if ttft:
         rows = part_rows(ttft)

@@ -142,8 +142,11 @@ def generate(runner, prompt_ids, count: int, check=None, eos_ids=()):
     A runner whose ``head_on_device`` is true (an accelerator whose design scores the
     LM head) is asked for its top-k instead, ``prefill_top(ids, k) -> (indices,
     scores)``: without a check ``k = 1``, the argmax alone (one word over the link per
-    step); with one, the design's ``head_k`` best, given to ``check.top(ids, indices,
-    scores)``. Either way the token is the one the logits' argmax would be.
+    step), and a runner whose ``max_steps`` > 1 (the device chooses its own tokens)
+    decodes the tokens after the prompt's in runs of up to ``max_steps`` steps,
+    ``decode_greedy(token, steps) -> choices``; with a check, the design's ``head_k``
+    best, a run per token, given to ``check.top(ids, indices, scores)``. Either way the
+    token is the one the logits' argmax would be.
     """
     prompt_ids = check_generation(prompt_ids, count, runner.model_config, runner.position)
     return _until_eos(_greedy(runner, prompt_ids, count, check), frozenset(eos_ids))
@@ -182,14 +185,36 @@ def _greedy_logits(runner, prompt_ids, count, check):
 
 def _greedy_top(runner, prompt_ids, count, check):
     # k = 1 reads the argmax alone, one word per step; a golden check compares the
-    # design's head_k best.
+    # design's head_k best, a run per token. Without one, a runner that chooses its own
+    # tokens (max_steps > 1) decodes up to max_steps of them a run.
     k, ids = (None if check is not None else 1), prompt_ids
-    for _ in range(count):
+    steps = getattr(runner, "max_steps", 1) if check is None else 1
+    for made in range(count):
+        if steps > 1 and made:
+            yield from _greedy_steps(runner, ids[0], count - made, steps)
+            return
         indices, scores = runner.prefill_top(ids, k)
         if check is not None:
             check.top(ids, indices, scores)
         yield int(indices[0])
         ids = [int(indices[0])]
+
+
+def _greedy_steps(runner, token, count, steps):
+    # Runs of up to ``steps`` steps append ``token`` and the choices before the last. If
+    # the caller stops early (an end-of-sequence token), the conversation is put back
+    # to what it holds: the run's input and the choices before the last one taken.
+    while count:
+        start = runner.position
+        choices = runner.decode_greedy(token, min(count, steps))
+        for taken, choice in enumerate(choices, start=1):
+            try:
+                yield int(choice)
+            except GeneratorExit:
+                runner.reset(start + taken)
+                raise
+        count -= len(choices)
+        token = int(choices[-1])
 
 
 class StopStrings:

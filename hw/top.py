@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .control.controller import CONTROLLER_COUNTERS, Controller
-from .control.isa import REGISTERS, WRITABLE_REGISTERS
+from .control.isa import REGISTER_RESET, REGISTERS, WRITABLE_REGISTERS
 from .link.host_link import HostLink
 from .link.registers import Register, RegisterFile
 from .memory import OnChipMemory
@@ -18,7 +18,8 @@ __all__ = ["Top", "register_map"]
 
 def register_map() -> list:
     """The registers of docs/program.md (``hw/control/isa.py``)."""
-    return [Register(name, index, writable=name in WRITABLE_REGISTERS)
+    return [Register(name, index, writable=name in WRITABLE_REGISTERS,
+                     init=REGISTER_RESET.get(name, 0))
             for name, index in REGISTERS.items()]
 
 

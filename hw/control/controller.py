@@ -57,7 +57,7 @@ class Controller(wiring.Component):
             wiring.connect(m, sequencer.weights, wiring.flipped(self.weights))
         wiring.connect(m, wiring.flipped(self.run), sequencer.run)
         wiring.connect(m, sequencer.finished, wiring.flipped(self.finished))
-        m.d.comb += [sequencer.program.eq(self.program)]
+        m.d.comb += [sequencer.program.eq(self.program), sequencer.steps.eq(self.steps)]
         for name in ("position", "tokens"):
             m.d.comb += [getattr(sequencer, name).eq(getattr(self, name)),
                          getattr(datapath, name).eq(getattr(self, name))]

@@ -23,8 +23,8 @@ from ..weights import WeightPrefetcher
 from .embed import EmbedFetcher, HalfWordWidener
 from .feeders import CodesFeeder, CodesWriter, GainBuffer, GainFeeder, codes_row_beats
 from .head import HeadUnit
-from .interface import (COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates, gates,
-                        norms_next, weight_clients)
+from .interface import (COMMANDS, UNIT_CLIENTS, ExecuteSignature, accumulates, at_step,
+                        gates, norms_next, weight_clients)
 from .isa import FLAG_ONE_TOKEN, OPCODES
 from .vectors import VectorReader, VectorWriter
 
@@ -37,16 +37,17 @@ class Datapath(wiring.Component):
     The scratchpad (``scratch_words`` beats of ``lanes`` int32) with a vector reader
     and a writer; the gain feeder, NormQuant and the codes buffer (NORM); the codes
     feeder, TLMM core, dequantize and residual add (LINEAR); gating (a LINEAR with
-    ``FLAG_GATE``, whose output is the gating's ``up``); the attention block (ATTEND); LOAD and STORE stream between the memory and the
-    scratchpad, and EMBED's fetcher reads the rows of the token ids that reader brings
-    from the scratchpad, into the scratchpad; the head unit (HEAD, a design with
-    ``config.head == "device"``) scores the run's last token's codes from the codes
-    buffer and writes its top-k to the scratchpad. HEAD, and a STORE with
-    ``FLAG_ONE_TOKEN``, move one vector whatever the run's ``tokens``. A command of
-    ``execute.commands`` goes to its unit, with a payload taken from
-    ``execute.instruction``, ``tokens`` and ``position``; ``execute.done`` says the instruction's last result is stored: the
-    writer is idle, every token's codes and scale of a NORM are in, or a STORE's memory
-    write is acknowledged.
+    ``FLAG_GATE``, whose output is the gating's ``up``); the attention block (ATTEND);
+    LOAD and STORE stream between the memory and the scratchpad, and EMBED's fetcher
+    reads the rows of the token ids that the reader brings from the scratchpad, into the
+    scratchpad; the head unit (HEAD, a design with ``config.head == "device"``) scores
+    the run's last token's codes from the codes buffer and writes its top-k to the
+    scratchpad. HEAD, and a STORE with ``FLAG_ONE_TOKEN``, move one vector whatever the
+    run's ``tokens``. A command of ``execute.commands`` goes to its unit, with a payload
+    taken from ``execute.instruction``, ``tokens``, ``position`` and ``execute.step`` (a
+    step's tokens are at ``position + step``); ``execute.done`` says the instruction's
+    last result is stored: the writer is idle, every token's codes and scale of a NORM
+    are in, or a STORE's memory write is acknowledged.
 
     The units' memory ports take turns on ``memory``: the one ``execute.client`` names
     is connected, the others see a port that never moves. With ``config.weight_port``
@@ -394,7 +395,7 @@ def _payloads(m, cfg, u, execute, tokens, position):
         u.feeder.command.payload.chunks.eq(instruction.beats),
         u.feeder.command.payload.tokens.eq(tokens),
         u.attention.job.payload.layer.eq(instruction.layer),
-        u.attention.job.payload.start.eq(position),
+        u.attention.job.payload.start.eq(position + execute.step),
         u.attention.job.payload.tokens.eq(tokens),
         u.embed.job.payload.base.eq(instruction.address),
         # A row's words: its beats, or half of them in a 16-bit table.
@@ -402,9 +403,15 @@ def _payloads(m, cfg, u, execute, tokens, position):
                                      else instruction.beats),
         u.embed.job.payload.tokens.eq(tokens),
     ]
+    # With FLAG_AT_STEP a LOAD reads the step's input at ``step`` words on, a STORE
+    # writes the step's choice after the step's tokens (docs/program.md, "Steps").
+    stepped = at_step(instruction)
+    m.d.comb += [u.move.read_cmd.payload.addr.eq(
+                     instruction.address + Mux(stepped, execute.step, 0)),
+                 u.move.write_cmd.payload.addr.eq(
+                     instruction.address + Mux(stepped, execute.step + tokens, 0))]
     for command in (u.move.read_cmd, u.move.write_cmd):
-        m.d.comb += [command.payload.addr.eq(instruction.address),
-                     command.payload.words.eq(words)]
+        m.d.comb += command.payload.words.eq(words)
     with m.If(is_op["EMBED"]):
         m.d.comb += u.move.read_cmd.payload.eq(u.embed.read_cmd.payload)
     if u.head is not None:

@@ -11,9 +11,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..layouts import run_result_layout
 from ..memory.port import MemoryPortSignature
-from .isa import FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, INSTRUCTION_BYTES, OPCODE_BITS
+from .isa import (FIELDS, FLAG_ACCUMULATE, FLAG_AT_STEP, FLAG_GATE, FLAG_NEXT,
+                  INSTRUCTION_BYTES, MAX_STEPS, OPCODE_BITS)
 
-__all__ = ["instruction_layout", "accumulates", "gates", "norms_next", "CLIENTS",
+__all__ = ["instruction_layout", "accumulates", "gates", "at_step", "norms_next", "CLIENTS",
            "UNIT_CLIENTS", "CLIENT_OF_OPCODE", "WORD_COUNTERS", "CONTROLLER_COUNTERS",
            "COUNTER_OF_OPCODE", "COMMANDS", "COMMANDS_OF", "commands_of", "ExecuteSignature",
            "controller_members", "weight_clients"]
@@ -83,6 +84,12 @@ def gates(instruction):
     return (instruction.flags & FLAG_GATE) != 0
 
 
+def at_step(instruction):
+    """Whether a LOAD or STORE (a view of :func:`instruction_layout`) moves its words at
+    the run's step (``FLAG_AT_STEP``)."""
+    return (instruction.flags & FLAG_AT_STEP) != 0
+
+
 def norms_next(instruction):
     """Whether a NORM (a view of :func:`instruction_layout`) norms the next LINEAR's
     output (``FLAG_NEXT``): it reads its gains only, the LINEAR brings the values."""
@@ -104,7 +111,7 @@ def controller_members(config) -> dict:
     return {
         "run": In(stream.Signature(8)),
         "finished": Out(stream.Signature(run_result_layout())),
-        "position": In(32), "tokens": In(32), "program": In(32),
+        "position": In(32), "tokens": In(32), "program": In(32), "steps": In(32),
         "status": Out(8), "run_tag": Out(8), "busy": Out(1),
         **{name: Out(32) for name in CONTROLLER_COUNTERS},
         "memory": Out(MemoryPortSignature(config.memory)),
@@ -147,6 +154,10 @@ class ExecuteSignature(wiring.Signature):
         Which unit a word the weight port delivers in this cycle goes to (the sequencer
         counts it in that unit's ``<client>_words``): with a weight queue several read
         it at once (:class:`~tritium.hw.memory.arbiter.PortArbiter`).
+    step : ``Out(range(MAX_STEPS))``
+        The run's step, from 0 (the ``steps`` register): the step's tokens are at
+        ``position + step``, and a LOAD or STORE with ``FLAG_AT_STEP`` moves its words
+        ``step`` (LOAD) or ``step + tokens`` (STORE) words past its ``address``.
     """
 
     def __init__(self):
@@ -161,4 +172,5 @@ class ExecuteSignature(wiring.Signature):
             "client": Out(range(len(UNIT_CLIENTS))),
             "follow": Out(1),
             "weight_client": In(range(len(UNIT_CLIENTS))),
+            "step": Out(range(MAX_STEPS)),
         })

@@ -8,9 +8,9 @@ controller decodes them.
 from ..numerics import EXPONENT_BITS, MANTISSA_BITS
 
 __all__ = ["INSTRUCTION_BYTES", "FIELDS", "OPCODES", "OPCODE_BITS", "FLAG_ACCUMULATE",
-           "FLAG_ONE_TOKEN", "FLAG_GATE", "FLAG_NEXT", "SCALE_MANTISSA_BITS",
-           "SCALE_EXPONENT_BITS", "REGISTERS",
-           "WRITABLE_REGISTERS", "STATUS", "design_opcodes", "TOP_ENTRY_LANES"]
+           "FLAG_ONE_TOKEN", "FLAG_GATE", "FLAG_NEXT", "FLAG_AT_STEP", "SCALE_MANTISSA_BITS",
+           "SCALE_EXPONENT_BITS", "REGISTERS", "WRITABLE_REGISTERS", "REGISTER_RESET",
+           "STATUS", "MAX_STEPS", "design_opcodes", "design_steps", "TOP_ENTRY_LANES"]
 
 INSTRUCTION_BYTES = 32
 
@@ -50,6 +50,10 @@ FLAG_GATE = 0x04
 # once, then its values are the beats that LINEAR writes, normed as they are written
 # (NORM fused into the LINEAR before it: docs/program.md).
 FLAG_NEXT = 0x08
+# LOAD from ``address + step``, STORE to ``address + step + tokens`` (words): in a run of
+# several steps (the ``steps`` register) each step reads its input token id where the
+# step before stored its choice (docs/program.md, "Steps").
+FLAG_AT_STEP = 0x10
 
 # A HEAD writes each top-k entry as one scratchpad beat: lane 0 the row (token id),
 # lanes 1 and 2 the 48-bit score's low 32 bits and its high bits sign-extended.
@@ -62,15 +66,20 @@ SCALE_EXPONENT_BITS = EXPONENT_BITS
 REGISTERS = {
     "position": 0, "tokens": 1, "program": 2,
     "status": 3, "cycles": 4, "fetch_cycles": 5, "move_cycles": 6, "norm_cycles": 7,
-    "linear_cycles": 8, "attend_cycles": 10, "runs": 11, "head_cycles": 12,
+    "linear_cycles": 8, "attend_cycles": 10, "runs": 11, "head_cycles": 12, "steps": 13,
     "run_tag": 15,
     "design": 16,
     "fetch_words": 17, "move_words": 18, "norm_words": 19, "linear_words": 20,
     "attend_words": 21, "head_words": 22,
 }
-WRITABLE_REGISTERS = ("position", "tokens", "program")
+WRITABLE_REGISTERS = ("position", "tokens", "program", "steps")
+#: The writable registers' values after reset (the others' are 0).
+REGISTER_RESET = {"steps": 1}
 
-STATUS = {"OK": 0, "BAD_TOKENS": 1, "BAD_POSITION": 2, "BAD_OPCODE": 3}
+STATUS = {"OK": 0, "BAD_TOKENS": 1, "BAD_POSITION": 2, "BAD_OPCODE": 3, "BAD_STEPS": 4}
+
+#: The most steps a run makes on a design that chooses its own tokens (design_steps).
+MAX_STEPS = 64
 
 
 def design_opcodes(config) -> tuple:
@@ -81,3 +90,10 @@ def design_opcodes(config) -> tuple:
     absent = {"EMBED": config.embedding != "device", "HEAD": config.head != "device",
               "PREFETCH": not config.weight_queue}
     return tuple(name for name in OPCODES if not absent.get(name, False))
+
+
+def design_steps(config) -> int:
+    """The most ``steps`` a run of a design of ``config`` makes: :data:`MAX_STEPS` where
+    the device both looks up embeddings (EMBED) and scores the head (HEAD), so that a
+    step's input can be the choice of the step before; else 1."""
+    return MAX_STEPS if config.embedding == "device" and config.head == "device" else 1

@@ -12,7 +12,7 @@ from .interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF, CONTROLLER_COUN
                         COUNTER_OF_OPCODE, UNIT_CLIENTS, WORD_COUNTERS, ExecuteSignature,
                         accumulates, commands_of, controller_members, gates, norms_next,
                         weight_clients)
-from .isa import INSTRUCTION_BYTES, OPCODES, STATUS, design_opcodes
+from .isa import INSTRUCTION_BYTES, OPCODES, STATUS, design_opcodes, design_steps
 
 __all__ = ["Sequencer"]
 
@@ -20,12 +20,16 @@ __all__ = ["Sequencer"]
 class Sequencer(wiring.Component):
     """Run the program at ``program`` one instruction at a time through the datapath.
 
-    A RUN checks ``tokens`` and ``position`` (a bad value ends the run at once with its
-    status, and nothing executes), then repeats: fetch an instruction's words over the
-    memory port, decode it, offer its commands on ``execute.commands`` until each is
-    taken, wait for ``execute.done``; until END, or an opcode the design does not have
-    (:func:`.isa.design_opcodes`), which ends the run with BAD_OPCODE. The run's
-    status, the ``runs`` counter and its ``cycles`` then go out on ``finished``.
+    A RUN checks ``tokens``, ``steps`` and ``position`` (a bad value ends the run at once
+    with its status, and nothing executes), then repeats: fetch an instruction's words
+    over the memory port, decode it, offer its commands on ``execute.commands`` until
+    each is taken, wait for ``execute.done``; until END, or an opcode the design does
+    not have (:func:`.isa.design_opcodes`), which ends the run with BAD_OPCODE. An END
+    before the run's last step (``steps`` > 1: one token a step, on a design of
+    :func:`.isa.design_steps` > 1) starts the program again at ``program`` for the next
+    step (``execute.step``), instructions a block read held past END dropped. The run's
+    status, the ``runs`` counter and its ``cycles`` (all its steps') then go out on
+    ``finished``.
 
     The memory port is the fetch's, except while an instruction that moves words
     executes (from d + 1 to w below): then it is ``unit_memory``, the datapath's, which
@@ -49,7 +53,7 @@ class Sequencer(wiring.Component):
     -------
     run : ``In(stream.Signature(8))``
     finished : ``Out(stream.Signature(run_result_layout()))`` (status, runs, cycles)
-    position, tokens, program : ``In(32)``
+    position, tokens, program, steps : ``In(32)``
     status : ``Out(8)``; run_tag : ``Out(8)`` (the last RUN's argument); busy : ``Out(1)``
     cycles, ..., runs, fetch_words, ..., attend_words : ``Out(32)`` (:data:`CONTROLLER_COUNTERS`)
     execute : ``Out(ExecuteSignature())``
@@ -107,6 +111,7 @@ class Sequencer(wiring.Component):
         words = -(-8 * INSTRUCTION_BYTES // cfg.data_width)     # bus words per instruction
         pc = Signal(32)
         fetching, executing = Signal(), Signal()
+        step, looping = execute.step, design_steps(cfg) > 1
         # A NORM with FLAG_NEXT waits for its LINEAR: the beats it said it norms.
         follow, follow_beats = execute.follow, Signal.like(instruction.beats)
         m.d.comb += [fetch.read_cmd.payload.addr.eq(pc),
@@ -135,11 +140,18 @@ class Sequencer(wiring.Component):
             with m.State("idle"):
                 m.d.comb += self.run.ready.eq(1 if queue is None else queue.level == 0)
                 with m.If(self.run.valid & self.run.ready):
-                    m.d.sync += [pc.eq(self.program), opcode.eq(OPCODES["END"]), follow.eq(0)]
+                    m.d.sync += [pc.eq(self.program), opcode.eq(OPCODES["END"]), follow.eq(0),
+                                 step.eq(0)]
+                    steps = self.steps
                     with m.If((self.tokens == 0) | (self.tokens > cfg.max_tokens)):
                         m.d.sync += self.status.eq(STATUS["BAD_TOKENS"])
                         m.next = "finish"
-                    with m.Elif(self.position + self.tokens > cfg.attention.capacity):
+                    with m.Elif((steps == 0) | (steps > design_steps(cfg)) |
+                                (steps != 1) & (self.tokens != 1)):
+                        m.d.sync += self.status.eq(STATUS["BAD_STEPS"])
+                        m.next = "finish"
+                    # Every step's token within the cache: position + steps - 1 < capacity.
+                    with m.Elif(self.position + self.tokens + steps > cfg.attention.capacity + 1):
                         m.d.sync += self.status.eq(STATUS["BAD_POSITION"])
                         m.next = "finish"
                     with m.Else():
@@ -156,6 +168,10 @@ class Sequencer(wiring.Component):
                     with m.Case(OPCODES["END"]):
                         with m.If(follow):          # a NORM of a LINEAR that never came
                             refuse()
+                        if looping:
+                            with m.Elif(step + 1 < self.steps):     # the next step
+                                m.d.sync += [step.eq(step + 1), pc.eq(self.program)]
+                                m.next = "restart"
                         with m.Else():
                             m.next = "finish"
                     # Only the design's opcodes: EMBED or HEAD without their unit
@@ -165,6 +181,16 @@ class Sequencer(wiring.Component):
                             self._decode(m, name, start, refuse, follow, follow_beats)
                     with m.Default():
                         refuse()
+            if looping:
+                with m.State("restart"):
+                    # What a block read held past END is dropped before the next step.
+                    m.d.comb += [self.busy.eq(1), fetching.eq(1)]
+                    if queue is None:
+                        m.next = "fetch"
+                    else:
+                        m.d.comb += queue.r_en.eq(1)
+                        with m.If(queue.level == 0):
+                            m.next = "fetch"
             with m.State("issue"):
                 m.d.comb += [self.busy.eq(1), executing.eq(1)]
                 with m.If(pending == 0):

@@ -9,6 +9,7 @@ import pytest
 from tritium.host.accelerator import Accelerator
 from tritium.cli import main
 from tritium.host.importers import load_model
+from tritium.host.runtime import Session, generate
 from tritium.host.sim_transport import SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.head_layout import HeadLayout
@@ -65,6 +66,25 @@ def test_the_device_head_returns_the_golden_top_k():
         hidden, vocab = TINY.model.hidden, TINY.model.vocab_size
         assert counters["head_words"] == HeadLayout(vocab, hidden, TINY.data_width).words
         assert counters["head_cycles"] >= counters["head_words"]
+
+
+def test_greedy_steps_in_one_run_match_golden():
+    """One run of 12 steps on the generated Verilog: each step's LOAD reads the choice
+    the step before stored, and the 12 choices are the golden runtime's greedy tokens;
+    the head unit read the whole head once a step."""
+    model = load_model("tiny")
+    golden = GoldenModel(model)
+    ids = np.random.default_rng(5).integers(0, 256, 9).tolist()
+    expected = list(generate(Session(golden), ids, 13))
+    with Accelerator(TINY, SimTransport(TINY), timeout=600) as accelerator:
+        accelerator.load(model)
+        indices, _ = accelerator.prefill_top(ids, 1)
+        assert int(indices[0]) == expected[0]
+        assert accelerator.decode_greedy(expected[0], 12).tolist() == expected[1:]
+        assert accelerator.position == len(ids) + 12
+        counters = accelerator.counters()
+        head = HeadLayout(TINY.model.vocab_size, TINY.model.hidden, TINY.data_width).words
+        assert counters["status"] == 0 and counters["head_words"] == 12 * head
 
 
 def test_the_e2e_bench_times_the_device_head(capsys):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tritium.hw.config import ACCELERATOR_PRESETS
-from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, OPCODES, REGISTERS,
-                                    STATUS)
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, MAX_STEPS, OPCODES,
+                                    REGISTERS, STATUS, WRITABLE_REGISTERS)
 from tritium.hw.link import protocol as p
 from tritium.host.accelerator import Accelerator, DesignMismatchError, RunError
 from tritium.host.compiler import encode_instruction, instruction_words
@@ -205,25 +205,84 @@ def test_a_host_head_design_has_no_top_k(model):
 
 def test_greedy_generation_from_the_device_head_equals_the_golden_runtime(model, golden):
     """A prompt longer than max_tokens and five decode steps: the same tokens as the
-    golden runtime's logits, every step's top-k checked bit for bit; without a check
-    each step reads one word, the argmax."""
+    golden runtime's logits. With a check, a run per token, every top-k checked bit for
+    bit; without one the prompt's run reads one word, the argmax, and one run of five
+    steps decodes the rest, its five choices read after it."""
     ids, count = prompt(13, seed=8), 6
     expected = list(generate(Session(golden), ids, count))
     golden_check = GoldenCheck(model)
-    for check, k in ((golden_check, TINY.head_k), (None, 1)):
-        accelerator = Accelerator(TINY, CountingTransport(TINY))
-        accelerator.load(model)
-        reads = spy_reads(accelerator)
-        assert list(accelerator.generate(ids, count, check)) == expected
-        assert reads == [(accelerator.compiled.top_address, k)] * count
+    accelerator = Accelerator(TINY, CountingTransport(TINY))
+    accelerator.load(model)
+    reads = spy_reads(accelerator)
+    assert list(accelerator.generate(ids, count, golden_check)) == expected
+    assert reads == [(accelerator.compiled.top_address, TINY.head_k)] * count
     assert golden_check.runs == [True] * count
+    accelerator = Accelerator(TINY, CountingTransport(TINY))
+    accelerator.load(model)
+    reads = spy_reads(accelerator)
+    assert list(accelerator.generate(ids, count)) == expected
+    io = accelerator.compiled.io_address
+    assert reads == [(accelerator.compiled.top_address, 1), (io + 1, count - 1)]
+    assert accelerator.run_steps == [1, 1, count - 1]        # the prompt in two runs
+    assert accelerator.position == len(ids) + count - 1
+
+
+def test_greedy_steps_stop_at_an_end_token_and_keep_the_conversation(model, golden):
+    """An end-of-sequence token in the middle of a run's choices ends the generation
+    there: the conversation holds what it would after a run per token (the prompt, the
+    tokens before the end token), and the next prompt continues from it as the golden
+    runtime's does."""
+    ids = prompt(5, seed=3)
+    tokens = list(generate(Session(golden), ids, 7))
+    end = tokens[3]
+    accelerator = Accelerator(TINY, CountingTransport(TINY))
+    accelerator.load(model)
+    assert list(accelerator.generate(ids, 7, eos_ids=[end])) == tokens[:tokens.index(end) + 1]
+    assert accelerator.run_steps == [1, 6]                  # the run went on past it
+    assert accelerator.position == len(ids) + tokens.index(end)
+    session = Session(golden)
+    list(generate(session, ids, 7, eos_ids=[end]))
+    more = prompt(3, seed=4)
+    assert list(accelerator.generate(more, 4)) == list(generate(session, more, 4))
+
+
+def test_decode_greedy_refuses_bad_steps_before_sending_anything(accelerator):
+    sent = accelerator.transport.sent
+    for steps in (0, MAX_STEPS + 1, True, 2.0, "3"):
+        with pytest.raises(InputError, match=f"steps must be an integer from 1 to the "
+                                             f"design's {MAX_STEPS}"):
+            accelerator.decode_greedy(1, steps)
+    accelerator.reset(TINY.model.max_context - 2)
+    with pytest.raises(InputError, match="exceed the context of 256 tokens"):
+        accelerator.decode_greedy(1, 3)
+    with pytest.raises(InputError):
+        accelerator.decode_greedy(TINY.model.vocab_size, 1)
+    assert accelerator.transport.sent == sent
+
+
+def test_a_design_that_does_not_choose_its_tokens_makes_one_step_a_run(model):
+    accelerator = Accelerator(TINY_HOST_HEAD, CountingTransport(TINY_HOST_HEAD))
+    accelerator.load(model)
+    assert accelerator.max_steps == 1
+    with pytest.raises(InputError, match="does not choose its own tokens"):
+        accelerator.decode_greedy(1, 2)
+
+
+@pytest.mark.parametrize("steps, tokens, position, status", [
+    (0, 1, 0, "BAD_STEPS"), (MAX_STEPS + 1, 1, 0, "BAD_STEPS"), (2, 2, 0, "BAD_STEPS"),
+    (3, 1, 254, "BAD_POSITION")])
+def test_the_device_refuses_bad_steps(accelerator, steps, tokens, position, status):
+    """The device's own checks of a RUN's steps (a host that bypasses decode_greedy):
+    a refused run changes nothing."""
+    accelerator.link.set(REGISTERS["steps"], steps)
+    assert accelerator.link.run(position=position, tokens=tokens) == STATUS[status]
 
 
 def test_counters_name_every_read_only_register(accelerator):
     counters = accelerator.counters()
     assert counters["design"] == TINY.design_id and counters["status"] == STATUS["OK"]
     assert counters["cycles"] == 0                         # the software model counts none
-    assert set(counters) == set(REGISTERS) - {"position", "tokens", "program"}
+    assert set(counters) == set(REGISTERS) - set(WRITABLE_REGISTERS)
 
 
 @pytest.mark.parametrize("call, match", [
@@ -350,8 +409,8 @@ def raw_frame(kind, tag, payload, length=None):
     (raw_frame(p.READ, 1, struct.pack("<IH", 0, 1024 // 32 + 1)), p.ERR_ARGUMENT, p.READ),
     (raw_frame(p.READ, 1, struct.pack("<IH", TINY.memory_words, 1)), p.ERR_ARGUMENT, p.READ),
     (raw_frame(p.SET, 1, struct.pack("<BI", REGISTERS["status"], 1)), p.ERR_ARGUMENT, p.SET),
-    (raw_frame(p.SET, 1, struct.pack("<BI", 13, 1)), p.ERR_ARGUMENT, p.SET),
-    (raw_frame(p.GET, 1, bytes([13])), p.ERR_ARGUMENT, p.GET),
+    (raw_frame(p.SET, 1, struct.pack("<BI", 14, 1)), p.ERR_ARGUMENT, p.SET),
+    (raw_frame(p.GET, 1, bytes([14])), p.ERR_ARGUMENT, p.GET),
     (raw_frame(p.RUN, 1, b""), p.ERR_ARGUMENT, p.RUN),
 ])
 def test_bad_frames_get_the_gateware_error_codes(data, code, kind):

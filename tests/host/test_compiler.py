@@ -11,8 +11,9 @@ from tritium.hw.attention.kvcache import kv_layout
 from tritium.hw.config import ACCELERATOR_PRESETS, MODEL_PRESETS, rope_row_pairs
 from tritium.hw.elementwise.rope import rope_table
 from tritium.hw.layouts import rope_row_layout
-from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT,
-                                    FLAG_ONE_TOKEN, INSTRUCTION_BYTES, OPCODES)
+from tritium.hw.control.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_AT_STEP, FLAG_GATE,
+                                    FLAG_NEXT, FLAG_ONE_TOKEN, INSTRUCTION_BYTES, MAX_STEPS,
+                                    OPCODES)
 from tritium.host.compiler import (check_model, compile_model, decode_instruction,
                                    encode_instruction,
                                    instruction_words, pack_scale, program_length,
@@ -81,16 +82,20 @@ def test_the_tiny_program_is_load_embed_layers_store_head_end(compiled):
             for op in layer + [o["NORM"]] * (index < layers - 1) + [o["LINEAR"]]]
     opcodes = [i["opcode"] for i in compiled.instructions]
     # Device embedding: the token ids come in by LOAD, EMBED looks up their rows; the
-    # device head: the output norm, HEAD and the top-k's STORE after the hidden states'.
+    # device head: the output norm, HEAD and the top-k's STORE after the hidden states',
+    # and (both on the device: several steps) the choice's STORE for the next step.
     assert opcodes == [o["LOAD"], o["EMBED"], o["NORM"]] + body + \
-        [o["STORE"], o["NORM"], o["HEAD"], o["STORE"], o["END"]]
-    assert len(opcodes) == program_length(TINY) == 2 + 12 * layers + 2 + 3
+        [o["STORE"], o["NORM"], o["HEAD"], o["STORE"], o["STORE"], o["END"]]
+    assert len(opcodes) == program_length(TINY) == 2 + 12 * layers + 2 + 4
     load, embed = compiled.instructions[:2]
     qkv, x = compiled.scratch["qkv"], compiled.scratch["x"]
     table, words = compiled.placement["embedding"]
     assert words == TINY.model.vocab_size * x.beats // 2          # a 16-bit table
-    assert (load["address"], load["beats"], load["dst"], load["dst_stride"]) == \
-        (compiled.io_address, 1, qkv.base, qkv.stride)
+    assert (load["address"], load["beats"], load["dst"], load["dst_stride"], load["flags"]) == \
+        (compiled.io_address, 1, qkv.base, qkv.stride, FLAG_AT_STEP)
+    choice = compiled.instructions[-2]
+    assert (choice["address"], choice["beats"], choice["src"], choice["flags"]) == \
+        (compiled.io_address, 1, qkv.base, FLAG_ONE_TOKEN | FLAG_AT_STEP)
     assert (embed["address"], embed["beats"], embed["src"], embed["src_stride"], embed["dst"],
             embed["dst_stride"]) == (table, x.beats, qkv.base, qkv.stride, x.base, x.stride)
     attends = [i for i in compiled.instructions if i["opcode"] == o["ATTEND"]]
@@ -137,8 +142,9 @@ def test_the_up_projection_gates_in_place_of_the_gate_vector(compiled):
 
 def test_the_device_head_tail_scores_the_last_norm_and_stores_the_top_k(compiled):
     """NORM of ``x`` with the output norm's gains, HEAD of the packed head into ``qkv``,
-    one vector of ``head_k`` beats stored at ``top_address`` (after the hidden states)."""
-    norm, head, store = compiled.instructions[-4:-1]
+    one vector of ``head_k`` beats stored at ``top_address`` (after the hidden states),
+    then the choice (its first entry) for the next step (the test above)."""
+    norm, head, store = compiled.instructions[-5:-2]
     x, qkv = compiled.scratch["x"], compiled.scratch["qkv"]
     states = TINY.max_tokens * TINY.model.hidden // TINY.lanes
     assert (norm["address"], norm["src"], norm["beats"]) == \
@@ -177,11 +183,12 @@ def test_the_image_lies_below_the_kv_cache_without_overlaps(compiled):
     placed = {address: words for address, words in compiled.placement.values()}
     for address, data in compiled.image:
         assert len(data) == placed[address] * word_bytes
-    # The inputs (a word per token id), the hidden states, the top-k.
+    # The inputs (a word per token id, and per step: each step's input and the last
+    # step's choice), the hidden states, the top-k.
     states = TINY.max_tokens * TINY.model.hidden // TINY.lanes
-    assert compiled.placement["io"] == (compiled.io_address,
-                                        TINY.max_tokens + states + TINY.head_k)
-    assert compiled.states_address == compiled.io_address + TINY.max_tokens
+    inputs = max(TINY.max_tokens, MAX_STEPS) + 1
+    assert compiled.placement["io"] == (compiled.io_address, inputs + states + TINY.head_k)
+    assert compiled.states_address == compiled.io_address + inputs
 
 
 def test_weights_and_gains_in_the_image_read_back(compiled):

@@ -77,6 +77,24 @@ def test_the_int4_head_halves_the_heads_time(capsys, model):
         {p: t for p, t in times["int8"].items() if p != "head"}
 
 
+def test_runs_of_several_steps_pay_the_hosts_frames_once(capsys):
+    """A design that chooses its own tokens decodes 64 steps a run by default: the same
+    fabric time per token, the link's a 64th of a run per token (--steps 1)."""
+    figures = {}
+    for steps in (None, 1, 8):
+        argv = ["--steps", str(steps)] if steps else []
+        code, out, _ = run_cli(capsys, "estimate", "--model", "bitnet-b1.58-large",
+                               "--board", "kv260", "--context", "64", "--json", *argv)
+        assert code == 0
+        figures[steps] = json.loads(out)["decode"][0]
+    assert [figures[s]["steps"] for s in (None, 1, 8)] == [64, 1, 8]
+    link = {s: f["parts"]["link"]["seconds"] for s, f in figures.items()}
+    assert link[1] == pytest.approx(8 * link[8], rel=0.05)
+    assert link[1] == pytest.approx(64 * link[None], rel=0.05)
+    assert len({f["fabric_seconds"] for f in figures.values()}) == 1
+    assert figures[None]["tokens_per_s"] > figures[8]["tokens_per_s"] > figures[1]["tokens_per_s"]
+
+
 def test_json_is_one_object_with_the_requested_contexts(capsys):
     code, out, _ = run_cli(capsys, "estimate", "--model", "tiny", "--board", "ulx3s-85f",
                            "--context", "1,100,256", "--json")
@@ -123,6 +141,12 @@ def test_plot_writes_a_png(capsys, tmp_path):
      "--context takes comma-separated positive integers"),
     (["--model", "tiny", "--board", "ulx3s-85f", "--config", "nope"],
      "unknown accelerator config 'nope'"),
+    (["--model", "bitnet-b1.58-large", "--board", "kv260", "--steps", "65"],
+     "--steps 65: accelerator 'kv260' makes 1 .. 64 decode steps a run"),
+    (["--model", "bitnet-b1.58-large", "--board", "kv260", "--steps", "0"],
+     "--steps 0: accelerator 'kv260' makes 1 .. 64 decode steps a run"),
+    (["--model", "tiny", "--board", "ulx3s-85f", "--steps", "2"],
+     "--steps 2: accelerator 'ulx3s' makes one decode step a run"),
 ])
 def test_bad_input_is_one_line(capsys, argv, match):
     assert_one_line_error(capsys, "estimate", *argv, match=match)

@@ -117,7 +117,7 @@ def test_a_request_damaged_every_time_is_reported():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda link: link.get(13), "0x05: bad argument$"),
+    (lambda link: link.get(14), "0x05: bad argument$"),
     (lambda link: link.request(0x42), "0x42: unknown command$"),
 ])
 def test_a_refused_command_is_reported_at_once(call, match):
@@ -340,7 +340,7 @@ def _short(kind, tag, payload):
     (p.SET, lambda link: link.set(0, 1), "SET reply carries 1 payload bytes, not 0"),
     (p.WRITE, lambda link: link.write(0, bytes(32)), "WRITE reply carries 1 payload bytes, not 0"),
     (p.RUN, lambda link: link.run(), "RUN reply carries 8 payload bytes, not 9"),
-    (p.ERROR, lambda link: link.get(13), "error reply to GET carries 1 payload bytes, not 2"),
+    (p.ERROR, lambda link: link.get(14), "error reply to GET carries 1 payload bytes, not 2"),
 ])
 def test_a_reply_of_the_wrong_length_is_a_one_line_link_error(command, call, match):
     def edit(kind, tag, payload):

@@ -357,11 +357,13 @@ def test_the_head_scores_the_last_token_only_and_returns_k_beats():
 def test_the_one_token_store_moves_one_vector(tokens):
     run = estimate_run(TINY, "onchip", 0, tokens)
     stores = [i for i in run.instructions if i.op == "STORE"]
-    states, top = stores
+    states, top, choice = stores
     assert states.written_words == tokens * TINY.model.hidden // TINY.lanes
     assert top.written_words == TINY.head_k                 # whatever the tokens
-    assert run.words["move"]["written"] == states.written_words + TINY.head_k
-    assert [i.op for i in run.instructions[-5:]] == ["STORE", "NORM", "HEAD", "STORE", "END"]
+    assert choice.written_words == 1                        # the next step's input
+    assert run.words["move"]["written"] == states.written_words + TINY.head_k + 1
+    assert [i.op for i in run.instructions[-6:]] == ["STORE", "NORM", "HEAD", "STORE", "STORE",
+                                                     "END"]
 
 
 @pytest.mark.parametrize("config", [ACCELERATOR_PRESETS["ulx3s"],
@@ -406,7 +408,9 @@ def test_the_kv260_projection_runs_no_head_on_the_host():
     # Device embedding and head: nothing of the model runs on the host.
     assert parts["lm_head"]["seconds"] == 0
     assert decode["host_seconds"] == pytest.approx(parts["link"]["seconds"])
-    assert parts["link"]["memory_bytes"] == 32 + 32       # the id in, the argmax out
+    # The id in, the 64 steps' choices out, once a run of 64 steps: a 64th a token.
+    assert decode["steps"] == 64
+    assert parts["link"]["memory_bytes"] == (32 + 64 * 32) / 64
     # HEAD streams the 49.2 MB head through the 512-bit weight port at the four HP ports'
     # rate (13.33 GB/s): more than its bytes' time.
     head_bytes = HeadLayout(LARGE.vocab_size, LARGE.hidden, 512).words * 64

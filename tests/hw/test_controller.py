@@ -64,6 +64,7 @@ class ControllerBench(wiring.Component):
         m.d.comb += [ports.select.eq(controller.busy), self.cycles.eq(controller.cycles)]
         for name in ("position", "tokens", "program"):
             m.d.comb += getattr(controller, name).eq(getattr(self, name))
+        m.d.comb += controller.steps.eq(1)          # a step a run (test_sequencer: more)
         return m
 
 

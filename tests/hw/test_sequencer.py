@@ -24,7 +24,8 @@ from tritium.host.compiler import encode_instruction, instruction_words
 from tritium.hw.config import ACCELERATOR_PRESETS
 from tritium.hw.control.interface import (CLIENT_OF_OPCODE, COMMANDS, COMMANDS_OF,
                                           CONTROLLER_COUNTERS, COUNTER_OF_OPCODE, ExecuteSignature)
-from tritium.hw.control.isa import FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, OPCODES, STATUS
+from tritium.hw.control.isa import (FLAG_ACCUMULATE, FLAG_GATE, FLAG_NEXT, OPCODES, STATUS,
+                                    design_steps)
 from tritium.hw.control.sequencer import Sequencer
 from tritium.hw.memory import OnChipMemory
 from tritium.hw.layouts import run_result_layout
@@ -73,7 +74,7 @@ class SequencerBench(wiring.Component):
         super().__init__({
             "run": In(stream.Signature(8)),
             "finished": Out(stream.Signature(run_result_layout())),
-            "position": In(32), "tokens": In(32), "program": In(32),
+            "position": In(32), "tokens": In(32), "program": In(32), "steps": In(32),
             "busy": Out(1), **{name: Out(32) for name in CONTROLLER_COUNTERS},
             "execute": Out(ExecuteSignature()),
             "unit_memory": In(MemoryPortSignature(config.memory)),
@@ -88,7 +89,7 @@ class SequencerBench(wiring.Component):
         wiring.connect(m, sequencer.finished, wiring.flipped(self.finished))
         wiring.connect(m, sequencer.execute, wiring.flipped(self.execute))
         wiring.connect(m, wiring.flipped(self.unit_memory), sequencer.unit_memory)
-        for name in ("position", "tokens", "program"):
+        for name in ("position", "tokens", "program", "steps"):
             m.d.comb += getattr(sequencer, name).eq(getattr(self, name))
         for name in ("busy",) + CONTROLLER_COUNTERS:
             m.d.comb += getattr(self, name).eq(getattr(sequencer, name))
@@ -126,7 +127,7 @@ class StubDatapath:
         self.reset()
 
     def reset(self):
-        self.executed, self.busy = [], 0
+        self.executed, self.steps, self.busy = [], [], 0
         self.kind_cycles = {name: 0 for name in set(COUNTER_OF_OPCODE.values())}
         self.words = {client: 0 for client in set(CLIENT_OF_OPCODE.values())}
         self.current = None
@@ -149,19 +150,21 @@ class StubDatapath:
             data_ready = int(rng.random() >= self.stall)
             ctx.set(port.read_data.ready, data_ready)
             (_, _, start, opcode, flags, waiting, done, busy, *valids, cmd_ready, data_valid,
-             run, fetch, word, word_last) = await ctx.tick().sample(
+             run, fetch, word, word_last, step) = await ctx.tick().sample(
                 execute.start, execute.instruction.opcode, execute.instruction.flags,
                 execute.waiting, execute.done, dut.busy, *(c.valid for c in commands),
                 port.read_cmd.ready, port.read_data.valid,
                 dut.run.valid & dut.run.ready, memory.read_cmd.valid,
-                memory.read_data.valid & memory.read_data.ready, memory.read_data.payload.last)
+                memory.read_data.valid & memory.read_data.ready, memory.read_data.payload.last,
+                execute.step)
             self.busy += busy
             # The fetch: its read command right after the RUN or the last instruction's
-            # done, the decode right after its last word.
+            # done, the decode right after its last word; after a step's END, once what
+            # a block read held past it is dropped.
             if run:
                 fetch_at = cycle + 1
             if fetch and not fetching and now is None:
-                assert cycle == fetch_at, "the fetch starts at once"
+                assert fetch_at is None or cycle == fetch_at, "the fetch starts at once"
                 read = True
             fetching = fetch
             if word and word_last and now is None:
@@ -202,7 +205,10 @@ class StubDatapath:
                     name = NAMES[now["opcode"]]
                     self.kind_cycles[COUNTER_OF_OPCODE[name]] += cycle - now["decoded"]
                     self.executed.append(name)
+                    self.steps.append(step)
                     self.current, fetch_at = None, cycle + 1
+            if self.steps and step != self.steps[-1]:
+                fetch_at = None                 # the next step's fetch
             cycle += 1
 
     def begin(self, cycle, opcode, flags):
@@ -235,23 +241,35 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
     dut = SequencerBench(config, image(config, programs))
     rng = random.Random(zlib.crc32(f"{preset} {block} {traffic}".encode()))
     stub = StubDatapath(dut, rng, traffic.stall, block)
-    tokens = config.max_tokens
-    # (program, position, tokens, status, the instructions that run, instructions fetched)
-    runs = [(good, 0, tokens, "OK", PROGRAM[:-1], len(PROGRAM)),
-            (bad, 0, 1, "BAD_OPCODE", BAD_PROGRAM[:1], 2),
-            *((refused[name], 0, 1, "BAD_OPCODE", program[:1], 2)
+    tokens, capacity, most = config.max_tokens, config.attention.capacity, design_steps(config)
+    # (program, position, tokens, steps, status, the instructions that run in each step,
+    # instructions fetched in each step)
+    runs = [(good, 0, tokens, 1, "OK", PROGRAM[:-1], len(PROGRAM)),
+            (bad, 0, 1, 1, "BAD_OPCODE", BAD_PROGRAM[:1], 2),
+            *((refused[name], 0, 1, 1, "BAD_OPCODE", program[:1], 2)
               for name, program in REFUSED.items()),
-            (good, 0, 0, "BAD_TOKENS", [], 0),
-            (good, 0, config.max_tokens + 1, "BAD_TOKENS", [], 0),
-            (good, config.attention.capacity, 1, "BAD_POSITION", [], 0),
-            (good, config.attention.capacity - 1, 1, "OK", PROGRAM[:-1], len(PROGRAM))]
+            (good, 0, 0, 1, "BAD_TOKENS", [], 0),
+            (good, 0, config.max_tokens + 1, 1, "BAD_TOKENS", [], 0),
+            (good, capacity, 1, 1, "BAD_POSITION", [], 0),
+            (good, capacity - 1, 1, 1, "OK", PROGRAM[:-1], len(PROGRAM)),
+            # Steps: one token each, the program again from the top after each END, on a
+            # design that looks up its embeddings and scores its head (design_steps).
+            (good, 0, 1, 0, "BAD_STEPS", [], 0),
+            (good, 0, 1, most + 1, "BAD_STEPS", [], 0),
+            *([(good, 0, 2, 2, "BAD_STEPS", [], 0)] if tokens > 1 else []),
+            *([(good, capacity - 3, 1, 3, "OK", PROGRAM[:-1], len(PROGRAM)),
+               (good, capacity - 2, 1, 3, "BAD_POSITION", [], 0),
+               (bad, 0, 1, 3, "BAD_OPCODE", BAD_PROGRAM[:1], 2)] if most > 1 else [])]
 
     async def bench(ctx):
-        for number, (program, position, count, status, ran, fetched) in enumerate(runs):
+        for number, (program, position, count, steps, status, ran, fetched) in enumerate(runs):
+            # A refused run makes no step; a run that ends in BAD_OPCODE its first.
+            made = steps if status == "OK" else int(bool(ran))
             stub.reset()
             ctx.set(dut.program, program)
             ctx.set(dut.position, position)
             ctx.set(dut.tokens, count)
+            ctx.set(dut.steps, steps)
             await stream_send(ctx, dut.run, [number + 7], rng, traffic.idle)
             finished, = await stream_receive(ctx, dut.finished, 1, rng, traffic.stall)
             # Every RUN, refused ones too, leaves its argument (the host's tag) behind.
@@ -260,7 +278,8 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
             # How the run ended: its status and the counters' final values.
             assert (finished.status, finished.runs, finished.cycles) == \
                 (STATUS[status], got["runs"], got["cycles"])
-            assert stub.executed == [fields["opcode"] for fields in ran]
+            assert stub.executed == [fields["opcode"] for fields in ran] * made
+            assert stub.steps == [step for step in range(made) for _ in ran]
             assert got["runs"] == number + 1
             assert got["cycles"] == stub.busy
             # fetch_cycles counts the fetches and the PREFETCHes' execution.
@@ -269,7 +288,7 @@ def test_sequencer_runs_programs_against_a_stub_datapath(preset, block, traffic)
             for counter, cycles in units.items():
                 assert got[counter] == cycles, counter
             assert got["fetch_cycles"] == stub.busy - sum(units.values())
-            assert got["fetch_words"] == -(-fetched // block) * block * per_instruction
+            assert got["fetch_words"] == made * -(-fetched // block) * block * per_instruction
             for client, words in stub.words.items():
                 assert got[f"{client}_words"] == words, client
 
