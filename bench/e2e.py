@@ -22,7 +22,10 @@ per cycle for LOAD and STORE. The gap is the cost of running the units one after
 another plus fetch and pipeline latency. On a design with the LM head on the device,
 one more decode step then runs the whole program with HEAD (``device_head``: its cycles
 and the head's words, its top-k checked against golden): the head unit at the model's
-full size.
+full size. On a design that also looks up its embeddings (it chooses its own tokens),
+the ``--decode`` steps then run again from that step's choice as one run of as many
+greedy steps (``device_steps``: its cycles and per step, its choices checked against
+golden; none for ``--decode 1``).
 ``--head-format int4`` runs the design with the int4 head. Nothing is asserted: the
 numbers go to docs/performance.md.
 """
@@ -45,7 +48,7 @@ from tritium.host.sim_transport import BoardSimTransport, SimTransport
 from tritium.hw.config import ACCELERATOR_PRESETS, HEAD_FORMATS, MODEL_PRESETS
 from tritium.hw.attention.block import pass_key_counts
 from tritium.hw.control.controller import COUNTER_OF_OPCODE
-from tritium.hw.control.isa import FLAG_NEXT, OPCODES
+from tritium.hw.control.isa import FLAG_NEXT, OPCODES, design_steps
 from tritium.hw.memory_model import MEMORY_MODELS
 
 # On-chip memory in the Verilog is an initial image of every word: beyond this many
@@ -143,7 +146,19 @@ def measure_head(accelerator, check, token) -> dict:
     counters = accelerator.counters()
     return {"position": position, "cycles": counters["cycles"],
             "head_cycles": counters["head_cycles"], "head_words": counters["head_words"],
+            "choice": int(indices[0]),
             "matches_golden": check.top([token], indices, scores), "counters": counters}
+
+
+def measure_steps(accelerator, check, token, steps) -> dict:
+    """One run of ``steps`` greedy steps from ``token`` (``Accelerator.decode_greedy``):
+    its cycles, per step, and whether its choices are the golden model's."""
+    position = accelerator.position
+    choices = accelerator.decode_greedy(token, steps)
+    counters = accelerator.counters()
+    return {"position": position, "steps": steps, "cycles": counters["cycles"],
+            "cycles_per_step": round(counters["cycles"] / steps, 1),
+            "matches_golden": check.steps(token, choices), "counters": counters}
 
 
 def open_model(source, config):
@@ -176,6 +191,11 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
         runs = measured.runs
         device_head = (measure_head(accelerator, check, tokens[-1])
                        if config.head == "device" else None)
+        # The decode steps again, as one run of as many steps, where the design chooses
+        # its own tokens (docs/program.md, "Steps"): from the head run's choice.
+        device_steps = None
+        if design_steps(config) > 1 and decode > 1:
+            device_steps = measure_steps(accelerator, check, device_head["choice"], decode)
     finished = time.perf_counter()
 
     def totals(kind):
@@ -202,13 +222,14 @@ def simulate(config, model, memory_model=None, prompt=16, decode=8, seed=0) -> d
             # head on the hidden states, checked against golden), as a host-head design's;
             # device_head is the one run with the device's head after them.
             "head": "host", "head_format": config.head_format, "device_head": device_head,
+            "device_steps": device_steps,
             "model": model.config.name, "clock_hz": config.clock_hz,
             "memory_model": memory_model.name if memory_model else "onchip (in the top)",
             "memory_ports": config.memory_ports if memory_model else 1,
             "weight_port_words": config.weight_port_words if memory_model else 1,
             "attention_lanes": config.attention_lanes,
             "matches_golden": all(r["matches_golden"] for r in runs)
-            and (device_head is None or device_head["matches_golden"]),
+            and all(extra["matches_golden"] for extra in (device_head, device_steps) if extra),
             "prefill": totals("prefill"), "decode": totals("decode"),
             "wall_seconds": {"build_or_cache": round(built - started, 1),
                              "load_model": round(loaded - built, 1),

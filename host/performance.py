@@ -951,7 +951,8 @@ def _with_separate_gate(config: AcceleratorConfig, program: list) -> list:
 class SimulatedCase:
     """One simulated run: the design, its memory, the run, and the controller's counters;
     ``head`` False for a device-head design's program without the head (None: the
-    design's own program); ``recorded`` as :func:`estimate_run` takes it."""
+    design's own program); ``recorded`` as :func:`estimate_run` takes it; ``steps``, a
+    run of that many greedy steps from ``position`` (docs/program.md, "Steps")."""
     name: str
     source: str
     config: AcceleratorConfig
@@ -962,6 +963,7 @@ class SimulatedCase:
     counters: dict
     head: bool = None
     recorded: Recorded = Recorded()
+    steps: int = 1
 
     @property
     def phase(self) -> str:
@@ -1052,8 +1054,8 @@ def _e2e_cases(report: dict, source: str) -> list:
     could read through several memory ports ran on one, those recorded before the
     TLMM could have a weight port of its own read through the units' port, and those
     that do not name their attention lanes had 4; those that record their ``design``
-    are read as it), and its closing run with the device's head (``device_head``) if it
-    has one."""
+    are read as it), its closing run with the device's head (``device_head``) if it has
+    one, and its run of greedy steps (``device_steps``) if it has one."""
     if "design" in report:
         design = AcceleratorConfig.from_json(json.dumps(report["design"]))
     else:   # recorded before the attention lanes' width, RoPE's table, the KV cache's
@@ -1092,6 +1094,16 @@ def _e2e_cases(report: dict, source: str) -> list:
             source=source, config=design, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=head_run["position"],
             tokens=1, counters=head_run["counters"], recorded=recorded))
+    steps_run = report.get("device_steps")
+    if steps_run:
+        cases.append(SimulatedCase(
+            name=f"{design.name} e2e run {len(cases)} ({steps_run['steps']} greedy steps, "
+                 f"{design.head_format})" + (_as_recorded(design, recorded) if onchip
+                                             else _on_ports(design, recorded)),
+            source=source, config=design, memory="onchip" if onchip else memory,
+            implementation="onchip" if onchip else "board", position=steps_run["position"],
+            tokens=1, counters=steps_run["counters"], recorded=recorded,
+            steps=steps_run["steps"]))
     return cases
 
 
@@ -1195,11 +1207,12 @@ def recorded_cases(directory=None, names=RECORDED_REPORTS) -> list:
 
 def compare_run(case: SimulatedCase) -> dict:
     """The model next to one simulated case: total and per kind, simulated, model and the
-    relative error (model / simulated - 1), and the memory words per kind."""
-    estimate = estimate_run(case.config, case.memory, case.position, case.tokens,
-                            implementation=case.implementation, head=case.head,
-                            recorded=case.recorded)
-    model = estimate.counters()
+    relative error (model / simulated - 1), and the memory words per kind. A run of
+    several steps is modelled as its steps one after another."""
+    steps = [estimate_run(case.config, case.memory, case.position + step, case.tokens,
+                          implementation=case.implementation, head=case.head,
+                          recorded=case.recorded).counters() for step in range(case.steps)]
+    model = {name: sum(counters[name] for counters in steps) for name in steps[0]}
     # A counter a report predates (``head_cycles`` before the HEAD instruction) counted
     # nothing in that run: its design had no such unit.
     sim = {f"{kind}_cycles": 0 for kind in KINDS} | dict(case.counters)

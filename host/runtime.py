@@ -269,7 +269,7 @@ class GoldenCheck:
     ``head`` is the LM head's weight format (the device's ``config.head_weights``;
     default int8). Attributes: ``matches`` (every run so far equal), ``runs`` (each run's
     result), ``seconds`` (the time the comparisons took, to tell them apart from the
-    run's own).
+    run's own). A run of greedy steps goes to :meth:`steps`.
     """
 
     def __init__(self, model, head: HeadConfig = None):
@@ -298,6 +298,19 @@ class GoldenCheck:
         expected = final_top(self.golden.qmodel, hidden, len(indices))
         return self._record(np.array_equal(indices, expected[0])
                             and np.array_equal(scores, expected[1]), started)
+
+    def steps(self, token, choices) -> bool:
+        """Compare the choices of a run of greedy steps (``decode_greedy(token, steps)``)
+        with the golden model's: step ``s`` appends ``token`` (``s`` = 0) or the choice
+        before, and chooses the first row of its :func:`final_top`."""
+        started = time.perf_counter()
+        equal = True
+        for choice in choices:
+            hidden = self.golden.forward_hidden(np.asarray([token], dtype=np.int64), self.cache)
+            indices, _ = final_top(self.golden.qmodel, hidden, 1)
+            equal = equal and int(indices[0]) == int(choice)
+            token = int(choice)
+        return self._record(equal, started)
 
     def _record(self, equal, started: float) -> bool:
         self.runs.append(bool(equal))

@@ -246,6 +246,24 @@ def test_greedy_steps_stop_at_an_end_token_and_keep_the_conversation(model, gold
     assert list(accelerator.generate(more, 4)) == list(generate(session, more, 4))
 
 
+def test_the_golden_check_of_greedy_steps_can_fail(model):
+    """GoldenCheck.steps follows the steps' inputs on the golden model: the device's
+    choices pass, the same with one changed do not."""
+    ids = prompt(6, seed=9)
+    runs = []
+    for change in (False, True):
+        accelerator = Accelerator(TINY, CountingTransport(TINY))
+        accelerator.load(model)
+        check = GoldenCheck(model)
+        indices, scores = accelerator.prefill_top(ids)
+        assert check.top(ids, indices, scores)
+        choices = accelerator.decode_greedy(int(indices[0]), 4)
+        if change:
+            choices[2] = (choices[2] + 1) % TINY.model.vocab_size
+        runs.append(check.steps(int(indices[0]), choices))
+    assert runs == [True, False]
+
+
 def test_decode_greedy_refuses_bad_steps_before_sending_anything(accelerator):
     sent = accelerator.transport.sent
     for steps in (0, MAX_STEPS + 1, True, 2.0, "3"):

@@ -423,10 +423,11 @@ def test_the_kv260_projection_runs_no_head_on_the_host():
 
 def test_the_recorded_reports_ran_a_host_head_but_their_closing_head_run():
     """The runs of the recorded reports took the program without the head; only the
-    e2e reports' closing decode step with HEAD ran the design's own (device) head, in
-    the format the report names."""
+    e2e reports' closing decode step with HEAD and their run of greedy steps ran the
+    design's own (device) head, in the format the report names."""
     for case in RECORDED:
-        with_head = "with HEAD" in case.name
+        with_head = "with HEAD" in case.name or case.steps > 1
+        assert ("greedy steps" in case.name) == (case.steps > 1), case.name
         assert case.config.head == ("device" if with_head else "host"), case.name
         if with_head:
             assert case.config.head_format in case.name
