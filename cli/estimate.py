@@ -24,20 +24,6 @@ def parse_contexts(text: str) -> list:
     return values
 
 
-def check_steps(steps, config) -> None:
-    """``--steps``: 1 .. the design's most decode steps a run (``isa.design_steps``)."""
-    from tritium.hw.control.isa import design_steps
-    most = design_steps(config)
-    if steps is None or 1 <= steps <= most:
-        return
-    if most == 1:
-        raise InputError(f"--steps {steps}: accelerator {config.name!r} makes one decode step "
-                         f"a run (it chooses its own tokens only with the embedding and the "
-                         f"LM head on the device)")
-    raise InputError(f"--steps {steps}: accelerator {config.name!r} makes 1 .. {most} "
-                     f"decode steps a run")
-
-
 def plot_path(text: str):
     """``--plot``: a .png file to write, in a directory that exists; matplotlib present."""
     path = output_file(text, "--plot", "the plot", suffix=".png")
@@ -80,7 +66,8 @@ class EstimateCommand(Command):
 
     def run(self, args):
         from tritium.host.importers import read_model_config
-        from tritium.host.performance import board_setup, plot_projection, project, recorded_cases
+        from tritium.host.performance import (board_setup, decode_steps, plot_projection,
+                                              project, recorded_cases)
         model = read_model_config(args.model)
         config = accelerator_config(args.config) if args.config is not None else None
         try:
@@ -94,7 +81,10 @@ class EstimateCommand(Command):
                              f"of {limit} tokens of model {model.name!r} on accelerator "
                              f"{setup.config.name!r}")
         prompts = [p for p in (64, 128) if p <= limit]
-        check_steps(args.steps, setup.config)
+        try:                # refused before the projection starts
+            decode_steps(setup.config, args.steps)
+        except ValueError as exc:
+            raise InputError(f"--steps {args.steps}: {exc}") from None
         try:
             result = project(setup, model, args.contexts, prompts, simulated=recorded_cases(),
                              steps=args.steps)

@@ -67,7 +67,7 @@ __all__ = ["KINDS", "CALIBRATION", "onchip_read_latency", "PortTiming", "port_ti
            "attention_key_cycles", "Recorded", "head_terms", "head_words",
            "SimulatedCase", "simulated_cases", "report_cases", "recorded_cases",
            "RECORDED_REPORTS", "compare_run", "agreement",
-           "HostModel", "HOSTS", "link_traffic", "host_run_seconds",
+           "HostModel", "HOSTS", "link_traffic", "host_run_seconds", "decode_steps",
            "fit_problems", "derive_config", "board_setup", "BoardSetup", "project",
            "format_projection", "plot_projection", "LABELS", "PARTS"]
 
@@ -1085,25 +1085,18 @@ def _e2e_cases(report: dict, source: str) -> list:
             config=config, memory="onchip" if onchip else memory,
             implementation="onchip" if onchip else "board", position=run["position"],
             tokens=run["tokens"], counters=run["counters"], recorded=recorded))
-    head_run = report.get("device_head")
-    if head_run and "counters" in head_run:
-        cases.append(SimulatedCase(
-            name=f"{design.name} e2e run {len(cases)} (decode with HEAD, "
-                 f"{design.head_format})" + (_as_recorded(design, recorded) if onchip
-                                             else _on_ports(design, recorded)),
-            source=source, config=design, memory="onchip" if onchip else memory,
-            implementation="onchip" if onchip else "board", position=head_run["position"],
-            tokens=1, counters=head_run["counters"], recorded=recorded))
-    steps_run = report.get("device_steps")
+    # The closing runs with the device's head: one decode step, and a run of steps.
+    head_run, steps_run = report.get("device_head"), report.get("device_steps")
+    closing = [(head_run, "decode with HEAD", 1)] if head_run and "counters" in head_run else []
     if steps_run:
+        closing.append((steps_run, f"{steps_run['steps']} greedy steps", steps_run["steps"]))
+    for run, what, steps in closing:
         cases.append(SimulatedCase(
-            name=f"{design.name} e2e run {len(cases)} ({steps_run['steps']} greedy steps, "
-                 f"{design.head_format})" + (_as_recorded(design, recorded) if onchip
-                                             else _on_ports(design, recorded)),
+            name=f"{design.name} e2e run {len(cases)} ({what}, {design.head_format})"
+                 + (_as_recorded(design, recorded) if onchip else _on_ports(design, recorded)),
             source=source, config=design, memory="onchip" if onchip else memory,
-            implementation="onchip" if onchip else "board", position=steps_run["position"],
-            tokens=1, counters=steps_run["counters"], recorded=recorded,
-            steps=steps_run["steps"]))
+            implementation="onchip" if onchip else "board", position=run["position"],
+            tokens=1, counters=run["counters"], recorded=recorded, steps=steps))
     return cases
 
 
@@ -1615,6 +1608,21 @@ def _runs_figures(setup: BoardSetup, model: ModelConfig, runs, steps: int = 1) -
             "roofline": _rooflines(setup, config, moved)}
 
 
+def decode_steps(config: AcceleratorConfig, steps: int = None) -> int:
+    """``steps``, the greedy decode steps a run of ``config`` makes (None: the design's
+    most, ``isa.design_steps``); ValueError unless 1 .. that most."""
+    most = design_steps(config)
+    steps = most if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= most:
+        if most == 1:
+            raise ValueError(f"accelerator {config.name!r} makes one decode step a run (it "
+                             f"chooses its own tokens only with the embedding and the LM "
+                             f"head on the device), not {steps!r}")
+        raise ValueError(f"accelerator {config.name!r} makes 1 .. {most} decode steps a "
+                         f"run, not {steps!r}")
+    return steps
+
+
 def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAULT_PROMPTS,
             simulated=(), steps: int = None) -> dict:
     """``model`` on ``setup``'s design and board, as one JSON-able dict:
@@ -1643,11 +1651,7 @@ def project(setup: BoardSetup, model: ModelConfig, contexts=None, prompts=DEFAUL
         if not 1 <= context <= min(capacity, model.max_context):
             raise ValueError(f"context {context} is beyond model {model.name!r}'s maximum of "
                              f"{min(capacity, model.max_context)} tokens")
-    most = design_steps(config)
-    steps = most if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= most:
-        raise ValueError(f"a run of accelerator {config.name!r} makes 1 .. {most} decode "
-                         f"steps, not {steps!r}")
+    steps = decode_steps(config, steps)
     decode = []
     for context in contexts:
         figures = _runs_figures(setup, model, [(context - 1, 1)], steps)
